@@ -1,0 +1,244 @@
+//! hearth's configuration: one documented struct. Layers, lowest first: these defaults <
+//! `hearth.toml` < `HEARTH_*` environment variables < command-line flags (the binary applies
+//! the last two).
+
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+/// A bearer API key. Never printed: `Debug` and `config show` redact it.
+#[derive(Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(transparent)]
+pub struct ApiKey(String);
+
+impl ApiKey {
+    pub fn new(key: impl Into<String>) -> Self {
+        ApiKey(key.into())
+    }
+
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for ApiKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("\"<redacted>\"")
+    }
+}
+
+/// The whole configuration (`hearth.toml`).
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// Where hearth keeps its model registry and data. Default: `$XDG_DATA_HOME/hearth` or
+    /// `~/.local/share/hearth`.
+    pub data_dir: PathBuf,
+    pub server: ServerConfig,
+    pub models: ModelsConfig,
+    pub llm: LlmConfig,
+    pub embeddings: EmbeddingConfig,
+}
+
+/// `[server]`: the HTTP API.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ServerConfig {
+    /// Address to listen on. Port 0 picks a free port (printed at start).
+    pub listen: String,
+    /// Bearer keys accepted on every route but /health. Empty: no authentication.
+    pub api_keys: Vec<ApiKey>,
+    /// Largest request body accepted, in bytes.
+    pub max_body_bytes: usize,
+    /// Seconds to let open streams finish on shutdown before closing them.
+    pub shutdown_grace_seconds: u64,
+}
+
+/// `[models]`: which models run.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ModelsConfig {
+    /// Models started with the server (names from `hearth models`); others start on first use.
+    pub preload: Vec<String>,
+}
+
+/// `[llm]`: the llama.cpp engine, per chat model.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LlmConfig {
+    /// Compute threads. Default: the cores this process may use. More threads than free
+    /// cores makes llama.cpp several times slower.
+    pub threads: Option<usize>,
+    /// KV cache size in tokens, shared by all concurrent sequences.
+    pub context_length: u32,
+    /// Requests decoded together (continuous batching).
+    pub max_sequences: usize,
+    /// Most tokens per llama.cpp decode call (prompt chunks + one token per sequence).
+    pub batch_size: u32,
+    /// Requests waiting for a sequence before new ones get 503 + Retry-After.
+    pub queue_capacity: usize,
+}
+
+/// `[embeddings]`: the embedding engine, per embedding model.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct EmbeddingConfig {
+    /// Compute threads. Default: the cores this process may use.
+    pub threads: Option<usize>,
+    /// Texts embedded together in one forward pass.
+    pub max_batch: usize,
+    /// Requests waiting before new ones get 503 + Retry-After.
+    pub queue_capacity: usize,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            data_dir: default_data_dir(),
+            server: ServerConfig::default(),
+            models: ModelsConfig::default(),
+            llm: LlmConfig::default(),
+            embeddings: EmbeddingConfig::default(),
+        }
+    }
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            listen: "127.0.0.1:8080".into(),
+            api_keys: Vec::new(),
+            max_body_bytes: 4 * 1024 * 1024,
+            shutdown_grace_seconds: 30,
+        }
+    }
+}
+
+impl Default for LlmConfig {
+    fn default() -> Self {
+        LlmConfig {
+            threads: None,
+            context_length: 8192,
+            max_sequences: 8,
+            batch_size: 512,
+            queue_capacity: 64,
+        }
+    }
+}
+
+impl Default for EmbeddingConfig {
+    fn default() -> Self {
+        EmbeddingConfig {
+            threads: None,
+            max_batch: 32,
+            queue_capacity: 64,
+        }
+    }
+}
+
+fn default_data_dir() -> PathBuf {
+    if let Some(dir) = std::env::var_os("XDG_DATA_HOME").filter(|d| !d.is_empty()) {
+        return PathBuf::from(dir).join("hearth");
+    }
+    let home = std::env::var_os("HOME")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| ".".into());
+    home.join(".local/share/hearth")
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{path} is not a valid hearth.toml: {message}")]
+    Parse { path: PathBuf, message: String },
+}
+
+impl Config {
+    /// Reads a `hearth.toml`; fields it leaves out keep their defaults.
+    pub fn from_file(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        Self::from_toml(&text).map_err(|message| ConfigError::Parse {
+            path: path.to_owned(),
+            message,
+        })
+    }
+
+    pub fn from_toml(text: &str) -> Result<Self, String> {
+        toml::from_str(text).map_err(|e| e.to_string())
+    }
+
+    /// The effective configuration as TOML, API keys redacted.
+    pub fn to_toml_redacted(&self) -> String {
+        let mut shown = self.clone();
+        shown.server.api_keys = shown
+            .server
+            .api_keys
+            .iter()
+            .map(|_| ApiKey::new("<redacted>"))
+            .collect();
+        toml::to_string_pretty(&shown).expect("config serializes")
+    }
+
+    /// The Hugging Face cache models are pulled into (HF_HUB_CACHE, HF_HOME honoured).
+    pub fn hub_cache(&self) -> PathBuf {
+        hearth_infer::hub::HubOptions::from_env().cache_dir
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_partial_file_keeps_the_other_defaults() {
+        let config = Config::from_toml(
+            "[server]\nlisten = \"0.0.0.0:9000\"\napi_keys = [\"sk-1\"]\n[llm]\nthreads = 1\n",
+        )
+        .unwrap();
+        assert_eq!(config.server.listen, "0.0.0.0:9000");
+        assert_eq!(config.llm.threads, Some(1));
+        assert_eq!(config.llm.max_sequences, LlmConfig::default().max_sequences);
+        assert_eq!(config.embeddings, EmbeddingConfig::default());
+    }
+
+    #[test]
+    fn unknown_fields_are_errors_that_name_them() {
+        let err = Config::from_toml("[server]\nlisten_addr = \"x\"\n").unwrap_err();
+        assert!(err.contains("listen_addr"), "{err}");
+    }
+
+    #[test]
+    fn api_keys_never_show() {
+        let mut config = Config::default();
+        config.server.api_keys = vec![ApiKey::new("sk-secret")];
+        assert!(!format!("{config:?}").contains("sk-secret"));
+        let shown = config.to_toml_redacted();
+        assert!(
+            !shown.contains("sk-secret") && shown.contains("<redacted>"),
+            "{shown}"
+        );
+        // And what is shown parses back as a config.
+        Config::from_toml(&shown).unwrap();
+    }
+}
+
+#[cfg(test)]
+mod documented_config {
+    use super::*;
+
+    /// docs/hearth.toml documents every setting with its default: it must parse, and every
+    /// value it sets must be the default, so the document cannot drift from the code.
+    #[test]
+    fn docs_hearth_toml_matches_the_defaults() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/hearth.toml");
+        let config = Config::from_file(&path).unwrap();
+        assert_eq!(config, Config::default());
+    }
+}

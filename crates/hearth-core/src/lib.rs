@@ -1,0 +1,77 @@
+//! hearth-core holds the [`Platform`]: the one handle the server and the CLI talk to. It owns
+//! the effective [`Config`], the model registry and the gateway with its engines.
+//!
+//! It never parses command lines or speaks HTTP; the binary reads config files and flags,
+//! hearth-server serves the platform.
+
+mod config;
+
+use std::sync::Arc;
+
+use hearth_gateway::{Gateway, GatewayError, GatewayOptions};
+use hearth_infer::embed::EmbedOptions;
+use hearth_infer::llm::LlmOptions;
+use hearth_infer::registry::{ModelRegistry, RegistryOptions};
+
+pub use config::{
+    ApiKey, Config, ConfigError, EmbeddingConfig, LlmConfig, ModelsConfig, ServerConfig,
+};
+
+/// Everything hearth runs, behind one cheap-to-clone handle.
+#[derive(Clone)]
+pub struct Platform {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    config: Config,
+    gateway: Gateway,
+}
+
+impl Platform {
+    /// Opens the data directory and the model registry. Loads no model yet.
+    pub fn open(config: Config) -> Result<Self, GatewayError> {
+        let registry = ModelRegistry::open(RegistryOptions {
+            data_dir: config.data_dir.clone(),
+            hub_cache: config.hub_cache(),
+        })?;
+        let gateway = Gateway::new(registry, gateway_options(&config));
+        Ok(Platform {
+            inner: Arc::new(Inner { config, gateway }),
+        })
+    }
+
+    pub fn config(&self) -> &Config {
+        &self.inner.config
+    }
+
+    pub fn gateway(&self) -> &Gateway {
+        &self.inner.gateway
+    }
+
+    /// Starts the engines of the configured `models.preload` list.
+    pub async fn preload(&self) -> Result<(), GatewayError> {
+        for name in &self.inner.config.models.preload {
+            self.inner.gateway.load(name).await?;
+        }
+        Ok(())
+    }
+}
+
+fn gateway_options(config: &Config) -> GatewayOptions {
+    let cores = hearth_infer::available_cores();
+    GatewayOptions {
+        llm: LlmOptions {
+            threads: config.llm.threads.unwrap_or(cores),
+            context_length: config.llm.context_length,
+            max_sequences: config.llm.max_sequences,
+            batch_size: config.llm.batch_size,
+            queue_capacity: config.llm.queue_capacity,
+        },
+        embed: EmbedOptions {
+            threads: config.embeddings.threads.unwrap_or(cores),
+            max_batch: config.embeddings.max_batch,
+            queue_capacity: config.embeddings.queue_capacity,
+        },
+    }
+}

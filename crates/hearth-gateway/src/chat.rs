@@ -1,0 +1,472 @@
+//! Chat, text completions and embeddings on local engines, in OpenAI's shapes.
+
+use base64::Engine as _;
+use hearth_infer::embed::EmbedInput;
+use hearth_infer::llm::{
+    Constraint, GenerateEvent, GenerateRequest, GenerationStream, GenerationSummary, LlmHandle,
+    SamplingParams,
+};
+use hearth_types::{
+    AssistantMessage, ChatChoice, ChatCompletionRequest, ChatCompletionResponse, ChunkDelta,
+    CompletionPrompt, CompletionRequest, EmbeddingData, EmbeddingInput, EmbeddingRequest,
+    EmbeddingResponse, EmbeddingUsage, FunctionCallDelta, SamplingFields, Tool, ToolCall,
+    ToolCallDelta, Usage,
+};
+use serde_json::json;
+use tokio::sync::mpsc;
+
+use crate::tools::{call_schema, parse_tool_call, tool_mode, ToolMode};
+use crate::{unix_now, Gateway, GatewayError};
+
+/// One event of a chat or completion stream.
+#[derive(Debug)]
+pub enum ChatEvent {
+    Delta(ChunkDelta),
+    Finished {
+        finish_reason: String,
+        usage: Usage,
+        summary: GenerationSummary,
+    },
+    Failed(GatewayError),
+}
+
+/// A running generation in OpenAI's terms. Dropping it cancels the generation.
+#[derive(Debug)]
+pub struct ChatStream {
+    pub id: String,
+    pub model: String,
+    pub created: u64,
+    events: mpsc::Receiver<ChatEvent>,
+}
+
+impl ChatStream {
+    pub async fn next(&mut self) -> Option<ChatEvent> {
+        self.events.recv().await
+    }
+
+    /// Waits for the end and assembles the message, its finish reason and usage.
+    pub async fn collect(
+        mut self,
+    ) -> Result<(AssistantMessage, String, Usage, GenerationSummary), GatewayError> {
+        let mut content = String::new();
+        let mut calls: Vec<ToolCall> = Vec::new();
+        while let Some(event) = self.next().await {
+            match event {
+                ChatEvent::Delta(delta) => {
+                    if let Some(text) = delta.content {
+                        content.push_str(&text);
+                    }
+                    for d in delta.tool_calls.unwrap_or_default() {
+                        let index = d.index as usize;
+                        if index >= calls.len() {
+                            calls.push(ToolCall {
+                                id: d.id.clone().unwrap_or_default(),
+                                kind: "function".into(),
+                                function: hearth_types::FunctionCall {
+                                    name: String::new(),
+                                    arguments: String::new(),
+                                },
+                            });
+                        }
+                        let call = &mut calls[index];
+                        if let Some(name) = d.function.name {
+                            call.function.name.push_str(&name);
+                        }
+                        if let Some(args) = d.function.arguments {
+                            call.function.arguments.push_str(&args);
+                        }
+                    }
+                }
+                ChatEvent::Finished {
+                    finish_reason,
+                    usage,
+                    summary,
+                } => {
+                    let message = AssistantMessage {
+                        role: "assistant".into(),
+                        content: if calls.is_empty() {
+                            Some(content)
+                        } else {
+                            None
+                        },
+                        tool_calls: if calls.is_empty() { None } else { Some(calls) },
+                        refusal: None,
+                    };
+                    return Ok((message, finish_reason, usage, summary));
+                }
+                ChatEvent::Failed(e) => return Err(e),
+            }
+        }
+        Err(GatewayError::Infer(hearth_infer::InferError::EngineStopped))
+    }
+
+    /// The non-streaming response.
+    pub async fn into_response(
+        self,
+    ) -> Result<(ChatCompletionResponse, GenerationSummary), GatewayError> {
+        let (id, model, created) = (self.id.clone(), self.model.clone(), self.created);
+        let (message, finish_reason, usage, summary) = self.collect().await?;
+        Ok((
+            ChatCompletionResponse {
+                id,
+                object: "chat.completion".into(),
+                created,
+                model,
+                choices: vec![ChatChoice {
+                    index: 0,
+                    message,
+                    finish_reason: Some(finish_reason),
+                    logprobs: None,
+                }],
+                usage,
+                system_fingerprint: None,
+            },
+            summary,
+        ))
+    }
+}
+
+fn sampling_params(fields: &SamplingFields) -> Result<SamplingParams, GatewayError> {
+    if fields.n.is_some_and(|n| n != 1) {
+        return Err(GatewayError::invalid("n", "only n = 1 is supported"));
+    }
+    let defaults = SamplingParams::default();
+    Ok(SamplingParams {
+        max_tokens: fields.max_completion_tokens.or(fields.max_tokens),
+        temperature: fields.temperature.unwrap_or(defaults.temperature),
+        top_p: fields.top_p.unwrap_or(defaults.top_p),
+        top_k: fields.top_k.unwrap_or(defaults.top_k),
+        min_p: fields.min_p.unwrap_or(defaults.min_p),
+        seed: fields.seed,
+        stop: fields
+            .stop
+            .clone()
+            .map(|s| s.into_vec())
+            .unwrap_or_default(),
+        presence_penalty: fields.presence_penalty.unwrap_or(0.0),
+        frequency_penalty: fields.frequency_penalty.unwrap_or(0.0),
+        ignore_eos: fields.ignore_eos.unwrap_or(false),
+    })
+}
+
+fn response_constraint(
+    format: Option<&hearth_types::ResponseFormat>,
+) -> Result<Option<Constraint>, GatewayError> {
+    let Some(format) = format else {
+        return Ok(None);
+    };
+    match format.kind.as_str() {
+        "text" => Ok(None),
+        "json_object" => Ok(Some(Constraint::JsonObject)),
+        "json_schema" => {
+            let schema = format
+                .json_schema
+                .as_ref()
+                .ok_or_else(|| {
+                    GatewayError::invalid(
+                        "response_format.json_schema",
+                        "required when type is json_schema",
+                    )
+                })?
+                .schema
+                .clone()
+                .unwrap_or_else(|| json!({"type": "object"}));
+            if !schema.is_object() {
+                return Err(GatewayError::invalid(
+                    "response_format.json_schema.schema",
+                    "must be a JSON Schema object",
+                ));
+            }
+            Ok(Some(Constraint::JsonSchema(schema)))
+        }
+        other => Err(GatewayError::invalid(
+            "response_format.type",
+            format!("unknown type '{other}'; use text, json_object or json_schema"),
+        )),
+    }
+}
+
+const VALID_ROLES: [&str; 5] = ["system", "developer", "user", "assistant", "tool"];
+
+impl Gateway {
+    /// Starts a chat completion.
+    pub async fn chat(&self, request: &ChatCompletionRequest) -> Result<ChatStream, GatewayError> {
+        if request.messages.is_empty() {
+            return Err(GatewayError::invalid(
+                "messages",
+                "must contain at least one message",
+            ));
+        }
+        for (i, m) in request.messages.iter().enumerate() {
+            if !VALID_ROLES.contains(&m.role.as_str()) {
+                return Err(GatewayError::invalid(
+                    &format!("messages[{i}].role"),
+                    format!(
+                        "unknown role '{}'; use one of {}",
+                        m.role,
+                        VALID_ROLES.join(", ")
+                    ),
+                ));
+            }
+        }
+        let params = sampling_params(&request.sampling)?;
+        let mode = tool_mode(request.tools.as_deref(), request.tool_choice.as_ref())?;
+        let mut constraint = response_constraint(request.response_format.as_ref())?;
+        let (info, engine) = self.chat_engine(&request.model, "chat completions").await?;
+        let offered: Option<&[Tool]> = match &mode {
+            ToolMode::None => None,
+            ToolMode::Auto(tools) | ToolMode::Forced(tools) => Some(tools),
+        };
+        if let ToolMode::Forced(tools) = &mode {
+            constraint = Some(Constraint::JsonSchema(call_schema(tools)));
+        }
+        let prompt = engine.template().render(&request.messages, offered, true)?;
+        let tokens = engine.tokenize_chat(&prompt);
+        let generation = engine.generate(GenerateRequest {
+            prompt: tokens,
+            params,
+            constraint,
+        })?;
+        let (tx, rx) = mpsc::channel(64);
+        tokio::spawn(relay_chat(generation, mode, tx));
+        Ok(ChatStream {
+            id: format!("chatcmpl-{}", uuid::Uuid::new_v4().simple()),
+            model: info.name,
+            created: unix_now(),
+            events: rx,
+        })
+    }
+
+    /// Starts a text completion per prompt (several prompts only without streaming).
+    pub async fn completion(
+        &self,
+        request: &CompletionRequest,
+    ) -> Result<Vec<ChatStream>, GatewayError> {
+        let params = sampling_params(&request.sampling)?;
+        let (info, engine) = self.chat_engine(&request.model, "completions").await?;
+        let prompts: Vec<Vec<u32>> = match &request.prompt {
+            CompletionPrompt::Text(text) => vec![tokenize_prompt(&engine, text)?],
+            CompletionPrompt::Texts(texts) => texts
+                .iter()
+                .map(|t| tokenize_prompt(&engine, t))
+                .collect::<Result<_, _>>()?,
+            CompletionPrompt::Tokens(tokens) => vec![tokens.clone()],
+            CompletionPrompt::TokenLists(lists) => lists.clone(),
+        };
+        if prompts.is_empty() {
+            return Err(GatewayError::invalid("prompt", "must not be empty"));
+        }
+        if request.stream && prompts.len() > 1 {
+            return Err(GatewayError::invalid(
+                "prompt",
+                "streaming takes a single prompt",
+            ));
+        }
+        let mut streams = Vec::with_capacity(prompts.len());
+        for tokens in prompts {
+            let echo = request.echo.then(|| engine.detokenize(&tokens));
+            let generation = engine.generate(GenerateRequest {
+                prompt: tokens,
+                params: params.clone(),
+                constraint: None,
+            })?;
+            let (tx, rx) = mpsc::channel(64);
+            tokio::spawn(async move {
+                if let Some(echo) = echo {
+                    let _ = tx.send(ChatEvent::Delta(text_delta(echo))).await;
+                }
+                relay_chat(generation, ToolMode::None, tx).await;
+            });
+            streams.push(ChatStream {
+                id: format!("cmpl-{}", uuid::Uuid::new_v4().simple()),
+                model: info.name.clone(),
+                created: unix_now(),
+                events: rx,
+            });
+        }
+        Ok(streams)
+    }
+
+    /// Embeds the request's inputs.
+    pub async fn embed(
+        &self,
+        request: &EmbeddingRequest,
+    ) -> Result<EmbeddingResponse, GatewayError> {
+        let inputs: Vec<EmbedInput> = match &request.input {
+            EmbeddingInput::Text(t) => vec![EmbedInput::Text(t.clone())],
+            EmbeddingInput::Texts(ts) => ts.iter().cloned().map(EmbedInput::Text).collect(),
+            EmbeddingInput::Tokens(t) => vec![EmbedInput::Tokens(t.clone())],
+            EmbeddingInput::TokenLists(ls) => ls.iter().cloned().map(EmbedInput::Tokens).collect(),
+        };
+        if inputs.is_empty() {
+            return Err(GatewayError::invalid("input", "must not be empty"));
+        }
+        let base64 = match request.encoding_format.as_deref() {
+            None | Some("float") => false,
+            Some("base64") => true,
+            Some(other) => {
+                return Err(GatewayError::invalid(
+                    "encoding_format",
+                    format!("unknown format '{other}'; use float or base64"),
+                ))
+            }
+        };
+        let (info, engine) = self.embedding_engine(&request.model).await?;
+        if let Some(dims) = request.dimensions {
+            if dims as usize != engine.dims() {
+                return Err(GatewayError::invalid(
+                    "dimensions",
+                    format!(
+                        "this model produces {} dimensions and cannot change it",
+                        engine.dims()
+                    ),
+                ));
+            }
+        }
+        let embeddings = engine.embed(inputs).await?;
+        let data = embeddings
+            .vectors
+            .into_iter()
+            .enumerate()
+            .map(|(index, vector)| EmbeddingData {
+                object: "embedding".into(),
+                index: index as u32,
+                embedding: if base64 {
+                    let bytes: Vec<u8> = vector.iter().flat_map(|v| v.to_le_bytes()).collect();
+                    json!(base64::engine::general_purpose::STANDARD.encode(bytes))
+                } else {
+                    json!(vector)
+                },
+            })
+            .collect();
+        let tokens = embeddings.prompt_tokens as u32;
+        Ok(EmbeddingResponse {
+            object: "list".into(),
+            data,
+            model: info.name,
+            usage: EmbeddingUsage {
+                prompt_tokens: tokens,
+                total_tokens: tokens,
+            },
+        })
+    }
+}
+
+fn tokenize_prompt(engine: &LlmHandle, text: &str) -> Result<Vec<u32>, GatewayError> {
+    if text.is_empty() {
+        return Err(GatewayError::invalid("prompt", "must not be empty"));
+    }
+    Ok(engine.tokenize(text, true))
+}
+
+fn text_delta(text: String) -> ChunkDelta {
+    ChunkDelta {
+        content: Some(text),
+        ..Default::default()
+    }
+}
+
+fn tool_call_deltas(call: ToolCall) -> [ChunkDelta; 2] {
+    [
+        ChunkDelta {
+            tool_calls: Some(vec![ToolCallDelta {
+                index: 0,
+                id: Some(call.id),
+                kind: Some("function".into()),
+                function: FunctionCallDelta {
+                    name: Some(call.function.name),
+                    arguments: Some(String::new()),
+                },
+            }]),
+            ..Default::default()
+        },
+        ChunkDelta {
+            tool_calls: Some(vec![ToolCallDelta {
+                index: 0,
+                id: None,
+                kind: None,
+                function: FunctionCallDelta {
+                    name: None,
+                    arguments: Some(call.function.arguments),
+                },
+            }]),
+            ..Default::default()
+        },
+    ]
+}
+
+/// Could `text` still turn out to be a tool call? (Held back in `auto` mode until we know.)
+fn may_be_tool_call(text: &str) -> bool {
+    let t = text.trim_start();
+    t.is_empty()
+        || t.starts_with('{')
+        || "<tool_call>".starts_with(t)
+        || t.starts_with("<tool_call>")
+}
+
+/// Turns engine events into OpenAI events. Ends when the client's receiver is dropped, which
+/// drops the generation and so frees its sequence.
+async fn relay_chat(mut generation: GenerationStream, mode: ToolMode, tx: mpsc::Sender<ChatEvent>) {
+    let tools: Vec<Tool> = match &mode {
+        ToolMode::None => Vec::new(),
+        ToolMode::Auto(t) | ToolMode::Forced(t) => t.clone(),
+    };
+    let mut held = String::new();
+    let mut holding = !tools.is_empty();
+    while let Some(event) = generation.next().await {
+        match event {
+            GenerateEvent::Text(text) => {
+                if holding {
+                    held.push_str(&text);
+                    if matches!(mode, ToolMode::Auto(_)) && !may_be_tool_call(&held) {
+                        holding = false;
+                        if tx
+                            .send(ChatEvent::Delta(text_delta(std::mem::take(&mut held))))
+                            .await
+                            .is_err()
+                        {
+                            return;
+                        }
+                    }
+                } else if tx.send(ChatEvent::Delta(text_delta(text))).await.is_err() {
+                    return;
+                }
+            }
+            GenerateEvent::Done(summary) => {
+                let mut finish_reason = summary.finish_reason.as_str().to_owned();
+                if holding {
+                    match parse_tool_call(&held, &tools) {
+                        Some(call) => {
+                            for delta in tool_call_deltas(call) {
+                                let _ = tx.send(ChatEvent::Delta(delta)).await;
+                            }
+                            finish_reason = "tool_calls".into();
+                        }
+                        None if !held.is_empty() => {
+                            let _ = tx
+                                .send(ChatEvent::Delta(text_delta(std::mem::take(&mut held))))
+                                .await;
+                        }
+                        None => {}
+                    }
+                }
+                let usage = Usage::new(
+                    summary.prompt_tokens as u32,
+                    summary.completion_tokens as u32,
+                );
+                let _ = tx
+                    .send(ChatEvent::Finished {
+                        finish_reason,
+                        usage,
+                        summary,
+                    })
+                    .await;
+                return;
+            }
+            GenerateEvent::Failed(e) => {
+                let _ = tx.send(ChatEvent::Failed(e.into())).await;
+                return;
+            }
+        }
+    }
+}

@@ -1,0 +1,138 @@
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use hearth_infer::embed::{EmbedHandle, EmbedOptions};
+use hearth_infer::llm::{LlmHandle, LlmOptions};
+use hearth_infer::registry::{ModelInfo, ModelKind, ModelRegistry};
+use hearth_infer::InferError;
+use tokio::sync::OnceCell;
+
+use crate::GatewayError;
+
+/// Engine options for the models the gateway loads.
+#[derive(Debug, Clone, Default)]
+pub struct GatewayOptions {
+    pub llm: LlmOptions,
+    pub embed: EmbedOptions,
+}
+
+/// A model with its running engine.
+#[derive(Clone, Debug)]
+pub enum LoadedModel {
+    Chat {
+        info: ModelInfo,
+        engine: LlmHandle,
+    },
+    Embedding {
+        info: ModelInfo,
+        engine: EmbedHandle,
+    },
+}
+
+impl LoadedModel {
+    pub fn info(&self) -> &ModelInfo {
+        match self {
+            LoadedModel::Chat { info, .. } | LoadedModel::Embedding { info, .. } => info,
+        }
+    }
+}
+
+/// Resolves model names and owns the engines, each loaded once, on first use or at start-up.
+pub struct Gateway {
+    registry: ModelRegistry,
+    options: GatewayOptions,
+    loaded: Mutex<HashMap<String, Arc<OnceCell<LoadedModel>>>>,
+}
+
+impl Gateway {
+    pub fn new(registry: ModelRegistry, options: GatewayOptions) -> Self {
+        Gateway {
+            registry,
+            options,
+            loaded: Mutex::new(HashMap::new()),
+        }
+    }
+
+    pub fn registry(&self) -> &ModelRegistry {
+        &self.registry
+    }
+
+    /// Every model this machine has, loaded or not.
+    pub fn models(&self) -> Result<Vec<ModelInfo>, GatewayError> {
+        Ok(self.registry.list()?)
+    }
+
+    /// The engines running now.
+    pub fn loaded(&self) -> Vec<LoadedModel> {
+        let loaded = self.loaded.lock().expect("gateway lock");
+        loaded
+            .values()
+            .filter_map(|cell| cell.get().cloned())
+            .collect()
+    }
+
+    /// Resolves `name` and starts its engine if it is not running yet. Concurrent callers
+    /// share one load.
+    pub async fn load(&self, name: &str) -> Result<LoadedModel, GatewayError> {
+        let info = self.registry.resolve(name)?;
+        let cell = {
+            let mut loaded = self.loaded.lock().expect("gateway lock");
+            loaded.entry(info.name.clone()).or_default().clone()
+        };
+        let options = self.options.clone();
+        let model = cell
+            .get_or_try_init(|| async move {
+                tokio::task::spawn_blocking(move || start_engine(info, &options))
+                    .await
+                    .map_err(|e| InferError::Engine(format!("model loading panicked: {e}")))?
+            })
+            .await?;
+        Ok(model.clone())
+    }
+
+    pub(crate) async fn chat_engine(
+        &self,
+        name: &str,
+        route: &'static str,
+    ) -> Result<(ModelInfo, LlmHandle), GatewayError> {
+        match self.load(name).await? {
+            LoadedModel::Chat { info, engine } => Ok((info, engine)),
+            LoadedModel::Embedding { info, .. } => Err(GatewayError::WrongModelKind {
+                model: info.name,
+                kind: "an embedding",
+                route,
+            }),
+        }
+    }
+
+    pub(crate) async fn embedding_engine(
+        &self,
+        name: &str,
+    ) -> Result<(ModelInfo, EmbedHandle), GatewayError> {
+        match self.load(name).await? {
+            LoadedModel::Embedding { info, engine } => Ok((info, engine)),
+            LoadedModel::Chat { info, .. } => Err(GatewayError::WrongModelKind {
+                model: info.name,
+                kind: "a chat",
+                route: "embeddings",
+            }),
+        }
+    }
+}
+
+fn start_engine(info: ModelInfo, options: &GatewayOptions) -> Result<LoadedModel, InferError> {
+    tracing::info!(model = %info.name, path = %info.path.display(), "loading model");
+    let started = std::time::Instant::now();
+    let model = match info.kind {
+        ModelKind::Chat => {
+            let engine = LlmHandle::spawn(&info.name, &info.path, options.llm.clone())?;
+            LoadedModel::Chat { info, engine }
+        }
+        ModelKind::Embedding => {
+            let engine = EmbedHandle::spawn(&info.path, options.embed.clone())?;
+            LoadedModel::Embedding { info, engine }
+        }
+    };
+    tracing::info!(model = %model.info().name, seconds = started.elapsed().as_secs_f32(), "model loaded");
+    Ok(model)
+}

@@ -1,0 +1,1468 @@
+//! The embedding engine: BERT-family sentence-transformers models on candle.
+//!
+//! A model directory in the sentence-transformers layout is loaded from `config.json`,
+//! `model.safetensors`, `tokenizer.json`, the pooling module's `config.json` (mean / CLS / max /
+//! mean-sqrt-len, as listed in `modules.json`; mean when absent) and, when `modules.json` lists a
+//! `Normalize` module, L2 normalisation of the pooled vector.
+//!
+//! Behaviour callers rely on:
+//! - **Truncation.** Inputs longer than [`EmbeddingModel::max_tokens`] (the smaller of
+//!   `max_position_embeddings` and sentence-transformers' `max_seq_length`) are truncated to it,
+//!   special tokens included, exactly as sentence-transformers does; nothing is rejected for
+//!   being long. `prompt_tokens` counts the tokens actually embedded (after truncation, with the
+//!   special tokens).
+//! - **Token arrays.** [`EmbedInput::Tokens`] holds ids of the model's own tokenizer. The
+//!   model's special tokens around the text (`[CLS]` … `[SEP]` for BERT) are optional: present or
+//!   not, they are normalised to the same framing as text gets, so `tokenizer.encode(text)` with or
+//!   without special tokens embeds to the same vector as `text`.
+//! - **Validation.** An empty input list, an empty string, an empty token array and a token id
+//!   outside the vocabulary are `InvalidParameter { param: "input" }`.
+//!
+//! How it is fast (see docs/benchmarks.md, "Embeddings"): inputs are sorted by length and the
+//! tokens of a batch are *packed* — the dense layers run on the concatenated tokens of all the
+//! sequences, with no padding at all, and attention runs per sequence, so it needs no mask.
+//! The matrix products go through candle (the `gemm` crate, whose AVX-512 kernels we switch on
+//! with its `x86-v4` feature); the element-wise work (bias, GELU, residual + LayerNorm, softmax,
+//! pooling) is fused into single passes compiled for the CPU's vector width at run time (`pulp`).
+//!
+//! [`EmbedHandle`] is the actor the server talks to: one owned thread runs the model, requests
+//! wait in a bounded queue, a full queue answers `Overloaded` at once, and a request whose caller
+//! went away is skipped.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::thread;
+
+use candle_core::{DType, Device, Tensor};
+use rayon::prelude::*;
+use serde::Deserialize;
+use tokenizers::{Tokenizer, TruncationDirection, TruncationParams, TruncationStrategy};
+use tokio::sync::{mpsc, oneshot};
+
+use crate::InferError;
+
+/// A failure of the embedding engine.
+#[derive(Debug, thiserror::Error)]
+pub enum EmbedError {
+    /// The forward pass failed (a tensor operation returned an error).
+    #[error("embedding model failure: {0}")]
+    Model(String),
+    /// The tokenizer could not encode an input.
+    #[error("tokenizer failure: {0}")]
+    Tokenizer(String),
+}
+
+impl EmbedError {
+    pub fn code(&self) -> &'static str {
+        match self {
+            EmbedError::Model(_) => "embedding_error",
+            EmbedError::Tokenizer(_) => "tokenizer_error",
+        }
+    }
+}
+
+fn model_error(e: candle_core::Error) -> InferError {
+    InferError::Embed(EmbedError::Model(e.to_string()))
+}
+
+/// One input of an embedding request (OpenAI's `/v1/embeddings` accepts strings and arrays of
+/// token ids).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum EmbedInput {
+    Text(String),
+    /// Ids of the model's own tokenizer; the model's special tokens at the ends are optional.
+    Tokens(Vec<u32>),
+}
+
+impl From<&str> for EmbedInput {
+    fn from(text: &str) -> Self {
+        EmbedInput::Text(text.to_owned())
+    }
+}
+
+impl From<String> for EmbedInput {
+    fn from(text: String) -> Self {
+        EmbedInput::Text(text)
+    }
+}
+
+impl From<Vec<u32>> for EmbedInput {
+    fn from(tokens: Vec<u32>) -> Self {
+        EmbedInput::Tokens(tokens)
+    }
+}
+
+/// The vectors of one request, in input order, and the tokens embedded to produce them.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Embeddings {
+    pub vectors: Vec<Vec<f32>>,
+    /// Tokens embedded, after truncation, special tokens included.
+    pub prompt_tokens: usize,
+}
+
+/// How an embedding engine runs.
+#[derive(Debug, Clone)]
+pub struct EmbedOptions {
+    /// Compute threads (matrix products and the fused element-wise passes). Set it to the cores
+    /// actually free: an oversubscribed core slows every thread that waits on it.
+    pub threads: usize,
+    /// Sequences per forward pass. Inputs are sorted by length first, so a batch holds
+    /// sequences of similar length.
+    pub max_batch: usize,
+    /// Requests that may wait for the engine thread ([`EmbedHandle`] only); one more is answered
+    /// `Overloaded`.
+    pub queue_capacity: usize,
+}
+
+impl Default for EmbedOptions {
+    fn default() -> Self {
+        EmbedOptions {
+            threads: crate::available_cores(),
+            max_batch: 32,
+            queue_capacity: 64,
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Configuration files
+// ---------------------------------------------------------------------------------------------
+
+#[derive(Debug, Deserialize)]
+struct BertConfig {
+    vocab_size: usize,
+    hidden_size: usize,
+    num_hidden_layers: usize,
+    num_attention_heads: usize,
+    intermediate_size: usize,
+    #[serde(default = "default_hidden_act")]
+    hidden_act: String,
+    max_position_embeddings: usize,
+    #[serde(default = "default_layer_norm_eps")]
+    layer_norm_eps: f64,
+    #[serde(default)]
+    model_type: Option<String>,
+    #[serde(default)]
+    position_embedding_type: Option<String>,
+}
+
+fn default_hidden_act() -> String {
+    "gelu".to_owned()
+}
+
+fn default_layer_norm_eps() -> f64 {
+    1e-12
+}
+
+#[derive(Debug, Deserialize)]
+struct ModuleEntry {
+    #[serde(default)]
+    path: String,
+    #[serde(rename = "type")]
+    kind: String,
+}
+
+#[derive(Debug, Deserialize, Default)]
+struct PoolingConfig {
+    #[serde(default)]
+    pooling_mode_cls_token: bool,
+    #[serde(default)]
+    pooling_mode_mean_tokens: bool,
+    #[serde(default)]
+    pooling_mode_max_tokens: bool,
+    #[serde(default)]
+    pooling_mode_mean_sqrt_len_tokens: bool,
+    #[serde(default)]
+    pooling_mode_weightedmean_tokens: bool,
+    #[serde(default)]
+    pooling_mode_lasttoken: bool,
+}
+
+#[derive(Debug, Deserialize)]
+struct SentenceBertConfig {
+    max_seq_length: Option<usize>,
+}
+
+/// Pooling of the token vectors into one sentence vector; several modes concatenate in
+/// sentence-transformers' order (CLS, max, mean, mean-sqrt-len).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Pooling {
+    cls: bool,
+    max: bool,
+    mean: bool,
+    mean_sqrt_len: bool,
+}
+
+impl Pooling {
+    fn modes(&self) -> usize {
+        [self.cls, self.max, self.mean, self.mean_sqrt_len]
+            .iter()
+            .filter(|on| **on)
+            .count()
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Activation {
+    /// `gelu`: the exact, erf-based GELU.
+    GeluErf,
+    /// `gelu_new`, `gelu_pytorch_tanh`: the tanh approximation.
+    GeluTanh,
+    Relu,
+}
+
+fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T, InferError> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| InferError::io(format!("reading {}", path.display()), e))?;
+    serde_json::from_str(&text).map_err(|e| InferError::InvalidModel {
+        path: path.to_owned(),
+        reason: format!("malformed JSON: {e}"),
+    })
+}
+
+// ---------------------------------------------------------------------------------------------
+// The model
+// ---------------------------------------------------------------------------------------------
+
+struct Layer {
+    /// Query, key and value projections fused into one `[hidden, 3 * hidden]` matrix.
+    qkv_w: Tensor,
+    qkv_b: Vec<f32>,
+    attn_out_w: Tensor,
+    attn_out_b: Vec<f32>,
+    attn_norm: Norm,
+    inter_w: Tensor,
+    inter_b: Vec<f32>,
+    out_w: Tensor,
+    out_b: Vec<f32>,
+    out_norm: Norm,
+}
+
+struct Norm {
+    gamma: Vec<f32>,
+    beta: Vec<f32>,
+}
+
+struct Encoder {
+    hidden: usize,
+    heads: usize,
+    intermediate: usize,
+    eps: f32,
+    act: Activation,
+    word_embeddings: Vec<f32>,
+    /// Position embedding plus the token-type-0 embedding (every input is a single segment).
+    position_embeddings: Vec<f32>,
+    embed_norm: Norm,
+    layers: Vec<Layer>,
+}
+
+/// A loaded BERT-family sentence embedder. Synchronous and compute-bound: call it from a
+/// thread of its own, or through [`EmbedHandle`].
+pub struct EmbeddingModel {
+    tokenizer: Tokenizer,
+    encoder: Encoder,
+    pooling: Pooling,
+    normalize: bool,
+    max_tokens: usize,
+    vocab_size: usize,
+    /// The special tokens the tokenizer puts before and after a text (`[CLS]`, `[SEP]`).
+    prefix: Vec<u32>,
+    suffix: Vec<u32>,
+    max_batch: usize,
+    pool: rayon::ThreadPool,
+    arch: pulp::Arch,
+}
+
+impl std::fmt::Debug for EmbeddingModel {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EmbeddingModel")
+            .field("dims", &self.dims())
+            .field("max_tokens", &self.max_tokens)
+            .field("layers", &self.encoder.layers.len())
+            .field("pooling", &self.pooling)
+            .field("normalize", &self.normalize)
+            .finish()
+    }
+}
+
+impl EmbeddingModel {
+    /// Loads a model directory with the default [`EmbedOptions`].
+    pub fn load(dir: &Path) -> Result<Self, InferError> {
+        Self::load_with_options(dir, &EmbedOptions::default())
+    }
+
+    /// Loads a model directory (sentence-transformers layout, BERT architecture).
+    pub fn load_with_options(dir: &Path, opts: &EmbedOptions) -> Result<Self, InferError> {
+        let invalid = |path: &Path, reason: String| InferError::InvalidModel {
+            path: path.to_owned(),
+            reason,
+        };
+        if opts.threads == 0 {
+            return Err(InferError::InvalidParameter {
+                param: "threads".into(),
+                message: "must be at least 1".into(),
+            });
+        }
+        if opts.max_batch == 0 {
+            return Err(InferError::InvalidParameter {
+                param: "max_batch".into(),
+                message: "must be at least 1".into(),
+            });
+        }
+        for file in ["config.json", "model.safetensors", "tokenizer.json"] {
+            if !dir.join(file).is_file() {
+                return Err(invalid(
+                    dir,
+                    format!("{file} is missing (expected a sentence-transformers model directory)"),
+                ));
+            }
+        }
+
+        let config: BertConfig = read_json(&dir.join("config.json"))?;
+        if let Some(kind) = config.model_type.as_deref() {
+            if kind != "bert" {
+                return Err(invalid(
+                    &dir.join("config.json"),
+                    format!("model_type '{kind}' is not supported; the embedding engine runs BERT models"),
+                ));
+            }
+        }
+        if let Some(kind) = config.position_embedding_type.as_deref() {
+            if kind != "absolute" {
+                return Err(invalid(
+                    &dir.join("config.json"),
+                    format!("position_embedding_type '{kind}' is not supported (only 'absolute')"),
+                ));
+            }
+        }
+        if config.num_attention_heads == 0 || config.hidden_size % config.num_attention_heads != 0 {
+            return Err(invalid(
+                &dir.join("config.json"),
+                "hidden_size must be a multiple of num_attention_heads".into(),
+            ));
+        }
+        let act = match config.hidden_act.as_str() {
+            "gelu" => Activation::GeluErf,
+            "gelu_new" | "gelu_pytorch_tanh" | "gelu_fast" => Activation::GeluTanh,
+            "relu" => Activation::Relu,
+            other => {
+                return Err(invalid(
+                    &dir.join("config.json"),
+                    format!("hidden_act '{other}' is not supported"),
+                ))
+            }
+        };
+
+        let (pooling, normalize) = read_sentence_transformers_modules(dir)?;
+        let mut max_tokens = config.max_position_embeddings;
+        let sbert = dir.join("sentence_bert_config.json");
+        if sbert.is_file() {
+            let sbert: SentenceBertConfig = read_json(&sbert)?;
+            if let Some(len) = sbert.max_seq_length {
+                max_tokens = max_tokens.min(len);
+            }
+        }
+
+        let tokenizer_path = dir.join("tokenizer.json");
+        let mut tokenizer = Tokenizer::from_file(&tokenizer_path)
+            .map_err(|e| invalid(&tokenizer_path, format!("unreadable tokenizer: {e}")))?;
+        tokenizer.with_padding(None);
+        tokenizer
+            .with_truncation(Some(TruncationParams {
+                direction: TruncationDirection::Right,
+                max_length: max_tokens,
+                strategy: TruncationStrategy::LongestFirst,
+                stride: 0,
+            }))
+            .map_err(|e| invalid(&tokenizer_path, format!("cannot set truncation: {e}")))?;
+        let (prefix, suffix) =
+            special_framing(&tokenizer).map_err(|reason| invalid(&tokenizer_path, reason))?;
+        if prefix.len() + suffix.len() >= max_tokens {
+            return Err(invalid(
+                dir,
+                format!("max_seq_length {max_tokens} leaves no room for text"),
+            ));
+        }
+
+        let weights_path = dir.join("model.safetensors");
+        let encoder = Encoder::load(&weights_path, &config, act)?;
+
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(opts.threads)
+            .thread_name(|i| format!("hearth-embed-{i}"))
+            .build()
+            .map_err(|e| InferError::Engine(format!("cannot start embedding threads: {e}")))?;
+
+        Ok(EmbeddingModel {
+            tokenizer,
+            encoder,
+            pooling,
+            normalize,
+            max_tokens,
+            vocab_size: config.vocab_size,
+            prefix,
+            suffix,
+            max_batch: opts.max_batch,
+            pool,
+            arch: pulp::Arch::new(),
+        })
+    }
+
+    /// Length of the vectors this model returns.
+    pub fn dims(&self) -> usize {
+        self.encoder.hidden * self.pooling.modes()
+    }
+
+    /// The most tokens (special tokens included) one input is embedded from; longer inputs are
+    /// truncated to it.
+    pub fn max_tokens(&self) -> usize {
+        self.max_tokens
+    }
+
+    /// Embeds `inputs`, batching internally; vectors come back in input order.
+    pub fn embed(&self, inputs: &[EmbedInput]) -> Result<Embeddings, InferError> {
+        self.embed_unless(inputs, &|| false)?
+            .ok_or_else(|| InferError::Engine("embedding cancelled".into()))
+    }
+
+    /// [`Self::embed`] that gives up (`Ok(None)`) between batches once `cancelled` says so.
+    fn embed_unless(
+        &self,
+        inputs: &[EmbedInput],
+        cancelled: &(dyn Fn() -> bool + Sync),
+    ) -> Result<Option<Embeddings>, InferError> {
+        let sequences = self.pool.install(|| self.tokenize(inputs))?;
+        let prompt_tokens = sequences.iter().map(Vec::len).sum();
+
+        // Longest first, as sentence-transformers does; with packed batches this only groups
+        // similar attention costs, but it also makes the batching deterministic.
+        let mut order: Vec<usize> = (0..sequences.len()).collect();
+        order.sort_by_key(|&i| std::cmp::Reverse(sequences[i].len()));
+
+        let dims = self.dims();
+        let mut vectors = vec![Vec::new(); sequences.len()];
+        for chunk in order.chunks(self.max_batch) {
+            if cancelled() {
+                return Ok(None);
+            }
+            let batch: Vec<&[u32]> = chunk.iter().map(|&i| sequences[i].as_slice()).collect();
+            let pooled = self
+                .pool
+                .install(|| self.forward(&batch))
+                .map_err(model_error)?;
+            for (&i, vector) in chunk.iter().zip(pooled.chunks_exact(dims)) {
+                vectors[i] = vector.to_vec();
+            }
+        }
+        Ok(Some(Embeddings {
+            vectors,
+            prompt_tokens,
+        }))
+    }
+
+    /// Validates the inputs and turns each into the token ids to embed (framed, truncated).
+    fn tokenize(&self, inputs: &[EmbedInput]) -> Result<Vec<Vec<u32>>, InferError> {
+        let bad_input = |message: String| InferError::InvalidParameter {
+            param: "input".into(),
+            message,
+        };
+        if inputs.is_empty() {
+            return Err(bad_input(
+                "must not be empty: pass one or more strings or token arrays".into(),
+            ));
+        }
+        let mut texts = Vec::new();
+        for (i, input) in inputs.iter().enumerate() {
+            match input {
+                EmbedInput::Text(text) => {
+                    if text.is_empty() {
+                        return Err(bad_input(format!("input[{i}] is an empty string")));
+                    }
+                    texts.push(text.as_str());
+                }
+                EmbedInput::Tokens(ids) => {
+                    if ids.is_empty() {
+                        return Err(bad_input(format!("input[{i}] is an empty token array")));
+                    }
+                    if let Some(&id) = ids.iter().find(|&&id| id as usize >= self.vocab_size) {
+                        return Err(bad_input(format!(
+                            "input[{i}] holds token id {id}, but the model's vocabulary has {} tokens (ids 0..{})",
+                            self.vocab_size,
+                            self.vocab_size - 1
+                        )));
+                    }
+                }
+            }
+        }
+
+        let mut encoded = self
+            .tokenizer
+            .encode_batch_fast(texts, true)
+            .map_err(|e| InferError::Embed(EmbedError::Tokenizer(e.to_string())))?
+            .into_iter();
+        let mut sequences = Vec::with_capacity(inputs.len());
+        for input in inputs {
+            let ids = match input {
+                EmbedInput::Text(_) => match encoded.next() {
+                    Some(encoding) => encoding.get_ids().to_vec(),
+                    None => {
+                        return Err(InferError::Embed(EmbedError::Tokenizer(
+                            "the tokenizer returned fewer encodings than inputs".into(),
+                        )))
+                    }
+                },
+                EmbedInput::Tokens(ids) => self.frame_tokens(ids),
+            };
+            sequences.push(ids);
+        }
+        Ok(sequences)
+    }
+
+    /// Frames a token array like the tokenizer frames a text: special tokens already at the
+    /// ends are dropped, the content is truncated to fit, and the framing is added.
+    fn frame_tokens(&self, ids: &[u32]) -> Vec<u32> {
+        let mut content = ids;
+        if let Some(rest) = content.strip_prefix(self.prefix.as_slice()) {
+            content = rest;
+        }
+        if let Some(rest) = content.strip_suffix(self.suffix.as_slice()) {
+            content = rest;
+        }
+        let room = self.max_tokens - self.prefix.len() - self.suffix.len();
+        let content = &content[..content.len().min(room)];
+        let mut framed = Vec::with_capacity(self.prefix.len() + content.len() + self.suffix.len());
+        framed.extend_from_slice(&self.prefix);
+        framed.extend_from_slice(content);
+        framed.extend_from_slice(&self.suffix);
+        framed
+    }
+
+    /// Runs the encoder on one batch and returns the pooled (and normalised) vectors,
+    /// `dims()` floats per sequence. Runs on the model's thread pool.
+    fn forward(&self, batch: &[&[u32]]) -> candle_core::Result<Vec<f32>> {
+        let enc = &self.encoder;
+        let hidden = enc.hidden;
+        let lens: Vec<usize> = batch.iter().map(|ids| ids.len()).collect();
+        let total: usize = lens.iter().sum();
+        let arch = self.arch;
+
+        // Embeddings: word + (position + token type 0), then LayerNorm.
+        let mut x = vec![0f32; total * hidden];
+        let mut tokens = Vec::with_capacity(total);
+        for ids in batch {
+            for (pos, &id) in ids.iter().enumerate() {
+                tokens.push((id as usize, pos));
+            }
+        }
+        x.par_chunks_mut(hidden * ROWS_PER_TASK)
+            .zip(tokens.par_chunks(ROWS_PER_TASK))
+            .for_each(|(out, tokens)| vectorized(arch, EmbedRows { out, tokens, enc }));
+        let mut x = Tensor::from_vec(x, (total, hidden), &Device::Cpu)?;
+
+        for layer in &enc.layers {
+            let qkv = x.matmul(&layer.qkv_w)?;
+            let context = with_slice(&qkv, |qkv| self.attention(qkv, &layer.qkv_b, &lens))?;
+            let context = Tensor::from_vec(context, (total, hidden), &Device::Cpu)?;
+            let attn = context.matmul(&layer.attn_out_w)?;
+            let x1 = with_slices(&attn, &x, |attn, residual| {
+                self.bias_residual_norm(attn, &layer.attn_out_b, residual, &layer.attn_norm)
+            })?;
+            let x1 = Tensor::from_vec(x1, (total, hidden), &Device::Cpu)?;
+            let inter = x1.matmul(&layer.inter_w)?;
+            let inter = with_slice(&inter, |inter| self.bias_activation(inter, &layer.inter_b))?;
+            let inter = Tensor::from_vec(inter, (total, enc.intermediate), &Device::Cpu)?;
+            let out = inter.matmul(&layer.out_w)?;
+            let x2 = with_slices(&out, &x1, |out, residual| {
+                self.bias_residual_norm(out, &layer.out_b, residual, &layer.out_norm)
+            })?;
+            x = Tensor::from_vec(x2, (total, hidden), &Device::Cpu)?;
+        }
+
+        with_slice(&x, |tokens| self.pool_sequences(tokens, &lens))
+    }
+
+    /// Multi-head self-attention of each sequence over itself (packed rows need no mask).
+    /// `qkv` holds the rows `[q | k | v]` without bias; returns the context rows.
+    fn attention(&self, qkv: &[f32], bias: &[f32], lens: &[usize]) -> Vec<f32> {
+        let hidden = self.encoder.hidden;
+        let heads = self.encoder.heads;
+        let arch = self.arch;
+        let total: usize = lens.iter().sum();
+        let mut context = vec![0f32; total * hidden];
+
+        // One task per sequence: each owns its rows of `context`.
+        let mut tasks = Vec::with_capacity(lens.len());
+        let (mut rest, mut start) = (context.as_mut_slice(), 0);
+        for &len in lens {
+            let (out, tail) = rest.split_at_mut(len * hidden);
+            tasks.push((&qkv[start * 3 * hidden..(start + len) * 3 * hidden], out));
+            rest = tail;
+            start += len;
+        }
+        tasks.into_par_iter().for_each(|(rows, out)| {
+            vectorized(
+                arch,
+                AttendSequence {
+                    rows,
+                    bias,
+                    out,
+                    hidden,
+                    heads,
+                },
+            )
+        });
+        context
+    }
+
+    /// `LayerNorm(x + bias + residual)`, row by row.
+    fn bias_residual_norm(
+        &self,
+        x: &[f32],
+        bias: &[f32],
+        residual: &[f32],
+        norm: &Norm,
+    ) -> Vec<f32> {
+        let chunk = self.encoder.hidden * ROWS_PER_TASK;
+        let eps = self.encoder.eps;
+        let arch = self.arch;
+        let mut out = vec![0f32; x.len()];
+        out.par_chunks_mut(chunk)
+            .zip(x.par_chunks(chunk))
+            .zip(residual.par_chunks(chunk))
+            .for_each(|((out, x), residual)| {
+                vectorized(
+                    arch,
+                    BiasResidualNorm {
+                        out,
+                        x,
+                        residual,
+                        bias,
+                        norm,
+                        eps,
+                    },
+                )
+            });
+        out
+    }
+
+    /// `activation(x + bias)`, row by row.
+    fn bias_activation(&self, x: &[f32], bias: &[f32]) -> Vec<f32> {
+        let chunk = bias.len() * ROWS_PER_TASK;
+        let act = self.encoder.act;
+        let arch = self.arch;
+        let mut out = vec![0f32; x.len()];
+        out.par_chunks_mut(chunk)
+            .zip(x.par_chunks(chunk))
+            .for_each(|(out, x)| vectorized(arch, BiasActivation { out, x, bias, act }));
+        out
+    }
+
+    /// Pools each sequence's token rows into one vector (modes concatenated), then normalises.
+    fn pool_sequences(&self, tokens: &[f32], lens: &[usize]) -> Vec<f32> {
+        let hidden = self.encoder.hidden;
+        let dims = self.dims();
+        let mut out = vec![0f32; lens.len() * dims];
+        let mut start = 0;
+        for (&len, vector) in lens.iter().zip(out.chunks_exact_mut(dims)) {
+            let rows = &tokens[start * hidden..(start + len) * hidden];
+            start += len;
+            vectorized(
+                self.arch,
+                PoolSequence {
+                    rows,
+                    vector,
+                    hidden,
+                    pooling: self.pooling,
+                    normalize: self.normalize,
+                },
+            );
+        }
+        out
+    }
+}
+
+/// Rows per parallel task in the element-wise passes: enough work to be worth a steal.
+const ROWS_PER_TASK: usize = 16;
+
+/// Reads the pooling and normalisation modules named in `modules.json` (defaults: mean pooling,
+/// no normalisation, as for a bare BERT directory).
+fn read_sentence_transformers_modules(dir: &Path) -> Result<(Pooling, bool), InferError> {
+    let modules_path = dir.join("modules.json");
+    let mut pooling_dir: Option<PathBuf> = None;
+    let mut normalize = false;
+    if modules_path.is_file() {
+        let modules: Vec<ModuleEntry> = read_json(&modules_path)?;
+        for module in modules {
+            let kind = module.kind.rsplit('.').next().unwrap_or_default();
+            match kind {
+                "Pooling" => pooling_dir = Some(dir.join(&module.path)),
+                "Normalize" => normalize = true,
+                "Transformer" => {}
+                other => {
+                    return Err(InferError::InvalidModel {
+                        path: modules_path.clone(),
+                        reason: format!("sentence-transformers module '{other}' is not supported"),
+                    })
+                }
+            }
+        }
+    }
+    let pooling_dir = pooling_dir.unwrap_or_else(|| dir.join("1_Pooling"));
+    let pooling_path = pooling_dir.join("config.json");
+    let config: PoolingConfig = if pooling_path.is_file() {
+        read_json(&pooling_path)?
+    } else {
+        PoolingConfig {
+            pooling_mode_mean_tokens: true,
+            ..PoolingConfig::default()
+        }
+    };
+    if config.pooling_mode_weightedmean_tokens || config.pooling_mode_lasttoken {
+        return Err(InferError::InvalidModel {
+            path: pooling_path,
+            reason: "weighted-mean and last-token pooling are not supported".into(),
+        });
+    }
+    let pooling = Pooling {
+        cls: config.pooling_mode_cls_token,
+        max: config.pooling_mode_max_tokens,
+        mean: config.pooling_mode_mean_tokens,
+        mean_sqrt_len: config.pooling_mode_mean_sqrt_len_tokens,
+    };
+    if pooling.modes() == 0 {
+        return Err(InferError::InvalidModel {
+            path: pooling_path,
+            reason: "no pooling mode is enabled".into(),
+        });
+    }
+    Ok((pooling, normalize))
+}
+
+/// The special tokens the tokenizer's post-processor puts before and after a text, found by
+/// encoding a probe word with and without them.
+fn special_framing(tokenizer: &Tokenizer) -> Result<(Vec<u32>, Vec<u32>), String> {
+    let probe = "hello";
+    let with = tokenizer
+        .encode_fast(probe, true)
+        .map_err(|e| format!("cannot encode a probe text: {e}"))?;
+    let without = tokenizer
+        .encode_fast(probe, false)
+        .map_err(|e| format!("cannot encode a probe text: {e}"))?;
+    let (with, without) = (with.get_ids(), without.get_ids());
+    if without.is_empty() {
+        return Err("the tokenizer encodes text to no tokens".into());
+    }
+    let at = with
+        .windows(without.len())
+        .position(|w| w == without)
+        .ok_or("the tokenizer's special tokens wrap text in an unexpected way")?;
+    Ok((with[..at].to_vec(), with[at + without.len()..].to_vec()))
+}
+
+impl Encoder {
+    fn load(path: &Path, config: &BertConfig, act: Activation) -> Result<Self, InferError> {
+        let invalid = |reason: String| InferError::InvalidModel {
+            path: path.to_owned(),
+            reason,
+        };
+        let tensors = candle_core::safetensors::load(path, &Device::Cpu)
+            .map_err(|e| invalid(format!("unreadable safetensors: {e}")))?;
+        // Some checkpoints prefix every name with "bert.".
+        let prefix = if tensors.contains_key("bert.embeddings.word_embeddings.weight") {
+            "bert."
+        } else {
+            ""
+        };
+        let weights = Weights {
+            tensors,
+            prefix,
+            path,
+        };
+        let hidden = config.hidden_size;
+        let inter = config.intermediate_size;
+
+        let word_embeddings = weights.vec(
+            "embeddings.word_embeddings.weight",
+            &[config.vocab_size, hidden],
+        )?;
+        let positions = weights.vec(
+            "embeddings.position_embeddings.weight",
+            &[config.max_position_embeddings, hidden],
+        )?;
+        let token_types = weights.tensor("embeddings.token_type_embeddings.weight")?;
+        let token_type_0 = token_types
+            .get(0)
+            .and_then(|t| t.to_dtype(DType::F32))
+            .and_then(|t| t.to_vec1::<f32>())
+            .map_err(|e| invalid(format!("embeddings.token_type_embeddings.weight: {e}")))?;
+        if token_type_0.len() != hidden {
+            return Err(invalid("token type embeddings have the wrong width".into()));
+        }
+        let position_embeddings = positions
+            .chunks_exact(hidden)
+            .flat_map(|row| row.iter().zip(&token_type_0).map(|(p, t)| p + t))
+            .collect();
+        let embed_norm = weights.norm("embeddings.LayerNorm", hidden)?;
+
+        let mut layers = Vec::with_capacity(config.num_hidden_layers);
+        for i in 0..config.num_hidden_layers {
+            let p = format!("encoder.layer.{i}");
+            let q = weights.linear_t(&format!("{p}.attention.self.query"), hidden, hidden)?;
+            let k = weights.linear_t(&format!("{p}.attention.self.key"), hidden, hidden)?;
+            let v = weights.linear_t(&format!("{p}.attention.self.value"), hidden, hidden)?;
+            let qkv_w = Tensor::cat(&[&q.0, &k.0, &v.0], 1)
+                .and_then(|t| t.contiguous())
+                .map_err(|e| invalid(format!("{p}: cannot fuse q/k/v: {e}")))?;
+            let qkv_b = [q.1, k.1, v.1].concat();
+            let (attn_out_w, attn_out_b) =
+                weights.linear_t(&format!("{p}.attention.output.dense"), hidden, hidden)?;
+            let attn_norm = weights.norm(&format!("{p}.attention.output.LayerNorm"), hidden)?;
+            let (inter_w, inter_b) =
+                weights.linear_t(&format!("{p}.intermediate.dense"), hidden, inter)?;
+            let (out_w, out_b) = weights.linear_t(&format!("{p}.output.dense"), inter, hidden)?;
+            let out_norm = weights.norm(&format!("{p}.output.LayerNorm"), hidden)?;
+            layers.push(Layer {
+                qkv_w,
+                qkv_b,
+                attn_out_w,
+                attn_out_b,
+                attn_norm,
+                inter_w,
+                inter_b,
+                out_w,
+                out_b,
+                out_norm,
+            });
+        }
+
+        Ok(Encoder {
+            hidden,
+            heads: config.num_attention_heads,
+            intermediate: inter,
+            eps: config.layer_norm_eps as f32,
+            act,
+            word_embeddings,
+            position_embeddings,
+            embed_norm,
+            layers,
+        })
+    }
+}
+
+/// Named tensors of a checkpoint, read as f32.
+struct Weights<'a> {
+    tensors: HashMap<String, Tensor>,
+    prefix: &'static str,
+    path: &'a Path,
+}
+
+impl Weights<'_> {
+    fn invalid(&self, reason: String) -> InferError {
+        InferError::InvalidModel {
+            path: self.path.to_owned(),
+            reason,
+        }
+    }
+
+    fn tensor(&self, name: &str) -> Result<Tensor, InferError> {
+        let full = format!("{}{name}", self.prefix);
+        let tensor = self
+            .tensors
+            .get(&full)
+            .ok_or_else(|| self.invalid(format!("tensor '{full}' is missing")))?;
+        tensor
+            .to_dtype(DType::F32)
+            .map_err(|e| self.invalid(format!("{full}: {e}")))
+    }
+
+    fn checked(&self, name: &str, shape: &[usize]) -> Result<Tensor, InferError> {
+        let tensor = self.tensor(name)?;
+        if tensor.dims() != shape {
+            return Err(self.invalid(format!(
+                "tensor '{name}' has shape {:?}, expected {shape:?}",
+                tensor.dims()
+            )));
+        }
+        Ok(tensor)
+    }
+
+    fn vec(&self, name: &str, shape: &[usize]) -> Result<Vec<f32>, InferError> {
+        self.checked(name, shape)?
+            .flatten_all()
+            .and_then(|t| t.to_vec1::<f32>())
+            .map_err(|e| self.invalid(format!("{name}: {e}")))
+    }
+
+    /// A linear layer as (weight transposed to `[input, output]`, bias).
+    fn linear_t(
+        &self,
+        name: &str,
+        input: usize,
+        output: usize,
+    ) -> Result<(Tensor, Vec<f32>), InferError> {
+        let weight = self
+            .checked(&format!("{name}.weight"), &[output, input])?
+            .t()
+            .and_then(|t| t.contiguous())
+            .map_err(|e| self.invalid(format!("{name}: {e}")))?;
+        let bias = self.vec(&format!("{name}.bias"), &[output])?;
+        Ok((weight, bias))
+    }
+
+    fn norm(&self, name: &str, width: usize) -> Result<Norm, InferError> {
+        Ok(Norm {
+            gamma: self.vec(&format!("{name}.weight"), &[width])?,
+            beta: self.vec(&format!("{name}.bias"), &[width])?,
+        })
+    }
+}
+
+/// Calls `f` with the contiguous f32 contents of a CPU tensor, without copying.
+fn with_slice<R>(t: &Tensor, f: impl FnOnce(&[f32]) -> R) -> candle_core::Result<R> {
+    let (storage, layout) = t.storage_and_layout();
+    let candle_core::Storage::Cpu(cpu) = &*storage else {
+        candle_core::bail!("the embedding engine runs on the CPU");
+    };
+    let data = cpu.as_slice::<f32>()?;
+    let Some((start, end)) = layout.contiguous_offsets() else {
+        candle_core::bail!("expected a contiguous tensor");
+    };
+    Ok(f(&data[start..end]))
+}
+
+fn with_slices<R>(
+    a: &Tensor,
+    b: &Tensor,
+    f: impl FnOnce(&[f32], &[f32]) -> R,
+) -> candle_core::Result<R> {
+    with_slice(a, |a| with_slice(b, |b| f(a, b)))?
+}
+
+// ---------------------------------------------------------------------------------------------
+// Vectorisable kernels. Each is a struct whose `run` is `#[inline(always)]` and calls only
+// `#[inline(always)]` helpers written as plain loops over independent lanes, so that
+// `vectorized` compiles the whole body for the CPU's widest vectors (AVX-512, AVX2 …), chosen
+// at run time. (A closure would not do: its `FnOnce` shim is not always inlined, and the body
+// would then be compiled for baseline x86-64.)
+// ---------------------------------------------------------------------------------------------
+
+trait Kernel {
+    type Output;
+    fn run(self) -> Self::Output;
+}
+
+struct WithFeatures<K>(K);
+
+impl<K: Kernel> pulp::WithSimd for WithFeatures<K> {
+    type Output = K::Output;
+
+    #[inline(always)]
+    fn with_simd<S: pulp::Simd>(self, _simd: S) -> K::Output {
+        self.0.run()
+    }
+}
+
+fn vectorized<K: Kernel>(arch: pulp::Arch, kernel: K) -> K::Output {
+    arch.dispatch(WithFeatures(kernel))
+}
+
+/// Token embeddings: `LayerNorm(word[id] + position[pos])` for a run of rows.
+struct EmbedRows<'a> {
+    out: &'a mut [f32],
+    tokens: &'a [(usize, usize)],
+    enc: &'a Encoder,
+}
+
+impl Kernel for EmbedRows<'_> {
+    type Output = ();
+
+    #[inline(always)]
+    fn run(self) {
+        let enc = self.enc;
+        let hidden = enc.hidden;
+        for (out, &(id, pos)) in self.out.chunks_exact_mut(hidden).zip(self.tokens) {
+            let word = &enc.word_embeddings[id * hidden..(id + 1) * hidden];
+            let position = &enc.position_embeddings[pos * hidden..(pos + 1) * hidden];
+            for ((o, w), p) in out.iter_mut().zip(word).zip(position) {
+                *o = w + p;
+            }
+            layer_norm_in_place(out, &enc.embed_norm, enc.eps);
+        }
+    }
+}
+
+/// `LayerNorm(x + bias + residual)` for a run of rows.
+struct BiasResidualNorm<'a> {
+    out: &'a mut [f32],
+    x: &'a [f32],
+    residual: &'a [f32],
+    bias: &'a [f32],
+    norm: &'a Norm,
+    eps: f32,
+}
+
+impl Kernel for BiasResidualNorm<'_> {
+    type Output = ();
+
+    #[inline(always)]
+    fn run(self) {
+        let width = self.bias.len();
+        for ((out, x), residual) in self
+            .out
+            .chunks_exact_mut(width)
+            .zip(self.x.chunks_exact(width))
+            .zip(self.residual.chunks_exact(width))
+        {
+            for (((o, x), b), r) in out.iter_mut().zip(x).zip(self.bias).zip(residual) {
+                *o = x + b + r;
+            }
+            layer_norm_in_place(out, self.norm, self.eps);
+        }
+    }
+}
+
+/// `activation(x + bias)` for a run of rows.
+struct BiasActivation<'a> {
+    out: &'a mut [f32],
+    x: &'a [f32],
+    bias: &'a [f32],
+    act: Activation,
+}
+
+impl Kernel for BiasActivation<'_> {
+    type Output = ();
+
+    #[inline(always)]
+    fn run(self) {
+        let width = self.bias.len();
+        let rows = self
+            .out
+            .chunks_exact_mut(width)
+            .zip(self.x.chunks_exact(width));
+        match self.act {
+            Activation::GeluErf => {
+                for (out, x) in rows {
+                    for ((o, x), b) in out.iter_mut().zip(x).zip(self.bias) {
+                        *o = gelu_erf(x + b);
+                    }
+                }
+            }
+            Activation::GeluTanh => {
+                for (out, x) in rows {
+                    for ((o, x), b) in out.iter_mut().zip(x).zip(self.bias) {
+                        *o = gelu_tanh(x + b);
+                    }
+                }
+            }
+            Activation::Relu => {
+                for (out, x) in rows {
+                    for ((o, x), b) in out.iter_mut().zip(x).zip(self.bias) {
+                        *o = (x + b).max(0.0);
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Self-attention of one sequence: `rows` are its `[q | k | v]` rows (bias not yet added),
+/// `out` its context rows.
+struct AttendSequence<'a> {
+    rows: &'a [f32],
+    bias: &'a [f32],
+    out: &'a mut [f32],
+    hidden: usize,
+    heads: usize,
+}
+
+impl Kernel for AttendSequence<'_> {
+    type Output = ();
+
+    #[inline(always)]
+    fn run(self) {
+        let hidden = self.hidden;
+        let head_dim = hidden / self.heads;
+        let scale = 1.0 / (head_dim as f32).sqrt();
+        let len = self.rows.len() / (3 * hidden);
+        let bias = self.bias;
+        let mut keys_t = vec![0f32; head_dim * len];
+        let mut values = vec![0f32; len * head_dim];
+        let mut query = vec![0f32; head_dim];
+        let mut scores = vec![0f32; len];
+        for head in 0..self.heads {
+            let q_off = head * head_dim;
+            let k_off = hidden + head * head_dim;
+            let v_off = 2 * hidden + head * head_dim;
+            // Keys transposed (head_dim x len): each row of scores is then a sum of axpys,
+            // which vectorises along the sequence instead of needing horizontal sums.
+            for (j, (row, value)) in self
+                .rows
+                .chunks_exact(3 * hidden)
+                .zip(values.chunks_exact_mut(head_dim))
+                .enumerate()
+            {
+                let key = &row[k_off..k_off + head_dim];
+                for (d, (k, b)) in key.iter().zip(&bias[k_off..k_off + head_dim]).enumerate() {
+                    keys_t[d * len + j] = k + b;
+                }
+                for ((o, v), b) in value
+                    .iter_mut()
+                    .zip(&row[v_off..v_off + head_dim])
+                    .zip(&bias[v_off..v_off + head_dim])
+                {
+                    *o = v + b;
+                }
+            }
+            for (row, out) in self
+                .rows
+                .chunks_exact(3 * hidden)
+                .zip(self.out.chunks_exact_mut(hidden))
+            {
+                for ((q, r), b) in query
+                    .iter_mut()
+                    .zip(&row[q_off..q_off + head_dim])
+                    .zip(&bias[q_off..q_off + head_dim])
+                {
+                    *q = (r + b) * scale;
+                }
+                scores.fill(0.0);
+                for (&q, key) in query.iter().zip(keys_t.chunks_exact(len)) {
+                    axpy(&mut scores, q, key);
+                }
+                softmax_in_place(&mut scores);
+                let context = &mut out[q_off..q_off + head_dim];
+                context.fill(0.0);
+                for (&p, value) in scores.iter().zip(values.chunks_exact(head_dim)) {
+                    axpy(context, p, value);
+                }
+            }
+        }
+    }
+}
+
+/// Pooling of one sequence's token rows into `vector`, then optional L2 normalisation.
+struct PoolSequence<'a> {
+    rows: &'a [f32],
+    vector: &'a mut [f32],
+    hidden: usize,
+    pooling: Pooling,
+    normalize: bool,
+}
+
+impl Kernel for PoolSequence<'_> {
+    type Output = ();
+
+    #[inline(always)]
+    fn run(self) {
+        let (hidden, pooling, rows) = (self.hidden, self.pooling, self.rows);
+        let len = rows.len() / hidden;
+        let mut parts = self.vector.chunks_exact_mut(hidden);
+        if pooling.cls {
+            if let Some(part) = parts.next() {
+                part.copy_from_slice(&rows[..hidden]);
+            }
+        }
+        if pooling.max {
+            if let Some(part) = parts.next() {
+                part.fill(f32::NEG_INFINITY);
+                for row in rows.chunks_exact(hidden) {
+                    for (m, &v) in part.iter_mut().zip(row) {
+                        *m = m.max(v);
+                    }
+                }
+            }
+        }
+        if pooling.mean || pooling.mean_sqrt_len {
+            let mut sum = vec![0f32; hidden];
+            for row in rows.chunks_exact(hidden) {
+                for (s, &v) in sum.iter_mut().zip(row) {
+                    *s += v;
+                }
+            }
+            let divisors = [
+                pooling.mean.then_some(len as f32),
+                pooling.mean_sqrt_len.then_some((len as f32).sqrt()),
+            ];
+            for divisor in divisors.into_iter().flatten() {
+                if let Some(part) = parts.next() {
+                    for (o, s) in part.iter_mut().zip(&sum) {
+                        *o = s / divisor;
+                    }
+                }
+            }
+        }
+        if self.normalize {
+            // torch.nn.functional.normalize: divide by max(norm, 1e-12).
+            let norm = sum_lanes(self.vector, |v| v * v).sqrt().max(1e-12);
+            for v in self.vector.iter_mut() {
+                *v /= norm;
+            }
+        }
+    }
+}
+
+const LANES: usize = 16;
+
+/// `Σ f(x)` over a slice, accumulated in independent lanes (vectorises without fast-math).
+#[inline(always)]
+fn sum_lanes(xs: &[f32], f: impl Fn(f32) -> f32) -> f32 {
+    let mut acc = [0f32; LANES];
+    let chunks = xs.chunks_exact(LANES);
+    let tail: f32 = chunks.remainder().iter().map(|&x| f(x)).sum();
+    for chunk in chunks {
+        for (a, &x) in acc.iter_mut().zip(chunk) {
+            *a += f(x);
+        }
+    }
+    acc.iter().sum::<f32>() + tail
+}
+
+#[inline(always)]
+fn layer_norm_in_place(row: &mut [f32], norm: &Norm, eps: f32) {
+    let n = row.len() as f32;
+    let mean = sum_lanes(row, |x| x) / n;
+    let var = sum_lanes(row, |x| (x - mean) * (x - mean)) / n;
+    let inv = 1.0 / (var + eps).sqrt();
+    for ((x, g), b) in row.iter_mut().zip(&norm.gamma).zip(&norm.beta) {
+        *x = (*x - mean) * inv * g + b;
+    }
+}
+
+#[inline(always)]
+fn axpy(y: &mut [f32], a: f32, x: &[f32]) {
+    for (y, x) in y.iter_mut().zip(x) {
+        *y += a * x;
+    }
+}
+
+#[inline(always)]
+fn softmax_in_place(xs: &mut [f32]) {
+    let max = xs.iter().fold(f32::NEG_INFINITY, |m, &x| m.max(x));
+    for x in xs.iter_mut() {
+        *x = exp(*x - max);
+    }
+    let sum = sum_lanes(xs, |x| x);
+    let inv = 1.0 / sum;
+    for x in xs.iter_mut() {
+        *x *= inv;
+    }
+}
+
+/// `e^x` for f32 (Cephes' `expf`: range reduction by ln 2 and a degree-6 polynomial, within
+/// ~2 ulp), branch-free so that it vectorises.
+#[inline(always)]
+fn exp(x: f32) -> f32 {
+    const LOG2E: f32 = std::f32::consts::LOG2_E;
+    const LN2_HI: f32 = 0.693_359_4;
+    const LN2_LO: f32 = -2.121_944_4e-4;
+    let x = x.clamp(-87.0, 88.0);
+    let n = (x * LOG2E + 0.5).floor();
+    let r = x - n * LN2_HI - n * LN2_LO;
+    let r2 = r * r;
+    let p = 1.987_569_1e-4_f32;
+    let p = p * r + 1.398_199_9e-3;
+    let p = p * r + 8.333_452e-3;
+    let p = p * r + 4.166_579_6e-2;
+    let p = p * r + 1.666_666_5e-1;
+    let p = p * r + 5.000_000_1e-1;
+    let e = p * r2 + r + 1.0;
+    let scale = f32::from_bits(((n as i32 + 127) as u32) << 23);
+    e * scale
+}
+
+/// `erf(x)` (Abramowitz & Stegun 7.1.26, absolute error below 1.5e-7), branch-free.
+#[inline(always)]
+fn erf(x: f32) -> f32 {
+    const P: f32 = 0.327_591_1;
+    const A1: f32 = 0.254_829_6;
+    const A2: f32 = -0.284_496_74;
+    const A3: f32 = 1.421_413_7;
+    const A4: f32 = -1.453_152_1;
+    const A5: f32 = 1.061_405_4;
+    let a = x.abs();
+    let t = 1.0 / (1.0 + P * a);
+    let poly = ((((A5 * t + A4) * t + A3) * t + A2) * t + A1) * t;
+    let y = 1.0 - poly * exp(-a * a);
+    y.copysign(x)
+}
+
+#[inline(always)]
+fn gelu_erf(x: f32) -> f32 {
+    0.5 * x * (1.0 + erf(x * std::f32::consts::FRAC_1_SQRT_2))
+}
+
+#[inline(always)]
+fn gelu_tanh(x: f32) -> f32 {
+    // 0.5 x (1 + tanh(u)) = x * sigmoid(2u), u = sqrt(2/pi) (x + 0.044715 x^3)
+    const SQRT_2_OVER_PI: f32 = 0.797_884_6;
+    let u = SQRT_2_OVER_PI * (x + 0.044_715 * x * x * x);
+    x / (1.0 + exp(-2.0 * u))
+}
+
+// ---------------------------------------------------------------------------------------------
+// The actor
+// ---------------------------------------------------------------------------------------------
+
+struct EmbedCommand {
+    inputs: Vec<EmbedInput>,
+    reply: oneshot::Sender<Result<Embeddings, InferError>>,
+}
+
+/// A cloneable handle to an embedding model running on a thread of its own.
+#[derive(Clone)]
+pub struct EmbedHandle {
+    queue: mpsc::Sender<EmbedCommand>,
+    capacity: usize,
+    dims: usize,
+}
+
+impl std::fmt::Debug for EmbedHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EmbedHandle")
+            .field("capacity", &self.capacity)
+            .field("dims", &self.dims)
+            .finish()
+    }
+}
+
+impl EmbedHandle {
+    /// Loads the model (on the calling thread, so load errors come back here) and starts the
+    /// engine thread. The thread ends when the last handle is dropped.
+    pub fn spawn(dir: &Path, opts: EmbedOptions) -> Result<Self, InferError> {
+        if opts.queue_capacity == 0 {
+            return Err(InferError::InvalidParameter {
+                param: "queue_capacity".into(),
+                message: "must be at least 1".into(),
+            });
+        }
+        let model = EmbeddingModel::load_with_options(dir, &opts)?;
+        let dims = model.dims();
+        let (queue, mut commands) = mpsc::channel::<EmbedCommand>(opts.queue_capacity);
+        thread::Builder::new()
+            .name("hearth-embed".into())
+            .spawn(move || {
+                while let Some(EmbedCommand { inputs, reply }) = commands.blocking_recv() {
+                    if reply.is_closed() {
+                        continue; // the caller went away while the request waited
+                    }
+                    match model.embed_unless(&inputs, &|| reply.is_closed()) {
+                        Ok(Some(embeddings)) => {
+                            let _ = reply.send(Ok(embeddings));
+                        }
+                        Ok(None) => {}
+                        Err(e) => {
+                            let _ = reply.send(Err(e));
+                        }
+                    }
+                }
+            })
+            .map_err(|e| InferError::io("starting the embedding thread", e))?;
+        Ok(EmbedHandle {
+            queue,
+            capacity: opts.queue_capacity,
+            dims,
+        })
+    }
+
+    /// Embeds `inputs` on the engine thread. A full queue answers
+    /// [`InferError::Overloaded`] at once; dropping the future before the work starts skips it.
+    pub async fn embed(&self, inputs: Vec<EmbedInput>) -> Result<Embeddings, InferError> {
+        let (reply, answer) = oneshot::channel();
+        self.queue
+            .try_send(EmbedCommand { inputs, reply })
+            .map_err(|e| match e {
+                mpsc::error::TrySendError::Full(_) => InferError::Overloaded {
+                    capacity: self.capacity,
+                },
+                mpsc::error::TrySendError::Closed(_) => InferError::EngineStopped,
+            })?;
+        answer.await.map_err(|_| InferError::EngineStopped)?
+    }
+
+    /// Length of the vectors this engine returns.
+    pub fn dims(&self) -> usize {
+        self.dims
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn exp_matches_std() {
+        let mut x = -80.0f32;
+        while x < 80.0 {
+            let (got, want) = (exp(x), x.exp());
+            assert!(
+                ((got - want) / want).abs() < 1e-6,
+                "exp({x}) = {got}, want {want}"
+            );
+            x += 0.173;
+        }
+    }
+
+    #[test]
+    fn erf_is_accurate() {
+        // Reference values of erf (Abramowitz & Stegun table 7.1).
+        for (x, want) in [
+            (0.0f32, 0.0f32),
+            (0.1, 0.112_462_92),
+            (0.5, 0.520_499_9),
+            (1.0, 0.842_700_8),
+            (2.0, 0.995_322_3),
+            (-1.0, -0.842_700_8),
+            (4.0, 0.999_999_98),
+        ] {
+            assert!(
+                (erf(x) - want).abs() < 3e-7,
+                "erf({x}) = {}, want {want}",
+                erf(x)
+            );
+        }
+    }
+
+    #[test]
+    fn cancelled_work_stops_between_batches() {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        let root = std::env::var_os("HEARTH_TEST_MODELS")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| {
+                PathBuf::from(std::env::var_os("HOME").unwrap_or_default())
+                    .join(".cache/hearth/test-models")
+            });
+        let dir = root.join("all-MiniLM-L6-v2");
+        assert!(
+            dir.join("model.safetensors").is_file(),
+            "the test model is missing from {}: run scripts/fetch-test-models.sh",
+            dir.display()
+        );
+        let opts = EmbedOptions {
+            threads: 1,
+            max_batch: 1,
+            queue_capacity: 1,
+        };
+        let model = EmbeddingModel::load_with_options(&dir, &opts).expect("load");
+        let inputs = [
+            EmbedInput::from("one"),
+            EmbedInput::from("two"),
+            EmbedInput::from("three"),
+        ];
+        let checks = AtomicUsize::new(0);
+        // Not cancelled before the first batch, cancelled before the second.
+        let cancelled = || checks.fetch_add(1, Ordering::SeqCst) >= 1;
+        assert!(model
+            .embed_unless(&inputs, &cancelled)
+            .expect("embed")
+            .is_none());
+        assert_eq!(checks.load(Ordering::SeqCst), 2);
+        let done = model.embed_unless(&inputs, &|| false).expect("embed");
+        assert_eq!(done.map(|e| e.vectors.len()), Some(3));
+    }
+
+    #[test]
+    fn error_codes_are_stable() {
+        assert_eq!(EmbedError::Model("x".into()).code(), "embedding_error");
+        assert_eq!(EmbedError::Tokenizer("x".into()).code(), "tokenizer_error");
+    }
+}

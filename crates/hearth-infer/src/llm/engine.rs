@@ -1,0 +1,563 @@
+//! The engine thread: one llama.cpp context, many sequences, one decode per step.
+//!
+//! Each step puts into one batch the next token of every generating sequence and as much of
+//! the waiting prompts as the batch has room for (chunked prefill), decodes it, and samples
+//! for each sequence whose logits came out. Requests join between steps as soon as a sequence
+//! slot is free and leave as soon as they finish or their client hangs up.
+//!
+//! The KV cache is unified (`kv_unified`): every sequence can use every cell, and copying a
+//! prefix from one sequence to another shares its cells instead of recomputing them.
+
+use std::num::NonZeroU32;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Instant;
+
+use llama_cpp_2::context::params::LlamaContextParams;
+use llama_cpp_2::context::LlamaContext;
+use llama_cpp_2::llama_batch::LlamaBatch;
+use llama_cpp_2::model::LlamaModel;
+use llama_cpp_2::sampling::LlamaSampler;
+use llama_cpp_2::token::LlamaToken;
+use llama_cpp_2::DecodeError;
+use tokio::sync::mpsc;
+
+use super::text::{StopMatcher, Utf8Decoder};
+use super::{
+    backend, FinishReason, GenerateEvent, GenerationSummary, Job, LlmOptions, SamplingParams,
+    Shared,
+};
+use crate::InferError;
+
+pub(super) fn start(
+    shared: Arc<Shared>,
+    options: LlmOptions,
+    jobs: mpsc::Receiver<Job>,
+) -> Result<(), InferError> {
+    let backend = backend()?;
+    let (ready_tx, ready_rx) = std::sync::mpsc::sync_channel(1);
+    std::thread::Builder::new()
+        .name(format!("llm:{}", shared.info.name))
+        .spawn(move || {
+            let model = shared.model.clone();
+            let threads = i32::try_from(options.threads).unwrap_or(i32::MAX);
+            let params = LlamaContextParams::default()
+                .with_n_ctx(NonZeroU32::new(options.context_length))
+                .with_n_batch(options.batch_size)
+                .with_n_ubatch(options.batch_size)
+                .with_n_seq_max(options.max_sequences as u32)
+                .with_n_threads(threads)
+                .with_n_threads_batch(threads)
+                .with_kv_unified(true);
+            let ctx = match model.new_context(backend, params) {
+                Ok(ctx) => ctx,
+                Err(e) => {
+                    let _ = ready_tx.send(Err(InferError::Engine(format!(
+                        "could not create a llama.cpp context: {e}"
+                    ))));
+                    return;
+                }
+            };
+            let _ = ready_tx.send(Ok(()));
+            Engine::new(&model, ctx, shared, &options).run(jobs);
+        })
+        .map_err(|e| InferError::io("starting the engine thread", e))?;
+    ready_rx.recv().map_err(|_| InferError::EngineStopped)?
+}
+
+struct Active {
+    events: mpsc::UnboundedSender<GenerateEvent>,
+    prompt: Vec<LlamaToken>,
+    /// Next prompt index to feed; `prompt[..prefill_pos]` is in the KV cache.
+    prefill_pos: usize,
+    cached_prompt_tokens: usize,
+    sampler: LlamaSampler,
+    /// Sampled, not yet fed to the model.
+    pending: Option<LlamaToken>,
+    generated: usize,
+    max_tokens: usize,
+    ignore_eos: bool,
+    decoder: Utf8Decoder,
+    stops: StopMatcher,
+    submitted: Instant,
+    started: Instant,
+    first_token: Option<Instant>,
+    /// Index in the current batch whose logits belong to this sequence.
+    logits_index: Option<i32>,
+    /// Tokens this step added to the batch (to undo on a failed decode).
+    added: usize,
+    admitted_at: u64,
+}
+
+struct Slot {
+    seq: i32,
+    /// Tokens whose KV is in the cache for this sequence, at positions `0..len`.
+    cached: Vec<LlamaToken>,
+    active: Option<Active>,
+    last_used: u64,
+}
+
+struct Engine<'m> {
+    model: &'m LlamaModel,
+    ctx: LlamaContext<'m>,
+    shared: Arc<Shared>,
+    slots: Vec<Slot>,
+    batch: LlamaBatch<'static>,
+    batch_size: usize,
+    context_limit: usize,
+    tick: u64,
+}
+
+fn common_prefix(a: &[LlamaToken], b: &[LlamaToken]) -> usize {
+    a.iter().zip(b).take_while(|(x, y)| x == y).count()
+}
+
+fn random_seed() -> u32 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u128(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or(0),
+    );
+    h.finish() as u32
+}
+
+fn build_sampler(
+    n_vocab: i32,
+    params: &SamplingParams,
+    matcher: Option<llguidance::Matcher>,
+) -> LlamaSampler {
+    let mut chain = Vec::new();
+    if params.frequency_penalty != 0.0 || params.presence_penalty != 0.0 {
+        chain.push(LlamaSampler::penalties(
+            n_vocab,
+            256,
+            1.0,
+            params.frequency_penalty,
+            params.presence_penalty,
+        ));
+    }
+    // The constraint masks the logits before any truncation or sampling.
+    if let Some(matcher) = matcher {
+        chain.push(LlamaSampler::from(matcher));
+    }
+    if params.temperature <= 0.0 {
+        chain.push(LlamaSampler::greedy());
+    } else {
+        if params.top_k > 0 {
+            chain.push(LlamaSampler::top_k(params.top_k));
+        }
+        if params.top_p < 1.0 {
+            chain.push(LlamaSampler::top_p(params.top_p, 1));
+        }
+        if params.min_p > 0.0 {
+            chain.push(LlamaSampler::min_p(params.min_p, 1));
+        }
+        chain.push(LlamaSampler::temp(params.temperature));
+        let seed = params.seed.map(|s| s as u32).unwrap_or_else(random_seed);
+        chain.push(LlamaSampler::dist(seed));
+    }
+    LlamaSampler::chain_simple(chain)
+}
+
+impl<'m> Engine<'m> {
+    fn new(
+        model: &'m LlamaModel,
+        ctx: LlamaContext<'m>,
+        shared: Arc<Shared>,
+        options: &LlmOptions,
+    ) -> Self {
+        let batch_size = options.batch_size as usize;
+        Engine {
+            model,
+            ctx,
+            slots: (0..options.max_sequences)
+                .map(|i| Slot {
+                    seq: i as i32,
+                    cached: Vec::new(),
+                    active: None,
+                    last_used: 0,
+                })
+                .collect(),
+            batch: LlamaBatch::new(batch_size, 1),
+            batch_size,
+            context_limit: shared.info.context_limit as usize,
+            shared,
+            tick: 0,
+        }
+    }
+
+    fn active_count(&self) -> usize {
+        self.slots.iter().filter(|s| s.active.is_some()).count()
+    }
+
+    fn run(mut self, mut jobs: mpsc::Receiver<Job>) {
+        loop {
+            if self.active_count() == 0 {
+                match jobs.blocking_recv() {
+                    Some(job) => self.admit(job),
+                    None => return,
+                }
+            }
+            while self.active_count() < self.slots.len() {
+                match jobs.try_recv() {
+                    Ok(job) => self.admit(job),
+                    Err(_) => break,
+                }
+            }
+            self.drop_cancelled();
+            if self.active_count() > 0 {
+                self.step();
+            }
+        }
+    }
+
+    fn admit(&mut self, job: Job) {
+        self.shared
+            .gauges
+            .queued_requests
+            .fetch_sub(1, Ordering::Relaxed);
+        if job.events.is_closed() {
+            return; // the client left while waiting
+        }
+        self.tick += 1;
+        let prompt = job.prompt;
+        // The sequence whose cache shares the longest prefix with this prompt, busy or not.
+        let (best, best_len) = self
+            .slots
+            .iter()
+            .enumerate()
+            .map(|(i, s)| (i, common_prefix(&s.cached, &prompt)))
+            .max_by_key(|&(i, len)| (len, self.slots[i].active.is_none()))
+            .expect("at least one slot");
+        // At least one prompt token must be computed to get logits for the first sample.
+        let reuse = best_len.min(prompt.len() - 1);
+        let target = if self.slots[best].active.is_none() {
+            best
+        } else {
+            self.slots
+                .iter()
+                .enumerate()
+                .filter(|(_, s)| s.active.is_none())
+                .min_by_key(|(_, s)| s.last_used)
+                .map(|(i, _)| i)
+                .expect("admit is only called with a free slot")
+        };
+        let target_seq = self.slots[target].seq;
+        let mut memory_ok = true;
+        if target == best {
+            memory_ok &= self
+                .ctx
+                .clear_kv_cache_seq(Some(target_seq as u32), Some(reuse as u32), None)
+                .unwrap_or(false);
+            self.slots[target].cached.truncate(reuse);
+        } else {
+            memory_ok &= self
+                .ctx
+                .clear_kv_cache_seq(Some(target_seq as u32), None, None)
+                .unwrap_or(false);
+            self.slots[target].cached.clear();
+            if reuse > 0 {
+                let src = self.slots[best].seq;
+                memory_ok &= self
+                    .ctx
+                    .kv_cache_seq_cp(src, target_seq, Some(0), Some(reuse as u32))
+                    .is_ok();
+                let prefix = self.slots[best].cached[..reuse].to_vec();
+                self.slots[target].cached = prefix;
+            }
+        }
+        if !memory_ok {
+            // Could not trim this sequence's cache: start it from scratch.
+            let _ = self
+                .ctx
+                .clear_kv_cache_seq(Some(target_seq as u32), None, None);
+            self.slots[target].cached.clear();
+        }
+        let reused = self.slots[target].cached.len();
+        let stops = StopMatcher::new(
+            job.params
+                .stop
+                .iter()
+                .cloned()
+                .chain(self.shared.template.implied_stops())
+                .collect(),
+        );
+        let sampler = build_sampler(self.model.n_vocab(), &job.params, job.matcher);
+        self.slots[target].active = Some(Active {
+            events: job.events,
+            prefill_pos: reused,
+            cached_prompt_tokens: reused,
+            prompt,
+            sampler,
+            pending: None,
+            generated: 0,
+            max_tokens: job.max_tokens,
+            ignore_eos: job.params.ignore_eos,
+            decoder: Utf8Decoder::default(),
+            stops,
+            submitted: job.submitted,
+            started: Instant::now(),
+            first_token: None,
+            logits_index: None,
+            added: 0,
+            admitted_at: self.tick,
+        });
+        self.slots[target].last_used = self.tick;
+        self.shared
+            .gauges
+            .active_sequences
+            .fetch_add(1, Ordering::Relaxed);
+    }
+
+    fn drop_cancelled(&mut self) {
+        for i in 0..self.slots.len() {
+            let closed = self.slots[i]
+                .active
+                .as_ref()
+                .is_some_and(|a| a.events.is_closed());
+            if closed {
+                self.release(i);
+            }
+        }
+    }
+
+    /// Frees a slot's sequence for the next request; its cache stays for prefix reuse.
+    fn release(&mut self, i: usize) {
+        if self.slots[i].active.take().is_some() {
+            self.shared
+                .gauges
+                .active_sequences
+                .fetch_sub(1, Ordering::Relaxed);
+        }
+        self.slots[i].last_used = self.tick;
+    }
+
+    fn finish(&mut self, i: usize, reason: FinishReason) {
+        let Some(active) = self.slots[i].active.as_mut() else {
+            return;
+        };
+        let mut tail = active.decoder.finish();
+        let mut stopped = false;
+        if !tail.is_empty() {
+            let outcome = active.stops.push(&tail);
+            tail = outcome.emit;
+            stopped = outcome.stopped;
+        }
+        if !stopped {
+            tail.push_str(&active.stops.finish());
+        }
+        if !tail.is_empty() {
+            let _ = active.events.send(GenerateEvent::Text(tail));
+        }
+        let now = Instant::now();
+        let summary = GenerationSummary {
+            finish_reason: reason,
+            prompt_tokens: active.prompt.len(),
+            cached_prompt_tokens: active.cached_prompt_tokens,
+            completion_tokens: active.generated,
+            queued: active.started - active.submitted,
+            time_to_first_token: active.first_token.unwrap_or(now) - active.submitted,
+            total: now - active.submitted,
+        };
+        let _ = active.events.send(GenerateEvent::Done(summary));
+        self.release(i);
+    }
+
+    fn fail(&mut self, i: usize, error: InferError) {
+        if let Some(active) = self.slots[i].active.as_ref() {
+            let _ = active.events.send(GenerateEvent::Failed(error));
+        }
+        let seq = self.slots[i].seq;
+        let _ = self.ctx.clear_kv_cache_seq(Some(seq as u32), None, None);
+        self.slots[i].cached.clear();
+        self.release(i);
+    }
+
+    fn fill_batch(&mut self) -> Result<(), llama_cpp_2::llama_batch::BatchAddError> {
+        self.batch.clear();
+        let mut budget = self.batch_size;
+        // Generating sequences first: one token each keeps every stream moving.
+        for slot in self.slots.iter_mut() {
+            let Some(active) = slot.active.as_mut() else {
+                continue;
+            };
+            active.logits_index = None;
+            active.added = 0;
+            if let Some(token) = active.pending.take() {
+                self.batch
+                    .add(token, slot.cached.len() as i32, &[slot.seq], true)?;
+                slot.cached.push(token);
+                active.logits_index = Some(self.batch.n_tokens() - 1);
+                active.added = 1;
+                budget -= 1;
+            }
+        }
+        // Then prompts, oldest request first, as much as fits.
+        let mut order: Vec<usize> = (0..self.slots.len())
+            .filter(|&i| {
+                self.slots[i]
+                    .active
+                    .as_ref()
+                    .is_some_and(|a| a.prefill_pos < a.prompt.len())
+            })
+            .collect();
+        order.sort_by_key(|&i| self.slots[i].active.as_ref().map(|a| a.admitted_at));
+        for i in order {
+            if budget == 0 {
+                break;
+            }
+            let slot = &mut self.slots[i];
+            let active = slot.active.as_mut().expect("filtered");
+            let take = (active.prompt.len() - active.prefill_pos).min(budget);
+            for k in 0..take {
+                let idx = active.prefill_pos + k;
+                let last = idx == active.prompt.len() - 1;
+                let token = active.prompt[idx];
+                self.batch
+                    .add(token, slot.cached.len() as i32, &[slot.seq], last)?;
+                slot.cached.push(token);
+                if last {
+                    active.logits_index = Some(self.batch.n_tokens() - 1);
+                }
+            }
+            active.prefill_pos += take;
+            active.added += take;
+            budget -= take;
+        }
+        Ok(())
+    }
+
+    /// Undoes the bookkeeping of a batch that failed to decode.
+    fn undo_batch(&mut self) {
+        for slot in self.slots.iter_mut() {
+            let Some(active) = slot.active.as_mut() else {
+                continue;
+            };
+            if active.added == 0 {
+                continue;
+            }
+            let keep = slot.cached.len() - active.added;
+            if active.logits_index.is_some()
+                && active.prefill_pos == active.prompt.len()
+                && active.generated > 0
+            {
+                // A generating sequence: its one added token was the pending sample.
+                active.pending = slot.cached.last().copied();
+            } else {
+                active.prefill_pos -= active.added;
+            }
+            slot.cached.truncate(keep);
+            let _ = self
+                .ctx
+                .clear_kv_cache_seq(Some(slot.seq as u32), Some(keep as u32), None);
+            active.added = 0;
+            active.logits_index = None;
+        }
+    }
+
+    fn step(&mut self) {
+        if let Err(e) = self.fill_batch() {
+            for i in 0..self.slots.len() {
+                if self.slots[i].active.is_some() {
+                    self.fail(i, InferError::Engine(format!("batch: {e}")));
+                }
+            }
+            return;
+        }
+        if self.batch.n_tokens() == 0 {
+            return;
+        }
+        match self.ctx.decode(&mut self.batch) {
+            Ok(()) => {}
+            Err(DecodeError::NoKvCacheSlot) => {
+                self.undo_batch();
+                self.make_room();
+                return;
+            }
+            Err(e) => {
+                self.undo_batch();
+                for i in 0..self.slots.len() {
+                    if self.slots[i].active.is_some() {
+                        self.fail(i, InferError::Engine(format!("llama.cpp decode: {e}")));
+                    }
+                }
+                return;
+            }
+        }
+        for i in 0..self.slots.len() {
+            let Some(idx) = self.slots[i].active.as_ref().and_then(|a| a.logits_index) else {
+                continue;
+            };
+            let active = self.slots[i].active.as_mut().expect("checked");
+            let token = active.sampler.sample(&self.ctx, idx);
+            self.on_token(i, token);
+        }
+    }
+
+    /// The KV cache is full: drop idle caches first, then the newest request.
+    fn make_room(&mut self) {
+        let mut freed = false;
+        for slot in self.slots.iter_mut() {
+            if slot.active.is_none() && !slot.cached.is_empty() {
+                let _ = self
+                    .ctx
+                    .clear_kv_cache_seq(Some(slot.seq as u32), None, None);
+                slot.cached.clear();
+                freed = true;
+            }
+        }
+        if freed {
+            return;
+        }
+        let newest = (0..self.slots.len())
+            .filter_map(|i| self.slots[i].active.as_ref().map(|a| (i, a.admitted_at)))
+            .max_by_key(|&(_, t)| t)
+            .map(|(i, _)| i);
+        if let Some(i) = newest {
+            let context_length = self.ctx.n_ctx() as usize;
+            self.fail(
+                i,
+                InferError::Overloaded {
+                    capacity: context_length,
+                },
+            );
+        }
+    }
+
+    fn on_token(&mut self, i: usize, token: LlamaToken) {
+        let vocab = self.model.vocab();
+        let context_limit = self.context_limit;
+        let slot = &mut self.slots[i];
+        let active = slot.active.as_mut().expect("on_token for an active slot");
+        if active.first_token.is_none() {
+            active.first_token = Some(Instant::now());
+        }
+        if vocab.is_eog(token) && !active.ignore_eos {
+            self.finish(i, FinishReason::Stop);
+            return;
+        }
+        active.generated += 1;
+        let piece = vocab.token_to_piece(token, false, None);
+        let text = active.decoder.push(&piece);
+        let outcome = active.stops.push(&text);
+        if !outcome.emit.is_empty()
+            && active
+                .events
+                .send(GenerateEvent::Text(outcome.emit))
+                .is_err()
+        {
+            self.release(i); // the client hung up
+            return;
+        }
+        if outcome.stopped {
+            self.finish(i, FinishReason::Stop);
+        } else if active.generated >= active.max_tokens || slot.cached.len() + 1 >= context_limit {
+            self.finish(i, FinishReason::Length);
+        } else {
+            active.pending = Some(token);
+        }
+    }
+}

@@ -1,0 +1,509 @@
+//! The LLM engine: any GGUF llama.cpp loads, on an owned thread behind a cloneable
+//! [`LlmHandle`].
+//!
+//! One llama.cpp context serves every request: concurrent requests are separate sequences
+//! decoded together in one batch per step (continuous batching: a request joins or leaves
+//! between steps), and a new request reuses the KV cache of any sequence that shares its
+//! prompt prefix (a system prompt), so that prefix is not computed again.
+
+pub mod chat;
+mod engine;
+pub mod text;
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use llama_cpp_2::llama_backend::LlamaBackend;
+use llama_cpp_2::model::params::LlamaModelParams;
+use llama_cpp_2::model::LlamaModel;
+use llama_cpp_2::token::LlamaToken;
+use tokio::sync::mpsc;
+
+use crate::InferError;
+pub use chat::ChatTemplate;
+
+/// The process-wide llama.cpp backend (it may be initialised only once).
+pub(crate) fn backend() -> Result<&'static LlamaBackend, InferError> {
+    static BACKEND: OnceLock<Result<LlamaBackend, String>> = OnceLock::new();
+    BACKEND
+        .get_or_init(|| {
+            let mut backend = LlamaBackend::init().map_err(|e| e.to_string())?;
+            if std::env::var_os("HEARTH_LLAMA_LOG").is_none() {
+                backend.void_logs();
+            }
+            Ok(backend)
+        })
+        .as_ref()
+        .map_err(|e| InferError::Engine(format!("llama.cpp backend: {e}")))
+}
+
+/// How the engine runs a model.
+#[derive(Debug, Clone)]
+pub struct LlmOptions {
+    /// Compute threads. More OpenMP threads than free cores makes llama.cpp 3-4x slower, so
+    /// the default is the cores this process may use.
+    pub threads: usize,
+    /// KV cache cells shared by all sequences (tokens of context in total).
+    pub context_length: u32,
+    /// Sequences decoded together (concurrent requests in flight).
+    pub max_sequences: usize,
+    /// Most tokens submitted to one llama.cpp decode call.
+    pub batch_size: u32,
+    /// Requests that may wait for a free sequence before new ones are refused.
+    pub queue_capacity: usize,
+}
+
+impl Default for LlmOptions {
+    fn default() -> Self {
+        LlmOptions {
+            threads: crate::available_cores(),
+            context_length: 8192,
+            max_sequences: 8,
+            batch_size: 512,
+            queue_capacity: 64,
+        }
+    }
+}
+
+/// Sampling parameters of one request, already validated.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SamplingParams {
+    /// `None`: until the context limit or an end-of-generation token.
+    pub max_tokens: Option<u32>,
+    /// 0 means greedy.
+    pub temperature: f32,
+    pub top_p: f32,
+    /// 0 disables top-k.
+    pub top_k: i32,
+    pub min_p: f32,
+    pub seed: Option<u64>,
+    pub stop: Vec<String>,
+    pub presence_penalty: f32,
+    pub frequency_penalty: f32,
+    /// Keep generating past end-of-generation tokens (benchmarks), as llama.cpp and vLLM allow.
+    pub ignore_eos: bool,
+}
+
+impl Default for SamplingParams {
+    fn default() -> Self {
+        SamplingParams {
+            max_tokens: None,
+            temperature: 1.0,
+            top_p: 1.0,
+            top_k: 0,
+            min_p: 0.0,
+            seed: None,
+            stop: Vec::new(),
+            presence_penalty: 0.0,
+            frequency_penalty: 0.0,
+            ignore_eos: false,
+        }
+    }
+}
+
+impl SamplingParams {
+    /// Checks ranges the way OpenAI documents them; the error names the field.
+    pub fn validate(&self) -> Result<(), InferError> {
+        let invalid = |param: &str, message: &str| {
+            Err(InferError::InvalidParameter {
+                param: param.to_owned(),
+                message: message.to_owned(),
+            })
+        };
+        if !(0.0..=2.0).contains(&self.temperature) {
+            return invalid("temperature", "must be between 0 and 2");
+        }
+        if !(self.top_p > 0.0 && self.top_p <= 1.0) {
+            return invalid("top_p", "must be greater than 0 and at most 1");
+        }
+        if self.top_k < 0 {
+            return invalid("top_k", "must be 0 (disabled) or positive");
+        }
+        if !(0.0..=1.0).contains(&self.min_p) {
+            return invalid("min_p", "must be between 0 and 1");
+        }
+        if !(-2.0..=2.0).contains(&self.presence_penalty) {
+            return invalid("presence_penalty", "must be between -2 and 2");
+        }
+        if !(-2.0..=2.0).contains(&self.frequency_penalty) {
+            return invalid("frequency_penalty", "must be between -2 and 2");
+        }
+        if self.max_tokens == Some(0) {
+            return invalid("max_tokens", "must be at least 1");
+        }
+        if self.stop.len() > 4 {
+            return invalid("stop", "at most 4 stop sequences");
+        }
+        Ok(())
+    }
+}
+
+/// A constraint on the generated text, enforced token by token (llguidance).
+#[derive(Debug, Clone, PartialEq)]
+pub enum Constraint {
+    /// Any JSON object.
+    JsonObject,
+    /// JSON valid against this JSON Schema.
+    JsonSchema(serde_json::Value),
+}
+
+/// One generation: prompt tokens in, a stream of text out.
+#[derive(Debug, Clone)]
+pub struct GenerateRequest {
+    pub prompt: Vec<u32>,
+    pub params: SamplingParams,
+    pub constraint: Option<Constraint>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FinishReason {
+    /// An end-of-generation token, a stop string, or a completed constraint.
+    Stop,
+    /// `max_tokens` or the context limit.
+    Length,
+}
+
+impl FinishReason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FinishReason::Stop => "stop",
+            FinishReason::Length => "length",
+        }
+    }
+}
+
+/// How a generation went, sent once at its end.
+#[derive(Debug, Clone, PartialEq)]
+pub struct GenerationSummary {
+    pub finish_reason: FinishReason,
+    pub prompt_tokens: usize,
+    /// Prompt tokens whose KV was reused from the cache instead of computed.
+    pub cached_prompt_tokens: usize,
+    pub completion_tokens: usize,
+    /// Time spent waiting for a free sequence.
+    pub queued: Duration,
+    /// From submission to the first generated token.
+    pub time_to_first_token: Duration,
+    /// From submission to the end.
+    pub total: Duration,
+}
+
+#[derive(Debug)]
+pub enum GenerateEvent {
+    /// The next piece of generated text (complete UTF-8, stop strings removed).
+    Text(String),
+    Done(GenerationSummary),
+    Failed(InferError),
+}
+
+/// The receiving end of a generation. Dropping it cancels the generation and frees its
+/// sequence at the next engine step.
+#[derive(Debug)]
+pub struct GenerationStream {
+    pub prompt_tokens: usize,
+    events: mpsc::UnboundedReceiver<GenerateEvent>,
+}
+
+impl GenerationStream {
+    /// The next event; `None` after `Done`/`Failed`.
+    pub async fn next(&mut self) -> Option<GenerateEvent> {
+        self.events.recv().await
+    }
+
+    /// Waits for the whole generation.
+    pub async fn collect(mut self) -> Result<(String, GenerationSummary), InferError> {
+        let mut text = String::new();
+        while let Some(event) = self.next().await {
+            match event {
+                GenerateEvent::Text(t) => text.push_str(&t),
+                GenerateEvent::Done(summary) => return Ok((text, summary)),
+                GenerateEvent::Failed(e) => return Err(e),
+            }
+        }
+        Err(InferError::EngineStopped)
+    }
+}
+
+/// What is known about a loaded model.
+#[derive(Debug, Clone)]
+pub struct LlmInfo {
+    pub name: String,
+    pub path: PathBuf,
+    pub architecture: Option<String>,
+    pub context_train: u32,
+    /// Prompt + completion tokens one request may use.
+    pub context_limit: u32,
+    pub vocab_size: u32,
+    pub has_chat_template: bool,
+}
+
+/// Live engine figures for /metrics.
+#[derive(Debug, Default)]
+pub struct EngineGauges {
+    pub active_sequences: AtomicUsize,
+    pub queued_requests: AtomicUsize,
+}
+
+pub(crate) struct Shared {
+    pub(crate) model: Arc<LlamaModel>,
+    pub(crate) info: LlmInfo,
+    pub(crate) template: ChatTemplate,
+    pub(crate) gauges: EngineGauges,
+    factory: OnceLock<Result<Arc<llguidance::ParserFactory>, String>>,
+}
+
+pub(crate) struct Job {
+    pub(crate) prompt: Vec<LlamaToken>,
+    pub(crate) params: SamplingParams,
+    pub(crate) max_tokens: usize,
+    pub(crate) matcher: Option<llguidance::Matcher>,
+    pub(crate) events: mpsc::UnboundedSender<GenerateEvent>,
+    pub(crate) submitted: std::time::Instant,
+}
+
+/// A cloneable handle to a model running on its own thread.
+#[derive(Clone)]
+pub struct LlmHandle {
+    shared: Arc<Shared>,
+    jobs: mpsc::Sender<Job>,
+    queue_capacity: usize,
+}
+
+impl std::fmt::Debug for LlmHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LlmHandle")
+            .field("info", &self.shared.info)
+            .finish()
+    }
+}
+
+impl LlmHandle {
+    /// Loads a GGUF model and starts its engine thread. Blocking (reads the weights): call it
+    /// at start-up or from `spawn_blocking`.
+    pub fn spawn(name: &str, path: &Path, options: LlmOptions) -> Result<Self, InferError> {
+        if options.threads == 0 || options.max_sequences == 0 || options.batch_size == 0 {
+            return Err(InferError::InvalidParameter {
+                param: "llm options".into(),
+                message: "threads, max_sequences and batch_size must be at least 1".into(),
+            });
+        }
+        if options.max_sequences > options.batch_size as usize {
+            return Err(InferError::InvalidParameter {
+                param: "llm options".into(),
+                message: "max_sequences cannot exceed batch_size (each step decodes one token per sequence)".into(),
+            });
+        }
+        let backend = backend()?;
+        if !path.is_file() {
+            return Err(InferError::InvalidModel {
+                path: path.to_owned(),
+                reason: "no such file".into(),
+            });
+        }
+        let model = LlamaModel::load_from_file(backend, path, &LlamaModelParams::default())
+            .map_err(|e| InferError::InvalidModel {
+                path: path.to_owned(),
+                reason: format!("llama.cpp could not load it: {e}"),
+            })?;
+        let model = Arc::new(model);
+        let template_source = model
+            .chat_template(None)
+            .ok()
+            .and_then(|t| t.to_string().ok());
+        let vocab = model.vocab();
+        let piece = |token: LlamaToken| {
+            if token.0 < 0 {
+                String::new()
+            } else {
+                String::from_utf8_lossy(&vocab.token_to_piece(token, true, None)).into_owned()
+            }
+        };
+        let template = ChatTemplate::new(
+            template_source.as_deref(),
+            piece(vocab.bos()),
+            piece(vocab.eos()),
+        )
+        .map_err(|e| match e {
+            InferError::InvalidModel { reason, .. } => InferError::InvalidModel {
+                path: path.to_owned(),
+                reason,
+            },
+            other => other,
+        })?;
+        let context_train = model.n_ctx_train();
+        let info = LlmInfo {
+            name: name.to_owned(),
+            path: path.to_owned(),
+            architecture: model.meta_val_str("general.architecture").ok(),
+            context_train,
+            context_limit: context_train.min(options.context_length),
+            vocab_size: model.n_vocab().max(0) as u32,
+            has_chat_template: template_source.is_some(),
+        };
+        let shared = Arc::new(Shared {
+            model,
+            info,
+            template,
+            gauges: EngineGauges::default(),
+            factory: OnceLock::new(),
+        });
+        let (jobs, rx) = mpsc::channel(options.queue_capacity.max(1));
+        engine::start(shared.clone(), options.clone(), rx)?;
+        Ok(LlmHandle {
+            shared,
+            jobs,
+            queue_capacity: options.queue_capacity.max(1),
+        })
+    }
+
+    pub fn info(&self) -> &LlmInfo {
+        &self.shared.info
+    }
+
+    pub fn template(&self) -> &ChatTemplate {
+        &self.shared.template
+    }
+
+    pub fn gauges(&self) -> &EngineGauges {
+        &self.shared.gauges
+    }
+
+    /// Tokenizes text. `add_special` adds BOS where the model wants it; special tokens written
+    /// in the text (`<|im_start|>`) are parsed as such.
+    pub fn tokenize(&self, text: &str, add_special: bool) -> Vec<u32> {
+        self.shared
+            .model
+            .vocab()
+            .tokenize(text.as_bytes(), add_special, true)
+            .into_iter()
+            .map(|t| t.0 as u32)
+            .collect()
+    }
+
+    /// Tokenizes a rendered chat prompt: BOS is added only when the model wants it and the
+    /// template did not already write it.
+    pub fn tokenize_chat(&self, prompt: &str) -> Vec<u32> {
+        let vocab = self.shared.model.vocab();
+        let bos_written = vocab.bos().0 >= 0 && {
+            let bos = vocab.token_to_piece(vocab.bos(), true, None);
+            !bos.is_empty() && prompt.as_bytes().starts_with(&bos)
+        };
+        self.tokenize(prompt, vocab.should_add_bos() && !bos_written)
+    }
+
+    /// Detokenizes tokens (for `echo`).
+    pub fn detokenize(&self, tokens: &[u32]) -> String {
+        let vocab = self.shared.model.vocab();
+        let mut bytes = Vec::new();
+        for &t in tokens {
+            bytes.extend(vocab.token_to_piece(LlamaToken(t as i32), false, None));
+        }
+        String::from_utf8_lossy(&bytes).into_owned()
+    }
+
+    fn parser_factory(&self) -> Result<Arc<llguidance::ParserFactory>, InferError> {
+        self.shared
+            .factory
+            .get_or_init(|| {
+                let env =
+                    llama_cpp_2::sampling::LlamaSampler::llguidance_tok_env(&self.shared.model);
+                llguidance::ParserFactory::new_simple(&env)
+                    .map(Arc::new)
+                    .map_err(|e| e.to_string())
+            })
+            .clone()
+            .map_err(|e| InferError::Engine(format!("constrained decoding unavailable: {e}")))
+    }
+
+    fn matcher(&self, constraint: &Constraint) -> Result<llguidance::Matcher, InferError> {
+        let mut schema = match constraint {
+            Constraint::JsonObject => serde_json::json!({ "type": "object" }),
+            Constraint::JsonSchema(schema) => schema.clone(),
+        };
+        // Compact JSON: without this a small model pads the object with newlines forever.
+        if let Some(obj) = schema.as_object_mut() {
+            obj.entry("x-guidance").or_insert(serde_json::json!({
+                "whitespace_flexible": false,
+                "item_separator": ",",
+                "key_separator": ":"
+            }));
+        }
+        let grammar = llguidance::api::TopLevelGrammar::from_json_schema(schema);
+        let parser = self.parser_factory()?.create_parser(grammar).map_err(|e| {
+            InferError::InvalidParameter {
+                param: "response_format".into(),
+                message: format!("the JSON schema cannot be enforced: {e}"),
+            }
+        })?;
+        Ok(llguidance::Matcher::new(Ok(parser)))
+    }
+
+    /// Submits a generation. Fails at once (never waits) when the prompt does not fit the
+    /// context or the queue is full.
+    pub fn generate(&self, request: GenerateRequest) -> Result<GenerationStream, InferError> {
+        request.params.validate()?;
+        let info = &self.shared.info;
+        if request.prompt.is_empty() {
+            return Err(InferError::InvalidParameter {
+                param: "prompt".into(),
+                message: "the prompt is empty".into(),
+            });
+        }
+        if let Some(bad) = request.prompt.iter().find(|&&t| t >= info.vocab_size) {
+            return Err(InferError::InvalidParameter {
+                param: "prompt".into(),
+                message: format!(
+                    "token {bad} is outside the vocabulary of {} tokens",
+                    info.vocab_size
+                ),
+            });
+        }
+        let limit = info.context_limit as usize;
+        let prompt_tokens = request.prompt.len();
+        let requested = request.params.max_tokens.map(|m| m as usize);
+        if prompt_tokens + requested.unwrap_or(1) > limit {
+            return Err(InferError::ContextOverflow {
+                prompt_tokens,
+                max_tokens: requested.unwrap_or(1),
+                context_length: limit,
+            });
+        }
+        let max_tokens = requested.unwrap_or(limit - prompt_tokens);
+        let matcher = request
+            .constraint
+            .as_ref()
+            .map(|c| self.matcher(c))
+            .transpose()?;
+        let (tx, rx) = mpsc::unbounded_channel();
+        let job = Job {
+            prompt: request
+                .prompt
+                .iter()
+                .map(|&t| LlamaToken(t as i32))
+                .collect(),
+            params: request.params,
+            max_tokens,
+            matcher,
+            events: tx,
+            submitted: std::time::Instant::now(),
+        };
+        match self.jobs.try_send(job) {
+            Ok(()) => {
+                self.shared
+                    .gauges
+                    .queued_requests
+                    .fetch_add(1, Ordering::Relaxed);
+                Ok(GenerationStream {
+                    prompt_tokens,
+                    events: rx,
+                })
+            }
+            Err(mpsc::error::TrySendError::Full(_)) => Err(InferError::Overloaded {
+                capacity: self.queue_capacity,
+            }),
+            Err(mpsc::error::TrySendError::Closed(_)) => Err(InferError::EngineStopped),
+        }
+    }
+}

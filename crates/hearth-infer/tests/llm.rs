@@ -1,0 +1,416 @@
+//! The LLM engine on the real test models (SmolLM2-135M-Instruct Q4_1, Gemma-3-270M Q4_K_M).
+//! Run one test at a time (`--test-threads=1`): they share 2 cores.
+
+use std::path::PathBuf;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use hearth_infer::llm::{
+    Constraint, FinishReason, GenerateRequest, LlmHandle, LlmOptions, SamplingParams,
+};
+use hearth_infer::InferError;
+use hearth_types::ChatMessage;
+
+fn models_dir() -> PathBuf {
+    let dir = std::env::var_os("HEARTH_TEST_MODELS")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            PathBuf::from(std::env::var("HOME").unwrap()).join(".cache/hearth/test-models")
+        });
+    assert!(
+        dir.join("SmolLM2-135M-Instruct.Q4_1.gguf").is_file(),
+        "test models missing in {}: run scripts/fetch-test-models.sh",
+        dir.display()
+    );
+    dir
+}
+
+fn smollm(options: LlmOptions) -> LlmHandle {
+    LlmHandle::spawn(
+        "smollm2",
+        &models_dir().join("SmolLM2-135M-Instruct.Q4_1.gguf"),
+        options,
+    )
+    .unwrap()
+}
+
+fn greedy(max_tokens: u32) -> SamplingParams {
+    SamplingParams {
+        max_tokens: Some(max_tokens),
+        temperature: 0.0,
+        ..Default::default()
+    }
+}
+
+fn chat_prompt(engine: &LlmHandle, system: &str, user: &str) -> Vec<u32> {
+    let text = engine
+        .template()
+        .render(
+            &[
+                ChatMessage::new("system", system),
+                ChatMessage::new("user", user),
+            ],
+            None,
+            true,
+        )
+        .unwrap();
+    engine.tokenize_chat(&text)
+}
+
+async fn run(
+    engine: &LlmHandle,
+    prompt: Vec<u32>,
+    params: SamplingParams,
+) -> (String, hearth_infer::llm::GenerationSummary) {
+    engine
+        .generate(GenerateRequest {
+            prompt,
+            params,
+            constraint: None,
+        })
+        .unwrap()
+        .collect()
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn smollm_uses_its_own_chat_template_and_answers() {
+    let engine = smollm(LlmOptions::default());
+    assert!(engine.info().has_chat_template);
+    assert_eq!(engine.info().architecture.as_deref(), Some("llama"));
+    // Without a system message, SmolLM2's own template adds its default one.
+    let default = engine
+        .template()
+        .render(&[ChatMessage::new("user", "Hi")], None, true)
+        .unwrap();
+    assert!(
+        default.starts_with("<|im_start|>system\nYou are a helpful AI assistant named SmolLM"),
+        "{default}"
+    );
+    let text = engine
+        .template()
+        .render(
+            &[
+                ChatMessage::new("system", "You are a helpful assistant."),
+                ChatMessage::new("user", "What is the capital of France?"),
+            ],
+            None,
+            true,
+        )
+        .unwrap();
+    assert!(
+        text.contains("<|im_start|>user\nWhat is the capital of France?<|im_end|>"),
+        "{text}"
+    );
+    assert!(text.ends_with("<|im_start|>assistant\n"), "{text}");
+    let (answer, summary) = run(&engine, engine.tokenize_chat(&text), greedy(32)).await;
+    assert!(answer.to_lowercase().contains("paris"), "{answer}");
+    assert_eq!(summary.finish_reason, FinishReason::Stop);
+    assert!(summary.completion_tokens > 0 && summary.completion_tokens < 32);
+}
+
+#[tokio::test]
+async fn greedy_generation_is_deterministic_and_max_tokens_is_exact() {
+    let engine = smollm(LlmOptions::default());
+    let prompt = chat_prompt(
+        &engine,
+        "You are a storyteller.",
+        "Tell me a long story about a fox.",
+    );
+    let (a, sa) = run(&engine, prompt.clone(), greedy(20)).await;
+    let (b, sb) = run(&engine, prompt, greedy(20)).await;
+    assert_eq!(a, b);
+    assert_eq!(sa.finish_reason, FinishReason::Length);
+    assert_eq!(sa.completion_tokens, 20);
+    assert_eq!(sb.completion_tokens, 20);
+}
+
+#[tokio::test]
+async fn seeded_sampling_repeats_and_different_seeds_differ() {
+    let engine = smollm(LlmOptions::default());
+    let prompt = chat_prompt(&engine, "You are creative.", "Invent a name for a cat.");
+    let params = |seed| SamplingParams {
+        max_tokens: Some(24),
+        temperature: 1.2,
+        seed: Some(seed),
+        ..Default::default()
+    };
+    let (a, _) = run(&engine, prompt.clone(), params(7)).await;
+    let (b, _) = run(&engine, prompt.clone(), params(7)).await;
+    assert_eq!(a, b);
+    let mut others = Vec::new();
+    for seed in 8..12 {
+        others.push(run(&engine, prompt.clone(), params(seed)).await.0);
+    }
+    assert!(
+        others.iter().any(|o| *o != a),
+        "five seeds gave one answer: {a}"
+    );
+}
+
+#[tokio::test]
+async fn stop_strings_end_generation_and_are_not_emitted() {
+    let engine = smollm(LlmOptions::default());
+    let prompt = chat_prompt(
+        &engine,
+        "You are helpful.",
+        "Count from 1 to 10, separated by commas.",
+    );
+    let (full, _) = run(&engine, prompt.clone(), greedy(40)).await;
+    assert!(full.contains('5'), "{full}");
+    let params = SamplingParams {
+        stop: vec!["5".into()],
+        ..greedy(40)
+    };
+    let (cut, summary) = run(&engine, prompt, params).await;
+    assert_eq!(summary.finish_reason, FinishReason::Stop);
+    assert!(!cut.contains('5'));
+    assert!(
+        full.starts_with(&cut),
+        "{cut:?} is not a prefix of {full:?}"
+    );
+}
+
+#[tokio::test]
+async fn concurrent_requests_are_batched_and_do_not_interfere() {
+    let engine = smollm(LlmOptions {
+        max_sequences: 4,
+        ..Default::default()
+    });
+    let questions = [
+        "What is the capital of France?",
+        "Name a primary colour.",
+        "What do bees make?",
+        "How many legs does a spider have?",
+    ];
+    let prompts: Vec<_> = questions
+        .iter()
+        .map(|q| chat_prompt(&engine, "Answer in one short sentence.", q))
+        .collect();
+    let mut alone = Vec::new();
+    for p in &prompts {
+        alone.push(run(&engine, p.clone(), greedy(24)).await.0);
+    }
+    let streams: Vec<_> = prompts
+        .iter()
+        .map(|p| {
+            engine
+                .generate(GenerateRequest {
+                    prompt: p.clone(),
+                    params: greedy(24),
+                    constraint: None,
+                })
+                .unwrap()
+        })
+        .collect();
+    let gauges_engine = engine.clone();
+    let watcher = tokio::spawn(async move {
+        let mut most = 0;
+        for _ in 0..400 {
+            most = most.max(
+                gauges_engine
+                    .gauges()
+                    .active_sequences
+                    .load(Ordering::Relaxed),
+            );
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        most
+    });
+    let mut together = Vec::new();
+    for s in streams {
+        together.push(s.collect().await.unwrap().0);
+    }
+    let most_active = watcher.await.unwrap();
+    assert!(
+        most_active >= 2,
+        "requests never overlapped (max {most_active} active)"
+    );
+    for (i, (a, t)) in alone.iter().zip(&together).enumerate() {
+        assert_eq!(a, t, "request {i} changed when batched");
+    }
+}
+
+#[tokio::test]
+async fn a_shared_system_prompt_is_reused_from_the_cache() {
+    let engine = smollm(LlmOptions::default());
+    let system = "You are the support assistant of an online store. ".repeat(20);
+    let first = chat_prompt(&engine, &system, "Where is my order?");
+    let second = chat_prompt(&engine, &system, "Can I return a lamp?");
+    let shared = first
+        .iter()
+        .zip(&second)
+        .take_while(|(a, b)| a == b)
+        .count();
+    assert!(shared > 200, "prompts share only {shared} tokens");
+    let (_, cold) = run(&engine, first, greedy(4)).await;
+    assert_eq!(cold.cached_prompt_tokens, 0);
+    let (warm_text, warm) = run(&engine, second.clone(), greedy(8)).await;
+    assert_eq!(warm.cached_prompt_tokens, shared);
+    // Reuse must not change the answer: a fresh engine computes the same text.
+    let fresh = smollm(LlmOptions::default());
+    let (fresh_text, fresh_summary) = run(&fresh, second, greedy(8)).await;
+    assert_eq!(fresh_summary.cached_prompt_tokens, 0);
+    assert_eq!(warm_text, fresh_text);
+}
+
+#[tokio::test]
+async fn a_dropped_stream_frees_its_sequence() {
+    let engine = smollm(LlmOptions {
+        max_sequences: 1,
+        ..Default::default()
+    });
+    let prompt = chat_prompt(
+        &engine,
+        "You are a storyteller.",
+        "Tell me a very long story.",
+    );
+    let mut stream = engine
+        .generate(GenerateRequest {
+            prompt: prompt.clone(),
+            params: greedy(2000),
+            constraint: None,
+        })
+        .unwrap();
+    // Wait for the first text, then hang up.
+    loop {
+        match stream.next().await.unwrap() {
+            hearth_infer::llm::GenerateEvent::Text(_) => break,
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    drop(stream);
+    // The only sequence must come free for the next request well before 2000 tokens.
+    let next = tokio::time::timeout(Duration::from_secs(30), run(&engine, prompt, greedy(3)));
+    let (_, summary) = next.await.expect("the cancelled sequence was never freed");
+    assert_eq!(summary.completion_tokens, 3);
+    assert_eq!(engine.gauges().active_sequences.load(Ordering::Relaxed), 0);
+}
+
+#[tokio::test]
+async fn overflowing_the_context_is_an_error_not_a_truncation() {
+    let engine = smollm(LlmOptions {
+        context_length: 512,
+        ..Default::default()
+    });
+    let long = engine.tokenize(&"hello ".repeat(600), true);
+    let err = engine
+        .generate(GenerateRequest {
+            prompt: long,
+            params: greedy(10),
+            constraint: None,
+        })
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            InferError::ContextOverflow {
+                context_length: 512,
+                ..
+            }
+        ),
+        "{err}"
+    );
+    let err = engine
+        .generate(GenerateRequest {
+            prompt: vec![1, 2, 3],
+            params: greedy(600),
+            constraint: None,
+        })
+        .unwrap_err();
+    assert_eq!(err.code(), "context_length_exceeded");
+}
+
+#[tokio::test]
+async fn a_full_queue_is_refused_at_once() {
+    let engine = smollm(LlmOptions {
+        max_sequences: 1,
+        queue_capacity: 2,
+        ..Default::default()
+    });
+    let prompt = engine.tokenize("Once upon a time", true);
+    let mut accepted = Vec::new();
+    let mut refused = 0;
+    for _ in 0..8 {
+        match engine.generate(GenerateRequest {
+            prompt: prompt.clone(),
+            params: greedy(16),
+            constraint: None,
+        }) {
+            Ok(s) => accepted.push(s),
+            Err(InferError::Overloaded { capacity: 2 }) => refused += 1,
+            Err(e) => panic!("{e}"),
+        }
+    }
+    assert!(
+        refused >= 5,
+        "only {refused} of 8 refused with 1 running and 2 queued"
+    );
+    for s in accepted {
+        let (_, summary) = s.collect().await.unwrap();
+        assert_eq!(summary.completion_tokens, 16);
+    }
+}
+
+#[tokio::test]
+async fn json_schema_constraint_always_yields_valid_json() {
+    let engine = smollm(LlmOptions::default());
+    let schema = serde_json::json!({
+        "type": "object",
+        "properties": {
+            "name": {"const": "get_order_details"},
+            "arguments": {
+                "type": "object",
+                "properties": {"order_id": {"type": "string", "pattern": "^#W[0-9]{7}$"}},
+                "required": ["order_id"],
+                "additionalProperties": false
+            }
+        },
+        "required": ["name", "arguments"],
+        "additionalProperties": false
+    });
+    let prompt = chat_prompt(&engine, "Call a function.", "Where is my order #W2611340?");
+    for seed in 0..3 {
+        let (text, summary) = engine
+            .generate(GenerateRequest {
+                prompt: prompt.clone(),
+                params: SamplingParams {
+                    temperature: 0.8,
+                    seed: Some(seed),
+                    max_tokens: Some(80),
+                    ..Default::default()
+                },
+                constraint: Some(Constraint::JsonSchema(schema.clone())),
+            })
+            .unwrap()
+            .collect()
+            .await
+            .unwrap();
+        assert_eq!(summary.finish_reason, FinishReason::Stop, "{text}");
+        let value: serde_json::Value =
+            serde_json::from_str(&text).unwrap_or_else(|e| panic!("{e}: {text}"));
+        assert_eq!(value["name"], "get_order_details");
+        let id = value["arguments"]["order_id"].as_str().unwrap();
+        assert!(
+            id.len() == 9 && id.starts_with("#W") && id[2..].chars().all(|c| c.is_ascii_digit()),
+            "{id}"
+        );
+        assert_eq!(value["arguments"].as_object().unwrap().len(), 1);
+    }
+}
+
+#[tokio::test]
+async fn gemma3_base_model_loads_and_completes_text() {
+    let engine = LlmHandle::spawn(
+        "gemma3",
+        &models_dir().join("gemma-3-270m-q4_k_m.gguf"),
+        LlmOptions::default(),
+    )
+    .unwrap();
+    assert_eq!(engine.info().architecture.as_deref(), Some("gemma3"));
+    let prompt = engine.tokenize("The capital of France is", true);
+    let (text, summary) = run(&engine, prompt, greedy(8)).await;
+    assert!(!text.trim().is_empty());
+    assert!(summary.completion_tokens >= 1);
+}

@@ -1,0 +1,90 @@
+//! A JSON body extractor whose errors are OpenAI-shaped and name the field at fault.
+
+use axum::body::Bytes;
+use axum::extract::{FromRequest, Request};
+use axum::http::StatusCode;
+use serde::de::DeserializeOwned;
+
+use crate::ApiError;
+
+pub struct ApiJson<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for ApiJson<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(request: Request, state: &S) -> Result<Self, Self::Rejection> {
+        let bytes = Bytes::from_request(request, state)
+            .await
+            .map_err(|rejection| {
+                if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                    ApiError::new(
+                        StatusCode::PAYLOAD_TOO_LARGE,
+                        "body_too_large",
+                        "the request body is larger than server.max_body_bytes allows",
+                    )
+                } else {
+                    ApiError::new(
+                        StatusCode::BAD_REQUEST,
+                        "unreadable_body",
+                        rejection.body_text(),
+                    )
+                }
+            })?;
+        parse_json(&bytes).map(ApiJson)
+    }
+}
+
+pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    let de = &mut serde_json::Deserializer::from_slice(bytes);
+    serde_path_to_error::deserialize(de).map_err(|e| {
+        let inner = e.inner();
+        if inner.is_syntax() || inner.is_eof() {
+            return ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "invalid_json",
+                format!("the body is not valid JSON: {inner}"),
+            );
+        }
+        let path = e.path().to_string();
+        let message = inner.to_string();
+        // serde reports a missing field at its parent's path; name the field itself.
+        let param = match message
+            .strip_prefix("missing field `")
+            .and_then(|rest| rest.split('`').next())
+        {
+            Some(field) if path == "." => field.to_owned(),
+            Some(field) => format!("{path}.{field}"),
+            None => path,
+        };
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+            format!("invalid '{param}': {message}"),
+        )
+        .with_param(param)
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use hearth_types::ChatCompletionRequest;
+
+    #[test]
+    fn errors_name_the_field() {
+        let err = parse_json::<ChatCompletionRequest>(br#"{"messages": []}"#).unwrap_err();
+        assert_eq!(err.param.as_deref(), Some("model"));
+        let err = parse_json::<ChatCompletionRequest>(
+            br#"{"model": "m", "messages": [{"content": "x"}]}"#,
+        )
+        .unwrap_err();
+        assert_eq!(err.param.as_deref(), Some("messages[0].role"));
+        let err = parse_json::<ChatCompletionRequest>(
+            br#"{"model": "m", "messages": [], "temperature": "hot"}"#,
+        )
+        .unwrap_err();
+        assert_eq!(err.param.as_deref(), Some("temperature"));
+        let err = parse_json::<ChatCompletionRequest>(b"{not json").unwrap_err();
+        assert_eq!(err.code, "invalid_json");
+    }
+}

@@ -1,0 +1,251 @@
+//! The OpenAI-compatible routes.
+
+use std::convert::Infallible;
+
+use axum::extract::{Path, State};
+use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use hearth_gateway::{ChatEvent, ChatStream};
+use hearth_infer::registry::{ModelInfo, ModelKind};
+use hearth_types::{
+    ChatCompletionChunk, ChatCompletionRequest, ChunkChoice, ChunkDelta, CompletionChoice,
+    CompletionRequest, CompletionResponse, EmbeddingRequest, ModelList, ModelObject, Usage,
+};
+use serde_json::json;
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+
+use crate::extract::ApiJson;
+use crate::{ApiError, AppState};
+
+pub async fn chat_completions(
+    State(state): State<AppState>,
+    ApiJson(request): ApiJson<ChatCompletionRequest>,
+) -> Result<Response, ApiError> {
+    let stream = state.platform.gateway().chat(&request).await?;
+    if request.stream {
+        let include_usage = request.stream_options.is_some_and(|o| o.include_usage);
+        return Ok(sse(state, stream, include_usage, ChunkKind::Chat).into_response());
+    }
+    let model = stream.model.clone();
+    let (response, summary) = stream.into_response().await?;
+    state.metrics.record_generation(&model, &summary);
+    Ok(Json(response).into_response())
+}
+
+pub async fn completions(
+    State(state): State<AppState>,
+    ApiJson(request): ApiJson<CompletionRequest>,
+) -> Result<Response, ApiError> {
+    let mut streams = state.platform.gateway().completion(&request).await?;
+    if request.stream {
+        let include_usage = request.stream_options.is_some_and(|o| o.include_usage);
+        let stream = streams
+            .pop()
+            .expect("the gateway returns one stream when streaming");
+        return Ok(sse(state, stream, include_usage, ChunkKind::Text).into_response());
+    }
+    let mut choices = Vec::with_capacity(streams.len());
+    let mut usage = Usage::default();
+    let (id, model, created) = (
+        streams[0].id.clone(),
+        streams[0].model.clone(),
+        streams[0].created,
+    );
+    // Submitted together above, so the engine batches them; collected in order here.
+    for (index, stream) in streams.into_iter().enumerate() {
+        let (message, finish_reason, u, summary) = stream.collect().await?;
+        state.metrics.record_generation(&model, &summary);
+        usage = Usage::new(
+            usage.prompt_tokens + u.prompt_tokens,
+            usage.completion_tokens + u.completion_tokens,
+        );
+        choices.push(CompletionChoice {
+            index: index as u32,
+            text: message.content.unwrap_or_default(),
+            finish_reason: Some(finish_reason),
+            logprobs: None,
+        });
+    }
+    Ok(Json(CompletionResponse {
+        id,
+        object: "text_completion".into(),
+        created,
+        model,
+        choices,
+        usage: Some(usage),
+    })
+    .into_response())
+}
+
+pub async fn embeddings(
+    State(state): State<AppState>,
+    ApiJson(request): ApiJson<EmbeddingRequest>,
+) -> Result<Response, ApiError> {
+    let response = state.platform.gateway().embed(&request).await?;
+    Ok(Json(response).into_response())
+}
+
+fn model_object(info: &ModelInfo) -> ModelObject {
+    ModelObject {
+        id: info.name.clone(),
+        object: "model".into(),
+        created: 0,
+        owned_by: "hearth".into(),
+        meta: Some(json!({
+            "kind": match info.kind { ModelKind::Chat => "chat", ModelKind::Embedding => "embedding" },
+            "architecture": info.architecture,
+            "parameters": info.parameters,
+            "quantization": info.quantization,
+            "context_length": info.context_length,
+            "embedding_dim": info.embedding_dim,
+            "size_bytes": info.size_bytes,
+        })),
+    }
+}
+
+pub async fn list_models(State(state): State<AppState>) -> Result<Json<ModelList>, ApiError> {
+    let models = state.platform.gateway().models()?;
+    Ok(Json(ModelList {
+        object: "list".into(),
+        data: models.iter().map(model_object).collect(),
+    }))
+}
+
+pub async fn get_model(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<ModelObject>, ApiError> {
+    let info = state
+        .platform
+        .gateway()
+        .registry()
+        .resolve(&id)
+        .map_err(hearth_gateway::GatewayError::from)?;
+    Ok(Json(model_object(&info)))
+}
+
+#[derive(Clone, Copy)]
+enum ChunkKind {
+    Chat,
+    Text,
+}
+
+fn chunk_event(
+    kind: ChunkKind,
+    stream: &ChatStream,
+    delta: ChunkDelta,
+    finish_reason: Option<String>,
+    usage: Option<Option<Usage>>,
+) -> Event {
+    let value = match kind {
+        ChunkKind::Chat => serde_json::to_value(ChatCompletionChunk {
+            id: stream.id.clone(),
+            object: "chat.completion.chunk".into(),
+            created: stream.created,
+            model: stream.model.clone(),
+            choices: vec![ChunkChoice {
+                index: 0,
+                delta,
+                finish_reason,
+                logprobs: None,
+            }],
+            usage,
+        }),
+        ChunkKind::Text => serde_json::to_value(json!({
+            "id": stream.id,
+            "object": "text_completion",
+            "created": stream.created,
+            "model": stream.model,
+            "choices": [{
+                "index": 0,
+                "text": delta.content.unwrap_or_default(),
+                "finish_reason": finish_reason,
+                "logprobs": null,
+            }],
+        })),
+    }
+    .expect("chunks serialize");
+    Event::default().data(value.to_string())
+}
+
+fn usage_event(kind: ChunkKind, stream: &ChatStream, usage: Usage) -> Event {
+    let object = match kind {
+        ChunkKind::Chat => "chat.completion.chunk",
+        ChunkKind::Text => "text_completion",
+    };
+    Event::default().data(
+        json!({
+            "id": stream.id, "object": object, "created": stream.created,
+            "model": stream.model, "choices": [], "usage": usage,
+        })
+        .to_string(),
+    )
+}
+
+/// Streams a generation as server-sent events. A client that disconnects drops the event
+/// receiver, which ends the relay task and so cancels the generation.
+fn sse(
+    state: AppState,
+    mut stream: ChatStream,
+    include_usage: bool,
+    kind: ChunkKind,
+) -> Sse<impl futures::Stream<Item = Result<Event, Infallible>>> {
+    let (tx, rx) = mpsc::channel::<Event>(64);
+    tokio::spawn(async move {
+        let usage_field = include_usage.then_some(None);
+        if let ChunkKind::Chat = kind {
+            let first = ChunkDelta {
+                role: Some("assistant".into()),
+                content: Some(String::new()),
+                tool_calls: None,
+            };
+            if tx
+                .send(chunk_event(kind, &stream, first, None, usage_field))
+                .await
+                .is_err()
+            {
+                return;
+            }
+        }
+        while let Some(event) = stream.next().await {
+            let out = match event {
+                ChatEvent::Delta(delta) => chunk_event(kind, &stream, delta, None, usage_field),
+                ChatEvent::Finished {
+                    finish_reason,
+                    usage,
+                    summary,
+                } => {
+                    state.metrics.record_generation(&stream.model, &summary);
+                    let last = chunk_event(
+                        kind,
+                        &stream,
+                        ChunkDelta::default(),
+                        Some(finish_reason),
+                        usage_field,
+                    );
+                    if tx.send(last).await.is_err() {
+                        return;
+                    }
+                    if include_usage && tx.send(usage_event(kind, &stream, usage)).await.is_err() {
+                        return;
+                    }
+                    break;
+                }
+                ChatEvent::Failed(e) => {
+                    let error = ApiError::from(e);
+                    let _ = tx
+                        .send(Event::default().data(json!(error.body()).to_string()))
+                        .await;
+                    break;
+                }
+            };
+            if tx.send(out).await.is_err() {
+                return;
+            }
+        }
+        let _ = tx.send(Event::default().data("[DONE]")).await;
+    });
+    Sse::new(futures::StreamExt::map(ReceiverStream::new(rx), Ok)).keep_alive(KeepAlive::default())
+}

@@ -1,0 +1,171 @@
+//! In-process HTTP tests through `router()` (no sockets): routing, auth, error shapes.
+//! The full model path is exercised by tests/openai_client against a live server.
+
+use axum::body::Body;
+use axum::http::{header, Request, StatusCode};
+use hearth_core::{ApiKey, Config, Platform};
+use http_body_util::BodyExt;
+use serde_json::{json, Value};
+use tower::ServiceExt;
+
+fn platform(keys: &[&str]) -> (Platform, tempfile::TempDir) {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = Config {
+        data_dir: dir.path().to_owned(),
+        ..Default::default()
+    };
+    config.server.api_keys = keys.iter().map(|k| ApiKey::new(*k)).collect();
+    config.server.max_body_bytes = 1024;
+    (Platform::open(config).unwrap(), dir)
+}
+
+async fn call(
+    platform: &Platform,
+    request: Request<Body>,
+) -> (StatusCode, axum::http::HeaderMap, Value) {
+    let response = hearth_server::router(platform.clone())
+        .oneshot(request)
+        .await
+        .unwrap();
+    let status = response.status();
+    let headers = response.headers().clone();
+    let bytes = response.into_body().collect().await.unwrap().to_bytes();
+    let value = serde_json::from_slice(&bytes)
+        .unwrap_or(Value::String(String::from_utf8_lossy(&bytes).into()));
+    (status, headers, value)
+}
+
+fn post(path: &str, body: impl Into<Body>) -> Request<Body> {
+    Request::post(path)
+        .header(header::CONTENT_TYPE, "application/json")
+        .body(body.into())
+        .unwrap()
+}
+
+#[tokio::test]
+async fn unknown_model_is_a_404_in_openai_shape() {
+    let (p, _dir) = platform(&[]);
+    let body =
+        json!({"model": "nope", "messages": [{"role": "user", "content": "hi"}]}).to_string();
+    let (status, _, value) = call(&p, post("/v1/chat/completions", body)).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert_eq!(value["error"]["code"], "model_not_found");
+    assert_eq!(value["error"]["param"], "model");
+    assert_eq!(value["error"]["type"], "not_found_error");
+    assert!(value["error"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("hearth models"));
+}
+
+#[tokio::test]
+async fn malformed_requests_name_the_problem() {
+    let (p, _dir) = platform(&[]);
+    let (status, _, value) = call(&p, post("/v1/chat/completions", "{oops")).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(value["error"]["code"], "invalid_json");
+    let (status, _, value) = call(
+        &p,
+        post("/v1/chat/completions", json!({"messages": []}).to_string()),
+    )
+    .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(value["error"]["param"], "model");
+    let (status, _, value) = call(
+        &p,
+        post(
+            "/v1/embeddings",
+            json!({"model": "m", "input": {"x": 1}}).to_string(),
+        ),
+    )
+    .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(value["error"]["param"], "input");
+    let (status, _, value) = call(
+        &p,
+        post(
+            "/v1/chat/completions",
+            json!({"model": "m", "messages": []}).to_string(),
+        ),
+    )
+    .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(value["error"]["param"], "messages");
+}
+
+#[tokio::test]
+async fn oversize_bodies_get_413() {
+    let (p, _dir) = platform(&[]);
+    let big = json!({"model": "m", "input": "x".repeat(4096)}).to_string();
+    let (status, _, value) = call(&p, post("/v1/embeddings", big)).await;
+    assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);
+    assert_eq!(value["error"]["code"], "body_too_large");
+}
+
+#[tokio::test]
+async fn api_keys_guard_everything_but_health_and_openapi() {
+    let (p, _dir) = platform(&["sk-test"]);
+    let (status, _, value) =
+        call(&p, Request::get("/v1/models").body(Body::empty()).unwrap()).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    assert_eq!(value["error"]["code"], "missing_api_key");
+    let wrong = Request::get("/v1/models")
+        .header(header::AUTHORIZATION, "Bearer sk-nope")
+        .body(Body::empty())
+        .unwrap();
+    assert_eq!(call(&p, wrong).await.2["error"]["code"], "invalid_api_key");
+    let right = Request::get("/v1/models")
+        .header(header::AUTHORIZATION, "Bearer sk-test")
+        .body(Body::empty())
+        .unwrap();
+    let (status, _, value) = call(&p, right).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(value["object"], "list");
+    let (status, _, _) = call(&p, Request::get("/metrics").body(Body::empty()).unwrap()).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    let (status, _, value) = call(&p, Request::get("/health").body(Body::empty()).unwrap()).await;
+    assert_eq!(
+        (status, value["status"].as_str()),
+        (StatusCode::OK, Some("ok"))
+    );
+    let (status, _, value) = call(
+        &p,
+        Request::get("/openapi.json").body(Body::empty()).unwrap(),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(value["paths"]["/v1/embeddings"]["post"].is_object());
+}
+
+#[tokio::test]
+async fn unknown_routes_are_openai_shaped_404s_and_are_counted() {
+    let (p, _dir) = platform(&[]);
+    let (status, _, value) =
+        call(&p, Request::get("/v2/nothing").body(Body::empty()).unwrap()).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert_eq!(value["error"]["code"], "route_not_found");
+    let router = hearth_server::router(p.clone());
+    let _ = router
+        .clone()
+        .oneshot(Request::get("/health").body(Body::empty()).unwrap())
+        .await
+        .unwrap();
+    let metrics = router
+        .oneshot(Request::get("/metrics").body(Body::empty()).unwrap())
+        .await
+        .unwrap();
+    let text = String::from_utf8(
+        metrics
+            .into_body()
+            .collect()
+            .await
+            .unwrap()
+            .to_bytes()
+            .to_vec(),
+    )
+    .unwrap();
+    assert!(
+        text.contains("hearth_http_requests_total{route=\"/health\",status=\"200\"} 1"),
+        "{text}"
+    );
+}

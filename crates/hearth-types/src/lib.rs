@@ -1,0 +1,10 @@
+//! Wire types shared by the server, the CLI and the engines: OpenAI-compatible request and
+//! response structs, and the error body shapes.
+//!
+//! No IO and no web framework here: these are plain serde structs. Unknown fields sent by
+//! clients are ignored (OpenAI adds fields often); fields hearth does not implement are
+//! accepted and documented as ignored where that is harmless.
+
+pub mod openai;
+
+pub use openai::*;

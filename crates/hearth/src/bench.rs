@@ -1,0 +1,267 @@
+//! `hearth bench`: end-to-end figures for docs/benchmarks.md. Peers (llama.cpp's llama-bench,
+//! llama-batched-bench, llama-server) are run beside these by scripts/bench/*.sh.
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use futures::StreamExt;
+use hearth_infer::llm::{
+    GenerateRequest, GenerationSummary, LlmHandle, LlmOptions, SamplingParams,
+};
+use serde_json::json;
+
+use crate::cli::{BenchCommand, BenchLlmArgs, BenchPrefixArgs, BenchServeArgs};
+
+pub async fn run(command: BenchCommand, threads: Option<usize>) -> Result<()> {
+    match command {
+        BenchCommand::Llm(args) => llm(args, threads).await,
+        BenchCommand::Prefix(args) => prefix(args, threads).await,
+        BenchCommand::Serve(args) => serve(args).await,
+    }
+}
+
+fn engine(path: &PathBuf, threads: Option<usize>, context_length: u32) -> Result<LlmHandle> {
+    let options = LlmOptions {
+        threads: threads.unwrap_or_else(hearth_infer::available_cores),
+        context_length,
+        ..Default::default()
+    };
+    let name = path
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    LlmHandle::spawn(&name, path, options).with_context(|| format!("loading {}", path.display()))
+}
+
+/// A prompt of exactly `n` tokens from real prose, starting with a distinct word so that no
+/// two prompts share a cached prefix.
+fn prompt_tokens(engine: &LlmHandle, n: usize, variant: usize) -> Vec<u32> {
+    const PROSE: &str = "The history of the city begins with a small market by the river, where \
+        farmers traded grain, wool and salt. Over the centuries the market grew into a town with \
+        walls, a cathedral and a university, and merchants from distant ports arrived with silk, \
+        spices and news of the world. ";
+    let words = [
+        "Alpha", "Bravo", "Charlie", "Delta", "Echo", "Foxtrot", "Golf", "Hotel", "India", "Juliet",
+    ];
+    let mut text = format!("{} {variant}. ", words[variant % words.len()]);
+    while engine.tokenize(&text, true).len() < n {
+        text.push_str(PROSE);
+    }
+    let mut tokens = engine.tokenize(&text, true);
+    tokens.truncate(n);
+    tokens
+}
+
+async fn generate(
+    engine: &LlmHandle,
+    prompt: Vec<u32>,
+    max_tokens: u32,
+) -> Result<GenerationSummary> {
+    let params = SamplingParams {
+        max_tokens: Some(max_tokens),
+        temperature: 0.0,
+        ignore_eos: true,
+        ..Default::default()
+    };
+    let (_, summary) = engine
+        .generate(GenerateRequest {
+            prompt,
+            params,
+            constraint: None,
+        })?
+        .collect()
+        .await?;
+    Ok(summary)
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(|a, b| a.total_cmp(b));
+    v[v.len() / 2]
+}
+
+/// Single-stream prompt processing (pp) and token generation (tg) rates, as llama-bench
+/// reports them: pp = prompt tokens / prefill time, tg = generated tokens / decode time.
+async fn llm(args: BenchLlmArgs, threads: Option<usize>) -> Result<()> {
+    let engine = engine(
+        &args.model,
+        threads,
+        (args.prompt_tokens + args.gen_tokens + 16) as u32,
+    )?;
+    // Warm-up (page in the weights).
+    generate(&engine, prompt_tokens(&engine, 32, 99), 8).await?;
+    let mut pp = Vec::new();
+    let mut tg = Vec::new();
+    for rep in 0..args.repetitions {
+        let summary = generate(&engine, prompt_tokens(&engine, args.prompt_tokens, rep), 1).await?;
+        if summary.cached_prompt_tokens != 0 {
+            bail!("prompt {rep} hit the prefix cache; the pp figure would be wrong");
+        }
+        pp.push(
+            args.prompt_tokens as f64
+                / (summary.time_to_first_token - summary.queued).as_secs_f64(),
+        );
+        // tg: as llama-bench's tg, from a one-token prompt.
+        let bos = engine.tokenize("", true);
+        let prompt = if bos.is_empty() {
+            prompt_tokens(&engine, 1, rep)
+        } else {
+            bos
+        };
+        let summary = generate(&engine, prompt, args.gen_tokens as u32 + 1).await?;
+        let decode = summary.total - summary.time_to_first_token;
+        tg.push((summary.completion_tokens - 1) as f64 / decode.as_secs_f64());
+    }
+    let result = json!({
+        "model": args.model.display().to_string(),
+        "threads": threads.unwrap_or_else(hearth_infer::available_cores),
+        "pp_tokens": args.prompt_tokens, "pp_tokens_per_second": median(pp.clone()), "pp_runs": pp,
+        "tg_tokens": args.gen_tokens, "tg_tokens_per_second": median(tg.clone()), "tg_runs": tg,
+    });
+    println!("{}", serde_json::to_string_pretty(&result)?);
+    Ok(())
+}
+
+/// Time to first token for a request whose long system prompt is cached, against cold.
+async fn prefix(args: BenchPrefixArgs, threads: Option<usize>) -> Result<()> {
+    let engine = engine(&args.model, threads, 4096)?;
+    generate(&engine, prompt_tokens(&engine, 32, 98), 4).await?;
+    let mut cold = Vec::new();
+    let mut warm = Vec::new();
+    for rep in 0..args.repetitions {
+        let system = prompt_tokens(&engine, args.system_tokens, rep);
+        let question = |q: &str| {
+            let mut p = system.clone();
+            p.extend(engine.tokenize(q, false));
+            p
+        };
+        let first = generate(&engine, question(" Where is my order?"), 1).await?;
+        if first.cached_prompt_tokens != 0 {
+            bail!("the cold request hit the cache");
+        }
+        cold.push(first.time_to_first_token.as_secs_f64());
+        let second = generate(&engine, question(" Can I return a lamp?"), 1).await?;
+        if second.cached_prompt_tokens < args.system_tokens {
+            bail!(
+                "the warm request reused only {} tokens",
+                second.cached_prompt_tokens
+            );
+        }
+        warm.push(second.time_to_first_token.as_secs_f64());
+    }
+    let (c, w) = (median(cold.clone()), median(warm.clone()));
+    let result = json!({
+        "model": args.model.display().to_string(),
+        "system_prompt_tokens": args.system_tokens,
+        "ttft_cold_seconds": c, "ttft_cached_seconds": w, "speedup": c / w,
+        "cold_runs": cold, "cached_runs": warm,
+    });
+    println!("{}", serde_json::to_string_pretty(&result)?);
+    Ok(())
+}
+
+struct StreamResult {
+    tokens: u64,
+    ttft: Duration,
+}
+
+async fn one_stream(
+    client: &reqwest::Client,
+    args: &BenchServeArgs,
+    client_no: usize,
+    round: usize,
+) -> Result<StreamResult> {
+    let body = json!({
+        "model": args.model,
+        "messages": [{"role": "user", "content": format!("Client {client_no}, round {round}: write a long story about a lighthouse keeper.")}],
+        "max_tokens": args.max_tokens,
+        "temperature": 0,
+        "ignore_eos": true,
+        "stream": true,
+        "stream_options": {"include_usage": true},
+    });
+    let mut request = client
+        .post(format!(
+            "{}/v1/chat/completions",
+            args.url.trim_end_matches('/')
+        ))
+        .json(&body);
+    if let Some(key) = &args.api_key {
+        request = request.bearer_auth(key);
+    }
+    let started = Instant::now();
+    let response = request.send().await?.error_for_status()?;
+    let mut stream = response.bytes_stream();
+    let mut buffer = Vec::new();
+    let mut chunks = 0u64;
+    let mut usage = None;
+    let mut ttft = None;
+    while let Some(bytes) = stream.next().await {
+        buffer.extend_from_slice(&bytes?);
+        while let Some(pos) = buffer.iter().position(|&b| b == b'\n') {
+            let line: Vec<u8> = buffer.drain(..=pos).collect();
+            let line = String::from_utf8_lossy(&line);
+            let Some(data) = line.trim().strip_prefix("data:") else {
+                continue;
+            };
+            let data = data.trim();
+            if data == "[DONE]" {
+                continue;
+            }
+            let value: serde_json::Value = serde_json::from_str(data)?;
+            if let Some(u) = value
+                .get("usage")
+                .and_then(|u| u.get("completion_tokens"))
+                .and_then(|c| c.as_u64())
+            {
+                usage = Some(u);
+            }
+            let has_content = value["choices"][0]["delta"]["content"]
+                .as_str()
+                .is_some_and(|c| !c.is_empty());
+            if has_content {
+                chunks += 1;
+                ttft.get_or_insert_with(|| started.elapsed());
+            }
+        }
+    }
+    Ok(StreamResult {
+        tokens: usage.unwrap_or(chunks),
+        ttft: ttft.unwrap_or_else(|| started.elapsed()),
+    })
+}
+
+/// Aggregate generation throughput of `clients` concurrent streaming clients against any
+/// OpenAI-compatible server (hearth serve, llama-server …).
+async fn serve(args: BenchServeArgs) -> Result<()> {
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(600))
+        .build()?;
+    one_stream(&client, &args, 999, 999)
+        .await
+        .context("warm-up request")?;
+    let mut rates = Vec::new();
+    let mut ttfts = Vec::new();
+    for round in 0..args.rounds {
+        let started = Instant::now();
+        let results = futures::future::join_all(
+            (0..args.clients).map(|c| one_stream(&client, &args, c, round)),
+        )
+        .await;
+        let elapsed = started.elapsed().as_secs_f64();
+        let mut tokens = 0;
+        for r in results {
+            let r = r?;
+            tokens += r.tokens;
+            ttfts.push(r.ttft.as_secs_f64());
+        }
+        rates.push(tokens as f64 / elapsed);
+    }
+    let result = json!({
+        "url": args.url, "model": args.model, "clients": args.clients, "max_tokens": args.max_tokens,
+        "aggregate_tokens_per_second": median(rates.clone()), "rounds": rates,
+        "median_ttft_seconds": median(ttfts),
+    });
+    println!("{}", serde_json::to_string_pretty(&result)?);
+    Ok(())
+}

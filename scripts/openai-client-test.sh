@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# Runs the official `openai` Python package against a live `hearth serve` on loopback.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+models=${HEARTH_TEST_MODELS:-$(scripts/fetch-test-models.sh)}
+venv="${XDG_CACHE_HOME:-$HOME/.cache}/hearth/venv-client"
+if [ ! -x "$venv/bin/python" ] || ! "$venv/bin/python" -c 'import openai, jsonschema' 2>/dev/null; then
+  python3 -m venv "$venv"
+  "$venv/bin/pip" install -q --disable-pip-version-check 'openai>=1.50,<3' 'jsonschema>=4' 'pytest>=8'
+fi
+cargo build --release -p hearth --quiet
+bin=target/release/hearth
+data=$(mktemp -d)
+log="$data/server.log"
+cleanup() { [ -n "${pid:-}" ] && kill "$pid" 2>/dev/null; wait "${pid:-}" 2>/dev/null || true; rm -rf "$data"; }
+trap cleanup EXIT
+"$bin" --data-dir "$data" models import "$models/SmolLM2-135M-Instruct.Q4_1.gguf" --name smollm2 >/dev/null
+"$bin" --data-dir "$data" models import "$models/all-MiniLM-L6-v2" --name minilm >/dev/null
+"$bin" --data-dir "$data" serve --listen 127.0.0.1:0 --api-key test-key --model smollm2 --model minilm >"$data/stdout" 2>"$log" &
+pid=$!
+for _ in $(seq 1 120); do
+  grep -q '^listening on ' "$data/stdout" 2>/dev/null && break
+  kill -0 "$pid" 2>/dev/null || { cat "$log"; echo "hearth serve exited" >&2; exit 1; }
+  sleep 0.5
+done
+url=$(sed -n 's/^listening on //p' "$data/stdout")
+[ -n "$url" ] || { cat "$log"; echo "hearth serve did not start" >&2; exit 1; }
+HEARTH_URL="$url" HEARTH_API_KEY=test-key "$venv/bin/python" -m pytest -q tests/openai_client/ -p no:cacheprovider

@@ -1,0 +1,14 @@
+#!/usr/bin/env bash
+# The whole test suite: formatting, lints, unit and integration tests on the real small
+# models, and the official OpenAI Python client against a live `hearth serve`.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+scripts/setup.sh
+HEARTH_TEST_MODELS=$(scripts/fetch-test-models.sh)
+export HEARTH_TEST_MODELS
+
+cargo fmt --all -- --check
+cargo clippy --release --workspace --all-targets -- -D warnings
+# Model tests share 2 cores: one test at a time inside each binary (binaries run in turn).
+cargo test --release --workspace -- --test-threads=1
+scripts/openai-client-test.sh
