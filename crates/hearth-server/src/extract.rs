@@ -45,8 +45,20 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
                 format!("the body is not valid JSON: {inner}"),
             );
         }
-        let path = e.path().to_string();
-        let message = inner.to_string();
+        let mut path = e.path().to_string();
+        let mut message = inner.to_string();
+        // Flattened fields (the sampling parameters) lose their path inside serde's flatten
+        // buffer; deserializing them on their own finds the field at fault.
+        if path == "." && !message.starts_with("missing field") {
+            if let Ok(value) = serde_json::from_slice::<serde_json::Value>(bytes) {
+                if let Err(flat) =
+                    serde_path_to_error::deserialize::<_, hearth_types::SamplingFields>(value)
+                {
+                    path = flat.path().to_string();
+                    message = flat.inner().to_string();
+                }
+            }
+        }
         // serde reports a missing field at its parent's path; name the field itself.
         let param = match message
             .strip_prefix("missing field `")
