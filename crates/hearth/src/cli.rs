@@ -64,7 +64,7 @@ pub struct ServeArgs {
     #[arg(long, env = "HEARTH_LISTEN")]
     pub listen: Option<String>,
     /// Require this bearer API key (repeat for several). /health stays public.
-    #[arg(long = "api-key", env = "HEARTH_API_KEYS", value_delimiter = ',')]
+    #[arg(long = "api-key", env = "HEARTH_API_KEYS", value_delimiter = ',', hide_env_values = true)]
     pub api_keys: Vec<String>,
     /// Start these models with the server (others start on first request).
     #[arg(long = "model", env = "HEARTH_PRELOAD", value_delimiter = ',')]
@@ -183,6 +183,6 @@ pub struct BenchServeArgs {
     pub max_tokens: u32,
     #[arg(long, default_value_t = 3)]
     pub rounds: usize,
-    #[arg(long, env = "HEARTH_API_KEY")]
+    #[arg(long, env = "HEARTH_API_KEY", hide_env_values = true)]
     pub api_key: Option<String>,
 }

@@ -22,7 +22,7 @@ pub async fn run(cli: Cli) -> Result<()> {
         Command::Serve(args) => serve(apply_serve_args(config, args)).await,
         Command::Chat(args) => chat(config, args).await,
         Command::Embed(args) => embed(config, args).await,
-        Command::Pull(args) => pull(args).await,
+        Command::Pull(args) => pull(config, args).await,
         Command::Models(args) => models(config, args),
         Command::Bench { command } => crate::bench::run(command, config.llm.threads).await,
         Command::Config {
@@ -246,18 +246,22 @@ impl PullProgress for BarProgress {
     }
 }
 
-async fn pull(args: PullArgs) -> Result<()> {
-    let mut spec: PullSpec = args.spec.parse()?;
-    spec.revision = args.revision;
+async fn pull(config: Config, args: PullArgs) -> Result<()> {
+    let spec = args.spec.parse::<PullSpec>()?.with_revision(&args.revision)?;
     let options = HubOptions::from_env();
     let mut progress = BarProgress { bar: None };
     let pulled = hub::pull(&options, &spec, &mut progress).await?;
-    println!(
-        "{} @ {} -> {}",
-        pulled.repo,
-        pulled.commit,
-        pulled.primary.display()
-    );
+    println!("{} @ {} -> {}", pulled.repo, pulled.commit, pulled.primary.display());
+    // Say what to call it: the name `hearth models` lists it under.
+    let platform = Platform::open(config)?;
+    if let Some(model) = platform
+        .gateway()
+        .models()?
+        .into_iter()
+        .find(|m| m.path == pulled.primary)
+    {
+        println!("serve it as: hearth serve --model {}", model.name);
+    }
     Ok(())
 }
 
