@@ -148,14 +148,17 @@ def test_tool_call_streams_as_deltas(client):
         messages=[{"role": "user", "content": "Cancel #W7654321, no longer needed."}],
         tools=[CANCEL_TOOL], tool_choice="required", temperature=0, max_tokens=60, stream=True,
     )
-    name, args, finish = "", "", None
+    name, args, finish, pieces = "", "", None, 0
     for chunk in stream:
         for c in chunk.choices:
             for d in c.delta.tool_calls or []:
+                assert d.index == 0
                 name += d.function.name or ""
                 args += d.function.arguments or ""
+                pieces += bool(d.function.arguments)
             finish = c.finish_reason or finish
     assert name == "cancel_order" and finish == "tool_calls"
+    assert pieces > 1, "the arguments arrived in one piece, not streamed"
     jsonschema.validate(json.loads(args), CANCEL_TOOL["function"]["parameters"])
 
 

@@ -3,8 +3,8 @@
 use base64::Engine as _;
 use hearth_infer::embed::EmbedInput;
 use hearth_infer::llm::{
-    Constraint, GenerateEvent, GenerateRequest, GenerationStream, GenerationSummary, LlmHandle,
-    SamplingParams,
+    Constraint, FinishReason, GenerateEvent, GenerateRequest, GenerationStream, GenerationSummary,
+    LlmHandle, SamplingParams,
 };
 use hearth_types::{
     AssistantMessage, ChatChoice, ChatCompletionRequest, ChatCompletionResponse, ChunkDelta,
@@ -404,51 +404,154 @@ fn may_be_tool_call(text: &str) -> bool {
         || t.starts_with("<tool_call>")
 }
 
+/// Streams a forced (constrained) tool call as OpenAI deltas: the id and name as soon as the
+/// name is complete, then the arguments piece by piece. The constraint fixes the text's shape
+/// to `{"name":"..","arguments":{..}}` with compact separators.
+#[derive(Default)]
+struct ForcedCallStream {
+    held: String,
+    args_start: Option<usize>,
+    args_sent: usize,
+}
+
+impl ForcedCallStream {
+    const ARGS_KEY: &'static str = "\"arguments\":";
+
+    fn push(&mut self, text: &str) -> Vec<ChunkDelta> {
+        self.held.push_str(text);
+        let mut out = Vec::new();
+        if self.args_start.is_none() {
+            if let Some(at) = self.held.find(Self::ARGS_KEY) {
+                let head = format!("{}}}", self.held[..at].trim_end().trim_end_matches(','));
+                let name = serde_json::from_str::<serde_json::Value>(&head)
+                    .ok()
+                    .and_then(|v| v.get("name").and_then(|n| n.as_str()).map(str::to_owned));
+                if let Some(name) = name {
+                    out.push(call_start_delta(name));
+                    self.args_start = Some(at + Self::ARGS_KEY.len());
+                }
+            }
+        }
+        if let Some(start) = self.args_start {
+            // Hold back the last character: it may be the closing brace of the outer object.
+            let end = self.held[start..]
+                .char_indices()
+                .last()
+                .map(|(i, _)| start + i)
+                .unwrap_or(start);
+            if end > start + self.args_sent {
+                out.push(args_delta(
+                    self.held[start + self.args_sent..end].to_owned(),
+                ));
+                self.args_sent = end - start;
+            }
+        }
+        out
+    }
+
+    /// The rest of the arguments at the end, or `None` if no call was started (cut short).
+    fn finish(&mut self) -> Option<Vec<ChunkDelta>> {
+        let start = self.args_start?;
+        let args = self.held[start..].trim_end();
+        let args = args.strip_suffix('}').unwrap_or(args);
+        let mut out = Vec::new();
+        if args.len() > self.args_sent {
+            out.push(args_delta(args[self.args_sent..].to_owned()));
+        }
+        Some(out)
+    }
+}
+
+fn call_start_delta(name: String) -> ChunkDelta {
+    ChunkDelta {
+        tool_calls: Some(vec![ToolCallDelta {
+            index: 0,
+            id: Some(format!("call_{}", uuid::Uuid::new_v4().simple())),
+            kind: Some("function".into()),
+            function: FunctionCallDelta {
+                name: Some(name),
+                arguments: Some(String::new()),
+            },
+        }]),
+        ..Default::default()
+    }
+}
+
+fn args_delta(arguments: String) -> ChunkDelta {
+    ChunkDelta {
+        tool_calls: Some(vec![ToolCallDelta {
+            index: 0,
+            id: None,
+            kind: None,
+            function: FunctionCallDelta {
+                name: None,
+                arguments: Some(arguments),
+            },
+        }]),
+        ..Default::default()
+    }
+}
+
 /// Turns engine events into OpenAI events. Ends when the client's receiver is dropped, which
 /// drops the generation and so frees its sequence.
 async fn relay_chat(mut generation: GenerationStream, mode: ToolMode, tx: mpsc::Sender<ChatEvent>) {
-    let tools: Vec<Tool> = match &mode {
-        ToolMode::None => Vec::new(),
-        ToolMode::Auto(t) | ToolMode::Forced(t) => t.clone(),
+    let (tools, forced) = match &mode {
+        ToolMode::None => (Vec::new(), false),
+        ToolMode::Auto(t) => (t.clone(), false),
+        ToolMode::Forced(t) => (t.clone(), true),
     };
+    let mut forced_call = ForcedCallStream::default();
+    // Auto mode: text that may still turn out to be a tool call is held until we know.
     let mut held = String::new();
-    let mut holding = !tools.is_empty();
+    let mut holding = !tools.is_empty() && !forced;
     while let Some(event) = generation.next().await {
         match event {
             GenerateEvent::Text(text) => {
-                if holding {
+                let deltas = if forced {
+                    forced_call.push(&text)
+                } else if holding {
                     held.push_str(&text);
-                    if matches!(mode, ToolMode::Auto(_)) && !may_be_tool_call(&held) {
+                    if may_be_tool_call(&held) {
+                        Vec::new()
+                    } else {
                         holding = false;
-                        if tx
-                            .send(ChatEvent::Delta(text_delta(std::mem::take(&mut held))))
-                            .await
-                            .is_err()
-                        {
-                            return;
-                        }
+                        vec![text_delta(std::mem::take(&mut held))]
                     }
-                } else if tx.send(ChatEvent::Delta(text_delta(text))).await.is_err() {
-                    return;
+                } else {
+                    vec![text_delta(text)]
+                };
+                for delta in deltas {
+                    if tx.send(ChatEvent::Delta(delta)).await.is_err() {
+                        return;
+                    }
                 }
             }
             GenerateEvent::Done(summary) => {
                 let mut finish_reason = summary.finish_reason.as_str().to_owned();
-                if holding {
+                let mut deltas = Vec::new();
+                if forced {
+                    match forced_call.finish() {
+                        Some(rest) if summary.finish_reason == FinishReason::Stop => {
+                            deltas = rest;
+                            finish_reason = "tool_calls".into();
+                        }
+                        // Cut short (max_tokens): what was generated, as text.
+                        _ => deltas.push(text_delta(std::mem::take(&mut forced_call.held))),
+                    }
+                } else if holding {
                     match parse_tool_call(&held, &tools) {
                         Some(call) => {
-                            for delta in tool_call_deltas(call) {
-                                let _ = tx.send(ChatEvent::Delta(delta)).await;
-                            }
+                            deltas.extend(tool_call_deltas(call));
                             finish_reason = "tool_calls".into();
                         }
                         None if !held.is_empty() => {
-                            let _ = tx
-                                .send(ChatEvent::Delta(text_delta(std::mem::take(&mut held))))
-                                .await;
+                            deltas.push(text_delta(std::mem::take(&mut held)))
                         }
                         None => {}
                     }
+                }
+                for delta in deltas {
+                    let _ = tx.send(ChatEvent::Delta(delta)).await;
                 }
                 let usage = Usage::new(
                     summary.prompt_tokens as u32,
@@ -468,5 +571,65 @@ async fn relay_chat(mut generation: GenerationStream, mode: ToolMode, tx: mpsc::
                 return;
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn collect(deltas: &[ChunkDelta]) -> (String, String, usize) {
+        let mut name = String::new();
+        let mut args = String::new();
+        let mut ids = 0;
+        for d in deltas {
+            for c in d.tool_calls.as_deref().unwrap_or_default() {
+                ids += c.id.is_some() as usize;
+                name.push_str(c.function.name.as_deref().unwrap_or(""));
+                args.push_str(c.function.arguments.as_deref().unwrap_or(""));
+            }
+        }
+        (name, args, ids)
+    }
+
+    #[test]
+    fn forced_calls_stream_name_first_then_arguments_in_pieces() {
+        let text = r##"{"name":"cancel_order","arguments":{"order_id":"#W1","reason":"ordered by mistake"}}"##;
+        // Feed it in awkward pieces, as tokens would come.
+        let mut stream = ForcedCallStream::default();
+        let mut deltas = Vec::new();
+        let mut pieces = 0;
+        for chunk in text.as_bytes().chunks(3) {
+            let out = stream.push(std::str::from_utf8(chunk).unwrap());
+            pieces += out.len();
+            deltas.extend(out);
+        }
+        deltas.extend(stream.finish().unwrap());
+        let (name, args, ids) = collect(&deltas);
+        assert_eq!(name, "cancel_order");
+        assert_eq!(
+            args,
+            r##"{"order_id":"#W1","reason":"ordered by mistake"}"##
+        );
+        assert_eq!(ids, 1);
+        assert!(pieces > 5, "arguments were not streamed ({pieces} deltas)");
+        // The first delta carries the name, before any argument text.
+        let first = &deltas[0].tool_calls.as_ref().unwrap()[0];
+        assert_eq!(first.function.name.as_deref(), Some("cancel_order"));
+    }
+
+    #[test]
+    fn a_forced_call_cut_short_has_no_call() {
+        let mut stream = ForcedCallStream::default();
+        stream.push(r#"{"name":"canc"#);
+        assert!(stream.finish().is_none());
+    }
+
+    #[test]
+    fn auto_mode_holds_back_only_what_may_be_a_call() {
+        assert!(may_be_tool_call("  "));
+        assert!(may_be_tool_call("{\"na"));
+        assert!(may_be_tool_call("<tool"));
+        assert!(!may_be_tool_call("Sure, "));
     }
 }

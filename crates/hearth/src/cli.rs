@@ -64,7 +64,12 @@ pub struct ServeArgs {
     #[arg(long, env = "HEARTH_LISTEN")]
     pub listen: Option<String>,
     /// Require this bearer API key (repeat for several). /health stays public.
-    #[arg(long = "api-key", env = "HEARTH_API_KEYS", value_delimiter = ',', hide_env_values = true)]
+    #[arg(
+        long = "api-key",
+        env = "HEARTH_API_KEYS",
+        value_delimiter = ',',
+        hide_env_values = true
+    )]
     pub api_keys: Vec<String>,
     /// Start these models with the server (others start on first request).
     #[arg(long = "model", env = "HEARTH_PRELOAD", value_delimiter = ',')]

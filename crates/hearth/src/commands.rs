@@ -247,11 +247,19 @@ impl PullProgress for BarProgress {
 }
 
 async fn pull(config: Config, args: PullArgs) -> Result<()> {
-    let spec = args.spec.parse::<PullSpec>()?.with_revision(&args.revision)?;
+    let spec = args
+        .spec
+        .parse::<PullSpec>()?
+        .with_revision(&args.revision)?;
     let options = HubOptions::from_env();
     let mut progress = BarProgress { bar: None };
     let pulled = hub::pull(&options, &spec, &mut progress).await?;
-    println!("{} @ {} -> {}", pulled.repo, pulled.commit, pulled.primary.display());
+    println!(
+        "{} @ {} -> {}",
+        pulled.repo,
+        pulled.commit,
+        pulled.primary.display()
+    );
     // Say what to call it: the name `hearth models` lists it under.
     let platform = Platform::open(config)?;
     if let Some(model) = platform
