@@ -8,7 +8,8 @@ if [ ! -x "$venv/bin/python" ] || ! "$venv/bin/python" -c 'import openai, jsonsc
   python3 -m venv "$venv"
   "$venv/bin/pip" install -q --disable-pip-version-check 'openai>=1.50,<3' 'jsonschema>=4' 'pytest>=8'
 fi
-cargo build --release -p hearth --quiet
+# Same flags as scripts/test.sh, so this reuses its build instead of making another.
+cargo build --release --workspace --all-targets --quiet
 bin=target/release/hearth
 data=$(mktemp -d)
 log="$data/server.log"

@@ -8,6 +8,8 @@ HEARTH_TEST_MODELS=$(scripts/fetch-test-models.sh)
 export HEARTH_TEST_MODELS
 
 cargo fmt --all -- --check
+# One build of everything with one feature set (tests included), reused by every step below.
+cargo build --release --workspace --all-targets
 cargo clippy --release --workspace --all-targets -- -D warnings
 # Model tests share 2 cores: one test at a time inside each binary (binaries run in turn).
 cargo test --release --workspace -- --test-threads=1
