@@ -17,6 +17,7 @@ bin=target/release/hearth
 smol="$models/SmolLM2-135M-Instruct.Q4_1.gguf"
 gemma="$models/gemma-3-270m-q4_k_m.gguf"
 out=${OUT:-$(mktemp -d)}
+mkdir -p "$out"
 echo "results in $out" >&2
 date -u +"date: %Y-%m-%d %H:%M UTC"; nproc | sed 's/^/cores: /'; grep -m1 'model name' /proc/cpuinfo
 

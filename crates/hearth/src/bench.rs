@@ -94,13 +94,12 @@ async fn llm(args: BenchLlmArgs, threads: Option<usize>) -> Result<()> {
     let mut tg = Vec::new();
     for rep in 0..args.repetitions {
         let summary = generate(&engine, prompt_tokens(&engine, args.prompt_tokens, rep), 1).await?;
-        if summary.cached_prompt_tokens != 0 {
+        // Prompts differ from their second token on; only a BOS token may be shared.
+        if summary.cached_prompt_tokens > 1 {
             bail!("prompt {rep} hit the prefix cache; the pp figure would be wrong");
         }
-        pp.push(
-            args.prompt_tokens as f64
-                / (summary.time_to_first_token - summary.queued).as_secs_f64(),
-        );
+        let computed = (args.prompt_tokens - summary.cached_prompt_tokens) as f64;
+        pp.push(computed / (summary.time_to_first_token - summary.queued).as_secs_f64());
         // tg: as llama-bench's tg, from a one-token prompt.
         let bos = engine.tokenize("", true);
         let prompt = if bos.is_empty() {
@@ -136,7 +135,7 @@ async fn prefix(args: BenchPrefixArgs, threads: Option<usize>) -> Result<()> {
             p
         };
         let first = generate(&engine, question(" Where is my order?"), 1).await?;
-        if first.cached_prompt_tokens != 0 {
+        if first.cached_prompt_tokens > 1 {
             bail!("the cold request hit the cache");
         }
         cold.push(first.time_to_first_token.as_secs_f64());
