@@ -233,8 +233,10 @@ async fn one_stream(
 /// Aggregate generation throughput of `clients` concurrent streaming clients against any
 /// OpenAI-compatible server (hearth serve, llama-server …).
 async fn serve(args: BenchServeArgs) -> Result<()> {
+    // No connection reuse: a server closing an idle keep-alive connection must not fail a run.
     let client = reqwest::Client::builder()
         .timeout(Duration::from_secs(600))
+        .pool_max_idle_per_host(0)
         .build()?;
     one_stream(&client, &args, 999, 999)
         .await
