@@ -44,6 +44,7 @@ done
 wait_url() { for _ in $(seq 1 240); do curl -sf "$1/health" >/dev/null && return 0; sleep 0.5; done; return 1; }
 port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 data=$(mktemp -d)
+trap 'kill ${spid:-} ${hpid:-} 2>/dev/null || true; rm -rf "$data"' EXIT
 "$bin" --data-dir "$data" models import "$smol" --name smollm2 >/dev/null
 "$bin" --data-dir "$data" models import "$models/all-MiniLM-L6-v2" --name minilm >/dev/null
 for rep in 1 2; do

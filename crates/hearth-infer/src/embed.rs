@@ -18,16 +18,22 @@
 //! - **Validation.** An empty input list, an empty string, an empty token array and a token id
 //!   outside the vocabulary are `InvalidParameter { param: "input" }`.
 //!
-//! How it is fast (see docs/benchmarks.md, "Embeddings"): inputs are sorted by length and the
-//! tokens of a batch are *packed* — the dense layers run on the concatenated tokens of all the
-//! sequences, with no padding at all, and attention runs per sequence, so it needs no mask.
-//! The matrix products go through candle (the `gemm` crate, whose AVX-512 kernels we switch on
-//! with its `x86-v4` feature); the element-wise work (bias, GELU, residual + LayerNorm, softmax,
-//! pooling) is fused into single passes compiled for the CPU's vector width at run time (`pulp`).
+//! How it is fast (docs/benchmarks.md, "Embeddings", has the figures and what else was tried):
+//! - **Packed batches.** The dense layers run on the concatenated tokens of a batch's sequences,
+//!   with no padding at all; attention runs per sequence, so it needs no mask.
+//! - **Data parallelism.** Each compute thread runs whole forward passes on its own share of the
+//!   batches, with single-threaded matrix products: on these short batches a 2-thread gemm is
+//!   barely faster than a 1-thread one, while two 1-thread gemms side by side run at twice the
+//!   rate.
+//! - **AVX-512 gemm.** The matrix products go through candle to the `gemm` crate, whose AVX-512
+//!   kernels we switch on with its `x86-v4` feature (run-time detected; AVX2 elsewhere).
+//! - **Fused element-wise passes.** Bias, GELU, residual + LayerNorm, attention, pooling run as
+//!   single passes in place, compiled for the CPU's vector width at run time (`pulp`).
 //!
 //! [`EmbedHandle`] is the actor the server talks to: one owned thread runs the model, requests
-//! wait in a bounded queue, a full queue answers `Overloaded` at once, and a request whose caller
-//! went away is skipped.
+//! wait in a bounded queue, a full queue answers `Overloaded` at once, a request whose caller
+//! went away is skipped, and requests already waiting when the engine frees up share forward
+//! passes (each still validated and answered on its own).
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -104,11 +110,11 @@ pub struct Embeddings {
 /// How an embedding engine runs.
 #[derive(Debug, Clone)]
 pub struct EmbedOptions {
-    /// Compute threads (matrix products and the fused element-wise passes). Set it to the cores
-    /// actually free: an oversubscribed core slows every thread that waits on it.
+    /// Compute threads; each runs whole forward passes. Set it to the cores actually free: a
+    /// thread on an oversubscribed core holds up the request it works on.
     pub threads: usize,
-    /// Sequences per forward pass. Inputs are sorted by length first, so a batch holds
-    /// sequences of similar length.
+    /// Most sequences per forward pass. A request is split into at least one batch per thread,
+    /// with similar token counts.
     pub max_batch: usize,
     /// Requests that may wait for the engine thread ([`EmbedHandle`] only); one more is answered
     /// `Overloaded`.
@@ -337,7 +343,11 @@ impl EmbeddingModel {
                 ));
             }
         }
-        if config.num_attention_heads == 0 || config.hidden_size % config.num_attention_heads != 0 {
+        if config.num_attention_heads == 0
+            || !config
+                .hidden_size
+                .is_multiple_of(config.num_attention_heads)
+        {
             return Err(invalid(
                 &dir.join("config.json"),
                 "hidden_size must be a multiple of num_attention_heads".into(),
@@ -383,6 +393,17 @@ impl EmbeddingModel {
             return Err(invalid(
                 dir,
                 format!("max_seq_length {max_tokens} leaves no room for text"),
+            ));
+        }
+
+        let tokenizer_vocab = tokenizer.get_vocab_size(true);
+        if tokenizer_vocab > config.vocab_size {
+            return Err(invalid(
+                &tokenizer_path,
+                format!(
+                    "the tokenizer knows {tokenizer_vocab} tokens but the model embeds only {}",
+                    config.vocab_size
+                ),
             ));
         }
 
@@ -1449,27 +1470,34 @@ fn exp(x: f32) -> f32 {
     let p = p * r + 8.333_452e-3;
     let p = p * r + 4.166_579_6e-2;
     let p = p * r + 1.666_666_5e-1;
-    let p = p * r + 5.000_000_1e-1;
+    let p = p * r + 0.5;
     let e = p * r2 + r + 1.0;
     // n + 127 in the low bits, moved into the exponent field; the rest shifts out.
     let scale = f32::from_bits((shifted + 127.0).to_bits() << 23);
     e * scale
 }
 
-/// `erf(x)` (Abramowitz & Stegun 7.1.26, absolute error below 1.5e-7), branch-free.
+/// `erf(x)` as a rational function of `x`, for |x| up to 3.8325 (beyond it erf is ±1 to f32
+/// precision): the approximation Eigen and XLA use, with no `exp`; evaluated in f32 it is
+/// within 3.5e-7 of erf.
 #[inline(always)]
 fn erf(x: f32) -> f32 {
-    const P: f32 = 0.327_591_1;
-    const A1: f32 = 0.254_829_6;
-    const A2: f32 = -0.284_496_74;
-    const A3: f32 = 1.421_413_7;
-    const A4: f32 = -1.453_152_1;
-    const A5: f32 = 1.061_405_4;
-    let a = x.abs();
-    let t = 1.0 / (1.0 + P * a);
-    let poly = ((((A5 * t + A4) * t + A3) * t + A2) * t + A1) * t;
-    let y = 1.0 - poly * exp(-a * a);
-    y.copysign(x)
+    let x = x.clamp(-3.832_507, 3.832_507);
+    let x2 = x * x;
+    let p = -2.726_142_3e-10_f32;
+    let p = p * x2 + 2.770_681_4e-8;
+    let p = p * x2 - 2.101_024e-6;
+    let p = p * x2 - 5.692_506_4e-5;
+    let p = p * x2 - 7.349_906_3e-4;
+    let p = p * x2 - 2.954_6e-3;
+    let p = p * x2 - 1.609_603_3e-2;
+    let q = -1.456_607_2e-5_f32;
+    let q = q * x2 - 2.133_740_6e-4;
+    let q = q * x2 - 1.682_827e-3;
+    let q = q * x2 - 7.373_329e-3;
+    let q = q * x2 - 1.426_473_9e-2;
+    // Rounding can overshoot ±1 by an ulp near the clamp.
+    (x * p / q).clamp(-1.0, 1.0)
 }
 
 #[inline(always)]
@@ -1604,10 +1632,19 @@ mod tests {
             (4.0, 0.999_999_98),
         ] {
             assert!(
-                (erf(x) - want).abs() < 3e-7,
+                (erf(x) - want).abs() < 4e-7,
                 "erf({x}) = {}, want {want}",
                 erf(x)
             );
+        }
+        // Odd, bounded and monotonic (to rounding) on a fine grid.
+        let mut previous = -1.0f32;
+        for i in -6000..=6000 {
+            let x = i as f32 / 1000.0;
+            let y = erf(x);
+            assert_eq!(y, -erf(-x));
+            assert!(y >= previous - 5e-7 && y.abs() <= 1.0, "erf({x}) = {y}");
+            previous = y;
         }
     }
 

@@ -349,3 +349,51 @@ fn full_queue_answers_overloaded_and_the_rest_complete() {
         assert_eq!(out.vectors.len(), inputs.len());
     });
 }
+
+#[test]
+fn queued_requests_share_forward_passes_and_each_gets_its_own_answer() {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let inputs = texts();
+    let expected = model().embed(&inputs).expect("embed").vectors;
+    runtime.block_on(async {
+        let handle = EmbedHandle::spawn(&model_dir(), EmbedOptions::default()).expect("spawn");
+        // Submitted in one poll: all but the first wait in the queue and are served as a group.
+        let mut requests: Vec<Vec<EmbedInput>> = inputs.iter().map(|i| vec![i.clone()]).collect();
+        requests.push(vec![
+            inputs[19].clone(),
+            inputs[0].clone(),
+            inputs[5].clone(),
+        ]);
+        requests.push(vec![EmbedInput::from("fine"), EmbedInput::from("")]);
+        let results =
+            futures::future::join_all(requests.into_iter().map(|r| handle.embed(r))).await;
+
+        let (invalid, results) = results.split_last().expect("results");
+        assert!(
+            matches!(invalid, Err(InferError::InvalidParameter { param, .. }) if param == "input"),
+            "{invalid:?}"
+        );
+        let (three, singles) = results.split_last().expect("results");
+        for (i, result) in singles.iter().enumerate() {
+            let out = result.as_ref().expect("embed");
+            assert_eq!(out.vectors.len(), 1);
+            assert_eq!(out.prompt_tokens, fixture().sentences[i].tokens);
+            assert!(
+                max_abs_diff(&out.vectors[0], &expected[i]) < 1e-5,
+                "request {i}"
+            );
+        }
+        let three = three.as_ref().expect("embed");
+        for (got, i) in three.vectors.iter().zip([19, 0, 5]) {
+            assert!(max_abs_diff(got, &expected[i]) < 1e-5);
+        }
+        let tokens: usize = [19, 0, 5]
+            .iter()
+            .map(|&i| fixture().sentences[i].tokens)
+            .sum();
+        assert_eq!(three.prompt_tokens, tokens);
+    });
+}

@@ -274,11 +274,9 @@ async fn a_dropped_stream_frees_its_sequence() {
         })
         .unwrap();
     // Wait for the first text, then hang up.
-    loop {
-        match stream.next().await.unwrap() {
-            hearth_infer::llm::GenerateEvent::Text(_) => break,
-            other => panic!("unexpected {other:?}"),
-        }
+    match stream.next().await.unwrap() {
+        hearth_infer::llm::GenerateEvent::Text(_) => {}
+        other => panic!("unexpected {other:?}"),
     }
     drop(stream);
     // The only sequence must come free for the next request well before 2000 tokens.
