@@ -1,7 +1,6 @@
 //! `hearth bench`: end-to-end figures for docs/benchmarks.md. Peers (llama.cpp's llama-bench,
 //! llama-batched-bench, llama-server) are run beside these by scripts/bench/*.sh.
 
-use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
@@ -21,7 +20,11 @@ pub async fn run(command: BenchCommand, threads: Option<usize>) -> Result<()> {
     }
 }
 
-fn engine(path: &PathBuf, threads: Option<usize>, context_length: u32) -> Result<LlmHandle> {
+fn engine(
+    path: &std::path::Path,
+    threads: Option<usize>,
+    context_length: u32,
+) -> Result<LlmHandle> {
     let options = LlmOptions {
         threads: threads.unwrap_or_else(hearth_infer::available_cores),
         context_length,
