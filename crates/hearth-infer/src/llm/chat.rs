@@ -15,10 +15,10 @@ use serde_json::json;
 use crate::InferError;
 
 /// ChatML, the documented fallback for models without a chat template.
-pub const FALLBACK_TEMPLATE: &str = "{%- for message in messages -%}\
-<|im_start|>{{ message.role }}\n{{ message.content }}<|im_end|>\n\
-{%- endfor -%}\
-{%- if add_generation_prompt -%}<|im_start|>assistant\n{%- endif -%}";
+pub const FALLBACK_TEMPLATE: &str = r"{%- for message in messages -%}
+{{ '<|im_start|>' + message.role + '\n' + message.content + '<|im_end|>\n' }}
+{%- endfor -%}
+{%- if add_generation_prompt -%}{{ '<|im_start|>assistant\n' }}{%- endif -%}";
 
 /// A compiled chat template.
 pub struct ChatTemplate {
@@ -300,7 +300,8 @@ mod tests {
             .unwrap();
         assert_eq!(
             out,
-            r#"get_order:{"type":"object","properties":{"id":{"type":"string"}}};"#
+            // Python's json.dumps spacing, as HF templates expect from `tojson`.
+            r#"get_order:{"type": "object", "properties": {"id": {"type": "string"}}};"#
         );
     }
 
