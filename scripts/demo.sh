@@ -9,7 +9,7 @@ cd "$(dirname "$0")/.."
 scripts/setup.sh
 models=$(scripts/fetch-test-models.sh)
 cargo build --release -p hearth
-bin=target/release/hearth
+bin="${CARGO_TARGET_DIR:-target}/release/hearth"
 register() { # name path
   if ! "$bin" models --json | grep -q "\"name\": \"$1\""; then
     "$bin" models import "$2" --name "$1"

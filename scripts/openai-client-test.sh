@@ -10,7 +10,7 @@ if [ ! -x "$venv/bin/python" ] || ! "$venv/bin/python" -c 'import openai, jsonsc
 fi
 # Same flags as scripts/test.sh, so this reuses its build instead of making another.
 cargo build --release --workspace --all-targets --quiet
-bin=target/release/hearth
+bin="${CARGO_TARGET_DIR:-target}/release/hearth"
 data=$(mktemp -d)
 log="$data/server.log"
 cleanup() { [ -n "${pid:-}" ] && kill "$pid" 2>/dev/null; wait "${pid:-}" 2>/dev/null || true; rm -rf "$data"; }

@@ -13,7 +13,7 @@ models=$(scripts/fetch-test-models.sh)
 peers=$(scripts/bench/build-llama-peers.sh)
 export LD_LIBRARY_PATH="$peers:${LD_LIBRARY_PATH:-}"
 cargo build --release -p hearth --quiet
-bin=target/release/hearth
+bin="${CARGO_TARGET_DIR:-target}/release/hearth"
 smol="$models/SmolLM2-135M-Instruct.Q4_1.gguf"
 gemma="$models/gemma-3-270m-q4_k_m.gguf"
 out=${OUT:-$(mktemp -d)}
