@@ -368,30 +368,8 @@ fn text_delta(text: String) -> ChunkDelta {
 
 fn tool_call_deltas(call: ToolCall) -> [ChunkDelta; 2] {
     [
-        ChunkDelta {
-            tool_calls: Some(vec![ToolCallDelta {
-                index: 0,
-                id: Some(call.id),
-                kind: Some("function".into()),
-                function: FunctionCallDelta {
-                    name: Some(call.function.name),
-                    arguments: Some(String::new()),
-                },
-            }]),
-            ..Default::default()
-        },
-        ChunkDelta {
-            tool_calls: Some(vec![ToolCallDelta {
-                index: 0,
-                id: None,
-                kind: None,
-                function: FunctionCallDelta {
-                    name: None,
-                    arguments: Some(call.function.arguments),
-                },
-            }]),
-            ..Default::default()
-        },
+        call_start_delta(call.id, call.function.name),
+        args_delta(call.function.arguments),
     ]
 }
 
@@ -427,7 +405,10 @@ impl ForcedCallStream {
                     .ok()
                     .and_then(|v| v.get("name").and_then(|n| n.as_str()).map(str::to_owned));
                 if let Some(name) = name {
-                    out.push(call_start_delta(name));
+                    out.push(call_start_delta(
+                        format!("call_{}", uuid::Uuid::new_v4().simple()),
+                        name,
+                    ));
                     self.args_start = Some(at + Self::ARGS_KEY.len());
                 }
             }
@@ -462,11 +443,11 @@ impl ForcedCallStream {
     }
 }
 
-fn call_start_delta(name: String) -> ChunkDelta {
+fn call_start_delta(id: String, name: String) -> ChunkDelta {
     ChunkDelta {
         tool_calls: Some(vec![ToolCallDelta {
             index: 0,
-            id: Some(format!("call_{}", uuid::Uuid::new_v4().simple())),
+            id: Some(id),
             kind: Some("function".into()),
             function: FunctionCallDelta {
                 name: Some(name),
