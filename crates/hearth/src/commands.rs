@@ -17,7 +17,7 @@ use crate::cli::{
 };
 
 pub async fn run(cli: Cli) -> Result<()> {
-    let mut config = load_config(&cli.global)?;
+    let config = load_config(&cli.global)?;
     match cli.command {
         Command::Serve(args) => serve(apply_serve_args(config, args)).await,
         Command::Chat(args) => chat(config, args).await,
@@ -28,10 +28,6 @@ pub async fn run(cli: Cli) -> Result<()> {
         Command::Config {
             command: ConfigCommand::Show,
         } => {
-            config
-                .server
-                .api_keys
-                .sort_by(|a, b| a.expose().cmp(b.expose()));
             print!("{}", config.to_toml_redacted());
             Ok(())
         }

@@ -440,11 +440,9 @@ impl<'m> Engine<'m> {
                 continue;
             }
             let keep = slot.cached.len() - active.added;
-            if active.logits_index.is_some()
-                && active.prefill_pos == active.prompt.len()
-                && active.generated > 0
-            {
-                // A generating sequence: its one added token was the pending sample.
+            // A sequence adds either prompt tokens (before its first sample) or, once it
+            // generates, exactly its pending sample.
+            if active.generated > 0 {
                 active.pending = slot.cached.last().copied();
             } else {
                 active.prefill_pos -= active.added;
