@@ -6,6 +6,8 @@ cd "$(dirname "$0")/.."
 scripts/setup.sh
 HEARTH_TEST_MODELS=$(scripts/fetch-test-models.sh)
 export HEARTH_TEST_MODELS
+HEARTH_MOVIELENS=$(scripts/fetch-movielens.sh)
+export HEARTH_MOVIELENS
 
 cargo fmt --all -- --check
 # One build of everything with one feature set (tests included), reused by every step below.

@@ -38,6 +38,7 @@ pub struct Config {
     pub models: ModelsConfig,
     pub llm: LlmConfig,
     pub embeddings: EmbeddingConfig,
+    pub recs: RecsConfig,
 }
 
 /// `[server]`: the HTTP API.
@@ -60,6 +61,16 @@ pub struct ServerConfig {
 pub struct ModelsConfig {
     /// Models started with the server (names from `hearth models`); others start on first use.
     pub preload: Vec<String>,
+}
+
+/// `[recs]`: the recommendation engine.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RecsConfig {
+    /// Embedding model (a name from `hearth models`) that reads item texts: the content model
+    /// and the off-the-shelf baseline use it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub embedding_model: Option<String>,
 }
 
 /// `[llm]`: the llama.cpp engine, per chat model.
@@ -99,6 +110,7 @@ impl Default for Config {
             models: ModelsConfig::default(),
             llm: LlmConfig::default(),
             embeddings: EmbeddingConfig::default(),
+            recs: RecsConfig::default(),
         }
     }
 }

@@ -14,8 +14,9 @@ use hearth_infer::llm::LlmOptions;
 use hearth_infer::registry::{ModelRegistry, RegistryOptions};
 
 pub use config::{
-    ApiKey, Config, ConfigError, EmbeddingConfig, LlmConfig, ModelsConfig, ServerConfig,
+    ApiKey, Config, ConfigError, EmbeddingConfig, LlmConfig, ModelsConfig, RecsConfig, ServerConfig,
 };
+pub use hearth_recs as recs;
 
 /// Everything hearth runs, behind one cheap-to-clone handle.
 #[derive(Clone)]

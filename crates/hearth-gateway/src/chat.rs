@@ -287,6 +287,22 @@ impl Gateway {
         Ok(streams)
     }
 
+    /// Embeds texts for an app: one vector per text, in order.
+    pub async fn embed_texts(
+        &self,
+        model: &str,
+        texts: Vec<String>,
+    ) -> Result<Vec<Vec<f32>>, GatewayError> {
+        if texts.is_empty() {
+            return Ok(Vec::new());
+        }
+        let (_, engine) = self.embedding_engine(model).await?;
+        let embeddings = engine
+            .embed(texts.into_iter().map(EmbedInput::Text).collect())
+            .await?;
+        Ok(embeddings.vectors)
+    }
+
     /// Embeds the request's inputs.
     pub async fn embed(
         &self,

@@ -20,16 +20,7 @@ pub async fn run(command: BenchCommand, threads: Option<usize>) -> Result<()> {
     }
 }
 
-fn engine(
-    path: &std::path::Path,
-    threads: Option<usize>,
-    context_length: u32,
-) -> Result<LlmHandle> {
-    let options = LlmOptions {
-        threads: threads.unwrap_or_else(hearth_infer::available_cores),
-        context_length,
-        ..Default::default()
-    };
+fn engine(path: &std::path::Path, options: LlmOptions) -> Result<LlmHandle> {
     let name = path
         .file_stem()
         .map(|s| s.to_string_lossy().into_owned())
@@ -86,11 +77,14 @@ fn median(mut v: Vec<f64>) -> f64 {
 /// Single-stream prompt processing (pp) and token generation (tg) rates, as llama-bench
 /// reports them: pp = prompt tokens / prefill time, tg = generated tokens / decode time.
 async fn llm(args: BenchLlmArgs, threads: Option<usize>) -> Result<()> {
-    let engine = engine(
-        &args.model,
-        threads,
-        (args.prompt_tokens + args.gen_tokens + 16) as u32,
-    )?;
+    let options = LlmOptions {
+        threads: threads.unwrap_or_else(hearth_infer::available_cores),
+        context_length: (args.prompt_tokens + args.gen_tokens + 16) as u32,
+        max_sequences: args.max_sequences,
+        batch_size: args.batch_size,
+        ..Default::default()
+    };
+    let engine = engine(&args.model, options)?;
     // Warm-up (page in the weights).
     generate(&engine, prompt_tokens(&engine, 32, 99), 8).await?;
     let mut pp = Vec::new();
@@ -126,7 +120,12 @@ async fn llm(args: BenchLlmArgs, threads: Option<usize>) -> Result<()> {
 
 /// Time to first token for a request whose long system prompt is cached, against cold.
 async fn prefix(args: BenchPrefixArgs, threads: Option<usize>) -> Result<()> {
-    let engine = engine(&args.model, threads, 4096)?;
+    let options = LlmOptions {
+        threads: threads.unwrap_or_else(hearth_infer::available_cores),
+        context_length: 4096,
+        ..Default::default()
+    };
+    let engine = engine(&args.model, options)?;
     generate(&engine, prompt_tokens(&engine, 32, 98), 4).await?;
     let mut cold = Vec::new();
     let mut warm = Vec::new();

@@ -46,6 +46,11 @@ pub enum Command {
     Pull(PullArgs),
     /// List local models, or import / remove one.
     Models(ModelsArgs),
+    /// The recommendation engine: evaluate models on your own events.
+    Recs {
+        #[command(subcommand)]
+        command: RecsCommand,
+    },
     /// Measure speed (figures for docs/benchmarks.md; see scripts/bench/).
     Bench {
         #[command(subcommand)]
@@ -162,6 +167,12 @@ pub struct BenchLlmArgs {
     pub gen_tokens: usize,
     #[arg(long, default_value_t = 3)]
     pub repetitions: usize,
+    /// Sequence slots of the engine (as `[llm] max_sequences`).
+    #[arg(long, default_value_t = 8)]
+    pub max_sequences: usize,
+    /// Tokens per decode call (as `[llm] batch_size`).
+    #[arg(long, default_value_t = 512)]
+    pub batch_size: u32,
 }
 
 #[derive(Debug, Args)]
@@ -190,4 +201,73 @@ pub struct BenchServeArgs {
     pub rounds: usize,
     #[arg(long, env = "HEARTH_API_KEY", hide_env_values = true)]
     pub api_key: Option<String>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum RecsCommand {
+    /// Train every model on part of each user's interactions and measure how well it ranks
+    /// the held-out rest (full ranking over unseen items).
+    ///
+    /// DIR holds events.{jsonl,csv,tsv} (or ratings.*, interactions.*, RecBole's *.inter) and
+    /// optionally items.* / users.* (*.item, *.user). Columns are recognised by common names
+    /// (user_id, item_id, movieId, rating, timestamp, title, genres, price …; RecBole's
+    /// `name:type` headers too); map others with --map. Every event counts as implicit
+    /// feedback, weighed by type (view/click/rating 1, save 2, cart 3, purchase 4).
+    ///
+    /// Reports Precision, Recall, NDCG, hit rate and MAP at K, catalogue coverage and training
+    /// time per model, against two baselines: popularity and the off-the-shelf embedding model
+    /// used zero-shot.
+    Eval(RecsEvalArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct RecsEvalArgs {
+    /// Directory with the events (and items, users) files.
+    #[arg(long)]
+    pub data: PathBuf,
+    /// random: a random 20 % of each user's interactions is held out; temporal: each user's
+    /// most recent 20 %.
+    #[arg(long, default_value = "random")]
+    pub protocol: hearth_core::recs::eval::Protocol,
+    /// Length of the ranked lists.
+    #[arg(long, default_value_t = 10)]
+    pub k: usize,
+    /// Seed of the split and of model initialisation.
+    #[arg(long, default_value_t = 42)]
+    pub seed: u64,
+    /// Models to evaluate (comma-separated): popularity, item-knn, als, ease, content,
+    /// off-the-shelf. Default: all.
+    #[arg(long, value_delimiter = ',')]
+    pub models: Vec<hearth_core::recs::models::ModelKind>,
+    /// Train each model with its default parameters instead of searching a grid on a
+    /// validation split.
+    #[arg(long)]
+    pub no_search: bool,
+    /// Evaluate exactly these parameters (JSON, repeatable) instead of --models, e.g.
+    /// '{"model":"als","factors":128,"regularization":50,"alpha":8,"iterations":15,
+    /// "cg_steps":3,"seed":42}' or '{"model":"ease","lambda":500}'. `--json` output shows
+    /// every model's parameters in this form.
+    #[arg(long = "params", conflicts_with_all = ["models", "no_search"])]
+    pub params: Vec<String>,
+    /// Embedding model for the content model and the off-the-shelf baseline (a name from
+    /// `hearth models`). Default: [recs] embedding_model.
+    #[arg(long, env = "HEARTH_RECS_EMBEDDING_MODEL")]
+    pub embedding_model: Option<String>,
+    /// Column mapping, FIELD=COLUMN or KIND.FIELD=COLUMN (kind: items, users, events), e.g.
+    /// --map events.user=customer. Repeatable.
+    #[arg(long = "map")]
+    pub map: Vec<String>,
+    /// Reject a file at its first bad row (default: report the row and skip it).
+    #[arg(long)]
+    pub strict: bool,
+    /// Print the report as JSON instead of a Markdown table.
+    #[arg(long)]
+    pub json: bool,
+    /// Write the split to this directory (train.tsv, test.tsv) to measure other tools on the
+    /// same interactions.
+    #[arg(long)]
+    pub save_split: Option<PathBuf>,
+    /// Also write an SVG bar chart of NDCG@K per model to this file.
+    #[arg(long)]
+    pub plot: Option<PathBuf>,
 }

@@ -153,3 +153,88 @@ fn config_show_layers_flags_over_the_file_and_hides_keys() {
     );
     assert!(!ok && err.contains("/nonexistent/hearth.toml"), "{err}");
 }
+
+fn movielens_dir() -> PathBuf {
+    let dir = std::env::var_os("HEARTH_MOVIELENS")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            PathBuf::from(std::env::var("HOME").unwrap()).join(".cache/hearth/data/ml-100k")
+        });
+    assert!(
+        dir.join("ml-100k.inter").is_file(),
+        "MovieLens-100K missing in {}: run scripts/fetch-movielens.sh",
+        dir.display()
+    );
+    dir
+}
+
+#[test]
+fn recs_eval_compares_trained_models_with_the_off_the_shelf_baseline() {
+    let data = tempfile::tempdir().unwrap();
+    let minilm = models_dir().join("all-MiniLM-L6-v2");
+    let (ok, _, err) = hearth(
+        data.path(),
+        &[
+            "models",
+            "import",
+            minilm.to_str().unwrap(),
+            "--name",
+            "minilm",
+        ],
+    );
+    assert!(ok, "{err}");
+    let ml = movielens_dir();
+    let ml = ml.to_str().unwrap();
+
+    // Without an embedding model the baseline cannot run: a clear error, not a crash.
+    let (ok, _, err) = hearth(data.path(), &["recs", "eval", "--data", ml]);
+    assert!(!ok);
+    assert!(err.contains("--embedding-model"), "{err}");
+
+    let plot = data.path().join("ndcg.svg");
+    let (ok, out, err) = hearth(
+        data.path(),
+        &[
+            "recs",
+            "eval",
+            "--data",
+            ml,
+            "--models",
+            "popularity,ease,off-the-shelf",
+            "--no-search",
+            "--embedding-model",
+            "minilm",
+            "--json",
+            "--plot",
+            plot.to_str().unwrap(),
+        ],
+    );
+    assert!(ok, "{err}");
+    assert!(
+        err.contains("ml-100k.inter: 100000 rows, 0 skipped"),
+        "{err}"
+    );
+    let report: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let ndcg = |model: &str| {
+        report["results"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["model"] == model)
+            .unwrap_or_else(|| panic!("{model} missing from {out}"))["ndcg"]
+            .as_f64()
+            .unwrap()
+    };
+    let baseline = ndcg("off-the-shelf");
+    assert!(
+        baseline > 0.0,
+        "the baseline ranks some held-out items: {out}"
+    );
+    assert!(ndcg("ease") > 1.3 * baseline, "{out}");
+    assert!(ndcg("ease") > ndcg("popularity"), "{out}");
+    let svg = std::fs::read_to_string(&plot).unwrap();
+    assert!(
+        svg.starts_with("<svg") && svg.contains("off-the-shelf"),
+        "{svg}"
+    );
+}

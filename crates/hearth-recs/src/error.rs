@@ -1,0 +1,45 @@
+use std::path::{Path, PathBuf};
+
+/// Every failure the recommendation engine reports; each has a stable public code
+/// ([`RecsError::code`]).
+#[derive(Debug, thiserror::Error)]
+pub enum RecsError {
+    #[error("invalid '{param}': {message}")]
+    InvalidParameter { param: String, message: String },
+    /// A file that cannot be read as a whole (no header, a mapped column missing).
+    #[error("{}: {message}", file.display())]
+    BadFile { file: PathBuf, message: String },
+    /// `--strict` import: the first bad row rejects the file.
+    #[error("{0}")]
+    BadRow(crate::import::RowError),
+    #[error("{}: {source}", path.display())]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    /// There is nothing to train on or evaluate.
+    #[error("not enough data: {0}")]
+    NotEnoughData(String),
+    #[error("embedding the item texts failed: {0}")]
+    Embedding(#[from] hearth_gateway::GatewayError),
+}
+
+impl RecsError {
+    pub fn code(&self) -> &'static str {
+        match self {
+            RecsError::InvalidParameter { .. } => "invalid_parameter",
+            RecsError::BadFile { .. } => "bad_file",
+            RecsError::BadRow(_) => "bad_row",
+            RecsError::Io { .. } => "io_error",
+            RecsError::NotEnoughData(_) => "not_enough_data",
+            RecsError::Embedding(e) => e.code(),
+        }
+    }
+
+    pub(crate) fn io(path: &Path, source: std::io::Error) -> Self {
+        RecsError::Io {
+            path: path.to_owned(),
+            source,
+        }
+    }
+}

@@ -1,0 +1,19 @@
+//! hearth-recs is the recommendation engine: it reads a company's items, users and events,
+//! trains models on them (popularity, item-kNN, implicit ALS, EASE, text-content neighbours)
+//! and ranks items for a user, with an offline evaluation that compares every model against
+//! popularity and an off-the-shelf embedding baseline.
+//!
+//! It never speaks HTTP and never loads a model itself: item texts are embedded through
+//! hearth-gateway, like every other model call.
+
+pub mod data;
+mod error;
+pub mod eval;
+pub mod import;
+pub mod metrics;
+pub mod models;
+pub mod sparse;
+pub mod train;
+
+pub use data::{Dataset, Event, EventWeights, Item, ItemId, User, UserId};
+pub use error::RecsError;

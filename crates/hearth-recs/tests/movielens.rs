@@ -1,0 +1,106 @@
+//! The models on real data: MovieLens-100K (scripts/fetch-movielens.sh), all ratings as
+//! implicit feedback, a per-user random 80/20 split, full ranking over unseen items.
+
+use std::path::PathBuf;
+
+use hearth_recs::eval::{evaluate, EvalOptions, ModelPlan, Protocol};
+use hearth_recs::import::{read_all, ColumnMapping, DataFiles};
+use hearth_recs::models::ModelKind;
+use hearth_recs::{Dataset, Event, EventWeights, Item, User};
+
+fn movielens_dir() -> PathBuf {
+    let dir = std::env::var_os("HEARTH_MOVIELENS")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            let cache = std::env::var_os("XDG_CACHE_HOME")
+                .map(PathBuf::from)
+                .unwrap_or_else(|| PathBuf::from(std::env::var_os("HOME").unwrap()).join(".cache"));
+            cache.join("hearth/data/ml-100k")
+        });
+    assert!(
+        dir.join("ml-100k.inter").is_file(),
+        "MovieLens-100K not found in {}: run scripts/fetch-movielens.sh",
+        dir.display()
+    );
+    dir
+}
+
+fn load() -> Dataset {
+    let files = DataFiles::discover(&movielens_dir()).unwrap();
+    let mapping = ColumnMapping::default();
+    let fail = &mut |e: &hearth_recs::import::RowError| panic!("bad row {e}");
+    let (items, _) = read_all::<Item>(files.items.as_ref().unwrap(), &mapping, true, fail).unwrap();
+    let (users, _) = read_all::<User>(files.users.as_ref().unwrap(), &mapping, true, fail).unwrap();
+    let (events, _) =
+        read_all::<Event>(files.events.as_ref().unwrap(), &mapping, true, fail).unwrap();
+    assert_eq!(
+        (items.len(), users.len(), events.len()),
+        (1682, 943, 100_000)
+    );
+    Dataset::build(items, users, &events, &EventWeights::default())
+}
+
+#[test]
+fn trained_models_beat_popularity_on_movielens() {
+    let data = load();
+    assert_eq!(
+        (data.n_users(), data.n_items(), data.interactions.len()),
+        (943, 1682, 100_000)
+    );
+    let report = evaluate(
+        &data,
+        None,
+        &EvalOptions {
+            models: [
+                ModelKind::Popularity,
+                ModelKind::ItemKnn,
+                ModelKind::Als,
+                ModelKind::Ease,
+            ]
+            .into_iter()
+            .map(|kind| ModelPlan::defaults(kind, 42))
+            .collect(),
+            ..EvalOptions::search_all(Protocol::Random, 10, 42)
+        },
+        &(),
+    )
+    .unwrap();
+    assert_eq!(report.users, 943);
+    // A fifth of each user's ratings, rounded per user.
+    assert!(
+        (19_500..20_500).contains(&report.test_interactions),
+        "{}",
+        report.test_interactions
+    );
+    assert_eq!(
+        report.train_interactions + report.test_interactions,
+        100_000
+    );
+    let ndcg = |kind| {
+        report
+            .results
+            .iter()
+            .find(|r| r.model == kind)
+            .unwrap()
+            .metrics
+            .ndcg
+    };
+    let popularity = ndcg(ModelKind::Popularity);
+    println!("{}", report.markdown());
+    assert!(
+        (0.15..0.35).contains(&popularity),
+        "popularity NDCG@10 {popularity}"
+    );
+    for kind in [ModelKind::ItemKnn, ModelKind::Als, ModelKind::Ease] {
+        assert!(
+            ndcg(kind) > popularity + 0.1,
+            "{kind} NDCG@10 {} vs popularity {popularity}",
+            ndcg(kind)
+        );
+    }
+    assert!(
+        ndcg(ModelKind::Ease) > 0.40,
+        "EASE NDCG@10 {}",
+        ndcg(ModelKind::Ease)
+    );
+}

@@ -1,0 +1,178 @@
+//! `hearth recs …`: the recommendation engine from the command line.
+
+use std::path::PathBuf;
+
+use anyhow::{bail, Context, Result};
+use hearth_core::recs::eval::{self, EvalOptions, EvalProgress, ModelPlan};
+use hearth_core::recs::import::{
+    read_all, ColumnMapping, DataFiles, FileSummary, FromRow, RowError,
+};
+use hearth_core::recs::models::{embed_items, ModelKind};
+use hearth_core::recs::train::ModelParams;
+use hearth_core::recs::{Dataset, Event, EventWeights, Item, User};
+use hearth_core::{Config, Platform};
+use indicatif::{ProgressBar, ProgressStyle};
+
+use crate::cli::{RecsCommand, RecsEvalArgs};
+
+pub async fn run(config: Config, command: RecsCommand) -> Result<()> {
+    match command {
+        RecsCommand::Eval(args) => eval(config, args).await,
+    }
+}
+
+fn bar(len: u64, message: &str) -> ProgressBar {
+    let bar = ProgressBar::new(len);
+    bar.set_style(
+        ProgressStyle::with_template("{msg:24!} [{bar:30}] {pos}/{len} {elapsed}")
+            .expect("valid template")
+            .progress_chars("=> "),
+    );
+    bar.set_message(message.to_owned());
+    bar
+}
+
+/// Reads one file if there is one, reporting bad rows on stderr.
+fn read_file<T: FromRow>(
+    path: Option<&PathBuf>,
+    mapping: &ColumnMapping,
+    strict: bool,
+    summaries: &mut Vec<FileSummary>,
+) -> Result<Vec<T>> {
+    let Some(path) = path else {
+        return Ok(Vec::new());
+    };
+    let mut report = |e: &RowError| eprintln!("skipped {e}");
+    let (records, summary) = read_all(path, mapping, strict, &mut report)?;
+    summaries.push(summary);
+    Ok(records)
+}
+
+/// Reads a data directory, reporting bad rows on stderr.
+pub fn load_dataset(
+    dir: &std::path::Path,
+    mapping: &ColumnMapping,
+    strict: bool,
+) -> Result<Dataset> {
+    let files = DataFiles::discover(dir)?;
+    let mut summaries = Vec::new();
+    let items: Vec<Item> = read_file(files.items.as_ref(), mapping, strict, &mut summaries)?;
+    let users: Vec<User> = read_file(files.users.as_ref(), mapping, strict, &mut summaries)?;
+    let events: Vec<Event> = read_file(files.events.as_ref(), mapping, strict, &mut summaries)?;
+    for s in &summaries {
+        eprintln!(
+            "read {}: {} rows, {} skipped",
+            s.file.display(),
+            s.stored,
+            s.skipped
+        );
+    }
+    Ok(Dataset::build(
+        items,
+        users,
+        &events,
+        &EventWeights::default(),
+    ))
+}
+
+struct BarProgress(ProgressBar);
+
+impl EvalProgress for BarProgress {
+    fn model_started(&self, model: ModelKind, candidates: usize) {
+        self.0.set_message(format!("{model}"));
+        self.0.set_position(0);
+        self.0.set_length(candidates as u64);
+    }
+
+    fn candidate_done(&self) {
+        self.0.inc(1);
+    }
+}
+
+async fn eval(config: Config, args: RecsEvalArgs) -> Result<()> {
+    let mut mapping = ColumnMapping::default();
+    for spec in &args.map {
+        mapping.add(spec)?;
+    }
+    let kinds = if args.models.is_empty() {
+        ModelKind::ALL.to_vec()
+    } else {
+        args.models.clone()
+    };
+    let plans: Vec<ModelPlan> = if !args.params.is_empty() {
+        args.params
+            .iter()
+            .map(|p| {
+                serde_json::from_str::<ModelParams>(p)
+                    .map(ModelPlan::fixed)
+                    .with_context(|| format!("--params '{p}'"))
+            })
+            .collect::<Result<_>>()?
+    } else if args.no_search {
+        kinds
+            .iter()
+            .map(|&k| ModelPlan::defaults(k, args.seed))
+            .collect()
+    } else {
+        kinds
+            .iter()
+            .map(|&k| ModelPlan::search(k, args.seed))
+            .collect()
+    };
+    let needs_vectors = plans.iter().any(|p| p.kind.needs_vectors());
+    let embedding_model = args
+        .embedding_model
+        .clone()
+        .or_else(|| config.recs.embedding_model.clone());
+    if embedding_model.is_none() && needs_vectors {
+        bail!(
+            "the content model and the off-the-shelf baseline read item texts with an embedding \
+             model: pass --embedding-model NAME (see `hearth models`), set [recs] \
+             embedding_model, or leave them out with --models"
+        );
+    }
+    let data = load_dataset(&args.data, &mapping, args.strict)
+        .with_context(|| format!("reading {}", args.data.display()))?;
+    eprintln!(
+        "{} users, {} items, {} interactions",
+        data.n_users(),
+        data.n_items(),
+        data.interactions.len()
+    );
+    let vectors = match embedding_model.filter(|_| needs_vectors) {
+        Some(model) => {
+            let platform = Platform::open(config)?;
+            let progress = bar(data.catalogue.len() as u64, "embedding items");
+            let vectors = embed_items(platform.gateway(), &model, &data.catalogue, &|done| {
+                progress.set_position(done as u64)
+            })
+            .await
+            .with_context(|| format!("embedding item texts with '{model}'"))?;
+            progress.finish_and_clear();
+            Some(vectors)
+        }
+        None => None,
+    };
+    let options = EvalOptions {
+        models: plans,
+        save_split: args.save_split.clone(),
+        ..EvalOptions::search_all(args.protocol, args.k, args.seed)
+    };
+    let progress = BarProgress(bar(1, "training"));
+    let report = tokio::task::spawn_blocking(move || {
+        let report = eval::evaluate(&data, vectors.as_ref(), &options, &progress);
+        progress.0.finish_and_clear();
+        report
+    })
+    .await??;
+    if let Some(path) = &args.plot {
+        std::fs::write(path, report.svg())
+            .with_context(|| format!("writing {}", path.display()))?;
+    }
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        print!("{}", report.markdown());
+    }
+    Ok(())
+}
