@@ -44,7 +44,8 @@ CANCEL_TOOL = {
         "parameters": {
             "type": "object",
             "properties": {
-                "order_id": {"type": "string"},
+                # The store's ids look like #W1234567; a free string lets a 135M model ramble.
+                "order_id": {"type": "string", "pattern": "^#W[0-9]{7}$"},
                 "reason": {"type": "string", "enum": ["no longer needed", "ordered by mistake"]},
             },
             "required": ["order_id", "reason"],

@@ -88,6 +88,9 @@ pub struct LlmConfig {
     pub batch_size: u32,
     /// Requests waiting for a sequence before new ones get 503 + Retry-After.
     pub queue_capacity: usize,
+    /// llama.cpp's flash-attention kernel: auto (off on CPU, where it measured slower;
+    /// llama.cpp's choice on GPU builds), on or off.
+    pub flash_attention: hearth_infer::llm::FlashAttention,
 }
 
 /// `[embeddings]`: the embedding engine, per embedding model.
@@ -134,6 +137,7 @@ impl Default for LlmConfig {
             max_sequences: 8,
             batch_size: 512,
             queue_capacity: 64,
+            flash_attention: hearth_infer::llm::FlashAttention::Auto,
         }
     }
 }

@@ -27,6 +27,8 @@ pub struct Platform {
 struct Inner {
     config: Config,
     gateway: Gateway,
+    /// The recommendation tables, opened (and migrated) on first use.
+    recs: std::sync::Mutex<Option<recs::store::RecsStore>>,
 }
 
 impl Platform {
@@ -38,7 +40,11 @@ impl Platform {
         })?;
         let gateway = Gateway::new(registry, gateway_options(&config));
         Ok(Platform {
-            inner: Arc::new(Inner { config, gateway }),
+            inner: Arc::new(Inner {
+                config,
+                gateway,
+                recs: std::sync::Mutex::new(None),
+            }),
         })
     }
 
@@ -48,6 +54,18 @@ impl Platform {
 
     pub fn gateway(&self) -> &Gateway {
         &self.inner.gateway
+    }
+
+    /// The recommendation engine's tables in the data directory's database.
+    pub fn recs_store(&self) -> Result<recs::store::RecsStore, recs::RecsError> {
+        let mut slot = self.inner.recs.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(store) = slot.as_ref() {
+            return Ok(store.clone());
+        }
+        let store = hearth_store::Store::open(&self.inner.config.data_dir)?;
+        let recs = recs::store::RecsStore::open(store.db().clone())?;
+        *slot = Some(recs.clone());
+        Ok(recs)
     }
 
     /// Starts the engines of the configured `models.preload` list.
@@ -68,6 +86,7 @@ fn gateway_options(config: &Config) -> GatewayOptions {
             max_sequences: config.llm.max_sequences,
             batch_size: config.llm.batch_size,
             queue_capacity: config.llm.queue_capacity,
+            flash_attention: config.llm.flash_attention,
         },
         embed: EmbedOptions {
             threads: config.embeddings.threads.unwrap_or(cores),

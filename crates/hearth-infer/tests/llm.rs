@@ -6,7 +6,8 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use hearth_infer::llm::{
-    Constraint, FinishReason, GenerateRequest, LlmHandle, LlmOptions, SamplingParams,
+    Constraint, FinishReason, FlashAttention, GenerateRequest, LlmHandle, LlmOptions,
+    SamplingParams,
 };
 use hearth_infer::InferError;
 use hearth_types::ChatMessage;
@@ -174,8 +175,13 @@ async fn stop_strings_end_generation_and_are_not_emitted() {
 
 #[tokio::test]
 async fn concurrent_requests_are_batched_and_do_not_interfere() {
+    // Bit-identical output whatever else shares the batch needs llama.cpp's flash-attention
+    // kernel: without it (the CPU default, for speed) the attention products of a lone token
+    // and of a batch are computed by different kernels, and a near-tie in greedy decoding can
+    // flip.
     let engine = smollm(LlmOptions {
         max_sequences: 4,
+        flash_attention: FlashAttention::On,
         ..Default::default()
     });
     let questions = [

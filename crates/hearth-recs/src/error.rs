@@ -22,6 +22,8 @@ pub enum RecsError {
     NotEnoughData(String),
     #[error("embedding the item texts failed: {0}")]
     Embedding(#[from] hearth_gateway::GatewayError),
+    #[error(transparent)]
+    Store(#[from] hearth_store::StoreError),
 }
 
 impl RecsError {
@@ -33,6 +35,7 @@ impl RecsError {
             RecsError::Io { .. } => "io_error",
             RecsError::NotEnoughData(_) => "not_enough_data",
             RecsError::Embedding(e) => e.code(),
+            RecsError::Store(e) => e.code(),
         }
     }
 

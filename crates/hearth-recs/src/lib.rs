@@ -13,6 +13,7 @@ pub mod import;
 pub mod metrics;
 pub mod models;
 pub mod sparse;
+pub mod store;
 pub mod train;
 
 pub use data::{Dataset, Event, EventWeights, Item, ItemId, User, UserId};

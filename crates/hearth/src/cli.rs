@@ -218,13 +218,47 @@ pub enum RecsCommand {
     /// time per model, against two baselines: popularity and the off-the-shelf embedding model
     /// used zero-shot.
     Eval(RecsEvalArgs),
+    /// Load items, users and events from files into hearth's database.
+    ///
+    /// JSONL, CSV or TSV, columns recognised as for `recs eval` (or mapped with --map). Rows
+    /// are committed in batches; a committed batch is durable, so an interrupted import keeps
+    /// everything it reported and can simply be run again (events are stored once per id;
+    /// items and users are replaced). A bad row is reported with its file and line and
+    /// skipped; --strict rejects the whole file instead.
+    Import(RecsImportArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct RecsImportArgs {
+    /// Items file (id, title, description, categories, tags, price, available …).
+    #[arg(long)]
+    pub items: Option<PathBuf>,
+    /// Users file (id and any attributes).
+    #[arg(long)]
+    pub users: Option<PathBuf>,
+    /// Events file (id, user, item, type, value, timestamp).
+    #[arg(long)]
+    pub events: Option<PathBuf>,
+    /// Column mapping, FIELD=COLUMN or KIND.FIELD=COLUMN. Repeatable.
+    #[arg(long = "map")]
+    pub map: Vec<String>,
+    /// Reject a file that has any bad row (nothing from it is stored).
+    #[arg(long)]
+    pub strict: bool,
+    /// Rows per committed batch.
+    #[arg(long, default_value_t = 5000)]
+    pub batch_size: usize,
+    /// Print the summary as JSON.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Args)]
 pub struct RecsEvalArgs {
-    /// Directory with the events (and items, users) files.
+    /// Directory with the events (and items, users) files. Default: the data imported into
+    /// hearth's database with `hearth recs import`.
     #[arg(long)]
-    pub data: PathBuf,
+    pub data: Option<PathBuf>,
     /// random: a random 20 % of each user's interactions is held out; temporal: each user's
     /// most recent 20 %.
     #[arg(long, default_value = "random")]

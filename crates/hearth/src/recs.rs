@@ -8,17 +8,92 @@ use hearth_core::recs::import::{
     read_all, ColumnMapping, DataFiles, FileSummary, FromRow, RowError,
 };
 use hearth_core::recs::models::{embed_items, ModelKind};
+use hearth_core::recs::store::{
+    import_file, ImportOptions, ImportProgress, ImportSummary, RecsStore, StoredRecord,
+};
 use hearth_core::recs::train::ModelParams;
 use hearth_core::recs::{Dataset, Event, EventWeights, Item, User};
 use hearth_core::{Config, Platform};
 use indicatif::{ProgressBar, ProgressStyle};
 
-use crate::cli::{RecsCommand, RecsEvalArgs};
+use crate::cli::{RecsCommand, RecsEvalArgs, RecsImportArgs};
 
 pub async fn run(config: Config, command: RecsCommand) -> Result<()> {
     match command {
         RecsCommand::Eval(args) => eval(config, args).await,
+        RecsCommand::Import(args) => import(config, args).await,
     }
+}
+
+fn import_one<T: StoredRecord>(
+    store: &RecsStore,
+    path: &std::path::Path,
+    mapping: &ColumnMapping,
+    options: &ImportOptions,
+) -> Result<ImportSummary> {
+    let bar = ProgressBar::new(std::fs::metadata(path).map(|m| m.len()).unwrap_or(0));
+    bar.set_style(
+        ProgressStyle::with_template("{msg:24!} [{bar:30}] {bytes}/{total_bytes} {elapsed}")
+            .expect("valid template")
+            .progress_chars("=> "),
+    );
+    bar.set_message(
+        path.file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default(),
+    );
+    let summary = import_file::<T>(store, path, mapping, options, &mut |p| match p {
+        ImportProgress::Read { done, .. } => bar.set_position(done),
+        ImportProgress::BadRow(e) => bar.println(format!("skipped {e}")),
+        ImportProgress::Committed(_) => {}
+    })
+    .with_context(|| format!("importing {}", path.display()))?;
+    bar.finish_and_clear();
+    Ok(summary)
+}
+
+async fn import(config: Config, args: RecsImportArgs) -> Result<()> {
+    if args.items.is_none() && args.users.is_none() && args.events.is_none() {
+        bail!("nothing to import: give --items, --users and/or --events");
+    }
+    let mut mapping = ColumnMapping::default();
+    for spec in &args.map {
+        mapping.add(spec)?;
+    }
+    let options = ImportOptions {
+        strict: args.strict,
+        batch_size: args.batch_size,
+    };
+    let platform = Platform::open(config)?;
+    let store = platform.recs_store()?;
+    let summaries = tokio::task::spawn_blocking(move || -> Result<Vec<ImportSummary>> {
+        let mut summaries = Vec::new();
+        if let Some(path) = &args.items {
+            summaries.push(import_one::<Item>(&store, path, &mapping, &options)?);
+        }
+        if let Some(path) = &args.users {
+            summaries.push(import_one::<User>(&store, path, &mapping, &options)?);
+        }
+        if let Some(path) = &args.events {
+            summaries.push(import_one::<Event>(&store, path, &mapping, &options)?);
+        }
+        Ok(summaries)
+    })
+    .await??;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&summaries)?);
+    } else {
+        for s in &summaries {
+            println!(
+                "{}: {} stored, {} already stored, {} skipped",
+                s.file.display(),
+                s.stored,
+                s.duplicates,
+                s.skipped
+            );
+        }
+    }
+    Ok(())
 }
 
 fn bar(len: u64, message: &str) -> ProgressBar {
@@ -131,8 +206,20 @@ async fn eval(config: Config, args: RecsEvalArgs) -> Result<()> {
              embedding_model, or leave them out with --models"
         );
     }
-    let data = load_dataset(&args.data, &mapping, args.strict)
-        .with_context(|| format!("reading {}", args.data.display()))?;
+    let platform = Platform::open(config)?;
+    let data = match &args.data {
+        Some(dir) => load_dataset(dir, &mapping, args.strict)
+            .with_context(|| format!("reading {}", dir.display()))?,
+        None => {
+            let store = platform.recs_store()?;
+            tokio::task::spawn_blocking(move || store.dataset(&EventWeights::default())).await??
+        }
+    };
+    if data.interactions.is_empty() {
+        bail!(
+            "no events to evaluate on: pass --data DIR or import events with `hearth recs import`"
+        );
+    }
     eprintln!(
         "{} users, {} items, {} interactions",
         data.n_users(),
@@ -141,7 +228,6 @@ async fn eval(config: Config, args: RecsEvalArgs) -> Result<()> {
     );
     let vectors = match embedding_model.filter(|_| needs_vectors) {
         Some(model) => {
-            let platform = Platform::open(config)?;
             let progress = bar(data.catalogue.len() as u64, "embedding items");
             let vectors = embed_items(platform.gateway(), &model, &data.catalogue, &|done| {
                 progress.set_position(done as u64)

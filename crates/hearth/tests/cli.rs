@@ -238,3 +238,77 @@ fn recs_eval_compares_trained_models_with_the_off_the_shelf_baseline() {
         "{svg}"
     );
 }
+
+#[test]
+fn an_import_killed_midway_keeps_every_committed_batch_and_resumes() {
+    let data = tempfile::tempdir().unwrap();
+    let events = movielens_dir().join("ml-100k.inter");
+    let db_path = data.path().join("hearth.db");
+    let count = || -> u64 {
+        use hearth_store::rusqlite::{Connection, OpenFlags};
+        // Read-only, and never creating the file before hearth does.
+        let Ok(conn) = Connection::open_with_flags(&db_path, OpenFlags::SQLITE_OPEN_READ_ONLY)
+        else {
+            return 0;
+        };
+        conn.query_row("SELECT COUNT(*) FROM recs_events", [], |r| r.get(0))
+            .unwrap_or(0)
+    };
+    let mut child = Command::new(env!("CARGO_BIN_EXE_hearth"))
+        .arg("--data-dir")
+        .arg(data.path())
+        .args(["recs", "import", "--batch-size", "1000", "--events"])
+        .arg(&events)
+        .env("HEARTH_LOG", "warn")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    // Kill it once some batches are committed but before it is done.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    let mut seen = 0;
+    while seen < 3000 && std::time::Instant::now() < deadline {
+        seen = count();
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let after_kill = count();
+    assert!(
+        after_kill >= seen && after_kill >= 3000,
+        "{after_kill} < {seen}"
+    );
+    assert_eq!(after_kill % 1000, 0, "only whole batches are committed");
+    assert!(
+        after_kill < 100_000,
+        "the import finished before it was killed"
+    );
+
+    // Running it again stores the rest, each event once.
+    let (ok, out, err) = hearth(
+        data.path(),
+        &[
+            "recs",
+            "import",
+            "--events",
+            events.to_str().unwrap(),
+            "--json",
+        ],
+    );
+    assert!(ok, "{err}");
+    let summary: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(summary[0]["duplicates"], after_kill);
+    assert_eq!(summary[0]["stored"], 100_000 - after_kill);
+    assert_eq!(count(), 100_000);
+
+    // And the stored events evaluate without --data.
+    let (ok, out, err) = hearth(
+        data.path(),
+        &["recs", "eval", "--models", "popularity,ease", "--no-search"],
+    );
+    assert!(ok, "{err}");
+    assert!(
+        out.contains("| ease |") && out.contains("943 users"),
+        "{out}"
+    );
+}

@@ -48,7 +48,8 @@ pub(super) fn start(
                 .with_n_seq_max(options.max_sequences as u32)
                 .with_n_threads(threads)
                 .with_n_threads_batch(threads)
-                .with_kv_unified(true);
+                .with_kv_unified(true)
+                .with_flash_attention_policy(options.flash_attention.llama_policy());
             let ctx = match model.new_context(backend, params) {
                 Ok(ctx) => ctx,
                 Err(e) => {
@@ -324,15 +325,19 @@ impl<'m> Engine<'m> {
         }
     }
 
-    /// Frees a slot's sequence for the next request; its cache stays for prefix reuse.
-    fn release(&mut self, i: usize) {
-        if self.slots[i].active.take().is_some() {
+    /// Frees a slot's sequence for the next request; its cache stays for prefix reuse. Returns
+    /// the request, so that its final event is sent only once the slot is free (a client that
+    /// has its answer sees the engine's gauges already updated).
+    fn release(&mut self, i: usize) -> Option<Active> {
+        let active = self.slots[i].active.take();
+        if active.is_some() {
             self.shared
                 .gauges
                 .active_sequences
                 .fetch_sub(1, Ordering::Relaxed);
         }
         self.slots[i].last_used = self.tick;
+        active
     }
 
     fn finish(&mut self, i: usize, reason: FinishReason) {
@@ -362,18 +367,18 @@ impl<'m> Engine<'m> {
             time_to_first_token: active.first_token.unwrap_or(now) - active.submitted,
             total: now - active.submitted,
         };
-        let _ = active.events.send(GenerateEvent::Done(summary));
-        self.release(i);
+        if let Some(active) = self.release(i) {
+            let _ = active.events.send(GenerateEvent::Done(summary));
+        }
     }
 
     fn fail(&mut self, i: usize, error: InferError) {
-        if let Some(active) = self.slots[i].active.as_ref() {
-            let _ = active.events.send(GenerateEvent::Failed(error));
-        }
         let seq = self.slots[i].seq;
         let _ = self.ctx.clear_kv_cache_seq(Some(seq as u32), None, None);
         self.slots[i].cached.clear();
-        self.release(i);
+        if let Some(active) = self.release(i) {
+            let _ = active.events.send(GenerateEvent::Failed(error));
+        }
     }
 
     fn fill_batch(&mut self) -> Result<(), llama_cpp_2::llama_batch::BatchAddError> {

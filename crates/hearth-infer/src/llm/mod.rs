@@ -53,6 +53,35 @@ pub struct LlmOptions {
     pub batch_size: u32,
     /// Requests that may wait for a free sequence before new ones are refused.
     pub queue_capacity: usize,
+    pub flash_attention: FlashAttention,
+}
+
+/// Whether llama.cpp computes attention with its fused flash-attention kernel.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum FlashAttention {
+    /// Off on CPU-only builds (measured here: with it, 8 concurrent streams decoded ~25 %
+    /// slower and a cached-prefix first token took 3× longer); llama.cpp's choice when built
+    /// with a GPU backend.
+    #[default]
+    Auto,
+    On,
+    Off,
+}
+
+impl FlashAttention {
+    /// llama.cpp's `llama_flash_attn_type` value.
+    pub(crate) fn llama_policy(self) -> i32 {
+        const AUTO: i32 = -1;
+        const DISABLED: i32 = 0;
+        const ENABLED: i32 = 1;
+        match self {
+            FlashAttention::On => ENABLED,
+            FlashAttention::Off => DISABLED,
+            FlashAttention::Auto if cfg!(any(feature = "cuda", feature = "metal")) => AUTO,
+            FlashAttention::Auto => DISABLED,
+        }
+    }
 }
 
 impl Default for LlmOptions {
@@ -63,6 +92,7 @@ impl Default for LlmOptions {
             max_sequences: 8,
             batch_size: 512,
             queue_capacity: 64,
+            flash_attention: FlashAttention::Auto,
         }
     }
 }

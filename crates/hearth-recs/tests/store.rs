@@ -1,0 +1,127 @@
+//! Items, users and events in the embedded database.
+
+use hearth_recs::import::ColumnMapping;
+use hearth_recs::store::{import_file, ImportOptions, RecsStore};
+use hearth_recs::{Event, EventWeights, Item, ItemId, User, UserId};
+use hearth_store::Store;
+
+fn open_store(dir: &std::path::Path) -> RecsStore {
+    RecsStore::open(Store::open(dir).unwrap().db().clone()).unwrap()
+}
+
+#[test]
+fn imports_are_idempotent_and_strict_imports_store_nothing_from_a_bad_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let events = dir.path().join("events.csv");
+    std::fs::write(
+        &events,
+        "event_id,user_id,item_id,type,timestamp\ne1,u1,i1,view,10\ne2,u1,i2,purchase,20\ne3,u2,i1,bogus-time-row,x\ne4,u2,i2,cart,30\n",
+    )
+    .unwrap();
+    let items = dir.path().join("items.jsonl");
+    std::fs::write(
+        &items,
+        "{\"id\":\"i1\",\"title\":\"Kettle\",\"price\":20}\n{\"id\":\"i2\",\"title\":\"Mug\",\"categories\":[\"kitchen\"]}\n",
+    )
+    .unwrap();
+    let data = dir.path().join("data");
+    let store = open_store(&data);
+    let mapping = ColumnMapping::default();
+    let mut bad = Vec::new();
+    let options = ImportOptions {
+        strict: false,
+        batch_size: 2,
+    };
+    let summary = import_file::<Event>(&store, &events, &mapping, &options, &mut |p| {
+        if let hearth_recs::store::ImportProgress::BadRow(e) = p {
+            bad.push(e.line)
+        }
+    })
+    .unwrap();
+    assert_eq!(
+        (summary.stored, summary.duplicates, summary.skipped),
+        (3, 0, 1)
+    );
+    assert_eq!(bad, [4]);
+    // The same file again: every event is already there.
+    let again = import_file::<Event>(&store, &events, &mapping, &options, &mut |_| {}).unwrap();
+    assert_eq!((again.stored, again.duplicates), (0, 3));
+    assert_eq!(store.counts().unwrap(), (0, 0, 3));
+
+    // Strict: the bad row rejects the file before anything is written.
+    let fresh = open_store(&dir.path().join("strict"));
+    let strict = import_file::<Event>(
+        &fresh,
+        &events,
+        &mapping,
+        &ImportOptions {
+            strict: true,
+            batch_size: 1,
+        },
+        &mut |_| {},
+    );
+    assert!(matches!(strict, Err(hearth_recs::RecsError::BadRow(ref e)) if e.line == 4));
+    assert_eq!(fresh.counts().unwrap(), (0, 0, 0));
+
+    // Items are replaced by id; reads by id return what was written.
+    import_file::<Item>(&store, &items, &mapping, &options, &mut |_| {}).unwrap();
+    store
+        .upsert_items(&[Item {
+            id: ItemId("i1".into()),
+            title: "Kettle, red".into(),
+            price: Some(22.5),
+            available: false,
+            ..Default::default()
+        }])
+        .unwrap();
+    let kettle = store.item(&ItemId("i1".into())).unwrap().unwrap();
+    assert_eq!(
+        (kettle.title.as_str(), kettle.price, kettle.available),
+        ("Kettle, red", Some(22.5), false)
+    );
+    assert_eq!(
+        store
+            .item(&ItemId("i2".into()))
+            .unwrap()
+            .unwrap()
+            .categories,
+        ["kitchen"]
+    );
+    assert_eq!(store.item(&ItemId("nope".into())).unwrap(), None);
+    store
+        .upsert_users(&[User {
+            id: UserId("u1".into()),
+            ..Default::default()
+        }])
+        .unwrap();
+    assert!(store.user(&UserId("u1".into())).unwrap().is_some());
+
+    // The stored data is what the models train on; it survives reopening.
+    drop(store);
+    let reopened = open_store(&data);
+    let dataset = reopened.dataset(&EventWeights::default()).unwrap();
+    assert_eq!(
+        (
+            dataset.n_users(),
+            dataset.n_items(),
+            dataset.interactions.len()
+        ),
+        (2, 2, 3)
+    );
+    let u1 = dataset.users.get(&UserId("u1".into())).unwrap();
+    let i2 = dataset.items.get(&ItemId("i2".into())).unwrap();
+    let purchase = dataset
+        .interactions
+        .iter()
+        .find(|i| i.user == u1 && i.item == i2)
+        .unwrap();
+    assert_eq!(purchase.weight, 4.0, "a purchase weighs 4");
+
+    assert_eq!(reopened.delete_items(&[ItemId("i1".into())]).unwrap(), 1);
+    assert_eq!(
+        reopened.delete_users(&[UserId("u2".into())]).unwrap(),
+        0,
+        "u2 had only events"
+    );
+    assert_eq!(reopened.counts().unwrap(), (1, 1, 2));
+}

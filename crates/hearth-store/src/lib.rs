@@ -1,0 +1,192 @@
+//! hearth-store owns the data directory's durable state: the embedded database (SQLite, WAL,
+//! full fsync on commit, so an acknowledged write survives a crash), each app's schema
+//! migrations, and versioned artifact directories (trained models, indexes) published
+//! atomically.
+//!
+//! It knows no app's records: apps (hearth-recs, hearth-support) bring their own tables as
+//! migrations and their own queries. It never speaks HTTP.
+
+mod artifacts;
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+pub use artifacts::{ArtifactVersion, Artifacts};
+pub use rusqlite;
+
+/// Every failure the store reports; each has a stable public code ([`StoreError::code`]).
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("database {}: {source}", path.display())]
+    Database {
+        path: PathBuf,
+        source: rusqlite::Error,
+    },
+    #[error("{}: {source}", path.display())]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    /// The database was written by a newer hearth.
+    #[error("{namespace} schema version {found} is newer than this hearth knows ({known}); upgrade hearth")]
+    SchemaTooNew {
+        namespace: String,
+        found: u32,
+        known: u32,
+    },
+}
+
+impl StoreError {
+    pub fn code(&self) -> &'static str {
+        match self {
+            StoreError::Database { .. } => "database_error",
+            StoreError::Io { .. } => "io_error",
+            StoreError::SchemaTooNew { .. } => "schema_too_new",
+        }
+    }
+
+    pub fn io(path: &Path, source: std::io::Error) -> Self {
+        StoreError::Io {
+            path: path.to_owned(),
+            source,
+        }
+    }
+}
+
+/// The embedded database. Cheap to clone; one connection shared behind a mutex (SQLite
+/// serialises writers anyway). Calls block: async callers use `spawn_blocking`.
+#[derive(Clone)]
+pub struct Database {
+    path: PathBuf,
+    conn: Arc<Mutex<rusqlite::Connection>>,
+}
+
+impl std::fmt::Debug for Database {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Database")
+            .field("path", &self.path)
+            .finish()
+    }
+}
+
+impl Database {
+    /// Opens (creating) the database file and its migration table.
+    pub fn open(path: &Path) -> Result<Database, StoreError> {
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent).map_err(|e| StoreError::io(parent, e))?;
+        }
+        let err = |source| StoreError::Database {
+            path: path.to_owned(),
+            source,
+        };
+        let conn = rusqlite::Connection::open(path).map_err(err)?;
+        // WAL lets readers run beside the writer; FULL syncs the log on every commit, so a
+        // committed (acknowledged) write survives a crash or power loss.
+        conn.pragma_update(None, "journal_mode", "WAL")
+            .map_err(err)?;
+        conn.pragma_update(None, "synchronous", "FULL")
+            .map_err(err)?;
+        conn.pragma_update(None, "foreign_keys", "ON")
+            .map_err(err)?;
+        conn.busy_timeout(std::time::Duration::from_secs(5))
+            .map_err(err)?;
+        conn.execute_batch(
+            "CREATE TABLE IF NOT EXISTS schema_versions (
+                 namespace TEXT PRIMARY KEY,
+                 version INTEGER NOT NULL
+             )",
+        )
+        .map_err(err)?;
+        Ok(Database {
+            path: path.to_owned(),
+            conn: Arc::new(Mutex::new(conn)),
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Applies the migrations of `namespace` not yet applied, each in its own transaction.
+    /// Migration N (0-based) is applied once; never edit a released one, append a new one.
+    pub fn migrate(&self, namespace: &str, migrations: &[&str]) -> Result<(), StoreError> {
+        let mut conn = self.conn();
+        let err = |source| StoreError::Database {
+            path: self.path.clone(),
+            source,
+        };
+        let current: u32 = conn
+            .query_row(
+                "SELECT version FROM schema_versions WHERE namespace = ?1",
+                [namespace],
+                |r| r.get(0),
+            )
+            .or_else(|e| match e {
+                rusqlite::Error::QueryReturnedNoRows => Ok(0),
+                e => Err(e),
+            })
+            .map_err(err)?;
+        if current as usize > migrations.len() {
+            return Err(StoreError::SchemaTooNew {
+                namespace: namespace.to_owned(),
+                found: current,
+                known: migrations.len() as u32,
+            });
+        }
+        for (n, sql) in migrations.iter().enumerate().skip(current as usize) {
+            let tx = conn.transaction().map_err(err)?;
+            tx.execute_batch(sql).map_err(err)?;
+            tx.execute(
+                "INSERT INTO schema_versions (namespace, version) VALUES (?1, ?2)
+                 ON CONFLICT(namespace) DO UPDATE SET version = excluded.version",
+                rusqlite::params![namespace, n as u32 + 1],
+            )
+            .map_err(err)?;
+            tx.commit().map_err(err)?;
+            tracing::info!(namespace, version = n + 1, "schema migrated");
+        }
+        Ok(())
+    }
+
+    /// The connection, for the caller's queries and transactions.
+    pub fn conn(&self) -> MutexGuard<'_, rusqlite::Connection> {
+        // A panic while holding the lock leaves SQLite consistent (an open transaction rolls
+        // back when dropped), so a poisoned lock is still usable.
+        self.conn.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Maps a rusqlite error to this database's error.
+    pub fn error(&self, source: rusqlite::Error) -> StoreError {
+        StoreError::Database {
+            path: self.path.clone(),
+            source,
+        }
+    }
+}
+
+/// The data directory: `hearth.db` and `artifacts/`.
+#[derive(Debug, Clone)]
+pub struct Store {
+    root: PathBuf,
+    db: Database,
+}
+
+impl Store {
+    pub fn open(data_dir: &Path) -> Result<Store, StoreError> {
+        std::fs::create_dir_all(data_dir).map_err(|e| StoreError::io(data_dir, e))?;
+        let db = Database::open(&data_dir.join("hearth.db"))?;
+        Ok(Store {
+            root: data_dir.to_owned(),
+            db,
+        })
+    }
+
+    pub fn db(&self) -> &Database {
+        &self.db
+    }
+
+    /// Versioned artifacts of one kind (e.g. `recs`).
+    pub fn artifacts(&self, kind: &str) -> Artifacts {
+        Artifacts::new(self.root.join("artifacts").join(kind))
+    }
+}
