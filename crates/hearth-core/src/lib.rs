@@ -17,6 +17,7 @@ pub use config::{
     ApiKey, Config, ConfigError, EmbeddingConfig, LlmConfig, ModelsConfig, RecsConfig, ServerConfig,
 };
 pub use hearth_recs as recs;
+pub use hearth_store::StoreError;
 
 /// Everything hearth runs, behind one cheap-to-clone handle.
 #[derive(Clone)]
@@ -29,7 +30,15 @@ struct Inner {
     gateway: Gateway,
     /// The recommendation tables, opened (and migrated) on first use.
     recs: std::sync::Mutex<Option<recs::store::RecsStore>>,
+    /// The live recommender and when the artifact pointer was last checked.
+    recommender: tokio::sync::Mutex<(
+        Option<Arc<recs::serve::Recommender>>,
+        Option<std::time::Instant>,
+    )>,
 }
+
+/// How often a serving process looks for a newly published recommendation model.
+const RECOMMENDER_CHECK: std::time::Duration = std::time::Duration::from_secs(2);
 
 impl Platform {
     /// Opens the data directory and the model registry. Loads no model yet.
@@ -44,6 +53,7 @@ impl Platform {
                 config,
                 gateway,
                 recs: std::sync::Mutex::new(None),
+                recommender: tokio::sync::Mutex::new((None, None)),
             }),
         })
     }
@@ -66,6 +76,49 @@ impl Platform {
         let recs = recs::store::RecsStore::open(store.db().clone())?;
         *slot = Some(recs.clone());
         Ok(recs)
+    }
+
+    /// Published recommendation models (`$DATA_DIR/artifacts/recs`).
+    pub fn recs_artifacts(&self) -> hearth_store::Artifacts {
+        hearth_store::Artifacts::new(self.inner.config.data_dir.join("artifacts").join("recs"))
+    }
+
+    /// The live recommender: the newest published model with the store's current catalogue.
+    /// A newly published version is picked up within a couple of seconds; until it has loaded,
+    /// the previous one keeps answering.
+    pub async fn recommender(&self) -> Result<Arc<recs::serve::Recommender>, recs::RecsError> {
+        let mut slot = self.inner.recommender.lock().await;
+        let fresh = slot.1.is_some_and(|at| at.elapsed() < RECOMMENDER_CHECK);
+        if let (Some(live), true) = (&slot.0, fresh) {
+            return Ok(live.clone());
+        }
+        let current = self.recs_artifacts().current()?;
+        slot.1 = Some(std::time::Instant::now());
+        let Some(current) = current else {
+            return Err(recs::RecsError::NotTrained);
+        };
+        if let Some(live) = &slot.0 {
+            if live.version() == current.version {
+                return Ok(live.clone());
+            }
+        }
+        let store = self.recs_store()?;
+        let loaded = tokio::task::spawn_blocking(move || -> Result<_, recs::RecsError> {
+            let bundle = recs::bundle::RecsBundle::load(&current.dir)?;
+            let catalogue = store.items()?;
+            Ok(recs::serve::Recommender::new(
+                bundle,
+                current.version,
+                catalogue,
+                recs::EventWeights::default(),
+            ))
+        })
+        .await
+        .map_err(|e| recs::RecsError::Artifact(e.to_string()))??;
+        tracing::info!(version = loaded.version(), "recommendation model loaded");
+        let loaded = Arc::new(loaded);
+        slot.0 = Some(loaded.clone());
+        Ok(loaded)
     }
 
     /// Starts the engines of the configured `models.preload` list.

@@ -1,7 +1,6 @@
 //! The LLM engine on the real test models (SmolLM2-135M-Instruct Q4_1, Gemma-3-270M Q4_K_M).
 //! Run one test at a time (`--test-threads=1`): they share 2 cores.
 
-use std::path::PathBuf;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
@@ -10,21 +9,8 @@ use hearth_infer::llm::{
     SamplingParams,
 };
 use hearth_infer::InferError;
+use hearth_testdata::models_dir;
 use hearth_types::ChatMessage;
-
-fn models_dir() -> PathBuf {
-    let dir = std::env::var_os("HEARTH_TEST_MODELS")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            PathBuf::from(std::env::var("HOME").unwrap()).join(".cache/hearth/test-models")
-        });
-    assert!(
-        dir.join("SmolLM2-135M-Instruct.Q4_1.gguf").is_file(),
-        "test models missing in {}: run scripts/fetch-test-models.sh",
-        dir.display()
-    );
-    dir
-}
 
 fn smollm(options: LlmOptions) -> LlmHandle {
     LlmHandle::spawn(

@@ -24,6 +24,14 @@ pub enum RecsError {
     Embedding(#[from] hearth_gateway::GatewayError),
     #[error(transparent)]
     Store(#[from] hearth_store::StoreError),
+    /// A trained-model artifact that cannot be written or read.
+    #[error("model artifact: {0}")]
+    Artifact(String),
+    /// Nothing has been trained yet.
+    #[error("no trained recommendation model: run `hearth recs train` (or wait for the scheduled training)")]
+    NotTrained,
+    #[error("unknown item '{0}'")]
+    UnknownItem(String),
 }
 
 impl RecsError {
@@ -36,6 +44,9 @@ impl RecsError {
             RecsError::NotEnoughData(_) => "not_enough_data",
             RecsError::Embedding(e) => e.code(),
             RecsError::Store(e) => e.code(),
+            RecsError::Artifact(_) => "artifact_error",
+            RecsError::NotTrained => "not_trained",
+            RecsError::UnknownItem(_) => "item_not_found",
         }
     }
 

@@ -261,7 +261,7 @@ pub fn evaluate(
             };
             for params in &plan.candidates {
                 let model = train(params, &fit)?;
-                let m = score_ranking(model.as_ref(), &fit_matrix, &valid_matrix, options.k);
+                let m = score_ranking(&model, &fit_matrix, &valid_matrix, options.k);
                 search.push((params.clone(), m.ndcg));
                 progress.candidate_done();
             }
@@ -281,7 +281,7 @@ pub fn evaluate(
             },
         )?;
         let train_seconds = started.elapsed().as_secs_f64();
-        let metrics = score_ranking(model.as_ref(), &train_matrix, &test_matrix, options.k);
+        let metrics = score_ranking(&model, &train_matrix, &test_matrix, options.k);
         results.push(ModelResult {
             model: kind,
             params: best,

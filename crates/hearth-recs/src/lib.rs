@@ -6,12 +6,14 @@
 //! It never speaks HTTP and never loads a model itself: item texts are embedded through
 //! hearth-gateway, like every other model call.
 
+pub mod bundle;
 pub mod data;
 mod error;
 pub mod eval;
 pub mod import;
 pub mod metrics;
 pub mod models;
+pub mod serve;
 pub mod sparse;
 pub mod store;
 pub mod train;

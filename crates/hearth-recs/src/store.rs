@@ -35,6 +35,17 @@ const MIGRATIONS: &[&str] = &["
     CREATE INDEX recs_events_item ON recs_events (item_id);
 "];
 
+fn event_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<Event> {
+    Ok(Event {
+        id: row.get(0)?,
+        user: UserId(row.get(1)?),
+        item: ItemId(row.get(2)?),
+        kind: row.get(3)?,
+        value: row.get(4)?,
+        timestamp: row.get(5)?,
+    })
+}
+
 /// The recommendation engine's tables.
 #[derive(Debug, Clone)]
 pub struct RecsStore {
@@ -237,6 +248,41 @@ impl RecsStore {
             .map_err(|e| self.db.error(e))
     }
 
+    /// The whole catalogue.
+    pub fn items(&self) -> Result<Vec<Item>, StoreError> {
+        let conn = self.db.conn();
+        let err = |e| self.db.error(e);
+        let items = conn
+            .prepare(
+                "SELECT id, title, description, categories, tags, attributes, price, available, created_at
+                 FROM recs_items ORDER BY rowid",
+            )
+            .map_err(err)?
+            .query_map([], Self::item_from_row)
+            .map_err(err)?
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(err)?;
+        Ok(items)
+    }
+
+    /// A user's most recent events (at most `limit`), oldest first.
+    pub fn user_events(&self, user: &UserId, limit: usize) -> Result<Vec<Event>, StoreError> {
+        let conn = self.db.conn();
+        let err = |e| self.db.error(e);
+        let mut events = conn
+            .prepare_cached(
+                "SELECT id, user_id, item_id, type, value, timestamp FROM recs_events
+                 WHERE user_id = ?1 ORDER BY timestamp DESC, rowid DESC LIMIT ?2",
+            )
+            .map_err(err)?
+            .query_map(params![user.0, limit as i64], event_from_row)
+            .map_err(err)?
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(err)?;
+        events.reverse();
+        Ok(events)
+    }
+
     /// Row counts: items, users, events.
     pub fn counts(&self) -> Result<(u64, u64, u64), StoreError> {
         let conn = self.db.conn();
@@ -253,18 +299,9 @@ impl RecsStore {
 
     /// Everything, as the models train on it.
     pub fn dataset(&self, weights: &EventWeights) -> Result<Dataset, StoreError> {
+        let items = self.items()?;
         let conn = self.db.conn();
         let err = |e| self.db.error(e);
-        let items = conn
-            .prepare(
-                "SELECT id, title, description, categories, tags, attributes, price, available, created_at
-                 FROM recs_items ORDER BY rowid",
-            )
-            .map_err(err)?
-            .query_map([], Self::item_from_row)
-            .map_err(err)?
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(err)?;
         let users = conn
             .prepare("SELECT id, attributes FROM recs_users ORDER BY rowid")
             .map_err(err)?
@@ -280,16 +317,7 @@ impl RecsStore {
         let events = conn
             .prepare("SELECT id, user_id, item_id, type, value, timestamp FROM recs_events ORDER BY rowid")
             .map_err(err)?
-            .query_map([], |row| {
-                Ok(Event {
-                    id: row.get(0)?,
-                    user: UserId(row.get(1)?),
-                    item: ItemId(row.get(2)?),
-                    kind: row.get(3)?,
-                    value: row.get(4)?,
-                    timestamp: row.get(5)?,
-                })
-            })
+            .query_map([], event_from_row)
             .map_err(err)?
             .collect::<Result<Vec<_>, _>>()
             .map_err(err)?;

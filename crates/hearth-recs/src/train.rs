@@ -104,7 +104,31 @@ pub struct TrainingData<'a> {
     pub vectors: Option<&'a ItemVectors>,
 }
 
-pub fn train(params: &ModelParams, data: &TrainingData<'_>) -> Result<Box<dyn Scorer>, RecsError> {
+/// A trained model of any kind. Externally tagged: artifacts use a positional binary format.
+#[derive(Serialize, Deserialize)]
+pub enum TrainedModel {
+    Popularity(Popularity),
+    ItemKnn(ItemKnn),
+    Als(Als),
+    Ease(Ease),
+    Content(ContentKnn),
+    OffTheShelf(ProfileCosine),
+}
+
+impl Scorer for TrainedModel {
+    fn score(&self, user: Option<u32>, history: History<'_>, out: &mut [f32]) {
+        match self {
+            TrainedModel::Popularity(m) => m.score(user, history, out),
+            TrainedModel::ItemKnn(m) => m.score(user, history, out),
+            TrainedModel::Als(m) => m.score(user, history, out),
+            TrainedModel::Ease(m) => m.score(user, history, out),
+            TrainedModel::Content(m) => m.score(user, history, out),
+            TrainedModel::OffTheShelf(m) => m.score(user, history, out),
+        }
+    }
+}
+
+pub fn train(params: &ModelParams, data: &TrainingData<'_>) -> Result<TrainedModel, RecsError> {
     let vectors = || {
         data.vectors.ok_or_else(|| RecsError::InvalidParameter {
             param: "model".into(),
@@ -116,12 +140,14 @@ pub fn train(params: &ModelParams, data: &TrainingData<'_>) -> Result<Box<dyn Sc
     };
     Ok(match params {
         ModelParams::Popularity(p) => {
-            Box::new(Popularity::train(data.interactions, data.matrix.cols, p))
+            TrainedModel::Popularity(Popularity::train(data.interactions, data.matrix.cols, p))
         }
-        ModelParams::ItemKnn(p) => Box::new(ItemKnn::train(data.matrix, p)),
-        ModelParams::Als(p) => Box::new(Als::train(data.matrix, p)),
-        ModelParams::Ease(p) => Box::new(Ease::train(data.matrix, p)?),
-        ModelParams::Content(p) => Box::new(ContentKnn::train(vectors()?, p)),
-        ModelParams::OffTheShelf => Box::new(ProfileCosine::new(vectors()?.clone())),
+        ModelParams::ItemKnn(p) => TrainedModel::ItemKnn(ItemKnn::train(data.matrix, p)),
+        ModelParams::Als(p) => TrainedModel::Als(Als::train(data.matrix, p)),
+        ModelParams::Ease(p) => TrainedModel::Ease(Ease::train(data.matrix, p)?),
+        ModelParams::Content(p) => TrainedModel::Content(ContentKnn::train(vectors()?, p)),
+        ModelParams::OffTheShelf => {
+            TrainedModel::OffTheShelf(ProfileCosine::new(vectors()?.clone()))
+        }
     })
 }

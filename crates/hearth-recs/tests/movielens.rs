@@ -1,29 +1,11 @@
 //! The models on real data: MovieLens-100K (scripts/fetch-movielens.sh), all ratings as
 //! implicit feedback, a per-user random 80/20 split, full ranking over unseen items.
 
-use std::path::PathBuf;
-
 use hearth_recs::eval::{evaluate, EvalOptions, ModelPlan, Protocol};
 use hearth_recs::import::{read_all, ColumnMapping, DataFiles};
 use hearth_recs::models::ModelKind;
 use hearth_recs::{Dataset, Event, EventWeights, Item, User};
-
-fn movielens_dir() -> PathBuf {
-    let dir = std::env::var_os("HEARTH_MOVIELENS")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            let cache = std::env::var_os("XDG_CACHE_HOME")
-                .map(PathBuf::from)
-                .unwrap_or_else(|| PathBuf::from(std::env::var_os("HOME").unwrap()).join(".cache"));
-            cache.join("hearth/data/ml-100k")
-        });
-    assert!(
-        dir.join("ml-100k.inter").is_file(),
-        "MovieLens-100K not found in {}: run scripts/fetch-movielens.sh",
-        dir.display()
-    );
-    dir
-}
+use hearth_testdata::movielens_dir;
 
 fn load() -> Dataset {
     let files = DataFiles::discover(&movielens_dir()).unwrap();

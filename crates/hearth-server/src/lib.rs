@@ -8,6 +8,7 @@ mod error;
 mod extract;
 mod metrics;
 mod openai;
+mod recs;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -44,6 +45,9 @@ pub fn router(platform: Platform) -> Router {
         .route("/v1/embeddings", post(openai::embeddings))
         .route("/v1/models", get(openai::list_models))
         .route("/v1/models/{*id}", get(openai::get_model))
+        .route("/v1/recommendations/session", post(recs::for_session))
+        .route("/v1/recommendations/{user_id}", get(recs::for_user))
+        .route("/v1/items/{id}/similar", get(recs::similar))
         .route("/metrics", get(metrics_route))
         .route_layer(middleware::from_fn_with_state(
             state.clone(),

@@ -226,6 +226,27 @@ pub enum RecsCommand {
     /// items and users are replaced). A bad row is reported with its file and line and
     /// skipped; --strict rejects the whole file instead.
     Import(RecsImportArgs),
+    /// Train on the imported events and publish the model for `hearth serve`.
+    ///
+    /// Each collaborative model's grid is searched on a validation split of all events; the
+    /// best (by NDCG@10) is retrained on everything and published as a new version under
+    /// $DATA_DIR/artifacts/recs. A running server switches to it within seconds; the previous
+    /// version keeps answering until the new one has loaded.
+    Train(RecsTrainArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct RecsTrainArgs {
+    /// Models competing for the main slot (comma-separated): als, ease, item-knn.
+    #[arg(long, value_delimiter = ',', default_value = "als,ease,item-knn")]
+    pub models: Vec<hearth_core::recs::models::ModelKind>,
+    /// Embedding model for text neighbours of items nobody has chosen yet (a name from
+    /// `hearth models`). Default: [recs] embedding_model; none: no text neighbours.
+    #[arg(long, env = "HEARTH_RECS_EMBEDDING_MODEL")]
+    pub embedding_model: Option<String>,
+    /// Print the training report as JSON.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Args)]

@@ -3,6 +3,7 @@
 use std::path::PathBuf;
 
 use anyhow::{bail, Context, Result};
+use hearth_core::recs::bundle::{train_bundle, TrainOptions, TrainProgress};
 use hearth_core::recs::eval::{self, EvalOptions, EvalProgress, ModelPlan};
 use hearth_core::recs::import::{
     read_all, ColumnMapping, DataFiles, FileSummary, FromRow, RowError,
@@ -16,12 +17,13 @@ use hearth_core::recs::{Dataset, Event, EventWeights, Item, User};
 use hearth_core::{Config, Platform};
 use indicatif::{ProgressBar, ProgressStyle};
 
-use crate::cli::{RecsCommand, RecsEvalArgs, RecsImportArgs};
+use crate::cli::{RecsCommand, RecsEvalArgs, RecsImportArgs, RecsTrainArgs};
 
 pub async fn run(config: Config, command: RecsCommand) -> Result<()> {
     match command {
         RecsCommand::Eval(args) => eval(config, args).await,
         RecsCommand::Import(args) => import(config, args).await,
+        RecsCommand::Train(args) => train(config, args).await,
     }
 }
 
@@ -150,6 +152,102 @@ pub fn load_dataset(
     ))
 }
 
+/// Embeds every item's text with a progress bar.
+async fn embed_catalogue(
+    platform: &Platform,
+    model: &str,
+    data: &Dataset,
+) -> Result<hearth_core::recs::models::ItemVectors> {
+    let progress = bar(data.catalogue.len() as u64, "embedding items");
+    let vectors = embed_items(platform.gateway(), model, &data.catalogue, &|done| {
+        progress.set_position(done as u64)
+    })
+    .await
+    .with_context(|| format!("embedding item texts with '{model}'"))?;
+    progress.finish_and_clear();
+    Ok(vectors)
+}
+
+struct CandidateProgress(ProgressBar);
+
+impl TrainProgress for CandidateProgress {
+    fn candidate(&self, params: &ModelParams, ndcg: f64) {
+        self.0.inc(1);
+        self.0
+            .set_message(format!("{} NDCG@10 {ndcg:.4}", params.kind()));
+    }
+}
+
+async fn train(config: Config, args: RecsTrainArgs) -> Result<()> {
+    let embedding_model = args
+        .embedding_model
+        .clone()
+        .or_else(|| config.recs.embedding_model.clone());
+    let platform = Platform::open(config)?;
+    let store = platform.recs_store()?;
+    let data =
+        tokio::task::spawn_blocking(move || store.dataset(&EventWeights::default())).await??;
+    if data.interactions.is_empty() {
+        bail!("no events to train on: import some with `hearth recs import --events FILE`");
+    }
+    eprintln!(
+        "{} users, {} items, {} interactions",
+        data.n_users(),
+        data.n_items(),
+        data.interactions.len()
+    );
+    let vectors = match &embedding_model {
+        Some(model) => Some(embed_catalogue(&platform, model, &data).await?),
+        None => None,
+    };
+    let options = TrainOptions {
+        models: args.models.clone(),
+        ..Default::default()
+    };
+    let candidates: usize = options
+        .models
+        .iter()
+        .map(|&k| ModelParams::grid(k, options.seed).len())
+        .sum();
+    let progress = CandidateProgress(bar(candidates as u64, "searching"));
+    let artifacts = platform.recs_artifacts();
+    let (report, version) = tokio::task::spawn_blocking(move || -> Result<_> {
+        let bundle = train_bundle(&data, vectors.as_ref(), &options, &progress)?;
+        progress.0.finish_and_clear();
+        let published = artifacts.publish(|dir| {
+            bundle
+                .save(dir)
+                .map_err(|e| hearth_core::StoreError::io(dir, std::io::Error::other(e.to_string())))
+        })?;
+        artifacts.prune(3)?;
+        Ok((bundle.report, published.version))
+    })
+    .await??;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        let best = report
+            .candidates
+            .iter()
+            .filter(|(p, _)| *p == report.chosen)
+            .map(|(_, n)| *n)
+            .next();
+        println!(
+            "published version {version}: {} ({}) on {} users, {} items, {} interactions in {:.1} s",
+            report.chosen.kind(),
+            match best {
+                Some(n) => format!("validation NDCG@{} {n:.4}", report.k),
+                None => "too little data to validate".into(),
+            },
+            report.users,
+            report.items,
+            report.interactions,
+            report.seconds
+        );
+    }
+    Ok(())
+}
+
 struct BarProgress(ProgressBar);
 
 impl EvalProgress for BarProgress {
@@ -227,16 +325,7 @@ async fn eval(config: Config, args: RecsEvalArgs) -> Result<()> {
         data.interactions.len()
     );
     let vectors = match embedding_model.filter(|_| needs_vectors) {
-        Some(model) => {
-            let progress = bar(data.catalogue.len() as u64, "embedding items");
-            let vectors = embed_items(platform.gateway(), &model, &data.catalogue, &|done| {
-                progress.set_position(done as u64)
-            })
-            .await
-            .with_context(|| format!("embedding item texts with '{model}'"))?;
-            progress.finish_and_clear();
-            Some(vectors)
-        }
+        Some(model) => Some(embed_catalogue(&platform, &model, &data).await?),
         None => None,
     };
     let options = EvalOptions {

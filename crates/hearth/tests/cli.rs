@@ -1,21 +1,8 @@
 //! The `hearth` binary as a user runs it, on the real test models.
 
-use std::path::PathBuf;
 use std::process::Command;
 
-fn models_dir() -> PathBuf {
-    let dir = std::env::var_os("HEARTH_TEST_MODELS")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            PathBuf::from(std::env::var("HOME").unwrap()).join(".cache/hearth/test-models")
-        });
-    assert!(
-        dir.join("SmolLM2-135M-Instruct.Q4_1.gguf").is_file(),
-        "test models missing in {}: run scripts/fetch-test-models.sh",
-        dir.display()
-    );
-    dir
-}
+use hearth_testdata::{models_dir, movielens_dir};
 
 fn hearth(data: &std::path::Path, args: &[&str]) -> (bool, String, String) {
     let out = Command::new(env!("CARGO_BIN_EXE_hearth"))
@@ -152,20 +139,6 @@ fn config_show_layers_flags_over_the_file_and_hides_keys() {
         &["--config", "/nonexistent/hearth.toml", "config", "show"],
     );
     assert!(!ok && err.contains("/nonexistent/hearth.toml"), "{err}");
-}
-
-fn movielens_dir() -> PathBuf {
-    let dir = std::env::var_os("HEARTH_MOVIELENS")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            PathBuf::from(std::env::var("HOME").unwrap()).join(".cache/hearth/data/ml-100k")
-        });
-    assert!(
-        dir.join("ml-100k.inter").is_file(),
-        "MovieLens-100K missing in {}: run scripts/fetch-movielens.sh",
-        dir.display()
-    );
-    dir
 }
 
 #[test]

@@ -33,6 +33,7 @@ impl Default for AlsParams {
     }
 }
 
+#[derive(Serialize, Deserialize)]
 pub struct Als {
     factors: usize,
     user_factors: Vec<f32>,

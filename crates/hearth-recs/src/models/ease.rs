@@ -25,6 +25,7 @@ impl Default for EaseParams {
 /// Catalogues above this size are refused (the dense n×n matrices would not fit comfortably).
 pub const MAX_ITEMS: usize = 50_000;
 
+#[derive(Serialize, Deserialize)]
 pub struct Ease {
     n: usize,
     /// Row-major n×n; row j holds item j's contribution to every item's score.

@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 use super::{axpy, dot, sum_neighbours, top_k, History, Scorer};
 
 /// One L2-normalised vector per item, row-major.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ItemVectors {
     pub dims: usize,
     pub data: Vec<f32>,
@@ -40,6 +40,7 @@ impl ItemVectors {
 
 /// The off-the-shelf baseline: the user's profile is the (weighted) mean of their items'
 /// vectors and every item is scored by its cosine to it.
+#[derive(Serialize, Deserialize)]
 pub struct ProfileCosine {
     vectors: ItemVectors,
 }
@@ -75,6 +76,7 @@ impl Default for ContentKnnParams {
 }
 
 /// Item neighbours by text similarity, scored as item-kNN scores collaborative neighbours.
+#[derive(Serialize, Deserialize)]
 pub struct ContentKnn {
     neighbours: Vec<Vec<(u32, f32)>>,
 }

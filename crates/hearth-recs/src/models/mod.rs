@@ -132,7 +132,7 @@ pub(crate) fn sum_neighbours(
 }
 
 /// Keeps the `k` largest `(index, score)` pairs, best first.
-pub(crate) fn top_k(scores: impl Iterator<Item = (u32, f32)>, k: usize) -> Vec<(u32, f32)> {
+pub fn top_k(scores: impl Iterator<Item = (u32, f32)>, k: usize) -> Vec<(u32, f32)> {
     let mut all: Vec<(u32, f32)> = scores.collect();
     if k == 0 {
         return Vec::new();

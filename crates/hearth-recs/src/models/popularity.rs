@@ -11,6 +11,7 @@ pub struct PopularityParams {
     pub half_life_days: Option<f64>,
 }
 
+#[derive(Serialize, Deserialize)]
 pub struct Popularity {
     scores: Vec<f32>,
 }

@@ -1,0 +1,185 @@
+//! Recommendation routes through `router()`, on MovieLens-100K (scripts/fetch-movielens.sh)
+//! imported into the store and trained as `hearth recs train` does.
+
+use axum::body::Body;
+use axum::http::{header, Request, StatusCode};
+use hearth_core::recs::bundle::{train_bundle, TrainOptions};
+use hearth_core::recs::import::ColumnMapping;
+use hearth_core::recs::models::ModelKind;
+use hearth_core::recs::store::{import_file, ImportOptions};
+use hearth_core::recs::{Event, EventWeights, Item, ItemId, UserId};
+use hearth_core::{Config, Platform};
+use hearth_testdata::movielens_dir;
+use http_body_util::BodyExt;
+use serde_json::{json, Value};
+use tower::ServiceExt;
+
+async fn get(platform: &Platform, uri: &str) -> (StatusCode, axum::http::HeaderMap, Value) {
+    send(platform, Request::get(uri).body(Body::empty()).unwrap()).await
+}
+
+async fn send(
+    platform: &Platform,
+    request: Request<Body>,
+) -> (StatusCode, axum::http::HeaderMap, Value) {
+    let response = hearth_server::router(platform.clone())
+        .oneshot(request)
+        .await
+        .unwrap();
+    let status = response.status();
+    let headers = response.headers().clone();
+    let bytes = response.into_body().collect().await.unwrap().to_bytes();
+    (status, headers, serde_json::from_slice(&bytes).unwrap())
+}
+
+fn ids(value: &Value) -> Vec<String> {
+    value["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["item"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+#[tokio::test]
+async fn recommendations_for_users_items_and_sessions() {
+    let dir = tempfile::tempdir().unwrap();
+    let platform = Platform::open(Config {
+        data_dir: dir.path().to_owned(),
+        ..Default::default()
+    })
+    .unwrap();
+
+    // Nothing trained yet: 503 with Retry-After and a code saying so.
+    let (status, headers, value) = get(&platform, "/v1/recommendations/196").await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(value["error"]["code"], "not_trained");
+    assert!(headers.contains_key(header::RETRY_AFTER));
+
+    let ml = movielens_dir();
+    let store = platform.recs_store().unwrap();
+    let mapping = ColumnMapping::default();
+    import_file::<Item>(
+        &store,
+        &ml.join("ml-100k.item"),
+        &mapping,
+        &ImportOptions::default(),
+        &mut |_| {},
+    )
+    .unwrap();
+    import_file::<Event>(
+        &store,
+        &ml.join("ml-100k.inter"),
+        &mapping,
+        &ImportOptions::default(),
+        &mut |_| {},
+    )
+    .unwrap();
+    let data = store.dataset(&EventWeights::default()).unwrap();
+    let options = TrainOptions {
+        models: vec![ModelKind::ItemKnn, ModelKind::Ease],
+        ..Default::default()
+    };
+    let bundle = train_bundle(&data, None, &options, &()).unwrap();
+    platform
+        .recs_artifacts()
+        .publish(|d| {
+            bundle
+                .save(d)
+                .map_err(|e| hearth_core::StoreError::io(d, std::io::Error::other(e.to_string())))
+        })
+        .unwrap();
+
+    // A known user: n results, none of them already rated, each with a score and a reason.
+    let (status, _, value) = get(&platform, "/v1/recommendations/196?n=5").await;
+    assert_eq!(status, StatusCode::OK, "{value}");
+    let recommended = ids(&value);
+    assert_eq!(recommended.len(), 5);
+    let seen: Vec<String> = store
+        .user_events(&UserId("196".into()), 1000)
+        .unwrap()
+        .into_iter()
+        .map(|e| e.item.0)
+        .collect();
+    assert!(!seen.is_empty());
+    assert!(
+        recommended.iter().all(|i| !seen.contains(i)),
+        "{recommended:?} overlaps the history"
+    );
+    let scores: Vec<f64> = value["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["score"].as_f64().unwrap())
+        .collect();
+    assert!(
+        scores.windows(2).all(|w| w[0] >= w[1]),
+        "best first: {scores:?}"
+    );
+    assert!(
+        value["data"][0]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("because you rated"),
+        "{value}"
+    );
+    assert_eq!(value["model_version"], 1);
+
+    // Filters apply: every result in the category.
+    let (_, _, value) = get(&platform, "/v1/recommendations/196?n=5&category=comedy").await;
+    for id in ids(&value) {
+        let item = store.item(&ItemId(id)).unwrap().unwrap();
+        assert!(
+            item.categories.iter().any(|c| c == "Comedy"),
+            "{:?}",
+            item.categories
+        );
+    }
+    // MovieLens has no prices: a price filter leaves nothing rather than guessing.
+    let (_, _, value) = get(&platform, "/v1/recommendations/196?max_price=10").await;
+    assert!(ids(&value).is_empty());
+
+    // A user nobody has seen gets the most popular items.
+    let (_, _, value) = get(&platform, "/v1/recommendations/newcomer?n=1").await;
+    assert_eq!(
+        ids(&value),
+        ["50"],
+        "Star Wars is MovieLens-100K's most rated film"
+    );
+    assert_eq!(value["data"][0]["reason"], "popular with other customers");
+
+    // Similar items, and a clear 404 for an unknown one.
+    let (status, _, value) = get(&platform, "/v1/items/1/similar?n=3").await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(ids(&value).len(), 3);
+    assert!(!ids(&value).contains(&"1".to_owned()));
+    let (status, _, value) = get(&platform, "/v1/items/no-such-item/similar").await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert_eq!(value["error"]["code"], "item_not_found");
+
+    // An anonymous session: its items are excluded and the filter applies.
+    let body = json!({"events": [{"item": "1", "type": "purchase"}, {"item": "50"}], "n": 4, "category": "Animation"});
+    let request = Request::post("/v1/recommendations/session")
+        .header(header::CONTENT_TYPE, "application/json")
+        .body(Body::from(body.to_string()))
+        .unwrap();
+    let (status, _, value) = send(&platform, request).await;
+    assert_eq!(status, StatusCode::OK, "{value}");
+    let session = ids(&value);
+    assert_eq!(session.len(), 4);
+    assert!(!session.contains(&"1".to_owned()) && !session.contains(&"50".to_owned()));
+
+    // Bad input names the field.
+    let (status, _, value) = get(&platform, "/v1/recommendations/196?n=0").await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(value["error"]["param"], "n");
+    let (_, _, value) = get(&platform, "/v1/recommendations/196?colour=red").await;
+    assert_eq!(value["error"]["param"], "colour");
+    let request = Request::post("/v1/recommendations/session")
+        .header(header::CONTENT_TYPE, "application/json")
+        .body(Body::from(r#"{"events": [{"itm": "1"}]}"#))
+        .unwrap();
+    let (status, _, value) = send(&platform, request).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(value["error"]["param"], "events[0].itm");
+}

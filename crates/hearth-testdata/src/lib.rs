@@ -1,0 +1,45 @@
+//! Where tests find the real data they run on, fetched outside the repository by the
+//! project's scripts. A missing directory fails the test with the command that fixes it; it
+//! is never a silent skip. Dev-only: no shipped crate depends on this.
+
+use std::path::PathBuf;
+
+fn cache() -> PathBuf {
+    std::env::var_os("XDG_CACHE_HOME")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            PathBuf::from(std::env::var_os("HOME").expect("HOME is set")).join(".cache")
+        })
+        .join("hearth")
+}
+
+fn located(env: &str, default: PathBuf, marker: &str, script: &str) -> PathBuf {
+    let dir = std::env::var_os(env).map(PathBuf::from).unwrap_or(default);
+    assert!(
+        dir.join(marker).exists(),
+        "{marker} missing in {}: run {script} (or point {env} at a directory holding it)",
+        dir.display()
+    );
+    dir
+}
+
+/// The small real models (`scripts/fetch-test-models.sh`, `$HEARTH_TEST_MODELS`):
+/// SmolLM2-135M-Instruct.Q4_1.gguf, gemma-3-270m-q4_k_m.gguf, all-MiniLM-L6-v2/.
+pub fn models_dir() -> PathBuf {
+    located(
+        "HEARTH_TEST_MODELS",
+        cache().join("test-models"),
+        "SmolLM2-135M-Instruct.Q4_1.gguf",
+        "scripts/fetch-test-models.sh",
+    )
+}
+
+/// MovieLens-100K as RecBole files (`scripts/fetch-movielens.sh`, `$HEARTH_MOVIELENS`).
+pub fn movielens_dir() -> PathBuf {
+    located(
+        "HEARTH_MOVIELENS",
+        cache().join("data/ml-100k"),
+        "ml-100k.inter",
+        "scripts/fetch-movielens.sh",
+    )
+}
