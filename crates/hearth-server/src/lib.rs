@@ -48,6 +48,17 @@ pub fn router(platform: Platform) -> Router {
         .route("/v1/recommendations/session", post(recs::for_session))
         .route("/v1/recommendations/{user_id}", get(recs::for_user))
         .route("/v1/items/{id}/similar", get(recs::similar))
+        .route(
+            "/v1/items",
+            post(recs::upsert_items).delete(recs::delete_items),
+        )
+        .route("/v1/items/{id}", get(recs::get_item))
+        .route(
+            "/v1/users",
+            post(recs::upsert_users).delete(recs::delete_users),
+        )
+        .route("/v1/users/{id}", get(recs::get_user))
+        .route("/v1/events", post(recs::insert_events))
         .route("/metrics", get(metrics_route))
         .route_layer(middleware::from_fn_with_state(
             state.clone(),

@@ -46,6 +46,11 @@ impl From<RecsError> for ApiError {
     }
 }
 
+/// A 400 naming the field at fault.
+fn invalid(param: impl Into<String>, message: impl Into<String>) -> ApiError {
+    ApiError::new(StatusCode::BAD_REQUEST, "invalid_request", message).with_param(param)
+}
+
 fn number<T: std::str::FromStr>(
     query: &HashMap<String, String>,
     name: &str,
@@ -53,14 +58,8 @@ fn number<T: std::str::FromStr>(
     query
         .get(name)
         .map(|v| {
-            v.parse::<T>().map_err(|_| {
-                ApiError::new(
-                    StatusCode::BAD_REQUEST,
-                    "invalid_request",
-                    format!("'{name}' must be a number, got '{v}'"),
-                )
-                .with_param(name)
-            })
+            v.parse::<T>()
+                .map_err(|_| invalid(name, format!("'{name}' must be a number, got '{v}'")))
         })
         .transpose()
 }
@@ -69,27 +68,23 @@ fn number<T: std::str::FromStr>(
 fn n_and_filter(query: &HashMap<String, String>) -> Result<(usize, ItemFilter), ApiError> {
     const KNOWN: [&str; 5] = ["n", "category", "min_price", "max_price", "in_stock"];
     if let Some(unknown) = query.keys().find(|k| !KNOWN.contains(&k.as_str())) {
-        return Err(ApiError::new(
-            StatusCode::BAD_REQUEST,
-            "invalid_request",
+        return Err(invalid(
+            unknown.clone(),
             format!(
                 "unknown parameter '{unknown}' (known: {})",
                 KNOWN.join(", ")
             ),
-        )
-        .with_param(unknown.clone()));
+        ));
     }
     let n = check_n(number::<usize>(query, "n")?.unwrap_or(10))?;
     let in_stock = match query.get("in_stock").map(String::as_str) {
         None | Some("false") | Some("0") => false,
         Some("true") | Some("1") => true,
         Some(other) => {
-            return Err(ApiError::new(
-                StatusCode::BAD_REQUEST,
-                "invalid_request",
+            return Err(invalid(
+                "in_stock",
                 format!("'in_stock' must be true or false, got '{other}'"),
-            )
-            .with_param("in_stock"))
+            ))
         }
     };
     Ok((
@@ -105,12 +100,7 @@ fn n_and_filter(query: &HashMap<String, String>) -> Result<(usize, ItemFilter), 
 
 fn check_n(n: usize) -> Result<usize, ApiError> {
     if n == 0 || n > MAX_N {
-        return Err(ApiError::new(
-            StatusCode::BAD_REQUEST,
-            "invalid_request",
-            format!("'n' must be between 1 and {MAX_N}"),
-        )
-        .with_param("n"));
+        return Err(invalid("n", format!("'n' must be between 1 and {MAX_N}")));
     }
     Ok(n)
 }
@@ -216,4 +206,212 @@ pub async fn for_session(
     };
     let data = recommender.recommend(&history, n, &filter);
     Ok(list(data, recommender.version()))
+}
+
+/// Most records one write request may carry.
+const MAX_BATCH: usize = 10_000;
+
+fn check_batch(len: usize, field: &str) -> Result<(), ApiError> {
+    if len == 0 || len > MAX_BATCH {
+        return Err(invalid(
+            field,
+            format!("'{field}' must hold 1 to {MAX_BATCH} records"),
+        ));
+    }
+    Ok(())
+}
+
+/// Runs a store call off the async workers.
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, RecsError> + Send + 'static,
+) -> Result<T, ApiError> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| {
+            ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal_error",
+                e.to_string(),
+            )
+        })?
+        .map_err(ApiError::from)
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ItemsBody {
+    pub items: Vec<hearth_core::recs::Item>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UsersBody {
+    pub users: Vec<hearth_core::recs::User>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IdsBody {
+    pub ids: Vec<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EventInput {
+    /// Makes retries safe: an id already stored is not stored again. Default: a new id.
+    #[serde(default)]
+    pub id: Option<String>,
+    pub user: String,
+    pub item: String,
+    #[serde(rename = "type")]
+    pub kind: String,
+    #[serde(default)]
+    pub value: Option<f64>,
+    /// Unix seconds. Default: now.
+    #[serde(default)]
+    pub timestamp: Option<i64>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EventsBody {
+    pub events: Vec<EventInput>,
+}
+
+/// `POST /v1/items`: inserts or replaces items by id (one transaction: all or nothing).
+pub async fn upsert_items(
+    State(state): State<AppState>,
+    ApiJson(body): ApiJson<ItemsBody>,
+) -> Result<Json<Value>, ApiError> {
+    check_batch(body.items.len(), "items")?;
+    if let Some(k) = body.items.iter().position(|i| i.id.0.is_empty()) {
+        return Err(invalid(
+            format!("items[{k}].id"),
+            "an item id must not be empty",
+        ));
+    }
+    let store = state.platform.recs_store()?;
+    let counts = blocking(move || Ok(store.upsert_items(&body.items)?)).await?;
+    Ok(Json(json!({"stored": counts.written})))
+}
+
+/// `POST /v1/users`: inserts or replaces users by id.
+pub async fn upsert_users(
+    State(state): State<AppState>,
+    ApiJson(body): ApiJson<UsersBody>,
+) -> Result<Json<Value>, ApiError> {
+    check_batch(body.users.len(), "users")?;
+    if let Some(k) = body.users.iter().position(|u| u.id.0.is_empty()) {
+        return Err(invalid(
+            format!("users[{k}].id"),
+            "a user id must not be empty",
+        ));
+    }
+    let store = state.platform.recs_store()?;
+    let counts = blocking(move || Ok(store.upsert_users(&body.users)?)).await?;
+    Ok(Json(json!({"stored": counts.written})))
+}
+
+/// `POST /v1/events`: stores events; an id already stored is skipped (idempotent retries).
+/// Acknowledged (200) only once committed.
+pub async fn insert_events(
+    State(state): State<AppState>,
+    ApiJson(body): ApiJson<EventsBody>,
+) -> Result<Json<Value>, ApiError> {
+    check_batch(body.events.len(), "events")?;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0);
+    let mut events = Vec::with_capacity(body.events.len());
+    for (k, e) in body.events.into_iter().enumerate() {
+        for (field, value) in [("user", &e.user), ("item", &e.item), ("type", &e.kind)] {
+            if value.is_empty() {
+                return Err(invalid(
+                    format!("events[{k}].{field}"),
+                    format!("'{field}' must not be empty"),
+                ));
+            }
+        }
+        if e.value.is_some_and(|v| !v.is_finite()) {
+            return Err(invalid(
+                format!("events[{k}].value"),
+                "'value' must be a finite number",
+            ));
+        }
+        events.push(Event {
+            id: e
+                .id
+                .unwrap_or_else(|| format!("api:{}", uuid::Uuid::new_v4())),
+            user: UserId(e.user),
+            item: ItemId(e.item),
+            kind: e.kind.to_ascii_lowercase(),
+            value: e.value,
+            timestamp: e.timestamp.unwrap_or(now),
+        });
+    }
+    let store = state.platform.recs_store()?;
+    let counts = blocking(move || Ok(store.insert_events(&events)?)).await?;
+    Ok(Json(
+        json!({"stored": counts.written, "duplicates": counts.duplicates}),
+    ))
+}
+
+/// `DELETE /v1/items`: `{"ids": [...]}`.
+pub async fn delete_items(
+    State(state): State<AppState>,
+    ApiJson(body): ApiJson<IdsBody>,
+) -> Result<Json<Value>, ApiError> {
+    check_batch(body.ids.len(), "ids")?;
+    let store = state.platform.recs_store()?;
+    let ids: Vec<ItemId> = body.ids.into_iter().map(ItemId).collect();
+    let deleted = blocking(move || Ok(store.delete_items(&ids)?)).await?;
+    Ok(Json(json!({"deleted": deleted})))
+}
+
+/// `DELETE /v1/users`: `{"ids": [...]}`; their events go too.
+pub async fn delete_users(
+    State(state): State<AppState>,
+    ApiJson(body): ApiJson<IdsBody>,
+) -> Result<Json<Value>, ApiError> {
+    check_batch(body.ids.len(), "ids")?;
+    let store = state.platform.recs_store()?;
+    let ids: Vec<UserId> = body.ids.into_iter().map(UserId).collect();
+    let deleted = blocking(move || Ok(store.delete_users(&ids)?)).await?;
+    Ok(Json(json!({"deleted": deleted})))
+}
+
+fn not_found(kind: &str, id: &str) -> ApiError {
+    ApiError::new(
+        StatusCode::NOT_FOUND,
+        &format!("{kind}_not_found"),
+        format!("no {kind} '{id}'"),
+    )
+    .with_param("id")
+}
+
+/// `GET /v1/items/{id}`.
+pub async fn get_item(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let store = state.platform.recs_store()?;
+    let key = ItemId(id.clone());
+    match blocking(move || Ok(store.item(&key)?)).await? {
+        Some(item) => Ok(Json(serde_json::to_value(item).expect("plain data"))),
+        None => Err(not_found("item", &id)),
+    }
+}
+
+/// `GET /v1/users/{id}`.
+pub async fn get_user(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let store = state.platform.recs_store()?;
+    let key = UserId(id.clone());
+    match blocking(move || Ok(store.user(&key)?)).await? {
+        Some(user) => Ok(Json(serde_json::to_value(user).expect("plain data"))),
+        None => Err(not_found("user", &id)),
+    }
 }

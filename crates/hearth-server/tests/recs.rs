@@ -183,3 +183,114 @@ async fn recommendations_for_users_items_and_sessions() {
     assert_eq!(status, StatusCode::BAD_REQUEST);
     assert_eq!(value["error"]["param"], "events[0].itm");
 }
+
+fn json_request(method: &str, uri: &str, body: Value) -> Request<Body> {
+    Request::builder()
+        .method(method)
+        .uri(uri)
+        .header(header::CONTENT_TYPE, "application/json")
+        .body(Body::from(body.to_string()))
+        .unwrap()
+}
+
+#[tokio::test]
+async fn items_users_and_events_are_written_read_and_deleted_over_http() {
+    let dir = tempfile::tempdir().unwrap();
+    let platform = Platform::open(Config {
+        data_dir: dir.path().to_owned(),
+        ..Default::default()
+    })
+    .unwrap();
+    let items = json!({"items": [
+        {"id": "sku-1", "title": "Kettle", "categories": ["kitchen"], "price": 24.5, "available": true},
+        {"id": "sku-2", "title": "Mug", "price": 6.0, "attributes": {"colour": "blue"}}
+    ]});
+    let (status, _, value) = send(&platform, json_request("POST", "/v1/items", items)).await;
+    assert_eq!(
+        (status, value["stored"].as_u64()),
+        (StatusCode::OK, Some(2)),
+        "{value}"
+    );
+    let (status, _, value) = get(&platform, "/v1/items/sku-2").await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(
+        (
+            value["title"].as_str(),
+            value["attributes"]["colour"].as_str()
+        ),
+        (Some("Mug"), Some("blue"))
+    );
+
+    let users = json!({"users": [{"id": "u1", "attributes": {"tier": "gold"}}]});
+    let (status, _, _) = send(&platform, json_request("POST", "/v1/users", users)).await;
+    assert_eq!(status, StatusCode::OK);
+    let (_, _, value) = get(&platform, "/v1/users/u1").await;
+    assert_eq!(value["attributes"]["tier"], "gold");
+
+    let events = json!({"events": [
+        {"id": "e1", "user": "u1", "item": "sku-1", "type": "view", "timestamp": 1700000000},
+        {"id": "e2", "user": "u1", "item": "sku-2", "type": "purchase"}
+    ]});
+    let (_, _, value) = send(
+        &platform,
+        json_request("POST", "/v1/events", events.clone()),
+    )
+    .await;
+    assert_eq!(
+        (value["stored"].as_u64(), value["duplicates"].as_u64()),
+        (Some(2), Some(0)),
+        "{value}"
+    );
+    // A retried batch stores nothing twice.
+    let (_, _, value) = send(&platform, json_request("POST", "/v1/events", events)).await;
+    assert_eq!(
+        (value["stored"].as_u64(), value["duplicates"].as_u64()),
+        (Some(0), Some(2))
+    );
+    let store = platform.recs_store().unwrap();
+    let history = store.user_events(&UserId("u1".into()), 10).unwrap();
+    assert_eq!(
+        history.iter().map(|e| e.id.as_str()).collect::<Vec<_>>(),
+        ["e1", "e2"],
+        "oldest first"
+    );
+
+    // Bad input: 400 naming the field, nothing stored.
+    let bad = json!({"events": [{"user": "u1", "item": "sku-1", "type": "view"}, {"user": "u1", "item": "sku-1"}]});
+    let (status, _, value) = send(&platform, json_request("POST", "/v1/events", bad)).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(
+        value["error"]["param"]
+            .as_str()
+            .unwrap()
+            .starts_with("events[1]"),
+        "{value}"
+    );
+    let empty_type = json!({"events": [{"user": "u1", "item": "sku-1", "type": ""}]});
+    let (_, _, value) = send(&platform, json_request("POST", "/v1/events", empty_type)).await;
+    assert_eq!(value["error"]["param"], "events[0].type");
+    assert_eq!(store.counts().unwrap().2, 2);
+
+    let (_, _, value) = send(
+        &platform,
+        json_request("DELETE", "/v1/items", json!({"ids": ["sku-1", "nope"]})),
+    )
+    .await;
+    assert_eq!(value["deleted"], 1);
+    let (status, _, value) = get(&platform, "/v1/items/sku-1").await;
+    assert_eq!(
+        (status, value["error"]["code"].as_str()),
+        (StatusCode::NOT_FOUND, Some("item_not_found"))
+    );
+    let (_, _, value) = send(
+        &platform,
+        json_request("DELETE", "/v1/users", json!({"ids": ["u1"]})),
+    )
+    .await;
+    assert_eq!(value["deleted"], 1);
+    assert_eq!(
+        store.counts().unwrap(),
+        (1, 0, 0),
+        "a deleted user's events go with them"
+    );
+}

@@ -10,13 +10,14 @@ use hearth_infer::llm::{
 };
 use serde_json::json;
 
-use crate::cli::{BenchCommand, BenchLlmArgs, BenchPrefixArgs, BenchServeArgs};
+use crate::cli::{BenchCommand, BenchHttpArgs, BenchLlmArgs, BenchPrefixArgs, BenchServeArgs};
 
 pub async fn run(command: BenchCommand, threads: Option<usize>) -> Result<()> {
     match command {
         BenchCommand::Llm(args) => llm(args, threads).await,
         BenchCommand::Prefix(args) => prefix(args, threads).await,
         BenchCommand::Serve(args) => serve(args).await,
+        BenchCommand::Http(args) => http(args).await,
     }
 }
 
@@ -264,6 +265,71 @@ async fn serve(args: BenchServeArgs) -> Result<()> {
         "url": args.url, "model": args.model, "clients": args.clients, "max_tokens": args.max_tokens,
         "aggregate_tokens_per_second": median(rates.clone()), "rounds": rates,
         "median_ttft_seconds": median(ttfts),
+    });
+    println!("{}", serde_json::to_string_pretty(&result)?);
+    Ok(())
+}
+
+/// Open-loop latency at a fixed rate: one request every 1/rps seconds, each timed from its
+/// scheduled start (so a stalled server shows up as latency, not as a slower send rate).
+async fn http(args: BenchHttpArgs) -> Result<()> {
+    if args.rps == 0 || args.seconds == 0 || args.users == 0 {
+        bail!("--rps, --seconds and --users must be at least 1");
+    }
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(30))
+        .build()?;
+    let url_for = |n: u64| {
+        let user = 1 + (n.wrapping_mul(2_654_435_761) % args.users as u64);
+        format!(
+            "{}{}",
+            args.url,
+            args.path.replace("{user}", &user.to_string())
+        )
+    };
+    // Warm-up: connections, the model load, caches.
+    for n in 0..50 {
+        client.get(url_for(n)).send().await?.error_for_status()?;
+    }
+    let total = args.rps as u64 * args.seconds as u64;
+    let period = Duration::from_secs_f64(1.0 / args.rps as f64);
+    let started = tokio::time::Instant::now();
+    let mut tasks = Vec::with_capacity(total as usize);
+    for n in 0..total {
+        let due = started + period * n as u32;
+        tokio::time::sleep_until(due).await;
+        let client = client.clone();
+        let url = url_for(n + 1000);
+        tasks.push(tokio::spawn(async move {
+            let ok = match client.get(url).send().await {
+                Ok(r) => r.status().is_success() && r.bytes().await.is_ok(),
+                Err(_) => false,
+            };
+            (due.elapsed().as_secs_f64(), ok)
+        }));
+    }
+    let mut latencies = Vec::with_capacity(tasks.len());
+    let mut errors = 0;
+    for t in tasks {
+        let (latency, ok) = t.await?;
+        if ok {
+            latencies.push(latency);
+        } else {
+            errors += 1;
+        }
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+    latencies.sort_by(|a, b| a.total_cmp(b));
+    let pct = |p: f64| {
+        latencies
+            .get(((latencies.len() as f64 * p).ceil() as usize).saturating_sub(1))
+            .map(|s| s * 1000.0)
+            .unwrap_or(f64::NAN)
+    };
+    let result = json!({
+        "url": args.url, "path": args.path, "target_rps": args.rps,
+        "achieved_rps": latencies.len() as f64 / elapsed, "requests": total, "errors": errors,
+        "p50_ms": pct(0.50), "p90_ms": pct(0.90), "p99_ms": pct(0.99), "max_ms": pct(1.0),
     });
     println!("{}", serde_json::to_string_pretty(&result)?);
     Ok(())

@@ -155,6 +155,27 @@ pub enum BenchCommand {
     Prefix(BenchPrefixArgs),
     /// Aggregate tokens/s of concurrent streaming clients against an OpenAI-compatible server.
     Serve(BenchServeArgs),
+    /// Latency of GET requests at a fixed request rate (open loop: requests are sent on
+    /// schedule whether or not earlier ones have answered), e.g. recommendations:
+    /// --path '/v1/recommendations/{user}?n=10' --users 943.
+    Http(BenchHttpArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct BenchHttpArgs {
+    /// Base URL of the server (without /v1).
+    #[arg(long)]
+    pub url: String,
+    /// Request path; `{user}` is replaced by a user id drawn from 1..=--users.
+    #[arg(long, default_value = "/v1/recommendations/{user}?n=10")]
+    pub path: String,
+    #[arg(long, default_value_t = 943)]
+    pub users: u32,
+    /// Requests per second.
+    #[arg(long, default_value_t = 500)]
+    pub rps: u32,
+    #[arg(long, default_value_t = 10)]
+    pub seconds: u32,
 }
 
 #[derive(Debug, Args)]
