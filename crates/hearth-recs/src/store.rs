@@ -219,33 +219,27 @@ impl RecsStore {
     }
 
     pub fn item(&self, id: &ItemId) -> Result<Option<Item>, StoreError> {
-        self.db
-            .conn()
-            .query_row(
+        self.db.read(|conn| {
+            conn.prepare_cached(
                 "SELECT id, title, description, categories, tags, attributes, price, available, created_at
                  FROM recs_items WHERE id = ?1",
-                [&id.0],
-                Self::item_from_row,
-            )
+            )?
+            .query_row([&id.0], Self::item_from_row)
             .optional()
-            .map_err(|e| self.db.error(e))
+        })
     }
 
     pub fn user(&self, id: &UserId) -> Result<Option<User>, StoreError> {
-        self.db
-            .conn()
-            .query_row(
-                "SELECT id, attributes FROM recs_users WHERE id = ?1",
-                [&id.0],
-                |row| {
+        self.db.read(|conn| {
+            conn.prepare_cached("SELECT id, attributes FROM recs_users WHERE id = ?1")?
+                .query_row([&id.0], |row| {
                     Ok(User {
                         id: UserId(row.get(0)?),
                         attributes: from_json(&row.get::<_, String>(1)?),
                     })
-                },
-            )
-            .optional()
-            .map_err(|e| self.db.error(e))
+                })
+                .optional()
+        })
     }
 
     /// The whole catalogue.
@@ -267,18 +261,14 @@ impl RecsStore {
 
     /// A user's most recent events (at most `limit`), oldest first.
     pub fn user_events(&self, user: &UserId, limit: usize) -> Result<Vec<Event>, StoreError> {
-        let conn = self.db.conn();
-        let err = |e| self.db.error(e);
-        let mut events = conn
-            .prepare_cached(
+        let mut events = self.db.read(|conn| {
+            conn.prepare_cached(
                 "SELECT id, user_id, item_id, type, value, timestamp FROM recs_events
                  WHERE user_id = ?1 ORDER BY timestamp DESC, rowid DESC LIMIT ?2",
-            )
-            .map_err(err)?
-            .query_map(params![user.0, limit as i64], event_from_row)
-            .map_err(err)?
+            )?
+            .query_map(params![user.0, limit as i64], event_from_row)?
             .collect::<Result<Vec<_>, _>>()
-            .map_err(err)?;
+        })?;
         events.reverse();
         Ok(events)
     }

@@ -59,6 +59,8 @@ impl StoreError {
 pub struct Database {
     path: PathBuf,
     conn: Arc<Mutex<rusqlite::Connection>>,
+    /// Idle read-only connections: WAL lets readers run beside the writer and each other.
+    readers: Arc<Mutex<Vec<rusqlite::Connection>>>,
 }
 
 impl std::fmt::Debug for Database {
@@ -100,6 +102,7 @@ impl Database {
         Ok(Database {
             path: path.to_owned(),
             conn: Arc::new(Mutex::new(conn)),
+            readers: Arc::new(Mutex::new(Vec::new())),
         })
     }
 
@@ -153,6 +156,34 @@ impl Database {
         // A panic while holding the lock leaves SQLite consistent (an open transaction rolls
         // back when dropped), so a poisoned lock is still usable.
         self.conn.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Runs `read` on a read-only connection from a small pool, so concurrent reads neither
+    /// wait for each other nor for a writer (WAL). The connection returns to the pool after.
+    pub fn read<T>(
+        &self,
+        read: impl FnOnce(&rusqlite::Connection) -> rusqlite::Result<T>,
+    ) -> Result<T, StoreError> {
+        let pooled = self.readers.lock().unwrap_or_else(|p| p.into_inner()).pop();
+        let conn = match pooled {
+            Some(conn) => conn,
+            None => {
+                let flags = rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY
+                    | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX;
+                let conn = rusqlite::Connection::open_with_flags(&self.path, flags)
+                    .map_err(|e| self.error(e))?;
+                conn.busy_timeout(std::time::Duration::from_secs(5))
+                    .map_err(|e| self.error(e))?;
+                conn
+            }
+        };
+        let result = read(&conn).map_err(|e| self.error(e));
+        const KEEP: usize = 8;
+        let mut idle = self.readers.lock().unwrap_or_else(|p| p.into_inner());
+        if idle.len() < KEEP {
+            idle.push(conn);
+        }
+        result
     }
 
     /// Maps a rusqlite error to this database's error.
