@@ -64,13 +64,16 @@ pub struct ModelsConfig {
 }
 
 /// `[recs]`: the recommendation engine.
-#[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct RecsConfig {
     /// Embedding model (a name from `hearth models`) that reads item texts: the content model
     /// and the off-the-shelf baseline use it.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub embedding_model: Option<String>,
+    /// While serving, retrain and publish the recommendation model this often (seconds) when
+    /// events have changed since the last training. 0: never (use `hearth recs train`).
+    pub train_interval_seconds: u64,
 }
 
 /// `[llm]`: the llama.cpp engine, per chat model.
@@ -138,6 +141,15 @@ impl Default for LlmConfig {
             batch_size: 512,
             queue_capacity: 64,
             flash_attention: hearth_infer::llm::FlashAttention::Auto,
+        }
+    }
+}
+
+impl Default for RecsConfig {
+    fn default() -> Self {
+        RecsConfig {
+            embedding_model: None,
+            train_interval_seconds: 3600,
         }
     }
 }

@@ -121,6 +121,81 @@ impl Platform {
         Ok(loaded)
     }
 
+    /// Trains on everything in the store and publishes the bundle as a new version; returns
+    /// the report and the version. Blocks on CPU work off the async workers.
+    pub async fn train_recs(
+        &self,
+        options: recs::bundle::TrainOptions,
+        progress: Box<dyn recs::bundle::TrainProgress + Send>,
+    ) -> Result<(recs::bundle::TrainReport, u64), recs::RecsError> {
+        let store = self.recs_store()?;
+        let data =
+            tokio::task::spawn_blocking(move || store.dataset(&recs::EventWeights::default()))
+                .await
+                .map_err(|e| recs::RecsError::Artifact(e.to_string()))??;
+        if data.interactions.is_empty() {
+            return Err(recs::RecsError::NotEnoughData(
+                "no events to train on: import some with `hearth recs import --events FILE`".into(),
+            ));
+        }
+        let vectors = match &self.inner.config.recs.embedding_model {
+            Some(model) => Some(
+                recs::models::embed_items(self.gateway(), model, &data.catalogue, &|_| {}).await?,
+            ),
+            None => None,
+        };
+        let artifacts = self.recs_artifacts();
+        tokio::task::spawn_blocking(move || {
+            let bundle =
+                recs::bundle::train_bundle(&data, vectors.as_ref(), &options, progress.as_ref())?;
+            let published = artifacts.publish(|dir| {
+                bundle.save(dir).map_err(|e| {
+                    hearth_store::StoreError::io(dir, std::io::Error::other(e.to_string()))
+                })
+            })?;
+            artifacts.prune(3)?;
+            Ok((bundle.report, published.version))
+        })
+        .await
+        .map_err(|e| recs::RecsError::Artifact(e.to_string()))?
+    }
+
+    /// While the returned task runs, retrains every `[recs] train_interval_seconds` when the
+    /// stored events changed since the last training (or nothing is published yet).
+    pub fn spawn_recs_schedule(&self) -> Option<tokio::task::JoinHandle<()>> {
+        let every = self.inner.config.recs.train_interval_seconds;
+        if every == 0 {
+            return None;
+        }
+        let platform = self.clone();
+        Some(tokio::spawn(async move {
+            let mut trained_on: Option<(u64, u64, u64)> = None;
+            let mut tick = tokio::time::interval(std::time::Duration::from_secs(every));
+            tick.tick().await; // the first tick is immediate: wait one interval after start
+            loop {
+                tick.tick().await;
+                let Ok(store) = platform.recs_store() else {
+                    continue;
+                };
+                let counts = match tokio::task::spawn_blocking(move || store.counts()).await {
+                    Ok(Ok(counts)) => counts,
+                    _ => continue,
+                };
+                let published = matches!(platform.recs_artifacts().current(), Ok(Some(_)));
+                if counts.2 == 0 || (published && trained_on == Some(counts)) {
+                    continue;
+                }
+                match platform.train_recs(Default::default(), Box::new(())).await {
+                    Ok((report, version)) => {
+                        trained_on = Some(counts);
+                        tracing::info!(version, model = %report.chosen.kind(), "scheduled training published");
+                    }
+                    Err(e) => tracing::warn!(error = %e, "scheduled training failed"),
+                }
+            }
+        }))
+    }
+
     /// Starts the engines of the configured `models.preload` list.
     pub async fn preload(&self) -> Result<(), GatewayError> {
         for name in &self.inner.config.models.preload {

@@ -294,3 +294,78 @@ async fn items_users_and_events_are_written_read_and_deleted_over_http() {
         "a deleted user's events go with them"
     );
 }
+
+#[tokio::test]
+async fn the_server_retrains_on_schedule_and_swaps_the_model_in() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = Config {
+        data_dir: dir.path().to_owned(),
+        ..Default::default()
+    };
+    config.recs.train_interval_seconds = 1;
+    let platform = Platform::open(config).unwrap();
+    let store = platform.recs_store().unwrap();
+    // Two taste groups of ten users, six items each.
+    let mut events = Vec::new();
+    for u in 0..20 {
+        let base = if u < 10 { 0 } else { 6 };
+        for i in 0..6 {
+            if i != u % 6 {
+                events.push(Event {
+                    id: format!("{u}-{i}"),
+                    user: UserId(format!("u{u}")),
+                    item: ItemId(format!("i{}", base + i)),
+                    kind: "purchase".into(),
+                    value: None,
+                    timestamp: 1_700_000_000 + i as i64,
+                });
+            }
+        }
+    }
+    store.insert_events(&events).unwrap();
+    let schedule = platform
+        .spawn_recs_schedule()
+        .expect("an interval is configured");
+    let wait_for = |version: u64| {
+        let platform = platform.clone();
+        async move {
+            for _ in 0..600 {
+                if let Ok(Some(v)) = platform.recs_artifacts().current() {
+                    if v.version >= version {
+                        return;
+                    }
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+            }
+            panic!("version {version} was never published");
+        }
+    };
+    wait_for(1).await;
+    let (status, _, value) = get(&platform, "/v1/recommendations/u0?n=1").await;
+    assert_eq!(status, StatusCode::OK, "{value}");
+    assert_eq!(ids(&value), ["i0"], "u0's group item it has not bought");
+
+    // New events: the next run publishes version 2 and the server switches to it.
+    store
+        .insert_events(&[Event {
+            id: "new".into(),
+            user: UserId("u99".into()),
+            item: ItemId("i1".into()),
+            kind: "view".into(),
+            value: None,
+            timestamp: 1_800_000_000,
+        }])
+        .unwrap();
+    wait_for(2).await;
+    let mut switched = false;
+    for _ in 0..50 {
+        let (_, _, value) = get(&platform, "/v1/recommendations/u0?n=1").await;
+        if value["model_version"].as_u64() == Some(2) {
+            switched = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    assert!(switched, "the server kept answering with version 1");
+    schedule.abort();
+}

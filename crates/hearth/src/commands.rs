@@ -88,6 +88,8 @@ async fn serve(config: Config) -> Result<()> {
     let listen = config.server.listen.clone();
     let platform = Platform::open(config)?;
     platform.preload().await?;
+    // Retrains recommendations on schedule while serving ([recs] train_interval_seconds).
+    let _schedule = platform.spawn_recs_schedule();
     let listener = tokio::net::TcpListener::bind(&listen)
         .await
         .with_context(|| format!("cannot listen on {listen}"))?;

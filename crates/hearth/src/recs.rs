@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 
 use anyhow::{bail, Context, Result};
-use hearth_core::recs::bundle::{train_bundle, TrainOptions, TrainProgress};
+use hearth_core::recs::bundle::{TrainOptions, TrainProgress};
 use hearth_core::recs::eval::{self, EvalOptions, EvalProgress, ModelPlan};
 use hearth_core::recs::import::{
     read_all, ColumnMapping, DataFiles, FileSummary, FromRow, RowError,
@@ -178,28 +178,11 @@ impl TrainProgress for CandidateProgress {
     }
 }
 
-async fn train(config: Config, args: RecsTrainArgs) -> Result<()> {
-    let embedding_model = args
-        .embedding_model
-        .clone()
-        .or_else(|| config.recs.embedding_model.clone());
-    let platform = Platform::open(config)?;
-    let store = platform.recs_store()?;
-    let data =
-        tokio::task::spawn_blocking(move || store.dataset(&EventWeights::default())).await??;
-    if data.interactions.is_empty() {
-        bail!("no events to train on: import some with `hearth recs import --events FILE`");
+async fn train(mut config: Config, args: RecsTrainArgs) -> Result<()> {
+    if args.embedding_model.is_some() {
+        config.recs.embedding_model = args.embedding_model.clone();
     }
-    eprintln!(
-        "{} users, {} items, {} interactions",
-        data.n_users(),
-        data.n_items(),
-        data.interactions.len()
-    );
-    let vectors = match &embedding_model {
-        Some(model) => Some(embed_catalogue(&platform, model, &data).await?),
-        None => None,
-    };
+    let platform = Platform::open(config)?;
     let options = TrainOptions {
         models: args.models.clone(),
         ..Default::default()
@@ -209,20 +192,11 @@ async fn train(config: Config, args: RecsTrainArgs) -> Result<()> {
         .iter()
         .map(|&k| ModelParams::grid(k, options.seed).len())
         .sum();
-    let progress = CandidateProgress(bar(candidates as u64, "searching"));
-    let artifacts = platform.recs_artifacts();
-    let (report, version) = tokio::task::spawn_blocking(move || -> Result<_> {
-        let bundle = train_bundle(&data, vectors.as_ref(), &options, &progress)?;
-        progress.0.finish_and_clear();
-        let published = artifacts.publish(|dir| {
-            bundle
-                .save(dir)
-                .map_err(|e| hearth_core::StoreError::io(dir, std::io::Error::other(e.to_string())))
-        })?;
-        artifacts.prune(3)?;
-        Ok((bundle.report, published.version))
-    })
-    .await??;
+    let progress = bar(candidates as u64, "training");
+    let (report, version) = platform
+        .train_recs(options, Box::new(CandidateProgress(progress.clone())))
+        .await?;
+    progress.finish_and_clear();
     if args.json {
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {
