@@ -31,10 +31,15 @@ struct Inner {
     /// The recommendation tables, opened (and migrated) on first use.
     recs: std::sync::Mutex<Option<recs::store::RecsStore>>,
     /// The live recommender and when the artifact pointer was last checked.
-    recommender: tokio::sync::Mutex<(
-        Option<Arc<recs::serve::Recommender>>,
-        Option<std::time::Instant>,
-    )>,
+    recommender: std::sync::Mutex<LiveRecommender>,
+    /// Held while a newly published recommender loads.
+    loading: tokio::sync::Mutex<()>,
+}
+
+#[derive(Clone, Default)]
+struct LiveRecommender {
+    model: Option<Arc<recs::serve::Recommender>>,
+    checked: Option<std::time::Instant>,
 }
 
 /// How often a serving process looks for a newly published recommendation model.
@@ -53,7 +58,8 @@ impl Platform {
                 config,
                 gateway,
                 recs: std::sync::Mutex::new(None),
-                recommender: tokio::sync::Mutex::new((None, None)),
+                recommender: std::sync::Mutex::new(LiveRecommender::default()),
+                loading: tokio::sync::Mutex::new(()),
             }),
         })
     }
@@ -87,19 +93,43 @@ impl Platform {
     /// A newly published version is picked up within a couple of seconds; until it has loaded,
     /// the previous one keeps answering.
     pub async fn recommender(&self) -> Result<Arc<recs::serve::Recommender>, recs::RecsError> {
-        let mut slot = self.inner.recommender.lock().await;
-        let fresh = slot.1.is_some_and(|at| at.elapsed() < RECOMMENDER_CHECK);
-        if let (Some(live), true) = (&slot.0, fresh) {
-            return Ok(live.clone());
+        let live = || {
+            self.inner
+                .recommender
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .clone()
+        };
+        let state = live();
+        if let (Some(model), Some(at)) = (&state.model, state.checked) {
+            if at.elapsed() < RECOMMENDER_CHECK {
+                return Ok(model.clone());
+            }
         }
+        // One load at a time; while it runs, everyone else keeps the live model.
+        let _loading = match self.inner.loading.try_lock() {
+            Ok(guard) => guard,
+            Err(_) => match state.model {
+                Some(model) => return Ok(model),
+                None => self.inner.loading.lock().await,
+            },
+        };
         let current = self.recs_artifacts().current()?;
-        slot.1 = Some(std::time::Instant::now());
+        let state = {
+            let mut state = self
+                .inner
+                .recommender
+                .lock()
+                .unwrap_or_else(|p| p.into_inner());
+            state.checked = Some(std::time::Instant::now());
+            state.clone()
+        };
         let Some(current) = current else {
             return Err(recs::RecsError::NotTrained);
         };
-        if let Some(live) = &slot.0 {
-            if live.version() == current.version {
-                return Ok(live.clone());
+        if let Some(model) = &state.model {
+            if model.version() == current.version {
+                return Ok(model.clone());
             }
         }
         let store = self.recs_store()?;
@@ -117,7 +147,11 @@ impl Platform {
         .map_err(|e| recs::RecsError::Artifact(e.to_string()))??;
         tracing::info!(version = loaded.version(), "recommendation model loaded");
         let loaded = Arc::new(loaded);
-        slot.0 = Some(loaded.clone());
+        self.inner
+            .recommender
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .model = Some(loaded.clone());
         Ok(loaded)
     }
 
