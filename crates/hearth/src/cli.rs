@@ -46,7 +46,7 @@ pub enum Command {
     Pull(PullArgs),
     /// List local models, or import / remove one.
     Models(ModelsArgs),
-    /// The recommendation engine: evaluate models on your own events.
+    /// The recommendation engine: import your catalogue and events, train, evaluate.
     Recs {
         #[command(subcommand)]
         command: RecsCommand,
