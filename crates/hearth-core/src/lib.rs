@@ -182,11 +182,7 @@ impl Platform {
         tokio::task::spawn_blocking(move || {
             let bundle =
                 recs::bundle::train_bundle(&data, vectors.as_ref(), &options, progress.as_ref())?;
-            let published = artifacts.publish(|dir| {
-                bundle.save(dir).map_err(|e| {
-                    hearth_store::StoreError::io(dir, std::io::Error::other(e.to_string()))
-                })
-            })?;
+            let published = artifacts.publish(|dir| bundle.save(dir))?;
             artifacts.prune(3)?;
             Ok((bundle.report, published.version))
         })

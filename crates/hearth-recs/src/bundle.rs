@@ -115,11 +115,9 @@ pub fn train_bundle(
         vectors,
     };
     let model = train(&chosen, &all)?;
-    let neighbours = match &model {
-        TrainedModel::ItemKnn(_) => match &chosen {
-            ModelParams::ItemKnn(p) => ItemKnn::train(&matrix, p),
-            _ => unreachable!("the model matches its parameters"),
-        },
+    // Neighbours for "similar items" and reasons: the chosen model itself when it is item-kNN.
+    let neighbours = match model {
+        TrainedModel::ItemKnn(ref knn) => knn.clone(),
         _ => ItemKnn::train(&matrix, &ItemKnnParams::default()),
     };
     let popularity = Popularity::train(

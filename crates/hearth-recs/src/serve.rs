@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use serde::{Deserialize, Serialize};
 
 use crate::bundle::{RecsBundle, TrainReport};
-use crate::data::{Event, EventWeights, Item, ItemId, UserId};
+use crate::data::{Event, EventWeights, Item, ItemId};
 use crate::error::RecsError;
 use crate::models::{top_k, History, Scorer};
 
@@ -88,10 +88,6 @@ impl Recommender {
 
     pub fn report(&self) -> &TrainReport {
         &self.bundle.report
-    }
-
-    pub fn knows_user(&self, user: &UserId) -> bool {
-        self.bundle.users.contains(user)
     }
 
     fn title(&self, i: u32) -> String {

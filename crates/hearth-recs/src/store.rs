@@ -75,19 +75,39 @@ impl RecsStore {
         Ok(RecsStore { db })
     }
 
-    /// Inserts or replaces items, in one transaction.
-    pub fn upsert_items(&self, items: &[Item]) -> Result<WriteCounts, StoreError> {
+    /// Runs `sql` once per row in one transaction: a row that changes nothing (an `INSERT OR
+    /// IGNORE` whose id is stored) counts as a duplicate.
+    fn write_batch<T>(
+        &self,
+        sql: &str,
+        rows: &[T],
+        execute: impl Fn(&mut rusqlite::CachedStatement<'_>, &T) -> rusqlite::Result<usize>,
+    ) -> Result<WriteCounts, StoreError> {
         let mut conn = self.db.conn();
         let tx = conn.transaction().map_err(|e| self.db.error(e))?;
+        let mut counts = WriteCounts::default();
         {
-            let mut stmt = tx
-                .prepare_cached(
-                    "INSERT OR REPLACE INTO recs_items
-                     (id, title, description, categories, tags, attributes, price, available, created_at)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
-                )
-                .map_err(|e| self.db.error(e))?;
-            for item in items {
+            let mut stmt = tx.prepare_cached(sql).map_err(|e| self.db.error(e))?;
+            for row in rows {
+                if execute(&mut stmt, row).map_err(|e| self.db.error(e))? == 0 {
+                    counts.duplicates += 1;
+                } else {
+                    counts.written += 1;
+                }
+            }
+        }
+        tx.commit().map_err(|e| self.db.error(e))?;
+        Ok(counts)
+    }
+
+    /// Inserts or replaces items, in one transaction.
+    pub fn upsert_items(&self, items: &[Item]) -> Result<WriteCounts, StoreError> {
+        self.write_batch(
+            "INSERT OR REPLACE INTO recs_items
+             (id, title, description, categories, tags, attributes, price, available, created_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+            items,
+            |stmt, item| {
                 stmt.execute(params![
                     item.id.0,
                     item.title,
@@ -99,71 +119,37 @@ impl RecsStore {
                     item.available,
                     item.created_at
                 ])
-                .map_err(|e| self.db.error(e))?;
-            }
-        }
-        tx.commit().map_err(|e| self.db.error(e))?;
-        Ok(WriteCounts {
-            written: items.len() as u64,
-            duplicates: 0,
-        })
+            },
+        )
     }
 
     /// Inserts or replaces users, in one transaction.
     pub fn upsert_users(&self, users: &[User]) -> Result<WriteCounts, StoreError> {
-        let mut conn = self.db.conn();
-        let tx = conn.transaction().map_err(|e| self.db.error(e))?;
-        {
-            let mut stmt = tx
-                .prepare_cached(
-                    "INSERT OR REPLACE INTO recs_users (id, attributes) VALUES (?1, ?2)",
-                )
-                .map_err(|e| self.db.error(e))?;
-            for user in users {
-                stmt.execute(params![user.id.0, json(&user.attributes)])
-                    .map_err(|e| self.db.error(e))?;
-            }
-        }
-        tx.commit().map_err(|e| self.db.error(e))?;
-        Ok(WriteCounts {
-            written: users.len() as u64,
-            duplicates: 0,
-        })
+        self.write_batch(
+            "INSERT OR REPLACE INTO recs_users (id, attributes) VALUES (?1, ?2)",
+            users,
+            |stmt, user| stmt.execute(params![user.id.0, json(&user.attributes)]),
+        )
     }
 
     /// Inserts events, in one transaction; an event whose id is already stored is skipped
     /// (sending a batch twice stores it once).
     pub fn insert_events(&self, events: &[Event]) -> Result<WriteCounts, StoreError> {
-        let mut conn = self.db.conn();
-        let tx = conn.transaction().map_err(|e| self.db.error(e))?;
-        let mut counts = WriteCounts::default();
-        {
-            let mut stmt = tx
-                .prepare_cached(
-                    "INSERT OR IGNORE INTO recs_events (id, user_id, item_id, type, value, timestamp)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-                )
-                .map_err(|e| self.db.error(e))?;
-            for event in events {
-                let n = stmt
-                    .execute(params![
-                        event.id,
-                        event.user.0,
-                        event.item.0,
-                        event.kind,
-                        event.value,
-                        event.timestamp
-                    ])
-                    .map_err(|e| self.db.error(e))?;
-                if n == 1 {
-                    counts.written += 1;
-                } else {
-                    counts.duplicates += 1;
-                }
-            }
-        }
-        tx.commit().map_err(|e| self.db.error(e))?;
-        Ok(counts)
+        self.write_batch(
+            "INSERT OR IGNORE INTO recs_events (id, user_id, item_id, type, value, timestamp)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            events,
+            |stmt, event| {
+                stmt.execute(params![
+                    event.id,
+                    event.user.0,
+                    event.item.0,
+                    event.kind,
+                    event.value,
+                    event.timestamp
+                ])
+            },
+        )
     }
 
     /// Deletes items (their events stay: they still say something about the users).

@@ -83,11 +83,7 @@ async fn recommendations_for_users_items_and_sessions() {
     let bundle = train_bundle(&data, None, &options, &()).unwrap();
     platform
         .recs_artifacts()
-        .publish(|d| {
-            bundle
-                .save(d)
-                .map_err(|e| hearth_core::StoreError::io(d, std::io::Error::other(e.to_string())))
-        })
+        .publish(|d| bundle.save(d))
         .unwrap();
 
     // A known user: n results, none of them already rated, each with a score and a reason.

@@ -44,10 +44,10 @@ impl Artifacts {
     /// Writes a new version with `write` (into an empty directory) and makes it current.
     /// Older versions stay on disk (the live server may still be reading one) until
     /// [`Artifacts::prune`].
-    pub fn publish(
+    pub fn publish<E: From<StoreError>>(
         &self,
-        write: impl FnOnce(&Path) -> Result<(), StoreError>,
-    ) -> Result<ArtifactVersion, StoreError> {
+        write: impl FnOnce(&Path) -> Result<(), E>,
+    ) -> Result<ArtifactVersion, E> {
         std::fs::create_dir_all(&self.root).map_err(|e| StoreError::io(&self.root, e))?;
         let version = self.versions()?.last().copied().unwrap_or(0) + 1;
         let staging = self
@@ -132,7 +132,8 @@ mod tests {
             "one"
         );
         // A failed write publishes nothing.
-        let failed = artifacts.publish(|d| Err(StoreError::io(d, std::io::Error::other("boom"))));
+        let failed =
+            artifacts.publish(|d| Err::<(), _>(StoreError::io(d, std::io::Error::other("boom"))));
         assert!(failed.is_err());
         assert_eq!(artifacts.current().unwrap(), Some(v2.clone()));
         artifacts.prune(1).unwrap();

@@ -24,7 +24,7 @@ impl Default for ItemKnnParams {
     }
 }
 
-#[derive(Serialize, Deserialize)]
+#[derive(Clone, Serialize, Deserialize)]
 pub struct ItemKnn {
     /// Per item, its neighbours and their similarity.
     neighbours: Vec<Vec<(u32, f32)>>,
