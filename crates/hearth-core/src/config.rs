@@ -71,9 +71,28 @@ pub struct RecsConfig {
     /// and the off-the-shelf baseline use it.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub embedding_model: Option<String>,
+    /// Chat model of the shopping assistant (POST /v1/assistant). Default: the first chat
+    /// model registered.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub assistant_model: Option<String>,
     /// While serving, retrain and publish the recommendation model this often (seconds) when
     /// events have changed since the last training. 0: never (use `hearth recs train`).
     pub train_interval_seconds: u64,
+    /// Weight of each event type in training and serving, over the defaults (view, click,
+    /// rating 1; save 2; cart 3; purchase 4; any other type 1), e.g. `purchase = 8.0`.
+    #[serde(skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub event_weights: std::collections::BTreeMap<String, f32>,
+}
+
+impl RecsConfig {
+    /// The default weights with this config's overrides.
+    pub fn weights(&self) -> hearth_recs::EventWeights {
+        let mut weights = hearth_recs::EventWeights::default();
+        for (kind, &w) in &self.event_weights {
+            weights.weights.insert(kind.to_ascii_lowercase(), w);
+        }
+        weights
+    }
 }
 
 /// `[llm]`: the llama.cpp engine, per chat model.
@@ -149,7 +168,9 @@ impl Default for RecsConfig {
     fn default() -> Self {
         RecsConfig {
             embedding_model: None,
+            assistant_model: None,
             train_interval_seconds: 3600,
+            event_weights: std::collections::BTreeMap::new(),
         }
     }
 }
@@ -199,7 +220,15 @@ impl Config {
     }
 
     pub fn from_toml(text: &str) -> Result<Self, String> {
-        toml::from_str(text).map_err(|e| e.to_string())
+        let config: Config = toml::from_str(text).map_err(|e| e.to_string())?;
+        for (kind, w) in &config.recs.event_weights {
+            if !w.is_finite() || *w < 0.0 {
+                return Err(format!(
+                    "[recs.event_weights] {kind} = {w}: a weight must be a number ≥ 0"
+                ));
+            }
+        }
+        Ok(config)
     }
 
     /// The effective configuration as TOML, API keys redacted.
@@ -222,6 +251,19 @@ impl Config {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn event_weights_override_the_defaults() {
+        let config =
+            super::Config::from_toml("[recs.event_weights]\npurchase = 8.0\nWishlist = 2.5\n")
+                .unwrap();
+        let weights = config.recs.weights();
+        assert_eq!(weights.weight("purchase"), 8.0);
+        assert_eq!(weights.weight("wishlist"), 2.5);
+        assert_eq!(weights.weight("cart"), 3.0);
+        let err = super::Config::from_toml("[recs.event_weights]\nview = -1\n").unwrap_err();
+        assert!(err.contains("view = -1"), "{err}");
+    }
+
     use super::*;
 
     #[test]

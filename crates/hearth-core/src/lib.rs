@@ -133,15 +133,11 @@ impl Platform {
             }
         }
         let store = self.recs_store()?;
+        let weights = self.inner.config.recs.weights();
         let loaded = tokio::task::spawn_blocking(move || -> Result<_, recs::RecsError> {
             let bundle = recs::bundle::RecsBundle::load(&current.dir)?;
             let catalogue = store.items()?;
-            Ok(recs::serve::Recommender::new(
-                bundle,
-                current.version,
-                catalogue,
-                recs::EventWeights::default(),
-            ))
+            recs::serve::Recommender::new(bundle, current.version, catalogue, weights)
         })
         .await
         .map_err(|e| recs::RecsError::Artifact(e.to_string()))??;
@@ -159,14 +155,14 @@ impl Platform {
     /// the report and the version. Blocks on CPU work off the async workers.
     pub async fn train_recs(
         &self,
-        options: recs::bundle::TrainOptions,
+        mut options: recs::bundle::TrainOptions,
         progress: Box<dyn recs::bundle::TrainProgress + Send>,
     ) -> Result<(recs::bundle::TrainReport, u64), recs::RecsError> {
         let store = self.recs_store()?;
-        let data =
-            tokio::task::spawn_blocking(move || store.dataset(&recs::EventWeights::default()))
-                .await
-                .map_err(|e| recs::RecsError::Artifact(e.to_string()))??;
+        let weights = self.inner.config.recs.weights();
+        let data = tokio::task::spawn_blocking(move || store.dataset(&weights))
+            .await
+            .map_err(|e| recs::RecsError::Artifact(e.to_string()))??;
         if data.interactions.is_empty() {
             return Err(recs::RecsError::NotEnoughData(
                 "no events to train on: import some with `hearth recs import --events FILE`".into(),
@@ -178,6 +174,7 @@ impl Platform {
             ),
             None => None,
         };
+        options.embedding_model = self.inner.config.recs.embedding_model.clone();
         let artifacts = self.recs_artifacts();
         tokio::task::spawn_blocking(move || {
             let bundle =

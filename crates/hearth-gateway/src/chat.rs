@@ -191,6 +191,16 @@ const VALID_ROLES: [&str; 5] = ["system", "developer", "user", "assistant", "too
 impl Gateway {
     /// Starts a chat completion.
     pub async fn chat(&self, request: &ChatCompletionRequest) -> Result<ChatStream, GatewayError> {
+        self.chat_constrained(request, None).await
+    }
+
+    /// A chat completion whose answer must follow `constraint` (apps use grammars that the
+    /// OpenAI request cannot express); `None` keeps the request's own `response_format`.
+    pub async fn chat_constrained(
+        &self,
+        request: &ChatCompletionRequest,
+        constraint: Option<Constraint>,
+    ) -> Result<ChatStream, GatewayError> {
         if request.messages.is_empty() {
             return Err(GatewayError::invalid(
                 "messages",
@@ -211,7 +221,10 @@ impl Gateway {
         }
         let params = sampling_params(&request.sampling)?;
         let mode = tool_mode(request.tools.as_deref(), request.tool_choice.as_ref())?;
-        let mut constraint = response_constraint(request.response_format.as_ref())?;
+        let mut constraint = match constraint {
+            Some(c) => Some(c),
+            None => response_constraint(request.response_format.as_ref())?,
+        };
         let (info, engine) = self.chat_engine(&request.model, "chat completions").await?;
         let offered: Option<&[Tool]> = match &mode {
             ToolMode::None => None,

@@ -12,6 +12,7 @@ pub mod tools;
 
 pub use chat::{ChatEvent, ChatStream};
 pub use error::GatewayError;
+pub use hearth_infer::llm::Constraint;
 pub use models::{Gateway, GatewayOptions, LoadedModel};
 
 pub(crate) fn unix_now() -> u64 {

@@ -21,6 +21,9 @@ pub struct TrainOptions {
     pub models: Vec<ModelKind>,
     pub k: usize,
     pub seed: u64,
+    /// The embedding model that made the item vectors (kept with them: search embeds queries
+    /// with the same model).
+    pub embedding_model: Option<String>,
 }
 
 impl Default for TrainOptions {
@@ -29,8 +32,16 @@ impl Default for TrainOptions {
             models: vec![ModelKind::Als, ModelKind::Ease, ModelKind::ItemKnn],
             k: 10,
             seed: 42,
+            embedding_model: None,
         }
     }
+}
+
+/// Item text vectors and the model that made them.
+#[derive(Clone, Serialize, Deserialize)]
+pub struct Embeddings {
+    pub model: String,
+    pub vectors: ItemVectors,
 }
 
 /// What a training run chose and why (also written as `meta.json` beside the bundle).
@@ -54,6 +65,7 @@ pub struct RecsBundle {
     pub popularity: Popularity,
     pub neighbours: ItemKnn,
     pub content: Option<ContentKnn>,
+    pub embeddings: Option<Embeddings>,
     pub report: TrainReport,
 }
 
@@ -146,6 +158,11 @@ pub fn train_bundle(
         popularity,
         neighbours,
         content,
+        embeddings: options
+            .embedding_model
+            .clone()
+            .zip(vectors.cloned())
+            .map(|(model, vectors)| Embeddings { model, vectors }),
         report,
     })
 }
@@ -163,6 +180,7 @@ struct PartsRef<'a> {
     popularity: &'a Popularity,
     neighbours: &'a ItemKnn,
     content: &'a Option<ContentKnn>,
+    embeddings: &'a Option<Embeddings>,
 }
 
 #[derive(Deserialize)]
@@ -173,6 +191,7 @@ struct Parts {
     popularity: Popularity,
     neighbours: ItemKnn,
     content: Option<ContentKnn>,
+    embeddings: Option<Embeddings>,
 }
 
 impl RecsBundle {
@@ -185,6 +204,7 @@ impl RecsBundle {
             popularity: &self.popularity,
             neighbours: &self.neighbours,
             content: &self.content,
+            embeddings: &self.embeddings,
         };
         let bytes = postcard::to_stdvec(&parts).map_err(|e| RecsError::Artifact(e.to_string()))?;
         let path = dir.join(BUNDLE_FILE);
@@ -211,6 +231,7 @@ impl RecsBundle {
             popularity: parts.popularity,
             neighbours: parts.neighbours,
             content: parts.content,
+            embeddings: parts.embeddings,
             report,
         })
     }

@@ -20,7 +20,7 @@ pub enum RecsError {
     /// There is nothing to train on or evaluate.
     #[error("not enough data: {0}")]
     NotEnoughData(String),
-    #[error("embedding the item texts failed: {0}")]
+    #[error("model: {0}")]
     Embedding(#[from] hearth_gateway::GatewayError),
     #[error(transparent)]
     Store(#[from] hearth_store::StoreError),
@@ -32,6 +32,11 @@ pub enum RecsError {
     NotTrained,
     #[error("unknown item '{0}'")]
     UnknownItem(String),
+    #[error("index: {0}")]
+    Index(#[from] hearth_index::IndexError),
+    /// The shopping assistant's model failed or answered outside its contract.
+    #[error("assistant: {0}")]
+    Assistant(String),
 }
 
 impl RecsError {
@@ -47,6 +52,8 @@ impl RecsError {
             RecsError::Artifact(_) => "artifact_error",
             RecsError::NotTrained => "not_trained",
             RecsError::UnknownItem(_) => "item_not_found",
+            RecsError::Index(_) => "index_error",
+            RecsError::Assistant(_) => "assistant_error",
         }
     }
 

@@ -6,6 +6,7 @@
 //! It never speaks HTTP and never loads a model itself: item texts are embedded through
 //! hearth-gateway, like every other model call.
 
+pub mod assistant;
 pub mod bundle;
 pub mod data;
 mod error;

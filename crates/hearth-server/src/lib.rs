@@ -9,6 +9,7 @@ mod extract;
 mod metrics;
 mod openai;
 mod recs;
+mod shopping;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -48,6 +49,8 @@ pub fn router(platform: Platform) -> Router {
         .route("/v1/recommendations/session", post(recs::for_session))
         .route("/v1/recommendations/{user_id}", get(recs::for_user))
         .route("/v1/items/{id}/similar", get(recs::similar))
+        .route("/v1/search", post(shopping::search))
+        .route("/v1/assistant", post(shopping::assistant))
         .route(
             "/v1/items",
             post(recs::upsert_items).delete(recs::delete_items),

@@ -32,7 +32,9 @@ impl From<RecsError> for ApiError {
             RecsError::Io { .. }
             | RecsError::Store(_)
             | RecsError::Artifact(_)
-            | RecsError::Embedding(_) => (StatusCode::INTERNAL_SERVER_ERROR, None),
+            | RecsError::Embedding(_)
+            | RecsError::Index(_)
+            | RecsError::Assistant(_) => (StatusCode::INTERNAL_SERVER_ERROR, None),
         };
         if status.is_server_error() {
             tracing::error!(error = %e, "recommendation request failed");
@@ -47,7 +49,7 @@ impl From<RecsError> for ApiError {
 }
 
 /// A 400 naming the field at fault.
-fn invalid(param: impl Into<String>, message: impl Into<String>) -> ApiError {
+pub(crate) fn invalid(param: impl Into<String>, message: impl Into<String>) -> ApiError {
     ApiError::new(StatusCode::BAD_REQUEST, "invalid_request", message).with_param(param)
 }
 
@@ -98,7 +100,7 @@ fn n_and_filter(query: &HashMap<String, String>) -> Result<(usize, ItemFilter), 
     ))
 }
 
-fn check_n(n: usize) -> Result<usize, ApiError> {
+pub(crate) fn check_n(n: usize) -> Result<usize, ApiError> {
     if n == 0 || n > MAX_N {
         return Err(invalid("n", format!("'n' must be between 1 and {MAX_N}")));
     }
@@ -118,20 +120,15 @@ pub async fn for_user(
 ) -> Result<Json<Value>, ApiError> {
     let (n, filter) = n_and_filter(&query)?;
     let recommender = state.platform.recommender().await?;
-    let store = state.platform.recs_store()?;
-    let user = UserId(user);
-    let history = tokio::task::spawn_blocking(move || store.user_events(&user, HISTORY))
-        .await
-        .map_err(|e| {
-            ApiError::new(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "internal_error",
-                e.to_string(),
-            )
-        })?
-        .map_err(RecsError::from)?;
+    let history = user_history(&state, UserId(user)).await?;
     let data = recommender.recommend(&history, n, &filter);
     Ok(list(data, recommender.version()))
+}
+
+/// A user's most recent stored events.
+pub(crate) async fn user_history(state: &AppState, user: UserId) -> Result<Vec<Event>, ApiError> {
+    let store = state.platform.recs_store()?;
+    blocking(move || Ok(store.user_events(&user, HISTORY)?)).await
 }
 
 /// `GET /v1/items/{id}/similar`.

@@ -219,6 +219,27 @@ pub struct ChatCompletionRequest {
     pub user: Option<String>,
 }
 
+impl ChatCompletionRequest {
+    /// A streaming request with only messages and sampling set.
+    pub fn streaming(
+        model: impl Into<String>,
+        messages: Vec<ChatMessage>,
+        sampling: SamplingFields,
+    ) -> Self {
+        ChatCompletionRequest {
+            model: model.into(),
+            messages,
+            sampling,
+            stream: true,
+            stream_options: None,
+            tools: None,
+            tool_choice: None,
+            response_format: None,
+            user: None,
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Usage {
     pub prompt_tokens: u32,

@@ -10,7 +10,9 @@ use hearth_infer::llm::{
 };
 use serde_json::json;
 
-use crate::cli::{BenchCommand, BenchHttpArgs, BenchLlmArgs, BenchPrefixArgs, BenchServeArgs};
+use crate::cli::{
+    BenchCommand, BenchHttpArgs, BenchIndexArgs, BenchLlmArgs, BenchPrefixArgs, BenchServeArgs,
+};
 
 pub async fn run(command: BenchCommand, threads: Option<usize>) -> Result<()> {
     match command {
@@ -18,6 +20,7 @@ pub async fn run(command: BenchCommand, threads: Option<usize>) -> Result<()> {
         BenchCommand::Prefix(args) => prefix(args, threads).await,
         BenchCommand::Serve(args) => serve(args).await,
         BenchCommand::Http(args) => http(args).await,
+        BenchCommand::Index(args) => tokio::task::block_in_place(|| index(args)),
     }
 }
 
@@ -338,6 +341,117 @@ async fn http(args: BenchHttpArgs) -> Result<()> {
         // How late the generator sent requests (tokio's timer has 1 ms granularity and the
         // generator shares the machine): a large figure means the rate was not really held.
         "send_lateness_p99_ms": lateness[(lateness.len() * 99 / 100).min(lateness.len() - 1)],
+    });
+    println!("{}", serde_json::to_string_pretty(&result)?);
+    Ok(())
+}
+
+/// Standard normal numbers from a seeded xorshift generator (Box–Muller).
+fn gaussian(count: usize, seed: u64) -> Vec<f32> {
+    let mut s = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    let mut uniform = move || {
+        s ^= s << 13;
+        s ^= s >> 7;
+        s ^= s << 17;
+        ((s >> 11) as f64 + 0.5) / (1u64 << 53) as f64
+    };
+    (0..count)
+        .map(|_| {
+            let (u, v) = (uniform(), uniform());
+            ((-2.0 * u.ln()).sqrt() * (std::f64::consts::TAU * v).cos()) as f32
+        })
+        .collect()
+}
+
+fn index(args: BenchIndexArgs) -> Result<()> {
+    use hearth_index::{HnswOptions, Metric, VectorIndex, VectorOptions};
+    if args.n == 0 || args.dim == 0 || args.queries == 0 || args.k == 0 {
+        bail!("--n, --dim, --queries and --k must be at least 1");
+    }
+    let draw = |rows: usize, seed: u64| -> Vec<f32> {
+        let mut v = gaussian(rows * args.dim, seed);
+        if args.clusters > 0 {
+            let centres = gaussian(args.clusters * args.dim, args.seed + 7);
+            for (i, row) in v.chunks_exact_mut(args.dim).enumerate() {
+                let c = (i.wrapping_mul(2_654_435_761) ^ seed as usize) % args.clusters;
+                let centre = &centres[c * args.dim..(c + 1) * args.dim];
+                for (x, m) in row.iter_mut().zip(centre) {
+                    *x = m + 0.5 * *x;
+                }
+            }
+        }
+        v
+    };
+    let data = draw(args.n, args.seed);
+    let queries = draw(args.queries, args.seed + 1);
+    let options = VectorOptions {
+        metric: Metric::Cosine,
+        exact_below: 0,
+        hnsw: HnswOptions {
+            m: args.m,
+            ef_construction: args.ef_construction,
+            ef_search: args.k,
+        },
+    };
+    let bar = indicatif::ProgressBar::new(args.n as u64);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template(
+            "{msg:12} [{bar:30}] {pos}/{len} {elapsed} (eta {eta})",
+        )
+        .expect("valid template")
+        .progress_chars("=> "),
+    );
+    bar.set_message("linking");
+    let started = Instant::now();
+    let mut index = VectorIndex::build(args.dim, data, &options, &|done| {
+        bar.set_position(done as u64)
+    })?;
+    let build_s = started.elapsed().as_secs_f64();
+    bar.finish_and_clear();
+    let queries: Vec<&[f32]> = queries.chunks_exact(args.dim).collect();
+    let mut exact_times = Vec::with_capacity(queries.len());
+    let truth: Vec<Vec<usize>> = queries
+        .iter()
+        .map(|q| {
+            let t = Instant::now();
+            let found = index
+                .exact(q, args.k, None)
+                .map(|r| r.iter().map(|x| x.0).collect());
+            exact_times.push(t.elapsed().as_secs_f64());
+            found
+        })
+        .collect::<Result<_, _>>()?;
+    let exact_ms = exact_times.iter().sum::<f64>() / exact_times.len() as f64 * 1000.0;
+    let mut rows = Vec::new();
+    for &ef in &args.ef {
+        index.set_ef_search(ef);
+        let mut times = Vec::with_capacity(queries.len());
+        let mut hits = 0;
+        for (q, truth) in queries.iter().zip(&truth) {
+            let t = Instant::now();
+            let found = index.search(q, args.k, None)?;
+            times.push(t.elapsed().as_secs_f64() * 1000.0);
+            hits += found.iter().filter(|r| truth.contains(&r.0)).count();
+        }
+        let mean = times.iter().sum::<f64>() / times.len() as f64;
+        times.sort_by(|a, b| a.total_cmp(b));
+        rows.push(json!({
+            "ef_search": ef,
+            "recall": hits as f64 / (queries.len() * args.k) as f64,
+            "mean_ms": mean,
+            "p99_ms": times[(times.len() * 99 / 100).min(times.len() - 1)],
+            "speedup_vs_exact": exact_ms / mean,
+        }));
+    }
+    let result = json!({
+        "n": args.n, "dim": args.dim, "queries": args.queries, "k": args.k, "m": args.m,
+        "ef_construction": args.ef_construction, "metric": "cosine",
+        "data": if args.clusters > 0 {
+            format!("{} Gaussian clusters, noise 0.5", args.clusters)
+        } else {
+            "i.i.d. Gaussian".to_owned()
+        },
+        "build_seconds": build_s, "exact_mean_ms": exact_ms, "hnsw": rows,
     });
     println!("{}", serde_json::to_string_pretty(&result)?);
     Ok(())

@@ -159,6 +159,38 @@ pub enum BenchCommand {
     /// schedule whether or not earlier ones have answered), e.g. recommendations:
     /// --path '/v1/recommendations/{user}?n=10' --users 943.
     Http(BenchHttpArgs),
+    /// HNSW recall@k and query time against exact search on synthetic vectors: i.i.d.
+    /// Gaussian (the hardest case for a graph index: nothing to exploit) or clustered like a
+    /// catalogue (--clusters).
+    Index(BenchIndexArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct BenchIndexArgs {
+    /// Vectors in the collection.
+    #[arg(long, default_value_t = 1_000_000)]
+    pub n: usize,
+    #[arg(long, default_value_t = 64)]
+    pub dim: usize,
+    /// Query vectors (drawn like the collection, not from it).
+    #[arg(long, default_value_t = 1000)]
+    pub queries: usize,
+    #[arg(long, default_value_t = 10)]
+    pub k: usize,
+    /// Links per node (hnswlib's M).
+    #[arg(long, default_value_t = 16)]
+    pub m: usize,
+    #[arg(long, default_value_t = 200)]
+    pub ef_construction: usize,
+    /// Search breadths to measure, comma-separated.
+    #[arg(long, value_delimiter = ',', default_value = "32,64,96,128,256")]
+    pub ef: Vec<usize>,
+    /// Draw vectors around this many Gaussian centres (noise 0.5 per dimension around
+    /// unit-variance centres) instead of i.i.d.; 0 = i.i.d.
+    #[arg(long, default_value_t = 0)]
+    pub clusters: usize,
+    #[arg(long, default_value_t = 42)]
+    pub seed: u64,
 }
 
 #[derive(Debug, Args)]

@@ -145,21 +145,12 @@ async fn chat(config: Config, args: ChatArgs) -> Result<()> {
             continue;
         }
         messages.push(ChatMessage::new("user", user));
-        let request = ChatCompletionRequest {
-            model: args.model.clone(),
-            messages: messages.clone(),
-            sampling: SamplingFields {
-                max_tokens: Some(args.max_tokens),
-                temperature: Some(args.temperature),
-                ..Default::default()
-            },
-            stream: true,
-            stream_options: None,
-            tools: None,
-            tool_choice: None,
-            response_format: None,
-            user: None,
+        let sampling = SamplingFields {
+            max_tokens: Some(args.max_tokens),
+            temperature: Some(args.temperature),
+            ..Default::default()
         };
+        let request = ChatCompletionRequest::streaming(&args.model, messages.clone(), sampling);
         let mut stream = gateway.chat(&request).await?;
         let mut answer = String::new();
         let mut stdout = std::io::stdout();

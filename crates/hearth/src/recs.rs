@@ -130,6 +130,7 @@ pub fn load_dataset(
     dir: &std::path::Path,
     mapping: &ColumnMapping,
     strict: bool,
+    weights: &EventWeights,
 ) -> Result<Dataset> {
     let files = DataFiles::discover(dir)?;
     let mut summaries = Vec::new();
@@ -144,12 +145,7 @@ pub fn load_dataset(
             s.skipped
         );
     }
-    Ok(Dataset::build(
-        items,
-        users,
-        &events,
-        &EventWeights::default(),
-    ))
+    Ok(Dataset::build(items, users, &events, weights))
 }
 
 /// Embeds every item's text with a progress bar.
@@ -278,13 +274,14 @@ async fn eval(config: Config, args: RecsEvalArgs) -> Result<()> {
              embedding_model, or leave them out with --models"
         );
     }
+    let weights = config.recs.weights();
     let platform = Platform::open(config)?;
     let data = match &args.data {
-        Some(dir) => load_dataset(dir, &mapping, args.strict)
+        Some(dir) => load_dataset(dir, &mapping, args.strict, &weights)
             .with_context(|| format!("reading {}", dir.display()))?,
         None => {
             let store = platform.recs_store()?;
-            tokio::task::spawn_blocking(move || store.dataset(&EventWeights::default())).await??
+            tokio::task::spawn_blocking(move || store.dataset(&weights)).await??
         }
     };
     if data.interactions.is_empty() {

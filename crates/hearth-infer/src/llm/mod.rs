@@ -177,6 +177,9 @@ pub enum Constraint {
     JsonObject,
     /// JSON valid against this JSON Schema.
     JsonSchema(serde_json::Value),
+    /// Text in this Lark grammar (llguidance's dialect: `start` is the top rule, strings are
+    /// JSON-quoted, regular expressions between slashes).
+    Lark(String),
 }
 
 /// One generation: prompt tokens in, a stream of text out.
@@ -451,6 +454,16 @@ impl LlmHandle {
         let mut schema = match constraint {
             Constraint::JsonObject => serde_json::json!({ "type": "object" }),
             Constraint::JsonSchema(schema) => schema.clone(),
+            Constraint::Lark(grammar) => {
+                let grammar = llguidance::api::TopLevelGrammar::from_lark(grammar.clone());
+                let parser = self.parser_factory()?.create_parser(grammar).map_err(|e| {
+                    InferError::InvalidParameter {
+                        param: "grammar".into(),
+                        message: format!("the grammar cannot be enforced: {e}"),
+                    }
+                })?;
+                return Ok(llguidance::Matcher::new(Ok(parser)));
+            }
         };
         // Compact JSON: without this a small model pads the object with newlines forever.
         if let Some(obj) = schema.as_object_mut() {

@@ -184,6 +184,15 @@ impl Als {
         }
     }
 
+    pub fn factors(&self) -> usize {
+        self.factors
+    }
+
+    /// Every item's factors, row-major.
+    pub fn all_item_factors(&self) -> &[f32] {
+        &self.item_factors
+    }
+
     pub fn item_factors(&self, item: u32) -> &[f32] {
         &self.item_factors[item as usize * self.factors..(item as usize + 1) * self.factors]
     }

@@ -4,7 +4,7 @@
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
-use super::{axpy, dot, sum_neighbours, top_k, History, Scorer};
+use super::{axpy, dot, sum_neighbours, History, Scorer};
 
 /// One L2-normalised vector per item, row-major.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -35,6 +35,13 @@ impl ItemVectors {
 
     pub fn get(&self, item: u32) -> &[f32] {
         &self.data[item as usize * self.dims..(item as usize + 1) * self.dims]
+    }
+
+    /// A cosine nearest-neighbour index over these vectors (rows are item indexes).
+    pub fn index(&self) -> hearth_index::VectorIndex {
+        let options = hearth_index::VectorOptions::new(hearth_index::Metric::Cosine);
+        hearth_index::VectorIndex::build(self.dims.max(1), self.data.clone(), &options, &|_| {})
+            .expect("rows of `dims` numbers")
     }
 }
 
@@ -82,16 +89,21 @@ pub struct ContentKnn {
 }
 
 impl ContentKnn {
+    /// Each item's nearest items by cosine, through hearth-index (exact for small
+    /// catalogues, HNSW for large ones).
     pub fn train(vectors: &ItemVectors, params: &ContentKnnParams) -> Self {
-        let n = vectors.len();
-        let neighbours = (0..n as u32)
+        let index = vectors.index();
+        let neighbours = (0..vectors.len())
             .into_par_iter()
             .map(|i| {
-                let v = vectors.get(i);
-                let sims = (0..n as u32)
-                    .filter(|&j| j != i)
-                    .map(|j| (j, dot(v, vectors.get(j))));
-                top_k(sims, params.neighbours)
+                let found = index
+                    .search(
+                        vectors.get(i as u32),
+                        params.neighbours + 1,
+                        Some(&|j| j != i),
+                    )
+                    .expect("the index was built from these vectors");
+                found.into_iter().map(|(j, s)| (j as u32, s)).collect()
             })
             .collect();
         ContentKnn { neighbours }
