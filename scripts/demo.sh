@@ -36,5 +36,9 @@ Try it (another terminal):
   curl -s localhost:8080/v1/items/1/similar?n=5
   curl -s localhost:8080/v1/recommendations/session -H 'content-type: application/json' \
     -d '{"events":[{"item":"1","type":"purchase"},{"item":"50"}],"n":5}'
+  curl -s localhost:8080/v1/search -H 'content-type: application/json' \
+    -d '{"query":"space adventure with robots","n":5}'
+  curl -sN localhost:8080/v1/assistant -H 'content-type: application/json' \
+    -d '{"wish":"a scary movie for halloween night","user_id":"196"}'
 MSG
 exec "$bin" serve --model smollm2 --model minilm

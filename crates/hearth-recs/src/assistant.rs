@@ -67,7 +67,9 @@ pub fn wish_schema(categories: &[String]) -> Value {
     let category = if categories.is_empty() {
         json!({"type": "null"})
     } else {
-        json!({"anyOf": [{"enum": categories}, {"type": "null"}]})
+        // null first: a small model tends to take the first option it is offered, and no
+        // category is a safer guess than a wrong one.
+        json!({"anyOf": [{"type": "null"}, {"enum": categories}]})
     };
     json!({
         "type": "object",
@@ -98,6 +100,11 @@ fn wish_messages(wish: &str, categories: &[String]) -> Vec<ChatMessage> {
                  wish does not say.",
                 shown.join(", ")
             ),
+        ),
+        ChatMessage::new("user", "something with dogs, under 15"),
+        ChatMessage::new(
+            "assistant",
+            r#"{"category":null,"min_price":null,"max_price":15,"must_have":["dogs"]}"#,
         ),
         ChatMessage::new("user", wish),
     ]
@@ -205,6 +212,16 @@ async fn read_wish(
     Ok((read, usage))
 }
 
+/// Drops prices from a wish with no number in it and must-have words the wish does not
+/// contain: a small model invents both.
+pub fn keep_what_was_said(wish: &mut Wish, said: &str) {
+    if !said.chars().any(|c| c.is_ascii_digit()) {
+        (wish.min_price, wish.max_price) = (None, None);
+    }
+    let said = said.to_lowercase();
+    wish.must_have.retain(|w| said.contains(&w.to_lowercase()));
+}
+
 fn mentions(recommender: &Recommender, item: &ItemId, word: &str) -> bool {
     let word = word.to_lowercase();
     recommender
@@ -228,9 +245,33 @@ pub async fn assist(
     }
     let categories = recommender.categories();
     let (mut wish, read_usage) = read_wish(gateway, model, &request_in.wish, &categories).await?;
-    if !request_in.wish.chars().any(|c| c.is_ascii_digit()) {
-        // No number in the wish: any price the model read is its own invention.
-        (wish.min_price, wish.max_price) = (None, None);
+    // What the shopper did not say is not applied: no number, no price; a must-have word must
+    // be in the wish; a category must be among the three closest to the wish in meaning.
+    keep_what_was_said(&mut wish, &request_in.wish);
+    if let (Some(category), Some(embedder)) = (&wish.category, recommender.search_model()) {
+        if categories.len() <= 200 {
+            let mut texts = vec![request_in.wish.clone()];
+            texts.extend(categories.iter().cloned());
+            let vectors = gateway.embed_texts(embedder, texts).await?;
+            let cosine = |a: &[f32], b: &[f32]| {
+                let dot: f32 = a.iter().zip(b).map(|(x, y)| x * y).sum();
+                let norm = |v: &[f32]| v.iter().map(|x| x * x).sum::<f32>().sqrt().max(1e-9);
+                dot / (norm(a) * norm(b))
+            };
+            let mut ranked: Vec<(f32, &String)> = vectors[1..]
+                .iter()
+                .map(|v| cosine(&vectors[0], v))
+                .zip(&categories)
+                .collect();
+            ranked.sort_by(|a, b| b.0.total_cmp(&a.0));
+            if !ranked
+                .iter()
+                .take(3)
+                .any(|(_, c)| c.eq_ignore_ascii_case(category))
+            {
+                wish.category = None;
+            }
+        }
     }
     let client = &request_in.filter;
     let read = ItemFilter {
@@ -403,10 +444,29 @@ mod tests {
     }
 
     #[test]
+    fn only_what_the_shopper_said_is_kept() {
+        let mut wish = Wish {
+            category: None,
+            min_price: Some(10.0),
+            max_price: Some(10.0),
+            must_have: vec!["up_to_three_words".into(), "Dogs".into()],
+        };
+        keep_what_was_said(&mut wish, "cheap toys with dogs");
+        assert_eq!((wish.min_price, wish.max_price), (None, None));
+        assert_eq!(wish.must_have, ["Dogs"]);
+        let mut wish = Wish {
+            max_price: Some(15.0),
+            ..Wish::default()
+        };
+        keep_what_was_said(&mut wish, "toys under 15");
+        assert_eq!(wish.max_price, Some(15.0));
+    }
+
+    #[test]
     fn the_schema_offers_the_catalogues_categories() {
         let schema = wish_schema(&["Comedy".into(), "Drama".into()]);
         assert_eq!(
-            schema["properties"]["category"]["anyOf"][0]["enum"],
+            schema["properties"]["category"]["anyOf"][1]["enum"],
             json!(["Comedy", "Drama"])
         );
         let read: Wish = serde_json::from_str(
