@@ -218,8 +218,12 @@ impl RecsBundle {
     pub fn load(dir: &Path) -> Result<RecsBundle, RecsError> {
         let path = dir.join(BUNDLE_FILE);
         let bytes = std::fs::read(&path).map_err(|e| RecsError::io(&path, e))?;
-        let parts: Parts = postcard::from_bytes(&bytes)
-            .map_err(|e| RecsError::Artifact(format!("{}: {e}", path.display())))?;
+        let parts: Parts = postcard::from_bytes(&bytes).map_err(|e| {
+            RecsError::Artifact(format!(
+                "{}: {e} (written by another hearth version? run `hearth recs train`)",
+                path.display()
+            ))
+        })?;
         let path = dir.join(REPORT_FILE);
         let text = std::fs::read(&path).map_err(|e| RecsError::io(&path, e))?;
         let report = serde_json::from_slice(&text)
