@@ -49,7 +49,13 @@ pub struct Recommender {
     text_vectors: Option<VectorIndex>,
     /// ALS item factors behind an HNSW graph, for catalogues too large to score every item.
     factors: Option<VectorIndex>,
+    /// ALS factors folded in per history (by a hash of its items and weights): a returning
+    /// shopper whose history has not changed skips the conjugate-gradient solve.
+    folded: std::sync::Mutex<HashMap<u64, std::sync::Arc<Vec<f32>>>>,
 }
+
+/// Folded-in histories kept before the cache starts over.
+const FOLDED_CAPACITY: usize = 100_000;
 
 /// A history weighed per item: sorted item indexes, their summed weights, and the strongest
 /// event type per item (for reasons).
@@ -156,6 +162,7 @@ impl Recommender {
             text,
             text_vectors,
             factors,
+            folded: Default::default(),
         })
     }
 
@@ -181,6 +188,27 @@ impl Recommender {
             weights: seen.iter().map(|&(_, w)| w).collect(),
             kinds: per_item.into_iter().map(|(i, (_, _, k))| (i, k)).collect(),
         }
+    }
+
+    fn fold(&self, als: &crate::models::Als, weighed: &Weighed<'_>) -> std::sync::Arc<Vec<f32>> {
+        use std::hash::{Hash, Hasher};
+        let mut hasher = std::collections::hash_map::DefaultHasher::new();
+        weighed.items.hash(&mut hasher);
+        for w in &weighed.weights {
+            w.to_bits().hash(&mut hasher);
+        }
+        let key = hasher.finish();
+        let cache = || self.folded.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(u) = cache().get(&key) {
+            return u.clone();
+        }
+        let u = std::sync::Arc::new(als.fold_in(weighed.history()));
+        let mut cache = cache();
+        if cache.len() >= FOLDED_CAPACITY {
+            cache.clear();
+        }
+        cache.insert(key, u.clone());
+        u
     }
 
     /// The embedding model search queries must be embedded with (None: text search only).
@@ -261,7 +289,7 @@ impl Recommender {
     fn rank(&self, weighed: &Weighed<'_>, candidates: &[usize]) -> Vec<(usize, f32)> {
         let mut scored: Vec<(usize, f32)> = match &self.bundle.model {
             TrainedModel::Als(als) => {
-                let u = als.fold_in(weighed.history());
+                let u = self.fold(als, weighed);
                 candidates
                     .iter()
                     .map(|&i| (i, dot(&u, als.item_factors(i as u32))))
@@ -335,7 +363,7 @@ impl Recommender {
             (Some(index), TrainedModel::Als(als)) if !cold => {
                 // Large catalogue: the graph finds the best inner products without scoring
                 // every item.
-                let u = als.fold_in(weighed.history());
+                let u = self.fold(als, &weighed);
                 let keep = |i: usize| !weighed.seen(i as u32) && self.passes(i as u32, filter);
                 index
                     .search(&u, n, Some(&keep))
@@ -344,14 +372,21 @@ impl Recommender {
                     .map(|(i, s)| (i as u32, s))
                     .collect()
             }
-            _ => {
+            (_, model) => {
                 let mut scores = vec![0f32; self.bundle.items.len()];
-                let model: &dyn Scorer = if cold {
-                    &self.bundle.popularity
-                } else {
-                    &self.bundle.model
-                };
-                model.score(None, weighed.history(), &mut scores);
+                match model {
+                    TrainedModel::Als(als) if !cold => {
+                        let u = self.fold(als, &weighed);
+                        for (i, out) in scores.iter_mut().enumerate() {
+                            *out = dot(&u, als.item_factors(i as u32));
+                        }
+                    }
+                    _ if cold => self
+                        .bundle
+                        .popularity
+                        .score(None, weighed.history(), &mut scores),
+                    model => model.score(None, weighed.history(), &mut scores),
+                }
                 top_k(
                     scores
                         .iter()

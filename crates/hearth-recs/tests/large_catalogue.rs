@@ -134,6 +134,24 @@ fn a_large_catalogue_is_served_through_the_graph_with_exact_answers() {
     // Filters hold through the graph too.
     let user = UserId("u0".into());
     let history: Vec<Event> = events.iter().filter(|e| e.user == user).cloned().collect();
+    // The same history again comes from the folded-factor cache and answers the same; a history
+    // that changed is folded anew.
+    let first = recommender.recommend(&history, 10, &ItemFilter::default());
+    assert_eq!(
+        recommender.recommend(&history, 10, &ItemFilter::default()),
+        first
+    );
+    let mut longer = history.clone();
+    longer.push(Event {
+        id: "extra".into(),
+        item: first[0].item.clone(),
+        ..history[0].clone()
+    });
+    let after = recommender.recommend(&longer, 10, &ItemFilter::default());
+    assert!(
+        after.iter().all(|r| r.item != first[0].item),
+        "the new event's item is seen"
+    );
     let filter = ItemFilter {
         category: Some("g7".into()),
         ..Default::default()
