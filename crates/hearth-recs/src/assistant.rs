@@ -13,6 +13,7 @@ use tokio::sync::mpsc;
 
 use crate::data::{Event, ItemId};
 use crate::error::RecsError;
+use crate::models::{dot, ItemVectors};
 use crate::serve::{ItemFilter, Recommender};
 
 /// What the shopper asked for, as the model read it.
@@ -244,7 +245,7 @@ pub async fn assist(
         });
     }
     let categories = recommender.categories();
-    let (mut wish, read_usage) = read_wish(gateway, model, &request_in.wish, &categories).await?;
+    let (mut wish, read_usage) = read_wish(gateway, model, &request_in.wish, categories).await?;
     // What the shopper did not say is not applied: no number, no price; a must-have word must
     // be in the wish; a category must be among the three closest to the wish in meaning.
     keep_what_was_said(&mut wish, &request_in.wish);
@@ -252,16 +253,11 @@ pub async fn assist(
         if categories.len() <= 200 {
             let mut texts = vec![request_in.wish.clone()];
             texts.extend(categories.iter().cloned());
-            let vectors = gateway.embed_texts(embedder, texts).await?;
-            let cosine = |a: &[f32], b: &[f32]| {
-                let dot: f32 = a.iter().zip(b).map(|(x, y)| x * y).sum();
-                let norm = |v: &[f32]| v.iter().map(|x| x * x).sum::<f32>().sqrt().max(1e-9);
-                dot / (norm(a) * norm(b))
-            };
-            let mut ranked: Vec<(f32, &String)> = vectors[1..]
-                .iter()
-                .map(|v| cosine(&vectors[0], v))
-                .zip(&categories)
+            // Unit vectors: the wish's dot product with each category is their cosine.
+            let vectors = ItemVectors::new(gateway.embed_texts(embedder, texts).await?);
+            let mut ranked: Vec<(f32, &String)> = (1..vectors.len() as u32)
+                .map(|i| dot(vectors.get(0), vectors.get(i)))
+                .zip(categories)
                 .collect();
             ranked.sort_by(|a, b| b.0.total_cmp(&a.0));
             if !ranked

@@ -52,6 +52,8 @@ pub struct Recommender {
     /// ALS factors folded in per history (by a hash of its items and weights): a returning
     /// shopper whose history has not changed skips the conjugate-gradient solve.
     folded: std::sync::Mutex<HashMap<u64, std::sync::Arc<Vec<f32>>>>,
+    /// The catalogue's categories, sorted, each once (case-insensitively).
+    categories: Vec<String>,
 }
 
 /// Folded-in histories kept before the cache starts over.
@@ -95,7 +97,7 @@ impl Recommender {
     /// Builds the search indexes (and, for large catalogues, the ALS graph): seconds per
     /// hundred thousand items, so load off any request path.
     pub fn new(
-        bundle: RecsBundle,
+        mut bundle: RecsBundle,
         version: u64,
         catalogue: Vec<Item>,
         weights: EventWeights,
@@ -136,10 +138,11 @@ impl Recommender {
                 body: &bodies[i],
             }
         }))?;
-        let text_vectors = match &bundle.embeddings {
+        // The index keeps the vectors; the bundle keeps only the model's name.
+        let text_vectors = match &mut bundle.embeddings {
             Some(e) => Some(VectorIndex::build(
                 e.vectors.dims.max(1),
-                e.vectors.data.clone(),
+                std::mem::take(&mut e.vectors.data),
                 &VectorOptions::new(Metric::Cosine),
                 &|_| {},
             )?),
@@ -153,7 +156,15 @@ impl Recommender {
             }
             _ => None,
         };
+        let mut categories: Vec<String> = records
+            .iter()
+            .flatten()
+            .flat_map(|item| item.categories.iter().cloned())
+            .collect();
+        categories.sort_unstable_by_key(|c| c.to_lowercase());
+        categories.dedup_by(|a, b| a.eq_ignore_ascii_case(b));
         Ok(Recommender {
+            categories,
             bundle,
             version,
             item_index,
@@ -217,16 +228,8 @@ impl Recommender {
     }
 
     /// Every category in the catalogue (the assistant offers them to the model).
-    pub fn categories(&self) -> Vec<String> {
-        let mut all: Vec<String> = self
-            .catalogue
-            .iter()
-            .flatten()
-            .flat_map(|item| item.categories.iter().cloned())
-            .collect();
-        all.sort_unstable_by_key(|c| c.to_lowercase());
-        all.dedup_by(|a, b| a.eq_ignore_ascii_case(b));
-        all
+    pub fn categories(&self) -> &[String] {
+        &self.categories
     }
 
     /// The catalogue record of an item (None: unknown, or known from events only).

@@ -218,6 +218,23 @@ fn check_batch(len: usize, field: &str) -> Result<(), ApiError> {
     Ok(())
 }
 
+/// A batch of records to write: its size, and no empty id.
+fn check_records<'a>(
+    field: &str,
+    ids: impl ExactSizeIterator<Item = &'a str>,
+) -> Result<(), ApiError> {
+    check_batch(ids.len(), field)?;
+    for (k, id) in ids.enumerate() {
+        if id.is_empty() {
+            return Err(invalid(
+                format!("{field}[{k}].id"),
+                "an id must not be empty",
+            ));
+        }
+    }
+    Ok(())
+}
+
 /// Runs a store call off the async workers.
 async fn blocking<T: Send + 'static>(
     f: impl FnOnce() -> Result<T, RecsError> + Send + 'static,
@@ -280,13 +297,7 @@ pub async fn upsert_items(
     State(state): State<AppState>,
     ApiJson(body): ApiJson<ItemsBody>,
 ) -> Result<Json<Value>, ApiError> {
-    check_batch(body.items.len(), "items")?;
-    if let Some(k) = body.items.iter().position(|i| i.id.0.is_empty()) {
-        return Err(invalid(
-            format!("items[{k}].id"),
-            "an item id must not be empty",
-        ));
-    }
+    check_records("items", body.items.iter().map(|i| i.id.0.as_str()))?;
     let store = state.platform.recs_store()?;
     let counts = blocking(move || Ok(store.upsert_items(&body.items)?)).await?;
     Ok(Json(json!({"stored": counts.written})))
@@ -297,13 +308,7 @@ pub async fn upsert_users(
     State(state): State<AppState>,
     ApiJson(body): ApiJson<UsersBody>,
 ) -> Result<Json<Value>, ApiError> {
-    check_batch(body.users.len(), "users")?;
-    if let Some(k) = body.users.iter().position(|u| u.id.0.is_empty()) {
-        return Err(invalid(
-            format!("users[{k}].id"),
-            "a user id must not be empty",
-        ));
-    }
+    check_records("users", body.users.iter().map(|u| u.id.0.as_str()))?;
     let store = state.platform.recs_store()?;
     let counts = blocking(move || Ok(store.upsert_users(&body.users)?)).await?;
     Ok(Json(json!({"stored": counts.written})))
