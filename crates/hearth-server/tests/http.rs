@@ -8,6 +8,8 @@ use http_body_util::BodyExt;
 use serde_json::{json, Value};
 use tower::ServiceExt;
 
+mod common;
+
 fn platform(keys: &[&str]) -> (Platform, tempfile::TempDir) {
     let dir = tempfile::tempdir().unwrap();
     let mut config = Config {
@@ -23,13 +25,7 @@ async fn call(
     platform: &Platform,
     request: Request<Body>,
 ) -> (StatusCode, axum::http::HeaderMap, Value) {
-    let response = hearth_server::router(platform.clone())
-        .oneshot(request)
-        .await
-        .unwrap();
-    let status = response.status();
-    let headers = response.headers().clone();
-    let bytes = response.into_body().collect().await.unwrap().to_bytes();
+    let (status, headers, bytes) = common::call(platform, request).await;
     let value = serde_json::from_slice(&bytes)
         .unwrap_or(Value::String(String::from_utf8_lossy(&bytes).into()));
     (status, headers, value)

@@ -10,9 +10,9 @@ use hearth_core::recs::store::{import_file, ImportOptions};
 use hearth_core::recs::{Event, EventWeights, Item, ItemId, UserId};
 use hearth_core::{Config, Platform};
 use hearth_testdata::movielens_dir;
-use http_body_util::BodyExt;
+
+mod common;
 use serde_json::{json, Value};
-use tower::ServiceExt;
 
 async fn get(platform: &Platform, uri: &str) -> (StatusCode, axum::http::HeaderMap, Value) {
     send(platform, Request::get(uri).body(Body::empty()).unwrap()).await
@@ -22,13 +22,7 @@ async fn send(
     platform: &Platform,
     request: Request<Body>,
 ) -> (StatusCode, axum::http::HeaderMap, Value) {
-    let response = hearth_server::router(platform.clone())
-        .oneshot(request)
-        .await
-        .unwrap();
-    let status = response.status();
-    let headers = response.headers().clone();
-    let bytes = response.into_body().collect().await.unwrap().to_bytes();
+    let (status, headers, bytes) = common::call(platform, request).await;
     (status, headers, serde_json::from_slice(&bytes).unwrap())
 }
 

@@ -11,22 +11,17 @@ use hearth_core::recs::store::{import_file, ImportOptions};
 use hearth_core::recs::{Event, Item, ItemId};
 use hearth_core::{Config, Platform};
 use hearth_testdata::{models_dir, movielens_dir};
-use http_body_util::BodyExt;
 use serde_json::{json, Value};
-use tower::ServiceExt;
+
+mod common;
 
 async fn post(platform: &Platform, uri: &str, body: Value) -> (StatusCode, Vec<u8>) {
     let request = Request::post(uri)
         .header(header::CONTENT_TYPE, "application/json")
         .body(Body::from(body.to_string()))
         .unwrap();
-    let response = hearth_server::router(platform.clone())
-        .oneshot(request)
-        .await
-        .unwrap();
-    let status = response.status();
-    let bytes = response.into_body().collect().await.unwrap().to_bytes();
-    (status, bytes.to_vec())
+    let (status, _, bytes) = common::call(platform, request).await;
+    (status, bytes)
 }
 
 async fn post_json(platform: &Platform, uri: &str, body: Value) -> (StatusCode, Value) {
