@@ -39,6 +39,7 @@ pub struct Config {
     pub llm: LlmConfig,
     pub embeddings: EmbeddingConfig,
     pub recs: RecsConfig,
+    pub support: SupportConfig,
 }
 
 /// `[server]`: the HTTP API.
@@ -95,6 +96,16 @@ impl RecsConfig {
     }
 }
 
+/// `[support]`: the customer-service agent.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SupportConfig {
+    /// Embedding model (a name from `hearth models`) for intent routing and the knowledge
+    /// base. Default: the first embedding model registered.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub embedding_model: Option<String>,
+}
+
 /// `[llm]`: the llama.cpp engine, per chat model.
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
@@ -136,6 +147,7 @@ impl Default for Config {
             llm: LlmConfig::default(),
             embeddings: EmbeddingConfig::default(),
             recs: RecsConfig::default(),
+            support: SupportConfig::default(),
         }
     }
 }

@@ -5,6 +5,7 @@
 //! hearth-server serves the platform.
 
 mod config;
+mod support_platform;
 
 use std::sync::Arc;
 
@@ -14,10 +15,12 @@ use hearth_infer::llm::LlmOptions;
 use hearth_infer::registry::{ModelRegistry, RegistryOptions};
 
 pub use config::{
-    ApiKey, Config, ConfigError, EmbeddingConfig, LlmConfig, ModelsConfig, RecsConfig, ServerConfig,
+    ApiKey, Config, ConfigError, EmbeddingConfig, LlmConfig, ModelsConfig, RecsConfig,
+    ServerConfig, SupportConfig,
 };
 pub use hearth_recs as recs;
 pub use hearth_store::StoreError;
+pub use hearth_support as support;
 
 /// Everything hearth runs, behind one cheap-to-clone handle.
 #[derive(Clone)]

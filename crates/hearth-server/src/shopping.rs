@@ -120,7 +120,7 @@ fn assistant_model(state: &AppState, asked: Option<String>) -> Result<String, Ap
             ApiError::new(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "no_chat_model",
-                "the assistant needs a chat model: register one (`hearth models add`) or set \
+                "the assistant needs a chat model: register one (`hearth models import PATH`) or set \
                  [recs] assistant_model",
             )
         })

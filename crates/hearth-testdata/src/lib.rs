@@ -13,11 +13,11 @@ fn cache() -> PathBuf {
         .join("hearth")
 }
 
-fn located(env: &str, default: PathBuf, marker: &str, script: &str) -> PathBuf {
+fn located(env: &str, default: PathBuf, marker: &str, fix: &str) -> PathBuf {
     let dir = std::env::var_os(env).map(PathBuf::from).unwrap_or(default);
     assert!(
         dir.join(marker).exists(),
-        "{marker} missing in {}: run {script} (or point {env} at a directory holding it)",
+        "{marker} missing in {}: {fix} (or point {env} at a directory holding it)",
         dir.display()
     );
     dir
@@ -30,7 +30,7 @@ pub fn models_dir() -> PathBuf {
         "HEARTH_TEST_MODELS",
         cache().join("test-models"),
         "SmolLM2-135M-Instruct.Q4_1.gguf",
-        "scripts/fetch-test-models.sh",
+        "run scripts/fetch-test-models.sh",
     )
 }
 
@@ -40,6 +40,22 @@ pub fn movielens_dir() -> PathBuf {
         "HEARTH_MOVIELENS",
         cache().join("data/ml-100k"),
         "ml-100k.inter",
-        "scripts/fetch-movielens.sh",
+        "run scripts/fetch-movielens.sh",
+    )
+}
+
+/// The project's shared real data (`$HEARTH_SHARED_DATA`, default: the first `shared/data`
+/// beside the workspace or one of its parents): banking77/, retail/.
+pub fn shared_data_dir() -> PathBuf {
+    let default = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .ancestors()
+        .map(|dir| dir.join("shared/data"))
+        .find(|dir| dir.join("banking77").exists())
+        .unwrap_or_else(|| PathBuf::from("/work/shared/data"));
+    located(
+        "HEARTH_SHARED_DATA",
+        default,
+        "banking77/train.csv",
+        "the shared data sits beside the repository as shared/data",
     )
 }

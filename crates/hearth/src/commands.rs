@@ -25,6 +25,7 @@ pub async fn run(cli: Cli) -> Result<()> {
         Command::Pull(args) => pull(config, args).await,
         Command::Models(args) => models(config, args),
         Command::Recs { command } => crate::recs::run(config, command).await,
+        Command::Support { command } => crate::support::run(config, command).await,
         Command::Bench { command } => crate::bench::run(command, config.llm.threads).await,
         Command::Config {
             command: ConfigCommand::Show,

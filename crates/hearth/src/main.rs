@@ -5,6 +5,7 @@ mod bench;
 mod cli;
 mod commands;
 mod recs;
+mod support;
 
 use clap::Parser;
 

@@ -98,7 +98,7 @@ async fn import(config: Config, args: RecsImportArgs) -> Result<()> {
     Ok(())
 }
 
-fn bar(len: u64, message: &str) -> ProgressBar {
+pub fn bar(len: u64, message: &str) -> ProgressBar {
     let bar = ProgressBar::new(len);
     bar.set_style(
         ProgressStyle::with_template("{msg:24!} [{bar:30}] {pos}/{len} {elapsed}")

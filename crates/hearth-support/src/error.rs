@@ -1,0 +1,60 @@
+use std::path::{Path, PathBuf};
+
+/// Every failure the support agent reports; each has a stable public code
+/// ([`SupportError::code`]).
+#[derive(Debug, thiserror::Error)]
+pub enum SupportError {
+    #[error("invalid '{param}': {message}")]
+    InvalidParameter { param: String, message: String },
+    /// A data file that cannot be used: a missing column, a malformed row (with its line).
+    #[error("{}: {message}", file.display())]
+    BadFile { file: PathBuf, message: String },
+    #[error("{}: {source}", path.display())]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    /// There is nothing to train on or evaluate.
+    #[error("not enough data: {0}")]
+    NotEnoughData(String),
+    #[error("model: {0}")]
+    Model(#[from] hearth_gateway::GatewayError),
+    #[error(transparent)]
+    Store(#[from] hearth_store::StoreError),
+    /// A trained-model artifact that cannot be written or read.
+    #[error("model artifact: {0}")]
+    Artifact(String),
+    /// No intent model has been trained yet.
+    #[error("no trained intent model: run `hearth support intents train --data CSV`")]
+    NotTrained,
+}
+
+impl SupportError {
+    pub fn code(&self) -> &'static str {
+        match self {
+            SupportError::InvalidParameter { .. } => "invalid_parameter",
+            SupportError::BadFile { .. } => "bad_file",
+            SupportError::Io { .. } => "io_error",
+            SupportError::NotEnoughData(_) => "not_enough_data",
+            SupportError::Model(e) => e.code(),
+            SupportError::Store(e) => e.code(),
+            SupportError::Artifact(_) => "artifact_error",
+            SupportError::NotTrained => "not_trained",
+        }
+    }
+
+    pub(crate) fn io(path: &Path, source: std::io::Error) -> Self {
+        SupportError::Io {
+            path: path.to_path_buf(),
+            source,
+        }
+    }
+
+    /// A parameter that cannot be used, with what to do instead.
+    pub fn invalid(param: &str, message: impl Into<String>) -> Self {
+        SupportError::InvalidParameter {
+            param: param.to_string(),
+            message: message.into(),
+        }
+    }
+}

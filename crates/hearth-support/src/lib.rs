@@ -1,0 +1,13 @@
+//! hearth-support is the customer-service agent: it learns a company's intents from labelled
+//! examples and routes conversations by them, answers from the company's documents, acts
+//! through the company's APIs under its policy, and hands over to humans.
+//!
+//! It reaches models only through hearth-gateway and never speaks HTTP as a server (the
+//! routes live in hearth-server); it never depends on hearth-recs.
+
+mod error;
+pub mod intents;
+mod linear;
+mod text_features;
+
+pub use error::SupportError;
