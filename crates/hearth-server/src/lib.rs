@@ -4,12 +4,15 @@
 //! It is the only crate that knows axum and status codes. It holds no model logic: every
 //! request goes to the [`hearth_core::Platform`]'s gateway.
 
+mod demo_shop;
 mod error;
 mod extract;
 mod metrics;
 mod openai;
 mod recs;
 mod shopping;
+
+pub use demo_shop::{demo_shop_router, spawn_demo_shop};
 
 use std::future::Future;
 use std::sync::Arc;

@@ -5,9 +5,12 @@
 //! It reaches models only through hearth-gateway and never speaks HTTP as a server (the
 //! routes live in hearth-server); it never depends on hearth-recs.
 
+pub mod demo_shop;
 mod error;
+pub mod eval;
 pub mod intents;
 mod linear;
 mod text_features;
+pub mod tools;
 
 pub use error::SupportError;

@@ -56,6 +56,9 @@ pub enum Command {
         #[command(subcommand)]
         command: SupportCommand,
     },
+    /// Serve the demo company's back-office API (the retail store of shared/data/retail)
+    /// on its own in-memory copy of the data: the tools of examples/retail/tools.toml.
+    DemoShop(DemoShopArgs),
     /// Measure speed (figures for docs/benchmarks.md; see scripts/bench/).
     Bench {
         #[command(subcommand)]
@@ -392,6 +395,58 @@ pub enum SupportCommand {
         #[command(subcommand)]
         command: IntentsCommand,
     },
+    /// Run each task's conversation against an agent on a fresh copy of the company's test
+    /// system and score it: the final state must equal the gold actions' (replayed on
+    /// another fresh copy) and every required output must appear in the replies. Reports
+    /// pass^1, pass^k, tool-call validity, turns and tokens per task.
+    ///
+    /// When domain.toml says `backend = "demo-shop"`, the harness serves the domain's data
+    /// with the built-in demo shop on a free loopback port and sets SHOP_URL; otherwise the
+    /// variables in its URLs come from the environment.
+    Eval(SupportEvalArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct DemoShopArgs {
+    /// Directory with users.json, orders.json and products.json.
+    #[arg(long)]
+    pub data: PathBuf,
+    /// Address to listen on (port 0 picks a free one, printed at start).
+    #[arg(long, default_value = "127.0.0.1:8090")]
+    pub listen: String,
+}
+
+#[derive(Debug, Args)]
+pub struct SupportEvalArgs {
+    /// Domain directory: domain.toml naming the data, the policy, the tool config and the
+    /// sandbox calls (reset, state) of the company's test system.
+    #[arg(long)]
+    pub domain: PathBuf,
+    /// Tasks (JSON list of {user_id, instruction, actions, outputs}).
+    #[arg(long)]
+    pub tasks: PathBuf,
+    /// Runs per task: pass^k counts a task only if all k runs pass.
+    #[arg(long, default_value_t = 1)]
+    pub runs: usize,
+    /// Who plays the agent: oracle (replays the gold actions; must score 100 %) or idle
+    /// (does nothing; the floor).
+    #[arg(long, value_enum, default_value = "oracle")]
+    pub agent: EvalAgent,
+    /// Only the first N tasks.
+    #[arg(long)]
+    pub limit: Option<usize>,
+    /// Data directory instead of the one domain.toml names.
+    #[arg(long)]
+    pub data: Option<PathBuf>,
+    /// Print the report (with every run) as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum EvalAgent {
+    Oracle,
+    Idle,
 }
 
 #[derive(Debug, Subcommand)]

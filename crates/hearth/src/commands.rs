@@ -26,6 +26,7 @@ pub async fn run(cli: Cli) -> Result<()> {
         Command::Models(args) => models(config, args),
         Command::Recs { command } => crate::recs::run(config, command).await,
         Command::Support { command } => crate::support::run(config, command).await,
+        Command::DemoShop(args) => crate::support::demo_shop(args).await,
         Command::Bench { command } => crate::bench::run(command, config.llm.threads).await,
         Command::Config {
             command: ConfigCommand::Show,
@@ -102,7 +103,7 @@ async fn serve(config: Config) -> Result<()> {
     Ok(())
 }
 
-async fn shutdown_signal() {
+pub(crate) async fn shutdown_signal() {
     let ctrl_c = tokio::signal::ctrl_c();
     #[cfg(unix)]
     {

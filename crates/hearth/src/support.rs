@@ -1,17 +1,119 @@
 //! `hearth support …`: the customer-service agent from the command line.
 
 use anyhow::{Context, Result};
+use hearth_core::support::demo_shop::RetailStore;
+use hearth_core::support::eval::{evaluate, read_tasks, AgentKind, Domain, EvalOptions};
 use hearth_core::support::intents::{
     self, read_labelled_csv, IntentProgress, IntentReport, IntentTrainOptions,
 };
+use hearth_core::support::tools::Variables;
 use hearth_core::{Config, Platform};
 use indicatif::ProgressBar;
 
-use crate::cli::{IntentsCommand, SupportCommand};
+use crate::cli::{DemoShopArgs, EvalAgent, IntentsCommand, SupportCommand, SupportEvalArgs};
 
 pub async fn run(config: Config, command: SupportCommand) -> Result<()> {
     match command {
         SupportCommand::Intents { command } => run_intents(config, command).await,
+        SupportCommand::Eval(args) => eval(args).await,
+    }
+}
+
+pub async fn demo_shop(args: DemoShopArgs) -> Result<()> {
+    let store = RetailStore::load(&args.data)?;
+    let listener = tokio::net::TcpListener::bind(&args.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", args.listen))?;
+    let addr = listener.local_addr()?;
+    tracing::info!(%addr, data = %args.data.display(), "demo shop is serving");
+    println!("listening on http://{addr}");
+    serve_until_signal(listener, store).await
+}
+
+async fn serve_until_signal(listener: tokio::net::TcpListener, store: RetailStore) -> Result<()> {
+    let shop = hearth_server::spawn_demo_shop(listener, store);
+    tokio::select! {
+        done = shop => done??,
+        _ = crate::commands::shutdown_signal() => {}
+    }
+    Ok(())
+}
+
+async fn eval(args: SupportEvalArgs) -> Result<()> {
+    let domain = Domain::load(&args.domain, args.data.as_deref())
+        .with_context(|| format!("loading the domain {}", args.domain.display()))?;
+    let mut tasks = read_tasks(&args.tasks)?;
+    if let Some(limit) = args.limit {
+        tasks.truncate(limit);
+    }
+    let mut vars = Variables::default();
+    let _shop = match domain.backend.as_deref() {
+        Some("demo-shop") => {
+            let store = RetailStore::load(&domain.data_dir)?;
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+            let addr = listener.local_addr()?;
+            vars.0.insert("SHOP_URL".into(), format!("http://{addr}"));
+            Some(AbortOnDrop(hearth_server::spawn_demo_shop(listener, store)))
+        }
+        Some(other) => anyhow::bail!(
+            "{}: unknown backend '{other}' (the built-in one is demo-shop; leave it out to use \
+             a running system)",
+            args.domain.display()
+        ),
+        None => None,
+    };
+    let options = EvalOptions {
+        agent: match args.agent {
+            EvalAgent::Oracle => AgentKind::Oracle,
+            EvalAgent::Idle => AgentKind::Idle,
+        },
+        runs: args.runs,
+    };
+    let progress = crate::recs::bar((tasks.len() * args.runs) as u64, "conversations");
+    let report = evaluate(&domain, &vars, &tasks, &options, &|done, _| {
+        progress.set_position(done as u64)
+    })
+    .await?;
+    progress.finish_and_clear();
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        println!(
+            "{}: {} tasks × {} runs, agent {:?}: pass^1 {:.1}%, pass^{} {:.1}%, tool-call \
+             validity {:.1}%, {:.1} turns and {:.0} tokens per conversation, {} gold actions \
+             refused by the system; {:.1} s",
+            report.domain,
+            report.tasks,
+            report.runs,
+            report.agent,
+            report.pass_1 * 100.0,
+            report.runs,
+            report.pass_k * 100.0,
+            report.tool_call_validity * 100.0,
+            report.mean_turns,
+            report.mean_tokens,
+            report.gold_refusals,
+            report.seconds
+        );
+        let failed: Vec<String> = report
+            .results
+            .iter()
+            .filter(|r| !r.passed)
+            .map(|r| format!("{}#{}", r.task, r.run))
+            .collect();
+        if !failed.is_empty() {
+            println!("failed (task#run): {}", failed.join(" "));
+        }
+    }
+    Ok(())
+}
+
+/// Stops a background server when the command ends.
+struct AbortOnDrop<T>(tokio::task::JoinHandle<T>);
+
+impl<T> Drop for AbortOnDrop<T> {
+    fn drop(&mut self) {
+        self.0.abort();
     }
 }
 

@@ -1,0 +1,382 @@
+//! The evaluation harness: runs each task's conversation against an agent on a fresh copy of
+//! the company's test system and scores it the way TOOLS.md describes — the final state must
+//! equal the state reached by replaying the task's gold actions, and every required output
+//! must appear in the agent's replies.
+//!
+//! A domain is a directory, not code: `domain.toml` names the data, the policy, the tool
+//! config and the two sandbox calls (reset, state) the harness needs from the company's
+//! test system. Nothing here knows about retail.
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::tools::{HttpCall, ToolBox, ToolError, ToolSpec, Variables};
+use crate::SupportError;
+
+/// The two calls the harness needs from the company's test system.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Sandbox {
+    /// Restores the pristine data.
+    pub reset: HttpCall,
+    /// Answers `{"hash": "…"}`: equal data, equal hash.
+    pub state: HttpCall,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DomainFile {
+    name: String,
+    data: Option<PathBuf>,
+    #[serde(default = "policy_md")]
+    policy: PathBuf,
+    #[serde(default = "tools_toml")]
+    tools: PathBuf,
+    backend: Option<String>,
+    sandbox: Sandbox,
+}
+
+fn policy_md() -> PathBuf {
+    "policy.md".into()
+}
+
+fn tools_toml() -> PathBuf {
+    "tools.toml".into()
+}
+
+/// A support domain, loaded.
+#[derive(Debug, Clone)]
+pub struct Domain {
+    pub name: String,
+    /// Where the data files are.
+    pub data_dir: PathBuf,
+    /// The policy the agent must follow (Markdown).
+    pub policy: String,
+    pub tools: Vec<ToolSpec>,
+    /// A built-in backend that serves the data files (`demo-shop`), if any.
+    pub backend: Option<String>,
+    pub sandbox: Sandbox,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ToolsFile {
+    #[serde(default)]
+    tools: Vec<ToolSpec>,
+}
+
+fn read_text(path: &Path) -> Result<String, SupportError> {
+    std::fs::read_to_string(path).map_err(|e| SupportError::io(path, e))
+}
+
+fn parse_toml<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T, SupportError> {
+    toml::from_str(&read_text(path)?).map_err(|e| SupportError::BadFile {
+        file: path.to_path_buf(),
+        message: e.to_string(),
+    })
+}
+
+/// Reads a tool config file (`[[tools]]` tables).
+pub fn read_tools_file(path: &Path) -> Result<Vec<ToolSpec>, SupportError> {
+    Ok(parse_toml::<ToolsFile>(path)?.tools)
+}
+
+impl Domain {
+    /// Reads `DIR/domain.toml`; `data` replaces the data directory it names.
+    pub fn load(dir: &Path, data: Option<&Path>) -> Result<Domain, SupportError> {
+        let file: DomainFile = parse_toml(&dir.join("domain.toml"))?;
+        let data_dir = match (data, &file.data) {
+            (Some(d), _) => d.to_path_buf(),
+            (None, Some(d)) => dir.join(d),
+            (None, None) => dir.to_path_buf(),
+        };
+        Ok(Domain {
+            name: file.name,
+            policy: read_text(&data_dir.join(&file.policy))?,
+            tools: read_tools_file(&dir.join(&file.tools))?,
+            data_dir,
+            backend: file.backend,
+            sandbox: file.sandbox,
+        })
+    }
+}
+
+/// One gold action.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+pub struct Action {
+    pub name: String,
+    #[serde(default)]
+    pub kwargs: Value,
+}
+
+/// One conversation to test an agent on.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+pub struct Task {
+    #[serde(default)]
+    pub user_id: String,
+    /// What the simulated customer wants (their persona and goal).
+    pub instruction: String,
+    /// The write calls a correct agent makes.
+    #[serde(default)]
+    pub actions: Vec<Action>,
+    /// Strings the agent's replies must contain.
+    #[serde(default)]
+    pub outputs: Vec<String>,
+}
+
+/// Reads a JSON list of tasks.
+pub fn read_tasks(path: &Path) -> Result<Vec<Task>, SupportError> {
+    serde_json::from_str(&read_text(path)?).map_err(|e| SupportError::BadFile {
+        file: path.to_path_buf(),
+        message: format!("line {}: {e}", e.line()),
+    })
+}
+
+/// Who plays the agent.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AgentKind {
+    /// Replays the gold actions and says the required outputs: must score 100 %, which
+    /// proves the harness and the test system.
+    Oracle,
+    /// Does nothing: the floor (passes only tasks that need no change).
+    Idle,
+}
+
+/// What one conversation did.
+#[derive(Debug, Clone, Serialize)]
+pub struct TaskRun {
+    pub task: usize,
+    pub run: usize,
+    pub passed: bool,
+    pub state_matches: bool,
+    pub outputs_present: bool,
+    /// Tool calls the agent made, and how many of them parsed and matched their schema.
+    pub tool_calls: usize,
+    pub valid_tool_calls: usize,
+    /// Gold actions the test system refused (they change nothing on either side).
+    pub gold_refusals: usize,
+    pub turns: usize,
+    pub tokens: usize,
+    pub seconds: f64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+/// The harness's verdict over all tasks and runs.
+#[derive(Debug, Clone, Serialize)]
+pub struct EvalReport {
+    pub domain: String,
+    pub agent: AgentKind,
+    pub tasks: usize,
+    pub runs: usize,
+    /// Share of all conversations that passed.
+    pub pass_1: f64,
+    /// Share of tasks that passed in every one of the runs.
+    pub pass_k: f64,
+    /// Valid tool calls / tool calls (1 when there were none).
+    pub tool_call_validity: f64,
+    pub mean_turns: f64,
+    pub mean_tokens: f64,
+    pub gold_refusals: usize,
+    pub seconds: f64,
+    pub results: Vec<TaskRun>,
+}
+
+/// How to run the harness.
+#[derive(Debug, Clone)]
+pub struct EvalOptions {
+    pub agent: AgentKind,
+    /// Runs per task (pass^k's k).
+    pub runs: usize,
+}
+
+/// The company's test system, reached through the domain's sandbox calls.
+struct TestSystem<'a> {
+    client: reqwest::Client,
+    sandbox: &'a Sandbox,
+    vars: &'a Variables,
+}
+
+impl TestSystem<'_> {
+    async fn call(&self, call: &HttpCall) -> Result<Value, SupportError> {
+        let url = self
+            .vars
+            .expand(&call.url)
+            .map_err(|e| SupportError::invalid("sandbox", e))?;
+        let (_, request) = call
+            .request(&self.client, self.vars, &url)
+            .map_err(|e| SupportError::invalid("sandbox", e))?;
+        let unreachable =
+            |e: reqwest::Error| SupportError::invalid("sandbox", format!("{url}: {e}"));
+        let response = request.send().await.map_err(unreachable)?;
+        let response = response.error_for_status().map_err(unreachable)?;
+        response.json().await.map_err(unreachable)
+    }
+
+    async fn reset(&self) -> Result<(), SupportError> {
+        self.call(&self.sandbox.reset).await.map(|_| ())
+    }
+
+    async fn state(&self) -> Result<String, SupportError> {
+        let answer = self.call(&self.sandbox.state).await?;
+        answer["hash"].as_str().map(str::to_string).ok_or_else(|| {
+            SupportError::invalid("sandbox.state", format!("no \"hash\" in {answer}"))
+        })
+    }
+}
+
+/// What an agent's conversation produced.
+struct Conversation {
+    replies: Vec<String>,
+    tool_calls: usize,
+    valid_tool_calls: usize,
+    turns: usize,
+    tokens: usize,
+}
+
+async fn replay(tools: &ToolBox, actions: &[Action]) -> (usize, usize) {
+    let (mut valid, mut refused) = (0, 0);
+    for action in actions {
+        match tools.call(&action.name, &action.kwargs).await {
+            Ok(_) => valid += 1,
+            Err(ToolError::Refused(_)) => {
+                valid += 1;
+                refused += 1
+            }
+            Err(_) => {}
+        }
+    }
+    (valid, refused)
+}
+
+async fn converse(agent: &AgentKind, tools: &ToolBox, task: &Task) -> Conversation {
+    match agent {
+        AgentKind::Oracle => {
+            let (valid, _) = replay(tools, &task.actions).await;
+            Conversation {
+                replies: task.outputs.clone(),
+                tool_calls: task.actions.len(),
+                valid_tool_calls: valid,
+                turns: 1,
+                tokens: 0,
+            }
+        }
+        AgentKind::Idle => Conversation {
+            replies: Vec::new(),
+            tool_calls: 0,
+            valid_tool_calls: 0,
+            turns: 1,
+            tokens: 0,
+        },
+    }
+}
+
+/// Whether `output` appears in the replies (case-insensitive, commas ignored).
+pub fn output_present(output: &str, replies: &[String]) -> bool {
+    let norm = |s: &str| s.to_lowercase().replace(',', "");
+    let wanted = norm(output);
+    replies.iter().any(|r| norm(r).contains(&wanted))
+}
+
+/// Runs every task `options.runs` times and scores it.
+pub async fn evaluate(
+    domain: &Domain,
+    vars: &Variables,
+    tasks: &[Task],
+    options: &EvalOptions,
+    progress: &(dyn Fn(usize, usize) + Sync),
+) -> Result<EvalReport, SupportError> {
+    if tasks.is_empty() {
+        return Err(SupportError::NotEnoughData("no tasks".into()));
+    }
+    if options.runs == 0 {
+        return Err(SupportError::invalid("runs", "must be at least 1"));
+    }
+    let tools = ToolBox::new(domain.tools.clone(), vars.clone())?;
+    let system = TestSystem {
+        client: reqwest::Client::new(),
+        sandbox: &domain.sandbox,
+        vars,
+    };
+    let started = Instant::now();
+    let total = tasks.len() * options.runs;
+    let mut results = Vec::with_capacity(total);
+    for (i, task) in tasks.iter().enumerate() {
+        system.reset().await?;
+        let (_, gold_refusals) = replay(&tools, &task.actions).await;
+        let gold = system.state().await?;
+        for run in 0..options.runs {
+            let t = Instant::now();
+            system.reset().await?;
+            let conversation = converse(&options.agent, &tools, task).await;
+            let state_matches = system.state().await? == gold;
+            let outputs_present = task
+                .outputs
+                .iter()
+                .all(|o| output_present(o, &conversation.replies));
+            results.push(TaskRun {
+                task: i,
+                run,
+                passed: state_matches && outputs_present,
+                state_matches,
+                outputs_present,
+                tool_calls: conversation.tool_calls,
+                valid_tool_calls: conversation.valid_tool_calls,
+                gold_refusals,
+                turns: conversation.turns,
+                tokens: conversation.tokens,
+                seconds: t.elapsed().as_secs_f64(),
+                error: None,
+            });
+            progress(results.len(), total);
+        }
+    }
+    system.reset().await?;
+    let n = results.len() as f64;
+    let calls: usize = results.iter().map(|r| r.tool_calls).sum();
+    let valid: usize = results.iter().map(|r| r.valid_tool_calls).sum();
+    let pass_k = (0..tasks.len())
+        .filter(|&t| results.iter().filter(|r| r.task == t).all(|r| r.passed))
+        .count() as f64
+        / tasks.len() as f64;
+    Ok(EvalReport {
+        domain: domain.name.clone(),
+        agent: options.agent.clone(),
+        tasks: tasks.len(),
+        runs: options.runs,
+        pass_1: results.iter().filter(|r| r.passed).count() as f64 / n,
+        pass_k,
+        tool_call_validity: if calls == 0 {
+            1.0
+        } else {
+            valid as f64 / calls as f64
+        },
+        mean_turns: results.iter().map(|r| r.turns).sum::<usize>() as f64 / n,
+        mean_tokens: results.iter().map(|r| r.tokens).sum::<usize>() as f64 / n,
+        gold_refusals: results
+            .iter()
+            .filter(|r| r.run == 0)
+            .map(|r| r.gold_refusals)
+            .sum(),
+        seconds: started.elapsed().as_secs_f64(),
+        results,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn outputs_match_ignoring_case_and_commas() {
+        let replies = vec!["Your refund of $1,234.50 is on its way".to_string()];
+        assert!(output_present("1234.50", &replies));
+        assert!(output_present("REFUND", &replies));
+        assert!(!output_present("1234.51", &replies));
+        assert!(!output_present("x", &[]));
+    }
+}
