@@ -104,6 +104,9 @@ pub struct SupportConfig {
     /// base. Default: the first embedding model registered.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub embedding_model: Option<String>,
+    /// Chat model of the agent. Default: the first chat model registered.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub chat_model: Option<String>,
 }
 
 /// `[llm]`: the llama.cpp engine, per chat model.

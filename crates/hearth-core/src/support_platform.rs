@@ -40,6 +40,26 @@ impl Platform {
             })
     }
 
+    /// The support agent's chat model: `asked`, else `[support] chat_model`, else the first
+    /// chat model registered.
+    pub fn support_chat_model(&self, asked: Option<&str>) -> Result<String, SupportError> {
+        if let Some(model) = asked.or(self.config().support.chat_model.as_deref()) {
+            return Ok(model.to_string());
+        }
+        self.gateway()
+            .models()?
+            .into_iter()
+            .find(|m| m.kind == ModelKind::Chat)
+            .map(|m| m.name)
+            .ok_or_else(|| {
+                SupportError::invalid(
+                    "chat_model",
+                    "no chat model is registered: add one (`hearth models import PATH`) or \
+                     set [support] chat_model",
+                )
+            })
+    }
+
     /// Trains an intent model on `examples` and publishes it.
     pub async fn train_intents(
         &self,

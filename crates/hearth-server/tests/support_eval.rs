@@ -38,7 +38,7 @@ async fn the_oracle_scores_every_task_and_an_idle_agent_fails() {
         agent: AgentKind::Oracle,
         runs: 2,
     };
-    let report = evaluate(&domain, &vars, &dev, &oracle, &|_, _| {})
+    let report = evaluate(&domain, None, &vars, &dev, &oracle, &|_, _| {})
         .await
         .unwrap();
     assert_eq!(
@@ -53,7 +53,7 @@ async fn the_oracle_scores_every_task_and_an_idle_agent_fails() {
         agent: AgentKind::Idle,
         runs: 1,
     };
-    let report = evaluate(&domain, &vars, &dev, &idle, &|_, _| {})
+    let report = evaluate(&domain, None, &vars, &dev, &idle, &|_, _| {})
         .await
         .unwrap();
     // Only a task whose gold actions are all refused by the store passes by doing nothing.
@@ -73,7 +73,7 @@ async fn the_oracle_scores_every_task_and_an_idle_agent_fails() {
         .into_iter()
         .step_by(10)
         .collect();
-    let report = evaluate(&domain, &vars, &train, &oracle_once(), &|_, _| {})
+    let report = evaluate(&domain, None, &vars, &train, &oracle_once(), &|_, _| {})
         .await
         .unwrap();
     assert_eq!(report.tasks, 50);
@@ -138,4 +138,109 @@ async fn tool_calls_are_validated_before_sending_and_refusals_come_back_verbatim
     );
     assert!(tools.spec("cancel_pending_order").unwrap().consequential);
     assert!(!tools.spec("get_order_details").unwrap().consequential);
+}
+
+fn chat_gateway(dir: &std::path::Path) -> hearth_gateway::Gateway {
+    let registry =
+        hearth_infer::registry::ModelRegistry::open(hearth_infer::registry::RegistryOptions {
+            data_dir: dir.to_owned(),
+            hub_cache: dir.join("hub"),
+        })
+        .unwrap();
+    registry
+        .import(
+            &hearth_testdata::models_dir().join("SmolLM2-135M-Instruct.Q4_1.gguf"),
+            Some("smollm2"),
+        )
+        .unwrap();
+    hearth_gateway::Gateway::new(registry, Default::default())
+}
+
+/// A consequential call runs only after the customer's explicit yes; a no leaves the store
+/// untouched. (The call is put up for confirmation directly: which tool a 135M model picks
+/// is not what this test is about.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn consequential_calls_wait_for_the_customers_yes() {
+    use hearth_core::support::agent::{Agent, AgentOptions, Conversation, Entry};
+    let dir = tempfile::tempdir().unwrap();
+    let gateway = chat_gateway(dir.path());
+    let (domain, vars) = shop().await;
+    let tools = ToolBox::new(domain.tools.clone(), vars).unwrap();
+    let mut options = AgentOptions::new("smollm2");
+    options.max_tool_rounds = 1;
+    options.max_reply_tokens = 16;
+    let agent = Agent {
+        gateway: &gateway,
+        tools: &tools,
+        policy: &domain.policy,
+        options,
+    };
+    let order = json!({"order_id": "#W5442520"});
+    let cancel = json!({"order_id": "#W5442520", "reason": "no longer needed"});
+    let status =
+        || async { tools.call("get_order_details", &order).await.unwrap()["status"].clone() };
+    assert_eq!(status().await, "pending");
+
+    let mut conversation = Conversation {
+        pending: Some(("cancel_pending_order".into(), cancel.clone())),
+        ..Default::default()
+    };
+    agent
+        .respond(&mut conversation, "No, wait, don't.")
+        .await
+        .unwrap();
+    assert_eq!(status().await, "pending", "declined: nothing sent");
+    assert!(conversation.entries.iter().any(|e| matches!(e,
+        Entry::ToolCall { name, result: Err(why), .. }
+            if name == "cancel_pending_order" && why.contains("did not confirm"))));
+
+    let mut conversation = Conversation {
+        pending: Some(("cancel_pending_order".into(), cancel)),
+        ..Default::default()
+    };
+    let outcome = agent
+        .respond(&mut conversation, "Yes, please go ahead.")
+        .await
+        .unwrap();
+    assert_eq!(status().await, "cancelled", "confirmed: executed");
+    assert_eq!(outcome.tool_calls, outcome.valid_tool_calls);
+}
+
+/// hearth's agent on SmolLM2-135M against a simulated customer on two dev tasks: whatever
+/// the model decides, every tool call it makes parses and matches its schema.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_model_tool_call_is_valid() {
+    use hearth_core::support::eval::ModelAgent;
+    let dir = tempfile::tempdir().unwrap();
+    let gateway = chat_gateway(dir.path());
+    let (domain, vars) = shop().await;
+    let dev = read_tasks(&shared_data_dir().join("retail/tasks_dev.json")).unwrap();
+    let options = EvalOptions {
+        agent: AgentKind::Model(ModelAgent {
+            agent_model: "smollm2".into(),
+            customer_model: "smollm2".into(),
+            max_turns: 2,
+            max_tool_rounds: 3,
+        }),
+        runs: 1,
+    };
+    let report = evaluate(
+        &domain,
+        Some(&gateway),
+        &vars,
+        &dev[..2],
+        &options,
+        &|_, _| {},
+    )
+    .await
+    .unwrap();
+    eprintln!("{report:#?}");
+    assert!(
+        report.results.iter().all(|r| r.error.is_none()),
+        "{report:#?}"
+    );
+    assert!(report.results.iter().all(|r| r.turns >= 1));
+    assert!(report.results.iter().map(|r| r.tool_calls).sum::<usize>() > 0);
+    assert_eq!(report.tool_call_validity, 1.0, "{report:#?}");
+    assert!(report.mean_tokens > 0.0);
 }

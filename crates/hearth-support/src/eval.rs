@@ -13,6 +13,10 @@ use std::time::Instant;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use hearth_gateway::Gateway;
+use hearth_types::{ChatCompletionRequest, ChatMessage, SamplingFields};
+
+use crate::agent::{Agent, AgentOptions, Conversation as AgentConversation};
 use crate::tools::{HttpCall, ToolBox, ToolError, ToolSpec, Variables};
 use crate::SupportError;
 
@@ -144,6 +148,18 @@ pub enum AgentKind {
     Oracle,
     /// Does nothing: the floor (passes only tasks that need no change).
     Idle,
+    /// hearth's agent on a chat model, talking with a customer played by a chat model.
+    Model(ModelAgent),
+}
+
+/// The models of a simulated conversation.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ModelAgent {
+    pub agent_model: String,
+    pub customer_model: String,
+    /// Most customer messages per conversation.
+    pub max_turns: usize,
+    pub max_tool_rounds: usize,
 }
 
 /// What one conversation did.
@@ -253,8 +269,83 @@ async fn replay(tools: &ToolBox, actions: &[Action]) -> (usize, usize) {
     (valid, refused)
 }
 
-async fn converse(agent: &AgentKind, tools: &ToolBox, task: &Task) -> Conversation {
-    match agent {
+const STOP: &str = "###STOP###";
+
+fn customer_prompt(instruction: &str) -> String {
+    format!(
+        "You are a customer chatting with an online store's support agent. Your situation \
+         and goal:\n{instruction}\n\nWrite only your next message to the agent, one or two \
+         short sentences. Give your details (name, zip code, email, order id) when asked. \
+         When the agent asks you to confirm an action you want, answer yes. When your goal is \
+         done, or cannot be done, write {STOP}."
+    )
+}
+
+/// One conversation between hearth's agent and a simulated customer.
+async fn simulate(
+    gateway: &Gateway,
+    tools: &ToolBox,
+    policy: &str,
+    setup: &ModelAgent,
+    task: &Task,
+) -> Result<Conversation, SupportError> {
+    let mut options = AgentOptions::new(&setup.agent_model);
+    options.max_tool_rounds = setup.max_tool_rounds;
+    let agent = Agent {
+        gateway,
+        tools,
+        policy,
+        options,
+    };
+    let mut state = AgentConversation::default();
+    let mut seen = Conversation {
+        replies: Vec::new(),
+        tool_calls: 0,
+        valid_tool_calls: 0,
+        turns: 0,
+        tokens: 0,
+    };
+    // The customer's side: the agent speaks as "user", the customer as "assistant".
+    let mut customer = vec![
+        ChatMessage::new("system", customer_prompt(&task.instruction)),
+        ChatMessage::new("user", "Hello! How can I help you today?"),
+    ];
+    for _ in 0..setup.max_turns {
+        let sampling = SamplingFields {
+            max_tokens: Some(80),
+            temperature: Some(0.0),
+            ..Default::default()
+        };
+        let request =
+            ChatCompletionRequest::streaming(&setup.customer_model, customer.clone(), sampling);
+        let (message, _, _, _) = gateway.chat(&request).await?.collect().await?;
+        let said = message.content.unwrap_or_default().trim().to_string();
+        if said.is_empty() || said.contains(STOP) {
+            break;
+        }
+        customer.push(ChatMessage::new("assistant", said.clone()));
+        let outcome = agent.respond(&mut state, &said).await?;
+        seen.turns += 1;
+        seen.tool_calls += outcome.tool_calls;
+        seen.valid_tool_calls += outcome.valid_tool_calls;
+        seen.tokens += outcome.usage.total_tokens as usize;
+        seen.replies.push(outcome.reply.clone());
+        if outcome.handed_over {
+            break;
+        }
+        customer.push(ChatMessage::new("user", outcome.reply));
+    }
+    Ok(seen)
+}
+
+async fn converse(
+    agent: &AgentKind,
+    tools: &ToolBox,
+    task: &Task,
+    gateway: Option<&Gateway>,
+    policy: &str,
+) -> Result<Conversation, SupportError> {
+    Ok(match agent {
         AgentKind::Oracle => {
             let (valid, _) = replay(tools, &task.actions).await;
             Conversation {
@@ -272,7 +363,13 @@ async fn converse(agent: &AgentKind, tools: &ToolBox, task: &Task) -> Conversati
             turns: 1,
             tokens: 0,
         },
-    }
+        AgentKind::Model(setup) => {
+            let gateway = gateway.ok_or_else(|| {
+                SupportError::invalid("agent", "a model agent needs the model gateway")
+            })?;
+            simulate(gateway, tools, policy, setup, task).await?
+        }
+    })
 }
 
 /// Whether `output` appears in the replies (case-insensitive, commas ignored).
@@ -285,6 +382,7 @@ pub fn output_present(output: &str, replies: &[String]) -> bool {
 /// Runs every task `options.runs` times and scores it.
 pub async fn evaluate(
     domain: &Domain,
+    gateway: Option<&Gateway>,
     vars: &Variables,
     tasks: &[Task],
     options: &EvalOptions,
@@ -312,7 +410,21 @@ pub async fn evaluate(
         for run in 0..options.runs {
             let t = Instant::now();
             system.reset().await?;
-            let conversation = converse(&options.agent, &tools, task).await;
+            let conversation =
+                converse(&options.agent, &tools, task, gateway, &domain.policy).await;
+            let (conversation, error) = match conversation {
+                Ok(c) => (c, None),
+                Err(e) => (
+                    Conversation {
+                        replies: Vec::new(),
+                        tool_calls: 0,
+                        valid_tool_calls: 0,
+                        turns: 0,
+                        tokens: 0,
+                    },
+                    Some(e.to_string()),
+                ),
+            };
             let state_matches = system.state().await? == gold;
             let outputs_present = task
                 .outputs
@@ -321,7 +433,7 @@ pub async fn evaluate(
             results.push(TaskRun {
                 task: i,
                 run,
-                passed: state_matches && outputs_present,
+                passed: error.is_none() && state_matches && outputs_present,
                 state_matches,
                 outputs_present,
                 tool_calls: conversation.tool_calls,
@@ -330,7 +442,7 @@ pub async fn evaluate(
                 turns: conversation.turns,
                 tokens: conversation.tokens,
                 seconds: t.elapsed().as_secs_f64(),
-                error: None,
+                error,
             });
             progress(results.len(), total);
         }

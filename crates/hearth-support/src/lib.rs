@@ -5,6 +5,7 @@
 //! It reaches models only through hearth-gateway and never speaks HTTP as a server (the
 //! routes live in hearth-server); it never depends on hearth-recs.
 
+pub mod agent;
 pub mod demo_shop;
 mod error;
 pub mod eval;

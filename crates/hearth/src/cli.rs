@@ -428,10 +428,24 @@ pub struct SupportEvalArgs {
     /// Runs per task: pass^k counts a task only if all k runs pass.
     #[arg(long, default_value_t = 1)]
     pub runs: usize,
-    /// Who plays the agent: oracle (replays the gold actions; must score 100 %) or idle
-    /// (does nothing; the floor).
-    #[arg(long, value_enum, default_value = "oracle")]
+    /// Who plays the agent: model (hearth's agent on --model, talking with a customer
+    /// played by --customer-model), oracle (replays the gold actions; must score 100 %) or
+    /// idle (does nothing; the floor).
+    #[arg(long, value_enum, default_value = "model")]
     pub agent: EvalAgent,
+    /// The agent's chat model (a name from `hearth models`). Default: the first chat model
+    /// registered.
+    #[arg(long)]
+    pub model: Option<String>,
+    /// The simulated customer's chat model. Default: the agent's.
+    #[arg(long)]
+    pub customer_model: Option<String>,
+    /// Most customer messages per conversation.
+    #[arg(long, default_value_t = 10)]
+    pub max_turns: usize,
+    /// Most tool calls per customer message before the agent hands over.
+    #[arg(long, default_value_t = 6)]
+    pub max_tool_rounds: usize,
     /// Only the first N tasks.
     #[arg(long)]
     pub limit: Option<usize>,
@@ -445,6 +459,7 @@ pub struct SupportEvalArgs {
 
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]
 pub enum EvalAgent {
+    Model,
     Oracle,
     Idle,
 }

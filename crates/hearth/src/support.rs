@@ -2,7 +2,9 @@
 
 use anyhow::{Context, Result};
 use hearth_core::support::demo_shop::RetailStore;
-use hearth_core::support::eval::{evaluate, read_tasks, AgentKind, Domain, EvalOptions};
+use hearth_core::support::eval::{
+    evaluate, read_tasks, AgentKind, Domain, EvalOptions, ModelAgent,
+};
 use hearth_core::support::intents::{
     self, read_labelled_csv, IntentProgress, IntentReport, IntentTrainOptions,
 };
@@ -15,7 +17,7 @@ use crate::cli::{DemoShopArgs, EvalAgent, IntentsCommand, SupportCommand, Suppor
 pub async fn run(config: Config, command: SupportCommand) -> Result<()> {
     match command {
         SupportCommand::Intents { command } => run_intents(config, command).await,
-        SupportCommand::Eval(args) => eval(args).await,
+        SupportCommand::Eval(args) => eval(config, args).await,
     }
 }
 
@@ -39,7 +41,8 @@ async fn serve_until_signal(listener: tokio::net::TcpListener, store: RetailStor
     Ok(())
 }
 
-async fn eval(args: SupportEvalArgs) -> Result<()> {
+async fn eval(config: Config, args: SupportEvalArgs) -> Result<()> {
+    let platform = Platform::open(config)?;
     let domain = Domain::load(&args.domain, args.data.as_deref())
         .with_context(|| format!("loading the domain {}", args.domain.display()))?;
     let mut tasks = read_tasks(&args.tasks)?;
@@ -66,13 +69,27 @@ async fn eval(args: SupportEvalArgs) -> Result<()> {
         agent: match args.agent {
             EvalAgent::Oracle => AgentKind::Oracle,
             EvalAgent::Idle => AgentKind::Idle,
+            EvalAgent::Model => {
+                let agent_model = platform.support_chat_model(args.model.as_deref())?;
+                AgentKind::Model(ModelAgent {
+                    customer_model: args.customer_model.clone().unwrap_or(agent_model.clone()),
+                    agent_model,
+                    max_turns: args.max_turns,
+                    max_tool_rounds: args.max_tool_rounds,
+                })
+            }
         },
         runs: args.runs,
     };
     let progress = crate::recs::bar((tasks.len() * args.runs) as u64, "conversations");
-    let report = evaluate(&domain, &vars, &tasks, &options, &|done, _| {
-        progress.set_position(done as u64)
-    })
+    let report = evaluate(
+        &domain,
+        Some(platform.gateway()),
+        &vars,
+        &tasks,
+        &options,
+        &|done, _| progress.set_position(done as u64),
+    )
     .await?;
     progress.finish_and_clear();
     if args.json {
