@@ -97,7 +97,7 @@ impl RecsConfig {
 }
 
 /// `[support]`: the customer-service agent.
-#[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct SupportConfig {
     /// Embedding model (a name from `hearth models`) for intent routing and the knowledge
@@ -107,6 +107,36 @@ pub struct SupportConfig {
     /// Chat model of the agent. Default: the first chat model registered.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub chat_model: Option<String>,
+    /// The company's policy (Markdown) the agent follows, e.g. `policy.md`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub policy: Option<PathBuf>,
+    /// The company's tool config (`[[tools]]` tables, see examples/retail/tools.toml).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tools: Option<PathBuf>,
+    /// Values for `${NAME}` in the tool config that are not secrets (a base URL); the
+    /// environment fills the rest (keep secrets there).
+    #[serde(skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub tool_variables: std::collections::BTreeMap<String, String>,
+    /// Most tool calls per customer message before the agent hands over.
+    pub max_tool_rounds: usize,
+    /// Extra instructions per intent (the intent's playbook), added to the agent's prompt
+    /// when the first message is routed to that intent.
+    #[serde(skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub playbooks: std::collections::BTreeMap<String, String>,
+}
+
+impl Default for SupportConfig {
+    fn default() -> Self {
+        SupportConfig {
+            embedding_model: None,
+            chat_model: None,
+            policy: None,
+            tools: None,
+            tool_variables: std::collections::BTreeMap::new(),
+            max_tool_rounds: 6,
+            playbooks: std::collections::BTreeMap::new(),
+        }
+    }
 }
 
 /// `[llm]`: the llama.cpp engine, per chat model.

@@ -37,6 +37,7 @@ struct Inner {
     recommender: std::sync::Mutex<LiveRecommender>,
     /// Held while a newly published recommender loads.
     loading: tokio::sync::Mutex<()>,
+    support: support_platform::SupportState,
 }
 
 #[derive(Clone, Default)]
@@ -63,6 +64,7 @@ impl Platform {
                 recs: std::sync::Mutex::new(None),
                 recommender: std::sync::Mutex::new(LiveRecommender::default()),
                 loading: tokio::sync::Mutex::new(()),
+                support: Default::default(),
             }),
         })
     }

@@ -1,12 +1,41 @@
 //! The platform's side of the customer-service agent: where its artifacts live and which
 //! models it uses by default.
 
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
 use hearth_infer::registry::ModelKind;
 use hearth_store::{ArtifactVersion, Artifacts};
+use hearth_support::agent::{Agent, AgentOptions, Entry, TurnOutcome};
+use hearth_support::desk;
+use hearth_support::eval::read_tools_file;
 use hearth_support::intents::{IntentModel, IntentProgress, IntentTrainOptions, LabelledText};
+use hearth_support::sessions::{Session, SessionStore};
+use hearth_support::tools::{ToolBox, Variables};
 use hearth_support::SupportError;
 
 use crate::Platform;
+
+/// The support agent's live state, built on first use.
+#[derive(Default)]
+pub(crate) struct SupportState {
+    sessions: Mutex<Option<SessionStore>>,
+    desk: Mutex<Option<Arc<Desk>>>,
+    /// The loaded intent model and the artifact version it came from.
+    intents: Mutex<Option<(u64, Arc<IntentModel>)>>,
+    /// One lock per session: a session's messages are answered one at a time.
+    locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+}
+
+/// The company's policy and tools, read from the files `[support]` names.
+pub struct Desk {
+    pub policy: String,
+    pub tools: ToolBox,
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
 
 impl Platform {
     /// Published support artifacts of one kind (`$DATA_DIR/artifacts/support/KIND`).
@@ -81,5 +110,133 @@ impl Platform {
             .current()?
             .ok_or(SupportError::NotTrained)?;
         IntentModel::load(&current.dir)
+    }
+
+    /// The support sessions table in the data directory's database.
+    pub fn support_sessions(&self) -> Result<SessionStore, SupportError> {
+        let mut slot = lock(&self.inner.support.sessions);
+        if let Some(store) = slot.as_ref() {
+            return Ok(store.clone());
+        }
+        let store = hearth_store::Store::open(&self.config().data_dir)?;
+        let sessions = SessionStore::open(store.db().clone())?;
+        *slot = Some(sessions.clone());
+        Ok(sessions)
+    }
+
+    /// The policy and tools of `[support]`, read once.
+    pub fn support_desk(&self) -> Result<Arc<Desk>, SupportError> {
+        let mut slot = lock(&self.inner.support.desk);
+        if let Some(desk) = slot.as_ref() {
+            return Ok(desk.clone());
+        }
+        let config = &self.config().support;
+        let policy_path = config.policy.as_ref().ok_or_else(|| {
+            SupportError::NotConfigured(
+                "set [support] policy to the policy file the agent must follow".into(),
+            )
+        })?;
+        let policy = std::fs::read_to_string(policy_path)
+            .map_err(|e| SupportError::NotConfigured(format!("{}: {e}", policy_path.display())))?;
+        let specs = match &config.tools {
+            Some(path) => read_tools_file(path)?,
+            None => Vec::new(),
+        };
+        let vars = Variables(
+            config
+                .tool_variables
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect(),
+        );
+        let tools = ToolBox::new(specs, vars)?;
+        let desk = Arc::new(Desk { policy, tools });
+        *slot = Some(desk.clone());
+        Ok(desk)
+    }
+
+    /// The published intent model, reloaded when a newer one is published; none when
+    /// nothing has been trained.
+    pub fn live_intent_model(&self) -> Result<Option<Arc<IntentModel>>, SupportError> {
+        let Some(current) = self.support_artifacts("intents").current()? else {
+            return Ok(None);
+        };
+        let mut slot = lock(&self.inner.support.intents);
+        if let Some((version, model)) = slot.as_ref() {
+            if *version == current.version {
+                return Ok(Some(model.clone()));
+            }
+        }
+        let model = Arc::new(IntentModel::load(&current.dir)?);
+        *slot = Some((current.version, model.clone()));
+        Ok(Some(model))
+    }
+
+    fn session_lock(&self, id: &str) -> Arc<tokio::sync::Mutex<()>> {
+        lock(&self.inner.support.locks)
+            .entry(id.to_string())
+            .or_default()
+            .clone()
+    }
+
+    /// Starts a support session.
+    pub fn start_support_session(
+        &self,
+        metadata: serde_json::Value,
+    ) -> Result<Session, SupportError> {
+        self.support_sessions()?.create(metadata)
+    }
+
+    pub fn support_session(&self, id: &str) -> Result<Session, SupportError> {
+        self.support_sessions()?
+            .get(id)?
+            .ok_or_else(|| SupportError::UnknownSession(id.to_string()))
+    }
+
+    /// Answers a customer's message in session `id` (routing, agent, handoff), saving the
+    /// session after the turn. `on_event` sees each transcript entry as it is added.
+    pub async fn support_customer_message(
+        &self,
+        id: &str,
+        text: &str,
+        on_event: &(dyn Fn(&Entry) + Sync),
+    ) -> Result<(Session, TurnOutcome), SupportError> {
+        let guard = self.session_lock(id);
+        let _turn = guard.lock().await;
+        let mut session = self.support_session(id)?;
+        let desk = self.support_desk()?;
+        let mut options = AgentOptions::new(self.support_chat_model(None)?);
+        options.max_tool_rounds = self.config().support.max_tool_rounds;
+        let agent = Agent {
+            gateway: self.gateway(),
+            tools: &desk.tools,
+            policy: &desk.policy,
+            playbook: None,
+            options,
+        };
+        let intents = self.live_intent_model()?;
+        let route = intents
+            .as_deref()
+            .map(|m| (m, &self.config().support.playbooks));
+        let outcome = desk::customer_message(&agent, route, &mut session, text, on_event).await;
+        // Whatever happened, what the customer said is kept.
+        self.support_sessions()?.save(&session)?;
+        Ok((session, outcome?))
+    }
+
+    /// A human agent's message in session `id` (only after a handoff); `hand_back` returns
+    /// the session to the agent.
+    pub async fn support_human_message(
+        &self,
+        id: &str,
+        text: &str,
+        hand_back: bool,
+    ) -> Result<Session, SupportError> {
+        let guard = self.session_lock(id);
+        let _turn = guard.lock().await;
+        let mut session = self.support_session(id)?;
+        desk::human_message(&mut session, text, hand_back)?;
+        self.support_sessions()?.save(&session)?;
+        Ok(session)
     }
 }

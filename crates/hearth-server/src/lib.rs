@@ -11,6 +11,7 @@ mod metrics;
 mod openai;
 mod recs;
 mod shopping;
+mod support;
 
 pub use demo_shop::{demo_shop_router, spawn_demo_shop};
 
@@ -65,6 +66,12 @@ pub fn router(platform: Platform) -> Router {
         )
         .route("/v1/users/{id}", get(recs::get_user))
         .route("/v1/events", post(recs::insert_events))
+        .route("/v1/support/sessions", post(support::create_session))
+        .route("/v1/support/sessions/{id}", get(support::get_session))
+        .route(
+            "/v1/support/sessions/{id}/messages",
+            post(support::post_message),
+        )
         .route("/metrics", get(metrics_route))
         .route_layer(middleware::from_fn_with_state(
             state.clone(),

@@ -10,7 +10,7 @@ use hearth_core::recs::models::{embed_items, ModelKind};
 use hearth_core::recs::store::{import_file, ImportOptions};
 use hearth_core::recs::{Event, Item, ItemId};
 use hearth_core::{Config, Platform};
-use hearth_testdata::{models_dir, movielens_dir};
+use hearth_testdata::movielens_dir;
 use serde_json::{json, Value};
 
 mod common;
@@ -38,17 +38,7 @@ async fn shop(dir: &std::path::Path) -> Platform {
         ..Default::default()
     })
     .unwrap();
-    let registry = platform.gateway().registry();
-    let models = models_dir();
-    registry
-        .import(&models.join("all-MiniLM-L6-v2"), Some("minilm"))
-        .unwrap();
-    registry
-        .import(
-            &models.join("SmolLM2-135M-Instruct.Q4_1.gguf"),
-            Some("smollm2"),
-        )
-        .unwrap();
+    common::register_test_models(&platform);
     let ml = movielens_dir();
     let store = platform.recs_store().unwrap();
     let mapping = ColumnMapping::default();

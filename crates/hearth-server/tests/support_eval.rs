@@ -173,6 +173,7 @@ async fn consequential_calls_wait_for_the_customers_yes() {
         gateway: &gateway,
         tools: &tools,
         policy: &domain.policy,
+        playbook: None,
         options,
     };
     let order = json!({"order_id": "#W5442520"});
@@ -186,7 +187,7 @@ async fn consequential_calls_wait_for_the_customers_yes() {
         ..Default::default()
     };
     agent
-        .respond(&mut conversation, "No, wait, don't.")
+        .respond(&mut conversation, "No, wait, don't.", &|_| {})
         .await
         .unwrap();
     assert_eq!(status().await, "pending", "declined: nothing sent");
@@ -199,7 +200,7 @@ async fn consequential_calls_wait_for_the_customers_yes() {
         ..Default::default()
     };
     let outcome = agent
-        .respond(&mut conversation, "Yes, please go ahead.")
+        .respond(&mut conversation, "Yes, please go ahead.", &|_| {})
         .await
         .unwrap();
     assert_eq!(status().await, "cancelled", "confirmed: executed");

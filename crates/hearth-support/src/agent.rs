@@ -103,6 +103,8 @@ pub struct Agent<'a> {
     pub gateway: &'a Gateway,
     pub tools: &'a ToolBox,
     pub policy: &'a str,
+    /// Extra instructions for the conversation's intent (its playbook), if routed.
+    pub playbook: Option<&'a str>,
     pub options: AgentOptions,
 }
 
@@ -157,6 +159,11 @@ fn bounded(schema: &Value) -> Value {
     }
 }
 
+fn push(conversation: &mut Conversation, on_event: &(dyn Fn(&Entry) + Sync), entry: Entry) {
+    on_event(&entry);
+    conversation.entries.push(entry);
+}
+
 fn add_usage(total: &mut Usage, more: Usage) {
     total.prompt_tokens += more.prompt_tokens;
     total.completion_tokens += more.completion_tokens;
@@ -178,6 +185,10 @@ impl Agent<'_> {
         let mut prompt =
             String::from("You are a customer service agent. Follow this policy exactly.\n\n");
         prompt.push_str(self.policy.trim());
+        if let Some(playbook) = self.playbook {
+            prompt.push_str("\n\n# This conversation\n");
+            prompt.push_str(playbook.trim());
+        }
         prompt.push_str(
             "\n\n# Tools\nEach step you either reply to the customer or call one tool. Tools:\n",
         );
@@ -334,29 +345,38 @@ impl Agent<'_> {
         conversation: &mut Conversation,
         summary: String,
         outcome: &mut TurnOutcome,
+        on_event: &(dyn Fn(&Entry) + Sync),
     ) {
-        conversation.entries.push(Entry::Handoff {
-            summary: summary.clone(),
-        });
+        push(
+            conversation,
+            on_event,
+            Entry::Handoff {
+                summary: summary.clone(),
+            },
+        );
         conversation.handed_over = Some(summary);
         let text = "I'm transferring you to a human agent, who will continue from here.";
-        conversation
-            .entries
-            .push(Entry::Agent { text: text.into() });
+        push(conversation, on_event, Entry::Agent { text: text.into() });
         outcome.reply = text.into();
         outcome.handed_over = true;
     }
 
     /// Runs the agent on the customer's new message.
+    /// `on_event` sees every transcript entry as it is added (for streaming).
     pub async fn respond(
         &self,
         conversation: &mut Conversation,
         message: &str,
+        on_event: &(dyn Fn(&Entry) + Sync),
     ) -> Result<TurnOutcome, SupportError> {
         let mut outcome = TurnOutcome::default();
-        conversation.entries.push(Entry::Customer {
-            text: message.to_string(),
-        });
+        push(
+            conversation,
+            on_event,
+            Entry::Customer {
+                text: message.to_string(),
+            },
+        );
         if conversation.handed_over.is_some() {
             return Ok(outcome);
         }
@@ -369,19 +389,21 @@ impl Agent<'_> {
             } else {
                 Err("not done: the customer did not confirm".to_string())
             };
-            conversation.entries.push(Entry::ToolCall {
-                name,
-                arguments,
-                result,
-            });
+            push(
+                conversation,
+                on_event,
+                Entry::ToolCall {
+                    name,
+                    arguments,
+                    result,
+                },
+            );
         }
         for _ in 0..self.options.max_tool_rounds {
             let next = self.decide(conversation, &mut outcome.usage).await?;
             if next == REPLY {
                 let text = self.reply(conversation, &mut outcome.usage).await?;
-                conversation
-                    .entries
-                    .push(Entry::Agent { text: text.clone() });
+                push(conversation, on_event, Entry::Agent { text: text.clone() });
                 outcome.reply = text;
                 return Ok(outcome);
             }
@@ -399,11 +421,15 @@ impl Agent<'_> {
             outcome.tool_calls += 1;
             let Some(arguments) = arguments else {
                 // Cut by the token budget: counted as invalid, nothing sent.
-                conversation.entries.push(Entry::ToolCall {
-                    name: next,
-                    arguments: Value::Null,
-                    result: Err("the call did not parse".into()),
-                });
+                push(
+                    conversation,
+                    on_event,
+                    Entry::ToolCall {
+                        name: next,
+                        arguments: Value::Null,
+                        result: Err("the call did not parse".into()),
+                    },
+                );
                 continue;
             };
             if next == HANDOFF_TOOL {
@@ -412,15 +438,19 @@ impl Agent<'_> {
                     .as_str()
                     .unwrap_or_default()
                     .to_string();
-                self.hand_over(conversation, summary, &mut outcome);
+                self.hand_over(conversation, summary, &mut outcome, on_event);
                 return Ok(outcome);
             }
             if let Err(e) = self.tools.validate(&next, &arguments) {
-                conversation.entries.push(Entry::ToolCall {
-                    name: next,
-                    arguments,
-                    result: Err(e.to_string()),
-                });
+                push(
+                    conversation,
+                    on_event,
+                    Entry::ToolCall {
+                        name: next,
+                        arguments,
+                        result: Err(e.to_string()),
+                    },
+                );
                 continue;
             }
             outcome.valid_tool_calls += 1;
@@ -429,13 +459,15 @@ impl Agent<'_> {
                     "Before I do this, please confirm: {next} with {arguments}. Shall I \
                      proceed (yes/no)?"
                 );
-                conversation.entries.push(Entry::ConfirmationAsked {
-                    name: next.clone(),
-                    arguments: arguments.clone(),
-                });
-                conversation
-                    .entries
-                    .push(Entry::Agent { text: text.clone() });
+                push(
+                    conversation,
+                    on_event,
+                    Entry::ConfirmationAsked {
+                        name: next.clone(),
+                        arguments: arguments.clone(),
+                    },
+                );
+                push(conversation, on_event, Entry::Agent { text: text.clone() });
                 conversation.pending = Some((next, arguments));
                 outcome.reply = text;
                 return Ok(outcome);
@@ -445,18 +477,22 @@ impl Agent<'_> {
                 Err(ToolError::Refused(e)) => Err(e),
                 Err(e) => Err(e.to_string()),
             };
-            conversation.entries.push(Entry::ToolCall {
-                name: next,
-                arguments,
-                result,
-            });
+            push(
+                conversation,
+                on_event,
+                Entry::ToolCall {
+                    name: next,
+                    arguments,
+                    result,
+                },
+            );
         }
         let summary = format!(
             "The agent made {} tool calls without reaching an answer; the customer's last \
              message: {message}",
             self.options.max_tool_rounds
         );
-        self.hand_over(conversation, summary, &mut outcome);
+        self.hand_over(conversation, summary, &mut outcome, on_event);
         Ok(outcome)
     }
 }

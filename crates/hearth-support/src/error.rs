@@ -24,6 +24,11 @@ pub enum SupportError {
     /// A trained-model artifact that cannot be written or read.
     #[error("model artifact: {0}")]
     Artifact(String),
+    #[error("no support session '{0}'")]
+    UnknownSession(String),
+    /// The agent is not set up: no policy or tool config where the config points.
+    #[error("support agent not configured: {0}")]
+    NotConfigured(String),
     /// No intent model has been trained yet.
     #[error("no trained intent model: run `hearth support intents train --data CSV`")]
     NotTrained,
@@ -40,6 +45,8 @@ impl SupportError {
             SupportError::Store(e) => e.code(),
             SupportError::Artifact(_) => "artifact_error",
             SupportError::NotTrained => "not_trained",
+            SupportError::UnknownSession(_) => "session_not_found",
+            SupportError::NotConfigured(_) => "not_configured",
         }
     }
 

@@ -295,6 +295,7 @@ async fn simulate(
         gateway,
         tools,
         policy,
+        playbook: None,
         options,
     };
     let mut state = AgentConversation::default();
@@ -324,7 +325,7 @@ async fn simulate(
             break;
         }
         customer.push(ChatMessage::new("assistant", said.clone()));
-        let outcome = agent.respond(&mut state, &said).await?;
+        let outcome = agent.respond(&mut state, &said, &|_| {}).await?;
         seen.turns += 1;
         seen.tool_calls += outcome.tool_calls;
         seen.valid_tool_calls += outcome.valid_tool_calls;

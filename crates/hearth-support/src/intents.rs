@@ -128,7 +128,7 @@ impl IntentProgress for NoProgress {
 }
 
 /// A message's routing decision.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct IntentPrediction {
     /// The best intent (even when out of scope, for the human's summary).
     pub intent: String,

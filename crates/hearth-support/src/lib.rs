@@ -7,10 +7,13 @@
 
 pub mod agent;
 pub mod demo_shop;
+pub mod desk;
 mod error;
 pub mod eval;
 pub mod intents;
 mod linear;
+pub mod pii;
+pub mod sessions;
 mod text_features;
 pub mod tools;
 

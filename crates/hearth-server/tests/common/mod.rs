@@ -17,3 +17,20 @@ pub async fn call(platform: &Platform, request: Request<Body>) -> (StatusCode, H
     let bytes = response.into_body().collect().await.unwrap().to_bytes();
     (status, headers, bytes.to_vec())
 }
+
+/// Registers the real small test models as `minilm` (all-MiniLM-L6-v2) and `smollm2`
+/// (SmolLM2-135M-Instruct). Not every test binary uses it.
+#[allow(dead_code)]
+pub fn register_test_models(platform: &Platform) {
+    let registry = platform.gateway().registry();
+    let models = hearth_testdata::models_dir();
+    registry
+        .import(&models.join("all-MiniLM-L6-v2"), Some("minilm"))
+        .unwrap();
+    registry
+        .import(
+            &models.join("SmolLM2-135M-Instruct.Q4_1.gguf"),
+            Some("smollm2"),
+        )
+        .unwrap();
+}

@@ -1,0 +1,194 @@
+//! Support conversations over HTTP: start a session, send messages (the customer's, streamed
+//! back as server-sent events; or a human's after a handoff), read the transcript.
+
+use std::convert::Infallible;
+
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use hearth_core::support::SupportError;
+use serde::Deserialize;
+use serde_json::{json, Value};
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+
+use crate::error::ApiError;
+use crate::extract::ApiJson;
+use crate::recs::invalid;
+use crate::AppState;
+
+impl From<SupportError> for ApiError {
+    fn from(e: SupportError) -> Self {
+        let e = match e {
+            SupportError::Model(inner) => return ApiError::from(inner),
+            other => other,
+        };
+        let (status, param) = match &e {
+            SupportError::InvalidParameter { param, .. } => {
+                (StatusCode::BAD_REQUEST, Some(param.clone()))
+            }
+            SupportError::UnknownSession(_) => (StatusCode::NOT_FOUND, Some("id".to_owned())),
+            SupportError::NotTrained | SupportError::NotConfigured(_) => {
+                (StatusCode::SERVICE_UNAVAILABLE, None)
+            }
+            SupportError::NotEnoughData(_) | SupportError::BadFile { .. } => {
+                (StatusCode::BAD_REQUEST, None)
+            }
+            SupportError::Model(_) => unreachable!("mapped above"),
+            SupportError::Io { .. } | SupportError::Store(_) | SupportError::Artifact(_) => {
+                (StatusCode::INTERNAL_SERVER_ERROR, None)
+            }
+        };
+        if status.is_server_error() {
+            tracing::error!(error = %e, "support request failed");
+        }
+        let mut error = ApiError::new(status, e.code(), e.to_string());
+        error.param = param;
+        error
+    }
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NewSession {
+    /// Anything the company wants kept with the session (its own customer id, channel …).
+    #[serde(default)]
+    metadata: Value,
+}
+
+/// `POST /v1/support/sessions`
+pub async fn create_session(
+    State(state): State<AppState>,
+    body: axum::body::Bytes,
+) -> Result<Response, ApiError> {
+    // The body is optional: no body starts a session without metadata.
+    let request: NewSession = if body.iter().all(u8::is_ascii_whitespace) {
+        NewSession::default()
+    } else {
+        crate::extract::parse_json(&body)?
+    };
+    let session = state.platform.start_support_session(request.metadata)?;
+    Ok((StatusCode::CREATED, Json(session)).into_response())
+}
+
+/// `GET /v1/support/sessions/{id}`: status, routing, handoff summary and the transcript with
+/// tool calls.
+pub async fn get_session(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    Ok(Json(state.platform.support_session(&id)?).into_response())
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NewMessage {
+    content: String,
+    /// `customer` (default) or `human` (a human agent, after a handoff).
+    #[serde(default = "customer")]
+    role: String,
+    /// With `role: human`: give the session back to the agent after this message.
+    #[serde(default)]
+    hand_back: bool,
+    /// Server-sent events (default) or one JSON answer.
+    #[serde(default = "yes")]
+    stream: bool,
+}
+
+fn customer() -> String {
+    "customer".into()
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// `POST /v1/support/sessions/{id}/messages`
+pub async fn post_message(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    ApiJson(message): ApiJson<NewMessage>,
+) -> Result<Response, ApiError> {
+    match message.role.as_str() {
+        "customer" => {}
+        "human" => {
+            let session = state
+                .platform
+                .support_human_message(&id, &message.content, message.hand_back)
+                .await?;
+            return Ok(Json(session).into_response());
+        }
+        other => {
+            return Err(invalid(
+                "role",
+                format!("unknown role '{other}'; use customer or human"),
+            ))
+        }
+    }
+    if message.content.trim().is_empty() {
+        return Err(invalid("content", "'content' must not be empty"));
+    }
+    // Fails fast (404, 503) before a stream starts.
+    state.platform.support_session(&id)?;
+    state.platform.support_desk()?;
+    let (tx, mut rx) = mpsc::unbounded_channel::<Value>();
+    let platform = state.platform.clone();
+    let turn = tokio::spawn(async move {
+        let send = |entry: &hearth_core::support::agent::Entry| {
+            let _ = tx.send(json!({"type": "entry", "entry": entry}));
+        };
+        platform
+            .support_customer_message(&id, &message.content, &send)
+            .await
+    });
+    let done = |session: hearth_core::support::sessions::Session,
+                outcome: hearth_core::support::agent::TurnOutcome| {
+        json!({
+            "type": "done",
+            "status": session.status,
+            "reply": outcome.reply,
+            "handed_over": outcome.handed_over,
+            "tool_calls": outcome.tool_calls,
+            "valid_tool_calls": outcome.valid_tool_calls,
+            "usage": outcome.usage,
+            "intent": session.intent,
+        })
+    };
+    let joined = |r: Result<_, tokio::task::JoinError>| {
+        r.map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()))
+    };
+    if message.stream {
+        let (out, out_rx) = mpsc::channel::<SseEvent>(64);
+        tokio::spawn(async move {
+            while let Some(event) = rx.recv().await {
+                let data = serde_json::to_string(&event).expect("plain data");
+                if out.send(SseEvent::default().data(data)).await.is_err() {
+                    return;
+                }
+            }
+            let last = match joined(turn.await) {
+                Ok(Ok((session, outcome))) => done(session, outcome),
+                Ok(Err(e)) => error_event(ApiError::from(e)),
+                Err(e) => error_event(e),
+            };
+            let _ = out.send(SseEvent::default().data(last.to_string())).await;
+            let _ = out.send(SseEvent::default().data("[DONE]")).await;
+        });
+        let events = futures::StreamExt::map(ReceiverStream::new(out_rx), Ok::<_, Infallible>);
+        return Ok(Sse::new(events)
+            .keep_alive(KeepAlive::default())
+            .into_response());
+    }
+    let (session, outcome) = joined(turn.await)??;
+    let mut answer = done(session, outcome);
+    answer.as_object_mut().map(|m| m.remove("type"));
+    Ok(Json(answer).into_response())
+}
+
+fn error_event(e: ApiError) -> Value {
+    let mut event = json!(e.body());
+    event["type"] = json!("error");
+    event
+}

@@ -1,0 +1,117 @@
+//! Support conversations that survive restarts: each session's transcript, status and
+//! routing live in the data directory's SQLite database, written after every turn (a
+//! committed turn is durable: WAL, synchronous=FULL).
+
+use hearth_store::rusqlite::{params, OptionalExtension};
+use hearth_store::Database;
+use serde::{Deserialize, Serialize};
+
+use crate::agent::Conversation;
+use crate::intents::IntentPrediction;
+use crate::SupportError;
+
+const MIGRATIONS: &[&str] = &["CREATE TABLE support_sessions (
+        id TEXT PRIMARY KEY,
+        created_at INTEGER NOT NULL,
+        updated_at INTEGER NOT NULL,
+        body TEXT NOT NULL
+    );"];
+
+/// Who is answering the customer.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SessionStatus {
+    /// The agent answers.
+    #[default]
+    Active,
+    /// A human answers; the agent stays silent until handed back.
+    Handoff,
+}
+
+/// One conversation with a customer.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Session {
+    pub id: String,
+    pub status: SessionStatus,
+    pub created_at: u64,
+    pub updated_at: u64,
+    /// What the company told hearth about the customer at the start (free JSON).
+    #[serde(default)]
+    pub metadata: serde_json::Value,
+    /// The first message's routing, when an intent model is trained.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub intent: Option<IntentPrediction>,
+    /// Why the session went to a human, for the human.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub handoff_summary: Option<String>,
+    pub conversation: Conversation,
+}
+
+fn now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+/// The sessions table.
+#[derive(Clone)]
+pub struct SessionStore {
+    db: Database,
+}
+
+impl SessionStore {
+    pub fn open(db: Database) -> Result<SessionStore, SupportError> {
+        db.migrate("support", MIGRATIONS)?;
+        Ok(SessionStore { db })
+    }
+
+    /// Starts a session.
+    pub fn create(&self, metadata: serde_json::Value) -> Result<Session, SupportError> {
+        let at = now();
+        let session = Session {
+            id: format!("sess_{}", uuid::Uuid::new_v4().simple()),
+            status: SessionStatus::Active,
+            created_at: at,
+            updated_at: at,
+            metadata,
+            intent: None,
+            handoff_summary: None,
+            conversation: Conversation::default(),
+        };
+        self.save(&session)?;
+        Ok(session)
+    }
+
+    pub fn get(&self, id: &str) -> Result<Option<Session>, SupportError> {
+        let body: Option<String> = self.db.read(|conn| {
+            conn.query_row(
+                "SELECT body FROM support_sessions WHERE id = ?1",
+                [id],
+                |r| r.get(0),
+            )
+            .optional()
+        })?;
+        body.map(|b| {
+            serde_json::from_str(&b)
+                .map_err(|e| SupportError::Artifact(format!("session {id}: {e}")))
+        })
+        .transpose()
+    }
+
+    /// Writes the session (insert or replace), stamping `updated_at`.
+    pub fn save(&self, session: &Session) -> Result<(), SupportError> {
+        let mut session = session.clone();
+        session.updated_at = now();
+        let body =
+            serde_json::to_string(&session).map_err(|e| SupportError::Artifact(e.to_string()))?;
+        let conn = self.db.conn();
+        conn.execute(
+            "INSERT INTO support_sessions (id, created_at, updated_at, body) VALUES (?1, ?2, ?3, ?4)
+             ON CONFLICT(id) DO UPDATE SET updated_at = excluded.updated_at, body = excluded.body",
+            params![session.id, session.created_at, session.updated_at, body],
+        )
+        .map_err(|e| self.db.error(e))?;
+        Ok(())
+    }
+}
