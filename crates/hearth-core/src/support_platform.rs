@@ -10,6 +10,7 @@ use hearth_support::agent::{Agent, AgentOptions, Entry, TurnOutcome};
 use hearth_support::desk;
 use hearth_support::eval::read_tools_file;
 use hearth_support::intents::{IntentModel, IntentProgress, IntentTrainOptions, LabelledText};
+use hearth_support::kb::{AddReport, KbIndex, KnowledgeBase};
 use hearth_support::sessions::{Session, SessionStore};
 use hearth_support::tools::{ToolBox, Variables};
 use hearth_support::SupportError;
@@ -20,11 +21,20 @@ use crate::Platform;
 #[derive(Default)]
 pub(crate) struct SupportState {
     sessions: Mutex<Option<SessionStore>>,
+    kb: Mutex<Option<KnowledgeBase>>,
+    /// The loaded knowledge-base index and the stamp of the passages it holds.
+    kb_index: Mutex<Option<LoadedKb>>,
     desk: Mutex<Option<Arc<Desk>>>,
     /// The loaded intent model and the artifact version it came from.
     intents: Mutex<Option<(u64, Arc<IntentModel>)>>,
     /// One lock per session: a session's messages are answered one at a time.
     locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+}
+
+/// A loaded knowledge-base index and the stamp of the passages it holds.
+struct LoadedKb {
+    stamp: (i64, i64),
+    index: Arc<KbIndex>,
 }
 
 /// The company's policy and tools, read from the files `[support]` names.
@@ -212,7 +222,13 @@ impl Platform {
             tools: &desk.tools,
             policy: &desk.policy,
             playbook: None,
+            knowledge: None,
             options,
+        };
+        let knowledge = self.kb_index()?;
+        let agent = Agent {
+            knowledge: Some(&knowledge),
+            ..agent
         };
         let intents = self.live_intent_model()?;
         let route = intents
@@ -238,5 +254,51 @@ impl Platform {
         desk::human_message(&mut session, text, hand_back)?;
         self.support_sessions()?.save(&session)?;
         Ok(session)
+    }
+
+    /// The knowledge base's tables in the data directory's database.
+    pub fn knowledge_base(&self) -> Result<KnowledgeBase, SupportError> {
+        let mut slot = lock(&self.inner.support.kb);
+        if let Some(kb) = slot.as_ref() {
+            return Ok(kb.clone());
+        }
+        let store = hearth_store::Store::open(&self.config().data_dir)?;
+        let kb = KnowledgeBase::open(store.db().clone())?;
+        *slot = Some(kb.clone());
+        Ok(kb)
+    }
+
+    /// Adds documents to the knowledge base (embedding with the support embedding model).
+    pub async fn add_documents(
+        &self,
+        paths: &[std::path::PathBuf],
+        embedding_model: Option<&str>,
+        progress: &dyn IntentProgress,
+    ) -> Result<AddReport, SupportError> {
+        let model = self.support_embedding_model(embedding_model)?;
+        let report = self
+            .knowledge_base()?
+            .add(self.gateway(), &model, paths, progress)
+            .await?;
+        Ok(report)
+    }
+
+    /// The knowledge base loaded for search, rebuilt when documents were added, changed or
+    /// dropped since (by this process or by `hearth support kb`).
+    pub fn kb_index(&self) -> Result<Arc<KbIndex>, SupportError> {
+        let kb = self.knowledge_base()?;
+        let stamp = kb.stamp()?;
+        let mut slot = lock(&self.inner.support.kb_index);
+        if let Some(loaded) = slot.as_ref() {
+            if loaded.stamp == stamp {
+                return Ok(loaded.index.clone());
+            }
+        }
+        let index = Arc::new(kb.index()?);
+        *slot = Some(LoadedKb {
+            stamp,
+            index: index.clone(),
+        });
+        Ok(index)
     }
 }

@@ -18,6 +18,10 @@ use crate::SupportError;
 
 /// The built-in step that hands the conversation to a human.
 pub const HANDOFF_TOOL: &str = "transfer_to_human_agents";
+/// The built-in step that searches the company's documents.
+pub const SEARCH_TOOL: &str = "search_knowledge_base";
+/// Passages a knowledge-base search returns to the model.
+const SEARCH_HITS: usize = 3;
 const REPLY: &str = "reply";
 /// Tool results longer than this are cut in the prompt (the model's context is small).
 const RESULT_CHARS: usize = 1500;
@@ -31,6 +35,9 @@ pub enum Entry {
     },
     Agent {
         text: String,
+        /// Knowledge-base passages retrieved for this answer.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        citations: Vec<Citation>,
     },
     /// A human agent's message (after a handoff).
     Human {
@@ -51,6 +58,15 @@ pub enum Entry {
     Handoff {
         summary: String,
     },
+}
+
+/// A knowledge-base passage an answer drew on.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Citation {
+    /// `kb:N`.
+    pub id: String,
+    pub title: String,
+    pub source: String,
 }
 
 /// Where a conversation stands.
@@ -105,6 +121,8 @@ pub struct Agent<'a> {
     pub policy: &'a str,
     /// Extra instructions for the conversation's intent (its playbook), if routed.
     pub playbook: Option<&'a str>,
+    /// The company's documents, when it has any.
+    pub knowledge: Option<&'a crate::kb::KbIndex>,
     pub options: AgentOptions,
 }
 
@@ -181,6 +199,10 @@ fn cut(text: &str, chars: usize) -> String {
 }
 
 impl Agent<'_> {
+    fn has_knowledge(&self) -> bool {
+        self.knowledge.is_some_and(|k| !k.is_empty())
+    }
+
     fn system_prompt(&self) -> String {
         let mut prompt =
             String::from("You are a customer service agent. Follow this policy exactly.\n\n");
@@ -207,6 +229,12 @@ impl Agent<'_> {
         prompt.push_str(&format!(
             "- {HANDOFF_TOOL}(summary): hand the customer to a human agent, with a summary.\n"
         ));
+        if self.has_knowledge() {
+            prompt.push_str(&format!(
+                "- {SEARCH_TOOL}(query): search the company's help documents; answer from \
+                 the passages found.\n"
+            ));
+        }
         prompt
     }
 
@@ -215,7 +243,7 @@ impl Agent<'_> {
         for entry in &conversation.entries {
             let (role, text) = match entry {
                 Entry::Customer { text } => ("user", text.clone()),
-                Entry::Agent { text } | Entry::Human { text } => ("assistant", text.clone()),
+                Entry::Agent { text, .. } | Entry::Human { text } => ("assistant", text.clone()),
                 Entry::ToolCall {
                     name,
                     arguments,
@@ -280,6 +308,9 @@ impl Agent<'_> {
         usage: &mut Usage,
     ) -> Result<String, SupportError> {
         let mut choices = vec![REPLY.to_string(), HANDOFF_TOOL.to_string()];
+        if self.has_knowledge() {
+            choices.push(SEARCH_TOOL.to_string());
+        }
         choices.extend(self.tools.specs().map(|s| s.name.clone()));
         let schema = json!({
             "type": "object",
@@ -356,7 +387,14 @@ impl Agent<'_> {
         );
         conversation.handed_over = Some(summary);
         let text = "I'm transferring you to a human agent, who will continue from here.";
-        push(conversation, on_event, Entry::Agent { text: text.into() });
+        push(
+            conversation,
+            on_event,
+            Entry::Agent {
+                text: text.into(),
+                citations: Vec::new(),
+            },
+        );
         outcome.reply = text.into();
         outcome.handed_over = true;
     }
@@ -399,16 +437,33 @@ impl Agent<'_> {
                 },
             );
         }
+        let mut citations: Vec<Citation> = Vec::new();
         for _ in 0..self.options.max_tool_rounds {
             let next = self.decide(conversation, &mut outcome.usage).await?;
             if next == REPLY {
-                let text = self.reply(conversation, &mut outcome.usage).await?;
-                push(conversation, on_event, Entry::Agent { text: text.clone() });
+                let mut text = self.reply(conversation, &mut outcome.usage).await?;
+                if !citations.is_empty() {
+                    let sources: Vec<String> = citations
+                        .iter()
+                        .map(|c| format!("[{}] {}", c.id, c.title))
+                        .collect();
+                    text.push_str(&format!("\n\nSources: {}", sources.join("; ")));
+                }
+                push(
+                    conversation,
+                    on_event,
+                    Entry::Agent {
+                        text: text.clone(),
+                        citations,
+                    },
+                );
                 outcome.reply = text;
                 return Ok(outcome);
             }
             let schema = if next == HANDOFF_TOOL {
                 json!({"type": "object", "properties": {"summary": {"type": "string"}}, "required": ["summary"]})
+            } else if next == SEARCH_TOOL {
+                json!({"type": "object", "properties": {"query": {"type": "string"}}, "required": ["query"]})
             } else {
                 self.tools
                     .spec(&next)
@@ -441,6 +496,37 @@ impl Agent<'_> {
                 self.hand_over(conversation, summary, &mut outcome, on_event);
                 return Ok(outcome);
             }
+            if next == SEARCH_TOOL {
+                outcome.valid_tool_calls += 1;
+                let query = arguments["query"].as_str().unwrap_or_default();
+                let hits = match self.knowledge {
+                    Some(kb) => kb.search(self.gateway, query, SEARCH_HITS).await?,
+                    None => Vec::new(),
+                };
+                for h in &hits {
+                    if !citations.iter().any(|c| c.id == h.id) {
+                        citations.push(Citation {
+                            id: h.id.clone(),
+                            title: h.title.clone(),
+                            source: h.source.clone(),
+                        });
+                    }
+                }
+                let found: Vec<Value> = hits
+                    .iter()
+                    .map(|h| json!({"id": h.id, "title": h.title, "text": h.text}))
+                    .collect();
+                push(
+                    conversation,
+                    on_event,
+                    Entry::ToolCall {
+                        name: next,
+                        arguments,
+                        result: Ok(Value::Array(found)),
+                    },
+                );
+                continue;
+            }
             if let Err(e) = self.tools.validate(&next, &arguments) {
                 push(
                     conversation,
@@ -467,7 +553,14 @@ impl Agent<'_> {
                         arguments: arguments.clone(),
                     },
                 );
-                push(conversation, on_event, Entry::Agent { text: text.clone() });
+                push(
+                    conversation,
+                    on_event,
+                    Entry::Agent {
+                        text: text.clone(),
+                        citations: Vec::new(),
+                    },
+                );
                 conversation.pending = Some((next, arguments));
                 outcome.reply = text;
                 return Ok(outcome);

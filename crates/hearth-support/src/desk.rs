@@ -42,6 +42,7 @@ fn hand_over(
         },
         Entry::Agent {
             text: "I'm transferring you to a human agent, who will continue from here.".into(),
+            citations: Vec::new(),
         },
     ];
     for entry in entries {
@@ -110,6 +111,7 @@ pub async fn customer_message(
         tools: agent.tools,
         policy: agent.policy,
         playbook,
+        knowledge: agent.knowledge,
         options: agent.options.clone(),
     };
     let outcome = agent

@@ -296,6 +296,7 @@ async fn simulate(
         tools,
         policy,
         playbook: None,
+        knowledge: None,
         options,
     };
     let mut state = AgentConversation::default();

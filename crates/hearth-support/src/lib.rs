@@ -11,6 +11,7 @@ pub mod desk;
 mod error;
 pub mod eval;
 pub mod intents;
+pub mod kb;
 mod linear;
 pub mod pii;
 pub mod sessions;

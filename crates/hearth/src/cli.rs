@@ -390,6 +390,11 @@ pub struct RecsEvalArgs {
 
 #[derive(Debug, Subcommand)]
 pub enum SupportCommand {
+    /// The knowledge base the agent answers from: your Markdown, HTML and text documents.
+    Kb {
+        #[command(subcommand)]
+        command: KbCommand,
+    },
     /// Intent routing learned from your own labelled messages.
     Intents {
         #[command(subcommand)]
@@ -462,6 +467,37 @@ pub enum EvalAgent {
     Model,
     Oracle,
     Idle,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum KbCommand {
+    /// Add documents (files, or directories recursively: .md, .markdown, .html, .htm, .txt).
+    ///
+    /// Each is split into passages under its headings, embedded with the support embedding
+    /// model and indexed for hybrid search (BM25 + vectors). Re-adding a changed file
+    /// replaces its passages; unchanged files are skipped.
+    Add {
+        #[arg(required = true)]
+        paths: Vec<PathBuf>,
+        /// Embedding model (default: [support] embedding_model, else the first registered).
+        #[arg(long)]
+        embedding_model: Option<String>,
+    },
+    /// List the documents with their passage counts.
+    List,
+    /// Drop documents (as `list` shows them), or with --missing every document no longer on
+    /// disk.
+    Remove {
+        paths: Vec<String>,
+        #[arg(long)]
+        missing: bool,
+    },
+    /// Search the knowledge base as the agent does: the best passages with their ids.
+    Search {
+        query: String,
+        #[arg(long, default_value_t = 5)]
+        k: usize,
+    },
 }
 
 #[derive(Debug, Subcommand)]

@@ -12,13 +12,63 @@ use hearth_core::support::tools::Variables;
 use hearth_core::{Config, Platform};
 use indicatif::ProgressBar;
 
-use crate::cli::{DemoShopArgs, EvalAgent, IntentsCommand, SupportCommand, SupportEvalArgs};
+use crate::cli::{
+    DemoShopArgs, EvalAgent, IntentsCommand, KbCommand, SupportCommand, SupportEvalArgs,
+};
 
 pub async fn run(config: Config, command: SupportCommand) -> Result<()> {
     match command {
         SupportCommand::Intents { command } => run_intents(config, command).await,
         SupportCommand::Eval(args) => eval(config, args).await,
+        SupportCommand::Kb { command } => kb(config, command).await,
     }
+}
+
+async fn kb(config: Config, command: KbCommand) -> Result<()> {
+    let platform = Platform::open(config)?;
+    match command {
+        KbCommand::Add {
+            paths,
+            embedding_model,
+        } => {
+            let progress = BarProgress(crate::recs::bar(0, "embedding"));
+            let report = platform
+                .add_documents(&paths, embedding_model.as_deref(), &progress)
+                .await?;
+            progress.0.finish_and_clear();
+            println!(
+                "{} added, {} updated, {} unchanged; {} new passages",
+                report.added, report.updated, report.unchanged, report.passages
+            );
+        }
+        KbCommand::List => {
+            for (path, passages) in platform.knowledge_base()?.files()? {
+                println!("{passages:>6}  {path}");
+            }
+        }
+        KbCommand::Remove { paths, missing } => {
+            let kb = platform.knowledge_base()?;
+            if missing {
+                for path in kb.drop_missing()? {
+                    println!("dropped {path}");
+                }
+            }
+            kb.remove(&paths)?;
+        }
+        KbCommand::Search { query, k } => {
+            let index = platform.kb_index()?;
+            for hit in index.search(platform.gateway(), &query, k).await? {
+                println!(
+                    "[{}] {} ({})\n    {}",
+                    hit.id,
+                    hit.title,
+                    hit.source,
+                    hit.text.replace('\n', "\n    ")
+                );
+            }
+        }
+    }
+    Ok(())
 }
 
 pub async fn demo_shop(args: DemoShopArgs) -> Result<()> {
