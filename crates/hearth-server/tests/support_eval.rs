@@ -230,7 +230,7 @@ async fn every_model_tool_call_is_valid() {
         &domain,
         Some(&gateway),
         &vars,
-        &dev[..2],
+        &dev[..1],
         &options,
         &|_, _| {},
     )
