@@ -34,15 +34,17 @@ fn engine(path: &std::path::Path, options: LlmOptions) -> Result<LlmHandle> {
 
 /// A prompt of exactly `n` tokens from real prose, starting with a distinct word so that no
 /// two prompts share a cached prefix.
+/// Distinct first words, so prompts of different repetitions share no cached prefix.
+const VARIANTS: [&str; 10] = [
+    "Alpha", "Bravo", "Charlie", "Delta", "Echo", "Foxtrot", "Golf", "Hotel", "India", "Juliet",
+];
+
 fn prompt_tokens(engine: &LlmHandle, n: usize, variant: usize) -> Vec<u32> {
     const PROSE: &str = "The history of the city begins with a small market by the river, where \
         farmers traded grain, wool and salt. Over the centuries the market grew into a town with \
         walls, a cathedral and a university, and merchants from distant ports arrived with silk, \
         spices and news of the world. ";
-    let words = [
-        "Alpha", "Bravo", "Charlie", "Delta", "Echo", "Foxtrot", "Golf", "Hotel", "India", "Juliet",
-    ];
-    let mut text = format!("{} {variant}. ", words[variant % words.len()]);
+    let mut text = format!("{} {variant}. ", VARIANTS[variant % VARIANTS.len()]);
     while engine.tokenize(&text, true).len() < n {
         text.push_str(PROSE);
     }
@@ -131,10 +133,24 @@ async fn prefix(args: BenchPrefixArgs, threads: Option<usize>) -> Result<()> {
     };
     let engine = engine(&args.model, options)?;
     generate(&engine, prompt_tokens(&engine, 32, 98), 4).await?;
+    let file = match &args.system_file {
+        Some(path) => Some(
+            std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?,
+        ),
+        None => None,
+    };
     let mut cold = Vec::new();
     let mut warm = Vec::new();
+    let mut system_tokens = args.system_tokens;
     for rep in 0..args.repetitions {
-        let system = prompt_tokens(&engine, args.system_tokens, rep);
+        // Each repetition's prompt starts differently, so its first request is cold.
+        let system = match &file {
+            Some(text) => {
+                engine.tokenize(&format!("{}\n{text}", VARIANTS[rep % VARIANTS.len()]), true)
+            }
+            None => prompt_tokens(&engine, args.system_tokens, rep),
+        };
+        system_tokens = system.len();
         let question = |q: &str| {
             let mut p = system.clone();
             p.extend(engine.tokenize(q, false));
@@ -146,7 +162,7 @@ async fn prefix(args: BenchPrefixArgs, threads: Option<usize>) -> Result<()> {
         }
         cold.push(first.time_to_first_token.as_secs_f64());
         let second = generate(&engine, question(" Can I return a lamp?"), 1).await?;
-        if second.cached_prompt_tokens < args.system_tokens {
+        if second.cached_prompt_tokens < system_tokens {
             bail!(
                 "the warm request reused only {} tokens",
                 second.cached_prompt_tokens
@@ -157,7 +173,8 @@ async fn prefix(args: BenchPrefixArgs, threads: Option<usize>) -> Result<()> {
     let (c, w) = (median(cold.clone()), median(warm.clone()));
     let result = json!({
         "model": args.model.display().to_string(),
-        "system_prompt_tokens": args.system_tokens,
+        "system_prompt_tokens": system_tokens,
+        "system_file": args.system_file.as_ref().map(|p| p.display().to_string()),
         "ttft_cold_seconds": c, "ttft_cached_seconds": w, "speedup": c / w,
         "cold_runs": cold, "cached_runs": warm,
     });

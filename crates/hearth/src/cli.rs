@@ -242,6 +242,10 @@ pub struct BenchPrefixArgs {
     pub model: PathBuf,
     #[arg(long, default_value_t = 500)]
     pub system_tokens: usize,
+    /// Use this file (e.g. a support policy) as the system prompt instead of generated prose
+    /// (--system-tokens is then its length).
+    #[arg(long)]
+    pub system_file: Option<PathBuf>,
     #[arg(long, default_value_t = 5)]
     pub repetitions: usize,
 }
