@@ -153,6 +153,7 @@ pub async fn post_message(
             "tool_calls": outcome.tool_calls,
             "valid_tool_calls": outcome.valid_tool_calls,
             "usage": outcome.usage,
+            "citations": outcome.citations,
             "intent": session.intent,
         })
     };

@@ -112,6 +112,9 @@ pub struct TurnOutcome {
     pub valid_tool_calls: usize,
     pub handed_over: bool,
     pub usage: Usage,
+    /// Knowledge-base passages retrieved this turn (the answer lists them as its sources).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub citations: Vec<Citation>,
 }
 
 /// What the agent needs: the gateway, the company's tools and policy.
@@ -199,6 +202,44 @@ fn cut(text: &str, chars: usize) -> String {
 }
 
 impl Agent<'_> {
+    /// Searches the knowledge base, records the search in the transcript and the passages
+    /// found among the turn's citations.
+    async fn search_knowledge(
+        &self,
+        query: &str,
+        conversation: &mut Conversation,
+        citations: &mut Vec<Citation>,
+        on_event: &(dyn Fn(&Entry) + Sync),
+    ) -> Result<(), SupportError> {
+        let hits = match self.knowledge {
+            Some(kb) => kb.search(self.gateway, query, SEARCH_HITS).await?,
+            None => Vec::new(),
+        };
+        for h in &hits {
+            if !citations.iter().any(|c| c.id == h.id) {
+                citations.push(Citation {
+                    id: h.id.clone(),
+                    title: h.title.clone(),
+                    source: h.source.clone(),
+                });
+            }
+        }
+        let found: Vec<Value> = hits
+            .iter()
+            .map(|h| json!({"id": h.id, "title": h.title, "text": h.text}))
+            .collect();
+        push(
+            conversation,
+            on_event,
+            Entry::ToolCall {
+                name: SEARCH_TOOL.into(),
+                arguments: json!({ "query": query }),
+                result: Ok(Value::Array(found)),
+            },
+        );
+        Ok(())
+    }
+
     fn has_knowledge(&self) -> bool {
         self.knowledge.is_some_and(|k| !k.is_empty())
     }
@@ -438,6 +479,12 @@ impl Agent<'_> {
             );
         }
         let mut citations: Vec<Citation> = Vec::new();
+        // Every customer message is looked up in the company's documents first, so answers
+        // can draw on them (and cite them) whether or not the model thinks to search.
+        if self.has_knowledge() {
+            self.search_knowledge(message, conversation, &mut citations, on_event)
+                .await?;
+        }
         for _ in 0..self.options.max_tool_rounds {
             let next = self.decide(conversation, &mut outcome.usage).await?;
             if next == REPLY {
@@ -454,10 +501,11 @@ impl Agent<'_> {
                     on_event,
                     Entry::Agent {
                         text: text.clone(),
-                        citations,
+                        citations: citations.clone(),
                     },
                 );
                 outcome.reply = text;
+                outcome.citations = citations;
                 return Ok(outcome);
             }
             let schema = if next == HANDOFF_TOOL {
@@ -494,37 +542,14 @@ impl Agent<'_> {
                     .unwrap_or_default()
                     .to_string();
                 self.hand_over(conversation, summary, &mut outcome, on_event);
+                outcome.citations = citations;
                 return Ok(outcome);
             }
             if next == SEARCH_TOOL {
                 outcome.valid_tool_calls += 1;
-                let query = arguments["query"].as_str().unwrap_or_default();
-                let hits = match self.knowledge {
-                    Some(kb) => kb.search(self.gateway, query, SEARCH_HITS).await?,
-                    None => Vec::new(),
-                };
-                for h in &hits {
-                    if !citations.iter().any(|c| c.id == h.id) {
-                        citations.push(Citation {
-                            id: h.id.clone(),
-                            title: h.title.clone(),
-                            source: h.source.clone(),
-                        });
-                    }
-                }
-                let found: Vec<Value> = hits
-                    .iter()
-                    .map(|h| json!({"id": h.id, "title": h.title, "text": h.text}))
-                    .collect();
-                push(
-                    conversation,
-                    on_event,
-                    Entry::ToolCall {
-                        name: next,
-                        arguments,
-                        result: Ok(Value::Array(found)),
-                    },
-                );
+                let query = arguments["query"].as_str().unwrap_or(message).to_string();
+                self.search_knowledge(&query, conversation, &mut citations, on_event)
+                    .await?;
                 continue;
             }
             if let Err(e) = self.tools.validate(&next, &arguments) {
@@ -563,6 +588,7 @@ impl Agent<'_> {
                 );
                 conversation.pending = Some((next, arguments));
                 outcome.reply = text;
+                outcome.citations = citations;
                 return Ok(outcome);
             }
             let result = match self.tools.call(&next, &arguments).await {
@@ -586,6 +612,7 @@ impl Agent<'_> {
             self.options.max_tool_rounds
         );
         self.hand_over(conversation, summary, &mut outcome, on_event);
+        outcome.citations = citations;
         Ok(outcome)
     }
 }

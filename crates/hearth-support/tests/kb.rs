@@ -1,10 +1,13 @@
 //! The knowledge base with the real all-MiniLM-L6-v2: Markdown, HTML and text documents in
-//! nested directories, hybrid search, replacing a changed file and dropping a removed one.
+//! nested directories, hybrid search, the agent's cited retrieval (with SmolLM2-135M),
+//! replacing a changed file and dropping a removed one.
 
 use hearth_gateway::{Gateway, GatewayOptions};
 use hearth_infer::registry::{ModelRegistry, RegistryOptions};
+use hearth_support::agent::{Agent, AgentOptions, Conversation, Entry};
 use hearth_support::intents::NoProgress;
 use hearth_support::kb::KnowledgeBase;
+use hearth_support::tools::{ToolBox, Variables};
 use hearth_testdata::models_dir;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -17,6 +20,12 @@ async fn documents_are_searchable_replaced_and_dropped() {
     .unwrap();
     registry
         .import(&models_dir().join("all-MiniLM-L6-v2"), Some("minilm"))
+        .unwrap();
+    registry
+        .import(
+            &models_dir().join("SmolLM2-135M-Instruct.Q4_1.gguf"),
+            Some("smollm2"),
+        )
         .unwrap();
     let gateway = Gateway::new(registry, GatewayOptions::default());
     let store = hearth_store::Store::open(dir.path()).unwrap();
@@ -68,6 +77,36 @@ async fn documents_are_searchable_replaced_and_dropped() {
         .await
         .unwrap();
     assert!(hits[0].text.contains("two-year warranty"), "{hits:#?}");
+
+    // The agent looks every customer message up first and cites what it found, whatever the
+    // model then does (SmolLM2-135M here, one step).
+    let tools = ToolBox::new(Vec::new(), Variables::default()).unwrap();
+    let mut options = AgentOptions::new("smollm2");
+    options.max_tool_rounds = 1;
+    options.max_reply_tokens = 24;
+    let agent = Agent {
+        gateway: &gateway,
+        tools: &tools,
+        policy: "Answer from the help documents.",
+        playbook: None,
+        knowledge: Some(&index),
+        options,
+    };
+    let mut conversation = Conversation::default();
+    let outcome = agent
+        .respond(&mut conversation, "How long do refunds take?", &|_| {})
+        .await
+        .unwrap();
+    assert_eq!(
+        outcome.citations[0].title, "Returns › Refunds",
+        "{outcome:#?}"
+    );
+    assert!(matches!(&conversation.entries[1],
+        Entry::ToolCall { name, result: Ok(found), .. }
+            if name == "search_knowledge_base" && found[0]["text"].as_str().unwrap().contains("5 to 7 business days")));
+    if !outcome.handed_over && outcome.tool_calls == 0 {
+        assert!(outcome.reply.contains("Sources: [kb:"), "{outcome:#?}");
+    }
 
     // Unchanged files are skipped; a changed one replaces its passages.
     let again = kb
