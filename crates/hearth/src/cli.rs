@@ -52,6 +52,10 @@ pub enum Command {
         command: RecsCommand,
     },
     /// The customer-service agent: intent routing, knowledge base, tools, evaluation.
+    ///
+    /// Conversations are served by `hearth serve` (POST /v1/support/sessions, …/{id}/messages,
+    /// GET …/{id}) once [support] policy (and tools, for actions) are configured; see
+    /// docs/hearth.toml and examples/retail/.
     Support {
         #[command(subcommand)]
         command: SupportCommand,
