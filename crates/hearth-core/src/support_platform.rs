@@ -62,39 +62,47 @@ impl Platform {
     /// The support agent's embedding model: `asked`, else `[support] embedding_model`, else
     /// the first embedding model registered.
     pub fn support_embedding_model(&self, asked: Option<&str>) -> Result<String, SupportError> {
-        if let Some(model) = asked.or(self.config().support.embedding_model.as_deref()) {
-            return Ok(model.to_string());
-        }
-        self.gateway()
-            .models()?
-            .into_iter()
-            .find(|m| m.kind == ModelKind::Embedding)
-            .map(|m| m.name)
-            .ok_or_else(|| {
-                SupportError::invalid(
-                    "embedding_model",
-                    "no embedding model is registered: add one (`hearth models import DIR`) or \
-                     set [support] embedding_model",
-                )
-            })
+        let configured = self.config().support.embedding_model.as_deref();
+        self.model_or_first(
+            asked.or(configured),
+            ModelKind::Embedding,
+            "embedding_model",
+        )
     }
 
     /// The support agent's chat model: `asked`, else `[support] chat_model`, else the first
     /// chat model registered.
     pub fn support_chat_model(&self, asked: Option<&str>) -> Result<String, SupportError> {
-        if let Some(model) = asked.or(self.config().support.chat_model.as_deref()) {
+        let configured = self.config().support.chat_model.as_deref();
+        self.model_or_first(asked.or(configured), ModelKind::Chat, "chat_model")
+    }
+
+    fn model_or_first(
+        &self,
+        chosen: Option<&str>,
+        kind: ModelKind,
+        setting: &str,
+    ) -> Result<String, SupportError> {
+        if let Some(model) = chosen {
             return Ok(model.to_string());
         }
+        let what = if kind == ModelKind::Chat {
+            "chat"
+        } else {
+            "embedding"
+        };
         self.gateway()
             .models()?
             .into_iter()
-            .find(|m| m.kind == ModelKind::Chat)
+            .find(|m| m.kind == kind)
             .map(|m| m.name)
             .ok_or_else(|| {
                 SupportError::invalid(
-                    "chat_model",
-                    "no chat model is registered: add one (`hearth models import PATH`) or \
-                     set [support] chat_model",
+                    setting,
+                    format!(
+                        "no {what} model is registered: add one (`hearth models import PATH`) \
+                         or set [support] {setting}"
+                    ),
                 )
             })
     }

@@ -180,6 +180,35 @@ fn bounded(schema: &Value) -> Value {
     }
 }
 
+/// Moves the conversation to a human: a handoff entry with `summary`, then the agent's
+/// goodbye as this turn's reply.
+pub(crate) fn hand_over(
+    conversation: &mut Conversation,
+    summary: String,
+    outcome: &mut TurnOutcome,
+    on_event: &(dyn Fn(&Entry) + Sync),
+) {
+    push(
+        conversation,
+        on_event,
+        Entry::Handoff {
+            summary: summary.clone(),
+        },
+    );
+    conversation.handed_over = Some(summary);
+    let text = "I'm transferring you to a human agent, who will continue from here.";
+    push(
+        conversation,
+        on_event,
+        Entry::Agent {
+            text: text.into(),
+            citations: Vec::new(),
+        },
+    );
+    outcome.reply = text.into();
+    outcome.handed_over = true;
+}
+
 fn push(conversation: &mut Conversation, on_event: &(dyn Fn(&Entry) + Sync), entry: Entry) {
     on_event(&entry);
     conversation.entries.push(entry);
@@ -412,34 +441,6 @@ impl Agent<'_> {
         Ok(text.trim().to_string())
     }
 
-    fn hand_over(
-        &self,
-        conversation: &mut Conversation,
-        summary: String,
-        outcome: &mut TurnOutcome,
-        on_event: &(dyn Fn(&Entry) + Sync),
-    ) {
-        push(
-            conversation,
-            on_event,
-            Entry::Handoff {
-                summary: summary.clone(),
-            },
-        );
-        conversation.handed_over = Some(summary);
-        let text = "I'm transferring you to a human agent, who will continue from here.";
-        push(
-            conversation,
-            on_event,
-            Entry::Agent {
-                text: text.into(),
-                citations: Vec::new(),
-            },
-        );
-        outcome.reply = text.into();
-        outcome.handed_over = true;
-    }
-
     /// Runs the agent on the customer's new message.
     /// `on_event` sees every transcript entry as it is added (for streaming).
     pub async fn respond(
@@ -541,7 +542,7 @@ impl Agent<'_> {
                     .as_str()
                     .unwrap_or_default()
                     .to_string();
-                self.hand_over(conversation, summary, &mut outcome, on_event);
+                hand_over(conversation, summary, &mut outcome, on_event);
                 outcome.citations = citations;
                 return Ok(outcome);
             }
@@ -611,7 +612,7 @@ impl Agent<'_> {
              message: {message}",
             self.options.max_tool_rounds
         );
-        self.hand_over(conversation, summary, &mut outcome, on_event);
+        hand_over(conversation, summary, &mut outcome, on_event);
         outcome.citations = citations;
         Ok(outcome)
     }

@@ -36,24 +36,14 @@ fn hand_over(
     outcome: &mut TurnOutcome,
     on_event: &(dyn Fn(&Entry) + Sync),
 ) {
-    let entries = [
-        Entry::Handoff {
-            summary: summary.clone(),
-        },
-        Entry::Agent {
-            text: "I'm transferring you to a human agent, who will continue from here.".into(),
-            citations: Vec::new(),
-        },
-    ];
-    for entry in entries {
-        on_event(&entry);
-        session.conversation.entries.push(entry);
-    }
-    session.conversation.handed_over = Some(summary.clone());
+    crate::agent::hand_over(
+        &mut session.conversation,
+        summary.clone(),
+        outcome,
+        on_event,
+    );
     session.handoff_summary = Some(summary);
     session.status = SessionStatus::Handoff;
-    outcome.handed_over = true;
-    outcome.reply = "I'm transferring you to a human agent, who will continue from here.".into();
 }
 
 /// Runs one customer message through routing and the agent. `route` is the intent model

@@ -246,6 +246,7 @@ impl TestSystem<'_> {
 }
 
 /// What an agent's conversation produced.
+#[derive(Default)]
 struct Conversation {
     replies: Vec<String>,
     tool_calls: usize,
@@ -300,13 +301,7 @@ async fn simulate(
         options,
     };
     let mut state = AgentConversation::default();
-    let mut seen = Conversation {
-        replies: Vec::new(),
-        tool_calls: 0,
-        valid_tool_calls: 0,
-        turns: 0,
-        tokens: 0,
-    };
+    let mut seen = Conversation::default();
     // The customer's side: the agent speaks as "user", the customer as "assistant".
     let mut customer = vec![
         ChatMessage::new("system", customer_prompt(&task.instruction)),
@@ -359,11 +354,8 @@ async fn converse(
             }
         }
         AgentKind::Idle => Conversation {
-            replies: Vec::new(),
-            tool_calls: 0,
-            valid_tool_calls: 0,
             turns: 1,
-            tokens: 0,
+            ..Default::default()
         },
         AgentKind::Model(setup) => {
             let gateway = gateway.ok_or_else(|| {
@@ -416,16 +408,7 @@ pub async fn evaluate(
                 converse(&options.agent, &tools, task, gateway, &domain.policy).await;
             let (conversation, error) = match conversation {
                 Ok(c) => (c, None),
-                Err(e) => (
-                    Conversation {
-                        replies: Vec::new(),
-                        tool_calls: 0,
-                        valid_tool_calls: 0,
-                        turns: 0,
-                        tokens: 0,
-                    },
-                    Some(e.to_string()),
-                ),
+                Err(e) => (Conversation::default(), Some(e.to_string())),
             };
             let state_matches = system.state().await? == gold;
             let outputs_present = task

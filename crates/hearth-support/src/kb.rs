@@ -197,13 +197,6 @@ pub struct KnowledgeBase {
     db: Database,
 }
 
-fn now() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
-}
-
 impl KnowledgeBase {
     pub fn open(db: Database) -> Result<KnowledgeBase, SupportError> {
         db.migrate("support_kb", MIGRATIONS)?;
@@ -267,7 +260,7 @@ impl KnowledgeBase {
                     "INSERT INTO kb_files (path, sha256, model, added_at) VALUES (?1, ?2, ?3, ?4)
                      ON CONFLICT(path) DO UPDATE SET sha256 = excluded.sha256,
                         model = excluded.model, added_at = excluded.added_at",
-                    params![key, hash, model, now() as i64],
+                    params![key, hash, model, crate::sessions::now() as i64],
                 )?;
                 Ok(())
             };
