@@ -40,6 +40,8 @@ pub struct Config {
     pub embeddings: EmbeddingConfig,
     pub recs: RecsConfig,
     pub support: SupportConfig,
+    /// Routes to local and upstream models, privacy, prices (`[gateway]`).
+    pub gateway: hearth_gateway::GatewayConfig,
 }
 
 /// `[server]`: the HTTP API.
@@ -181,6 +183,7 @@ impl Default for Config {
             embeddings: EmbeddingConfig::default(),
             recs: RecsConfig::default(),
             support: SupportConfig::default(),
+            gateway: hearth_gateway::GatewayConfig::default(),
         }
     }
 }

@@ -56,7 +56,13 @@ impl Platform {
             data_dir: config.data_dir.clone(),
             hub_cache: config.hub_cache(),
         })?;
-        let gateway = Gateway::new(registry, gateway_options(&config));
+        let store = hearth_store::Store::open(&config.data_dir)?;
+        let gateway = Gateway::with_config(
+            registry,
+            gateway_options(&config),
+            &config.gateway,
+            Some(store.db().clone()),
+        )?;
         Ok(Platform {
             inner: Arc::new(Inner {
                 config,

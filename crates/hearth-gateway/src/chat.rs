@@ -15,6 +15,7 @@ use hearth_types::{
 use serde_json::json;
 use tokio::sync::mpsc;
 
+use crate::meter::Meter;
 use crate::tools::{call_schema, parse_tool_call, tool_mode, ToolMode};
 use crate::{unix_now, Gateway, GatewayError};
 
@@ -37,11 +38,31 @@ pub struct ChatStream {
     pub model: String,
     pub created: u64,
     events: mpsc::Receiver<ChatEvent>,
+    pub(crate) meter: Option<Meter>,
 }
 
 impl ChatStream {
+    pub(crate) fn new(
+        id: String,
+        model: String,
+        created: u64,
+        events: mpsc::Receiver<ChatEvent>,
+    ) -> Self {
+        ChatStream {
+            id,
+            model,
+            created,
+            events,
+            meter: None,
+        }
+    }
+
     pub async fn next(&mut self) -> Option<ChatEvent> {
-        self.events.recv().await
+        let event = self.events.recv().await;
+        if let (Some(meter), Some(event)) = (self.meter.as_mut(), event.as_ref()) {
+            meter.observe(event);
+        }
+        event
     }
 
     /// Waits for the end and assembles the message, its finish reason and usage.
@@ -188,37 +209,58 @@ fn response_constraint(
 
 const VALID_ROLES: [&str; 5] = ["system", "developer", "user", "assistant", "tool"];
 
+/// Checks what every chat request needs, wherever it goes.
+pub(crate) fn validate_chat(request: &ChatCompletionRequest) -> Result<(), GatewayError> {
+    if request.messages.is_empty() {
+        return Err(GatewayError::invalid(
+            "messages",
+            "must contain at least one message",
+        ));
+    }
+    for (i, m) in request.messages.iter().enumerate() {
+        if !VALID_ROLES.contains(&m.role.as_str()) {
+            return Err(GatewayError::invalid(
+                &format!("messages[{i}].role"),
+                format!(
+                    "unknown role '{}'; use one of {}",
+                    m.role,
+                    VALID_ROLES.join(", ")
+                ),
+            ));
+        }
+    }
+    sampling_params(&request.sampling)?;
+    Ok(())
+}
+
 impl Gateway {
-    /// Starts a chat completion.
+    /// Starts a chat completion for the apps' own calls (no API key).
     pub async fn chat(&self, request: &ChatCompletionRequest) -> Result<ChatStream, GatewayError> {
-        self.chat_constrained(request, None).await
+        self.chat_as(request, &crate::Caller::default()).await
     }
 
     /// A chat completion whose answer must follow `constraint` (apps use grammars that the
     /// OpenAI request cannot express); `None` keeps the request's own `response_format`.
+    /// Grammars run on this machine's engines: a constrained request goes to the route's
+    /// first local deployment.
     pub async fn chat_constrained(
         &self,
         request: &ChatCompletionRequest,
         constraint: Option<Constraint>,
     ) -> Result<ChatStream, GatewayError> {
-        if request.messages.is_empty() {
-            return Err(GatewayError::invalid(
-                "messages",
-                "must contain at least one message",
-            ));
+        match constraint {
+            None => self.chat(request).await,
+            Some(constraint) => self.constrained_local(request, constraint).await,
         }
-        for (i, m) in request.messages.iter().enumerate() {
-            if !VALID_ROLES.contains(&m.role.as_str()) {
-                return Err(GatewayError::invalid(
-                    &format!("messages[{i}].role"),
-                    format!(
-                        "unknown role '{}'; use one of {}",
-                        m.role,
-                        VALID_ROLES.join(", ")
-                    ),
-                ));
-            }
-        }
+    }
+
+    /// A chat completion on this machine's engine for `request.model`.
+    pub(crate) async fn local_chat(
+        &self,
+        request: &ChatCompletionRequest,
+        constraint: Option<Constraint>,
+    ) -> Result<ChatStream, GatewayError> {
+        validate_chat(request)?;
         let params = sampling_params(&request.sampling)?;
         let mode = tool_mode(request.tools.as_deref(), request.tool_choice.as_ref())?;
         let mut constraint = match constraint {
@@ -242,12 +284,12 @@ impl Gateway {
         })?;
         let (tx, rx) = mpsc::channel(64);
         tokio::spawn(relay_chat(generation, mode, tx));
-        Ok(ChatStream {
-            id: format!("chatcmpl-{}", uuid::Uuid::new_v4().simple()),
-            model: info.name,
-            created: unix_now(),
-            events: rx,
-        })
+        Ok(ChatStream::new(
+            format!("chatcmpl-{}", uuid::Uuid::new_v4().simple()),
+            info.name,
+            unix_now(),
+            rx,
+        ))
     }
 
     /// Starts a text completion per prompt (several prompts only without streaming).
@@ -290,12 +332,12 @@ impl Gateway {
                 }
                 relay_chat(generation, ToolMode::None, tx).await;
             });
-            streams.push(ChatStream {
-                id: format!("cmpl-{}", uuid::Uuid::new_v4().simple()),
-                model: info.name.clone(),
-                created: unix_now(),
-                events: rx,
-            });
+            streams.push(ChatStream::new(
+                format!("cmpl-{}", uuid::Uuid::new_v4().simple()),
+                info.name.clone(),
+                unix_now(),
+                rx,
+            ));
         }
         Ok(streams)
     }

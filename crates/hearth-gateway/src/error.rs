@@ -15,6 +15,47 @@ pub enum GatewayError {
     },
     #[error(transparent)]
     Infer(#[from] InferError),
+    /// `[gateway]` config that cannot run (checked at start).
+    #[error("gateway config: {0}")]
+    Config(String),
+    /// The API key may not use this model.
+    #[error("the API key '{key}' may not use model '{model}'")]
+    Forbidden { key: String, model: String },
+    /// A requests/min or tokens/min limit of the key.
+    #[error("the API key '{key}' is over its {limit} limit; retry in {retry_after} s")]
+    RateLimited {
+        key: String,
+        limit: &'static str,
+        retry_after: u64,
+    },
+    /// The key's budget for the period would be exceeded.
+    #[error("the API key '{key}' has spent ${spent:.4} of its ${budget:.4} budget (${reserved:.4} reserved by requests running); this request could take it over")]
+    BudgetExceeded {
+        key: String,
+        budget: f64,
+        spent: f64,
+        reserved: f64,
+        retry_after: Option<u64>,
+    },
+    /// An upstream failed (no answer, an error status, or a stream cut short).
+    #[error("upstream: {0}")]
+    Upstream(String),
+    /// An upstream refused the request itself.
+    #[error("upstream {deployment} refused the request (HTTP {status}): {message}")]
+    UpstreamRejected {
+        deployment: String,
+        status: u16,
+        message: String,
+    },
+    /// Every deployment of the route failed.
+    #[error("no deployment of route '{route}' could answer: {errors}")]
+    Unavailable {
+        route: String,
+        errors: String,
+        retry_after: u64,
+    },
+    #[error(transparent)]
+    Store(#[from] hearth_store::StoreError),
 }
 
 impl GatewayError {
@@ -23,7 +64,26 @@ impl GatewayError {
             GatewayError::InvalidRequest { .. } => "invalid_request",
             GatewayError::WrongModelKind { .. } => "wrong_model_kind",
             GatewayError::Infer(e) => e.code(),
+            GatewayError::Config(_) => "gateway_config",
+            GatewayError::Forbidden { .. } => "model_not_allowed",
+            GatewayError::RateLimited { .. } => "rate_limit_exceeded",
+            GatewayError::BudgetExceeded { .. } => "budget_exceeded",
+            GatewayError::Upstream(_) => "upstream_error",
+            GatewayError::UpstreamRejected { .. } => "upstream_rejected",
+            GatewayError::Unavailable { .. } => "no_deployment_available",
+            GatewayError::Store(e) => e.code(),
         }
+    }
+
+    /// Whether the request itself is at fault (another deployment would refuse it too).
+    pub fn is_clients_fault(&self) -> bool {
+        matches!(
+            self,
+            GatewayError::InvalidRequest { .. }
+                | GatewayError::WrongModelKind { .. }
+                | GatewayError::Infer(InferError::ContextOverflow { .. })
+                | GatewayError::Infer(InferError::InvalidParameter { .. })
+        )
     }
 
     /// The request field at fault, when there is one.
@@ -34,7 +94,8 @@ impl GatewayError {
             GatewayError::Infer(InferError::InvalidParameter { param, .. }) => Some(param),
             GatewayError::Infer(InferError::ModelNotFound { .. }) => Some("model"),
             GatewayError::Infer(InferError::ContextOverflow { .. }) => Some("messages"),
-            GatewayError::Infer(_) => None,
+            GatewayError::Forbidden { .. } => Some("model"),
+            _ => None,
         }
     }
 

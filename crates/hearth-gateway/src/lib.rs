@@ -2,18 +2,40 @@
 //! OpenAI-shaped requests, resolves the model, loads its engine on first use and turns the
 //! engine's output back into OpenAI-shaped responses and stream events.
 //!
-//! It never speaks HTTP (no axum, no status codes): hearth-server maps [`GatewayError`] to
-//! statuses. Routing to upstream endpoints, privacy rules and the cost ledger belong here too.
+//! Requests for a route alias go to its deployments (local engines or upstream
+//! OpenAI-compatible endpoints) under the route's privacy policy; every request is metered
+//! into the usage ledger and, with an API key, held to the key's limits and budget.
+//!
+//! It never speaks HTTP to clients (no axum, no status codes): hearth-server maps
+//! [`GatewayError`] to statuses.
 
 mod chat;
+pub mod config;
 mod error;
+pub mod keys;
+pub mod ledger;
+mod meter;
+pub mod metrics;
 mod models;
+pub mod prices;
+pub mod privacy;
+mod routing;
 pub mod tools;
+mod upstream;
 
 pub use chat::{ChatEvent, ChatStream};
+pub use config::{DeploymentConfig, GatewayConfig, Privacy, ProviderConfig, RouteConfig, Strategy};
 pub use error::GatewayError;
 pub use hearth_infer::llm::Constraint;
 pub use models::{Gateway, GatewayOptions, LoadedModel};
+pub use routing::Caller;
+
+pub(crate) fn unix_now_f64() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs_f64())
+        .unwrap_or(0.0)
+}
 
 pub(crate) fn unix_now() -> u64 {
     std::time::SystemTime::now()

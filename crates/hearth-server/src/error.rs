@@ -51,6 +51,7 @@ impl ApiError {
 fn kind_for(status: StatusCode) -> &'static str {
     match status.as_u16() {
         401 => "authentication_error",
+        403 => "permission_error",
         404 => "not_found_error",
         413 | 400 | 422 => "invalid_request_error",
         429 => "rate_limit_error",
@@ -85,6 +86,21 @@ impl From<GatewayError> for ApiError {
             GatewayError::InvalidRequest { .. } => (StatusCode::BAD_REQUEST, None),
             GatewayError::WrongModelKind { .. } => (StatusCode::BAD_REQUEST, None),
             GatewayError::Infer(inner) => infer_status(inner),
+            GatewayError::Config(_) => (StatusCode::INTERNAL_SERVER_ERROR, None),
+            GatewayError::Forbidden { .. } => (StatusCode::FORBIDDEN, None),
+            GatewayError::RateLimited { retry_after, .. } => {
+                (StatusCode::TOO_MANY_REQUESTS, Some(*retry_after as u32))
+            }
+            GatewayError::BudgetExceeded { retry_after, .. } => (
+                StatusCode::TOO_MANY_REQUESTS,
+                retry_after.map(|s| s.min(u32::MAX as u64) as u32),
+            ),
+            GatewayError::Upstream(_) => (StatusCode::BAD_GATEWAY, None),
+            GatewayError::UpstreamRejected { .. } => (StatusCode::BAD_REQUEST, None),
+            GatewayError::Unavailable { retry_after, .. } => {
+                (StatusCode::SERVICE_UNAVAILABLE, Some(*retry_after as u32))
+            }
+            GatewayError::Store(_) => (StatusCode::INTERNAL_SERVER_ERROR, None),
         };
         if status.is_server_error() && retry_after.is_none() {
             tracing::error!(error = %e, "request failed");

@@ -12,6 +12,7 @@ mod openai;
 mod recs;
 mod shopping;
 mod support;
+mod usage;
 
 pub use demo_shop::{demo_shop_router, spawn_demo_shop};
 
@@ -26,6 +27,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
 use hearth_core::Platform;
+use hearth_gateway::Caller;
 
 pub use error::ApiError;
 pub use metrics::Metrics;
@@ -40,10 +42,8 @@ pub struct AppState {
 /// The whole HTTP API. Used by `hearth serve` and by in-process tests alike.
 pub fn router(platform: Platform) -> Router {
     let max_body = platform.config().server.max_body_bytes;
-    let state = AppState {
-        platform,
-        metrics: Arc::new(Metrics::default()),
-    };
+    let metrics = Arc::new(Metrics::new(platform.gateway().metrics()));
+    let state = AppState { platform, metrics };
     let protected = Router::new()
         .route("/v1/chat/completions", post(openai::chat_completions))
         .route("/v1/completions", post(openai::completions))
@@ -72,6 +72,7 @@ pub fn router(platform: Platform) -> Router {
             "/v1/support/sessions/{id}/messages",
             post(support::post_message),
         )
+        .route("/v1/usage", get(usage::report))
         .route("/metrics", get(metrics_route))
         .route_layer(middleware::from_fn_with_state(
             state.clone(),
@@ -99,13 +100,14 @@ pub async fn serve(
 ) -> std::io::Result<()> {
     let grace = Duration::from_secs(platform.config().server.shutdown_grace_seconds);
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let ledger_platform = platform.clone();
     let server = axum::serve(listener, router(platform)).with_graceful_shutdown(async move {
         shutdown.await;
         tracing::info!("shutting down: draining open requests");
         let _ = stop_tx.send(true);
     });
     let mut stop_rx2 = stop_rx.clone();
-    tokio::select! {
+    let result = tokio::select! {
         result = server => result,
         _ = async move {
             let _ = stop_rx2.wait_for(|stopped| *stopped).await;
@@ -114,7 +116,15 @@ pub async fn serve(
             tracing::warn!("grace period over: closing the remaining connections");
             Ok(())
         }
-    }
+    };
+    // Usage records still queued for the ledger are committed before the process ends.
+    let _ = tokio::task::spawn_blocking(move || {
+        if let Some(ledger) = ledger_platform.gateway().ledger() {
+            ledger.flush();
+        }
+    })
+    .await;
+    result
 }
 
 async fn health() -> impl IntoResponse {
@@ -151,9 +161,22 @@ async fn metrics_route(State(state): State<AppState>) -> impl IntoResponse {
     )
 }
 
-async fn require_api_key(State(state): State<AppState>, request: Request, next: Next) -> Response {
-    let keys = &state.platform.config().server.api_keys;
-    if keys.is_empty() {
+/// Authenticates the bearer key: a `[server] api_keys` entry (full access) or a key made with
+/// `hearth keys create` (its routes, limits and budget apply: the handlers pass it on to the
+/// gateway as the request's [`Caller`]). With neither kind configured the API is open.
+async fn require_api_key(
+    State(state): State<AppState>,
+    mut request: Request,
+    next: Next,
+) -> Response {
+    let config_keys = &state.platform.config().server.api_keys;
+    let store = state.platform.gateway().keys();
+    let stored = match store.map(|s| s.any()).transpose() {
+        Ok(any) => any.unwrap_or(false),
+        Err(e) => return ApiError::from(hearth_gateway::GatewayError::Store(e)).into_response(),
+    };
+    if config_keys.is_empty() && !stored {
+        request.extensions_mut().insert(Caller::default());
         return next.run(request).await;
     }
     let presented = request
@@ -161,23 +184,35 @@ async fn require_api_key(State(state): State<AppState>, request: Request, next: 
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "))
-        .map(str::trim);
-    match presented {
-        Some(key) if keys.iter().any(|k| constant_time_eq(k.expose(), key)) => {
-            next.run(request).await
-        }
-        Some(_) => ApiError::new(
-            StatusCode::UNAUTHORIZED,
-            "invalid_api_key",
-            "the API key is not valid",
-        )
-        .into_response(),
-        None => ApiError::new(
+        .map(str::trim)
+        .map(str::to_owned);
+    let Some(key) = presented else {
+        return ApiError::new(
             StatusCode::UNAUTHORIZED,
             "missing_api_key",
             "send the API key as 'Authorization: Bearer <key>'",
         )
+        .into_response();
+    };
+    if config_keys
+        .iter()
+        .any(|k| constant_time_eq(k.expose(), &key))
+    {
+        request.extensions_mut().insert(Caller::default());
+        return next.run(request).await;
+    }
+    match store.map(|s| s.authenticate(&key)).transpose() {
+        Ok(Some(Some(info))) => {
+            request.extensions_mut().insert(Caller { key: Some(info) });
+            next.run(request).await
+        }
+        Ok(_) => ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "invalid_api_key",
+            "the API key is not valid (or was revoked)",
+        )
         .into_response(),
+        Err(e) => ApiError::from(hearth_gateway::GatewayError::Store(e)).into_response(),
     }
 }
 

@@ -35,9 +35,11 @@ pub struct Metrics {
     pub active_sequences: Family<ModelLabels, Gauge>,
 }
 
-impl Default for Metrics {
-    fn default() -> Self {
+impl Metrics {
+    /// The server's metrics with the gateway's beside them.
+    pub fn new(gateway: &hearth_gateway::metrics::GatewayMetrics) -> Self {
         let mut registry = Registry::with_prefix("hearth");
+        gateway.register(&mut registry);
         let requests = Family::<RouteLabels, Counter>::default();
         let prompt_tokens = Family::<ModelLabels, Counter>::default();
         let completion_tokens = Family::<ModelLabels, Counter>::default();
@@ -103,9 +105,7 @@ impl Default for Metrics {
             active_sequences,
         }
     }
-}
 
-impl Metrics {
     pub fn record_generation(&self, model: &str, summary: &GenerationSummary) {
         let labels = ModelLabels {
             model: model.to_owned(),

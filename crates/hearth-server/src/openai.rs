@@ -5,7 +5,8 @@ use std::convert::Infallible;
 use axum::extract::{Path, State};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
-use axum::Json;
+use axum::{Extension, Json};
+use hearth_gateway::Caller;
 use hearth_gateway::{ChatEvent, ChatStream};
 use hearth_infer::registry::{ModelInfo, ModelKind};
 use hearth_types::{
@@ -21,9 +22,10 @@ use crate::{ApiError, AppState};
 
 pub async fn chat_completions(
     State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
     ApiJson(request): ApiJson<ChatCompletionRequest>,
 ) -> Result<Response, ApiError> {
-    let stream = state.platform.gateway().chat(&request).await?;
+    let stream = state.platform.gateway().chat_as(&request, &caller).await?;
     if request.stream {
         let include_usage = request.stream_options.is_some_and(|o| o.include_usage);
         return Ok(sse(state, stream, include_usage, ChunkKind::Chat).into_response());
@@ -36,9 +38,14 @@ pub async fn chat_completions(
 
 pub async fn completions(
     State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
     ApiJson(request): ApiJson<CompletionRequest>,
 ) -> Result<Response, ApiError> {
-    let mut streams = state.platform.gateway().completion(&request).await?;
+    let mut streams = state
+        .platform
+        .gateway()
+        .completion_as(&request, &caller)
+        .await?;
     if request.stream {
         let include_usage = request.stream_options.is_some_and(|o| o.include_usage);
         let stream = streams
@@ -81,9 +88,10 @@ pub async fn completions(
 
 pub async fn embeddings(
     State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
     ApiJson(request): ApiJson<EmbeddingRequest>,
 ) -> Result<Response, ApiError> {
-    let response = state.platform.gateway().embed(&request).await?;
+    let response = state.platform.gateway().embed_as(&request, &caller).await?;
     Ok(Json(response).into_response())
 }
 

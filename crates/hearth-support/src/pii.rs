@@ -1,65 +1,10 @@
-//! Masking of personal data in what hearth logs about conversations: email addresses, phone
-//! numbers and payment card numbers (Luhn-checked, so order ids and amounts stay readable).
+//! Masking of personal data in what hearth logs about conversations: the gateway's detectors
+//! (emails, phone numbers, Luhn-checked card numbers, IBANs, IP addresses), so order ids and
+//! amounts stay readable.
 
-use std::sync::LazyLock;
-
-use regex::Regex;
-
-static EMAIL: LazyLock<Regex> =
-    LazyLock::new(|| Regex::new(r"[A-Za-z0-9._%+-]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,}").unwrap());
-/// 13–19 digits, optionally grouped by spaces or dashes.
-static CARD: LazyLock<Regex> = LazyLock::new(|| Regex::new(r"\b\d(?:[ -]?\d){12,18}\b").unwrap());
-/// International or national phone numbers: an optional +country code, then 7–14 digits
-/// with spaces, dots, dashes or parentheses between groups.
-static PHONE: LazyLock<Regex> = LazyLock::new(|| {
-    Regex::new(
-        r"(?:\+\d{1,3}[ .-]?)?(?:\(\d{1,4}\)[ .-]?)?\d{2,4}(?:[ .-]\d{2,4}){1,4}\b|\+\d{8,15}\b",
-    )
-    .unwrap()
-});
-
-fn luhn(digits: &str) -> bool {
-    let digits: Vec<u32> = digits.chars().filter_map(|c| c.to_digit(10)).collect();
-    let sum: u32 = digits
-        .iter()
-        .rev()
-        .enumerate()
-        .map(|(i, &d)| {
-            if i % 2 == 1 {
-                let d = d * 2;
-                if d > 9 {
-                    d - 9
-                } else {
-                    d
-                }
-            } else {
-                d
-            }
-        })
-        .sum();
-    sum.is_multiple_of(10)
-}
-
-/// `text` with emails, card numbers and phone numbers replaced by `[email]`, `[card]` and
-/// `[phone]`.
+/// `text` with personal data replaced by `[email]`, `[phone]`, `[card]`, `[iban]`, `[ip]`.
 pub fn mask_pii(text: &str) -> String {
-    let text = EMAIL.replace_all(text, "[email]");
-    let text = CARD.replace_all(&text, |c: &regex::Captures| {
-        if luhn(&c[0]) {
-            "[card]".to_string()
-        } else {
-            c[0].to_string()
-        }
-    });
-    let text = PHONE.replace_all(&text, |c: &regex::Captures| {
-        let digits = c[0].chars().filter(char::is_ascii_digit).count();
-        if (7..=15).contains(&digits) {
-            "[phone]".to_string()
-        } else {
-            c[0].to_string()
-        }
-    });
-    text.into_owned()
+    hearth_gateway::privacy::mask(text, &Default::default())
 }
 
 #[cfg(test)]

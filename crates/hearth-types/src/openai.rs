@@ -217,6 +217,21 @@ pub struct ChatCompletionRequest {
     pub response_format: Option<ResponseFormat>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub user: Option<String>,
+    /// hearth extension: personal data a customer record supplies (names, postal
+    /// addresses) that a `redact` route must keep home besides what it detects. Never
+    /// forwarded upstream.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub known_pii: Option<KnownPiiFields>,
+}
+
+/// Names and postal addresses to redact (see `ChatCompletionRequest::known_pii`).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KnownPiiFields {
+    #[serde(default)]
+    pub names: Vec<String>,
+    #[serde(default)]
+    pub addresses: Vec<String>,
 }
 
 impl ChatCompletionRequest {
@@ -236,11 +251,13 @@ impl ChatCompletionRequest {
             tool_choice: None,
             response_format: None,
             user: None,
+            known_pii: None,
         }
     }
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct Usage {
     pub prompt_tokens: u32,
     pub completion_tokens: u32,
@@ -264,6 +281,8 @@ pub struct ChatCompletionResponse {
     pub created: u64,
     pub model: String,
     pub choices: Vec<ChatChoice>,
+    /// Some OpenAI-compatible servers leave it out; read as zeros then.
+    #[serde(default)]
     pub usage: Usage,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub system_fingerprint: Option<String>,

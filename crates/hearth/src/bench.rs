@@ -11,7 +11,8 @@ use hearth_infer::llm::{
 use serde_json::json;
 
 use crate::cli::{
-    BenchCommand, BenchHttpArgs, BenchIndexArgs, BenchLlmArgs, BenchPrefixArgs, BenchServeArgs,
+    BenchCommand, BenchGatewayArgs, BenchHttpArgs, BenchIndexArgs, BenchLlmArgs, BenchPrefixArgs,
+    BenchServeArgs,
 };
 
 pub async fn run(command: BenchCommand, threads: Option<usize>) -> Result<()> {
@@ -20,6 +21,13 @@ pub async fn run(command: BenchCommand, threads: Option<usize>) -> Result<()> {
         BenchCommand::Prefix(args) => prefix(args, threads).await,
         BenchCommand::Serve(args) => serve(args).await,
         BenchCommand::Http(args) => http(args).await,
+        BenchCommand::Gateway(args) => gateway(args).await,
+        BenchCommand::Upstream { listen } => {
+            let listener = tokio::net::TcpListener::bind(&listen).await?;
+            println!("http://{}/v1", listener.local_addr()?);
+            axum::serve(listener, fast_upstream()).await?;
+            Ok(())
+        }
         BenchCommand::Index(args) => tokio::task::block_in_place(|| index(args)),
     }
 }
@@ -471,5 +479,281 @@ fn index(args: BenchIndexArgs) -> Result<()> {
         "build_seconds": build_s, "exact_mean_ms": exact_ms, "hnsw": rows,
     });
     println!("{}", serde_json::to_string_pretty(&result)?);
+    Ok(())
+}
+
+/// The built-in fast upstream: a fixed OpenAI chat completion, answered at once.
+fn fast_upstream() -> axum::Router {
+    use axum::routing::post;
+    let body = json!({
+        "id": "chatcmpl-bench", "object": "chat.completion", "created": 0, "model": "fast",
+        "choices": [{"index": 0, "finish_reason": "stop", "logprobs": null,
+            "message": {"role": "assistant", "content": "Your order #W2611340 ships tomorrow.", "refusal": null}}],
+        "usage": {"prompt_tokens": 42, "completion_tokens": 9, "total_tokens": 51}
+    })
+    .to_string();
+    axum::Router::new().route(
+        "/v1/chat/completions",
+        post(move || {
+            let body = body.clone();
+            async move {
+                (
+                    [(axum::http::header::CONTENT_TYPE, "application/json")],
+                    body,
+                )
+            }
+        }),
+    )
+}
+
+async fn spawn_router(router: axum::Router) -> Result<String> {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let address = listener.local_addr()?;
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, router).await;
+    });
+    Ok(format!("http://{address}/v1"))
+}
+
+#[derive(Debug, Clone)]
+struct Path {
+    name: &'static str,
+    url: String,
+    model: String,
+}
+
+fn chat_body(model: &str) -> String {
+    json!({"model": model, "max_tokens": 16, "messages": [
+        {"role": "system", "content": "You are the support assistant of an online shop."},
+        {"role": "user", "content": "Hi, where is my order #W2611340? My email is jane.doe@example.com."}
+    ]})
+    .to_string()
+}
+
+/// One fixed-rate round: latencies (s) of the answered requests, errors, achieved rps.
+async fn fixed_rate(
+    client: &reqwest::Client,
+    path: &Path,
+    rps: u32,
+    seconds: u32,
+) -> (Vec<f64>, usize, f64) {
+    let url = format!("{}/chat/completions", path.url);
+    let body = chat_body(&path.model);
+    let total = rps as u64 * seconds as u64;
+    let period = Duration::from_secs_f64(1.0 / rps as f64);
+    let started = tokio::time::Instant::now();
+    let mut tasks = Vec::with_capacity(total as usize);
+    for n in 0..total {
+        tokio::time::sleep_until(started + period * n as u32).await;
+        let (client, url, body) = (client.clone(), url.clone(), body.clone());
+        tasks.push(tokio::spawn(async move {
+            let sent = Instant::now();
+            let ok = match client
+                .post(url)
+                .header("content-type", "application/json")
+                .body(body)
+                .send()
+                .await
+            {
+                Ok(r) => r.status().is_success() && r.bytes().await.is_ok(),
+                Err(_) => false,
+            };
+            (sent.elapsed().as_secs_f64(), ok)
+        }));
+    }
+    let mut latencies = Vec::with_capacity(tasks.len());
+    let mut errors = 0;
+    for t in tasks {
+        match t.await {
+            Ok((latency, true)) => latencies.push(latency),
+            _ => errors += 1,
+        }
+    }
+    let achieved = latencies.len() as f64 / started.elapsed().as_secs_f64();
+    (latencies, errors, achieved)
+}
+
+/// Closed loop: `concurrency` clients sending back to back for `seconds`; requests/s.
+async fn throughput(
+    client: &reqwest::Client,
+    path: &Path,
+    concurrency: usize,
+    seconds: u32,
+) -> f64 {
+    let url = format!("{}/chat/completions", path.url);
+    let body = chat_body(&path.model);
+    let deadline = Instant::now() + Duration::from_secs(seconds as u64);
+    let started = Instant::now();
+    let workers: Vec<_> = (0..concurrency)
+        .map(|_| {
+            let (client, url, body) = (client.clone(), url.clone(), body.clone());
+            tokio::spawn(async move {
+                let mut done = 0u64;
+                while Instant::now() < deadline {
+                    let ok = match client
+                        .post(&url)
+                        .header("content-type", "application/json")
+                        .body(body.clone())
+                        .send()
+                        .await
+                    {
+                        Ok(r) => r.status().is_success() && r.bytes().await.is_ok(),
+                        Err(_) => false,
+                    };
+                    done += ok as u64;
+                }
+                done
+            })
+        })
+        .collect();
+    let mut done = 0;
+    for w in workers {
+        done += w.await.unwrap_or(0);
+    }
+    done as f64 / started.elapsed().as_secs_f64()
+}
+
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    sorted
+        .get(((sorted.len() as f64 * p).ceil() as usize).saturating_sub(1))
+        .map(|s| s * 1000.0)
+        .unwrap_or(f64::NAN)
+}
+
+async fn gateway(args: BenchGatewayArgs) -> Result<()> {
+    if args.rps == 0 || args.seconds == 0 || args.rounds == 0 {
+        bail!("--rps, --seconds and --rounds must be at least 1");
+    }
+    let upstream = match &args.upstream {
+        Some(url) => url.trim_end_matches('/').to_owned(),
+        None => spawn_router(fast_upstream()).await?,
+    };
+    let data = tempfile::tempdir()?;
+    let config = hearth_core::Config::from_toml(&format!(
+        r#"
+data_dir = {data:?}
+[gateway]
+[[gateway.providers]]
+name = "bench-upstream"
+base_url = "{upstream}"
+timeout_seconds = 30.0
+[[gateway.routes]]
+alias = "bench"
+privacy = "{privacy}"
+deployments = [{{ provider = "bench-upstream", model = "{model}", price = "gpt-4o-mini" }}]
+"#,
+        data = data.path().display().to_string(),
+        privacy = args.privacy,
+        model = args.upstream_model,
+    ))
+    .map_err(anyhow::Error::msg)?;
+    let platform = hearth_core::Platform::open(config)?;
+    let hearth = spawn_router(hearth_server::router(platform.clone())).await?;
+    let mut paths = vec![
+        Path {
+            name: "direct",
+            url: upstream.clone(),
+            model: args.upstream_model.clone(),
+        },
+        Path {
+            name: "hearth",
+            url: hearth,
+            model: "bench".into(),
+        },
+    ];
+    if let Some(peer) = &args.peer {
+        paths.push(Path {
+            name: "peer",
+            url: peer.trim_end_matches('/').to_owned(),
+            model: args.peer_model.clone(),
+        });
+    }
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(30))
+        .tcp_nodelay(true)
+        .build()?;
+    // Warm-up: connections on every path.
+    for path in &paths {
+        let (_, errors, _) = fixed_rate(&client, path, 200, 1).await;
+        if errors > 0 {
+            bail!(
+                "{} ({}) does not answer chat completions",
+                path.name,
+                path.url
+            );
+        }
+    }
+    let mut latencies: Vec<Vec<f64>> = vec![Vec::new(); paths.len()];
+    let mut errors = vec![0usize; paths.len()];
+    let mut achieved = vec![Vec::new(); paths.len()];
+    for round in 0..args.rounds {
+        for (i, path) in paths.iter().enumerate() {
+            let (l, e, a) = fixed_rate(&client, path, args.rps, args.seconds).await;
+            eprintln!(
+                "round {} {}: {} answered, {e} errors, {a:.0} req/s",
+                round + 1,
+                path.name,
+                l.len()
+            );
+            latencies[i].extend(l);
+            errors[i] += e;
+            achieved[i].push(a);
+        }
+    }
+    let mut throughputs = vec![Vec::new(); paths.len()];
+    if args.concurrency > 0 {
+        for _ in 0..args.rounds {
+            for (i, path) in paths.iter().enumerate() {
+                let rps = throughput(&client, path, args.concurrency, args.seconds).await;
+                eprintln!("throughput {}: {rps:.0} req/s", path.name);
+                throughputs[i].push(rps);
+            }
+        }
+    }
+    let mut results = Vec::new();
+    for (i, path) in paths.iter().enumerate() {
+        let l = &mut latencies[i];
+        l.sort_by(|a, b| a.total_cmp(b));
+        let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len().max(1) as f64;
+        results.push(json!({
+            "path": path.name, "url": path.url,
+            "requests": l.len() + errors[i], "errors": errors[i],
+            "achieved_rps": mean(&achieved[i]),
+            "p50_ms": percentile(l, 0.50), "p90_ms": percentile(l, 0.90),
+            "p99_ms": percentile(l, 0.99), "max_ms": percentile(l, 1.0),
+            "throughput_rps": (!throughputs[i].is_empty()).then(|| mean(&throughputs[i])),
+        }));
+    }
+    let added = |key: &str, i: usize| {
+        results[i][key].as_f64().unwrap_or(f64::NAN) - results[0][key].as_f64().unwrap_or(f64::NAN)
+    };
+    let ratio = |i: usize| {
+        results[i]["throughput_rps"]
+            .as_f64()
+            .zip(results[0]["throughput_rps"].as_f64())
+            .map(|(p, d)| p / d)
+    };
+    let mut hops = json!({
+        "hearth_added_p50_ms": added("p50_ms", 1),
+        "hearth_added_p99_ms": added("p99_ms", 1),
+        "hearth_throughput_ratio": ratio(1),
+    });
+    if paths.len() > 2 {
+        hops["peer_added_p50_ms"] = json!(added("p50_ms", 2));
+        hops["peer_added_p99_ms"] = json!(added("p99_ms", 2));
+        hops["peer_throughput_ratio"] = json!(ratio(2));
+    }
+    let metered = platform
+        .gateway()
+        .usage_report(None, None, Default::default(), None)?;
+    println!(
+        "{}",
+        serde_json::to_string_pretty(&json!({
+            "target_rps": args.rps, "seconds_per_round": args.seconds, "rounds": args.rounds,
+            "concurrency": args.concurrency, "privacy": args.privacy,
+            "paths": results, "hop": hops,
+            "requests_metered_by_hearth": metered.total.requests,
+        }))?
+    );
     Ok(())
 }

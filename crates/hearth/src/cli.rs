@@ -63,6 +63,30 @@ pub enum Command {
     /// Serve the demo company's back-office API (the retail store of shared/data/retail)
     /// on its own in-memory copy of the data: the tools of examples/retail/tools.toml.
     DemoShop(DemoShopArgs),
+    /// API keys for apps and teams: allowed models, requests/min, tokens/min and a spend
+    /// budget per period. Stored hashed; the secret is printed once, at creation.
+    ///
+    /// Once a key exists, `hearth serve` requires one (or a [server] api_keys entry) on every
+    /// route but /health.
+    Keys {
+        #[command(subcommand)]
+        command: KeysCommand,
+    },
+    /// Spend, tokens and savings from the usage ledger (also GET /v1/usage).
+    ///
+    /// Savings are the same token counts priced at the reference model's list price, minus
+    /// what was spent: upstream tokens at the price table, local work at engine-busy seconds
+    /// × [gateway] machine_cost_per_hour. The report prints these assumptions with the figures.
+    Usage {
+        #[command(subcommand)]
+        command: UsageCommand,
+    },
+    /// The gateway's routes: alias, privacy policy and deployments ([[gateway.routes]]).
+    Routes {
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
     /// Measure speed (figures for docs/benchmarks.md; see scripts/bench/).
     Bench {
         #[command(subcommand)]
@@ -154,6 +178,71 @@ pub enum ModelsCommand {
 }
 
 #[derive(Debug, Subcommand)]
+pub enum KeysCommand {
+    /// Create a key and print its secret (shown this once).
+    Create {
+        /// A name for the app or team (unique, never reused).
+        name: String,
+        /// Models (route aliases or local model names) it may use, comma-separated.
+        /// Default: all.
+        #[arg(long, value_delimiter = ',')]
+        routes: Vec<String>,
+        /// Most requests per minute.
+        #[arg(long)]
+        rpm: Option<u32>,
+        /// Most tokens (prompt + completion) per minute.
+        #[arg(long)]
+        tpm: Option<u64>,
+        /// Most USD spent per --period.
+        #[arg(long)]
+        budget: Option<f64>,
+        /// The budget's period: day, month (UTC calendar) or total.
+        #[arg(long, default_value = "month")]
+        period: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// List keys (never their secrets).
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Revoke a key; servers refuse it within 2 seconds.
+    Revoke { name: String },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum UsageCommand {
+    /// Spend, tokens and savings against a reference proprietary model.
+    Report {
+        /// From when: a duration back from now (24h, 7d), a date (2026-11-01) or unix seconds.
+        /// Default: everything.
+        #[arg(long)]
+        since: Option<String>,
+        /// Group by key, route, model or deployment.
+        #[arg(long, default_value = "route")]
+        by: String,
+        /// The model savings are measured against (default: [gateway] reference_model).
+        #[arg(long)]
+        reference: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// The price table: shipped list prices and [gateway.prices] overrides, per 1M tokens.
+    Prices {
+        #[arg(long)]
+        json: bool,
+    },
+    /// The newest upstream calls in the audit log.
+    Audit {
+        #[arg(long, default_value_t = 20)]
+        limit: usize,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
 pub enum ConfigCommand {
     /// Print the effective configuration as TOML (API keys redacted).
     Show,
@@ -171,6 +260,19 @@ pub enum BenchCommand {
     /// schedule whether or not earlier ones have answered), e.g. recommendations:
     /// --path '/v1/recommendations/{user}?n=10' --users 943.
     Http(BenchHttpArgs),
+    /// What the gateway hop costs: the same chat requests at a fixed rate straight to a fast
+    /// OpenAI-compatible upstream and through hearth (a route to it), interleaved rounds in
+    /// one run; then the most requests/s each sustains with N concurrent clients. Without
+    /// --upstream, a built-in upstream on loopback answers at once. --peer adds another
+    /// proxy in front of the same upstream (e.g. LiteLLM's).
+    Gateway(BenchGatewayArgs),
+    /// Serve the fast upstream of `bench gateway` on its own (a fixed chat completion,
+    /// answered at once), to put other proxies in front of it.
+    Upstream {
+        /// Address to listen on (port 0 picks a free one; the address is printed).
+        #[arg(long, default_value = "127.0.0.1:0")]
+        listen: String,
+    },
     /// HNSW recall@k and query time against exact search on synthetic vectors: i.i.d.
     /// Gaussian (the hardest case for a graph index: nothing to exploit) or clustered like a
     /// catalogue (--clusters).
@@ -203,6 +305,37 @@ pub struct BenchIndexArgs {
     pub clusters: usize,
     #[arg(long, default_value_t = 42)]
     pub seed: u64,
+}
+
+#[derive(Debug, Args)]
+pub struct BenchGatewayArgs {
+    /// Requests per second of the fixed-rate rounds.
+    #[arg(long, default_value_t = 1000)]
+    pub rps: u32,
+    /// Seconds per round.
+    #[arg(long, default_value_t = 5)]
+    pub seconds: u32,
+    /// Rounds per path (interleaved: direct, hearth, peer, direct, …).
+    #[arg(long, default_value_t = 3)]
+    pub rounds: u32,
+    /// Concurrent clients of the throughput rounds (0: skip them).
+    #[arg(long, default_value_t = 32)]
+    pub concurrency: usize,
+    /// An upstream base URL (with /v1) instead of the built-in one.
+    #[arg(long)]
+    pub upstream: Option<String>,
+    /// Model name to send the upstream.
+    #[arg(long, default_value = "fast")]
+    pub upstream_model: String,
+    /// Another proxy in front of the same upstream, base URL with /v1.
+    #[arg(long)]
+    pub peer: Option<String>,
+    /// Model name to send the peer.
+    #[arg(long, default_value = "fast")]
+    pub peer_model: String,
+    /// Privacy of hearth's route: allow, or redact (scans every message for personal data).
+    #[arg(long, default_value = "allow")]
+    pub privacy: String,
 }
 
 #[derive(Debug, Args)]

@@ -27,6 +27,9 @@ pub async fn run(cli: Cli) -> Result<()> {
         Command::Recs { command } => crate::recs::run(config, command).await,
         Command::Support { command } => crate::support::run(config, command).await,
         Command::DemoShop(args) => crate::support::demo_shop(args).await,
+        Command::Keys { command } => crate::gateway::keys(config, command),
+        Command::Usage { command } => crate::gateway::usage(config, command),
+        Command::Routes { json } => crate::gateway::routes(config, json),
         Command::Bench { command } => crate::bench::run(command, config.llm.threads).await,
         Command::Config {
             command: ConfigCommand::Show,

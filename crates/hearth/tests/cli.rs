@@ -285,3 +285,55 @@ fn an_import_killed_midway_keeps_every_committed_batch_and_resumes() {
         "{out}"
     );
 }
+
+#[test]
+fn keys_usage_and_routes_from_the_command_line() {
+    let data = tempfile::tempdir().unwrap();
+    let (ok, out, err) = hearth(
+        data.path(),
+        &[
+            "keys", "create", "team-a", "--routes", "chat", "--rpm", "60", "--budget", "5",
+            "--period", "day", "--json",
+        ],
+    );
+    assert!(ok, "{err}");
+    let created: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let secret = created["secret"].as_str().unwrap().to_owned();
+    assert!(secret.starts_with("hk-"), "{out}");
+    assert_eq!(created["budget"], 5.0);
+    assert_eq!(created["period"], "day");
+    // Listed without its secret; names are never reused.
+    let (ok, out, _) = hearth(data.path(), &["keys", "list"]);
+    assert!(
+        ok && out.contains("team-a") && out.contains("active"),
+        "{out}"
+    );
+    assert!(!out.contains(&secret), "{out}");
+    let (ok, _, err) = hearth(data.path(), &["keys", "create", "team-a"]);
+    assert!(!ok && err.contains("team-a"), "{err}");
+    let (ok, _, err) = hearth(data.path(), &["keys", "create", "b", "--period", "week"]);
+    assert!(!ok && err.contains("week"), "{err}");
+    let (ok, out, err) = hearth(data.path(), &["keys", "revoke", "team-a"]);
+    assert!(ok && out.contains("revoked"), "{err}");
+    let (ok, out, _) = hearth(data.path(), &["keys", "list", "--json"]);
+    assert!(ok);
+    let keys: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert!(keys[0]["revoked"].is_number(), "{out}");
+
+    // An empty ledger still prints its assumptions; a bad --by names itself.
+    let (ok, out, err) = hearth(data.path(), &["usage", "report", "--since", "7d"]);
+    assert!(ok, "{err}");
+    assert!(
+        out.contains("gpt-4o") && out.contains("Local cost"),
+        "{out}"
+    );
+    let (ok, _, err) = hearth(data.path(), &["usage", "report", "--by", "colour"]);
+    assert!(!ok && err.contains("colour"), "{err}");
+    let (ok, out, _) = hearth(data.path(), &["usage", "prices"]);
+    assert!(
+        ok && out.contains("gpt-4o-mini") && out.contains("2025-10"),
+        "{out}"
+    );
+    let (ok, out, _) = hearth(data.path(), &["routes"]);
+    assert!(ok && out.contains("no routes"), "{out}");
+}

@@ -1,0 +1,648 @@
+//! API keys per app or team: stored hashed (SHA-256 of a 256-bit random key), each with the
+//! routes it may use, requests/min and tokens/min limits and a spend budget per period.
+//!
+//! Budgets hold under concurrency: a request reserves its estimated cost (the most expensive
+//! deployment of its route, its prompt at 3 bytes per token and its max_tokens) before it is
+//! dispatched, and settles the real cost when it ends; a request that would take spent +
+//! reserved past the budget is refused.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use hearth_store::{Database, StoreError};
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+
+use crate::metrics::GatewayMetrics;
+use crate::GatewayError;
+
+/// The period a budget covers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Period {
+    /// A UTC calendar day.
+    Day,
+    /// A UTC calendar month.
+    Month,
+    /// The key's whole life.
+    Total,
+}
+
+impl Period {
+    pub fn parse(text: &str) -> Option<Period> {
+        Some(match text {
+            "day" => Period::Day,
+            "month" => Period::Month,
+            "total" => Period::Total,
+            _ => return None,
+        })
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Period::Day => "day",
+            Period::Month => "month",
+            Period::Total => "total",
+        }
+    }
+
+    /// The period containing unix time `now`: (start, end) in unix seconds.
+    pub fn bounds(self, now: f64) -> (f64, f64) {
+        const DAY: i64 = 86_400;
+        let secs = now.floor() as i64;
+        match self {
+            Period::Total => (0.0, f64::INFINITY),
+            Period::Day => {
+                let start = secs - secs.rem_euclid(DAY);
+                (start as f64, (start + DAY) as f64)
+            }
+            Period::Month => {
+                let (y, m, _) = civil_from_days(secs.div_euclid(DAY));
+                let start = days_from_civil(y, m, 1) * DAY;
+                let (ny, nm) = if m == 12 { (y + 1, 1) } else { (y, m + 1) };
+                let end = days_from_civil(ny, nm, 1) * DAY;
+                (start as f64, end as f64)
+            }
+        }
+    }
+}
+
+// Howard Hinnant's civil-date algorithms (proleptic Gregorian, days since 1970-01-01).
+pub(crate) fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let mp = (m + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + d - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
+}
+
+fn civil_from_days(z: i64) -> (i64, i64, i64) {
+    let z = z + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    (yoe + era * 400 + i64::from(m <= 2), m, d)
+}
+
+/// What a key may do.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct KeyInfo {
+    pub id: String,
+    pub name: String,
+    /// Model names (route aliases or local models) it may use; empty: all.
+    pub routes: Vec<String>,
+    pub requests_per_minute: Option<u32>,
+    pub tokens_per_minute: Option<u64>,
+    /// USD per period.
+    pub budget: Option<f64>,
+    pub period: Period,
+    pub created: f64,
+    pub revoked: Option<f64>,
+}
+
+impl KeyInfo {
+    pub fn allows(&self, model: &str) -> bool {
+        self.routes.is_empty() || self.routes.iter().any(|r| r == model)
+    }
+}
+
+/// Limits for a new key.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct NewKey {
+    pub name: String,
+    pub routes: Vec<String>,
+    pub requests_per_minute: Option<u32>,
+    pub tokens_per_minute: Option<u64>,
+    pub budget: Option<f64>,
+    pub period: Option<Period>,
+}
+
+fn hash(key: &str) -> String {
+    hex::encode(Sha256::digest(key.as_bytes()))
+}
+
+/// A token bucket refilled at `capacity` per minute.
+#[derive(Debug)]
+struct Bucket {
+    capacity: f64,
+    level: f64,
+    at: Instant,
+}
+
+impl Bucket {
+    fn new(capacity: f64) -> Self {
+        Bucket {
+            capacity,
+            level: capacity,
+            at: Instant::now(),
+        }
+    }
+
+    fn refill(&mut self) {
+        let now = Instant::now();
+        let add = now.duration_since(self.at).as_secs_f64() * self.capacity / 60.0;
+        self.level = (self.level + add).min(self.capacity);
+        self.at = now;
+    }
+
+    /// Takes `amount` or says how long until it could.
+    fn take(&mut self, amount: f64) -> Result<(), Duration> {
+        self.refill();
+        // A single request bigger than the whole bucket waits for a full bucket.
+        let need = amount.min(self.capacity);
+        if self.level >= need {
+            self.level -= amount;
+            Ok(())
+        } else {
+            Err(Duration::from_secs_f64(
+                (need - self.level) * 60.0 / self.capacity,
+            ))
+        }
+    }
+
+    /// Corrects an earlier take (negative: give back).
+    fn adjust(&mut self, amount: f64) {
+        self.refill();
+        self.level = (self.level - amount).min(self.capacity);
+    }
+}
+
+/// A key's running state in this process.
+#[derive(Debug)]
+struct KeyState {
+    requests: Option<Bucket>,
+    tokens: Option<Bucket>,
+    period_start: f64,
+    period_end: f64,
+    spent: f64,
+    reserved: f64,
+}
+
+/// What a request holds while it runs; settles (or gives back) when it ends.
+#[derive(Debug)]
+pub struct Reservation {
+    state: Arc<Mutex<KeyState>>,
+    pub key: Arc<KeyInfo>,
+    tokens: f64,
+    cost: f64,
+    settled: bool,
+    metrics: Option<Arc<GatewayMetrics>>,
+}
+
+impl Reservation {
+    /// The request's real tokens and cost.
+    pub fn settle(mut self, tokens: u64, cost: f64) {
+        self.finish(tokens as f64, cost);
+    }
+
+    fn finish(&mut self, tokens: f64, cost: f64) {
+        if self.settled {
+            return;
+        }
+        self.settled = true;
+        let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        state.reserved -= self.cost;
+        state.spent += cost;
+        if let Some(bucket) = state.tokens.as_mut() {
+            bucket.adjust(tokens - self.tokens);
+        }
+        if let (Some(budget), Some(metrics)) = (self.key.budget, &self.metrics) {
+            metrics.set_budget_left(&self.key.name, budget - state.spent);
+        }
+    }
+}
+
+impl Drop for Reservation {
+    /// A request that ended without settling (cancelled, or failed before it knew its
+    /// tokens) is charged what it reserved: a budget errs on the side of holding.
+    fn drop(&mut self) {
+        let (tokens, cost) = (self.tokens, self.cost);
+        self.finish(tokens, cost);
+    }
+}
+
+/// The keys table, cached, with each key's limits and spend.
+pub struct KeyStore {
+    db: Database,
+    cache: Mutex<KeyCache>,
+    states: Mutex<HashMap<String, Arc<Mutex<KeyState>>>>,
+    metrics: Option<Arc<GatewayMetrics>>,
+}
+
+#[derive(Default)]
+struct KeyCache {
+    by_hash: HashMap<String, Arc<KeyInfo>>,
+    loaded: Option<Instant>,
+    any: bool,
+}
+
+/// How long a server trusts its cached copy of the keys table (revocations take effect
+/// within this).
+const KEY_CACHE: Duration = Duration::from_secs(2);
+
+fn unix_now_f64() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs_f64())
+        .unwrap_or(0.0)
+}
+
+impl KeyStore {
+    pub(crate) fn new(db: Database, metrics: Option<Arc<GatewayMetrics>>) -> Self {
+        KeyStore {
+            db,
+            cache: Mutex::new(KeyCache::default()),
+            states: Mutex::new(HashMap::new()),
+            metrics,
+        }
+    }
+
+    /// Creates a key; returns the secret (shown once, never stored) and its record.
+    pub fn create(&self, new: NewKey) -> Result<(String, KeyInfo), GatewayError> {
+        let name = new.name.trim();
+        if name.is_empty() || name.len() > 64 || name.contains(char::is_whitespace) {
+            return Err(GatewayError::invalid(
+                "name",
+                "a key name is 1–64 characters without spaces",
+            ));
+        }
+        if let Some(b) = new.budget {
+            if !(b.is_finite() && b >= 0.0) {
+                return Err(GatewayError::invalid(
+                    "budget",
+                    "must be a number ≥ 0 (USD)",
+                ));
+            }
+        }
+        let secret = format!(
+            "hk-{}{}",
+            uuid::Uuid::new_v4().simple(),
+            uuid::Uuid::new_v4().simple()
+        );
+        let info = KeyInfo {
+            id: uuid::Uuid::new_v4().simple().to_string(),
+            name: name.to_owned(),
+            routes: new.routes,
+            requests_per_minute: new.requests_per_minute,
+            tokens_per_minute: new.tokens_per_minute,
+            budget: new.budget,
+            period: new.period.unwrap_or(Period::Month),
+            created: unix_now_f64(),
+            revoked: None,
+        };
+        let inserted = self.db.conn().execute(
+            "INSERT INTO gateway_keys (id, name, hash, routes, requests_per_minute,
+                 tokens_per_minute, budget, period, created)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+            rusqlite::params![
+                info.id,
+                info.name,
+                hash(&secret),
+                serde_json::to_string(&info.routes).expect("strings serialize"),
+                info.requests_per_minute,
+                info.tokens_per_minute.map(|t| t as i64),
+                info.budget,
+                info.period.as_str(),
+                info.created,
+            ],
+        );
+        match inserted {
+            Ok(_) => {}
+            Err(rusqlite::Error::SqliteFailure(e, _))
+                if e.code == rusqlite::ErrorCode::ConstraintViolation =>
+            {
+                return Err(GatewayError::invalid(
+                    "name",
+                    format!("a key named '{name}' exists already (names are never reused)"),
+                ))
+            }
+            Err(e) => return Err(GatewayError::Store(self.db.error(e))),
+        }
+        self.cache.lock().unwrap_or_else(|p| p.into_inner()).loaded = None;
+        Ok((secret, info))
+    }
+
+    /// Every key, revoked ones included.
+    pub fn list(&self) -> Result<Vec<KeyInfo>, StoreError> {
+        Ok(self.load()?.into_iter().map(|(_, k)| k).collect())
+    }
+
+    /// Revokes the key named `name`; false if there is none.
+    pub fn revoke(&self, name: &str) -> Result<bool, StoreError> {
+        let n = self
+            .db
+            .conn()
+            .execute(
+                "UPDATE gateway_keys SET revoked = ?2 WHERE name = ?1 AND revoked IS NULL",
+                rusqlite::params![name, unix_now_f64()],
+            )
+            .map_err(|e| self.db.error(e))?;
+        self.cache.lock().unwrap_or_else(|p| p.into_inner()).loaded = None;
+        Ok(n > 0)
+    }
+
+    fn load(&self) -> Result<Vec<(String, KeyInfo)>, StoreError> {
+        self.db.read(|conn| {
+            let mut stmt = conn.prepare(
+                "SELECT id, name, hash, routes, requests_per_minute, tokens_per_minute, budget,
+                        period, created, revoked
+                 FROM gateway_keys ORDER BY created",
+            )?;
+            let rows = stmt.query_map([], |r| {
+                let routes: String = r.get(3)?;
+                let period: String = r.get(7)?;
+                Ok((
+                    r.get::<_, String>(2)?,
+                    KeyInfo {
+                        id: r.get(0)?,
+                        name: r.get(1)?,
+                        routes: serde_json::from_str(&routes).unwrap_or_default(),
+                        requests_per_minute: r.get(4)?,
+                        tokens_per_minute: r.get::<_, Option<i64>>(5)?.map(|t| t as u64),
+                        budget: r.get(6)?,
+                        period: Period::parse(&period).unwrap_or(Period::Month),
+                        created: r.get(8)?,
+                        revoked: r.get(9)?,
+                    },
+                ))
+            })?;
+            rows.collect()
+        })
+    }
+
+    /// Whether any key was ever created (a server with keys requires one).
+    pub fn any(&self) -> Result<bool, StoreError> {
+        self.refresh()?;
+        Ok(self.cache.lock().unwrap_or_else(|p| p.into_inner()).any)
+    }
+
+    fn refresh(&self) -> Result<(), StoreError> {
+        {
+            let cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
+            if cache.loaded.is_some_and(|at| at.elapsed() < KEY_CACHE) {
+                return Ok(());
+            }
+        }
+        let rows = self.load()?;
+        let mut cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
+        cache.any = !rows.is_empty();
+        cache.by_hash = rows
+            .into_iter()
+            .filter(|(_, k)| k.revoked.is_none())
+            .map(|(h, k)| (h, Arc::new(k)))
+            .collect();
+        cache.loaded = Some(Instant::now());
+        Ok(())
+    }
+
+    /// The live key whose secret is `presented`.
+    pub fn authenticate(&self, presented: &str) -> Result<Option<Arc<KeyInfo>>, StoreError> {
+        self.refresh()?;
+        let digest = hash(presented);
+        let cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
+        Ok(cache.by_hash.get(&digest).cloned())
+    }
+
+    fn state(&self, key: &KeyInfo) -> Result<Arc<Mutex<KeyState>>, StoreError> {
+        if let Some(state) = self
+            .states
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&key.id)
+        {
+            return Ok(state.clone());
+        }
+        let now = unix_now_f64();
+        let (start, end) = key.period.bounds(now);
+        let spent = crate::ledger::spent_since(&self.db, &key.name, start)?;
+        let mut states = self.states.lock().unwrap_or_else(|p| p.into_inner());
+        Ok(states
+            .entry(key.id.clone())
+            .or_insert_with(|| {
+                Arc::new(Mutex::new(KeyState {
+                    requests: key.requests_per_minute.map(|r| Bucket::new(r as f64)),
+                    tokens: key.tokens_per_minute.map(|t| Bucket::new(t as f64)),
+                    period_start: start,
+                    period_end: end,
+                    spent,
+                    reserved: 0.0,
+                }))
+            })
+            .clone())
+    }
+
+    /// Admits a request of `key` estimated at `tokens` and `cost` USD, or says why not.
+    pub fn admit(
+        &self,
+        key: &Arc<KeyInfo>,
+        tokens: u64,
+        cost: f64,
+    ) -> Result<Reservation, GatewayError> {
+        let state = self.state(key).map_err(GatewayError::Store)?;
+        {
+            let mut s = state.lock().unwrap_or_else(|p| p.into_inner());
+            let now = unix_now_f64();
+            if now >= s.period_end {
+                let (start, end) = key.period.bounds(now);
+                s.period_start = start;
+                s.period_end = end;
+                s.spent = 0.0;
+            }
+            if let Some(budget) = key.budget {
+                if s.spent + s.reserved + cost > budget {
+                    let retry_after = if s.period_end.is_finite() {
+                        Some((s.period_end - now).ceil().max(1.0) as u64)
+                    } else {
+                        None
+                    };
+                    return Err(GatewayError::BudgetExceeded {
+                        key: key.name.clone(),
+                        budget,
+                        spent: s.spent,
+                        reserved: s.reserved,
+                        retry_after,
+                    });
+                }
+            }
+            if let Some(bucket) = s.requests.as_mut() {
+                bucket.take(1.0).map_err(|wait| GatewayError::RateLimited {
+                    key: key.name.clone(),
+                    limit: "requests_per_minute",
+                    retry_after: wait.as_secs().max(1),
+                })?;
+            }
+            if let Some(bucket) = s.tokens.as_mut() {
+                if let Err(wait) = bucket.take(tokens as f64) {
+                    // Give the request back its slot: it was not admitted.
+                    if let Some(r) = s.requests.as_mut() {
+                        r.adjust(-1.0);
+                    }
+                    return Err(GatewayError::RateLimited {
+                        key: key.name.clone(),
+                        limit: "tokens_per_minute",
+                        retry_after: wait.as_secs().max(1),
+                    });
+                }
+            }
+            s.reserved += cost;
+        }
+        Ok(Reservation {
+            state,
+            key: key.clone(),
+            tokens: tokens as f64,
+            cost,
+            settled: false,
+            metrics: self.metrics.clone(),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn store() -> (tempfile::TempDir, KeyStore) {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Database::open(&dir.path().join("hearth.db")).unwrap();
+        crate::ledger::migrate(&db).unwrap();
+        (dir, KeyStore::new(db, None))
+    }
+
+    #[test]
+    fn periods_are_utc_calendar_days_and_months() {
+        // 2026-02-14T10:00:00Z
+        let t = 1_771_063_200.0;
+        let (start, end) = Period::Month.bounds(t);
+        assert_eq!(start, 1_769_904_000.0); // 2026-02-01
+        assert_eq!(end, 1_772_323_200.0); // 2026-03-01
+        let (start, end) = Period::Day.bounds(t);
+        assert_eq!((start, end), (1_771_027_200.0, 1_771_113_600.0));
+        let (_, end) = Period::Month.bounds(1_796_083_200.0); // 2026-12-01
+        assert_eq!(end, 1_798_761_600.0); // 2027-01-01
+    }
+
+    #[test]
+    fn keys_are_stored_hashed_and_revocable() {
+        let (_dir, keys) = store();
+        let (secret, info) = keys
+            .create(NewKey {
+                name: "team-a".into(),
+                routes: vec!["chat".into()],
+                ..Default::default()
+            })
+            .unwrap();
+        assert!(secret.starts_with("hk-") && secret.len() > 60);
+        let stored: String = keys
+            .db
+            .conn()
+            .query_row("SELECT hash FROM gateway_keys", [], |r| r.get(0))
+            .unwrap();
+        assert_ne!(stored, secret);
+        assert_eq!(stored, hash(&secret));
+        let found = keys.authenticate(&secret).unwrap().unwrap();
+        assert_eq!(found.name, info.name);
+        assert!(found.allows("chat") && !found.allows("other"));
+        assert!(keys.authenticate("hk-wrong").unwrap().is_none());
+        assert!(keys
+            .create(NewKey {
+                name: "team-a".into(),
+                ..Default::default()
+            })
+            .is_err());
+        assert!(keys.revoke("team-a").unwrap());
+        assert!(keys.authenticate(&secret).unwrap().is_none());
+        assert!(keys.any().unwrap());
+    }
+
+    #[test]
+    fn a_budget_holds_under_many_concurrent_reservations() {
+        let (_dir, keys) = store();
+        let (secret, _) = keys
+            .create(NewKey {
+                name: "app".into(),
+                budget: Some(1.0),
+                ..Default::default()
+            })
+            .unwrap();
+        let key = keys.authenticate(&secret).unwrap().unwrap();
+        let keys = Arc::new(keys);
+        let admitted = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        // 16 threads × 50 requests reserving 0.03 each, settling 0.02: at most 1.0 spent.
+        let threads: Vec<_> = (0..16)
+            .map(|_| {
+                let (keys, key, admitted) = (keys.clone(), key.clone(), admitted.clone());
+                std::thread::spawn(move || {
+                    for _ in 0..50 {
+                        if let Ok(r) = keys.admit(&key, 10, 0.03) {
+                            admitted.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                            std::thread::yield_now();
+                            r.settle(10, 0.02);
+                        }
+                    }
+                })
+            })
+            .collect();
+        for t in threads {
+            t.join().unwrap();
+        }
+        let state = keys.state(&key).unwrap();
+        let s = state.lock().unwrap();
+        assert!(s.spent <= 1.0 + 1e-9, "spent {}", s.spent);
+        assert!(s.reserved.abs() < 1e-9);
+        let n = admitted.load(std::sync::atomic::Ordering::Relaxed);
+        // Every admitted request settled at 0.02; the last ones are refused once
+        // spent + 0.03 would pass 1.0, so 49 or 50 fit.
+        assert!((49..=50).contains(&n), "admitted {n}");
+        assert!((s.spent - 0.02 * n as f64).abs() < 1e-9);
+    }
+
+    #[test]
+    fn requests_per_minute_are_limited_with_a_wait() {
+        let (_dir, keys) = store();
+        let (secret, _) = keys
+            .create(NewKey {
+                name: "slow".into(),
+                requests_per_minute: Some(3),
+                ..Default::default()
+            })
+            .unwrap();
+        let key = keys.authenticate(&secret).unwrap().unwrap();
+        for _ in 0..3 {
+            keys.admit(&key, 1, 0.0).unwrap().settle(1, 0.0);
+        }
+        match keys.admit(&key, 1, 0.0) {
+            Err(GatewayError::RateLimited {
+                limit, retry_after, ..
+            }) => {
+                assert_eq!(limit, "requests_per_minute");
+                assert!((1..=20).contains(&retry_after), "{retry_after}");
+            }
+            other => panic!("expected a rate limit, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn an_unsettled_reservation_is_charged_what_it_reserved() {
+        let (_dir, keys) = store();
+        let (secret, _) = keys
+            .create(NewKey {
+                name: "c".into(),
+                budget: Some(0.05),
+                ..Default::default()
+            })
+            .unwrap();
+        let key = keys.authenticate(&secret).unwrap().unwrap();
+        drop(keys.admit(&key, 10, 0.04).unwrap());
+        assert!(matches!(
+            keys.admit(&key, 10, 0.02),
+            Err(GatewayError::BudgetExceeded { .. })
+        ));
+    }
+}

@@ -1,0 +1,635 @@
+//! The usage and cost ledger and the upstream audit log, in the data directory's database.
+//!
+//! Requests hand their records to a writer thread that commits them in batches (one
+//! transaction per 50 ms at most), so metering costs a request a channel send.
+//! [`Ledger::flush`] waits until everything handed over is committed.
+
+use std::collections::BTreeMap;
+use std::sync::mpsc;
+
+use hearth_store::{Database, StoreError};
+use serde::Serialize;
+
+use crate::prices::{PriceTable, SHIPPED_PRICES_AS_OF};
+
+const MIGRATIONS: &[&str] = &["
+CREATE TABLE gateway_usage (
+    id INTEGER PRIMARY KEY,
+    at REAL NOT NULL,
+    api_key TEXT,
+    route TEXT NOT NULL,
+    deployment TEXT NOT NULL,
+    model TEXT NOT NULL,
+    local INTEGER NOT NULL,
+    status TEXT NOT NULL,
+    prompt_tokens INTEGER NOT NULL,
+    completion_tokens INTEGER NOT NULL,
+    ttft_ms REAL,
+    duration_ms REAL NOT NULL,
+    busy_ms REAL NOT NULL,
+    cost REAL NOT NULL,
+    priced INTEGER NOT NULL,
+    fallbacks INTEGER NOT NULL
+);
+CREATE INDEX gateway_usage_at ON gateway_usage(at);
+CREATE INDEX gateway_usage_key ON gateway_usage(api_key, at);
+CREATE TABLE gateway_audit (
+    id INTEGER PRIMARY KEY,
+    at REAL NOT NULL,
+    route TEXT NOT NULL,
+    deployment TEXT NOT NULL,
+    model TEXT NOT NULL,
+    privacy TEXT NOT NULL,
+    outcome TEXT NOT NULL,
+    prompt_tokens INTEGER NOT NULL,
+    completion_tokens INTEGER NOT NULL,
+    redactions TEXT NOT NULL,
+    raw_request TEXT,
+    raw_answer TEXT
+);
+CREATE INDEX gateway_audit_at ON gateway_audit(at);
+CREATE TABLE gateway_keys (
+    id TEXT PRIMARY KEY,
+    name TEXT NOT NULL UNIQUE,
+    hash TEXT NOT NULL UNIQUE,
+    routes TEXT NOT NULL,
+    requests_per_minute INTEGER,
+    tokens_per_minute INTEGER,
+    budget REAL,
+    period TEXT NOT NULL,
+    created REAL NOT NULL,
+    revoked REAL
+);
+"];
+
+/// Opens (migrating) the gateway's tables.
+pub(crate) fn migrate(db: &Database) -> Result<(), StoreError> {
+    db.migrate("gateway", MIGRATIONS)
+}
+
+/// One request, as metered.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct UsageRecord {
+    /// Unix seconds at the start of the request.
+    pub at: f64,
+    /// The API key's name; `None` for the apps' own calls and unauthenticated servers.
+    pub api_key: Option<String>,
+    /// The model name the client asked for.
+    pub route: String,
+    /// `provider/model` that served it.
+    pub deployment: String,
+    pub model: String,
+    pub local: bool,
+    /// `ok`, `error` or `cancelled`.
+    pub status: String,
+    pub prompt_tokens: u64,
+    pub completion_tokens: u64,
+    pub ttft_ms: Option<f64>,
+    pub duration_ms: f64,
+    /// Engine-busy milliseconds (local work); 0 upstream.
+    pub busy_ms: f64,
+    /// USD.
+    pub cost: f64,
+    /// False when no price applied (upstream model missing from the price table, or a
+    /// machine cost of 0).
+    pub priced: bool,
+    /// Deployments that failed before this one answered.
+    pub fallbacks: u32,
+}
+
+/// One call that left this machine.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct AuditRecord {
+    pub at: f64,
+    pub route: String,
+    pub deployment: String,
+    pub model: String,
+    pub privacy: String,
+    /// `ok`, or what went wrong.
+    pub outcome: String,
+    pub prompt_tokens: u64,
+    pub completion_tokens: u64,
+    /// Placeholders put in per kind of personal data.
+    pub redactions: BTreeMap<String, usize>,
+    /// Only with `[gateway] audit_raw_text = true`: the request body as it left (redacted on
+    /// `redact` routes) and the answer's text as the client received it (placeholders put
+    /// back).
+    pub raw_request: Option<String>,
+    pub raw_answer: Option<String>,
+}
+
+enum Message {
+    Usage(UsageRecord),
+    Audit(AuditRecord),
+    Flush(mpsc::Sender<()>),
+}
+
+/// The writer's end; cheap to share.
+pub struct Ledger {
+    db: Database,
+    tx: mpsc::Sender<Message>,
+}
+
+impl std::fmt::Debug for Ledger {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Ledger").field("db", &self.db).finish()
+    }
+}
+
+impl Ledger {
+    /// Starts the writer thread on `db` (already migrated).
+    pub(crate) fn start(db: Database) -> Ledger {
+        let (tx, rx) = mpsc::channel::<Message>();
+        let writer_db = db.clone();
+        std::thread::Builder::new()
+            .name("hearth-ledger".into())
+            .spawn(move || write_loop(writer_db, rx))
+            .expect("spawning the ledger writer");
+        Ledger { db, tx }
+    }
+
+    pub fn database(&self) -> &Database {
+        &self.db
+    }
+
+    fn send(&self, message: Message) {
+        if self.tx.send(message).is_err() {
+            tracing::error!("the ledger writer has stopped: a usage record is lost");
+        }
+    }
+
+    pub(crate) fn record(&self, record: UsageRecord) {
+        self.send(Message::Usage(record));
+    }
+
+    pub(crate) fn audit(&self, record: AuditRecord) {
+        self.send(Message::Audit(record));
+    }
+
+    /// Blocks until every record handed over so far is committed.
+    pub fn flush(&self) {
+        let (done_tx, done_rx) = mpsc::channel();
+        self.send(Message::Flush(done_tx));
+        let _ = done_rx.recv();
+    }
+}
+
+/// Longest a record waits for others to share its commit (each commit is synced to disk).
+const BATCH_WINDOW: std::time::Duration = std::time::Duration::from_millis(50);
+
+fn write_loop(db: Database, rx: mpsc::Receiver<Message>) {
+    while let Ok(first) = rx.recv() {
+        let deadline = std::time::Instant::now() + BATCH_WINDOW;
+        let mut flush = matches!(first, Message::Flush(_));
+        let mut batch = vec![first];
+        while batch.len() < 4096 && !flush {
+            let wait = deadline.saturating_duration_since(std::time::Instant::now());
+            match rx.recv_timeout(wait) {
+                Ok(m) => {
+                    flush = matches!(m, Message::Flush(_));
+                    batch.push(m);
+                }
+                Err(_) => break,
+            }
+        }
+        let mut waiting = Vec::new();
+        if let Err(e) = write_batch(&db, batch, &mut waiting) {
+            tracing::error!(error = %e, "cannot write usage records");
+        }
+        for done in waiting {
+            let _ = done.send(());
+        }
+    }
+}
+
+fn write_batch(
+    db: &Database,
+    batch: Vec<Message>,
+    waiting: &mut Vec<mpsc::Sender<()>>,
+) -> rusqlite::Result<()> {
+    let mut conn = db.conn();
+    let tx = conn.transaction()?;
+    {
+        let mut usage = tx.prepare_cached(
+            "INSERT INTO gateway_usage (at, api_key, route, deployment, model, local, status,
+                 prompt_tokens, completion_tokens, ttft_ms, duration_ms, busy_ms, cost, priced,
+                 fallbacks)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)",
+        )?;
+        let mut audit = tx.prepare_cached(
+            "INSERT INTO gateway_audit (at, route, deployment, model, privacy, outcome,
+                 prompt_tokens, completion_tokens, redactions, raw_request, raw_answer)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+        )?;
+        for message in batch {
+            match message {
+                Message::Usage(r) => {
+                    usage.execute(rusqlite::params![
+                        r.at,
+                        r.api_key,
+                        r.route,
+                        r.deployment,
+                        r.model,
+                        r.local,
+                        r.status,
+                        r.prompt_tokens as i64,
+                        r.completion_tokens as i64,
+                        r.ttft_ms,
+                        r.duration_ms,
+                        r.busy_ms,
+                        r.cost,
+                        r.priced,
+                        r.fallbacks,
+                    ])?;
+                }
+                Message::Audit(r) => {
+                    audit.execute(rusqlite::params![
+                        r.at,
+                        r.route,
+                        r.deployment,
+                        r.model,
+                        r.privacy,
+                        r.outcome,
+                        r.prompt_tokens as i64,
+                        r.completion_tokens as i64,
+                        serde_json::to_string(&r.redactions).unwrap_or_default(),
+                        r.raw_request,
+                        r.raw_answer,
+                    ])?;
+                }
+                Message::Flush(done) => waiting.push(done),
+            }
+        }
+    }
+    tx.commit()
+}
+
+/// How `usage report` groups requests.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum GroupBy {
+    Key,
+    #[default]
+    Route,
+    Model,
+    Deployment,
+}
+
+impl GroupBy {
+    pub fn parse(text: &str) -> Option<GroupBy> {
+        Some(match text {
+            "key" => GroupBy::Key,
+            "route" => GroupBy::Route,
+            "model" => GroupBy::Model,
+            "deployment" => GroupBy::Deployment,
+            _ => return None,
+        })
+    }
+
+    fn column(self) -> &'static str {
+        match self {
+            GroupBy::Key => "COALESCE(api_key, '(no key)')",
+            GroupBy::Route => "route",
+            GroupBy::Model => "model",
+            GroupBy::Deployment => "deployment",
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            GroupBy::Key => "key",
+            GroupBy::Route => "route",
+            GroupBy::Model => "model",
+            GroupBy::Deployment => "deployment",
+        }
+    }
+}
+
+/// Spend, tokens and savings of one group of requests.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct UsageRow {
+    pub group: String,
+    pub requests: u64,
+    pub errors: u64,
+    pub local_requests: u64,
+    pub prompt_tokens: u64,
+    pub completion_tokens: u64,
+    /// USD actually spent (upstream prices + local machine time).
+    pub cost: f64,
+    /// USD the same tokens would have cost on the reference model.
+    pub reference_cost: f64,
+    pub savings: f64,
+    /// `savings / reference_cost` in percent; `None` when nothing would have been spent.
+    pub savings_percent: Option<f64>,
+    /// Requests that had no price (their cost counts as 0).
+    pub unpriced_requests: u64,
+    pub mean_ttft_ms: Option<f64>,
+    pub mean_duration_ms: f64,
+}
+
+/// What the savings figures assume, printed with them.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Assumptions {
+    pub reference_model: String,
+    /// USD per 1M input / output tokens.
+    pub reference_input_price: f64,
+    pub reference_output_price: f64,
+    pub reference_price_source: String,
+    pub machine_cost_per_hour: f64,
+    pub local_cost_method: String,
+    pub upstream_cost_method: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct UsageReport {
+    pub since: Option<f64>,
+    pub by: String,
+    pub rows: Vec<UsageRow>,
+    pub total: UsageRow,
+    pub assumptions: Assumptions,
+}
+
+/// Builds the report from the ledger.
+pub fn report(
+    db: &Database,
+    since: Option<f64>,
+    only_key: Option<&str>,
+    by: GroupBy,
+    prices: &PriceTable,
+    reference_model: &str,
+    machine_cost_per_hour: f64,
+) -> Result<UsageReport, crate::GatewayError> {
+    let reference = prices.get(reference_model).ok_or_else(|| {
+        let known: Vec<&str> = prices.names().collect();
+        crate::GatewayError::invalid(
+            "reference",
+            format!(
+                "'{reference_model}' is not in the price table; known: {}",
+                known.join(", ")
+            ),
+        )
+    })?;
+    let sql = format!(
+        "SELECT {group}, COUNT(*), SUM(status != 'ok'), SUM(local), SUM(prompt_tokens),
+                SUM(completion_tokens), SUM(cost), SUM(NOT priced), AVG(ttft_ms), AVG(duration_ms)
+         FROM gateway_usage WHERE at >= ?1 AND (?2 IS NULL OR api_key = ?2)
+         GROUP BY 1 ORDER BY SUM(cost) DESC, 1",
+        group = by.column()
+    );
+    let raw = db.read(|conn| {
+        let mut stmt = conn.prepare(&sql)?;
+        let rows = stmt.query_map(rusqlite::params![since.unwrap_or(0.0), only_key], |r| {
+            Ok(RawRow {
+                group: r.get(0)?,
+                requests: r.get::<_, i64>(1)? as u64,
+                errors: r.get::<_, i64>(2)? as u64,
+                local: r.get::<_, i64>(3)? as u64,
+                prompt: r.get::<_, i64>(4)? as u64,
+                completion: r.get::<_, i64>(5)? as u64,
+                cost: r.get(6)?,
+                unpriced: r.get::<_, i64>(7)? as u64,
+                ttft: r.get(8)?,
+                duration: r.get(9)?,
+            })
+        })?;
+        rows.collect::<rusqlite::Result<Vec<_>>>()
+    })?;
+    let row = |r: &RawRow| {
+        let reference_cost = reference.cost(r.prompt, r.completion);
+        let savings = reference_cost - r.cost;
+        UsageRow {
+            group: r.group.clone(),
+            requests: r.requests,
+            errors: r.errors,
+            local_requests: r.local,
+            prompt_tokens: r.prompt,
+            completion_tokens: r.completion,
+            cost: r.cost,
+            reference_cost,
+            savings,
+            savings_percent: (reference_cost > 0.0).then(|| 100.0 * savings / reference_cost),
+            unpriced_requests: r.unpriced,
+            mean_ttft_ms: r.ttft,
+            mean_duration_ms: r.duration,
+        }
+    };
+    let rows: Vec<UsageRow> = raw.iter().map(row).collect();
+    let n = raw.iter().map(|r| r.requests).sum::<u64>().max(1) as f64;
+    let ttft_n: u64 = raw
+        .iter()
+        .filter(|r| r.ttft.is_some())
+        .map(|r| r.requests)
+        .sum();
+    let total = row(&RawRow {
+        group: "total".into(),
+        requests: raw.iter().map(|r| r.requests).sum(),
+        errors: raw.iter().map(|r| r.errors).sum(),
+        local: raw.iter().map(|r| r.local).sum(),
+        prompt: raw.iter().map(|r| r.prompt).sum(),
+        completion: raw.iter().map(|r| r.completion).sum(),
+        cost: raw.iter().map(|r| r.cost).sum(),
+        unpriced: raw.iter().map(|r| r.unpriced).sum(),
+        ttft: (ttft_n > 0).then(|| {
+            raw.iter()
+                .filter_map(|r| r.ttft.map(|t| t * r.requests as f64))
+                .sum::<f64>()
+                / ttft_n as f64
+        }),
+        duration: raw
+            .iter()
+            .map(|r| r.duration * r.requests as f64)
+            .sum::<f64>()
+            / n,
+    });
+    Ok(UsageReport {
+        since,
+        by: by.as_str().into(),
+        rows,
+        total,
+        assumptions: Assumptions {
+            reference_model: reference_model.to_owned(),
+            reference_input_price: reference.input,
+            reference_output_price: reference.output,
+            reference_price_source: prices.source(reference_model),
+            machine_cost_per_hour,
+            local_cost_method: format!(
+                "engine-busy seconds × ${machine_cost_per_hour}/hour of this machine; \
+                 concurrent requests each count their own busy time, so local cost is an upper bound"
+            ),
+            upstream_cost_method: format!(
+                "tokens reported by the upstream × the price table (shipped list prices as of \
+                 {SHIPPED_PRICES_AS_OF}, overridable in [gateway.prices])"
+            ),
+        },
+    })
+}
+
+struct RawRow {
+    group: String,
+    requests: u64,
+    errors: u64,
+    local: u64,
+    prompt: u64,
+    completion: u64,
+    cost: f64,
+    unpriced: u64,
+    ttft: Option<f64>,
+    duration: f64,
+}
+
+/// USD spent by `key` since `since` (unix seconds).
+pub(crate) fn spent_since(db: &Database, key: &str, since: f64) -> Result<f64, StoreError> {
+    db.read(|conn| {
+        conn.query_row(
+            "SELECT COALESCE(SUM(cost), 0) FROM gateway_usage WHERE api_key = ?1 AND at >= ?2",
+            rusqlite::params![key, since],
+            |r| r.get(0),
+        )
+    })
+}
+
+/// The newest audit records, newest first.
+pub fn audit_log(db: &Database, limit: usize) -> Result<Vec<AuditRecord>, StoreError> {
+    db.read(|conn| {
+        let mut stmt = conn.prepare(
+            "SELECT at, route, deployment, model, privacy, outcome, prompt_tokens,
+                    completion_tokens, redactions, raw_request, raw_answer
+             FROM gateway_audit ORDER BY id DESC LIMIT ?1",
+        )?;
+        let rows = stmt.query_map([limit as i64], |r| {
+            let redactions: String = r.get(8)?;
+            Ok(AuditRecord {
+                at: r.get(0)?,
+                route: r.get(1)?,
+                deployment: r.get(2)?,
+                model: r.get(3)?,
+                privacy: r.get(4)?,
+                outcome: r.get(5)?,
+                prompt_tokens: r.get::<_, i64>(6)? as u64,
+                completion_tokens: r.get::<_, i64>(7)? as u64,
+                redactions: serde_json::from_str(&redactions).unwrap_or_default(),
+                raw_request: r.get(9)?,
+                raw_answer: r.get(10)?,
+            })
+        })?;
+        rows.collect()
+    })
+}
+
+/// Reads a `--since` value: a duration back from `now` (`30m`, `24h`, `7d`), a UTC date
+/// (`2026-11-01`) or unix seconds.
+pub fn parse_since(text: &str, now: f64) -> Result<f64, String> {
+    let text = text.trim();
+    let bad = || {
+        format!("'{text}' is not a time: use a duration back from now (30m, 24h, 7d), a date (2026-11-01) or unix seconds")
+    };
+    if let Some((unit, secs)) = [("m", 60.0), ("h", 3600.0), ("d", 86_400.0)]
+        .iter()
+        .find(|(u, _)| text.ends_with(u))
+    {
+        let n: f64 = text[..text.len() - unit.len()].parse().map_err(|_| bad())?;
+        if !(n >= 0.0 && n.is_finite()) {
+            return Err(bad());
+        }
+        return Ok(now - n * secs);
+    }
+    let parts: Vec<&str> = text.split('-').collect();
+    if parts.len() == 3 {
+        let num = |p: &str| p.parse::<i64>().map_err(|_| bad());
+        let (y, m, d) = (num(parts[0])?, num(parts[1])?, num(parts[2])?);
+        if !(1..=12).contains(&m) || !(1..=31).contains(&d) {
+            return Err(bad());
+        }
+        return Ok((crate::keys::days_from_civil(y, m, d) * 86_400) as f64);
+    }
+    text.parse::<f64>()
+        .ok()
+        .filter(|t| t.is_finite() && *t >= 0.0)
+        .ok_or_else(bad)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn since_takes_durations_dates_and_unix_seconds() {
+        let now = 1_800_000_000.0;
+        assert_eq!(parse_since("7d", now).unwrap(), now - 7.0 * 86_400.0);
+        assert_eq!(parse_since("30m", now).unwrap(), now - 1800.0);
+        assert_eq!(parse_since("2026-11-01", now).unwrap(), 1_793_491_200.0);
+        assert_eq!(parse_since("1700000000", now).unwrap(), 1_700_000_000.0);
+        let err = parse_since("yesterday", now).unwrap_err();
+        assert!(err.contains("yesterday"), "{err}");
+    }
+
+    fn record(
+        key: Option<&str>,
+        route: &str,
+        local: bool,
+        p: u64,
+        c: u64,
+        cost: f64,
+    ) -> UsageRecord {
+        UsageRecord {
+            at: 1000.0,
+            api_key: key.map(str::to_owned),
+            route: route.into(),
+            deployment: format!("x/{route}"),
+            model: route.into(),
+            local,
+            status: "ok".into(),
+            prompt_tokens: p,
+            completion_tokens: c,
+            ttft_ms: Some(10.0),
+            duration_ms: 20.0,
+            busy_ms: 0.0,
+            cost,
+            priced: true,
+            fallbacks: 0,
+        }
+    }
+
+    #[test]
+    fn the_report_groups_spend_and_prices_savings_from_the_same_tokens() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Database::open(&dir.path().join("hearth.db")).unwrap();
+        migrate(&db).unwrap();
+        let ledger = Ledger::start(db.clone());
+        ledger.record(record(Some("a"), "chat", true, 1_000_000, 0, 0.10));
+        ledger.record(record(Some("a"), "chat", true, 0, 1_000_000, 0.20));
+        ledger.record(record(Some("b"), "big", false, 1_000_000, 1_000_000, 3.0));
+        ledger.flush();
+        let prices = PriceTable::new(&BTreeMap::new());
+        let report = report(&db, None, None, GroupBy::Route, &prices, "gpt-4o", 1.0).unwrap();
+        assert_eq!(report.rows.len(), 2);
+        let chat = report.rows.iter().find(|r| r.group == "chat").unwrap();
+        // gpt-4o: $2.50 per 1M in, $10 per 1M out.
+        assert!((chat.reference_cost - 12.5).abs() < 1e-9);
+        assert!((chat.cost - 0.30).abs() < 1e-9);
+        assert!((chat.savings_percent.unwrap() - 100.0 * 12.2 / 12.5).abs() < 1e-9);
+        assert_eq!(chat.local_requests, 2);
+        assert_eq!(report.total.requests, 3);
+        assert!((report.total.cost - 3.30).abs() < 1e-9);
+        let by_key = super::report(
+            &db,
+            Some(2000.0),
+            None,
+            GroupBy::Key,
+            &prices,
+            "gpt-4o",
+            1.0,
+        )
+        .unwrap();
+        assert!(by_key.rows.is_empty());
+        assert!(super::report(
+            &db,
+            None,
+            Some("a"),
+            GroupBy::Key,
+            &prices,
+            "no-such-model",
+            1.0
+        )
+        .is_err());
+    }
+}

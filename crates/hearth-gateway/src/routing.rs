@@ -1,0 +1,786 @@
+//! Routes: a model alias served by one or more deployments (this machine's engines or an
+//! upstream endpoint), load-balanced or in failover order, retried with backoff, a failing
+//! deployment taken out for a cool-down. The privacy policy of the route decides what may
+//! leave: `local_only` routes are refused at start if any deployment is upstream, `redact`
+//! routes send placeholders instead of personal data.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use hearth_types::{ChatCompletionRequest, MessageContent};
+use tokio::sync::mpsc;
+
+use crate::config::{GatewayConfig, Privacy, Strategy};
+use crate::keys::{KeyInfo, Reservation};
+use crate::ledger::{AuditRecord, UsageRecord};
+use crate::meter::Meter;
+use crate::prices::{Price, PriceTable};
+use crate::privacy::{KnownPii, Redactor};
+use crate::upstream::{relay_stream, relay_whole, Answer, Failure, Restoring, Upstream};
+use crate::{unix_now, ChatStream, Gateway, GatewayError};
+
+/// Who is asking: the API key of an HTTP request; none for the apps' own calls.
+#[derive(Debug, Clone, Default)]
+pub struct Caller {
+    pub key: Option<Arc<KeyInfo>>,
+}
+
+#[derive(Debug)]
+pub(crate) enum Target {
+    Local,
+    Upstream(Arc<Upstream>),
+}
+
+#[derive(Debug, Default)]
+struct Health {
+    failures: u32,
+    out_until: Option<Instant>,
+}
+
+#[derive(Debug)]
+pub(crate) struct Deployment {
+    /// `provider/model`.
+    pub label: String,
+    pub target: Target,
+    pub model: String,
+    pub price: Option<Price>,
+    health: Mutex<Health>,
+}
+
+impl Deployment {
+    fn cooling(&self, now: Instant) -> bool {
+        let health = self.health.lock().unwrap_or_else(|p| p.into_inner());
+        health.out_until.is_some_and(|until| until > now)
+    }
+
+    fn succeeded(&self) {
+        let mut health = self.health.lock().unwrap_or_else(|p| p.into_inner());
+        health.failures = 0;
+        health.out_until = None;
+    }
+
+    fn failed(&self, settings: &GatewayConfig) {
+        let mut health = self.health.lock().unwrap_or_else(|p| p.into_inner());
+        health.failures += 1;
+        if health.failures >= settings.failures_before_cooldown.max(1) {
+            health.failures = 0;
+            health.out_until =
+                Some(Instant::now() + Duration::from_secs(settings.cooldown_seconds));
+            tracing::warn!(
+                deployment = %self.label,
+                seconds = settings.cooldown_seconds,
+                "deployment failing: out of rotation for a cool-down"
+            );
+        }
+    }
+
+    fn is_local(&self) -> bool {
+        matches!(self.target, Target::Local)
+    }
+}
+
+#[derive(Debug)]
+pub(crate) struct Route {
+    pub alias: String,
+    pub privacy: Privacy,
+    strategy: Strategy,
+    pub deployments: Vec<Deployment>,
+    turn: AtomicUsize,
+    /// A local model asked for by its own name (no route declared).
+    implicit: bool,
+}
+
+impl Route {
+    /// Deployment indices in the order to try: healthy ones first (in turn when balancing),
+    /// then the cooling ones, which may have recovered.
+    fn candidates(&self) -> Vec<usize> {
+        let n = self.deployments.len();
+        let start = match self.strategy {
+            Strategy::Failover => 0,
+            Strategy::Balance => self.turn.fetch_add(1, Ordering::Relaxed) % n,
+        };
+        let now = Instant::now();
+        let (healthy, cooling): (Vec<usize>, Vec<usize>) = (0..n)
+            .map(|i| (start + i) % n)
+            .partition(|&i| !self.deployments[i].cooling(now));
+        healthy.into_iter().chain(cooling).collect()
+    }
+
+    fn implicit_local(model: &str) -> Route {
+        Route {
+            alias: model.to_owned(),
+            privacy: Privacy::LocalOnly,
+            strategy: Strategy::Failover,
+            deployments: vec![Deployment {
+                label: format!("local/{model}"),
+                target: Target::Local,
+                model: model.to_owned(),
+                price: None,
+                health: Mutex::default(),
+            }],
+            turn: AtomicUsize::new(0),
+            implicit: true,
+        }
+    }
+}
+
+/// The routes of a gateway, checked as a whole.
+#[derive(Debug, Default)]
+pub(crate) struct Routing {
+    pub routes: HashMap<String, Arc<Route>>,
+}
+
+impl Routing {
+    pub fn new(config: &GatewayConfig, prices: &PriceTable) -> Result<Routing, GatewayError> {
+        let bad = |m: String| Err(GatewayError::Config(m));
+        let mut providers: HashMap<&str, Arc<Upstream>> = HashMap::new();
+        for p in &config.providers {
+            if p.name == "local" || p.name.is_empty() {
+                return bad(format!(
+                    "provider name '{}' is reserved or empty: `local` means this machine",
+                    p.name
+                ));
+            }
+            if providers
+                .insert(&p.name, Arc::new(Upstream::new(p)?))
+                .is_some()
+            {
+                return bad(format!("provider '{}' is declared twice", p.name));
+            }
+        }
+        if prices.get(&config.reference_model).is_none() {
+            return bad(format!(
+                "[gateway] reference_model '{}' is not in the price table; add it under [gateway.prices]",
+                config.reference_model
+            ));
+        }
+        if !(config.machine_cost_per_hour >= 0.0 && config.machine_cost_per_hour.is_finite()) {
+            return bad("[gateway] machine_cost_per_hour must be a number ≥ 0".into());
+        }
+        let mut routes = HashMap::new();
+        let mut seen = HashSet::new();
+        for r in &config.routes {
+            if !seen.insert(r.alias.as_str()) {
+                return bad(format!("route '{}' is declared twice", r.alias));
+            }
+            if r.deployments.is_empty() {
+                return bad(format!("route '{}' has no deployments", r.alias));
+            }
+            let mut deployments = Vec::new();
+            for d in &r.deployments {
+                let target = if d.provider == "local" {
+                    Target::Local
+                } else {
+                    match providers.get(d.provider.as_str()) {
+                        Some(up) => Target::Upstream(up.clone()),
+                        None => {
+                            return bad(format!(
+                            "route '{}': provider '{}' is not declared in [[gateway.providers]]",
+                            r.alias, d.provider
+                        ))
+                        }
+                    }
+                };
+                let label = format!("{}/{}", d.provider, d.model);
+                if r.privacy == Privacy::LocalOnly && !matches!(target, Target::Local) {
+                    return bad(format!(
+                        "route '{}' is local_only, but deployment '{label}' would send its \
+                         requests to provider '{}': remove the deployment or change the \
+                         route's privacy",
+                        r.alias, d.provider
+                    ));
+                }
+                let price = match &d.price {
+                    Some(name) => Some(prices.get(name).ok_or_else(|| {
+                        GatewayError::Config(format!(
+                            "route '{}': price '{name}' of deployment '{label}' is not in the price table",
+                            r.alias
+                        ))
+                    })?),
+                    None if d.provider == "local" => None,
+                    None => prices.get(&d.model),
+                };
+                deployments.push(Deployment {
+                    label,
+                    target,
+                    model: d.model.clone(),
+                    price,
+                    health: Mutex::default(),
+                });
+            }
+            routes.insert(
+                r.alias.clone(),
+                Arc::new(Route {
+                    alias: r.alias.clone(),
+                    privacy: r.privacy,
+                    strategy: r.strategy,
+                    deployments,
+                    turn: AtomicUsize::new(0),
+                    implicit: false,
+                }),
+            );
+        }
+        Ok(Routing { routes })
+    }
+
+    pub fn route(&self, model: &str) -> Arc<Route> {
+        self.routes
+            .get(model)
+            .cloned()
+            .unwrap_or_else(|| Arc::new(Route::implicit_local(model)))
+    }
+}
+
+/// One attempt's failure.
+enum Attempt {
+    /// The request itself is at fault: answer the client, try nothing else.
+    Fatal(GatewayError),
+    /// This deployment failed: retry or fail over.
+    Failed(GatewayError),
+}
+
+/// Redacts every text a request carries; the redactor keeps the placeholders for the answer.
+fn redact_request(request: &mut ChatCompletionRequest, redactor: &mut Redactor) {
+    // The end-user id: often an e-mail address.
+    if let Some(user) = request.user.as_mut() {
+        *user = redactor.redact(user);
+    }
+    for message in &mut request.messages {
+        match &mut message.content {
+            Some(MessageContent::Text(text)) => *text = redactor.redact(text),
+            Some(MessageContent::Parts(parts)) => {
+                for part in parts {
+                    if let Some(text) = part.text.as_mut() {
+                        *text = redactor.redact(text);
+                    }
+                }
+            }
+            None => {}
+        }
+        for call in message.tool_calls.iter_mut().flatten() {
+            call.function.arguments = redactor.redact(&call.function.arguments);
+        }
+    }
+}
+
+/// Prompt size in tokens, over-estimated (3 bytes per token; BPE tokenizers average ~4).
+pub(crate) fn prompt_estimate(request: &ChatCompletionRequest) -> u64 {
+    let bytes: usize = request
+        .messages
+        .iter()
+        .map(|m| {
+            m.content.as_ref().map(|c| c.text().len()).unwrap_or(0)
+                + m.tool_calls
+                    .iter()
+                    .flatten()
+                    .map(|c| c.function.arguments.len() + c.function.name.len())
+                    .sum::<usize>()
+                + 8
+        })
+        .sum();
+    (bytes as u64).div_ceil(3)
+}
+
+impl Gateway {
+    /// Starts a chat completion for `caller`: checks the key's routes, limits and budget,
+    /// picks a deployment of the route (failing over as needed), meters the answer.
+    pub async fn chat_as(
+        &self,
+        request: &ChatCompletionRequest,
+        caller: &Caller,
+    ) -> Result<ChatStream, GatewayError> {
+        crate::chat::validate_chat(request)?;
+        let route = self.routing.route(&request.model);
+        let mut reservation = self.admit(caller, &route, request)?;
+        let (at, started) = (crate::unix_now_f64(), Instant::now());
+        let result = self
+            .dispatch(route.clone(), request, caller, &mut reservation)
+            .await;
+        if let Err(e) = &result {
+            // No deployment answered: nothing was spent. (A request dropped while it waits
+            // for one keeps the reservation's charge.)
+            if let Some(reservation) = reservation.take() {
+                reservation.settle(0, 0.0);
+            }
+            if !e.is_clients_fault() {
+                self.record_failure(&route, caller, at, started);
+            }
+        }
+        result
+    }
+
+    pub(crate) fn admit(
+        &self,
+        caller: &Caller,
+        route: &Route,
+        request: &ChatCompletionRequest,
+    ) -> Result<Option<Reservation>, GatewayError> {
+        let Some(key) = &caller.key else {
+            return Ok(None);
+        };
+        if !key.allows(&route.alias) {
+            return Err(GatewayError::Forbidden {
+                key: key.name.clone(),
+                model: route.alias.clone(),
+            });
+        }
+        let Some(keys) = &self.keys else {
+            return Ok(None);
+        };
+        let prompt = prompt_estimate(request);
+        let completion = request
+            .sampling
+            .max_completion_tokens
+            .or(request.sampling.max_tokens)
+            .unwrap_or(self.settings.max_tokens_estimate) as u64;
+        let cost = route
+            .deployments
+            .iter()
+            .filter_map(|d| d.price.map(|p| p.cost(prompt, completion)))
+            .fold(0.0, f64::max);
+        keys.admit(key, prompt + completion, cost).map(Some)
+    }
+
+    async fn dispatch(
+        &self,
+        route: Arc<Route>,
+        request: &ChatCompletionRequest,
+        caller: &Caller,
+        reservation: &mut Option<Reservation>,
+    ) -> Result<ChatStream, GatewayError> {
+        let mut errors: Vec<String> = Vec::new();
+        let mut last: Option<GatewayError> = None;
+        for (fallbacks, index) in route.candidates().into_iter().enumerate() {
+            let fallbacks = fallbacks as u32;
+            let deployment = &route.deployments[index];
+            let attempts = if route.implicit {
+                1
+            } else {
+                self.settings.attempts.max(1)
+            };
+            for attempt in 0..attempts {
+                if attempt > 0 {
+                    if deployment.cooling(Instant::now()) {
+                        break;
+                    }
+                    let backoff = self.settings.retry_backoff_ms << (attempt - 1).min(10);
+                    tokio::time::sleep(Duration::from_millis(backoff)).await;
+                }
+                let started = Instant::now();
+                let at = crate::unix_now_f64();
+                let outcome = self.attempt(&route, deployment, request).await;
+                match outcome {
+                    Ok((mut stream, audit)) => {
+                        deployment.succeeded();
+                        stream.meter = Some(self.meter(
+                            &route,
+                            deployment,
+                            caller,
+                            (at, started, fallbacks),
+                            request,
+                            reservation.take(),
+                            audit,
+                        ));
+                        return Ok(stream);
+                    }
+                    Err(Attempt::Fatal(e)) => return Err(e),
+                    Err(Attempt::Failed(e)) => {
+                        self.metrics
+                            .errors
+                            .get_or_create(&crate::metrics::DeploymentLabels {
+                                route: route.alias.clone(),
+                                deployment: deployment.label.clone(),
+                            })
+                            .inc();
+                        if let (Target::Upstream(_), Some(ledger)) =
+                            (&deployment.target, &self.ledger)
+                        {
+                            ledger.audit(AuditRecord {
+                                at,
+                                route: route.alias.clone(),
+                                deployment: deployment.label.clone(),
+                                model: deployment.model.clone(),
+                                privacy: route.privacy.as_str().into(),
+                                outcome: format!("failed: {e}"),
+                                prompt_tokens: 0,
+                                completion_tokens: 0,
+                                redactions: BTreeMap::new(),
+                                raw_request: None,
+                                raw_answer: None,
+                            });
+                        }
+                        tracing::warn!(route = %route.alias, deployment = %deployment.label, error = %e, "deployment failed");
+                        deployment.failed(&self.settings);
+                        if route.implicit {
+                            return Err(e);
+                        }
+                        errors.push(format!("{}: {e}", deployment.label));
+                        last = Some(e);
+                    }
+                }
+            }
+            self.metrics
+                .fallbacks
+                .get_or_create(&crate::metrics::DeploymentLabels {
+                    route: route.alias.clone(),
+                    deployment: deployment.label.clone(),
+                })
+                .inc();
+        }
+        let retry_after = match last {
+            Some(GatewayError::Infer(hearth_infer::InferError::Overloaded { .. })) => 1,
+            _ => route
+                .deployments
+                .iter()
+                .filter_map(|d| {
+                    let h = d.health.lock().unwrap_or_else(|p| p.into_inner());
+                    h.out_until
+                        .map(|t| t.saturating_duration_since(Instant::now()))
+                })
+                .min()
+                .map(|d| d.as_secs().max(1))
+                .unwrap_or(1),
+        };
+        Err(GatewayError::Unavailable {
+            route: route.alias.clone(),
+            errors: errors.join("; "),
+            retry_after,
+        })
+    }
+
+    /// A request no deployment answered, in the ledger and the metrics (nothing spent).
+    fn record_failure(&self, route: &Route, caller: &Caller, at: f64, started: Instant) {
+        self.metrics
+            .requests
+            .get_or_create(&crate::metrics::OutcomeLabels {
+                route: route.alias.clone(),
+                deployment: "none".into(),
+                outcome: "error".into(),
+            })
+            .inc();
+        if let Some(ledger) = &self.ledger {
+            ledger.record(UsageRecord {
+                at,
+                api_key: caller.key.as_ref().map(|k| k.name.clone()),
+                route: route.alias.clone(),
+                deployment: "none".into(),
+                model: route.alias.clone(),
+                local: false,
+                status: "error".into(),
+                prompt_tokens: 0,
+                completion_tokens: 0,
+                ttft_ms: None,
+                duration_ms: started.elapsed().as_secs_f64() * 1e3,
+                busy_ms: 0.0,
+                cost: 0.0,
+                priced: true,
+                fallbacks: route.deployments.len() as u32,
+            });
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn meter(
+        &self,
+        route: &Route,
+        deployment: &Deployment,
+        caller: &Caller,
+        (at, started, fallbacks): (f64, Instant, u32),
+        request: &ChatCompletionRequest,
+        reservation: Option<Reservation>,
+        audit: Option<AuditRecord>,
+    ) -> Meter {
+        Meter::new(
+            self.ledger.clone(),
+            self.metrics.clone(),
+            UsageRecord {
+                at,
+                api_key: caller.key.as_ref().map(|k| k.name.clone()),
+                route: route.alias.clone(),
+                deployment: deployment.label.clone(),
+                model: deployment.model.clone(),
+                local: deployment.is_local(),
+                status: String::new(),
+                prompt_tokens: 0,
+                completion_tokens: 0,
+                ttft_ms: None,
+                duration_ms: 0.0,
+                busy_ms: 0.0,
+                cost: 0.0,
+                priced: false,
+                fallbacks,
+            },
+            deployment.price,
+            self.settings.machine_cost_per_hour,
+            started,
+            prompt_estimate(request),
+            reservation,
+            audit,
+        )
+    }
+
+    /// A grammar-constrained chat (the apps' structured steps) on the route's first local
+    /// deployment: grammars cannot be sent upstream.
+    pub(crate) async fn constrained_local(
+        &self,
+        request: &ChatCompletionRequest,
+        constraint: hearth_infer::llm::Constraint,
+    ) -> Result<ChatStream, GatewayError> {
+        let route = self.routing.route(&request.model);
+        let deployment = route
+            .deployments
+            .iter()
+            .find(|d| d.is_local())
+            .ok_or_else(|| {
+                GatewayError::invalid(
+                    "model",
+                    format!(
+                        "route '{}' has no local deployment, and constrained decoding runs on \
+                         this machine's engines",
+                        route.alias
+                    ),
+                )
+            })?;
+        let mut local = request.clone();
+        local.model = deployment.model.clone();
+        let (at, started) = (crate::unix_now_f64(), Instant::now());
+        let mut stream = self.local_chat(&local, Some(constraint)).await?;
+        stream.model = route.alias.clone();
+        stream.meter = Some(self.meter(
+            &route,
+            deployment,
+            &Caller::default(),
+            (at, started, 0),
+            request,
+            None,
+            None,
+        ));
+        Ok(stream)
+    }
+
+    async fn attempt(
+        &self,
+        route: &Route,
+        deployment: &Deployment,
+        request: &ChatCompletionRequest,
+    ) -> Result<(ChatStream, Option<AuditRecord>), Attempt> {
+        let mut request = request.clone();
+        request.model = deployment.model.clone();
+        let upstream = match &deployment.target {
+            Target::Local => {
+                return match self.local_chat(&request, None).await {
+                    Ok(mut stream) => {
+                        if !route.implicit {
+                            stream.model = route.alias.clone();
+                        }
+                        Ok((stream, None))
+                    }
+                    Err(e) if e.is_clients_fault() => Err(Attempt::Fatal(e)),
+                    Err(e) => Err(Attempt::Failed(e)),
+                };
+            }
+            Target::Upstream(upstream) => upstream,
+        };
+        let known = request.known_pii.take().unwrap_or_default();
+        let mut redactor = Redactor::new(KnownPii {
+            names: known.names,
+            addresses: known.addresses,
+        });
+        if route.privacy == Privacy::Redact {
+            redact_request(&mut request, &mut redactor);
+        }
+        if request.stream {
+            request.stream_options = Some(hearth_types::StreamOptions {
+                include_usage: true,
+            });
+        }
+        let body = serde_json::to_value(&request).expect("requests serialize");
+        let started = Instant::now();
+        let answer = upstream
+            .chat(&body, request.stream)
+            .await
+            .map_err(|f| match f {
+                Failure::Rejected { status, message } if matches!(status, 400 | 413 | 422) => {
+                    Attempt::Fatal(GatewayError::UpstreamRejected {
+                        deployment: deployment.label.clone(),
+                        status,
+                        message,
+                    })
+                }
+                other => Attempt::Failed(GatewayError::Upstream(other.to_string())),
+            })?;
+        let audit = AuditRecord {
+            at: crate::unix_now_f64(),
+            route: route.alias.clone(),
+            deployment: deployment.label.clone(),
+            model: deployment.model.clone(),
+            privacy: route.privacy.as_str().into(),
+            outcome: String::new(),
+            prompt_tokens: 0,
+            completion_tokens: 0,
+            redactions: redactor
+                .counts()
+                .into_iter()
+                .map(|(kind, n)| (kind.as_str().to_owned(), n))
+                .collect(),
+            raw_request: self.settings.audit_raw_text.then(|| body.to_string()),
+            raw_answer: None,
+        };
+        let restoring = (route.privacy == Privacy::Redact && redactor.total() > 0)
+            .then(|| Restoring::new(redactor));
+        let (tx, rx) = mpsc::channel(64);
+        match answer {
+            // Two events into a fresh channel of 64: sent at once, no task needed.
+            Answer::Whole(answer) => relay_whole(*answer, restoring, started, tx).await,
+            Answer::Stream(response) => {
+                tokio::spawn(relay_stream(
+                    response,
+                    restoring,
+                    upstream.timeout(),
+                    started,
+                    tx,
+                ));
+            }
+        }
+        Ok((
+            ChatStream::new(
+                format!("chatcmpl-{}", uuid::Uuid::new_v4().simple()),
+                route.alias.clone(),
+                unix_now(),
+                rx,
+            ),
+            Some(audit),
+        ))
+    }
+}
+
+impl Gateway {
+    /// The local model serving `model` for requests that only local engines serve (text
+    /// completions, embeddings): the route's first local deployment, or `model` itself.
+    fn local_for(&self, model: &str, caller: &Caller) -> Result<(Arc<Route>, usize), GatewayError> {
+        let route = self.routing.route(model);
+        if let Some(key) = &caller.key {
+            if !key.allows(&route.alias) {
+                return Err(GatewayError::Forbidden {
+                    key: key.name.clone(),
+                    model: route.alias.clone(),
+                });
+            }
+        }
+        let index = route
+            .deployments
+            .iter()
+            .position(Deployment::is_local)
+            .ok_or_else(|| {
+                GatewayError::invalid(
+                    "model",
+                    format!(
+                        "route '{}' has no local deployment; only chat completions go upstream",
+                        route.alias
+                    ),
+                )
+            })?;
+        Ok((route, index))
+    }
+
+    fn admit_local(
+        &self,
+        caller: &Caller,
+        tokens: u64,
+    ) -> Result<Option<Reservation>, GatewayError> {
+        match (&caller.key, &self.keys) {
+            (Some(key), Some(keys)) => keys.admit(key, tokens, 0.0).map(Some),
+            _ => Ok(None),
+        }
+    }
+
+    /// Text completions for `caller`, metered.
+    pub async fn completion_as(
+        &self,
+        request: &hearth_types::CompletionRequest,
+        caller: &Caller,
+    ) -> Result<Vec<ChatStream>, GatewayError> {
+        let (route, index) = self.local_for(&request.model, caller)?;
+        let deployment = &route.deployments[index];
+        let max = request
+            .sampling
+            .max_tokens
+            .unwrap_or(self.settings.max_tokens_estimate);
+        let mut reservation = self.admit_local(caller, max as u64)?;
+        let mut local = request.clone();
+        local.model = deployment.model.clone();
+        let (at, started) = (crate::unix_now_f64(), Instant::now());
+        let mut streams = self.completion(&local).await?;
+        let chat_like =
+            ChatCompletionRequest::streaming(&route.alias, Vec::new(), Default::default());
+        for stream in &mut streams {
+            if !route.implicit {
+                stream.model = route.alias.clone();
+            }
+            stream.meter = Some(self.meter(
+                &route,
+                deployment,
+                caller,
+                (at, started, 0),
+                &chat_like,
+                reservation.take(),
+                None,
+            ));
+        }
+        Ok(streams)
+    }
+
+    /// Embeddings for `caller`, metered.
+    pub async fn embed_as(
+        &self,
+        request: &hearth_types::EmbeddingRequest,
+        caller: &Caller,
+    ) -> Result<hearth_types::EmbeddingResponse, GatewayError> {
+        let (route, index) = self.local_for(&request.model, caller)?;
+        let deployment = &route.deployments[index];
+        let reservation = self.admit_local(caller, 0)?;
+        let mut local = request.clone();
+        local.model = deployment.model.clone();
+        let (at, started) = (crate::unix_now_f64(), Instant::now());
+        let result = self.embed(&local).await;
+        let chat_like =
+            ChatCompletionRequest::streaming(&route.alias, Vec::new(), Default::default());
+        let mut meter = self.meter(
+            &route,
+            deployment,
+            caller,
+            (at, started, 0),
+            &chat_like,
+            reservation,
+            None,
+        );
+        match &result {
+            Ok(response) => {
+                let elapsed = started.elapsed();
+                meter.observe(&crate::ChatEvent::Finished {
+                    finish_reason: "stop".into(),
+                    usage: hearth_types::Usage::new(response.usage.prompt_tokens, 0),
+                    summary: hearth_infer::llm::GenerationSummary {
+                        finish_reason: hearth_infer::llm::FinishReason::Stop,
+                        prompt_tokens: response.usage.prompt_tokens as usize,
+                        cached_prompt_tokens: 0,
+                        completion_tokens: 0,
+                        queued: Duration::ZERO,
+                        time_to_first_token: elapsed,
+                        total: elapsed,
+                    },
+                });
+            }
+            Err(e) => meter.observe(&crate::ChatEvent::Failed(GatewayError::Upstream(
+                e.to_string(),
+            ))),
+        }
+        let mut response = result?;
+        if !route.implicit {
+            response.model = route.alias.clone();
+        }
+        Ok(response)
+    }
+}

@@ -1,0 +1,62 @@
+//! `GET /v1/usage`: spend, tokens and savings from the gateway's ledger.
+
+use axum::extract::{Query, State};
+use axum::{Extension, Json};
+use hearth_gateway::ledger::{parse_since, GroupBy, UsageReport};
+use hearth_gateway::Caller;
+use hearth_gateway::GatewayError;
+use serde::Deserialize;
+
+use crate::{ApiError, AppState};
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UsageQuery {
+    /// A duration back from now (`24h`, `7d`), a date (`2026-11-01`) or unix seconds.
+    since: Option<String>,
+    /// `key`, `route`, `model` or `deployment` (default `route`).
+    by: Option<String>,
+    /// The price-table model savings are measured against (default: `[gateway]
+    /// reference_model`).
+    reference: Option<String>,
+}
+
+/// A key made with `hearth keys create` sees its own requests; `[server] api_keys` (and an
+/// open server) see everyone's.
+pub async fn report(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    Query(query): Query<UsageQuery>,
+) -> Result<Json<UsageReport>, ApiError> {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs_f64())
+        .unwrap_or(0.0);
+    let since = query
+        .since
+        .as_deref()
+        .map(|s| {
+            parse_since(s, now).map_err(|m| GatewayError::InvalidRequest {
+                param: "since".into(),
+                message: m,
+            })
+        })
+        .transpose()?;
+    let by = match query.by.as_deref() {
+        None => GroupBy::Route,
+        Some(text) => GroupBy::parse(text).ok_or_else(|| GatewayError::InvalidRequest {
+            param: "by".into(),
+            message: format!("'{text}': use key, route, model or deployment"),
+        })?,
+    };
+    let platform = state.platform.clone();
+    let only_key = caller.key.map(|k| k.name.clone());
+    let report = tokio::task::spawn_blocking(move || {
+        platform
+            .gateway()
+            .usage_report(since, only_key.as_deref(), by, query.reference.as_deref())
+    })
+    .await
+    .map_err(|e| GatewayError::Config(format!("usage report failed: {e}")))??;
+    Ok(Json(report))
+}

@@ -1,0 +1,1872 @@
+//! The gateway end to end over HTTP: routes to upstream OpenAI-compatible endpoints (fake,
+//! fault-injecting ones on real sockets, and a second hearth serving the real SmolLM2),
+//! failover, retries, cool-downs, timeouts, streams cut short, the privacy policies
+//! (local_only, redact with placeholders restored in the answer, allow), API keys with their
+//! routes, rate limits and budgets, the usage report and the gateway's metrics.
+//!
+//! The front hearth is driven in-process through `router()`; every upstream listens on
+//! 127.0.0.1 at a port the OS picks.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::body::{Body, Bytes};
+use axum::extract::State;
+use axum::http::{header, HeaderMap, Request, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use axum::Router;
+use futures::StreamExt;
+use hearth_core::{Config, Platform};
+use hearth_gateway::keys::NewKey;
+use proptest::prelude::*;
+use serde_json::{json, Value};
+
+mod common;
+
+// ---------------------------------------------------------------------------------------------
+// A fake, fault-injecting OpenAI-compatible upstream
+
+/// What the fake upstream does with a chat request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    /// Answers [`OK_TEXT`].
+    Ok,
+    /// Answers with the last user message's content.
+    Echo,
+    /// HTTP 500 with an OpenAI-shaped error.
+    Fail500,
+    /// HTTP 400: the request itself is refused.
+    Reject400,
+    /// Sleeps [`SLOW_SECONDS`] before answering (longer than the providers' timeouts).
+    Slow,
+    /// Streams the role chunk and two pieces of [`OK_TEXT`], then ends the body cleanly
+    /// without a finish chunk or `[DONE]`.
+    DropMidStream,
+    /// Streams the same, then breaks the connection (the body fails).
+    AbortMidStream,
+    /// Streams the same, then goes quiet for [`SLOW_SECONDS`] before ending the body.
+    StallMidStream,
+}
+
+const OK_TEXT: &str = "The fake upstream says hello.";
+/// The usage every answer of the fake reports.
+const PROMPT_TOKENS: u64 = 100;
+const COMPLETION_TOKENS: u64 = 50;
+const SLOW_SECONDS: u64 = 5;
+
+#[derive(Clone)]
+struct Fake {
+    /// Base URL including `/v1`.
+    url: String,
+    mode: Arc<Mutex<Mode>>,
+    hits: Arc<AtomicUsize>,
+    bodies: Arc<Mutex<Vec<Value>>>,
+    /// The `Authorization` header of every request.
+    auth: Arc<Mutex<Vec<Option<String>>>>,
+}
+
+impl Fake {
+    async fn start(mode: Mode) -> Fake {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let fake = Fake {
+            url: format!("http://{}/v1", listener.local_addr().unwrap()),
+            mode: Arc::new(Mutex::new(mode)),
+            hits: Arc::default(),
+            bodies: Arc::default(),
+            auth: Arc::default(),
+        };
+        let app = Router::new()
+            .route("/v1/chat/completions", post(fake_chat))
+            .with_state(fake.clone());
+        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+        fake
+    }
+
+    fn hits(&self) -> usize {
+        self.hits.load(Ordering::SeqCst)
+    }
+
+    fn bodies(&self) -> Vec<Value> {
+        self.bodies.lock().unwrap().clone()
+    }
+
+    fn set_mode(&self, mode: Mode) {
+        *self.mode.lock().unwrap() = mode;
+    }
+}
+
+fn last_user_text(body: &Value) -> String {
+    let messages = body["messages"].as_array().cloned().unwrap_or_default();
+    let Some(last) = messages.iter().rev().find(|m| m["role"] == "user") else {
+        return String::new();
+    };
+    match &last["content"] {
+        Value::String(s) => s.clone(),
+        Value::Array(parts) => parts
+            .iter()
+            .filter_map(|p| p["text"].as_str())
+            .collect::<Vec<_>>()
+            .join(""),
+        _ => String::new(),
+    }
+}
+
+/// `text` in pieces of three characters, so that placeholders arrive split across chunks.
+fn pieces(text: &str) -> Vec<String> {
+    let chars: Vec<char> = text.chars().collect();
+    chars.chunks(3).map(|c| c.iter().collect()).collect()
+}
+
+fn usage_json() -> Value {
+    json!({
+        "prompt_tokens": PROMPT_TOKENS,
+        "completion_tokens": COMPLETION_TOKENS,
+        "total_tokens": PROMPT_TOKENS + COMPLETION_TOKENS,
+    })
+}
+
+fn chunk(model: &str, delta: Value, finish: Option<&str>, usage: Option<Value>) -> String {
+    let mut c = json!({
+        "id": "chatcmpl-fake",
+        "object": "chat.completion.chunk",
+        "created": 0,
+        "model": model,
+        "choices": [{"index": 0, "delta": delta, "finish_reason": finish, "logprobs": null}],
+    });
+    if let Some(u) = usage {
+        c["usage"] = u;
+    }
+    c.to_string()
+}
+
+async fn fake_chat(State(fake): State<Fake>, headers: HeaderMap, body: Bytes) -> Response {
+    fake.hits.fetch_add(1, Ordering::SeqCst);
+    fake.auth.lock().unwrap().push(
+        headers
+            .get(header::AUTHORIZATION)
+            .map(|v| v.to_str().unwrap().to_owned()),
+    );
+    let body: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+    fake.bodies.lock().unwrap().push(body.clone());
+    let mode = *fake.mode.lock().unwrap();
+    let model = body["model"].as_str().unwrap_or("fake").to_owned();
+    let text = match mode {
+        Mode::Echo => last_user_text(&body),
+        _ => OK_TEXT.to_owned(),
+    };
+    match mode {
+        Mode::Fail500 => return (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            axum::Json(
+                json!({"error": {"message": "the fake upstream failed", "type": "server_error"}}),
+            ),
+        )
+            .into_response(),
+        Mode::Reject400 => {
+            return (
+                StatusCode::BAD_REQUEST,
+                axum::Json(json!({"error": {"message": "the fake upstream refuses this", "type": "invalid_request_error"}})),
+            )
+                .into_response()
+        }
+        Mode::Slow => tokio::time::sleep(Duration::from_secs(SLOW_SECONDS)).await,
+        _ => {}
+    }
+    if body["stream"] != true {
+        return axum::Json(json!({
+            "id": "chatcmpl-fake",
+            "object": "chat.completion",
+            "created": 0,
+            "model": model,
+            "choices": [{
+                "index": 0,
+                "message": {"role": "assistant", "content": text},
+                "finish_reason": "stop",
+                "logprobs": null,
+            }],
+            "usage": usage_json(),
+        }))
+        .into_response();
+    }
+    let include_usage = body["stream_options"]["include_usage"] == true;
+    let null_usage = include_usage.then_some(Value::Null);
+    let mut events = vec![chunk(
+        &model,
+        json!({"role": "assistant", "content": ""}),
+        None,
+        null_usage.clone(),
+    )];
+    let cut = matches!(
+        mode,
+        Mode::DropMidStream | Mode::AbortMidStream | Mode::StallMidStream
+    );
+    let parts = pieces(&text);
+    let parts = if cut { parts[..2].to_vec() } else { parts };
+    for piece in parts {
+        events.push(chunk(
+            &model,
+            json!({ "content": piece }),
+            None,
+            null_usage.clone(),
+        ));
+    }
+    if !cut {
+        events.push(chunk(&model, json!({}), Some("stop"), null_usage.clone()));
+        if include_usage {
+            events.push(
+                json!({
+                    "id": "chatcmpl-fake", "object": "chat.completion.chunk", "created": 0,
+                    "model": model, "choices": [], "usage": usage_json(),
+                })
+                .to_string(),
+            );
+        }
+        events.push("[DONE]".to_owned());
+    }
+    let mut items: Vec<Result<Bytes, std::io::Error>> = events
+        .into_iter()
+        .map(|e| Ok(Bytes::from(format!("data: {e}\n\n"))))
+        .collect();
+    if mode == Mode::AbortMidStream {
+        items.push(Err(std::io::Error::other(
+            "the fake upstream cut the stream",
+        )));
+    }
+    // A stalling stream goes quiet before a last, empty piece.
+    let stall_at = (mode == Mode::StallMidStream).then(|| {
+        items.push(Ok(Bytes::new()));
+        items.len() - 1
+    });
+    let stream =
+        futures::stream::iter(items.into_iter().enumerate()).then(move |(i, item)| async move {
+            if item.is_err() {
+                // Let the chunks before it reach the client before the connection breaks.
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            if stall_at == Some(i) {
+                tokio::time::sleep(Duration::from_secs(SLOW_SECONDS)).await;
+            }
+            item
+        });
+    Response::builder()
+        .header(header::CONTENT_TYPE, "text/event-stream")
+        .body(Body::from_stream(stream))
+        .unwrap()
+}
+
+// ---------------------------------------------------------------------------------------------
+// The front hearth
+
+/// A platform on a fresh data directory with `toml` as its hearth.toml.
+fn open(toml: &str) -> (Platform, tempfile::TempDir) {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = Config::from_toml(toml).unwrap_or_else(|e| panic!("{e}\n{toml}"));
+    config.data_dir = dir.path().to_owned();
+    match Platform::open(config) {
+        Ok(platform) => (platform, dir),
+        Err(e) => panic!("Platform::open: {e}\n{toml}"),
+    }
+}
+
+fn provider(name: &str, url: &str, timeout_seconds: f64) -> String {
+    format!(
+        "[[gateway.providers]]\nname = \"{name}\"\nbase_url = \"{url}\"\ntimeout_seconds = {timeout_seconds:?}\n"
+    )
+}
+
+/// A route; `deployments` as TOML inline tables, e.g. `{ provider = "a", model = "m" }`.
+fn route(alias: &str, privacy: &str, deployments: &[&str]) -> String {
+    format!(
+        "[[gateway.routes]]\nalias = \"{alias}\"\nprivacy = \"{privacy}\"\ndeployments = [{}]\n",
+        deployments.join(", ")
+    )
+}
+
+fn chat_body(model: &str, content: &str, stream: bool) -> Value {
+    json!({
+        "model": model,
+        "messages": [{"role": "user", "content": content}],
+        "stream": stream,
+    })
+}
+
+fn post_json(path: &str, body: &Value, key: Option<&str>) -> Request<Body> {
+    let mut request = Request::post(path).header(header::CONTENT_TYPE, "application/json");
+    if let Some(key) = key {
+        request = request.header(header::AUTHORIZATION, format!("Bearer {key}"));
+    }
+    request.body(Body::from(body.to_string())).unwrap()
+}
+
+async fn chat(
+    platform: &Platform,
+    body: &Value,
+    key: Option<&str>,
+) -> (StatusCode, HeaderMap, Vec<u8>) {
+    common::call(platform, post_json("/v1/chat/completions", body, key)).await
+}
+
+fn json_of(bytes: &[u8]) -> Value {
+    serde_json::from_slice(bytes)
+        .unwrap_or_else(|_| panic!("not JSON: {}", String::from_utf8_lossy(bytes)))
+}
+
+/// The answer of a non-streaming chat that must have succeeded.
+async fn answer(platform: &Platform, body: &Value) -> String {
+    let (status, _, bytes) = chat(platform, body, None).await;
+    assert_eq!(
+        status,
+        StatusCode::OK,
+        "{}",
+        String::from_utf8_lossy(&bytes)
+    );
+    json_of(&bytes)["choices"][0]["message"]["content"]
+        .as_str()
+        .expect("a text answer")
+        .to_owned()
+}
+
+/// The `data:` payloads of an SSE body, in order.
+fn sse_data(bytes: &[u8]) -> Vec<String> {
+    String::from_utf8_lossy(bytes)
+        .split("\n\n")
+        .filter_map(|event| {
+            let data: Vec<&str> = event
+                .lines()
+                .filter_map(|l| l.strip_prefix("data:"))
+                .map(|d| d.strip_prefix(' ').unwrap_or(d))
+                .collect();
+            (!data.is_empty()).then(|| data.join("\n"))
+        })
+        .collect()
+}
+
+/// The streamed text: every chunk's `delta.content`, concatenated.
+fn sse_text(data: &[String]) -> String {
+    data.iter()
+        .filter(|d| d.as_str() != "[DONE]")
+        .filter_map(|d| serde_json::from_str::<Value>(d).ok())
+        .filter_map(|v| {
+            v["choices"][0]["delta"]["content"]
+                .as_str()
+                .map(str::to_owned)
+        })
+        .collect()
+}
+
+/// The answer of a streaming chat that must have succeeded and ended properly.
+async fn streamed(platform: &Platform, body: &Value) -> String {
+    let (status, headers, bytes) = chat(platform, body, None).await;
+    assert_eq!(
+        status,
+        StatusCode::OK,
+        "{}",
+        String::from_utf8_lossy(&bytes)
+    );
+    assert!(headers[header::CONTENT_TYPE]
+        .to_str()
+        .unwrap()
+        .starts_with("text/event-stream"));
+    let data = sse_data(&bytes);
+    assert_eq!(data.last().map(String::as_str), Some("[DONE]"), "{data:?}");
+    assert!(
+        !data.iter().any(|d| d.contains("\"error\"")),
+        "an error event in {data:?}"
+    );
+    assert!(
+        data.iter()
+            .any(|d| d.contains("\"finish_reason\":\"stop\"")),
+        "no finish chunk in {data:?}"
+    );
+    sse_text(&data)
+}
+
+async fn get(platform: &Platform, path: &str, key: Option<&str>) -> (StatusCode, Vec<u8>) {
+    let mut request = Request::get(path);
+    if let Some(key) = key {
+        request = request.header(header::AUTHORIZATION, format!("Bearer {key}"));
+    }
+    let (status, _, bytes) = common::call(platform, request.body(Body::empty()).unwrap()).await;
+    (status, bytes)
+}
+
+async fn usage(platform: &Platform, query: &str) -> Value {
+    usage_as(platform, query, None).await
+}
+
+async fn usage_as(platform: &Platform, query: &str, key: Option<&str>) -> Value {
+    let (status, bytes) = get(platform, &format!("/v1/usage?{query}"), key).await;
+    assert_eq!(
+        status,
+        StatusCode::OK,
+        "{}",
+        String::from_utf8_lossy(&bytes)
+    );
+    json_of(&bytes)
+}
+
+fn row<'a>(report: &'a Value, group: &str) -> &'a Value {
+    report["rows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["group"] == group)
+        .unwrap_or_else(|| panic!("no row '{group}' in {report:#}"))
+}
+
+async fn metrics_text(platform: &Platform, key: Option<&str>) -> String {
+    let (status, bytes) = get(platform, "/metrics", key).await;
+    assert_eq!(status, StatusCode::OK);
+    String::from_utf8(bytes).unwrap()
+}
+
+/// The value of the sample `series` (name and labels exactly as exposed), if present.
+fn metric(text: &str, series: &str) -> Option<f64> {
+    text.lines()
+        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' '))
+        .map(|v| v.trim().parse().unwrap())
+}
+
+fn assert_close(actual: f64, expected: f64, what: &str) {
+    assert!(
+        (actual - expected).abs() <= 1e-12 + 1e-9 * expected.abs(),
+        "{what}: {actual} != {expected}"
+    );
+}
+
+fn f(v: &Value) -> f64 {
+    v.as_f64().unwrap_or_else(|| panic!("not a number: {v}"))
+}
+
+fn audit(platform: &Platform) -> Vec<hearth_gateway::ledger::AuditRecord> {
+    let ledger = platform.gateway().ledger().unwrap();
+    ledger.flush();
+    hearth_gateway::ledger::audit_log(ledger.database(), 1000).unwrap()
+}
+
+/// An integer from the usage ledger's table.
+fn ledger_sum(platform: &Platform, sql: &str) -> i64 {
+    let ledger = platform.gateway().ledger().unwrap();
+    ledger.flush();
+    ledger
+        .database()
+        .read(|conn| conn.query_row(sql, [], |r| r.get(0)))
+        .unwrap()
+}
+
+fn retry_after(headers: &HeaderMap) -> u64 {
+    headers
+        .get(header::RETRY_AFTER)
+        .expect("a Retry-After header")
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap()
+}
+
+fn digits(s: &str) -> String {
+    s.chars().filter(char::is_ascii_digit).collect()
+}
+
+fn alnum_upper(s: &str) -> String {
+    s.chars()
+        .filter(char::is_ascii_alphanumeric)
+        .map(|c| c.to_ascii_uppercase())
+        .collect()
+}
+
+// ---------------------------------------------------------------------------------------------
+// A real upstream: a second hearth serving SmolLM2
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_hearth_serves_a_remote_route_with_real_text_metered_and_audited() {
+    // The upstream: a second hearth on a socket with the real model.
+    let second_dir = tempfile::tempdir().unwrap();
+    let mut second_config = Config {
+        data_dir: second_dir.path().to_owned(),
+        ..Default::default()
+    };
+    second_config.llm.threads = Some(1);
+    let second = Platform::open(second_config).unwrap_or_else(|e| panic!("{e}"));
+    common::register_test_models(&second);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let second_url = format!("http://{}/v1", listener.local_addr().unwrap());
+    tokio::spawn(hearth_server::serve(
+        listener,
+        second.clone(),
+        std::future::pending(),
+    ));
+    // A fake upstream that only another route uses: the local_only route must never reach it.
+    let fake = Fake::start(Mode::Ok).await;
+
+    let toml = format!(
+        "[llm]\nthreads = 1\n[gateway]\n{}{}{}{}{}",
+        provider("second", &second_url, 120.0),
+        provider("fake", &fake.url, 10.0),
+        route(
+            "remote",
+            "redact",
+            &[r#"{ provider = "second", model = "smollm2", price = "gpt-4o-mini" }"#]
+        ),
+        route(
+            "elsewhere",
+            "allow",
+            &[r#"{ provider = "fake", model = "m" }"#]
+        ),
+        route(
+            "private",
+            "local_only",
+            &[r#"{ provider = "local", model = "smollm2" }"#]
+        ),
+    );
+    let (front, _dir) = open(&toml);
+    common::register_test_models(&front);
+
+    let question = |model: &str, stream: bool| {
+        let mut body = chat_body(model, "Say hello in one short sentence.", stream);
+        body["max_tokens"] = json!(16);
+        body["temperature"] = json!(0.0);
+        if stream {
+            body["stream_options"] = json!({"include_usage": true});
+        }
+        body
+    };
+
+    // Non-streaming through the front: real text, named by the route.
+    let (status, _, bytes) = chat(&front, &question("remote", false), None).await;
+    assert_eq!(
+        status,
+        StatusCode::OK,
+        "{}",
+        String::from_utf8_lossy(&bytes)
+    );
+    let value = json_of(&bytes);
+    assert_eq!(value["model"], "remote");
+    let text = value["choices"][0]["message"]["content"].as_str().unwrap();
+    assert!(!text.trim().is_empty(), "empty answer: {value}");
+    let completion = value["usage"]["completion_tokens"].as_u64().unwrap();
+    assert!((1..=16).contains(&completion), "{value}");
+    assert!(value["usage"]["prompt_tokens"].as_u64().unwrap() > 0);
+
+    // Streaming through the front: real text in chunks, the usage chunk, [DONE].
+    let (status, _, bytes) = chat(&front, &question("remote", true), None).await;
+    assert_eq!(status, StatusCode::OK);
+    let data = sse_data(&bytes);
+    assert_eq!(data.last().map(String::as_str), Some("[DONE]"), "{data:?}");
+    assert!(!data.iter().any(|d| d.contains("\"error\"")), "{data:?}");
+    let streamed_text = sse_text(&data);
+    assert!(!streamed_text.trim().is_empty(), "{data:?}");
+    let chunks_with_text = data
+        .iter()
+        .filter_map(|d| serde_json::from_str::<Value>(d).ok())
+        .filter(|v| {
+            v["choices"][0]["delta"]["content"]
+                .as_str()
+                .is_some_and(|c| !c.is_empty())
+        })
+        .count();
+    assert!(chunks_with_text > 1, "not streamed in pieces: {data:?}");
+    let usage_chunk = data
+        .iter()
+        .filter_map(|d| serde_json::from_str::<Value>(d).ok())
+        .find(|v| {
+            v["usage"]["completion_tokens"]
+                .as_u64()
+                .is_some_and(|n| n > 0)
+        })
+        .unwrap_or_else(|| panic!("no usage chunk in {data:?}"));
+    assert_eq!(usage_chunk["model"], "remote");
+
+    // The local_only route runs on this machine's engine and never reaches an upstream.
+    let local = answer(&front, &question("private", false)).await;
+    assert!(!local.trim().is_empty());
+    assert_eq!(fake.hits(), 0, "a local_only request left the machine");
+
+    // The usage report prices the upstream tokens from the table.
+    let report = usage(&front, "by=route").await;
+    let remote = row(&report, "remote");
+    assert_eq!(remote["requests"], 2, "{report:#}");
+    assert_eq!(remote["errors"], 0);
+    assert_eq!(remote["local_requests"], 0);
+    assert_eq!(remote["unpriced_requests"], 0);
+    assert!(remote["prompt_tokens"].as_u64().unwrap() > 0);
+    assert!(remote["completion_tokens"].as_u64().unwrap() > 0);
+    let (p, c) = (
+        remote["prompt_tokens"].as_u64().unwrap() as f64,
+        remote["completion_tokens"].as_u64().unwrap() as f64,
+    );
+    // gpt-4o-mini: $0.15 in, $0.60 out per 1M tokens.
+    assert!(f(&remote["cost"]) > 0.0);
+    assert_close(
+        f(&remote["cost"]),
+        (p * 0.15 + c * 0.60) / 1e6,
+        "remote cost",
+    );
+    let private = row(&report, "private");
+    assert_eq!(
+        (
+            private["requests"].as_u64(),
+            private["local_requests"].as_u64()
+        ),
+        (Some(1), Some(1))
+    );
+    // The second hearth saw the calls under the model's own name.
+    let seen = usage(&second, "by=route").await;
+    assert_eq!(row(&seen, "smollm2")["requests"], 2, "{seen:#}");
+
+    // The audit log has both upstream calls, counts only; the local one is not audited.
+    let records = audit(&front);
+    assert_eq!(records.len(), 2, "{records:#?}");
+    for r in &records {
+        assert_eq!(r.route, "remote");
+        assert_eq!(r.deployment, "second/smollm2");
+        assert_eq!(r.model, "smollm2");
+        assert_eq!(r.privacy, "redact");
+        assert_eq!(r.outcome, "ok");
+        assert!(r.prompt_tokens > 0 && r.completion_tokens > 0, "{r:?}");
+        assert!(r.raw_request.is_none() && r.raw_answer.is_none());
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Failover, cool-down, timeouts, retries, streams cut short
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failover_answers_from_the_next_deployment_and_counts_the_fallback() {
+    let bad = Fake::start(Mode::Fail500).await;
+    let ok = Fake::start(Mode::Ok).await;
+    let toml = format!(
+        "[gateway]\nattempts = 1\nfailures_before_cooldown = 100\n{}{}{}",
+        provider("bad", &bad.url, 10.0),
+        provider("ok", &ok.url, 10.0),
+        route(
+            "fo",
+            "allow",
+            &[
+                r#"{ provider = "bad", model = "m" }"#,
+                r#"{ provider = "ok", model = "m" }"#
+            ]
+        ),
+    );
+    let (p, _dir) = open(&toml);
+    assert_eq!(answer(&p, &chat_body("fo", "hi", false)).await, OK_TEXT);
+    assert_eq!((bad.hits(), ok.hits()), (1, 1));
+    // Streaming fails over too (the failure comes before the stream starts).
+    assert_eq!(streamed(&p, &chat_body("fo", "hi", true)).await, OK_TEXT);
+    assert_eq!((bad.hits(), ok.hits()), (2, 2));
+
+    let text = metrics_text(&p, None).await;
+    let labels = r#"{route="fo",deployment="bad/m"}"#;
+    assert_eq!(
+        metric(&text, &format!("hearth_gateway_fallbacks_total{labels}")),
+        Some(2.0),
+        "{text}"
+    );
+    assert_eq!(
+        metric(
+            &text,
+            &format!("hearth_gateway_deployment_errors_total{labels}")
+        ),
+        Some(2.0)
+    );
+    assert_eq!(
+        metric(
+            &text,
+            r#"hearth_gateway_requests_total{route="fo",deployment="ok/m",outcome="ok"}"#
+        ),
+        Some(2.0)
+    );
+    // The ledger row of each request says one deployment failed before the one that answered.
+    assert_eq!(
+        ledger_sum(
+            &p,
+            "SELECT SUM(fallbacks) FROM gateway_usage WHERE deployment = 'ok/m'"
+        ),
+        2
+    );
+    let report = usage(&p, "by=deployment").await;
+    assert_eq!(row(&report, "ok/m")["requests"], 2);
+    assert!(!report.to_string().contains("bad/m"), "{report:#}");
+    // The failed calls are in the audit log.
+    let failed: Vec<_> = audit(&p)
+        .into_iter()
+        .filter(|r| r.deployment == "bad/m")
+        .collect();
+    assert_eq!(failed.len(), 2);
+    assert!(failed[0].outcome.starts_with("failed:") && failed[0].outcome.contains("500"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_deployment_cools_down_and_is_not_called_again() {
+    let bad = Fake::start(Mode::Fail500).await;
+    let ok = Fake::start(Mode::Ok).await;
+    let toml = format!(
+        "[gateway]\nattempts = 1\nfailures_before_cooldown = 1\ncooldown_seconds = 60\n{}{}{}",
+        provider("bad", &bad.url, 10.0),
+        provider("ok", &ok.url, 10.0),
+        route(
+            "cool",
+            "allow",
+            &[
+                r#"{ provider = "bad", model = "m" }"#,
+                r#"{ provider = "ok", model = "m" }"#
+            ]
+        ),
+    );
+    let (p, _dir) = open(&toml);
+    assert_eq!(answer(&p, &chat_body("cool", "one", false)).await, OK_TEXT);
+    assert_eq!((bad.hits(), ok.hits()), (1, 1));
+    for n in 2..=4 {
+        assert_eq!(
+            answer(&p, &chat_body("cool", "again", false)).await,
+            OK_TEXT
+        );
+        assert_eq!(
+            (bad.hits(), ok.hits()),
+            (1, n),
+            "the cooling deployment was called"
+        );
+    }
+    // Only the first request needed a fallback.
+    let text = metrics_text(&p, None).await;
+    assert_eq!(
+        metric(
+            &text,
+            r#"hearth_gateway_fallbacks_total{route="cool",deployment="bad/m"}"#
+        ),
+        Some(1.0)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_upstream_times_out_and_the_route_fails_over() {
+    let slow = Fake::start(Mode::Slow).await;
+    let ok = Fake::start(Mode::Ok).await;
+    let toml = format!(
+        "[gateway]\nattempts = 1\nfailures_before_cooldown = 100\n{}{}{}",
+        provider("slow", &slow.url, 0.3),
+        provider("ok", &ok.url, 10.0),
+        route(
+            "t",
+            "allow",
+            &[
+                r#"{ provider = "slow", model = "m" }"#,
+                r#"{ provider = "ok", model = "m" }"#
+            ]
+        ),
+    );
+    let (p, _dir) = open(&toml);
+    let started = std::time::Instant::now();
+    assert_eq!(answer(&p, &chat_body("t", "hi", false)).await, OK_TEXT);
+    assert_eq!(streamed(&p, &chat_body("t", "hi", true)).await, OK_TEXT);
+    // Both requests reached the slow upstream and were given up on: the answers came
+    // before it would have answered even once.
+    assert!(started.elapsed() < Duration::from_secs(SLOW_SECONDS));
+    assert_eq!((slow.hits(), ok.hits()), (2, 2));
+    let timed_out: Vec<_> = audit(&p)
+        .into_iter()
+        .filter(|r| r.deployment == "slow/m")
+        .collect();
+    assert_eq!(timed_out.len(), 2);
+    assert!(
+        timed_out
+            .iter()
+            .all(|r| r.outcome.contains("no answer within")),
+        "{timed_out:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retries_back_off_then_the_client_gets_503_with_retry_after() {
+    let bad = Fake::start(Mode::Fail500).await;
+    let toml = format!(
+        "[gateway]\nattempts = 3\nretry_backoff_ms = 50\nfailures_before_cooldown = 100\n{}{}",
+        provider("bad", &bad.url, 10.0),
+        route("r", "allow", &[r#"{ provider = "bad", model = "m" }"#]),
+    );
+    let (p, _dir) = open(&toml);
+    let started = std::time::Instant::now();
+    let (status, headers, bytes) = chat(&p, &chat_body("r", "hi", false), None).await;
+    // Two pauses: 50 ms, then twice that.
+    assert!(started.elapsed() >= Duration::from_millis(150));
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(bad.hits(), 3);
+    let value = json_of(&bytes);
+    assert_eq!(value["error"]["code"], "no_deployment_available");
+    assert!(value["error"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("bad/m"));
+    assert!(retry_after(&headers) >= 1);
+    assert_eq!(
+        metric(
+            &metrics_text(&p, None).await,
+            r#"hearth_gateway_deployment_errors_total{route="r",deployment="bad/m"}"#
+        ),
+        Some(3.0)
+    );
+    // The failed request is in the ledger too: an error, nothing spent.
+    let report = serde_json::to_value(
+        p.gateway()
+            .usage_report(None, None, hearth_gateway::ledger::GroupBy::Route, None)
+            .unwrap(),
+    )
+    .unwrap();
+    let r = row(&report, "r");
+    assert_eq!(
+        (r["requests"].as_u64(), r["errors"].as_u64()),
+        (Some(1), Some(1))
+    );
+    assert_eq!(r["cost"].as_f64(), Some(0.0));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cooling_route_says_when_to_retry() {
+    let bad = Fake::start(Mode::Fail500).await;
+    let toml = format!(
+        "[gateway]\nattempts = 3\nretry_backoff_ms = 1\nfailures_before_cooldown = 3\ncooldown_seconds = 60\n{}{}",
+        provider("bad", &bad.url, 10.0),
+        route("r", "allow", &[r#"{ provider = "bad", model = "m" }"#]),
+    );
+    let (p, _dir) = open(&toml);
+    let (status, headers, _) = chat(&p, &chat_body("r", "hi", false), None).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(bad.hits(), 3);
+    // The third failure took the deployment out for 60 s: that is the wait.
+    assert!((50..=60).contains(&retry_after(&headers)), "{headers:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_upstream_refusing_the_request_is_not_retried_anywhere() {
+    let rejecting = Fake::start(Mode::Reject400).await;
+    let ok = Fake::start(Mode::Ok).await;
+    let toml = format!(
+        "[gateway]\nattempts = 3\nretry_backoff_ms = 1\n{}{}{}",
+        provider("rejecting", &rejecting.url, 10.0),
+        provider("ok", &ok.url, 10.0),
+        route(
+            "r",
+            "allow",
+            &[
+                r#"{ provider = "rejecting", model = "m" }"#,
+                r#"{ provider = "ok", model = "m" }"#
+            ]
+        ),
+    );
+    let (p, _dir) = open(&toml);
+    let (status, _, bytes) = chat(&p, &chat_body("r", "hi", false), None).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    let value = json_of(&bytes);
+    assert_eq!(value["error"]["code"], "upstream_rejected");
+    let message = value["error"]["message"].as_str().unwrap();
+    assert!(
+        message.contains("rejecting/m") && message.contains("the fake upstream refuses this"),
+        "{message}"
+    );
+    // Another deployment would refuse it too: no retry, no failover.
+    assert_eq!((rejecting.hits(), ok.hits()), (1, 0));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn balance_takes_the_deployments_in_turn() {
+    let one = Fake::start(Mode::Ok).await;
+    let two = Fake::start(Mode::Ok).await;
+    let toml = format!(
+        "[gateway]\n{}{}{}strategy = \"balance\"\n",
+        provider("one", &one.url, 10.0),
+        provider("two", &two.url, 10.0),
+        route(
+            "b",
+            "allow",
+            &[
+                r#"{ provider = "one", model = "m" }"#,
+                r#"{ provider = "two", model = "m" }"#
+            ]
+        ),
+    );
+    let (p, _dir) = open(&toml);
+    for n in 1..=3 {
+        assert_eq!(answer(&p, &chat_body("b", "hi", false)).await, OK_TEXT);
+        assert_eq!(answer(&p, &chat_body("b", "hi", false)).await, OK_TEXT);
+        assert_eq!((one.hits(), two.hits()), (n, n));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_providers_key_goes_upstream_and_the_clients_key_does_not() {
+    let fake = Fake::start(Mode::Ok).await;
+    let var = format!("HEARTH_GATEWAY_TEST_KEY_{}", std::process::id());
+    let toml = format!(
+        "[gateway]\n{}api_key_env = \"{var}\"\n{}",
+        provider("keyed", &fake.url, 10.0),
+        route("k", "allow", &[r#"{ provider = "keyed", model = "m" }"#]),
+    );
+    // Checked at start: a missing variable is a config error that names it.
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = Config::from_toml(&toml).unwrap();
+    config.data_dir = dir.path().to_owned();
+    match Platform::open(config) {
+        Ok(_) => panic!("a provider without its key was accepted"),
+        Err(e) => assert!(e.to_string().contains(&var), "{e}"),
+    }
+    std::env::set_var(&var, "sk-upstream-secret");
+    let (p, _dir) = open(&toml);
+    let client_key = create_key(
+        &p,
+        NewKey {
+            name: "client".into(),
+            ..Default::default()
+        },
+    );
+    let (status, _, _) = chat(&p, &chat_body("k", "hi", false), Some(&client_key)).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(
+        fake.auth.lock().unwrap().clone(),
+        vec![Some("Bearer sk-upstream-secret".to_owned())]
+    );
+    assert!(!fake.bodies()[0].to_string().contains(&client_key));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stream_cut_midway_ends_with_an_error_event_then_done() {
+    let dropping = Fake::start(Mode::DropMidStream).await;
+    let aborting = Fake::start(Mode::AbortMidStream).await;
+    let stalling = Fake::start(Mode::StallMidStream).await;
+    let toml = format!(
+        "[gateway]\nattempts = 1\n{}{}{}{}{}{}",
+        provider("dropping", &dropping.url, 10.0),
+        provider("aborting", &aborting.url, 10.0),
+        provider("stalling", &stalling.url, 0.3),
+        route("d", "allow", &[r#"{ provider = "dropping", model = "m" }"#]),
+        route("a", "allow", &[r#"{ provider = "aborting", model = "m" }"#]),
+        route("s", "allow", &[r#"{ provider = "stalling", model = "m" }"#]),
+    );
+    let (p, _dir) = open(&toml);
+    let sent: String = pieces(OK_TEXT)[..2].concat();
+    let started = std::time::Instant::now();
+    for (alias, exact) in [("d", true), ("a", false), ("s", true)] {
+        let (status, _, bytes) = chat(&p, &chat_body(alias, "hi", true), None).await;
+        assert_eq!(status, StatusCode::OK);
+        let data = sse_data(&bytes);
+        assert_eq!(data.last().map(String::as_str), Some("[DONE]"), "{data:?}");
+        let error: Value = serde_json::from_str(&data[data.len() - 2]).unwrap();
+        assert_eq!(error["error"]["code"], "upstream_error", "{data:?}");
+        assert!(
+            !data
+                .iter()
+                .any(|d| d.contains("\"finish_reason\":\"stop\"")),
+            "{data:?}"
+        );
+        let text = sse_text(&data);
+        if exact {
+            // Every chunk the upstream sent reached the client before the error.
+            assert_eq!(text, sent, "{data:?}");
+        } else {
+            assert!(sent.starts_with(&text), "{text:?} is not what was sent");
+        }
+    }
+    // The stalled stream was given up on after the provider's timeout, not waited out.
+    assert!(started.elapsed() < Duration::from_secs(SLOW_SECONDS));
+    // Both are in the ledger as errors.
+    let report = usage(&p, "by=route").await;
+    assert_eq!(row(&report, "d")["errors"], 1);
+    assert_eq!(row(&report, "a")["errors"], 1);
+    assert_eq!(row(&report, "s")["errors"], 1);
+    let text = metrics_text(&p, None).await;
+    assert_eq!(
+        metric(
+            &text,
+            r#"hearth_gateway_requests_total{route="d",deployment="dropping/m",outcome="error"}"#
+        ),
+        Some(1.0)
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// Privacy
+
+#[test]
+fn a_local_only_route_with_an_upstream_deployment_is_refused_at_start() {
+    let toml = format!(
+        "[gateway]\n{}{}",
+        provider("cloud", "http://127.0.0.1:9/v1", 10.0),
+        route(
+            "secret",
+            "local_only",
+            &[
+                r#"{ provider = "local", model = "smollm2" }"#,
+                r#"{ provider = "cloud", model = "gpt-4o" }"#
+            ]
+        ),
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = Config::from_toml(&toml).unwrap();
+    config.data_dir = dir.path().to_owned();
+    let message = match Platform::open(config) {
+        Ok(_) => panic!("a local_only route with an upstream deployment was accepted"),
+        Err(e) => e.to_string(),
+    };
+    assert!(message.contains("local_only"), "{message}");
+    assert!(message.contains("'secret'"), "{message}");
+    assert!(message.contains("cloud"), "{message}");
+}
+
+const EMAILS: [&str; 2] = ["jane.doe@example.com", "J.Smith+orders@Mail.Example.co.uk"];
+const PHONES: [&str; 3] = ["+44 20 7946 0958", "(415) 555-2671", "+1-212-555-0147"];
+const CARDS: [&str; 3] = [
+    "4111 1111 1111 1111",
+    "5500-0000-0000-0004",
+    "378282246310005",
+];
+const IBANS: [&str; 2] = ["DE89 3704 0044 0532 0130 00", "GB82WEST12345698765432"];
+const IPS: [&str; 3] = [
+    "192.168.1.10",
+    "2001:db8::8a2e:370:7334",
+    "fe80::1ff:fe23:4567:890a",
+];
+const NAME: &str = "Alice Johnson";
+const ADDRESS: &str = "221B Baker Street, London";
+
+fn corpus() -> Vec<String> {
+    vec![
+        format!(
+            "Hi, I'm {NAME}. Mail me at {} or {}, call {} or {}.",
+            EMAILS[0], EMAILS[1], PHONES[0], PHONES[1]
+        ),
+        format!(
+            "Charge my card {} (backup {}, Amex {}) and refund to {} or {}.",
+            CARDS[0], CARDS[1], CARDS[2], IBANS[0], IBANS[1]
+        ),
+        format!(
+            "Ship to {ADDRESS}. The login came from {} and [{}], later {}; my phone is {}.",
+            IPS[0], IPS[1], IPS[2], PHONES[2]
+        ),
+        format!(
+            "Everything at once: {NAME}, {ADDRESS}, {}, {}, {}, {}, {}. Thanks!",
+            EMAILS[0], PHONES[0], CARDS[0], IBANS[0], IPS[0]
+        ),
+    ]
+}
+
+/// Every original of the corpus, with the forms it must not leave in either.
+fn originals() -> Vec<String> {
+    let mut out: Vec<String> = EMAILS
+        .iter()
+        .chain(&PHONES)
+        .chain(&CARDS)
+        .chain(&IBANS)
+        .chain(&IPS)
+        .map(|s| s.to_string())
+        .collect();
+    out.extend([
+        NAME.to_owned(),
+        ADDRESS.to_owned(),
+        "Alice".into(),
+        "Baker Street".into(),
+    ]);
+    out.extend(PHONES.iter().chain(&CARDS).map(|s| digits(s)));
+    out.extend(IBANS.iter().map(|s| alnum_upper(s)));
+    out.push(EMAILS[1].to_lowercase());
+    out
+}
+
+fn with_known_pii(mut body: Value) -> Value {
+    body["known_pii"] = json!({"names": [NAME], "addresses": [ADDRESS]});
+    body
+}
+
+/// No recorded upstream body holds any of `originals`, raw or in compact form.
+fn assert_nothing_left(bodies: &[Value], originals: &[String]) {
+    for body in bodies {
+        let text = body.to_string();
+        let upper = text.to_uppercase();
+        for original in originals {
+            assert!(
+                !upper.contains(&original.to_uppercase()),
+                "{original:?} left the machine in {text}"
+            );
+        }
+        assert!(
+            body.get("known_pii").is_none(),
+            "known_pii forwarded: {text}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redact_routes_send_placeholders_and_restore_the_originals_in_the_answer() {
+    let echo = Fake::start(Mode::Echo).await;
+    let toml = format!(
+        "[gateway]\n{}{}",
+        provider("echo", &echo.url, 10.0),
+        route(
+            "private",
+            "redact",
+            &[r#"{ provider = "echo", model = "m" }"#]
+        ),
+    );
+    let (p, _dir) = open(&toml);
+    for message in corpus() {
+        let whole = answer(&p, &with_known_pii(chat_body("private", &message, false))).await;
+        assert_eq!(whole, message);
+        let stream = streamed(&p, &with_known_pii(chat_body("private", &message, true))).await;
+        assert_eq!(stream, message);
+    }
+    // A conversation: every message is redacted, not only the last one.
+    let corpus = corpus();
+    let conversation = with_known_pii(json!({
+        "model": "private",
+        "user": EMAILS[0],
+        "messages": [
+            {"role": "system", "content": format!("The customer is {NAME}, {}.", EMAILS[0])},
+            {"role": "user", "content": corpus[0]},
+            {"role": "assistant", "content": format!("Noted: {}.", PHONES[0])},
+            {"role": "user", "content": [{"type": "text", "text": corpus[1]}]},
+        ],
+    }));
+    assert_eq!(answer(&p, &conversation).await, corpus[1]);
+
+    let bodies = echo.bodies();
+    assert_eq!(bodies.len(), 2 * corpus.len() + 1);
+    assert_nothing_left(&bodies, &originals());
+    // What went instead: numbered placeholders.
+    let first = bodies[0].to_string();
+    for placeholder in [
+        "[NAME_1]",
+        "[EMAIL_1]",
+        "[EMAIL_2]",
+        "[PHONE_1]",
+        "[PHONE_2]",
+    ] {
+        assert!(first.contains(placeholder), "{placeholder} not in {first}");
+    }
+    let third = bodies[4].to_string();
+    for placeholder in ["[ADDRESS_1]", "[IP_1]", "[IP_2]", "[IP_3]", "[PHONE_1]"] {
+        assert!(third.contains(placeholder), "{placeholder} not in {third}");
+    }
+    // The conversation keeps one placeholder per value across its messages.
+    let last = bodies.last().unwrap();
+    assert_eq!(
+        last["messages"][0]["content"],
+        "The customer is [NAME_1], [EMAIL_1]."
+    );
+    assert_eq!(last["messages"][2]["content"], "Noted: [PHONE_1].");
+    // The end-user id is personal data too when it is an e-mail address.
+    assert_eq!(last["user"], "[EMAIL_1]");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn allow_routes_send_the_text_as_it_is() {
+    let echo = Fake::start(Mode::Echo).await;
+    let toml = format!(
+        "[gateway]\n{}{}",
+        provider("echo", &echo.url, 10.0),
+        route("open", "allow", &[r#"{ provider = "echo", model = "m" }"#]),
+    );
+    let (p, _dir) = open(&toml);
+    let message = corpus()[0].clone();
+    assert_eq!(
+        answer(&p, &with_known_pii(chat_body("open", &message, false))).await,
+        message
+    );
+    let bodies = echo.bodies();
+    assert_eq!(bodies.len(), 1);
+    assert_eq!(bodies[0]["messages"][0]["content"], message.as_str());
+    assert!(bodies[0].to_string().contains(EMAILS[0]));
+    // The hearth extension itself stays home on every route.
+    assert!(bodies[0].get("known_pii").is_none());
+    let record = &audit(&p)[0];
+    assert_eq!(record.privacy, "allow");
+    assert!(record.redactions.is_empty(), "{record:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_audit_log_keeps_redaction_counts_and_no_raw_text_by_default() {
+    let echo = Fake::start(Mode::Echo).await;
+    let upstreams = format!(
+        "{}{}",
+        provider("echo", &echo.url, 10.0),
+        route(
+            "private",
+            "redact",
+            &[r#"{ provider = "echo", model = "m" }"#]
+        ),
+    );
+    let message = corpus()[0].clone();
+    let (p, _dir) = open(&format!("[gateway]\n{upstreams}"));
+    answer(&p, &with_known_pii(chat_body("private", &message, false))).await;
+    let records = audit(&p);
+    assert_eq!(records.len(), 1);
+    let r = &records[0];
+    assert_eq!(
+        (r.route.as_str(), r.deployment.as_str()),
+        ("private", "echo/m")
+    );
+    assert_eq!((r.privacy.as_str(), r.outcome.as_str()), ("redact", "ok"));
+    assert_eq!(
+        (r.prompt_tokens, r.completion_tokens),
+        (PROMPT_TOKENS, COMPLETION_TOKENS)
+    );
+    let expected: BTreeMap<String, usize> = [
+        ("email".to_owned(), 2),
+        ("phone".to_owned(), 2),
+        ("name".to_owned(), 1),
+    ]
+    .into();
+    assert_eq!(r.redactions, expected);
+    assert!(r.raw_request.is_none() && r.raw_answer.is_none(), "{r:?}");
+
+    // With audit_raw_text the request is kept as it left: placeholders, no originals.
+    let (p, _dir2) = open(&format!("[gateway]\naudit_raw_text = true\n{upstreams}"));
+    answer(&p, &with_known_pii(chat_body("private", &message, false))).await;
+    let r = &audit(&p)[0];
+    let raw = r.raw_request.as_deref().expect("the raw request");
+    assert!(raw.contains("[EMAIL_1]"), "{raw}");
+    assert!(!raw.contains(EMAILS[0]) && !raw.contains(NAME), "{raw}");
+    assert!(r.raw_answer.is_some());
+}
+
+// The same property as the redactor's own tests, through the whole HTTP path: generated
+// e-mails, phones, Luhn-valid cards, mod-97-valid IBANs and IPs never reach the upstream, and
+// the answer (whole and streamed) gives them back exactly.
+
+fn luhn_ok(digits: &str) -> bool {
+    let sum: u32 = digits
+        .bytes()
+        .rev()
+        .enumerate()
+        .map(|(k, c)| {
+            let d = u32::from(c - b'0');
+            if k % 2 == 1 {
+                let d2 = d * 2;
+                if d2 > 9 {
+                    d2 - 9
+                } else {
+                    d2
+                }
+            } else {
+                d
+            }
+        })
+        .sum();
+    sum.is_multiple_of(10)
+}
+
+fn luhn_complete(body: &str) -> String {
+    (0..10)
+        .map(|d| format!("{body}{d}"))
+        .find(|s| luhn_ok(s))
+        .expect("one check digit fits")
+}
+
+fn iban_with_check(country: &str, bban: &str) -> String {
+    let mut r: u32 = 0;
+    for c in bban.bytes().chain(country.bytes()).chain(*b"00") {
+        r = if c.is_ascii_digit() {
+            (r * 10 + u32::from(c - b'0')) % 97
+        } else {
+            (r * 100 + u32::from(c - b'A' + 10)) % 97
+        };
+    }
+    format!("{country}{:02}{bban}", 98 - r)
+}
+
+fn grouped(s: &str, size: usize, sep: &str) -> String {
+    s.as_bytes()
+        .chunks(size)
+        .map(|c| std::str::from_utf8(c).expect("ascii"))
+        .collect::<Vec<_>>()
+        .join(sep)
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Email,
+    Phone,
+    Card,
+    Iban,
+    Ip,
+}
+
+fn email() -> impl Strategy<Value = String> {
+    (
+        "[a-z][a-z0-9]{1,8}",
+        proptest::option::of("[a-z0-9]{1,5}"),
+        "[a-z][a-z0-9]{1,8}",
+        prop::sample::select(vec!["com", "org", "de", "co.uk", "io"]),
+    )
+        .prop_map(|(local, extra, domain, tld)| match extra {
+            Some(x) => format!("{local}.{x}@{domain}.{tld}"),
+            None => format!("{local}@{domain}.{tld}"),
+        })
+}
+
+fn phone() -> impl Strategy<Value = String> {
+    prop_oneof![
+        ("[1-9][0-9]{0,2}", "[1-9][0-9]{0,2}", "[0-9]{4}", "[0-9]{4}")
+            .prop_map(|(c, a, b, d)| format!("+{c} {a} {b} {d}")),
+        ("[2-9][0-9]{2}", "[2-9][0-9]{2}", "[0-9]{4}")
+            .prop_map(|(a, b, c)| format!("+1 ({a}) {b}-{c}")),
+        ("[2-9][0-9]{2}", "[2-9][0-9]{2}", "[0-9]{4}")
+            .prop_map(|(a, b, c)| format!("({a}) {b}-{c}")),
+        ("[2-9][0-9]{2}", "[2-9][0-9]{2}", "[0-9]{4}").prop_map(|(a, b, c)| format!("{a}.{b}.{c}")),
+        ("[2-9][0-9]{2}", "[2-9][0-9]{2}", "[0-9]{4}").prop_map(|(a, b, c)| format!("{a}-{b}-{c}")),
+        ("[1-9]", "[0-9]{2}", "[0-9]{2}", "[0-9]{2}", "[0-9]{2}")
+            .prop_map(|(a, b, c, d, e)| format!("+33 {a} {b} {c} {d} {e}")),
+        ("[1-9][0-9]", "[1-9][0-9]", "[0-9]{4}", "[0-9]{4}")
+            .prop_map(|(c, a, b, d)| format!("00{c} {a} {b} {d}")),
+        "[1-9][0-9]{10}".prop_map(|d| format!("+{d}")),
+    ]
+}
+
+fn card() -> impl Strategy<Value = String> {
+    (
+        prop::sample::select(vec!["4", "51", "37", "6011"]),
+        prop::sample::select(vec![13usize, 15, 16, 19]),
+        "[0-9]{18}",
+        prop::sample::select(vec!["", " ", "-"]),
+    )
+        .prop_map(|(prefix, len, body, sep)| {
+            let body = format!("{prefix}{body}");
+            let number = luhn_complete(&body[..len - 1]);
+            if sep.is_empty() || len % 4 == 1 {
+                number
+            } else {
+                grouped(&number, 4, sep)
+            }
+        })
+}
+
+fn iban() -> impl Strategy<Value = String> {
+    let bban = prop_oneof![
+        "[0-9]{18}".prop_map(|b| ("DE", b)),
+        "[A-Z]{4}[0-9]{14}".prop_map(|b| ("GB", b)),
+        "[0-9]{10}[0-9A-Z]{11}[0-9]{2}".prop_map(|b| ("FR", b)),
+        "[A-Z]{4}[0-9]{10}".prop_map(|b| ("NL", b)),
+    ];
+    (bban, any::<bool>()).prop_map(|((country, bban), spaced)| {
+        let iban = iban_with_check(country, &bban);
+        if spaced {
+            grouped(&iban, 4, " ")
+        } else {
+            iban
+        }
+    })
+}
+
+fn ip() -> impl Strategy<Value = String> {
+    prop_oneof![
+        any::<[u8; 4]>().prop_map(|o| std::net::Ipv4Addr::from(o).to_string()),
+        (0x2000u16..0x3000, 1u16..0xffff).prop_map(|(a, b)| format!("{a:x}:db8::{b:x}")),
+    ]
+}
+
+fn item() -> impl Strategy<Value = (Kind, String)> {
+    prop_oneof![
+        email().prop_map(|v| (Kind::Email, v)),
+        phone().prop_map(|v| (Kind::Phone, v)),
+        card().prop_map(|v| (Kind::Card, v)),
+        iban().prop_map(|v| (Kind::Iban, v)),
+        ip().prop_map(|v| (Kind::Ip, v)),
+    ]
+}
+
+const FILLER: [&str; 5] = [
+    "Thanks for your help.",
+    "Order #W2611340 costs $1,234.56.",
+    "It shipped on 2024-05-01 at 10:30.",
+    "We run version 1.2.3 since 2023.",
+    "About 10 000 000 units were sold.",
+];
+
+/// Items in filler sentences; the first appears a second time at the end.
+fn document() -> impl Strategy<Value = (Vec<(Kind, String)>, String)> {
+    (
+        prop::collection::vec(item(), 1..6),
+        prop::collection::vec(prop::sample::select(FILLER.to_vec()), 6),
+    )
+        .prop_map(|(items, filler)| {
+            let mut parts = Vec::new();
+            for (k, (kind, value)) in items.iter().enumerate() {
+                parts.push(filler[k].to_owned());
+                parts.push(format!("My {kind:?} is {value}."));
+            }
+            parts.push(filler[5].to_owned());
+            parts.push(format!("Again: {}.", items[0].1));
+            (items, parts.join(" "))
+        })
+}
+
+#[test]
+fn generated_personal_data_never_leaves_and_comes_back_exactly() {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let echo = runtime.block_on(Fake::start(Mode::Echo));
+    let (p, _dir) = open(&format!(
+        "[gateway]\n{}{}",
+        provider("echo", &echo.url, 10.0),
+        route(
+            "private",
+            "redact",
+            &[r#"{ provider = "echo", model = "m" }"#]
+        ),
+    ));
+    let mut runner = proptest::test_runner::TestRunner::new(ProptestConfig {
+        cases: 24,
+        failure_persistence: None,
+        ..ProptestConfig::default()
+    });
+    runner
+        .run(&document(), |(items, text)| {
+            let before = echo.bodies().len();
+            let (whole, stream) = runtime.block_on(async {
+                (
+                    answer(&p, &chat_body("private", &text, false)).await,
+                    streamed(&p, &chat_body("private", &text, true)).await,
+                )
+            });
+            prop_assert_eq!(&whole, &text);
+            prop_assert_eq!(&stream, &text);
+            let bodies = echo.bodies();
+            prop_assert_eq!(bodies.len(), before + 2);
+            for body in &bodies[before..] {
+                let sent = last_user_text(body);
+                for (kind, value) in &items {
+                    prop_assert!(
+                        !sent.contains(value.as_str()),
+                        "{:?} {:?} in {:?}",
+                        kind,
+                        value,
+                        sent
+                    );
+                    let compact = match kind {
+                        Kind::Phone | Kind::Card => digits(value),
+                        Kind::Iban => alnum_upper(value),
+                        _ => continue,
+                    };
+                    prop_assert!(
+                        !alnum_upper(&sent).contains(&compact),
+                        "{:?} (as {:?}) in {:?}",
+                        value,
+                        compact,
+                        sent
+                    );
+                }
+            }
+            Ok(())
+        })
+        .unwrap();
+}
+
+// ---------------------------------------------------------------------------------------------
+// API keys, limits and budgets
+
+/// $10 per 1M tokens either way: an answer of the fake (100 + 50 tokens) costs $0.0015.
+const COST_PER_REQUEST: f64 = 150.0 * 10.0 / 1e6;
+
+fn priced(fake: &Fake, extra: &str) -> String {
+    format!(
+        "[gateway]\nattempts = 1\nfailures_before_cooldown = 1000\n{extra}\n\
+         [gateway.prices]\nten = {{ input = 10.0, output = 10.0 }}\n{}{}{}",
+        provider("fake", &fake.url, 10.0),
+        route(
+            "a",
+            "allow",
+            &[r#"{ provider = "fake", model = "m", price = "ten" }"#]
+        ),
+        route(
+            "b",
+            "allow",
+            &[r#"{ provider = "fake", model = "m", price = "ten" }"#]
+        ),
+    )
+}
+
+/// A request whose budget reservation is exactly what it costs: a prompt estimated at 100
+/// tokens (292 bytes + 8 per message, 3 bytes a token) and max_tokens 50.
+fn exact_request(model: &str) -> Value {
+    let mut body = chat_body(model, &"x".repeat(292), false);
+    body["max_tokens"] = json!(50);
+    body
+}
+
+fn create_key(p: &Platform, new: NewKey) -> String {
+    p.gateway().keys().unwrap().create(new).unwrap().0
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_budget_holds_under_many_concurrent_requests() {
+    let fake = Fake::start(Mode::Ok).await;
+    let (p, _dir) = open(&priced(&fake, ""));
+    // Room for exactly 10 requests (and half of an 11th).
+    let budget = 10.5 * COST_PER_REQUEST;
+    let secret = create_key(
+        &p,
+        NewKey {
+            name: "app".into(),
+            budget: Some(budget),
+            ..Default::default()
+        },
+    );
+    let calls = (0..40).map(|_| {
+        let (p, secret) = (p.clone(), secret.clone());
+        tokio::spawn(async move { chat(&p, &exact_request("a"), Some(&secret)).await })
+    });
+    let results = futures::future::join_all(calls).await;
+    let mut ok = 0;
+    let mut refused = 0;
+    for result in results {
+        let (status, headers, bytes) = result.unwrap();
+        match status {
+            StatusCode::OK => ok += 1,
+            StatusCode::TOO_MANY_REQUESTS => {
+                refused += 1;
+                assert_eq!(json_of(&bytes)["error"]["code"], "budget_exceeded");
+                // A monthly budget: retry when the month ends.
+                assert!(retry_after(&headers) >= 1);
+            }
+            other => panic!("{other}: {}", String::from_utf8_lossy(&bytes)),
+        }
+    }
+    assert_eq!((ok, refused), (10, 30));
+    assert_eq!(fake.hits(), 10);
+    let report = usage_as(&p, "by=key", Some(&secret)).await;
+    let app = row(&report, "app");
+    assert_eq!(app["requests"], 10);
+    assert!(f(&app["cost"]) <= budget);
+    assert_close(f(&app["cost"]), 10.0 * COST_PER_REQUEST, "the key's spend");
+    let left = metric(
+        &metrics_text(&p, Some(&secret)).await,
+        r#"hearth_gateway_budget_left_usd{key="app"}"#,
+    )
+    .expect("the budget gauge");
+    assert_close(left, budget - 10.0 * COST_PER_REQUEST, "budget left");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_no_deployment_answered_do_not_spend_the_budget() {
+    let fake = Fake::start(Mode::Fail500).await;
+    let (p, _dir) = open(&priced(&fake, ""));
+    let secret = create_key(
+        &p,
+        NewKey {
+            name: "app".into(),
+            budget: Some(2.5 * COST_PER_REQUEST),
+            ..Default::default()
+        },
+    );
+    // The upstream is down: every request fails, none is answered, nothing is spent.
+    for _ in 0..4 {
+        let (status, _, bytes) = chat(&p, &exact_request("a"), Some(&secret)).await;
+        assert_eq!(
+            status,
+            StatusCode::SERVICE_UNAVAILABLE,
+            "{}",
+            String::from_utf8_lossy(&bytes)
+        );
+    }
+    assert_eq!(fake.hits(), 4);
+    // It is back: the whole budget is still there (two requests' worth).
+    fake.set_mode(Mode::Ok);
+    let mut statuses = Vec::new();
+    for _ in 0..3 {
+        statuses.push(chat(&p, &exact_request("a"), Some(&secret)).await.0);
+    }
+    assert_eq!(
+        statuses,
+        [
+            StatusCode::OK,
+            StatusCode::OK,
+            StatusCode::TOO_MANY_REQUESTS
+        ]
+    );
+    let report = usage_as(&p, "by=key", Some(&secret)).await;
+    assert_close(
+        f(&row(&report, "app")["cost"]),
+        2.0 * COST_PER_REQUEST,
+        "spend",
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keys_are_required_once_one_exists_and_hold_their_routes_and_rates() {
+    let fake = Fake::start(Mode::Ok).await;
+    let (p, _dir) = open(&priced(&fake, ""));
+    // No key yet: the API is open.
+    assert_eq!(chat(&p, &exact_request("b"), None).await.0, StatusCode::OK);
+
+    let only_a = create_key(
+        &p,
+        NewKey {
+            name: "team-a".into(),
+            routes: vec!["a".into()],
+            ..Default::default()
+        },
+    );
+    // Now a key is required, and it must be a live one.
+    let (status, _, bytes) = chat(&p, &exact_request("a"), None).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    assert_eq!(json_of(&bytes)["error"]["code"], "missing_api_key");
+    let (status, _, bytes) = chat(&p, &exact_request("a"), Some("hk-not-a-key")).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    assert_eq!(json_of(&bytes)["error"]["code"], "invalid_api_key");
+    assert_eq!(get(&p, "/v1/usage", None).await.0, StatusCode::UNAUTHORIZED);
+
+    // Its own route only.
+    assert_eq!(
+        chat(&p, &exact_request("a"), Some(&only_a)).await.0,
+        StatusCode::OK
+    );
+    let hits = fake.hits();
+    let (status, _, bytes) = chat(&p, &exact_request("b"), Some(&only_a)).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    let value = json_of(&bytes);
+    assert_eq!(value["error"]["code"], "model_not_allowed");
+    assert_eq!(value["error"]["param"], "model");
+    assert_eq!(fake.hits(), hits, "a forbidden request went upstream");
+
+    // Two requests a minute: the third waits.
+    let slow = create_key(
+        &p,
+        NewKey {
+            name: "slow".into(),
+            requests_per_minute: Some(2),
+            ..Default::default()
+        },
+    );
+    for _ in 0..2 {
+        assert_eq!(
+            chat(&p, &exact_request("b"), Some(&slow)).await.0,
+            StatusCode::OK
+        );
+    }
+    let hits = fake.hits();
+    let (status, headers, bytes) = chat(&p, &exact_request("b"), Some(&slow)).await;
+    assert_eq!(status, StatusCode::TOO_MANY_REQUESTS);
+    let value = json_of(&bytes);
+    assert_eq!(value["error"]["code"], "rate_limit_exceeded");
+    assert!(value["error"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("requests_per_minute"));
+    // One slot refills every 30 s.
+    assert!((1..=30).contains(&retry_after(&headers)), "{headers:?}");
+    assert_eq!(fake.hits(), hits);
+
+    // 200 tokens a minute: one request of 150 estimated tokens fits, the next does not.
+    let tokens = create_key(
+        &p,
+        NewKey {
+            name: "tokens".into(),
+            tokens_per_minute: Some(200),
+            ..Default::default()
+        },
+    );
+    assert_eq!(
+        chat(&p, &exact_request("b"), Some(&tokens)).await.0,
+        StatusCode::OK
+    );
+    let (status, headers, bytes) = chat(&p, &exact_request("b"), Some(&tokens)).await;
+    assert_eq!(status, StatusCode::TOO_MANY_REQUESTS);
+    assert!(json_of(&bytes)["error"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("tokens_per_minute"));
+    assert!(retry_after(&headers) >= 1);
+
+    // A revoked key stops working (this process's key cache is dropped on revocation;
+    // other processes pick it up within the cache's 2 s).
+    assert!(p.gateway().keys().unwrap().revoke("team-a").unwrap());
+    let (status, _, bytes) = chat(&p, &exact_request("a"), Some(&only_a)).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    assert_eq!(json_of(&bytes)["error"]["code"], "invalid_api_key");
+    // The other keys are still accepted (this one is still over its token limit: 429, not 401).
+    assert_eq!(
+        chat(&p, &exact_request("a"), Some(&tokens)).await.0,
+        StatusCode::TOO_MANY_REQUESTS
+    );
+    // A key sees its own usage only; the operator (the ledger itself) sees every key's.
+    let (status, bytes) = get(&p, "/v1/usage?by=key", Some(&slow)).await;
+    assert_eq!(status, StatusCode::OK);
+    let report = json_of(&bytes);
+    assert_eq!(report["rows"].as_array().unwrap().len(), 1, "{report:#}");
+    assert_eq!(row(&report, "slow")["requests"], 2);
+    let all = serde_json::to_value(
+        p.gateway()
+            .usage_report(None, None, hearth_gateway::ledger::GroupBy::Key, None)
+            .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(row(&all, "team-a")["requests"], 1);
+    assert_eq!(row(&all, "slow")["requests"], 2);
+    assert_eq!(row(&all, "tokens")["requests"], 1);
+    assert_eq!(row(&all, "(no key)")["requests"], 1);
+}
+
+// ---------------------------------------------------------------------------------------------
+// The usage report and metrics
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_usage_report_and_metrics_follow_the_requests() {
+    let ok = Fake::start(Mode::Ok).await;
+    let bad = Fake::start(Mode::Fail500).await;
+    let toml = format!(
+        "[gateway]\nattempts = 1\nfailures_before_cooldown = 1000\n\
+         [gateway.prices]\ncheap = {{ input = 1.0, output = 2.0 }}\n{}{}{}{}",
+        provider("ok", &ok.url, 10.0),
+        provider("bad", &bad.url, 10.0),
+        route(
+            "r1",
+            "allow",
+            &[r#"{ provider = "ok", model = "m", price = "cheap" }"#]
+        ),
+        route(
+            "r2",
+            "allow",
+            &[
+                r#"{ provider = "bad", model = "m", price = "cheap" }"#,
+                r#"{ provider = "ok", model = "m", price = "cheap" }"#
+            ]
+        ),
+    );
+    let (p, _dir) = open(&toml);
+    for _ in 0..2 {
+        assert_eq!(answer(&p, &chat_body("r1", "hi", false)).await, OK_TEXT);
+    }
+    // A streamed request is metered from the usage the upstream reports at its end (asked
+    // for upstream even though this client did not ask for it).
+    let (status, _, bytes) = chat(&p, &chat_body("r1", "hi", true), None).await;
+    assert_eq!(status, StatusCode::OK);
+    let data = sse_data(&bytes);
+    assert_eq!(sse_text(&data), OK_TEXT);
+    assert!(!data.iter().any(|d| d.contains("\"usage\"")), "{data:?}");
+    assert_eq!(ok.bodies()[2]["stream_options"]["include_usage"], true);
+    for _ in 0..2 {
+        assert_eq!(answer(&p, &chat_body("r2", "hi", false)).await, OK_TEXT);
+    }
+
+    let report = usage(&p, "by=route").await;
+    assert_eq!(report["by"], "route");
+    assert_eq!(report["assumptions"]["reference_model"], "gpt-4o");
+    let r1 = row(&report, "r1");
+    assert_eq!(r1["requests"], 3);
+    assert_eq!(r1["errors"], 0);
+    assert_eq!(r1["prompt_tokens"], 3 * PROMPT_TOKENS);
+    assert_eq!(r1["completion_tokens"], 3 * COMPLETION_TOKENS);
+    // cheap: $1 in, $2 out per 1M; gpt-4o: $2.50 in, $10 out.
+    let cost = 3.0 * (100.0 * 1.0 + 50.0 * 2.0) / 1e6;
+    let reference = 3.0 * (100.0 * 2.5 + 50.0 * 10.0) / 1e6;
+    assert_close(f(&r1["cost"]), cost, "r1 cost");
+    assert_close(f(&r1["reference_cost"]), reference, "r1 reference cost");
+    assert_close(f(&r1["savings"]), reference - cost, "r1 savings");
+    assert_close(
+        f(&r1["savings_percent"]),
+        100.0 * (reference - cost) / reference,
+        "r1 savings %",
+    );
+    assert!(r1["mean_ttft_ms"].as_f64().is_some());
+    let r2 = row(&report, "r2");
+    assert_eq!(r2["requests"], 2);
+    assert_close(f(&r2["cost"]), 2.0 * (100.0 + 100.0) / 1e6, "r2 cost");
+    assert_eq!(report["total"]["requests"], 5);
+    assert_close(f(&report["total"]["cost"]), 5.0 * 200.0 / 1e6, "total cost");
+
+    // Other groupings, another reference, a window.
+    assert_eq!(
+        row(&usage(&p, "by=deployment").await, "ok/m")["requests"],
+        5
+    );
+    assert_eq!(row(&usage(&p, "by=model").await, "m")["requests"], 5);
+    let mini = usage(&p, "by=route&reference=gpt-4o-mini").await;
+    assert_eq!(mini["assumptions"]["reference_model"], "gpt-4o-mini");
+    assert_close(
+        f(&row(&mini, "r1")["reference_cost"]),
+        3.0 * (100.0 * 0.15 + 50.0 * 0.60) / 1e6,
+        "gpt-4o-mini reference",
+    );
+    assert_eq!(usage(&p, "since=1h").await["total"]["requests"], 5);
+    let future = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        + 3600;
+    let later = usage(&p, &format!("since={future}")).await;
+    assert_eq!(later["rows"].as_array().unwrap().len(), 0);
+    assert_eq!(later["total"]["requests"], 0);
+    for bad_query in ["by=colour", "reference=no-such-model", "since=yesterday"] {
+        let (status, bytes) = get(&p, &format!("/v1/usage?{bad_query}"), None).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{bad_query}");
+        assert_eq!(json_of(&bytes)["error"]["code"], "invalid_request");
+    }
+
+    let text = metrics_text(&p, None).await;
+    let r1_ok = r#"{route="r1",deployment="ok/m""#;
+    assert_eq!(
+        metric(
+            &text,
+            &format!("hearth_gateway_requests_total{r1_ok},outcome=\"ok\"}}")
+        ),
+        Some(3.0),
+        "{text}"
+    );
+    assert_eq!(
+        metric(
+            &text,
+            &format!("hearth_gateway_tokens_total{r1_ok},direction=\"input\"}}")
+        ),
+        Some(300.0)
+    );
+    assert_eq!(
+        metric(
+            &text,
+            &format!("hearth_gateway_tokens_total{r1_ok},direction=\"output\"}}")
+        ),
+        Some(150.0)
+    );
+    assert_close(
+        metric(&text, &format!("hearth_gateway_cost_usd_total{r1_ok}}}")).unwrap(),
+        cost,
+        "cost metric",
+    );
+    assert_eq!(
+        metric(
+            &text,
+            &format!("hearth_gateway_request_duration_seconds_count{r1_ok}}}")
+        ),
+        Some(3.0)
+    );
+    assert_eq!(
+        metric(
+            &text,
+            &format!("hearth_gateway_time_to_first_token_seconds_count{r1_ok}}}")
+        ),
+        Some(3.0)
+    );
+    assert_eq!(
+        metric(
+            &text,
+            r#"hearth_gateway_fallbacks_total{route="r2",deployment="bad/m"}"#
+        ),
+        Some(2.0)
+    );
+    assert_eq!(
+        metric(
+            &text,
+            r#"hearth_gateway_requests_total{route="r2",deployment="ok/m",outcome="ok"}"#
+        ),
+        Some(2.0)
+    );
+    assert_eq!(
+        ledger_sum(
+            &p,
+            "SELECT SUM(fallbacks) FROM gateway_usage WHERE route = 'r2'"
+        ),
+        2
+    );
+}
