@@ -265,6 +265,13 @@ fn redact_request(request: &mut ChatCompletionRequest, redactor: &mut Redactor) 
     }
 }
 
+fn unknown_model(e: &GatewayError) -> bool {
+    matches!(
+        e,
+        GatewayError::Infer(hearth_infer::InferError::ModelNotFound { .. })
+    )
+}
+
 /// Prompt size in tokens, over-estimated (3 bytes per token; BPE tokenizers average ~4).
 pub(crate) fn prompt_estimate(request: &ChatCompletionRequest) -> u64 {
     let bytes: usize = request
@@ -304,7 +311,7 @@ impl Gateway {
             if let Some(reservation) = reservation.take() {
                 reservation.settle(0, 0.0);
             }
-            if !e.is_clients_fault() {
+            if !e.is_clients_fault() && !unknown_model(e) {
                 self.record_failure(&route, caller, at, started);
             }
         }
@@ -577,7 +584,11 @@ impl Gateway {
                         }
                         Ok((stream, None))
                     }
-                    Err(e) if e.is_clients_fault() => Err(Attempt::Fatal(e)),
+                    // A name that is neither a route nor a local model is the client's
+                    // mistake (404), not a failing deployment: no failure metrics keyed by it.
+                    Err(e) if e.is_clients_fault() || (route.implicit && unknown_model(&e)) => {
+                        Err(Attempt::Fatal(e))
+                    }
                     Err(e) => Err(Attempt::Failed(e)),
                 };
             }

@@ -1870,3 +1870,18 @@ async fn the_usage_report_and_metrics_follow_the_requests() {
         2
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unknown_model_is_a_404_that_leaves_no_ledger_row_or_metric() {
+    let (p, _dir) = open("");
+    let (status, _, bytes) = chat(&p, &chat_body("no-such-model-x1", "hi", false), None).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert_eq!(json_of(&bytes)["error"]["code"], "model_not_found");
+    // Client-chosen names must not become ledger rows or metric labels.
+    let report = p
+        .gateway()
+        .usage_report(None, None, hearth_gateway::ledger::GroupBy::Route, None)
+        .unwrap();
+    assert!(report.rows.is_empty(), "{:?}", report.rows);
+    assert!(!metrics_text(&p, None).await.contains("no-such-model-x1"));
+}
