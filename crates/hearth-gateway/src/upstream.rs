@@ -121,7 +121,13 @@ impl Upstream {
                 }
             });
         }
-        if stream {
+        // Some servers answer a streaming request with one JSON body: take it whole.
+        let json_body = response
+            .headers()
+            .get(reqwest::header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.starts_with("application/json"));
+        if stream && !json_body {
             return Ok(Answer::Stream(response));
         }
         let bytes = tokio::time::timeout(self.timeout, response.bytes())

@@ -49,6 +49,8 @@ enum Mode {
     AbortMidStream,
     /// Streams the same, then goes quiet for [`SLOW_SECONDS`] before ending the body.
     StallMidStream,
+    /// Answers [`OK_TEXT`] as one JSON body even when asked to stream.
+    NeverStreams,
 }
 
 const OK_TEXT: &str = "The fake upstream says hello.";
@@ -175,7 +177,7 @@ async fn fake_chat(State(fake): State<Fake>, headers: HeaderMap, body: Bytes) ->
         Mode::Slow => tokio::time::sleep(Duration::from_secs(SLOW_SECONDS)).await,
         _ => {}
     }
-    if body["stream"] != true {
+    if body["stream"] != true || mode == Mode::NeverStreams {
         return axum::Json(json!({
             "id": "chatcmpl-fake",
             "object": "chat.completion",
@@ -1884,4 +1886,17 @@ async fn an_unknown_model_is_a_404_that_leaves_no_ledger_row_or_metric() {
         .unwrap();
     assert!(report.rows.is_empty(), "{:?}", report.rows);
     assert!(!metrics_text(&p, None).await.contains("no-such-model-x1"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_upstream_that_never_streams_still_answers_a_streaming_client() {
+    let fake = Fake::start(Mode::NeverStreams).await;
+    let toml = format!(
+        "{}{}",
+        provider("plain", &fake.url, 10.0),
+        route("r", "allow", &[r#"{ provider = "plain", model = "m" }"#]),
+    );
+    let (p, _dir) = open(&toml);
+    assert_eq!(streamed(&p, &chat_body("r", "hi", true)).await, OK_TEXT);
+    assert_eq!(fake.hits(), 1);
 }

@@ -105,8 +105,10 @@ pub fn keys(config: Config, command: KeysCommand) -> Result<()> {
 fn money(v: f64) -> String {
     if v.abs() >= 100.0 {
         format!("{v:.2}")
-    } else {
+    } else if v == 0.0 || v.abs() >= 0.01 {
         format!("{v:.4}")
+    } else {
+        format!("{v:.7}")
     }
 }
 
