@@ -15,7 +15,7 @@ use serde::Serialize;
 use sha2::{Digest, Sha256};
 
 use crate::metrics::GatewayMetrics;
-use crate::GatewayError;
+use crate::{unix_now_f64, GatewayError};
 
 /// The period a budget covers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -246,13 +246,6 @@ struct KeyCache {
 /// How long a server trusts its cached copy of the keys table (revocations take effect
 /// within this).
 const KEY_CACHE: Duration = Duration::from_secs(2);
-
-fn unix_now_f64() -> f64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs_f64())
-        .unwrap_or(0.0)
-}
 
 impl KeyStore {
     pub(crate) fn new(db: Database, metrics: Option<Arc<GatewayMetrics>>) -> Self {
