@@ -353,12 +353,7 @@ async fn http(args: BenchHttpArgs) -> Result<()> {
     lateness.sort_by(|a, b| a.total_cmp(b));
     let elapsed = started.elapsed().as_secs_f64();
     latencies.sort_by(|a, b| a.total_cmp(b));
-    let pct = |p: f64| {
-        latencies
-            .get(((latencies.len() as f64 * p).ceil() as usize).saturating_sub(1))
-            .map(|s| s * 1000.0)
-            .unwrap_or(f64::NAN)
-    };
+    let pct = |p: f64| percentile(&latencies, p);
     let result = json!({
         "url": args.url, "path": args.path, "target_rps": args.rps,
         "achieved_rps": latencies.len() as f64 / elapsed, "requests": total, "errors": errors,
