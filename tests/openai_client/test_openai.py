@@ -64,7 +64,7 @@ def test_chat_completion(client):
     r = client.chat.completions.create(
         model=CHAT,
         messages=[{"role": "system", "content": "You are a helpful assistant."},
-                  {"role": "user", "content": "What is the capital of France?"}],
+                  {"role": "user", "content": "What is the capital of France? Answer in one word."}],
         max_tokens=24, temperature=0,
     )
     choice = r.choices[0]

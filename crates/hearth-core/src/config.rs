@@ -48,7 +48,8 @@ pub struct Config {
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct ServerConfig {
-    /// Address to listen on. Port 0 picks a free port (printed at start).
+    /// Address to listen on (default: loopback only). Port 0 picks a free port (printed at
+    /// start). `0.0.0.0:8080` listens on every interface: set keys first.
     pub listen: String,
     /// Bearer keys accepted on every route but /health. Empty: no authentication.
     pub api_keys: Vec<ApiKey>,
@@ -56,6 +57,18 @@ pub struct ServerConfig {
     pub max_body_bytes: usize,
     /// Seconds to let open streams finish on shutdown before closing them.
     pub shutdown_grace_seconds: u64,
+    /// Host names requests may be addressed to (the `Host` header), besides localhost names
+    /// and IP addresses, which always pass: e.g. `["hearth.corp.example", "*.svc.local"]`;
+    /// `["*"]` turns the check off. A web page that rebinds its own domain to this machine
+    /// is refused (403 `host_not_allowed`).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub allowed_hosts: Vec<String>,
+    /// Web origins (`https://app.example.com`) whose pages may call this server: CORS is
+    /// answered for them and their state-changing requests pass. Empty (the default): no
+    /// CORS, and a POST/DELETE carrying a foreign `Origin` is refused (403
+    /// `origin_not_allowed`).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub allowed_origins: Vec<String>,
 }
 
 /// `[models]`: which models run.
@@ -195,6 +208,8 @@ impl Default for ServerConfig {
             api_keys: Vec::new(),
             max_body_bytes: 4 * 1024 * 1024,
             shutdown_grace_seconds: 30,
+            allowed_hosts: Vec::new(),
+            allowed_origins: Vec::new(),
         }
     }
 }

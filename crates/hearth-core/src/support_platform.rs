@@ -12,6 +12,9 @@ use hearth_support::eval::read_tools_file;
 use hearth_support::intents::{IntentModel, IntentProgress, IntentTrainOptions, LabelledText};
 use hearth_support::kb::{AddReport, KbIndex, KnowledgeBase};
 use hearth_support::sessions::{Session, SessionStore};
+
+/// The most a session's metadata may take, as JSON.
+pub const MAX_SESSION_METADATA_BYTES: usize = 16 * 1024;
 use hearth_support::tools::{ToolBox, Variables};
 use hearth_support::SupportError;
 
@@ -197,12 +200,39 @@ impl Platform {
             .clone()
     }
 
-    /// Starts a support session.
+    /// Starts a support session owned by `owner` (see [`hearth_gateway::Caller::owner`]).
+    /// Refused when support is not configured, so nothing is stored for nobody.
     pub fn start_support_session(
         &self,
         metadata: serde_json::Value,
+        owner: Option<String>,
     ) -> Result<Session, SupportError> {
-        self.support_sessions()?.create(metadata)
+        let size = serde_json::to_string(&metadata).map_or(0, |m| m.len());
+        if size > MAX_SESSION_METADATA_BYTES {
+            return Err(SupportError::InvalidParameter {
+                param: "metadata".into(),
+                message: format!(
+                    "metadata is {size} bytes as JSON; at most {MAX_SESSION_METADATA_BYTES}"
+                ),
+            });
+        }
+        self.support_desk()?;
+        self.support_sessions()?.create(metadata, owner)
+    }
+
+    /// Session `id` if `caller` may see it; another owner's session is as unknown as one
+    /// that never existed.
+    pub fn support_session_for(
+        &self,
+        id: &str,
+        caller: &hearth_gateway::Caller,
+    ) -> Result<Session, SupportError> {
+        let session = self.support_session(id)?;
+        if caller.may_see(session.owner.as_deref()) {
+            Ok(session)
+        } else {
+            Err(SupportError::UnknownSession(id.to_string()))
+        }
     }
 
     pub fn support_session(&self, id: &str) -> Result<Session, SupportError> {

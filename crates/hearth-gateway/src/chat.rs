@@ -277,11 +277,26 @@ impl Gateway {
         }
         let prompt = engine.template().render(&request.messages, offered, true)?;
         let tokens = engine.tokenize_chat(&prompt);
-        let generation = engine.generate(GenerateRequest {
-            prompt: tokens,
-            params,
-            constraint,
-        })?;
+        let forced = matches!(mode, ToolMode::Forced(_));
+        let generation = engine
+            .generate(GenerateRequest {
+                prompt: tokens,
+                params,
+                constraint,
+            })
+            .map_err(|e| match e {
+                // The schema that cannot be enforced is the tools' parameters, not a
+                // response_format the request never sent.
+                hearth_infer::InferError::InvalidParameter { param, message }
+                    if forced && param == "response_format" =>
+                {
+                    hearth_infer::InferError::InvalidParameter {
+                        param: "tools".into(),
+                        message: message.replace("the JSON schema", "a tool's parameters"),
+                    }
+                }
+                other => other,
+            })?;
         let (tx, rx) = mpsc::channel(64);
         tokio::spawn(relay_chat(generation, mode, tx));
         Ok(ChatStream::new(

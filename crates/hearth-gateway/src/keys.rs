@@ -1,5 +1,7 @@
 //! API keys per app or team: stored hashed (SHA-256 of a 256-bit random key), each with the
-//! routes it may use, requests/min and tokens/min limits and a spend budget per period.
+//! API families it may call (its [`Scope`]s), the routes it may use, requests/min and
+//! tokens/min limits and a spend budget per period. What a key creates (support sessions) and
+//! what it spends belongs to its owner: its tenant when it has one, else the key itself.
 //!
 //! Budgets hold under concurrency: a request reserves its estimated cost (the most expensive
 //! deployment of its route, its prompt at 3 bytes per token and its max_tokens) before it is
@@ -91,11 +93,93 @@ fn civil_from_days(z: i64) -> (i64, i64, i64) {
     (yoe + era * 400 + i64::from(m <= 2), m, d)
 }
 
+/// An API family a key may call. `admin` includes every other scope.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Scope {
+    /// Models: chat, completions, embeddings, the model list.
+    Inference,
+    /// Recommendations, similar items, search, the shopping assistant, reading items/users.
+    RecsRead,
+    /// Writing and deleting items and users, recording events.
+    RecsWrite,
+    /// Support sessions: start, message, read (its owner's only).
+    Support,
+    /// The usage ledger (its owner's only).
+    Usage,
+    /// Everything, every owner's data included, and the operator routes (`/metrics`).
+    Admin,
+}
+
+impl Scope {
+    pub const ALL: [Scope; 6] = [
+        Scope::Inference,
+        Scope::RecsRead,
+        Scope::RecsWrite,
+        Scope::Support,
+        Scope::Usage,
+        Scope::Admin,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Scope::Inference => "inference",
+            Scope::RecsRead => "recs:read",
+            Scope::RecsWrite => "recs:write",
+            Scope::Support => "support",
+            Scope::Usage => "usage",
+            Scope::Admin => "admin",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Scope> {
+        let text = text.trim().to_ascii_lowercase().replace(['.', '_'], ":");
+        Scope::ALL.into_iter().find(|s| s.as_str() == text)
+    }
+
+    /// What `hearth keys create` gives a key when no `--scope` is named.
+    pub const DEFAULT: [Scope; 1] = [Scope::Inference];
+}
+
+impl std::fmt::Display for Scope {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl Serialize for Scope {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.as_str())
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for Scope {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(d)?;
+        Scope::parse(&text).ok_or_else(|| {
+            serde::de::Error::custom(format!("unknown scope '{text}'; {}", Scope::list()))
+        })
+    }
+}
+
+impl Scope {
+    /// "use inference, recs:read, …" for error messages.
+    pub fn list() -> String {
+        let names: Vec<_> = Scope::ALL.iter().map(|s| s.as_str()).collect();
+        format!("use {}", names.join(", "))
+    }
+}
+
 /// What a key may do.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct KeyInfo {
     pub id: String,
     pub name: String,
+    /// The API families it may call.
+    pub scopes: Vec<Scope>,
+    /// Keys of one tenant share what they create (support sessions) and see each other's
+    /// usage; a key without a tenant is its own.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tenant: Option<String>,
     /// Model names (route aliases or local models) it may use; empty: all.
     pub routes: Vec<String>,
     pub requests_per_minute: Option<u32>,
@@ -111,12 +195,50 @@ impl KeyInfo {
     pub fn allows(&self, model: &str) -> bool {
         self.routes.is_empty() || self.routes.iter().any(|r| r == model)
     }
+
+    pub fn has_scope(&self, scope: Scope) -> bool {
+        self.scopes.contains(&Scope::Admin) || self.scopes.contains(&scope)
+    }
+
+    /// Who owns what this key creates: `tenant:NAME`, or `key:ID`.
+    pub fn owner(&self) -> String {
+        match &self.tenant {
+            Some(tenant) => format!("tenant:{tenant}"),
+            None => format!("key:{}", self.id),
+        }
+    }
+}
+
+impl crate::Caller {
+    /// Whether the caller may use `scope`. The operator (a `[server] api_keys` key, an open
+    /// server, the apps' own calls) may use every scope.
+    pub fn has_scope(&self, scope: Scope) -> bool {
+        self.key.as_ref().is_none_or(|k| k.has_scope(scope))
+    }
+
+    /// The owner of what this caller creates; `None` for the operator, who sees everything.
+    /// A key with the admin scope creates as its owner but sees every owner's data.
+    pub fn owner(&self) -> Option<String> {
+        self.key.as_ref().map(|k| k.owner())
+    }
+
+    /// Whether the caller may see data owned by `owner` (`None`: the operator's).
+    pub fn may_see(&self, owner: Option<&str>) -> bool {
+        match &self.key {
+            None => true,
+            Some(k) if k.has_scope(Scope::Admin) => true,
+            Some(k) => owner == Some(k.owner().as_str()),
+        }
+    }
 }
 
 /// Limits for a new key.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct NewKey {
     pub name: String,
+    /// Empty: [`Scope::DEFAULT`].
+    pub scopes: Vec<Scope>,
+    pub tenant: Option<String>,
     pub routes: Vec<String>,
     pub requests_per_minute: Option<u32>,
     pub tokens_per_minute: Option<u64>,
@@ -266,6 +388,22 @@ impl KeyStore {
                 "a key name is 1–64 characters without spaces",
             ));
         }
+        let tenant = new.tenant.as_deref().map(str::trim);
+        if let Some(t) = tenant {
+            if t.is_empty() || t.len() > 64 || t.contains(char::is_whitespace) {
+                return Err(GatewayError::invalid(
+                    "tenant",
+                    "a tenant name is 1–64 characters without spaces",
+                ));
+            }
+        }
+        let mut scopes = if new.scopes.is_empty() {
+            Scope::DEFAULT.to_vec()
+        } else {
+            new.scopes
+        };
+        scopes.sort();
+        scopes.dedup();
         if let Some(b) = new.budget {
             if !(b.is_finite() && b >= 0.0) {
                 return Err(GatewayError::invalid(
@@ -282,6 +420,8 @@ impl KeyStore {
         let info = KeyInfo {
             id: uuid::Uuid::new_v4().simple().to_string(),
             name: name.to_owned(),
+            scopes,
+            tenant: tenant.map(str::to_owned),
             routes: new.routes,
             requests_per_minute: new.requests_per_minute,
             tokens_per_minute: new.tokens_per_minute,
@@ -292,8 +432,8 @@ impl KeyStore {
         };
         let inserted = self.db.conn().execute(
             "INSERT INTO gateway_keys (id, name, hash, routes, requests_per_minute,
-                 tokens_per_minute, budget, period, created)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+                 tokens_per_minute, budget, period, created, scopes, tenant)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
             rusqlite::params![
                 info.id,
                 info.name,
@@ -304,6 +444,8 @@ impl KeyStore {
                 info.budget,
                 info.period.as_str(),
                 info.created,
+                serde_json::to_string(&info.scopes).expect("scopes serialize"),
+                info.tenant,
             ],
         );
         match inserted {
@@ -345,17 +487,21 @@ impl KeyStore {
         self.db.read(|conn| {
             let mut stmt = conn.prepare(
                 "SELECT id, name, hash, routes, requests_per_minute, tokens_per_minute, budget,
-                        period, created, revoked
+                        period, created, revoked, scopes, tenant
                  FROM gateway_keys ORDER BY created",
             )?;
             let rows = stmt.query_map([], |r| {
                 let routes: String = r.get(3)?;
                 let period: String = r.get(7)?;
+                let scopes: String = r.get(10)?;
                 Ok((
                     r.get::<_, String>(2)?,
                     KeyInfo {
                         id: r.get(0)?,
                         name: r.get(1)?,
+                        // A scope list this version cannot read grants nothing.
+                        scopes: serde_json::from_str(&scopes).unwrap_or_default(),
+                        tenant: r.get(11)?,
                         routes: serde_json::from_str(&routes).unwrap_or_default(),
                         requests_per_minute: r.get(4)?,
                         tokens_per_minute: r.get::<_, Option<i64>>(5)?.map(|t| t as u64),

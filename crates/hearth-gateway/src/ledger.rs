@@ -12,7 +12,8 @@ use serde::Serialize;
 
 use crate::prices::{PriceTable, SHIPPED_PRICES_AS_OF};
 
-const MIGRATIONS: &[&str] = &["
+const MIGRATIONS: &[&str] = &[
+    "
 CREATE TABLE gateway_usage (
     id INTEGER PRIMARY KEY,
     at REAL NOT NULL,
@@ -60,7 +61,13 @@ CREATE TABLE gateway_keys (
     created REAL NOT NULL,
     revoked REAL
 );
-"];
+",
+    "
+-- Keys made before scopes existed were meant for models: they keep inference only.
+ALTER TABLE gateway_keys ADD COLUMN scopes TEXT NOT NULL DEFAULT '[\"inference\"]';
+ALTER TABLE gateway_keys ADD COLUMN tenant TEXT;
+",
+];
 
 /// Opens (migrating) the gateway's tables.
 pub(crate) fn migrate(db: &Database) -> Result<(), StoreError> {
@@ -352,7 +359,7 @@ pub struct UsageReport {
 pub fn report(
     db: &Database,
     since: Option<f64>,
-    only_key: Option<&str>,
+    only_keys: Option<&[String]>,
     by: GroupBy,
     prices: &PriceTable,
     reference_model: &str,
@@ -371,13 +378,15 @@ pub fn report(
     let sql = format!(
         "SELECT {group}, COUNT(*), SUM(status != 'ok'), SUM(local), SUM(prompt_tokens),
                 SUM(completion_tokens), SUM(cost), SUM(NOT priced), AVG(ttft_ms), AVG(duration_ms)
-         FROM gateway_usage WHERE at >= ?1 AND (?2 IS NULL OR api_key = ?2)
+         FROM gateway_usage
+         WHERE at >= ?1 AND (?2 IS NULL OR api_key IN (SELECT value FROM json_each(?2)))
          GROUP BY 1 ORDER BY SUM(cost) DESC, 1",
         group = by.column()
     );
+    let only_keys = only_keys.map(|k| serde_json::to_string(k).expect("strings serialize"));
     let raw = db.read(|conn| {
         let mut stmt = conn.prepare(&sql)?;
-        let rows = stmt.query_map(rusqlite::params![since.unwrap_or(0.0), only_key], |r| {
+        let rows = stmt.query_map(rusqlite::params![since.unwrap_or(0.0), only_keys], |r| {
             Ok(RawRow {
                 group: r.get(0)?,
                 requests: r.get::<_, i64>(1)? as u64,
@@ -621,10 +630,22 @@ mod tests {
         )
         .unwrap();
         assert!(by_key.rows.is_empty());
+        let only_b = super::report(
+            &db,
+            None,
+            Some(&["b".to_owned()]),
+            GroupBy::Key,
+            &prices,
+            "gpt-4o",
+            1.0,
+        )
+        .unwrap();
+        assert_eq!(only_b.total.requests, 1);
+        assert_eq!(only_b.rows[0].group, "b");
         assert!(super::report(
             &db,
             None,
-            Some("a"),
+            Some(&["a".to_owned()]),
             GroupBy::Key,
             &prices,
             "no-such-model",

@@ -27,6 +27,7 @@ pub use chat::{ChatEvent, ChatStream};
 pub use config::{DeploymentConfig, GatewayConfig, Privacy, ProviderConfig, RouteConfig, Strategy};
 pub use error::GatewayError;
 pub use hearth_infer::llm::Constraint;
+pub use keys::Scope;
 pub use models::{Gateway, GatewayOptions, LoadedModel};
 pub use routing::Caller;
 

@@ -135,11 +135,11 @@ impl Gateway {
 
     /// The usage report since `since` (unix seconds), grouped `by`, with savings against
     /// `reference` (default: the configured reference model). Waits for pending records.
-    /// With `only_key`, that key's requests only.
+    /// With `only_keys`, those keys' requests only (by key name).
     pub fn usage_report(
         &self,
         since: Option<f64>,
-        only_key: Option<&str>,
+        only_keys: Option<&[String]>,
         by: GroupBy,
         reference: Option<&str>,
     ) -> Result<UsageReport, GatewayError> {
@@ -150,7 +150,7 @@ impl Gateway {
         crate::ledger::report(
             ledger.database(),
             since,
-            only_key,
+            only_keys,
             by,
             &self.prices,
             reference.unwrap_or(&self.settings.reference_model),

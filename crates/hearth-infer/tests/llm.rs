@@ -80,14 +80,16 @@ async fn smollm_uses_its_own_chat_template_and_answers() {
         .render(
             &[
                 ChatMessage::new("system", "You are a helpful assistant."),
-                ChatMessage::new("user", "What is the capital of France?"),
+                ChatMessage::new("user", "What is the capital of France? Answer in one word."),
             ],
             None,
             true,
         )
         .unwrap();
     assert!(
-        text.contains("<|im_start|>user\nWhat is the capital of France?<|im_end|>"),
+        text.contains(
+            "<|im_start|>user\nWhat is the capital of France? Answer in one word.<|im_end|>"
+        ),
         "{text}"
     );
     assert!(text.ends_with("<|im_start|>assistant\n"), "{text}");

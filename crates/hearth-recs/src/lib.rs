@@ -12,6 +12,7 @@ pub mod data;
 mod error;
 pub mod eval;
 pub mod import;
+pub mod limits;
 pub mod metrics;
 pub mod models;
 pub mod serve;

@@ -53,7 +53,7 @@ fn kind_for(status: StatusCode) -> &'static str {
         401 => "authentication_error",
         403 => "permission_error",
         404 => "not_found_error",
-        413 | 400 | 422 => "invalid_request_error",
+        413 | 400 | 415 | 422 => "invalid_request_error",
         429 => "rate_limit_error",
         503 => "overloaded_error",
         _ => "server_error",

@@ -2,7 +2,7 @@
 
 use axum::body::Bytes;
 use axum::extract::{FromRequest, Request};
-use axum::http::StatusCode;
+use axum::http::{header, HeaderMap, StatusCode};
 use serde::de::DeserializeOwned;
 
 use crate::ApiError;
@@ -13,6 +13,7 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for ApiJson<T> {
     type Rejection = ApiError;
 
     async fn from_request(request: Request, state: &S) -> Result<Self, Self::Rejection> {
+        require_json_content_type(request.headers())?;
         let bytes = Bytes::from_request(request, state)
             .await
             .map_err(|rejection| {
@@ -34,8 +35,56 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for ApiJson<T> {
     }
 }
 
+/// JSON routes take JSON only: a browser may send `text/plain` (or a typeless blob) to any
+/// site without asking first, so a body that does not say it is JSON is refused (415).
+pub fn require_json_content_type(headers: &HeaderMap) -> Result<(), ApiError> {
+    let value = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    let essence = value
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
+    let json = essence == "application/json"
+        || (essence.starts_with("application/") && essence.ends_with("+json"));
+    if json {
+        return Ok(());
+    }
+    let got = if value.is_empty() {
+        "no Content-Type".to_owned()
+    } else {
+        format!(
+            "Content-Type '{}'",
+            value.chars().take(100).collect::<String>()
+        )
+    };
+    Err(ApiError::new(
+        StatusCode::UNSUPPORTED_MEDIA_TYPE,
+        "unsupported_media_type",
+        format!("the body must be JSON sent with 'Content-Type: application/json' (got {got})"),
+    ))
+}
+
 pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
     let de = &mut serde_json::Deserializer::from_slice(bytes);
+    let value = deserialize(de, bytes)?;
+    de.end().map_err(|e| {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_json",
+            format!("the body is not valid JSON: {e} (one JSON value only)"),
+        )
+    })?;
+    Ok(value)
+}
+
+fn deserialize<'de, T: DeserializeOwned>(
+    de: &mut serde_json::Deserializer<serde_json::de::SliceRead<'de>>,
+    bytes: &[u8],
+) -> Result<T, ApiError> {
     serde_path_to_error::deserialize(de).map_err(|e| {
         let inner = e.inner();
         if inner.is_syntax() || inner.is_eof() {
@@ -98,5 +147,43 @@ mod tests {
         assert_eq!(err.param.as_deref(), Some("temperature"));
         let err = parse_json::<ChatCompletionRequest>(b"{not json").unwrap_err();
         assert_eq!(err.code, "invalid_json");
+        let err =
+            parse_json::<ChatCompletionRequest>(br#"{"model": "m", "messages": []} {"x": 1}"#)
+                .unwrap_err();
+        assert_eq!(err.code, "invalid_json");
+        let err =
+            parse_json::<ChatCompletionRequest>(br#"{"model": "m", "messages": []}]"#).unwrap_err();
+        assert_eq!(err.code, "invalid_json");
+        assert!(
+            parse_json::<ChatCompletionRequest>(b"{\"model\": \"m\", \"messages\": []}\n ").is_ok()
+        );
+    }
+
+    #[test]
+    fn only_json_content_types_pass() {
+        let with = |value: Option<&str>| {
+            let mut headers = HeaderMap::new();
+            if let Some(v) = value {
+                headers.insert(header::CONTENT_TYPE, v.parse().unwrap());
+            }
+            require_json_content_type(&headers).map_err(|e| e.status)
+        };
+        assert!(with(Some("application/json")).is_ok());
+        assert!(with(Some("Application/JSON; charset=utf-8")).is_ok());
+        assert!(with(Some("application/merge-patch+json")).is_ok());
+        for bad in [
+            None,
+            Some("text/plain"),
+            Some("text/plain; application/json"),
+            Some("application/x-www-form-urlencoded"),
+            Some("multipart/form-data; boundary=x"),
+            Some("application/jsonx"),
+        ] {
+            assert_eq!(
+                with(bad),
+                Err(StatusCode::UNSUPPORTED_MEDIA_TYPE),
+                "{bad:?}"
+            );
+        }
     }
 }

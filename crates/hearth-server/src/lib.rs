@@ -7,6 +7,7 @@
 mod demo_shop;
 mod error;
 mod extract;
+mod guard;
 mod metrics;
 mod openai;
 mod recs;
@@ -27,7 +28,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
 use hearth_core::Platform;
-use hearth_gateway::Caller;
+use hearth_gateway::{Caller, Scope};
 
 pub use error::ApiError;
 pub use metrics::Metrics;
@@ -40,45 +41,60 @@ pub struct AppState {
 }
 
 /// The whole HTTP API. Used by `hearth serve` and by in-process tests alike.
+///
+/// Every route but `/health` and `/openapi.json` needs a key once keys exist, and each route
+/// belongs to one API family: a key calls only the families in its scopes (the permission
+/// table is docs/security.md's, and `tests/scopes.rs` checks every route against it).
 pub fn router(platform: Platform) -> Router {
     let max_body = platform.config().server.max_body_bytes;
     let metrics = Arc::new(Metrics::new(platform.gateway().metrics()));
     let state = AppState { platform, metrics };
-    let protected = Router::new()
+    let inference = Router::new()
         .route("/v1/chat/completions", post(openai::chat_completions))
         .route("/v1/completions", post(openai::completions))
         .route("/v1/embeddings", post(openai::embeddings))
         .route("/v1/models", get(openai::list_models))
-        .route("/v1/models/{*id}", get(openai::get_model))
+        .route("/v1/models/{*id}", get(openai::get_model));
+    let recs_read = Router::new()
         .route("/v1/recommendations/session", post(recs::for_session))
         .route("/v1/recommendations/{user_id}", get(recs::for_user))
         .route("/v1/items/{id}/similar", get(recs::similar))
         .route("/v1/search", post(shopping::search))
         .route("/v1/assistant", post(shopping::assistant))
+        .route("/v1/items/{id}", get(recs::get_item))
+        .route("/v1/users/{id}", get(recs::get_user));
+    let recs_write = Router::new()
         .route(
             "/v1/items",
             post(recs::upsert_items).delete(recs::delete_items),
         )
-        .route("/v1/items/{id}", get(recs::get_item))
         .route(
             "/v1/users",
             post(recs::upsert_users).delete(recs::delete_users),
         )
-        .route("/v1/users/{id}", get(recs::get_user))
-        .route("/v1/events", post(recs::insert_events))
+        .route("/v1/events", post(recs::insert_events));
+    let support = Router::new()
         .route("/v1/support/sessions", post(support::create_session))
         .route("/v1/support/sessions/{id}", get(support::get_session))
         .route(
             "/v1/support/sessions/{id}/messages",
             post(support::post_message),
-        )
-        .route("/v1/usage", get(usage::report))
-        .route("/metrics", get(metrics_route))
+        );
+    let usage = Router::new().route("/v1/usage", get(usage::report));
+    let admin = Router::new().route("/metrics", get(metrics_route));
+    let protected = Router::new()
+        .merge(scoped(Scope::Inference, inference))
+        .merge(scoped(Scope::RecsRead, recs_read))
+        .merge(scoped(Scope::RecsWrite, recs_write))
+        .merge(scoped(Scope::Support, support))
+        .merge(scoped(Scope::Usage, usage))
+        .merge(scoped(Scope::Admin, admin))
         .route_layer(middleware::from_fn_with_state(
             state.clone(),
             require_api_key,
         ));
-    Router::new()
+    let cors = cors(&state.platform.config().server.allowed_origins);
+    let app = Router::new()
         .route("/health", get(health))
         .route("/openapi.json", get(openapi))
         .merge(protected)
@@ -86,9 +102,72 @@ pub fn router(platform: Platform) -> Router {
         .layer(axum::extract::DefaultBodyLimit::max(max_body))
         .layer(middleware::from_fn_with_state(
             state.clone(),
-            count_requests,
-        ))
-        .with_state(state)
+            guard::check_request,
+        ));
+    let app = match cors {
+        Some(cors) => app.layer(cors),
+        None => app,
+    };
+    app.layer(middleware::from_fn_with_state(
+        state.clone(),
+        count_requests,
+    ))
+    .with_state(state)
+}
+
+/// CORS for the configured origins only; none configured: no CORS headers at all, so
+/// browsers keep other sites' pages from reading any answer.
+fn cors(origins: &[String]) -> Option<tower_http::cors::CorsLayer> {
+    use tower_http::cors::{AllowOrigin, CorsLayer};
+    if origins.is_empty() {
+        return None;
+    }
+    let allow = if origins.iter().any(|o| o.trim() == "*") {
+        AllowOrigin::any()
+    } else {
+        AllowOrigin::list(
+            origins
+                .iter()
+                .filter_map(|o| o.trim().trim_end_matches('/').parse().ok()),
+        )
+    };
+    Some(
+        CorsLayer::new()
+            .allow_origin(allow)
+            .allow_methods([
+                axum::http::Method::GET,
+                axum::http::Method::POST,
+                axum::http::Method::DELETE,
+            ])
+            .allow_headers([header::AUTHORIZATION, header::CONTENT_TYPE])
+            .max_age(Duration::from_secs(600)),
+    )
+}
+
+/// `router`'s routes, each refusing a key without `scope` (403 `missing_scope`).
+fn scoped(scope: Scope, routes: Router<AppState>) -> Router<AppState> {
+    routes.route_layer(middleware::from_fn(
+        move |request: Request, next: Next| async move {
+            let allowed = request
+                .extensions()
+                .get::<Caller>()
+                .is_some_and(|caller| caller.has_scope(scope));
+            if allowed {
+                next.run(request).await
+            } else {
+                ApiError::new(
+                    StatusCode::FORBIDDEN,
+                    "missing_scope",
+                    format!(
+                        "this key may not call {}: it needs the '{scope}' scope \
+                         (`hearth keys create NAME --scope {scope}`)",
+                        request.uri().path()
+                    ),
+                )
+                .into_response()
+            }
+        },
+    ))
 }
 
 /// Serves until `shutdown` resolves, then stops accepting and lets open requests (streams
@@ -179,13 +258,7 @@ async fn require_api_key(
         request.extensions_mut().insert(Caller::default());
         return next.run(request).await;
     }
-    let presented = request
-        .headers()
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .map(str::trim)
-        .map(str::to_owned);
+    let presented = bearer(request.headers());
     let Some(key) = presented else {
         return ApiError::new(
             StatusCode::UNAUTHORIZED,
@@ -214,6 +287,15 @@ async fn require_api_key(
         .into_response(),
         Err(e) => ApiError::from(hearth_gateway::GatewayError::Store(e)).into_response(),
     }
+}
+
+/// The credentials of `Authorization: Bearer <key>` (the scheme is case-insensitive, as
+/// RFC 7235 says).
+fn bearer(headers: &axum::http::HeaderMap) -> Option<String> {
+    let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?.trim();
+    let (scheme, key) = value.split_once(' ')?;
+    let key = key.trim();
+    (scheme.eq_ignore_ascii_case("bearer") && !key.is_empty()).then(|| key.to_owned())
 }
 
 fn constant_time_eq(a: &str, b: &str) -> bool {

@@ -6,7 +6,7 @@ use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::Json;
 use hearth_core::recs::serve::{ItemFilter, Recommendation};
-use hearth_core::recs::{Event, ItemId, RecsError, UserId};
+use hearth_core::recs::{limits, Event, ItemId, RecsError, UserId};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
@@ -21,6 +21,12 @@ const HISTORY: usize = 500;
 
 impl From<RecsError> for ApiError {
     fn from(e: RecsError) -> Self {
+        // A model failure keeps the gateway's status (an unknown model is a 404, a busy
+        // one a 503), not a blanket 500.
+        let e = match e {
+            RecsError::Embedding(inner) => return ApiError::from(inner),
+            other => other,
+        };
         let (status, param) = match &e {
             RecsError::InvalidParameter { param, .. } => {
                 (StatusCode::BAD_REQUEST, Some(param.clone()))
@@ -29,10 +35,10 @@ impl From<RecsError> for ApiError {
             RecsError::UnknownItem(_) => (StatusCode::NOT_FOUND, Some("id".to_owned())),
             RecsError::NotEnoughData(_) => (StatusCode::BAD_REQUEST, None),
             RecsError::BadFile { .. } | RecsError::BadRow(_) => (StatusCode::BAD_REQUEST, None),
+            RecsError::Embedding(_) => unreachable!("mapped above"),
             RecsError::Io { .. }
             | RecsError::Store(_)
             | RecsError::Artifact(_)
-            | RecsError::Embedding(_)
             | RecsError::Index(_)
             | RecsError::Assistant(_) => (StatusCode::INTERNAL_SERVER_ERROR, None),
         };
@@ -181,6 +187,17 @@ pub async fn for_session(
     ApiJson(request): ApiJson<SessionRequest>,
 ) -> Result<Json<Value>, ApiError> {
     let n = check_n(request.n.unwrap_or(10))?;
+    if request.events.len() > MAX_SESSION_EVENTS {
+        return Err(invalid(
+            "events",
+            format!("a session carries at most {MAX_SESSION_EVENTS} events"),
+        ));
+    }
+    for (k, e) in request.events.iter().enumerate() {
+        limits::check_id("item", &e.item)
+            .and_then(|()| limits::check_event_type(&e.kind))
+            .map_err(|e| invalid(format!("events[{k}].{}", e.field), e.message))?;
+    }
     let recommender = state.platform.recommender().await?;
     let history: Vec<Event> = request
         .events
@@ -205,6 +222,9 @@ pub async fn for_session(
     Ok(list(data, recommender.version()))
 }
 
+/// Most events an anonymous session's request may carry (the newest count most).
+const MAX_SESSION_EVENTS: usize = 1_000;
+
 /// Most records one write request may carry.
 const MAX_BATCH: usize = 10_000;
 
@@ -218,19 +238,23 @@ fn check_batch(len: usize, field: &str) -> Result<(), ApiError> {
     Ok(())
 }
 
-/// A batch of records to write: its size, and no empty id.
-fn check_records<'a>(
+/// A batch of records to write: its size, and every field within its limit
+/// ([`hearth_core::recs::limits`]).
+fn check_records<T>(
     field: &str,
-    ids: impl ExactSizeIterator<Item = &'a str>,
+    records: &[T],
+    check: impl Fn(&T) -> Result<(), limits::FieldError>,
 ) -> Result<(), ApiError> {
-    check_batch(ids.len(), field)?;
-    for (k, id) in ids.enumerate() {
-        if id.is_empty() {
-            return Err(invalid(
-                format!("{field}[{k}].id"),
-                "an id must not be empty",
-            ));
-        }
+    check_batch(records.len(), field)?;
+    for (k, record) in records.iter().enumerate() {
+        check(record).map_err(|e| {
+            let path = if e.field.is_empty() {
+                format!("{field}[{k}]")
+            } else {
+                format!("{field}[{k}].{}", e.field)
+            };
+            invalid(path, e.message)
+        })?;
     }
     Ok(())
 }
@@ -297,7 +321,7 @@ pub async fn upsert_items(
     State(state): State<AppState>,
     ApiJson(body): ApiJson<ItemsBody>,
 ) -> Result<Json<Value>, ApiError> {
-    check_records("items", body.items.iter().map(|i| i.id.0.as_str()))?;
+    check_records("items", &body.items, limits::check_item)?;
     let store = state.platform.recs_store()?;
     let counts = blocking(move || Ok(store.upsert_items(&body.items)?)).await?;
     Ok(Json(json!({"stored": counts.written})))
@@ -308,7 +332,7 @@ pub async fn upsert_users(
     State(state): State<AppState>,
     ApiJson(body): ApiJson<UsersBody>,
 ) -> Result<Json<Value>, ApiError> {
-    check_records("users", body.users.iter().map(|u| u.id.0.as_str()))?;
+    check_records("users", &body.users, limits::check_user)?;
     let store = state.platform.recs_store()?;
     let counts = blocking(move || Ok(store.upsert_users(&body.users)?)).await?;
     Ok(Json(json!({"stored": counts.written})))
@@ -326,21 +350,7 @@ pub async fn insert_events(
         .map(|d| d.as_secs() as i64)
         .unwrap_or(0);
     let mut events = Vec::with_capacity(body.events.len());
-    for (k, e) in body.events.into_iter().enumerate() {
-        for (field, value) in [("user", &e.user), ("item", &e.item), ("type", &e.kind)] {
-            if value.is_empty() {
-                return Err(invalid(
-                    format!("events[{k}].{field}"),
-                    format!("'{field}' must not be empty"),
-                ));
-            }
-        }
-        if e.value.is_some_and(|v| !v.is_finite()) {
-            return Err(invalid(
-                format!("events[{k}].value"),
-                "'value' must be a finite number",
-            ));
-        }
+    for e in body.events {
         events.push(Event {
             id: e
                 .id
@@ -352,6 +362,7 @@ pub async fn insert_events(
             timestamp: e.timestamp.unwrap_or(now),
         });
     }
+    check_records("events", &events, limits::check_event)?;
     let store = state.platform.recs_store()?;
     let counts = blocking(move || Ok(store.insert_events(&events)?)).await?;
     Ok(Json(
@@ -364,7 +375,7 @@ pub async fn delete_items(
     State(state): State<AppState>,
     ApiJson(body): ApiJson<IdsBody>,
 ) -> Result<Json<Value>, ApiError> {
-    check_batch(body.ids.len(), "ids")?;
+    check_records("ids", &body.ids, |id| limits::check_id("", id))?;
     let store = state.platform.recs_store()?;
     let ids: Vec<ItemId> = body.ids.into_iter().map(ItemId).collect();
     let deleted = blocking(move || Ok(store.delete_items(&ids)?)).await?;
@@ -376,7 +387,7 @@ pub async fn delete_users(
     State(state): State<AppState>,
     ApiJson(body): ApiJson<IdsBody>,
 ) -> Result<Json<Value>, ApiError> {
-    check_batch(body.ids.len(), "ids")?;
+    check_records("ids", &body.ids, |id| limits::check_id("", id))?;
     let store = state.platform.recs_store()?;
     let ids: Vec<UserId> = body.ids.into_iter().map(UserId).collect();
     let deleted = blocking(move || Ok(store.delete_users(&ids)?)).await?;

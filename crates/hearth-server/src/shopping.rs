@@ -109,6 +109,24 @@ fn yes() -> bool {
 
 fn assistant_model(state: &AppState, asked: Option<String>) -> Result<String, ApiError> {
     if let Some(model) = asked.or_else(|| state.platform.config().recs.assistant_model.clone()) {
+        // Checked before anything starts: an unknown model is a 404 and an embedding model
+        // a 400 naming `model`, never an error after a 200.
+        let gateway = state.platform.gateway();
+        if !gateway.routes().iter().any(|(alias, _, _)| *alias == model) {
+            let info = gateway
+                .registry()
+                .resolve(&model)
+                .map_err(|e| ApiError::from(hearth_gateway::GatewayError::from(e)))?;
+            if info.kind != hearth_infer::registry::ModelKind::Chat {
+                return Err(ApiError::from(
+                    hearth_gateway::GatewayError::WrongModelKind {
+                        model: info.name,
+                        kind: "an embedding",
+                        route: "the shopping assistant",
+                    },
+                ));
+            }
+        }
         return Ok(model);
     }
     let models = state.platform.gateway().models().map_err(ApiError::from)?;

@@ -7,8 +7,9 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
-use axum::Json;
+use axum::{Extension, Json};
 use hearth_core::support::SupportError;
+use hearth_gateway::Caller;
 use serde::Deserialize;
 use serde_json::{json, Value};
 use tokio::sync::mpsc;
@@ -50,6 +51,9 @@ impl From<SupportError> for ApiError {
     }
 }
 
+/// The longest message a session takes (customer or human), in bytes.
+const MAX_MESSAGE_BYTES: usize = 32 * 1024;
+
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct NewSession {
@@ -61,15 +65,20 @@ pub struct NewSession {
 /// `POST /v1/support/sessions`
 pub async fn create_session(
     State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    headers: axum::http::HeaderMap,
     body: axum::body::Bytes,
 ) -> Result<Response, ApiError> {
     // The body is optional: no body starts a session without metadata.
     let request: NewSession = if body.iter().all(u8::is_ascii_whitespace) {
         NewSession::default()
     } else {
+        crate::extract::require_json_content_type(&headers)?;
         crate::extract::parse_json(&body)?
     };
-    let session = state.platform.start_support_session(request.metadata)?;
+    let session = state
+        .platform
+        .start_support_session(request.metadata, caller.owner())?;
     Ok((StatusCode::CREATED, Json(session)).into_response())
 }
 
@@ -77,9 +86,10 @@ pub async fn create_session(
 /// tool calls.
 pub async fn get_session(
     State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
-    Ok(Json(state.platform.support_session(&id)?).into_response())
+    Ok(Json(state.platform.support_session_for(&id, &caller)?).into_response())
 }
 
 #[derive(Debug, Deserialize)]
@@ -108,9 +118,18 @@ fn yes() -> bool {
 /// `POST /v1/support/sessions/{id}/messages`
 pub async fn post_message(
     State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
     Path(id): Path<String>,
     ApiJson(message): ApiJson<NewMessage>,
 ) -> Result<Response, ApiError> {
+    // Another owner's session is a 404, whatever the message.
+    state.platform.support_session_for(&id, &caller)?;
+    if message.content.len() > MAX_MESSAGE_BYTES {
+        return Err(invalid(
+            "content",
+            format!("a message is at most {MAX_MESSAGE_BYTES} bytes"),
+        ));
+    }
     match message.role.as_str() {
         "customer" => {}
         "human" => {
@@ -130,8 +149,7 @@ pub async fn post_message(
     if message.content.trim().is_empty() {
         return Err(invalid("content", "'content' must not be empty"));
     }
-    // Fails fast (404, 503) before a stream starts.
-    state.platform.support_session(&id)?;
+    // Fails fast (503) before a stream starts.
     state.platform.support_desk()?;
     let (tx, mut rx) = mpsc::unbounded_channel::<Value>();
     let platform = state.platform.clone();

@@ -3,8 +3,8 @@
 use axum::extract::{Query, State};
 use axum::{Extension, Json};
 use hearth_gateway::ledger::{parse_since, GroupBy, UsageReport};
-use hearth_gateway::Caller;
 use hearth_gateway::GatewayError;
+use hearth_gateway::{Caller, Scope};
 use serde::Deserialize;
 
 use crate::{ApiError, AppState};
@@ -21,8 +21,8 @@ pub struct UsageQuery {
     reference: Option<String>,
 }
 
-/// A key made with `hearth keys create` sees its own requests; `[server] api_keys` (and an
-/// open server) see everyone's.
+/// A key made with `hearth keys create` sees its own requests (its tenant's, when it has
+/// one); a key with the admin scope, `[server] api_keys` and an open server see everyone's.
 pub async fn report(
     State(state): State<AppState>,
     Extension(caller): Extension<Caller>,
@@ -50,11 +50,24 @@ pub async fn report(
         })?,
     };
     let platform = state.platform.clone();
-    let only_key = caller.key.map(|k| k.name.clone());
     let report = tokio::task::spawn_blocking(move || {
-        platform
-            .gateway()
-            .usage_report(since, only_key.as_deref(), by, query.reference.as_deref())
+        let gateway = platform.gateway();
+        let only_keys = match &caller.key {
+            Some(key) if !key.has_scope(Scope::Admin) => Some(match &key.tenant {
+                None => vec![key.name.clone()],
+                Some(tenant) => gateway
+                    .keys()
+                    .map(|keys| keys.list())
+                    .transpose()?
+                    .unwrap_or_default()
+                    .into_iter()
+                    .filter(|k| k.tenant.as_ref() == Some(tenant))
+                    .map(|k| k.name)
+                    .collect(),
+            }),
+            _ => None,
+        };
+        gateway.usage_report(since, only_keys.as_deref(), by, query.reference.as_deref())
     })
     .await
     .map_err(|e| GatewayError::Config(format!("usage report failed: {e}")))??;

@@ -21,6 +21,7 @@ use axum::Router;
 use futures::StreamExt;
 use hearth_core::{Config, Platform};
 use hearth_gateway::keys::NewKey;
+use hearth_gateway::Scope;
 use proptest::prelude::*;
 use serde_json::{json, Value};
 
@@ -1498,7 +1499,11 @@ fn exact_request(model: &str) -> Value {
     body
 }
 
-fn create_key(p: &Platform, new: NewKey) -> String {
+/// A key for these tests: models, and its own usage to check what it spent.
+fn create_key(p: &Platform, mut new: NewKey) -> String {
+    if new.scopes.is_empty() {
+        new.scopes = vec![Scope::Inference, Scope::Usage];
+    }
     p.gateway().keys().unwrap().create(new).unwrap().0
 }
 

@@ -154,6 +154,7 @@ mod tests {
             created_at: 0,
             updated_at: 0,
             metadata: serde_json::Value::Null,
+            owner: None,
             intent: None,
             handoff_summary: None,
             conversation: Default::default(),

@@ -38,6 +38,10 @@ pub struct Session {
     /// What the company told hearth about the customer at the start (free JSON).
     #[serde(default)]
     pub metadata: serde_json::Value,
+    /// Who started it (an API key's owner: `key:ID` or `tenant:NAME`); only they, and the
+    /// operator, see it. `None`: the operator's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub owner: Option<String>,
     /// The first message's routing, when an intent model is trained.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub intent: Option<IntentPrediction>,
@@ -67,8 +71,12 @@ impl SessionStore {
         Ok(SessionStore { db })
     }
 
-    /// Starts a session.
-    pub fn create(&self, metadata: serde_json::Value) -> Result<Session, SupportError> {
+    /// Starts a session owned by `owner`.
+    pub fn create(
+        &self,
+        metadata: serde_json::Value,
+        owner: Option<String>,
+    ) -> Result<Session, SupportError> {
         let at = now();
         let session = Session {
             id: format!("sess_{}", uuid::Uuid::new_v4().simple()),
@@ -76,6 +84,7 @@ impl SessionStore {
             created_at: at,
             updated_at: at,
             metadata,
+            owner,
             intent: None,
             handoff_summary: None,
             conversation: Conversation::default(),

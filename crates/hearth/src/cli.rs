@@ -63,11 +63,13 @@ pub enum Command {
     /// Serve the demo company's back-office API (the retail store of shared/data/retail)
     /// on its own in-memory copy of the data: the tools of examples/retail/tools.toml.
     DemoShop(DemoShopArgs),
-    /// API keys for apps and teams: allowed models, requests/min, tokens/min and a spend
-    /// budget per period. Stored hashed; the secret is printed once, at creation.
+    /// API keys for apps and teams: the API families they may call (scopes), allowed
+    /// models, requests/min, tokens/min and a spend budget per period. Stored hashed; the
+    /// secret is printed once, at creation.
     ///
     /// Once a key exists, `hearth serve` requires one (or a [server] api_keys entry) on every
-    /// route but /health.
+    /// route but /health and /openapi.json. Scopes: inference, recs:read, recs:write,
+    /// support, usage, admin (docs/security.md has the table of routes).
     Keys {
         #[command(subcommand)]
         command: KeysCommand,
@@ -183,6 +185,16 @@ pub enum KeysCommand {
     Create {
         /// A name for the app or team (unique, never reused).
         name: String,
+        /// API families it may call, comma-separated: inference (models: chat, completions,
+        /// embeddings), recs:read (recommendations, search, assistant, reading items and
+        /// users), recs:write (writing items, users, events), support (support sessions),
+        /// usage (its own usage), admin (everything, every owner's data, /metrics).
+        #[arg(long = "scope", value_delimiter = ',', default_value = "inference")]
+        scopes: Vec<String>,
+        /// Keys of one tenant share the support sessions they start and see each other's
+        /// usage. Default: the key is its own tenant.
+        #[arg(long)]
+        tenant: Option<String>,
         /// Models (route aliases or local model names) it may use, comma-separated.
         /// Default: all.
         #[arg(long, value_delimiter = ',')]

@@ -100,6 +100,22 @@ async fn serve(config: Config) -> Result<()> {
         .with_context(|| format!("cannot listen on {listen}"))?;
     let addr = listener.local_addr()?;
     tracing::info!(%addr, "hearth is serving");
+    let keys = !platform.config().server.api_keys.is_empty()
+        || platform
+            .gateway()
+            .keys()
+            .map(|k| k.any())
+            .transpose()?
+            .unwrap_or(false);
+    if !addr.ip().is_loopback() && !keys {
+        // One line, on stderr, that an operator cannot miss.
+        eprintln!(
+            "warning: listening on {addr} without API keys: anyone who can reach this machine \
+             can use its models and data (`hearth keys create NAME --scope admin`, or listen \
+             on 127.0.0.1)"
+        );
+        tracing::warn!(%addr, "reachable beyond loopback without an API key");
+    }
     // One line on stdout, for scripts that started us on port 0.
     println!("listening on http://{addr}");
     hearth_server::serve(listener, platform, shutdown_signal()).await?;

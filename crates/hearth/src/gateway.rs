@@ -2,7 +2,7 @@
 
 use anyhow::{bail, Context, Result};
 use hearth_core::{Config, Platform};
-use hearth_gateway::keys::{NewKey, Period};
+use hearth_gateway::keys::{NewKey, Period, Scope};
 use hearth_gateway::ledger::{audit_log, parse_since, GroupBy, UsageRow};
 
 use crate::cli::{KeysCommand, UsageCommand};
@@ -31,6 +31,8 @@ pub fn keys(config: Config, command: KeysCommand) -> Result<()> {
     match command {
         KeysCommand::Create {
             name,
+            scopes,
+            tenant,
             routes,
             rpm,
             tpm,
@@ -41,8 +43,17 @@ pub fn keys(config: Config, command: KeysCommand) -> Result<()> {
             let Some(period) = Period::parse(&period) else {
                 bail!("--period {period}: use day, month or total");
             };
+            let scopes = scopes
+                .iter()
+                .map(|s| {
+                    Scope::parse(s)
+                        .with_context(|| format!("--scope {s}: unknown scope; {}", Scope::list()))
+                })
+                .collect::<Result<Vec<_>>>()?;
             let (secret, info) = store.create(NewKey {
                 name,
+                scopes,
+                tenant,
                 routes,
                 requests_per_minute: rpm,
                 tokens_per_minute: tpm,
@@ -54,7 +65,12 @@ pub fn keys(config: Config, command: KeysCommand) -> Result<()> {
                 value["secret"] = secret.into();
                 println!("{}", serde_json::to_string_pretty(&value)?);
             } else {
-                println!("created key '{}'; its secret (shown only now):", info.name);
+                let scopes: Vec<_> = info.scopes.iter().map(|s| s.as_str()).collect();
+                println!(
+                    "created key '{}' (scopes: {}); its secret (shown only now):",
+                    info.name,
+                    scopes.join(",")
+                );
                 println!("{secret}");
                 println!("send it as 'Authorization: Bearer <secret>'");
             }
@@ -67,13 +83,16 @@ pub fn keys(config: Config, command: KeysCommand) -> Result<()> {
                 println!("no keys: `hearth keys create NAME` makes one");
             } else {
                 println!(
-                    "{:<20} {:<24} {:>8} {:>10} {:>12} {:<7} status",
-                    "NAME", "MODELS", "RPM", "TPM", "BUDGET $", "PERIOD"
+                    "{:<20} {:<30} {:<12} {:<24} {:>8} {:>10} {:>12} {:<7} status",
+                    "NAME", "SCOPES", "TENANT", "MODELS", "RPM", "TPM", "BUDGET $", "PERIOD"
                 );
                 for k in keys {
+                    let scopes: Vec<_> = k.scopes.iter().map(|s| s.as_str()).collect();
                     println!(
-                        "{:<20} {:<24} {:>8} {:>10} {:>12} {:<7} {}",
+                        "{:<20} {:<30} {:<12} {:<24} {:>8} {:>10} {:>12} {:<7} {}",
                         k.name,
+                        scopes.join(","),
+                        k.tenant.as_deref().unwrap_or("-"),
                         if k.routes.is_empty() {
                             "(all)".to_owned()
                         } else {

@@ -82,7 +82,7 @@ fn import_list_chat_and_embed_from_the_command_line() {
             "--max-tokens",
             "16",
             "--prompt",
-            "What is the capital of France?",
+            "What is the capital of France? Answer in one word.",
         ],
     );
     assert!(ok, "{err}");
@@ -302,10 +302,40 @@ fn keys_usage_and_routes_from_the_command_line() {
     assert!(secret.starts_with("hk-"), "{out}");
     assert_eq!(created["budget"], 5.0);
     assert_eq!(created["period"], "day");
+    assert_eq!(created["scopes"], serde_json::json!(["inference"]));
+    let (ok, out, err) = hearth(
+        data.path(),
+        &[
+            "keys",
+            "create",
+            "shop-web",
+            "--scope",
+            "recs:read,recs.write",
+            "--tenant",
+            "shop",
+            "--json",
+        ],
+    );
+    assert!(ok, "{err}");
+    let created: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(
+        created["scopes"],
+        serde_json::json!(["recs:read", "recs:write"])
+    );
+    assert_eq!(created["tenant"], "shop");
+    let (ok, _, err) = hearth(data.path(), &["keys", "create", "c", "--scope", "root"]);
+    assert!(
+        !ok && err.contains("root") && err.contains("recs:read"),
+        "{err}"
+    );
     // Listed without its secret; names are never reused.
     let (ok, out, _) = hearth(data.path(), &["keys", "list"]);
     assert!(
         ok && out.contains("team-a") && out.contains("active"),
+        "{out}"
+    );
+    assert!(
+        out.contains("recs:read,recs:write") && out.contains("shop"),
         "{out}"
     );
     assert!(!out.contains(&secret), "{out}");
