@@ -1548,8 +1548,17 @@ async fn a_budget_holds_under_many_concurrent_requests() {
     assert_eq!(app["requests"], 10);
     assert!(f(&app["cost"]) <= budget);
     assert_close(f(&app["cost"]), 10.0 * COST_PER_REQUEST, "the key's spend");
+    // The budgets gauge is the operator's to read (admin scope).
+    let ops = create_key(
+        &p,
+        NewKey {
+            name: "ops".into(),
+            scopes: vec![Scope::Admin],
+            ..Default::default()
+        },
+    );
     let left = metric(
-        &metrics_text(&p, Some(&secret)).await,
+        &metrics_text(&p, Some(&ops)).await,
         r#"hearth_gateway_budget_left_usd{key="app"}"#,
     )
     .expect("the budget gauge");
