@@ -15,6 +15,9 @@ data=$(mktemp -d)
 log="$data/server.log"
 cleanup() { [ -n "${pid:-}" ] && kill "$pid" 2>/dev/null; wait "${pid:-}" 2>/dev/null || true; rm -rf "$data"; }
 trap cleanup EXIT
+# Flash attention on: only then is greedy output the same whether a prompt's prefix was
+# cached or not (the streamed/whole comparison sends one prompt twice), on every CPU.
+printf '[llm]\nflash_attention = "on"\n' >"$data/hearth.toml"
 "$bin" --data-dir "$data" models import "$models/SmolLM2-135M-Instruct.Q4_1.gguf" --name smollm2 >/dev/null
 "$bin" --data-dir "$data" models import "$models/all-MiniLM-L6-v2" --name minilm >/dev/null
 "$bin" --data-dir "$data" serve --listen 127.0.0.1:0 --api-key test-key --model smollm2 --model minilm >"$data/stdout" 2>"$log" &
