@@ -1,7 +1,8 @@
 //! The checks every request passes before a handler sees it: the `Host` it names (DNS
-//! rebinding), the `Origin` of a state-changing request (cross-site requests from a page the
-//! operator visits), and the body's size, read here whole so an oversize body is answered
-//! with a 413 the client can read instead of a reset connection.
+//! rebinding) and the `Origin` of a state-changing request (cross-site requests from a page
+//! the operator visits), for every route; and, once the key is checked, the body's size: read
+//! whole, so an oversize body is answered with a 413 the client can read instead of a reset
+//! connection.
 
 use std::time::{Duration, Instant};
 
@@ -57,7 +58,13 @@ pub async fn check_request(
             }
         }
     }
-    let max = server.max_body_bytes;
+    next.run(request).await
+}
+
+/// Reads the body whole (bounded) before the handler. Layered inside authentication, so a
+/// client without a key never makes the server read a body.
+pub async fn read_body(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    let max = state.platform.config().server.max_body_bytes;
     let (parts, body) = request.into_parts();
     let declared = parts
         .headers

@@ -91,6 +91,10 @@ pub fn router(platform: Platform) -> Router {
         .merge(scoped(Scope::Admin, admin))
         .route_layer(middleware::from_fn_with_state(
             state.clone(),
+            guard::read_body,
+        ))
+        .route_layer(middleware::from_fn_with_state(
+            state.clone(),
             require_api_key,
         ));
     let cors = cors(&state.platform.config().server.allowed_origins);
