@@ -5,6 +5,13 @@
 //!
 //! URL templates take `{param}` for an argument (percent-encoded); the remaining arguments
 //! travel as the JSON body (POST, PUT, PATCH) or as the query string (GET, DELETE).
+//!
+//! The model cannot steer a call beyond its declaration: a path argument that is empty, `.`
+//! or `..` (a dot segment once a URL parser reads it) is refused, every other one is
+//! percent-encoded whole; object schemas are closed (`additionalProperties: false` unless the
+//! config says otherwise), so no argument the schema does not declare reaches the query or
+//! body; `{param}` may only stand in the path or query, never the scheme or host; and a call,
+//! redirects included, only reaches the hosts of its URL template or its `allowed_hosts`.
 
 use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
@@ -52,6 +59,10 @@ pub struct HttpCall {
     pub headers: BTreeMap<String, String>,
     #[serde(default = "ten")]
     pub timeout_seconds: u64,
+    /// Hosts (`name` or `name:port`) this call may reach, redirects included. Empty: only the
+    /// URL template's own host.
+    #[serde(default)]
+    pub allowed_hosts: Vec<String>,
 }
 
 impl HttpCall {
@@ -138,13 +149,70 @@ struct Tool {
     validator: jsonschema::Validator,
     /// `{argument}` names in the URL template.
     path_params: Vec<String>,
+    /// `host:port` values this call may reach.
+    allowed: Vec<String>,
+    /// A client whose redirects stay within `allowed`.
+    client: reqwest::Client,
 }
 
 /// The company's tools, checked and ready to call.
 pub struct ToolBox {
     tools: Vec<Tool>,
-    client: reqwest::Client,
     vars: Variables,
+}
+
+/// `host:port` of a URL (the scheme's default port when none is written).
+fn host_port(url: &reqwest::Url) -> Option<String> {
+    let host = url.host_str()?.to_ascii_lowercase();
+    Some(format!("{host}:{}", url.port_or_known_default()?))
+}
+
+/// `name` or `name:port` from config, as `host:port` (`default_port` when none is written).
+fn allowed_entry(entry: &str, default_port: u16) -> Option<String> {
+    let url = reqwest::Url::parse(&format!("http://{}/", entry.trim())).ok()?;
+    let host = url.host_str()?.to_ascii_lowercase();
+    if url.path() != "/" || url.username() != "" || url.query().is_some() {
+        return None;
+    }
+    Some(format!("{host}:{}", url.port().unwrap_or(default_port)))
+}
+
+/// Closes every object schema that does not say otherwise (`additionalProperties: false`),
+/// through `properties` and `items`; schemas under combinators are left as written.
+fn close_schema(schema: &mut Value) {
+    let Some(obj) = schema.as_object_mut() else {
+        return;
+    };
+    let is_object =
+        obj.get("type") == Some(&Value::String("object".into())) || obj.contains_key("properties");
+    if is_object
+        && !obj.contains_key("additionalProperties")
+        && !obj.contains_key("patternProperties")
+    {
+        obj.insert("additionalProperties".into(), Value::Bool(false));
+    }
+    if let Some(Value::Object(props)) = obj.get_mut("properties") {
+        props.values_mut().for_each(close_schema);
+    }
+    match obj.get_mut("items") {
+        Some(Value::Array(items)) => items.iter_mut().for_each(close_schema),
+        Some(items) => close_schema(items),
+        None => {}
+    }
+}
+
+/// The text a path argument stands for, or why it cannot stand in a path.
+fn path_value(value: Option<Value>) -> Result<String, String> {
+    let text = match value {
+        Some(Value::String(s)) => s,
+        Some(v @ (Value::Number(_) | Value::Bool(_))) => v.to_string(),
+        Some(_) => return Err("must be a string or a number".into()),
+        None => return Err("is required".into()),
+    };
+    if text.is_empty() || text == "." || text == ".." {
+        return Err(format!("'{text}' cannot stand for a path segment"));
+    }
+    Ok(text)
 }
 
 fn path_params(url: &str) -> Vec<String> {
@@ -185,6 +253,10 @@ impl ToolBox {
             if spec.parameters.get("type") != Some(&Value::String("object".into())) {
                 return Err(bad("parameters must be an object schema".into()));
             }
+            let mut spec = spec;
+            close_schema(&mut spec.parameters);
+            let bad =
+                |message: String| SupportError::invalid(&format!("tools.{}", spec.name), message);
             let validator = jsonschema::validator_for(&spec.parameters)
                 .map_err(|e| bad(format!("parameters: {e}")))?;
             let method = spec.http.method.to_ascii_uppercase();
@@ -203,21 +275,59 @@ impl ToolBox {
                     "the URL uses {{{p}}}, which is not a required parameter"
                 )));
             }
-            vars.expand(&spec.http.url).map_err(bad)?;
+            let mut probe = vars.expand(&spec.http.url).map_err(bad)?;
+            for (i, p) in params.iter().enumerate() {
+                probe = probe.replace(&format!("{{{p}}}"), &format!("hearth-argument-{i}"));
+            }
+            let url = reqwest::Url::parse(&probe).map_err(|e| bad(format!("url: {e}")))?;
+            if !matches!(url.scheme(), "http" | "https") {
+                return Err(bad("url: only http and https URLs can be called".into()));
+            }
+            let own = host_port(&url).ok_or_else(|| bad("url: no host".into()))?;
+            if own.contains("hearth-argument-")
+                || url.username().contains("hearth-argument-")
+                || url
+                    .password()
+                    .is_some_and(|p| p.contains("hearth-argument-"))
+            {
+                return Err(bad(
+                    "url: an {argument} may stand in the path or query, not the host".into(),
+                ));
+            }
+            let default_port = url.port_or_known_default().unwrap_or(80);
+            let mut allowed = vec![own];
+            for entry in &spec.http.allowed_hosts {
+                allowed.push(allowed_entry(entry, default_port).ok_or_else(|| {
+                    bad(format!(
+                        "http.allowed_hosts: '{entry}' is not a host or host:port"
+                    ))
+                })?);
+            }
             for value in spec.http.headers.values() {
                 vars.expand(value).map_err(bad)?;
             }
+            let hosts = allowed.clone();
+            let redirects = reqwest::redirect::Policy::custom(move |attempt| {
+                let within = host_port(attempt.url()).is_some_and(|h| hosts.contains(&h));
+                if attempt.previous().len() >= 5 || !within {
+                    attempt.stop()
+                } else {
+                    attempt.follow()
+                }
+            });
+            let client = reqwest::Client::builder()
+                .redirect(redirects)
+                .build()
+                .map_err(|e| bad(format!("http client: {e}")))?;
             tools.push(Tool {
                 spec,
                 validator,
                 path_params: params,
+                allowed,
+                client,
             });
         }
-        Ok(ToolBox {
-            tools,
-            client: reqwest::Client::new(),
-            vars,
-        })
+        Ok(ToolBox { tools, vars })
     }
 
     pub fn specs(&self) -> impl Iterator<Item = &ToolSpec> {
@@ -266,20 +376,26 @@ impl ToolBox {
         let mut rest: Map<String, Value> = args.as_object().cloned().unwrap_or_default();
         let mut url = self.vars.expand(&tool.spec.http.url).map_err(unavailable)?;
         for p in &tool.path_params {
-            let value = match rest.remove(p) {
-                Some(Value::String(s)) => s,
-                Some(other) => other.to_string(),
-                None => String::new(),
-            };
+            let value = path_value(rest.remove(p)).map_err(|why| ToolError::InvalidArguments {
+                tool: name.to_string(),
+                message: format!("/{p}: {why}"),
+            })?;
             url = url.replace(
                 &format!("{{{p}}}"),
                 &utf8_percent_encode(&value, NON_ALPHANUMERIC).to_string(),
             );
         }
+        let parsed = reqwest::Url::parse(&url).map_err(|e| unavailable(e.to_string()))?;
+        if !host_port(&parsed).is_some_and(|h| tool.allowed.contains(&h)) {
+            return Err(unavailable(format!(
+                "{} is not among the tool's allowed hosts",
+                parsed.host_str().unwrap_or("")
+            )));
+        }
         let (method, mut request) = tool
             .spec
             .http
-            .request(&self.client, &self.vars, &url)
+            .request(&tool.client, &self.vars, &url)
             .map_err(unavailable)?;
         if matches!(method, reqwest::Method::GET | reqwest::Method::DELETE) {
             let query: Vec<(String, String)> = rest
@@ -298,6 +414,11 @@ impl ToolBox {
             .await
             .map_err(|e| unavailable(e.to_string()))?;
         let status = response.status();
+        if status.is_redirection() {
+            return Err(unavailable(format!(
+                "HTTP {status}: a redirect away from the tool's allowed hosts was not followed"
+            )));
+        }
         let text = response
             .text()
             .await
@@ -333,6 +454,7 @@ mod tests {
                 url: url.into(),
                 headers: BTreeMap::new(),
                 timeout_seconds: 5,
+                allowed_hosts: Vec::new(),
             },
         }
     }
