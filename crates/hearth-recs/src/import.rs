@@ -40,13 +40,19 @@ impl FileFormat {
         BufReader::new(File::open(path).map_err(|e| RecsError::io(path, e))?)
             .read_line(&mut first)
             .map_err(|e| RecsError::io(path, e))?;
-        Ok(if first.trim_start().starts_with('{') {
-            FileFormat::Jsonl
-        } else if first.contains('\t') {
-            FileFormat::Tsv
-        } else {
-            FileFormat::Csv
-        })
+        Ok(
+            if first
+                .trim_start_matches('\u{feff}')
+                .trim_start()
+                .starts_with('{')
+            {
+                FileFormat::Jsonl
+            } else if first.contains('\t') {
+                FileFormat::Tsv
+            } else {
+                FileFormat::Csv
+            },
+        )
     }
 }
 
@@ -209,7 +215,56 @@ pub struct RecordReader<T> {
     columns: HashMap<&'static str, String>,
     bytes_read: std::sync::Arc<std::sync::atomic::AtomicU64>,
     total_bytes: u64,
+    defaults: Defaults,
     _record: std::marker::PhantomData<T>,
+}
+
+/// What a record may take from where it was read: its file, its line, and how many rows
+/// with the same content came before it in this file (for content-derived event ids).
+pub struct Defaults {
+    /// The file as given.
+    pub file: PathBuf,
+    /// The file's canonical full path.
+    pub full_path: String,
+    /// The current row's line.
+    pub line: u64,
+    seen: HashMap<[u8; 16], u32>,
+}
+
+impl Defaults {
+    fn new(file: &Path) -> Defaults {
+        Defaults {
+            file: file.to_owned(),
+            full_path: std::fs::canonicalize(file)
+                .unwrap_or_else(|_| file.to_owned())
+                .to_string_lossy()
+                .into_owned(),
+            line: 0,
+            seen: HashMap::new(),
+        }
+    }
+
+    /// A stable id for a row from its content: the hash of `parts` and of how many earlier
+    /// rows of this file had the same parts, so re-reading the same file gives the same ids
+    /// and two equal rows in one file stay two records.
+    pub fn content_id(&mut self, parts: &[&str]) -> String {
+        use sha2::{Digest, Sha256};
+        let mut hash = Sha256::new();
+        for part in parts {
+            hash.update((part.len() as u64).to_le_bytes());
+            hash.update(part.as_bytes());
+        }
+        let digest = hash.finalize();
+        let mut key = [0u8; 16];
+        key.copy_from_slice(&digest[..16]);
+        let count = self.seen.entry(key).or_insert(0);
+        let occurrence = *count;
+        *count += 1;
+        let mut hash = Sha256::new();
+        hash.update(key);
+        hash.update(occurrence.to_le_bytes());
+        format!("row-{}", hex::encode(&hash.finalize()[..16]))
+    }
 }
 
 /// Decodes a field: UTF-8, or Latin-1 when it is not valid UTF-8 (older datasets such as
@@ -235,8 +290,19 @@ impl<T: FromRow> RecordReader<T> {
     pub fn open(path: &Path, mapping: &ColumnMapping) -> Result<Self, RecsError> {
         let kind = T::KIND;
         let format = FileFormat::detect(path)?;
-        let file = File::open(path).map_err(|e| RecsError::io(path, e))?;
+        let mut file = File::open(path).map_err(|e| RecsError::io(path, e))?;
         let total_bytes = file.metadata().map(|m| m.len()).unwrap_or(0);
+        let mut start = [0u8; 2];
+        let n = file.read(&mut start).map_err(|e| RecsError::io(path, e))?;
+        if n == 2 && (start == [0xff, 0xfe] || start == [0xfe, 0xff]) {
+            return Err(RecsError::BadFile {
+                file: path.to_owned(),
+                message: "the file is UTF-16 text (it starts with a UTF-16 byte-order mark); \
+                          save it as UTF-8"
+                    .into(),
+            });
+        }
+        std::io::Seek::rewind(&mut file).map_err(|e| RecsError::io(path, e))?;
         let bytes_read = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
         let counting = CountingReader {
             inner: file,
@@ -350,6 +416,7 @@ impl<T: FromRow> RecordReader<T> {
             columns,
             bytes_read,
             total_bytes,
+            defaults: Defaults::new(path),
             _record: std::marker::PhantomData,
         })
     }
@@ -378,6 +445,9 @@ impl<T: FromRow> RecordReader<T> {
                             message: format!("cannot read: {e}"),
                         }))
                     }
+                }
+                if *line == 1 && buf.starts_with('\u{feff}') {
+                    buf.drain(..'\u{feff}'.len_utf8());
                 }
                 if buf.trim().is_empty() {
                     continue;
@@ -471,7 +541,8 @@ impl<T: FromRow> Iterator for RecordReader<T> {
                     message,
                 })
                 .map(|mut record| {
-                    record.fill_defaults(&self.path, line);
+                    self.defaults.line = line;
+                    record.fill_defaults(&mut self.defaults);
                     record
                 }),
         )
@@ -651,7 +722,7 @@ pub trait FromRow: Sized {
     const REQUIRED: &'static [&'static str];
     fn from_row(fields: &mut Fields<'_>) -> Result<Self, String>;
     /// Fills what the row may leave out (an event's id) from where it was read.
-    fn fill_defaults(&mut self, _file: &Path, _line: u64) {}
+    fn fill_defaults(&mut self, _defaults: &mut Defaults) {}
 }
 
 impl FromRow for Item {
@@ -725,13 +796,28 @@ impl FromRow for Event {
         })
     }
 
-    fn fill_defaults(&mut self, file: &Path, line: u64) {
+    /// An event without an id gets one from its content (user, item, type, value, time and
+    /// how many equal rows came before it in the file), so importing the same file again
+    /// stores nothing twice, and another file's different rows are never taken for
+    /// duplicates whatever the file is called. A row without a timestamp also hashes the
+    /// file's full path: without a time, equal rows of two files are two events.
+    fn fill_defaults(&mut self, defaults: &mut Defaults) {
         if self.id.is_empty() {
-            let name = file
-                .file_name()
-                .map(|n| n.to_string_lossy())
-                .unwrap_or_default();
-            self.id = format!("{name}:{line}");
+            let value = self.value.map(|v| v.to_string()).unwrap_or_default();
+            let time = self.timestamp.to_string();
+            let place = if self.timestamp == 0 {
+                defaults.full_path.clone()
+            } else {
+                String::new()
+            };
+            self.id = defaults.content_id(&[
+                &self.user.0,
+                &self.item.0,
+                &self.kind,
+                &value,
+                &time,
+                &place,
+            ]);
         }
     }
 }

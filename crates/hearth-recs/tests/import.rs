@@ -46,7 +46,11 @@ fn recbole_files_load_as_they_are() {
     );
     assert_eq!(events[0].value, Some(3.0));
     assert_eq!(events[0].timestamp, 881250949);
-    assert_eq!(events[1].id, "ml.inter:3", "ids come from file and line");
+    assert!(
+        events[1].id.starts_with("row-") && events[0].id != events[1].id,
+        "id-less events get ids from their content: {:?}",
+        events.iter().map(|e| &e.id).collect::<Vec<_>>()
+    );
 
     let (items, errors) = read::<Item>(&item);
     assert!(errors.is_empty());
@@ -152,4 +156,79 @@ not json
     assert_eq!(events[0].kind, "view");
     assert!(ColumnMapping::default().add("nonsense").is_err());
     assert!(ColumnMapping::default().add("orders.user=x").is_err());
+}
+
+#[test]
+fn byte_order_marks_are_skipped_in_every_format_and_utf16_is_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let bom = "\u{feff}";
+    let jsonl = write(
+        dir.path(),
+        "events.jsonl",
+        format!("{bom}{{\"user\":\"u1\",\"item\":\"i1\"}}\n{{\"user\":\"u2\",\"item\":\"i2\"}}\n")
+            .as_bytes(),
+    );
+    let csv = write(
+        dir.path(),
+        "events.csv",
+        format!("{bom}user_id,item_id\nu1,i1\nu2,i2\n").as_bytes(),
+    );
+    let tsv = write(
+        dir.path(),
+        "events.tsv",
+        format!("{bom}user_id\titem_id\nu1\ti1\nu2\ti2\n").as_bytes(),
+    );
+    // No extension: the format is detected from a first line that starts with the mark.
+    let bare = write(
+        dir.path(),
+        "events",
+        format!("{bom}{{\"user\":\"u1\",\"item\":\"i1\"}}\n{{\"user\":\"u2\",\"item\":\"i2\"}}\n")
+            .as_bytes(),
+    );
+    for path in [&jsonl, &csv, &tsv, &bare] {
+        let (events, errors) = read::<Event>(path);
+        assert!(errors.is_empty(), "{}: {errors:?}", path.display());
+        let users: Vec<&str> = events.iter().map(|e| e.user.0.as_str()).collect();
+        assert_eq!(users, ["u1", "u2"], "{}", path.display());
+    }
+    let mut utf16 = vec![0xff, 0xfe];
+    for unit in "user_id,item_id\nu1,i1\n".encode_utf16() {
+        utf16.extend_from_slice(&unit.to_le_bytes());
+    }
+    let utf16 = write(dir.path(), "utf16.csv", &utf16);
+    let err = read_all::<Event>(&utf16, &ColumnMapping::default(), false, &mut |_| {})
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(err.contains("UTF-16") && err.contains("utf16.csv"), "{err}");
+}
+
+#[test]
+fn content_ids_are_stable_per_file_and_keep_equal_rows_apart() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("day1")).unwrap();
+    std::fs::create_dir_all(dir.path().join("day2")).unwrap();
+    let day1 = write(
+        dir.path(),
+        "day1/events.csv",
+        b"user_id,item_id,timestamp\nu1,i1,100\nu1,i1,100\nu2,i3,101\n",
+    );
+    let day2 = write(
+        dir.path(),
+        "day2/events.csv",
+        b"user_id,item_id,timestamp\nu1,i2,200\nu2,i3,201\nu3,i1,202\n",
+    );
+    let ids =
+        |path: &Path| -> Vec<String> { read::<Event>(path).0.into_iter().map(|e| e.id).collect() };
+    let first = ids(&day1);
+    assert_eq!(first, ids(&day1), "reading a file again gives the same ids");
+    assert_ne!(first[0], first[1], "two equal rows are two events");
+    let second = ids(&day2);
+    assert!(
+        second.iter().all(|id| !first.contains(id)),
+        "{first:?} {second:?}"
+    );
+    // The same rows under another name are the same events (a copied or moved file).
+    let copy = write(dir.path(), "copy.csv", &std::fs::read(&day1).unwrap());
+    assert_eq!(ids(&copy), first);
 }

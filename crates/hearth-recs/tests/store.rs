@@ -125,3 +125,34 @@ fn imports_are_idempotent_and_strict_imports_store_nothing_from_a_bad_file() {
     );
     assert_eq!(reopened.counts().unwrap(), (1, 1, 2));
 }
+
+#[test]
+fn id_less_files_with_the_same_name_are_both_stored_and_reimports_store_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open_store(&dir.path().join("data"));
+    let mapping = ColumnMapping::default();
+    let options = ImportOptions::default();
+    let mut paths = Vec::new();
+    for (day, rows) in [
+        ("day1", "u1,i1,100\nu2,i2,110\nu2,i2,110\n"),
+        ("day2", "u1,i3,200\nu3,i1,210\n"),
+    ] {
+        std::fs::create_dir_all(dir.path().join(day)).unwrap();
+        let path = dir.path().join(day).join("events.csv");
+        std::fs::write(&path, format!("user_id,item_id,timestamp\n{rows}")).unwrap();
+        paths.push(path);
+    }
+    let day1 = import_file::<Event>(&store, &paths[0], &mapping, &options, &mut |_| {}).unwrap();
+    assert_eq!((day1.stored, day1.duplicates), (3, 0));
+    let day2 = import_file::<Event>(&store, &paths[1], &mapping, &options, &mut |_| {}).unwrap();
+    assert_eq!(
+        (day2.stored, day2.duplicates),
+        (2, 0),
+        "day 2 is not day 1 under the same name"
+    );
+    for path in &paths {
+        let again = import_file::<Event>(&store, path, &mapping, &options, &mut |_| {}).unwrap();
+        assert_eq!(again.stored, 0, "{}", path.display());
+    }
+    assert_eq!(store.counts().unwrap().2, 5);
+}

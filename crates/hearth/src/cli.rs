@@ -471,7 +471,8 @@ pub struct RecsImportArgs {
     /// Users file (id and any attributes).
     #[arg(long)]
     pub users: Option<PathBuf>,
-    /// Events file (id, user, item, type, value, timestamp).
+    /// Events file (id, user, item, type, value, timestamp). An event without an id gets one
+    /// from its content, so importing the same file again stores nothing twice.
     #[arg(long)]
     pub events: Option<PathBuf>,
     /// Column mapping, FIELD=COLUMN or KIND.FIELD=COLUMN. Repeatable.
@@ -480,6 +481,10 @@ pub struct RecsImportArgs {
     /// Reject a file that has any bad row (nothing from it is stored).
     #[arg(long)]
     pub strict: bool,
+    /// Also write every skipped row to this file, one JSON object per line
+    /// ({"file", "line", "message"}). Skipped rows always go to stderr as well.
+    #[arg(long, value_name = "FILE")]
+    pub errors: Option<PathBuf>,
     /// Rows per committed batch.
     #[arg(long, default_value_t = 5000)]
     pub batch_size: usize,

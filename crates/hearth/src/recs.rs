@@ -27,11 +27,57 @@ pub async fn run(config: Config, command: RecsCommand) -> Result<()> {
     }
 }
 
+/// Where skipped rows are reported: stderr always (through the progress bar, so the two do
+/// not interleave, and whether or not stderr is a terminal), and the `--errors` file.
+struct RowReport {
+    file: Option<(PathBuf, std::io::BufWriter<std::fs::File>)>,
+}
+
+impl RowReport {
+    fn new(path: Option<&PathBuf>) -> Result<RowReport> {
+        let file = match path {
+            Some(p) => Some((
+                p.clone(),
+                std::io::BufWriter::new(
+                    std::fs::File::create(p)
+                        .with_context(|| format!("creating the --errors file {}", p.display()))?,
+                ),
+            )),
+            None => None,
+        };
+        Ok(RowReport { file })
+    }
+
+    fn row(&mut self, bar: &ProgressBar, e: &RowError) -> Result<()> {
+        bar.suspend(|| eprintln!("skipped {e}"));
+        if let Some((path, out)) = &mut self.file {
+            use std::io::Write;
+            let line = serde_json::json!({
+                "file": e.file.display().to_string(),
+                "line": e.line,
+                "message": e.message,
+            });
+            writeln!(out, "{line}").with_context(|| format!("writing {}", path.display()))?;
+        }
+        Ok(())
+    }
+
+    fn finish(&mut self) -> Result<()> {
+        if let Some((path, out)) = &mut self.file {
+            use std::io::Write;
+            out.flush()
+                .with_context(|| format!("writing {}", path.display()))?;
+        }
+        Ok(())
+    }
+}
+
 fn import_one<T: StoredRecord>(
     store: &RecsStore,
     path: &std::path::Path,
     mapping: &ColumnMapping,
     options: &ImportOptions,
+    report: &mut RowReport,
 ) -> Result<ImportSummary> {
     let bar = ProgressBar::new(std::fs::metadata(path).map(|m| m.len()).unwrap_or(0));
     bar.set_style(
@@ -44,13 +90,22 @@ fn import_one<T: StoredRecord>(
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_default(),
     );
+    let mut report_error = None;
     let summary = import_file::<T>(store, path, mapping, options, &mut |p| match p {
         ImportProgress::Read { done, .. } => bar.set_position(done),
-        ImportProgress::BadRow(e) => bar.println(format!("skipped {e}")),
+        ImportProgress::BadRow(e) => {
+            if let Err(err) = report.row(&bar, e) {
+                report_error.get_or_insert(err);
+            }
+        }
         ImportProgress::Committed(_) => {}
-    })
-    .with_context(|| format!("importing {}", path.display()))?;
+    });
     bar.finish_and_clear();
+    report.finish()?;
+    if let Some(err) = report_error {
+        return Err(err);
+    }
+    let summary = summary.with_context(|| format!("importing {}", path.display()))?;
     Ok(summary)
 }
 
@@ -66,18 +121,26 @@ async fn import(config: Config, args: RecsImportArgs) -> Result<()> {
         strict: args.strict,
         batch_size: args.batch_size,
     };
+    let mut report = RowReport::new(args.errors.as_ref())?;
     let platform = Platform::open(config)?;
     let store = platform.recs_store()?;
     let summaries = tokio::task::spawn_blocking(move || -> Result<Vec<ImportSummary>> {
         let mut summaries = Vec::new();
+        let report = &mut report;
         if let Some(path) = &args.items {
-            summaries.push(import_one::<Item>(&store, path, &mapping, &options)?);
+            summaries.push(import_one::<Item>(
+                &store, path, &mapping, &options, report,
+            )?);
         }
         if let Some(path) = &args.users {
-            summaries.push(import_one::<User>(&store, path, &mapping, &options)?);
+            summaries.push(import_one::<User>(
+                &store, path, &mapping, &options, report,
+            )?);
         }
         if let Some(path) = &args.events {
-            summaries.push(import_one::<Event>(&store, path, &mapping, &options)?);
+            summaries.push(import_one::<Event>(
+                &store, path, &mapping, &options, report,
+            )?);
         }
         Ok(summaries)
     })

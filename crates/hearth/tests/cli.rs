@@ -287,6 +287,51 @@ fn an_import_killed_midway_keeps_every_committed_batch_and_resumes() {
 }
 
 #[test]
+fn import_row_errors_reach_stderr_and_the_errors_file_without_a_terminal() {
+    let data = tempfile::tempdir().unwrap();
+    let events = data.path().join("events.csv");
+    std::fs::write(
+        &events,
+        "user_id,item_id,timestamp\nu1,i1,100\nu2,,110\nu3,i3,not-a-time\nu4,i4,130\n",
+    )
+    .unwrap();
+    let report = data.path().join("errors.jsonl");
+    // `output()` pipes stdout and stderr: no terminal, as under cron or CI.
+    let (ok, out, err) = hearth(
+        data.path(),
+        &[
+            "recs",
+            "import",
+            "--events",
+            events.to_str().unwrap(),
+            "--errors",
+            report.to_str().unwrap(),
+        ],
+    );
+    assert!(ok, "{err}");
+    assert!(
+        out.contains("2 stored") && out.contains("2 skipped"),
+        "{out}"
+    );
+    for line in [3, 4] {
+        assert!(
+            err.contains(&format!("events.csv:{line}:")),
+            "row {line} not on stderr: {err}"
+        );
+    }
+    let rows: Vec<serde_json::Value> = std::fs::read_to_string(&report)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(rows.len(), 2, "{rows:?}");
+    assert_eq!(rows[0]["line"], 3);
+    assert_eq!(rows[1]["line"], 4);
+    assert!(rows[0]["file"].as_str().unwrap().ends_with("events.csv"));
+    assert!(!rows[1]["message"].as_str().unwrap().is_empty());
+}
+
+#[test]
 fn keys_usage_and_routes_from_the_command_line() {
     let data = tempfile::tempdir().unwrap();
     let (ok, out, err) = hearth(
