@@ -169,6 +169,9 @@ pub struct LlmConfig {
     pub batch_size: u32,
     /// Requests waiting for a sequence before new ones get 503 + Retry-After.
     pub queue_capacity: usize,
+    /// How long a request may wait for a sequence before it gets 503 + Retry-After (before
+    /// any answer starts, streamed or not), in milliseconds.
+    pub max_queue_wait_ms: u64,
     /// llama.cpp's flash-attention kernel: auto (off on CPU, where it measured slower;
     /// llama.cpp's choice on GPU builds), on or off.
     pub flash_attention: hearth_infer::llm::FlashAttention,
@@ -184,6 +187,8 @@ pub struct EmbeddingConfig {
     pub max_batch: usize,
     /// Requests waiting before new ones get 503 + Retry-After.
     pub queue_capacity: usize,
+    /// Inputs one embeddings request may carry; more get 400 naming `input`.
+    pub max_inputs_per_request: usize,
 }
 
 impl Default for Config {
@@ -222,6 +227,7 @@ impl Default for LlmConfig {
             max_sequences: 8,
             batch_size: 512,
             queue_capacity: 64,
+            max_queue_wait_ms: 10_000,
             flash_attention: hearth_infer::llm::FlashAttention::Auto,
         }
     }
@@ -244,6 +250,7 @@ impl Default for EmbeddingConfig {
             threads: None,
             max_batch: 32,
             queue_capacity: 64,
+            max_inputs_per_request: 2048,
         }
     }
 }

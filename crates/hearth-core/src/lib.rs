@@ -252,6 +252,7 @@ fn gateway_options(config: &Config) -> GatewayOptions {
             max_sequences: config.llm.max_sequences,
             batch_size: config.llm.batch_size,
             queue_capacity: config.llm.queue_capacity,
+            max_queue_wait: std::time::Duration::from_millis(config.llm.max_queue_wait_ms),
             flash_attention: config.llm.flash_attention,
         },
         embed: EmbedOptions {
@@ -259,5 +260,6 @@ fn gateway_options(config: &Config) -> GatewayOptions {
             max_batch: config.embeddings.max_batch,
             queue_capacity: config.embeddings.queue_capacity,
         },
+        max_embedding_inputs: config.embeddings.max_inputs_per_request,
     }
 }

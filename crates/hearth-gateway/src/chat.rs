@@ -297,6 +297,9 @@ impl Gateway {
                 }
                 other => other,
             })?;
+        let mut generation = generation;
+        // Refused here, before any answer starts, when no sequence comes free in time.
+        generation.admitted().await?;
         let (tx, rx) = mpsc::channel(64);
         tokio::spawn(relay_chat(generation, mode, tx));
         Ok(ChatStream::new(
@@ -332,14 +335,29 @@ impl Gateway {
                 "streaming takes a single prompt",
             ));
         }
+        // Prompts wait for sequences in the engine's queue: more than it holds can never be
+        // queued together, whenever the request is retried.
+        if prompts.len() > engine.queue_capacity() {
+            return Err(GatewayError::invalid(
+                "prompt",
+                format!(
+                    "{} prompts in one request; at most {} ([llm] queue_capacity)",
+                    prompts.len(),
+                    engine.queue_capacity()
+                ),
+            ));
+        }
         let mut streams = Vec::with_capacity(prompts.len());
-        for tokens in prompts {
+        for (i, tokens) in prompts.into_iter().enumerate() {
             let echo = request.echo.then(|| engine.detokenize(&tokens));
-            let generation = engine.generate(GenerateRequest {
+            let mut generation = engine.generate(GenerateRequest {
                 prompt: tokens,
                 params: params.clone(),
                 constraint: None,
             })?;
+            if i == 0 {
+                generation.admitted().await?;
+            }
             let (tx, rx) = mpsc::channel(64);
             tokio::spawn(async move {
                 if let Some(echo) = echo {
@@ -386,6 +404,16 @@ impl Gateway {
         };
         if inputs.is_empty() {
             return Err(GatewayError::invalid("input", "must not be empty"));
+        }
+        let most = self.options.max_embedding_inputs;
+        if inputs.len() > most {
+            return Err(GatewayError::invalid(
+                "input",
+                format!(
+                    "{} inputs in one request; at most {most} ([embeddings] max_inputs_per_request)",
+                    inputs.len()
+                ),
+            ));
         }
         let base64 = match request.encoding_format.as_deref() {
             None | Some("float") => false,

@@ -37,10 +37,15 @@ pub struct GatewayConfig {
     pub failures_before_cooldown: u32,
     /// How long a failing deployment stays out, in seconds.
     pub cooldown_seconds: u64,
-    /// Completion tokens assumed for budget reservations when a request sets no max_tokens.
+    /// The completion limit of a request that sets no max_tokens: reserved against the key's
+    /// budget, and sent upstream as `max_tokens` so the bill cannot pass the reservation.
     pub max_tokens_estimate: u32,
     /// Keep the raw request and answer text in the upstream audit log (off: only counts).
     pub audit_raw_text: bool,
+    /// Requests one API key may have in flight at once, so that one client cannot hold the
+    /// engines; more get 429 with Retry-After. None: no limit.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_concurrent_per_key: Option<u32>,
 }
 
 impl Default for GatewayConfig {
@@ -57,6 +62,7 @@ impl Default for GatewayConfig {
             cooldown_seconds: 30,
             max_tokens_estimate: 1024,
             audit_raw_text: false,
+            max_concurrent_per_key: None,
         }
     }
 }
@@ -95,6 +101,11 @@ pub struct RouteConfig {
     /// answer; `allow`: sent as it is.
     #[serde(default)]
     pub privacy: Privacy,
+    /// Kinds of personal data (email, phone, card, iban, ip, name, address) a request to this
+    /// route may not carry at all: such a request is refused with 400 `pii_refused`, naming
+    /// the field, and nothing is sent or charged.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub refuse: Vec<crate::privacy::PiiKind>,
     #[serde(default)]
     pub strategy: Strategy,
 }

@@ -56,6 +56,13 @@ pub enum GatewayError {
     },
     #[error(transparent)]
     Store(#[from] hearth_store::StoreError),
+    /// The request carries personal data its route refuses (`refuse`).
+    #[error("'{param}' contains {kind} data, which route '{route}' refuses; remove it or use another route")]
+    PiiRefused {
+        route: String,
+        kind: &'static str,
+        param: String,
+    },
 }
 
 impl GatewayError {
@@ -72,6 +79,7 @@ impl GatewayError {
             GatewayError::UpstreamRejected { .. } => "upstream_rejected",
             GatewayError::Unavailable { .. } => "no_deployment_available",
             GatewayError::Store(e) => e.code(),
+            GatewayError::PiiRefused { .. } => "pii_refused",
         }
     }
 
@@ -81,6 +89,7 @@ impl GatewayError {
             self,
             GatewayError::InvalidRequest { .. }
                 | GatewayError::WrongModelKind { .. }
+                | GatewayError::PiiRefused { .. }
                 | GatewayError::Infer(InferError::ContextOverflow { .. })
                 | GatewayError::Infer(InferError::InvalidParameter { .. })
         )
@@ -95,6 +104,7 @@ impl GatewayError {
             GatewayError::Infer(InferError::ModelNotFound { .. }) => Some("model"),
             GatewayError::Infer(InferError::ContextOverflow { .. }) => Some("messages"),
             GatewayError::Forbidden { .. } => Some("model"),
+            GatewayError::PiiRefused { param, .. } => Some(param),
             _ => None,
         }
     }

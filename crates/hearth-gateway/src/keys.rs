@@ -305,6 +305,8 @@ struct KeyState {
     period_end: f64,
     spent: f64,
     reserved: f64,
+    /// Requests admitted and not yet settled.
+    in_flight: u32,
 }
 
 /// What a request holds while it runs; settles (or gives back) when it ends.
@@ -332,6 +334,7 @@ impl Reservation {
         let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
         state.reserved -= self.cost;
         state.spent += cost;
+        state.in_flight = state.in_flight.saturating_sub(1);
         if let Some(bucket) = state.tokens.as_mut() {
             bucket.adjust(tokens - self.tokens);
         }
@@ -356,6 +359,8 @@ pub struct KeyStore {
     cache: Mutex<KeyCache>,
     states: Mutex<HashMap<String, Arc<Mutex<KeyState>>>>,
     metrics: Option<Arc<GatewayMetrics>>,
+    /// `[gateway] max_concurrent_per_key`.
+    max_concurrent: Option<u32>,
 }
 
 #[derive(Default)]
@@ -376,7 +381,14 @@ impl KeyStore {
             cache: Mutex::new(KeyCache::default()),
             states: Mutex::new(HashMap::new()),
             metrics,
+            max_concurrent: None,
         }
+    }
+
+    /// At most `limit` requests of one key in flight at once (`None`: no limit).
+    pub(crate) fn with_max_concurrent(mut self, limit: Option<u32>) -> Self {
+        self.max_concurrent = limit;
+        self
     }
 
     /// Creates a key; returns the secret (shown once, never stored) and its record.
@@ -572,6 +584,7 @@ impl KeyStore {
                     period_end: end,
                     spent,
                     reserved: 0.0,
+                    in_flight: 0,
                 }))
             })
             .clone())
@@ -610,6 +623,13 @@ impl KeyStore {
                     });
                 }
             }
+            if self.max_concurrent.is_some_and(|most| s.in_flight >= most) {
+                return Err(GatewayError::RateLimited {
+                    key: key.name.clone(),
+                    limit: "max_concurrent_per_key",
+                    retry_after: 1,
+                });
+            }
             if let Some(bucket) = s.requests.as_mut() {
                 bucket.take(1.0).map_err(|wait| GatewayError::RateLimited {
                     key: key.name.clone(),
@@ -631,6 +651,7 @@ impl KeyStore {
                 }
             }
             s.reserved += cost;
+            s.in_flight += 1;
         }
         Ok(Reservation {
             state,

@@ -29,7 +29,7 @@ pub use error::GatewayError;
 pub use hearth_infer::llm::Constraint;
 pub use keys::Scope;
 pub use models::{Gateway, GatewayOptions, LoadedModel};
-pub use routing::Caller;
+pub use routing::{completion_bound, prompt_bound, Caller};
 
 pub(crate) fn unix_now_f64() -> f64 {
     std::time::SystemTime::now()

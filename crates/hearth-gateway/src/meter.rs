@@ -19,7 +19,8 @@ pub(crate) struct Meter {
     price: Option<Price>,
     machine_cost_per_hour: f64,
     started: Instant,
-    prompt_estimate: u64,
+    /// The most prompt and completion tokens the request can be billed for.
+    bounds: (u64, u64),
     answer_bytes: usize,
     reservation: Option<Reservation>,
     audit: Option<AuditRecord>,
@@ -43,7 +44,7 @@ impl Meter {
         price: Option<Price>,
         machine_cost_per_hour: f64,
         started: Instant,
-        prompt_estimate: u64,
+        bounds: (u64, u64),
         reservation: Option<Reservation>,
         audit: Option<AuditRecord>,
     ) -> Self {
@@ -54,7 +55,7 @@ impl Meter {
             price,
             machine_cost_per_hour,
             started,
-            prompt_estimate,
+            bounds,
             answer_bytes: 0,
             reservation,
             audit,
@@ -101,10 +102,39 @@ impl Meter {
             return;
         }
         self.done = true;
-        // Upstreams that report no usage, and answers cut short: estimate from the text.
+        // Upstreams that report no usage, and answers cut short: the prompt's bound, and the
+        // answer's bytes (no tokenizer spends more than a token per byte).
         let (prompt, completion) = match tokens {
             Some((p, c)) if p + c > 0 => (p, c),
-            _ => (self.prompt_estimate, (self.answer_bytes as u64).div_ceil(4)),
+            _ => (self.bounds.0, self.answer_bytes as u64),
+        };
+        let reported = (prompt, completion);
+        // An upstream cannot bill more than the request can use (the bounds its reservation
+        // was made on): a report beyond them is counted at the bounds (and kept as reported
+        // in the audit log), so a key's spend never passes its budget whatever it says.
+        let (prompt, completion) = if self.record.local {
+            (prompt, completion)
+        } else {
+            let clamped = (prompt.min(self.bounds.0), completion.min(self.bounds.1));
+            if clamped != (prompt, completion) {
+                self.metrics
+                    .overreported
+                    .get_or_create(&DeploymentLabels {
+                        route: self.record.route.clone(),
+                        deployment: self.record.deployment.clone(),
+                    })
+                    .inc();
+                tracing::warn!(
+                    route = %self.record.route,
+                    deployment = %self.record.deployment,
+                    prompt_tokens = prompt,
+                    completion_tokens = completion,
+                    prompt_bound = self.bounds.0,
+                    completion_bound = self.bounds.1,
+                    "the upstream reported more tokens than the request can use; counted at the request's bounds"
+                );
+            }
+            clamped
         };
         let r = &mut self.record;
         r.status = status.to_owned();
@@ -160,8 +190,8 @@ impl Meter {
         };
         if let Some(mut audit) = self.audit.take() {
             audit.outcome = status.to_owned();
-            audit.prompt_tokens = prompt;
-            audit.completion_tokens = completion;
+            audit.prompt_tokens = reported.0;
+            audit.completion_tokens = reported.1;
             ledger.audit(audit);
         }
         ledger.record(r.clone());

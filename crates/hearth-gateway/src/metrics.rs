@@ -49,6 +49,8 @@ pub struct GatewayMetrics {
     pub latency: Family<DeploymentLabels, Histogram>,
     pub time_to_first_token: Family<DeploymentLabels, Histogram>,
     pub budget_left: Family<KeyLabels, Gauge<f64, AtomicU64>>,
+    /// Answers whose reported usage cost more than the request's bound.
+    pub overreported: Family<DeploymentLabels, Counter>,
 }
 
 impl Default for GatewayMetrics {
@@ -63,6 +65,7 @@ impl Default for GatewayMetrics {
             latency: Family::new_with_constructor(seconds),
             time_to_first_token: Family::new_with_constructor(seconds),
             budget_left: Family::default(),
+            overreported: Family::default(),
         }
     }
 }
@@ -75,6 +78,11 @@ impl GatewayMetrics {
             "requests",
             "Requests by route, serving deployment and outcome",
             self.requests.clone(),
+        );
+        sub.register(
+            "overreported",
+            "Answers whose reported usage cost more than the request's bound (the budget was charged the bound)",
+            self.overreported.clone(),
         );
         sub.register(
             "deployment_errors",

@@ -17,10 +17,22 @@ use crate::GatewayError;
 use hearth_store::Database;
 
 /// Engine options for the models the gateway loads.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct GatewayOptions {
     pub llm: LlmOptions,
     pub embed: EmbedOptions,
+    /// Inputs one embeddings request may carry (more: 400 naming `input`).
+    pub max_embedding_inputs: usize,
+}
+
+impl Default for GatewayOptions {
+    fn default() -> Self {
+        GatewayOptions {
+            llm: LlmOptions::default(),
+            embed: EmbedOptions::default(),
+            max_embedding_inputs: 2048,
+        }
+    }
 }
 
 /// A model with its running engine.
@@ -48,7 +60,7 @@ impl LoadedModel {
 /// start-up), and meters every request.
 pub struct Gateway {
     registry: ModelRegistry,
-    options: GatewayOptions,
+    pub(crate) options: GatewayOptions,
     loaded: Mutex<HashMap<String, Arc<OnceCell<LoadedModel>>>>,
     pub(crate) routing: Routing,
     pub(crate) settings: GatewayConfig,
@@ -92,7 +104,10 @@ impl Gateway {
                 crate::ledger::migrate(&db)?;
                 (
                     Some(Arc::new(Ledger::start(db.clone()))),
-                    Some(Arc::new(KeyStore::new(db, Some(metrics.clone())))),
+                    Some(Arc::new(
+                        KeyStore::new(db, Some(metrics.clone()))
+                            .with_max_concurrent(config.max_concurrent_per_key),
+                    )),
                 )
             }
             None => (None, None),

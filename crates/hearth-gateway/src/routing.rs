@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use hearth_types::{ChatCompletionRequest, MessageContent};
+use hearth_types::ChatCompletionRequest;
 use tokio::sync::mpsc;
 
 use crate::config::{GatewayConfig, Privacy, Strategy};
@@ -85,6 +85,8 @@ impl Deployment {
 pub(crate) struct Route {
     pub alias: String,
     pub privacy: Privacy,
+    /// Kinds of personal data a request to this route may not carry at all.
+    pub refuse: Vec<crate::privacy::PiiKind>,
     strategy: Strategy,
     pub deployments: Vec<Deployment>,
     turn: AtomicUsize,
@@ -112,6 +114,7 @@ impl Route {
         Route {
             alias: model.to_owned(),
             privacy: Privacy::LocalOnly,
+            refuse: Vec::new(),
             strategy: Strategy::Failover,
             deployments: vec![Deployment {
                 label: format!("local/{model}"),
@@ -215,6 +218,7 @@ impl Routing {
                 Arc::new(Route {
                     alias: r.alias.clone(),
                     privacy: r.privacy,
+                    refuse: r.refuse.clone(),
                     strategy: r.strategy,
                     deployments,
                     turn: AtomicUsize::new(0),
@@ -241,27 +245,31 @@ enum Attempt {
     Failed(GatewayError),
 }
 
-/// Redacts every text a request carries; the redactor keeps the placeholders for the answer.
-fn redact_request(request: &mut ChatCompletionRequest, redactor: &mut Redactor) {
-    // The end-user id: often an e-mail address.
-    if let Some(user) = request.user.as_mut() {
-        *user = redactor.redact(user);
+/// A request carrying a kind of personal data its route forbids (`refuse`) is refused whole,
+/// before anything is reserved or sent.
+fn refuse_forbidden_pii(
+    route: &Route,
+    request: &ChatCompletionRequest,
+) -> Result<(), GatewayError> {
+    if route.refuse.is_empty() {
+        return Ok(());
     }
-    for message in &mut request.messages {
-        match &mut message.content {
-            Some(MessageContent::Text(text)) => *text = redactor.redact(text),
-            Some(MessageContent::Parts(parts)) => {
-                for part in parts {
-                    if let Some(text) = part.text.as_mut() {
-                        *text = redactor.redact(text);
-                    }
-                }
-            }
-            None => {}
-        }
-        for call in message.tool_calls.iter_mut().flatten() {
-            call.function.arguments = redactor.redact(&call.function.arguments);
-        }
+    let known = request.known_pii.clone().unwrap_or_default();
+    let known = KnownPii {
+        names: known.names,
+        addresses: known.addresses,
+    };
+    let mut body = serde_json::to_value(request).expect("requests serialize");
+    if let Some(map) = body.as_object_mut() {
+        map.remove("known_pii");
+    }
+    match crate::privacy::find_kinds(&body, &known, &route.refuse) {
+        Some((param, kind)) => Err(GatewayError::PiiRefused {
+            route: route.alias.clone(),
+            kind: kind.as_str(),
+            param,
+        }),
+        None => Ok(()),
     }
 }
 
@@ -272,22 +280,45 @@ fn unknown_model(e: &GatewayError) -> bool {
     )
 }
 
-/// Prompt size in tokens, over-estimated (3 bytes per token; BPE tokenizers average ~4).
-pub(crate) fn prompt_estimate(request: &ChatCompletionRequest) -> u64 {
-    let bytes: usize = request
-        .messages
-        .iter()
-        .map(|m| {
-            m.content.as_ref().map(|c| c.text().len()).unwrap_or(0)
-                + m.tool_calls
-                    .iter()
-                    .flatten()
-                    .map(|c| c.function.arguments.len() + c.function.name.len())
-                    .sum::<usize>()
-                + 8
-        })
-        .sum();
-    (bytes as u64).div_ceil(3)
+/// Template tokens a chat format may add around the request's own text: role markers per
+/// message, a default system prompt, the reply's opening.
+const FORMAT_TOKENS_PER_MESSAGE: u64 = 16;
+const FORMAT_TOKENS_BASE: u64 = 64;
+/// What a template may add to introduce tools (instructions, tags, the calling syntax).
+const FORMAT_TOKENS_TOOLS: u64 = 512;
+
+/// An upper bound on the prompt tokens any upstream can bill for this request: every
+/// tokenizer hearth knows (byte-level BPE, SentencePiece with byte fallback) spends at most
+/// one token per byte, so the bytes of the request as sent (every text, name, tool schema,
+/// response format and stop string, JSON-escaped, which only adds bytes) bound the text, and
+/// the format overheads above bound the chat template's additions.
+pub fn prompt_bound(request: &ChatCompletionRequest) -> u64 {
+    let mut bytes = serde_json::to_vec(&request.messages)
+        .map(|b| b.len())
+        .unwrap_or(0) as u64;
+    let mut overhead =
+        FORMAT_TOKENS_BASE + FORMAT_TOKENS_PER_MESSAGE * request.messages.len() as u64;
+    if let Some(tools) = request.tools.as_ref().filter(|t| !t.is_empty()) {
+        bytes += serde_json::to_vec(tools).map(|b| b.len()).unwrap_or(0) as u64;
+        bytes += serde_json::to_vec(&request.tool_choice)
+            .map(|b| b.len())
+            .unwrap_or(0) as u64;
+        overhead += FORMAT_TOKENS_TOOLS;
+    }
+    if let Some(format) = &request.response_format {
+        bytes += serde_json::to_vec(format).map(|b| b.len()).unwrap_or(0) as u64;
+    }
+    bytes + overhead
+}
+
+/// The completion tokens a request can be billed for: its own limit, or `[gateway]
+/// max_tokens_estimate` (which the gateway then sends upstream as the limit).
+pub fn completion_bound(request: &ChatCompletionRequest, default: u32) -> u64 {
+    request
+        .sampling
+        .max_completion_tokens
+        .or(request.sampling.max_tokens)
+        .unwrap_or(default) as u64
 }
 
 impl Gateway {
@@ -300,6 +331,7 @@ impl Gateway {
     ) -> Result<ChatStream, GatewayError> {
         crate::chat::validate_chat(request)?;
         let route = self.routing.route(&request.model);
+        refuse_forbidden_pii(&route, request)?;
         let mut reservation = self.admit(caller, &route, request)?;
         let (at, started) = (crate::unix_now_f64(), Instant::now());
         let result = self
@@ -336,12 +368,8 @@ impl Gateway {
         let Some(keys) = &self.keys else {
             return Ok(None);
         };
-        let prompt = prompt_estimate(request);
-        let completion = request
-            .sampling
-            .max_completion_tokens
-            .or(request.sampling.max_tokens)
-            .unwrap_or(self.settings.max_tokens_estimate) as u64;
+        let prompt = prompt_bound(request);
+        let completion = completion_bound(request, self.settings.max_tokens_estimate);
         let cost = route
             .deployments
             .iter()
@@ -437,7 +465,10 @@ impl Gateway {
                 .inc();
         }
         let retry_after = match last {
-            Some(GatewayError::Infer(hearth_infer::InferError::Overloaded { .. })) => 1,
+            Some(GatewayError::Infer(
+                hearth_infer::InferError::Overloaded { .. }
+                | hearth_infer::InferError::QueueTimeout { .. },
+            )) => 1,
             _ => route
                 .deployments
                 .iter()
@@ -522,7 +553,10 @@ impl Gateway {
             deployment.price,
             self.settings.machine_cost_per_hour,
             started,
-            prompt_estimate(request),
+            (
+                prompt_bound(request),
+                completion_bound(request, self.settings.max_tokens_estimate),
+            ),
             reservation,
             audit,
         )
@@ -599,15 +633,22 @@ impl Gateway {
             names: known.names,
             addresses: known.addresses,
         });
-        if route.privacy == Privacy::Redact {
-            redact_request(&mut request, &mut redactor);
-        }
         if request.stream {
             request.stream_options = Some(hearth_types::StreamOptions {
                 include_usage: true,
             });
         }
-        let body = serde_json::to_value(&request).expect("requests serialize");
+        // An upstream bills what it generates: without a limit of the client's, the one the
+        // reservation assumed travels with the request, so the bill stays within it.
+        if request.sampling.max_tokens.is_none() && request.sampling.max_completion_tokens.is_none()
+        {
+            request.sampling.max_tokens = Some(self.settings.max_tokens_estimate);
+        }
+        let mut body = serde_json::to_value(&request).expect("requests serialize");
+        if route.privacy == Privacy::Redact {
+            // Every text the request carries, whatever field it is in.
+            crate::privacy::redact_json(&mut body, &mut redactor);
+        }
         let started = Instant::now();
         let answer = upstream
             .chat(&body, request.stream)

@@ -21,6 +21,8 @@ pub enum InferError {
     InvalidParameter { param: String, message: String },
     #[error("the engine queue is full ({capacity} requests waiting); retry shortly")]
     Overloaded { capacity: usize },
+    #[error("no sequence of the engine came free within {waited_ms} ms; retry shortly")]
+    QueueTimeout { waited_ms: u64 },
     #[error("the engine has stopped")]
     EngineStopped,
     #[error("engine failure: {0}")]
@@ -45,7 +47,7 @@ impl InferError {
             InferError::InvalidModel { .. } => "invalid_model",
             InferError::ContextOverflow { .. } => "context_length_exceeded",
             InferError::InvalidParameter { .. } => "invalid_parameter",
-            InferError::Overloaded { .. } => "overloaded",
+            InferError::Overloaded { .. } | InferError::QueueTimeout { .. } => "overloaded",
             InferError::EngineStopped => "engine_stopped",
             InferError::Engine(_) => "engine_error",
             InferError::Hub(e) => e.code(),

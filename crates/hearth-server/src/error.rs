@@ -67,6 +67,7 @@ fn infer_status(e: &InferError) -> (StatusCode, Option<u32>) {
         InferError::ContextOverflow { .. } => (StatusCode::BAD_REQUEST, None),
         InferError::InvalidParameter { .. } => (StatusCode::BAD_REQUEST, None),
         InferError::Overloaded { .. } => (StatusCode::SERVICE_UNAVAILABLE, Some(1)),
+        InferError::QueueTimeout { .. } => (StatusCode::SERVICE_UNAVAILABLE, Some(2)),
         InferError::EngineStopped => (StatusCode::SERVICE_UNAVAILABLE, Some(5)),
         InferError::Engine(_) => (StatusCode::INTERNAL_SERVER_ERROR, None),
         InferError::Hub(hub) => (hub_status(hub), None),
@@ -101,6 +102,7 @@ impl From<GatewayError> for ApiError {
                 (StatusCode::SERVICE_UNAVAILABLE, Some(*retry_after as u32))
             }
             GatewayError::Store(_) => (StatusCode::INTERNAL_SERVER_ERROR, None),
+            GatewayError::PiiRefused { .. } => (StatusCode::BAD_REQUEST, None),
         };
         if status.is_server_error() && retry_after.is_none() {
             tracing::error!(error = %e, "request failed");

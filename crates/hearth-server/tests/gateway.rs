@@ -52,6 +52,8 @@ enum Mode {
     StallMidStream,
     /// Answers [`OK_TEXT`] as one JSON body even when asked to stream.
     NeverStreams,
+    /// Answers [`OK_TEXT`], reporting [`OVERREPORTED_TOKENS`] prompt and completion tokens.
+    Overreport,
 }
 
 const OK_TEXT: &str = "The fake upstream says hello.";
@@ -59,6 +61,8 @@ const OK_TEXT: &str = "The fake upstream says hello.";
 const PROMPT_TOKENS: u64 = 100;
 const COMPLETION_TOKENS: u64 = 50;
 const SLOW_SECONDS: u64 = 5;
+/// The usage [`Mode::Overreport`] claims, each way.
+const OVERREPORTED_TOKENS: u64 = 1_000_000;
 
 #[derive(Clone)]
 struct Fake {
@@ -123,12 +127,13 @@ fn pieces(text: &str) -> Vec<String> {
     chars.chunks(3).map(|c| c.iter().collect()).collect()
 }
 
-fn usage_json() -> Value {
-    json!({
-        "prompt_tokens": PROMPT_TOKENS,
-        "completion_tokens": COMPLETION_TOKENS,
-        "total_tokens": PROMPT_TOKENS + COMPLETION_TOKENS,
-    })
+fn usage_json(mode: Mode) -> Value {
+    let (p, c) = if mode == Mode::Overreport {
+        (OVERREPORTED_TOKENS, OVERREPORTED_TOKENS)
+    } else {
+        (PROMPT_TOKENS, COMPLETION_TOKENS)
+    };
+    json!({"prompt_tokens": p, "completion_tokens": c, "total_tokens": p + c})
 }
 
 fn chunk(model: &str, delta: Value, finish: Option<&str>, usage: Option<Value>) -> String {
@@ -190,7 +195,7 @@ async fn fake_chat(State(fake): State<Fake>, headers: HeaderMap, body: Bytes) ->
                 "finish_reason": "stop",
                 "logprobs": null,
             }],
-            "usage": usage_json(),
+            "usage": usage_json(mode),
         }))
         .into_response();
     }
@@ -222,7 +227,7 @@ async fn fake_chat(State(fake): State<Fake>, headers: HeaderMap, body: Bytes) ->
             events.push(
                 json!({
                     "id": "chatcmpl-fake", "object": "chat.completion.chunk", "created": 0,
-                    "model": model, "choices": [], "usage": usage_json(),
+                    "model": model, "choices": [], "usage": usage_json(mode),
                 })
                 .to_string(),
             );
@@ -1099,8 +1104,8 @@ fn assert_nothing_left(bodies: &[Value], originals: &[String]) {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn redact_routes_send_placeholders_and_restore_the_originals_in_the_answer() {
+/// A platform whose route `private` redacts on its way to an echoing upstream.
+async fn redact_route() -> (Fake, Platform, tempfile::TempDir) {
     let echo = Fake::start(Mode::Echo).await;
     let toml = format!(
         "[gateway]\n{}{}",
@@ -1111,7 +1116,13 @@ async fn redact_routes_send_placeholders_and_restore_the_originals_in_the_answer
             &[r#"{ provider = "echo", model = "m" }"#]
         ),
     );
-    let (p, _dir) = open(&toml);
+    let (p, dir) = open(&toml);
+    (echo, p, dir)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redact_routes_send_placeholders_and_restore_the_originals_in_the_answer() {
+    let (echo, p, _dir) = redact_route().await;
     for message in corpus() {
         let whole = answer(&p, &with_known_pii(chat_body("private", &message, false))).await;
         assert_eq!(whole, message);
@@ -1159,6 +1170,131 @@ async fn redact_routes_send_placeholders_and_restore_the_originals_in_the_answer
     assert_eq!(last["messages"][2]["content"], "Noted: [PHONE_1].");
     // The end-user id is personal data too when it is an e-mail address.
     assert_eq!(last["user"], "[EMAIL_1]");
+}
+
+/// Every field that carries text upstream is redacted, not only message contents: names,
+/// tool descriptions, parameter schemas with their enum values, response-format schemas,
+/// stop strings, tool call ids and arguments, the end-user id. Names of functions stay.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_field_of_a_request_is_redacted_on_a_redact_route() {
+    let (echo, p, _dir) = redact_route().await;
+    let call_id = format!("call_{}", IBANS[1]);
+    let request = |stream: bool| {
+        with_known_pii(json!({
+            "model": "private",
+            "stream": stream,
+            "user": EMAILS[1],
+            "stop": [EMAILS[0], CARDS[1]],
+            "messages": [
+                {"role": "system", "content": "Help the customer."},
+                {"role": "user", "name": NAME, "content": "Where is my parcel?"},
+                {"role": "assistant", "content": null, "tool_calls": [{
+                    "id": call_id,
+                    "type": "function",
+                    "function": {"name": "track", "arguments": json!({"email": EMAILS[0], "phone": PHONES[1]}).to_string()},
+                }]},
+                {"role": "tool", "tool_call_id": call_id, "content": format!("Sent to {ADDRESS}")},
+                {"role": "user", "content": "Thanks"},
+            ],
+            "tools": [{
+                "type": "function",
+                "function": {
+                    "name": "track",
+                    "description": format!("Track parcels; escalate to {}", EMAILS[1]),
+                    "parameters": {
+                        "type": "object",
+                        "properties": {
+                            "email": {"type": "string", "enum": [EMAILS[0], "other"]},
+                            "phone": {"type": "string", "description": format!("like {}", PHONES[0])},
+                        },
+                    },
+                },
+            }],
+            "response_format": {"type": "json_schema", "json_schema": {
+                "name": "answer",
+                "description": format!("Never mention {}", CARDS[0]),
+                "schema": {"type": "object", "properties": {"iban": {"const": IBANS[0]}}},
+            }},
+        }))
+    };
+    assert_eq!(answer(&p, &request(false)).await, "Thanks");
+    assert_eq!(streamed(&p, &request(true)).await, "Thanks");
+    let bodies = echo.bodies();
+    assert_eq!(bodies.len(), 2);
+    assert_nothing_left(&bodies, &originals());
+    for body in &bodies {
+        assert_eq!(body["messages"][1]["name"], "[NAME_1]", "{body}");
+        // One placeholder per value, so the call and its result still pair up.
+        assert_eq!(
+            body["messages"][2]["tool_calls"][0]["id"],
+            body["messages"][3]["tool_call_id"]
+        );
+        assert_eq!(
+            body["messages"][2]["tool_calls"][0]["function"]["name"],
+            "track"
+        );
+        assert_eq!(body["tools"][0]["function"]["name"], "track");
+        assert_eq!(
+            body["tools"][0]["function"]["parameters"]["properties"]["email"]["type"],
+            "string"
+        );
+        assert_eq!(body["response_format"]["type"], "json_schema");
+    }
+}
+
+/// A route that refuses a kind of PII refuses the whole request, naming the field, before
+/// anything is sent or charged.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_route_refuses_requests_carrying_the_kinds_it_forbids() {
+    let echo = Fake::start(Mode::Echo).await;
+    let toml = format!(
+        "[gateway]\n{}[[gateway.routes]]\nalias = \"strict\"\nprivacy = \"redact\"\nrefuse = [\"card\", \"iban\"]\ndeployments = [{{ provider = \"echo\", model = \"m\" }}]\n",
+        provider("echo", &echo.url, 10.0),
+    );
+    let (p, _dir) = open(&toml);
+    for (body, param) in [
+        (
+            chat_body("strict", &format!("Charge {}", CARDS[0]), false),
+            "messages[0].content",
+        ),
+        (
+            chat_body("strict", &format!("Refund to {}", IBANS[0]), true),
+            "messages[0].content",
+        ),
+        (
+            {
+                let mut b = chat_body("strict", "hi", false);
+                b["stop"] = json!([CARDS[2]]);
+                b
+            },
+            "stop[0]",
+        ),
+    ] {
+        let (status, _, bytes) = chat(&p, &body, None).await;
+        assert_eq!(
+            status,
+            StatusCode::BAD_REQUEST,
+            "{}",
+            String::from_utf8_lossy(&bytes)
+        );
+        let error = &json_of(&bytes)["error"];
+        assert_eq!(error["code"], "pii_refused");
+        assert_eq!(error["param"], param);
+        assert!(!error["message"].as_str().unwrap().contains(CARDS[0]));
+    }
+    assert_eq!(echo.hits(), 0);
+    assert_eq!(
+        ledger_sum(&p, "SELECT COUNT(*) FROM gateway_usage"),
+        0,
+        "nothing was charged"
+    );
+    // Other kinds are redacted as usual.
+    let message = format!("Mail {}", EMAILS[0]);
+    assert_eq!(
+        answer(&p, &chat_body("strict", &message, false)).await,
+        message
+    );
+    assert_nothing_left(&echo.bodies(), &[EMAILS[0].to_string()]);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -1491,12 +1627,21 @@ fn priced(fake: &Fake, extra: &str) -> String {
     )
 }
 
-/// A request whose budget reservation is exactly what it costs: a prompt estimated at 100
-/// tokens (292 bytes + 8 per message, 3 bytes a token) and max_tokens 50.
+/// A request of 292 bytes of text and max_tokens 50: the fake bills it 100 + 50 tokens.
 fn exact_request(model: &str) -> Value {
     let mut body = chat_body(model, &"x".repeat(292), false);
     body["max_tokens"] = json!(50);
     body
+}
+
+/// What the gateway reserves for `body` at the "ten" price: its prompt's upper bound plus
+/// its completion limit, in tokens and USD.
+fn reserved(body: &Value) -> (u64, f64) {
+    let request: hearth_types::ChatCompletionRequest =
+        serde_json::from_value(body.clone()).unwrap();
+    let tokens =
+        hearth_gateway::prompt_bound(&request) + hearth_gateway::completion_bound(&request, 1024);
+    (tokens, tokens as f64 * 10.0 / 1e6)
 }
 
 /// A key for these tests: models, and its own usage to check what it spent.
@@ -1511,7 +1656,12 @@ fn create_key(p: &Platform, mut new: NewKey) -> String {
 async fn a_budget_holds_under_many_concurrent_requests() {
     let fake = Fake::start(Mode::Ok).await;
     let (p, _dir) = open(&priced(&fake, ""));
-    // Room for exactly 10 requests (and half of an 11th).
+    let (_, reserve) = reserved(&exact_request("a"));
+    assert!(
+        reserve > COST_PER_REQUEST,
+        "the reservation bounds the bill"
+    );
+    // Room for 10.5 answers, of which the last few cannot be reserved.
     let budget = 10.5 * COST_PER_REQUEST;
     let secret = create_key(
         &p,
@@ -1541,13 +1691,31 @@ async fn a_budget_holds_under_many_concurrent_requests() {
             other => panic!("{other}: {}", String::from_utf8_lossy(&bytes)),
         }
     }
-    assert_eq!((ok, refused), (10, 30));
-    assert_eq!(fake.hits(), 10);
+    assert!(
+        ok >= 1 && ok + refused == 40,
+        "{ok} answered, {refused} refused"
+    );
+    assert_eq!(fake.hits(), ok);
+    // Then one at a time until the budget cannot hold another reservation.
+    for _ in 0..20 {
+        if chat(&p, &exact_request("a"), Some(&secret)).await.0 != StatusCode::OK {
+            break;
+        }
+        ok += 1;
+    }
+    let spent = ok as f64 * COST_PER_REQUEST;
+    assert!(spent <= budget + 1e-12, "{spent} > {budget}");
+    assert!(
+        budget - spent < reserve,
+        "refused although {} was left for a reservation of {reserve}",
+        budget - spent
+    );
+    assert_eq!(fake.hits(), ok);
     let report = usage_as(&p, "by=key", Some(&secret)).await;
     let app = row(&report, "app");
-    assert_eq!(app["requests"], 10);
+    assert_eq!(app["requests"], ok);
     assert!(f(&app["cost"]) <= budget);
-    assert_close(f(&app["cost"]), 10.0 * COST_PER_REQUEST, "the key's spend");
+    assert_close(f(&app["cost"]), spent, "the key's spend");
     // The budgets gauge is the operator's to read (admin scope).
     let ops = create_key(
         &p,
@@ -1562,7 +1730,96 @@ async fn a_budget_holds_under_many_concurrent_requests() {
         r#"hearth_gateway_budget_left_usd{key="app"}"#,
     )
     .expect("the budget gauge");
-    assert_close(left, budget - 10.0 * COST_PER_REQUEST, "budget left");
+    assert_close(left, budget - spent, "budget left");
+}
+
+/// An upstream that says it used far more tokens than the request can: the spend still stays
+/// within the budget under 60 concurrent requests, the ledger counts each answer at the
+/// request's bounds, and the audit log keeps what the upstream said.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_upstream_that_overreports_cannot_spend_past_the_budget() {
+    let fake = Fake::start(Mode::Overreport).await;
+    let (p, _dir) = open(&priced(&fake, ""));
+    let mut hi = chat_body("a", "hi", false);
+    hi["max_tokens"] = json!(16);
+    let (bound, reserve) = reserved(&hi);
+    let budget = 7.5 * reserve;
+    let secret = create_key(
+        &p,
+        NewKey {
+            name: "app".into(),
+            budget: Some(budget),
+            ..Default::default()
+        },
+    );
+    let calls = (0..60).map(|i| {
+        let (p, secret) = (p.clone(), secret.clone());
+        let mut body = hi.clone();
+        body["stream"] = json!(i % 2 == 0);
+        tokio::spawn(async move { chat(&p, &body, Some(&secret)).await })
+    });
+    let mut ok = 0;
+    for result in futures::future::join_all(calls).await {
+        let (status, _, bytes) = result.unwrap();
+        match status {
+            StatusCode::OK => ok += 1,
+            StatusCode::TOO_MANY_REQUESTS => {
+                assert_eq!(json_of(&bytes)["error"]["code"], "budget_exceeded")
+            }
+            other => panic!("{other}: {}", String::from_utf8_lossy(&bytes)),
+        }
+    }
+    assert_eq!(ok, 7, "each answer is charged its whole reservation");
+    let report = usage_as(&p, "by=key", Some(&secret)).await;
+    let app = row(&report, "app");
+    assert_eq!(app["requests"], 7);
+    assert!(f(&app["cost"]) <= budget, "{} > {budget}", f(&app["cost"]));
+    assert_close(f(&app["cost"]), 7.0 * reserve, "spend at the bounds");
+    let tokens = ledger_sum(
+        &p,
+        "SELECT SUM(prompt_tokens + completion_tokens) FROM gateway_usage WHERE api_key = 'app'",
+    );
+    assert_eq!(tokens as u64, 7 * bound);
+    let said: Vec<u64> = audit(&p).iter().map(|a| a.prompt_tokens).collect();
+    assert!(
+        said.iter().filter(|&&t| t == OVERREPORTED_TOKENS).count() == 7,
+        "{said:?}"
+    );
+    let ops = create_key(
+        &p,
+        NewKey {
+            name: "ops".into(),
+            scopes: vec![Scope::Admin],
+            ..Default::default()
+        },
+    );
+    let text = metrics_text(&p, Some(&ops)).await;
+    assert_eq!(
+        metric(
+            &text,
+            r#"hearth_gateway_overreported_total{route="a",deployment="fake/m"}"#
+        ),
+        Some(7.0),
+        "{text}"
+    );
+}
+
+/// A request without max_tokens goes upstream with the limit its reservation assumed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_reserved_completion_limit_travels_upstream() {
+    let fake = Fake::start(Mode::Ok).await;
+    let (p, _dir) = open(&priced(&fake, "max_tokens_estimate = 300"));
+    assert_eq!(
+        chat(&p, &chat_body("a", "hi", false), None).await.0,
+        StatusCode::OK
+    );
+    let mut own = chat_body("a", "hi", false);
+    own["max_completion_tokens"] = json!(20);
+    assert_eq!(chat(&p, &own, None).await.0, StatusCode::OK);
+    let bodies = fake.bodies();
+    assert_eq!(bodies[0]["max_tokens"], 300);
+    assert_eq!(bodies[1]["max_completion_tokens"], 20);
+    assert!(bodies[1].get("max_tokens").is_none(), "{}", bodies[1]);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -1573,7 +1830,8 @@ async fn requests_no_deployment_answered_do_not_spend_the_budget() {
         &p,
         NewKey {
             name: "app".into(),
-            budget: Some(2.5 * COST_PER_REQUEST),
+            // Two answers' worth once the second's reservation is held.
+            budget: Some(reserved(&exact_request("a")).1 + 1.5 * COST_PER_REQUEST),
             ..Default::default()
         },
     );
@@ -1675,12 +1933,13 @@ async fn keys_are_required_once_one_exists_and_hold_their_routes_and_rates() {
     assert!((1..=30).contains(&retry_after(&headers)), "{headers:?}");
     assert_eq!(fake.hits(), hits);
 
-    // 200 tokens a minute: one request of 150 estimated tokens fits, the next does not.
+    // One request's reservation and 100 tokens a minute: one request fits; once it has used
+    // its 150 tokens, the next reservation does not.
     let tokens = create_key(
         &p,
         NewKey {
             name: "tokens".into(),
-            tokens_per_minute: Some(200),
+            tokens_per_minute: Some(reserved(&exact_request("b")).0 + 100),
             ..Default::default()
         },
     );

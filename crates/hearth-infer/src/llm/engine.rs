@@ -223,6 +223,7 @@ impl<'m> Engine<'m> {
         if job.events.is_closed() {
             return; // the client left while waiting
         }
+        let on_start = job.started;
         self.tick += 1;
         let prompt = job.prompt;
         // The sequence whose cache shares the longest prefix with this prompt, busy or not.
@@ -306,6 +307,9 @@ impl<'m> Engine<'m> {
             added: 0,
             admitted_at: self.tick,
         });
+        if let Some(on_start) = on_start {
+            let _ = on_start.send(());
+        }
         self.slots[target].last_used = self.tick;
         self.shared
             .gauges

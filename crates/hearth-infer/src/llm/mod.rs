@@ -53,6 +53,9 @@ pub struct LlmOptions {
     pub batch_size: u32,
     /// Requests that may wait for a free sequence before new ones are refused.
     pub queue_capacity: usize,
+    /// How long a request may wait for a free sequence before it is refused
+    /// ([`GenerationStream::admitted`] answers [`InferError::QueueTimeout`]).
+    pub max_queue_wait: std::time::Duration,
     pub flash_attention: FlashAttention,
 }
 
@@ -92,6 +95,7 @@ impl Default for LlmOptions {
             max_sequences: 8,
             batch_size: 512,
             queue_capacity: 64,
+            max_queue_wait: std::time::Duration::from_secs(10),
             flash_attention: FlashAttention::Auto,
         }
     }
@@ -237,9 +241,29 @@ pub enum GenerateEvent {
 pub struct GenerationStream {
     pub prompt_tokens: usize,
     events: mpsc::UnboundedReceiver<GenerateEvent>,
+    /// Fires when the engine takes the generation into a sequence.
+    started: Option<tokio::sync::oneshot::Receiver<()>>,
+    max_queue_wait: std::time::Duration,
 }
 
 impl GenerationStream {
+    /// Waits until the engine has taken this generation into a sequence (its prompt is being
+    /// read), for at most the engine's `max_queue_wait`. A server calls this before it
+    /// answers 200, so a request that would wait too long is refused while it still can be:
+    /// [`InferError::QueueTimeout`], and dropping the stream takes it out of the queue.
+    pub async fn admitted(&mut self) -> Result<(), InferError> {
+        let Some(started) = self.started.take() else {
+            return Ok(());
+        };
+        match tokio::time::timeout(self.max_queue_wait, started).await {
+            // Started, or never will be (the engine failed it: its events say why).
+            Ok(_) => Ok(()),
+            Err(_) => Err(InferError::QueueTimeout {
+                waited_ms: self.max_queue_wait.as_millis() as u64,
+            }),
+        }
+    }
+
     /// The next event; `None` after `Done`/`Failed`.
     pub async fn next(&mut self) -> Option<GenerateEvent> {
         self.events.recv().await
@@ -293,6 +317,7 @@ pub(crate) struct Job {
     pub(crate) max_tokens: usize,
     pub(crate) matcher: Option<llguidance::Matcher>,
     pub(crate) events: mpsc::UnboundedSender<GenerateEvent>,
+    pub(crate) started: Option<tokio::sync::oneshot::Sender<()>>,
     pub(crate) submitted: std::time::Instant,
 }
 
@@ -302,6 +327,7 @@ pub struct LlmHandle {
     shared: Arc<Shared>,
     jobs: mpsc::Sender<Job>,
     queue_capacity: usize,
+    max_queue_wait: std::time::Duration,
 }
 
 impl std::fmt::Debug for LlmHandle {
@@ -388,7 +414,14 @@ impl LlmHandle {
             shared,
             jobs,
             queue_capacity: options.queue_capacity.max(1),
+            max_queue_wait: options.max_queue_wait,
         })
+    }
+
+    /// Requests that may wait for a sequence: more prompts than this in one request can
+    /// never be queued together.
+    pub fn queue_capacity(&self) -> usize {
+        self.queue_capacity
     }
 
     pub fn info(&self) -> &LlmInfo {
@@ -520,6 +553,7 @@ impl LlmHandle {
             .map(|c| self.matcher(c))
             .transpose()?;
         let (tx, rx) = mpsc::unbounded_channel();
+        let (started_tx, started_rx) = tokio::sync::oneshot::channel();
         let job = Job {
             prompt: request
                 .prompt
@@ -530,6 +564,7 @@ impl LlmHandle {
             max_tokens,
             matcher,
             events: tx,
+            started: Some(started_tx),
             submitted: std::time::Instant::now(),
         };
         match self.jobs.try_send(job) {
@@ -541,6 +576,8 @@ impl LlmHandle {
                 Ok(GenerationStream {
                     prompt_tokens,
                     events: rx,
+                    started: Some(started_rx),
+                    max_queue_wait: self.max_queue_wait,
                 })
             }
             Err(mpsc::error::TrySendError::Full(_)) => Err(InferError::Overloaded {
