@@ -133,6 +133,12 @@ pub fn check_event_type(kind: &str) -> Result<(), FieldError> {
             message: "'type' must not be empty".into(),
         });
     }
+    if kind.chars().any(char::is_control) {
+        return Err(FieldError {
+            field: "type".into(),
+            message: "'type' must not contain control characters".into(),
+        });
+    }
     check_len("type", kind, MAX_EVENT_TYPE_BYTES)
 }
 
@@ -179,5 +185,10 @@ mod tests {
             timestamp: 0,
         };
         assert_eq!(check_event(&event).unwrap_err().field, "type");
+        let control = Event {
+            kind: "view\u{0}".into(),
+            ..event
+        };
+        assert_eq!(check_event(&control).unwrap_err().field, "type");
     }
 }

@@ -1,11 +1,30 @@
-//! A JSON body extractor whose errors are OpenAI-shaped and name the field at fault.
+//! JSON body and query-string extractors whose errors are OpenAI-shaped and name the field
+//! at fault.
 
 use axum::body::Bytes;
-use axum::extract::{FromRequest, Request};
+use axum::extract::{FromRequest, FromRequestParts, Query, Request};
+use axum::http::request::Parts;
 use axum::http::{header, HeaderMap, StatusCode};
 use serde::de::DeserializeOwned;
 
 use crate::ApiError;
+
+/// A query string read as `T`; a bad one is a 400 in the API's error shape (axum's own
+/// rejection is plain text).
+pub struct ApiQuery<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for ApiQuery<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        let Query(value) = Query::<T>::from_request_parts(parts, state)
+            .await
+            .map_err(|e| {
+                ApiError::new(StatusCode::BAD_REQUEST, "invalid_request", e.body_text())
+            })?;
+        Ok(ApiQuery(value))
+    }
+}
 
 pub struct ApiJson<T>(pub T);
 
@@ -69,6 +88,18 @@ pub fn require_json_content_type(headers: &HeaderMap) -> Result<(), ApiError> {
 }
 
 pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    // Every body of this API is one JSON object (serde would also read a struct from an
+    // array of its fields).
+    let first = bytes.iter().find(|b| !b.is_ascii_whitespace());
+    if first.is_some_and(|&b| {
+        b == b'[' || b == b'"' || b == b'-' || b.is_ascii_digit() || b"tfn".contains(&b)
+    }) {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_json",
+            "the body must be a JSON object",
+        ));
+    }
     let de = &mut serde_json::Deserializer::from_slice(bytes);
     let value = deserialize(de, bytes)?;
     de.end().map_err(|e| {
@@ -157,6 +188,12 @@ mod tests {
         assert!(
             parse_json::<ChatCompletionRequest>(b"{\"model\": \"m\", \"messages\": []}\n ").is_ok()
         );
+        // A struct's fields as an array, or any other JSON value: not an object body.
+        for body in [&br#"["m", []]"#[..], b"\"m\"", b"42", b"null", b" true"] {
+            let err = parse_json::<ChatCompletionRequest>(body).unwrap_err();
+            assert_eq!(err.code, "invalid_json");
+            assert!(err.message.contains("JSON object"), "{}", err.message);
+        }
     }
 
     #[test]

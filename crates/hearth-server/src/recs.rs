@@ -2,7 +2,7 @@
 
 use std::collections::HashMap;
 
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::Json;
 use hearth_core::recs::serve::{ItemFilter, Recommendation};
@@ -11,7 +11,7 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 use crate::error::ApiError;
-use crate::extract::ApiJson;
+use crate::extract::{ApiJson, ApiQuery};
 use crate::AppState;
 
 /// Most items one request may ask for.
@@ -122,7 +122,7 @@ fn list(data: Vec<Recommendation>, version: u64) -> Json<Value> {
 pub async fn for_user(
     State(state): State<AppState>,
     Path(user): Path<String>,
-    Query(query): Query<HashMap<String, String>>,
+    ApiQuery(query): ApiQuery<HashMap<String, String>>,
 ) -> Result<Json<Value>, ApiError> {
     let (n, filter) = n_and_filter(&query)?;
     let recommender = state.platform.recommender().await?;
@@ -141,7 +141,7 @@ pub(crate) async fn user_history(state: &AppState, user: UserId) -> Result<Vec<E
 pub async fn similar(
     State(state): State<AppState>,
     Path(id): Path<String>,
-    Query(query): Query<HashMap<String, String>>,
+    ApiQuery(query): ApiQuery<HashMap<String, String>>,
 ) -> Result<Json<Value>, ApiError> {
     let (n, filter) = n_and_filter(&query)?;
     let recommender = state.platform.recommender().await?;

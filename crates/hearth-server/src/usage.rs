@@ -1,12 +1,13 @@
 //! `GET /v1/usage`: spend, tokens and savings from the gateway's ledger.
 
-use axum::extract::{Query, State};
+use axum::extract::State;
 use axum::{Extension, Json};
 use hearth_gateway::ledger::{parse_since, GroupBy, UsageReport};
 use hearth_gateway::GatewayError;
 use hearth_gateway::{Caller, Scope};
 use serde::Deserialize;
 
+use crate::extract::ApiQuery;
 use crate::{ApiError, AppState};
 
 #[derive(Debug, Deserialize)]
@@ -26,7 +27,7 @@ pub struct UsageQuery {
 pub async fn report(
     State(state): State<AppState>,
     Extension(caller): Extension<Caller>,
-    Query(query): Query<UsageQuery>,
+    ApiQuery(query): ApiQuery<UsageQuery>,
 ) -> Result<Json<UsageReport>, ApiError> {
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)

@@ -90,6 +90,33 @@ async fn malformed_requests_name_the_problem() {
 }
 
 #[tokio::test]
+async fn bad_query_strings_and_non_object_bodies_are_errors_in_the_api_shape() {
+    let (p, _dir) = platform(&[]);
+    for uri in [
+        "/v1/usage?unknown=1",
+        "/v1/usage?by=%FF",
+        "/v1/recommendations/u1?n=%FF%FE",
+    ] {
+        let (status, headers, value) =
+            call(&p, Request::get(uri).body(Body::empty()).unwrap()).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{uri}: {value}");
+        assert_eq!(headers[header::CONTENT_TYPE], "application/json", "{uri}");
+        assert_eq!(value["error"]["code"], "invalid_request", "{uri}: {value}");
+    }
+    // serde would read a struct from an array of its fields: the API takes objects only.
+    let (status, _, value) = call(
+        &p,
+        post(
+            "/v1/chat/completions",
+            r#"["smollm2", [{"role": "user", "content": "hi"}]]"#,
+        ),
+    )
+    .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(value["error"]["code"], "invalid_json");
+}
+
+#[tokio::test]
 async fn oversize_bodies_get_413() {
     let (p, _dir) = platform(&[]);
     let big = json!({"model": "m", "input": "x".repeat(4096)}).to_string();
