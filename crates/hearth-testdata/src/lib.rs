@@ -4,6 +4,8 @@
 
 use std::path::PathBuf;
 
+pub mod pii;
+
 fn cache() -> PathBuf {
     std::env::var_os("XDG_CACHE_HOME")
         .map(PathBuf::from)
