@@ -255,10 +255,13 @@ impl Gateway {
     }
 
     /// A chat completion on this machine's engine for `request.model`.
+    /// `owner`: whose request it is (key or tenant; empty for the apps' own), for the
+    /// engine's turns between clients.
     pub(crate) async fn local_chat(
         &self,
         request: &ChatCompletionRequest,
         constraint: Option<Constraint>,
+        owner: &str,
     ) -> Result<ChatStream, GatewayError> {
         validate_chat(request)?;
         let params = sampling_params(&request.sampling)?;
@@ -279,11 +282,14 @@ impl Gateway {
         let tokens = engine.tokenize_chat(&prompt);
         let forced = matches!(mode, ToolMode::Forced(_));
         let generation = engine
-            .generate(GenerateRequest {
-                prompt: tokens,
-                params,
-                constraint,
-            })
+            .generate_for(
+                GenerateRequest {
+                    prompt: tokens,
+                    params,
+                    constraint,
+                },
+                owner,
+            )
             .map_err(|e| match e {
                 // The schema that cannot be enforced is the tools' parameters, not a
                 // response_format the request never sent.
@@ -314,6 +320,7 @@ impl Gateway {
     pub async fn completion(
         &self,
         request: &CompletionRequest,
+        owner: &str,
     ) -> Result<Vec<ChatStream>, GatewayError> {
         let params = sampling_params(&request.sampling)?;
         let (info, engine) = self.chat_engine(&request.model, "completions").await?;
@@ -350,11 +357,14 @@ impl Gateway {
         let mut streams = Vec::with_capacity(prompts.len());
         for (i, tokens) in prompts.into_iter().enumerate() {
             let echo = request.echo.then(|| engine.detokenize(&tokens));
-            let mut generation = engine.generate(GenerateRequest {
-                prompt: tokens,
-                params: params.clone(),
-                constraint: None,
-            })?;
+            let mut generation = engine.generate_for(
+                GenerateRequest {
+                    prompt: tokens,
+                    params: params.clone(),
+                    constraint: None,
+                },
+                owner,
+            )?;
             if i == 0 {
                 generation.admitted().await?;
             }

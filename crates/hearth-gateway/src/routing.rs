@@ -405,7 +405,7 @@ impl Gateway {
                 }
                 let started = Instant::now();
                 let at = crate::unix_now_f64();
-                let outcome = self.attempt(&route, deployment, request).await;
+                let outcome = self.attempt(&route, deployment, request, caller).await;
                 match outcome {
                     Ok((mut stream, audit)) => {
                         deployment.succeeded();
@@ -587,7 +587,7 @@ impl Gateway {
         let mut local = request.clone();
         local.model = deployment.model.clone();
         let (at, started) = (crate::unix_now_f64(), Instant::now());
-        let mut stream = self.local_chat(&local, Some(constraint)).await?;
+        let mut stream = self.local_chat(&local, Some(constraint), "").await?;
         stream.model = route.alias.clone();
         stream.meter = Some(self.meter(
             &route,
@@ -606,12 +606,14 @@ impl Gateway {
         route: &Route,
         deployment: &Deployment,
         request: &ChatCompletionRequest,
+        caller: &Caller,
     ) -> Result<(ChatStream, Option<AuditRecord>), Attempt> {
         let mut request = request.clone();
         request.model = deployment.model.clone();
         let upstream = match &deployment.target {
             Target::Local => {
-                return match self.local_chat(&request, None).await {
+                let owner = caller.owner().unwrap_or_default();
+                return match self.local_chat(&request, None, &owner).await {
                     Ok(mut stream) => {
                         if !route.implicit {
                             stream.model = route.alias.clone();
@@ -764,7 +766,9 @@ impl Gateway {
         let mut local = request.clone();
         local.model = deployment.model.clone();
         let (at, started) = (crate::unix_now_f64(), Instant::now());
-        let mut streams = self.completion(&local).await?;
+        let mut streams = self
+            .completion(&local, &caller.owner().unwrap_or_default())
+            .await?;
         let chat_like =
             ChatCompletionRequest::streaming(&route.alias, Vec::new(), Default::default());
         for stream in &mut streams {

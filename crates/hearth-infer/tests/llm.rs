@@ -345,6 +345,50 @@ async fn a_full_queue_is_refused_at_once() {
     }
 }
 
+/// One client's many waiting requests do not keep another's behind them all: waiting requests
+/// are taken in turn by owner.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn waiting_requests_are_taken_in_turn_by_owner() {
+    let engine = smollm(LlmOptions {
+        max_sequences: 1,
+        ..Default::default()
+    });
+    let prompt = engine.tokenize("Once upon a time", true);
+    let submit = |owner: &str| {
+        engine
+            .generate_for(
+                GenerateRequest {
+                    prompt: prompt.clone(),
+                    params: greedy(8),
+                    constraint: None,
+                },
+                owner,
+            )
+            .unwrap()
+    };
+    // One client queues six requests, then a second client one.
+    let mut streams: Vec<(&str, _)> = (0..6).map(|_| ("greedy", submit("greedy"))).collect();
+    streams.push(("other", submit("other")));
+    let finished = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let tasks: Vec<_> = streams
+        .into_iter()
+        .map(|(owner, stream)| {
+            let finished = finished.clone();
+            tokio::spawn(async move {
+                stream.collect().await.unwrap();
+                finished.lock().unwrap().push(owner);
+            })
+        })
+        .collect();
+    for task in tasks {
+        task.await.unwrap();
+    }
+    let order = finished.lock().unwrap().clone();
+    let other = order.iter().position(|&o| o == "other").unwrap();
+    // In arrival order it would be last (7th); in turns it is served second or third.
+    assert!(other <= 2, "{order:?}");
+}
+
 #[tokio::test]
 async fn json_schema_constraint_always_yields_valid_json() {
     let engine = smollm(LlmOptions::default());

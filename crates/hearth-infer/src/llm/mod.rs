@@ -318,6 +318,9 @@ pub(crate) struct Job {
     pub(crate) matcher: Option<llguidance::Matcher>,
     pub(crate) events: mpsc::UnboundedSender<GenerateEvent>,
     pub(crate) started: Option<tokio::sync::oneshot::Sender<()>>,
+    /// Whose request this is (an API key or tenant; empty for the apps' own): waiting
+    /// requests are served in turn by owner.
+    pub(crate) owner: String,
     pub(crate) submitted: std::time::Instant,
 }
 
@@ -519,6 +522,17 @@ impl LlmHandle {
     /// Submits a generation. Fails at once (never waits) when the prompt does not fit the
     /// context or the queue is full.
     pub fn generate(&self, request: GenerateRequest) -> Result<GenerationStream, InferError> {
+        self.generate_for(request, "")
+    }
+
+    /// [`LlmHandle::generate`] on behalf of `owner` (an API key or tenant). Requests waiting
+    /// for a sequence are taken in turn by owner, so one client's many requests do not keep
+    /// another's waiting behind them all.
+    pub fn generate_for(
+        &self,
+        request: GenerateRequest,
+        owner: &str,
+    ) -> Result<GenerationStream, InferError> {
         request.params.validate()?;
         let info = &self.shared.info;
         if request.prompt.is_empty() {
@@ -565,25 +579,34 @@ impl LlmHandle {
             matcher,
             events: tx,
             started: Some(started_tx),
+            owner: owner.to_owned(),
             submitted: std::time::Instant::now(),
         };
+        // The engine moves jobs out of the channel into its own per-owner queues at every
+        // step, so the bound is the count of requests waiting, taken before the job is sent.
+        let queued = &self.shared.gauges.queued_requests;
+        if queued.fetch_add(1, Ordering::Relaxed) >= self.queue_capacity {
+            queued.fetch_sub(1, Ordering::Relaxed);
+            return Err(InferError::Overloaded {
+                capacity: self.queue_capacity,
+            });
+        }
         match self.jobs.try_send(job) {
-            Ok(()) => {
-                self.shared
-                    .gauges
-                    .queued_requests
-                    .fetch_add(1, Ordering::Relaxed);
-                Ok(GenerationStream {
-                    prompt_tokens,
-                    events: rx,
-                    started: Some(started_rx),
-                    max_queue_wait: self.max_queue_wait,
+            Ok(()) => Ok(GenerationStream {
+                prompt_tokens,
+                events: rx,
+                started: Some(started_rx),
+                max_queue_wait: self.max_queue_wait,
+            }),
+            Err(e) => {
+                queued.fetch_sub(1, Ordering::Relaxed);
+                Err(match e {
+                    mpsc::error::TrySendError::Full(_) => InferError::Overloaded {
+                        capacity: self.queue_capacity,
+                    },
+                    mpsc::error::TrySendError::Closed(_) => InferError::EngineStopped,
                 })
             }
-            Err(mpsc::error::TrySendError::Full(_)) => Err(InferError::Overloaded {
-                capacity: self.queue_capacity,
-            }),
-            Err(mpsc::error::TrySendError::Closed(_)) => Err(InferError::EngineStopped),
         }
     }
 }
