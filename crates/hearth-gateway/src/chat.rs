@@ -406,6 +406,15 @@ impl Gateway {
         &self,
         request: &EmbeddingRequest,
     ) -> Result<EmbeddingResponse, GatewayError> {
+        self.embed_for(request, "").await
+    }
+
+    /// [`Gateway::embed`] on behalf of `owner` (key or tenant), for the engine's turns.
+    pub(crate) async fn embed_for(
+        &self,
+        request: &EmbeddingRequest,
+        owner: &str,
+    ) -> Result<EmbeddingResponse, GatewayError> {
         let inputs: Vec<EmbedInput> = match &request.input {
             EmbeddingInput::Text(t) => vec![EmbedInput::Text(t.clone())],
             EmbeddingInput::Texts(ts) => ts.iter().cloned().map(EmbedInput::Text).collect(),
@@ -447,7 +456,7 @@ impl Gateway {
                 ));
             }
         }
-        let embeddings = engine.embed(inputs).await?;
+        let embeddings = engine.embed_for(inputs, owner).await?;
         let data = embeddings
             .vectors
             .into_iter()

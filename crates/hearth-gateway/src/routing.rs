@@ -800,7 +800,9 @@ impl Gateway {
         let mut local = request.clone();
         local.model = deployment.model.clone();
         let (at, started) = (crate::unix_now_f64(), Instant::now());
-        let result = self.embed(&local).await;
+        let result = self
+            .embed_for(&local, &caller.owner().unwrap_or_default())
+            .await;
         let chat_like =
             ChatCompletionRequest::streaming(&route.alias, Vec::new(), Default::default());
         let mut meter = self.meter(

@@ -513,7 +513,7 @@ impl EmbeddingModel {
     fn serve(&self, group: Vec<EmbedCommand>) {
         let mut live = Vec::with_capacity(group.len());
         let mut sequences = Vec::new();
-        for EmbedCommand { inputs, reply } in group {
+        for EmbedCommand { inputs, reply, .. } in group {
             if reply.is_closed() {
                 continue;
             }
@@ -1520,6 +1520,9 @@ fn gelu_tanh(x: f32) -> f32 {
 struct EmbedCommand {
     inputs: Vec<EmbedInput>,
     reply: oneshot::Sender<Result<Embeddings, InferError>>,
+    /// Whose request (an API key or tenant; empty for the apps' own): waiting requests are
+    /// served in turn by owner.
+    owner: String,
 }
 
 /// A cloneable handle to an embedding model running on a thread of its own.
@@ -1528,6 +1531,9 @@ pub struct EmbedHandle {
     queue: mpsc::Sender<EmbedCommand>,
     capacity: usize,
     dims: usize,
+    /// Requests sent and not yet taken into a round (the engine empties the channel into
+    /// its turns at once, so this is the queue's bound).
+    waiting: std::sync::Arc<std::sync::atomic::AtomicUsize>,
 }
 
 impl std::fmt::Debug for EmbedHandle {
@@ -1553,22 +1559,34 @@ impl EmbedHandle {
         let dims = model.dims();
         let (queue, mut commands) = mpsc::channel::<EmbedCommand>(opts.queue_capacity);
         // Requests already waiting when the engine frees up are served together, up to what
-        // one round of forward passes takes; nothing waits for more to arrive.
+        // one round of forward passes takes, taken in turn by owner; nothing waits for more
+        // to arrive.
         let group_inputs = opts.max_batch * opts.threads;
+        let waiting = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let taken = waiting.clone();
         thread::Builder::new()
             .name("hearth-embed".into())
             .spawn(move || {
-                while let Some(first) = commands.blocking_recv() {
-                    let mut inputs = first.inputs.len();
-                    let mut group = vec![first];
-                    while inputs < group_inputs {
-                        match commands.try_recv() {
-                            Ok(command) => {
-                                inputs += command.inputs.len();
-                                group.push(command);
-                            }
-                            Err(_) => break,
+                let mut turns = crate::turns::Turns::<EmbedCommand>::default();
+                loop {
+                    if turns.is_empty() {
+                        match commands.blocking_recv() {
+                            Some(command) => turns.push(&command.owner.clone(), command),
+                            None => return,
                         }
+                    }
+                    while let Ok(command) = commands.try_recv() {
+                        turns.push(&command.owner.clone(), command);
+                    }
+                    let mut inputs = 0;
+                    let mut group = Vec::new();
+                    while inputs < group_inputs {
+                        let Some(command) = turns.pop() else {
+                            break;
+                        };
+                        taken.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+                        inputs += command.inputs.len();
+                        group.push(command);
                     }
                     model.serve(group);
                 }
@@ -1578,21 +1596,45 @@ impl EmbedHandle {
             queue,
             capacity: opts.queue_capacity,
             dims,
+            waiting,
         })
     }
 
     /// Embeds `inputs` on the engine thread. A full queue answers
     /// [`InferError::Overloaded`] at once; dropping the future before the work starts skips it.
     pub async fn embed(&self, inputs: Vec<EmbedInput>) -> Result<Embeddings, InferError> {
+        self.embed_for(inputs, "").await
+    }
+
+    /// [`EmbedHandle::embed`] on behalf of `owner` (an API key or tenant): requests waiting
+    /// for the engine are taken in turn by owner.
+    pub async fn embed_for(
+        &self,
+        inputs: Vec<EmbedInput>,
+        owner: &str,
+    ) -> Result<Embeddings, InferError> {
+        use std::sync::atomic::Ordering;
         let (reply, answer) = oneshot::channel();
-        self.queue
-            .try_send(EmbedCommand { inputs, reply })
-            .map_err(|e| match e {
+        if self.waiting.fetch_add(1, Ordering::Relaxed) >= self.capacity {
+            self.waiting.fetch_sub(1, Ordering::Relaxed);
+            return Err(InferError::Overloaded {
+                capacity: self.capacity,
+            });
+        }
+        let command = EmbedCommand {
+            inputs,
+            reply,
+            owner: owner.to_owned(),
+        };
+        if let Err(e) = self.queue.try_send(command) {
+            self.waiting.fetch_sub(1, Ordering::Relaxed);
+            return Err(match e {
                 mpsc::error::TrySendError::Full(_) => InferError::Overloaded {
                     capacity: self.capacity,
                 },
                 mpsc::error::TrySendError::Closed(_) => InferError::EngineStopped,
-            })?;
+            });
+        }
         answer.await.map_err(|_| InferError::EngineStopped)?
     }
 

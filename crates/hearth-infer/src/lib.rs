@@ -11,6 +11,7 @@ mod error;
 pub mod hub;
 pub mod llm;
 pub mod registry;
+mod turns;
 
 pub use error::InferError;
 

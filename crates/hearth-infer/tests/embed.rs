@@ -300,6 +300,47 @@ fn handle_embeds_from_async_code() {
     });
 }
 
+/// One client's many waiting requests do not keep another's behind them all: the engine takes
+/// waiting requests in turn by owner.
+#[test]
+fn waiting_requests_are_taken_in_turn_by_owner() {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    runtime.block_on(async {
+        // One request per round, so the order of rounds is the order of service.
+        let handle = EmbedHandle::spawn(
+            &model_dir(),
+            EmbedOptions {
+                max_batch: 1,
+                threads: 1,
+                ..EmbedOptions::default()
+            },
+        )
+        .expect("spawn");
+        let text = "a long enough sentence about kettles, mugs and teapots ".repeat(8);
+        let finished = std::sync::Mutex::new(Vec::new());
+        let owners = ["greedy"; 6].into_iter().chain(["other"]);
+        // Submitted in this order (join_all polls each once, in order, before any answer).
+        let requests = owners.map(|owner| {
+            let (handle, text, finished) = (&handle, text.clone(), &finished);
+            async move {
+                handle
+                    .embed_for(vec![EmbedInput::Text(text)], owner)
+                    .await
+                    .expect("embed");
+                finished.lock().unwrap().push(owner);
+            }
+        });
+        futures::future::join_all(requests).await;
+        let order = finished.into_inner().unwrap();
+        let other = order.iter().position(|&o| o == "other").unwrap();
+        // In arrival order it would be last (7th); in turns it is served second or third.
+        assert!(other <= 2, "{order:?}");
+    });
+}
+
 #[test]
 fn full_queue_answers_overloaded_and_the_rest_complete() {
     let runtime = tokio::runtime::Builder::new_current_thread()

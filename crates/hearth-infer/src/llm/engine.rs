@@ -98,40 +98,6 @@ struct Slot {
     last_used: u64,
 }
 
-/// Jobs waiting for a sequence, taken in turn by owner (round robin), each owner's in order.
-#[derive(Default)]
-struct Waiting {
-    by_owner: std::collections::HashMap<String, std::collections::VecDeque<Job>>,
-    /// Owners with waiting jobs, in the order their next job is taken.
-    turns: std::collections::VecDeque<String>,
-}
-
-impl Waiting {
-    fn push(&mut self, job: Job) {
-        let queue = self.by_owner.entry(job.owner.clone()).or_default();
-        if queue.is_empty() {
-            self.turns.push_back(job.owner.clone());
-        }
-        queue.push_back(job);
-    }
-
-    fn pop(&mut self) -> Option<Job> {
-        let owner = self.turns.pop_front()?;
-        let queue = self.by_owner.get_mut(&owner)?;
-        let job = queue.pop_front();
-        if queue.is_empty() {
-            self.by_owner.remove(&owner);
-        } else {
-            self.turns.push_back(owner);
-        }
-        job
-    }
-
-    fn is_empty(&self) -> bool {
-        self.turns.is_empty()
-    }
-}
-
 struct Engine<'m> {
     model: &'m LlamaModel,
     ctx: LlamaContext<'m>,
@@ -229,16 +195,16 @@ impl<'m> Engine<'m> {
     }
 
     fn run(mut self, mut jobs: mpsc::Receiver<Job>) {
-        let mut waiting = Waiting::default();
+        let mut waiting = crate::turns::Turns::<Job>::default();
         loop {
             if self.active_count() == 0 && waiting.is_empty() {
                 match jobs.blocking_recv() {
-                    Some(job) => waiting.push(job),
+                    Some(job) => waiting.push(&job.owner.clone(), job),
                     None => return,
                 }
             }
             while let Ok(job) = jobs.try_recv() {
-                waiting.push(job);
+                waiting.push(&job.owner.clone(), job);
             }
             while self.active_count() < self.slots.len() {
                 match waiting.pop() {
