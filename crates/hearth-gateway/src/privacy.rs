@@ -355,25 +355,19 @@ fn structural(parent: Option<&str>, key: &str) -> bool {
 /// values, response-format schemas, stop strings, the end-user id), with its PII replaced by
 /// `redactor`'s placeholders. Object keys and the structural fields above stay as they are.
 pub fn redact_json(value: &mut serde_json::Value, redactor: &mut Redactor) {
-    walk_strings(value, None, &mut |_, s| {
-        let redacted = redactor.redact(s);
-        if redacted != *s {
-            *s = redacted;
-        }
-    });
+    walk_strings(value, &mut |_, s| *s = redactor.redact(s));
 }
 
 /// The first text of a JSON request holding PII of one of `kinds`: its field's path (such as
 /// `messages[1].content`) and the kind.
 pub fn find_kinds(
-    value: &serde_json::Value,
+    mut value: serde_json::Value,
     known: &KnownPii,
     kinds: &[PiiKind],
 ) -> Option<(String, PiiKind)> {
     let matchers = known_matchers(known);
     let mut found = None;
-    let mut value = value.clone();
-    walk_strings(&mut value, None, &mut |path, s| {
+    walk_strings(&mut value, &mut |path, s| {
         if found.is_none() {
             if let Some(span) = detect_with(s, &matchers)
                 .into_iter()
@@ -386,11 +380,8 @@ pub fn find_kinds(
     found
 }
 
-fn walk_strings(
-    value: &mut serde_json::Value,
-    path: Option<&str>,
-    visit: &mut dyn FnMut(&str, &mut String),
-) {
+/// Calls `visit` with the path and text of every string of `value` that is not structure.
+fn walk_strings(value: &mut serde_json::Value, visit: &mut dyn FnMut(&str, &mut String)) {
     fn go(
         value: &mut serde_json::Value,
         path: &str,
@@ -420,7 +411,7 @@ fn walk_strings(
             _ => {}
         }
     }
-    go(value, path.unwrap_or(""), None, visit);
+    go(value, "", None, visit);
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -263,7 +263,7 @@ fn refuse_forbidden_pii(
     if let Some(map) = body.as_object_mut() {
         map.remove("known_pii");
     }
-    match crate::privacy::find_kinds(&body, &known, &route.refuse) {
+    match crate::privacy::find_kinds(body, &known, &route.refuse) {
         Some((param, kind)) => Err(GatewayError::PiiRefused {
             route: route.alias.clone(),
             kind: kind.as_str(),
@@ -332,10 +332,11 @@ impl Gateway {
         crate::chat::validate_chat(request)?;
         let route = self.routing.route(&request.model);
         refuse_forbidden_pii(&route, request)?;
-        let mut reservation = self.admit(caller, &route, request)?;
+        let bounds = self.bounds(request);
+        let mut reservation = self.admit(caller, &route, bounds)?;
         let (at, started) = (crate::unix_now_f64(), Instant::now());
         let result = self
-            .dispatch(route.clone(), request, caller, &mut reservation)
+            .dispatch(route.clone(), request, bounds, caller, &mut reservation)
             .await;
         if let Err(e) = &result {
             // No deployment answered: nothing was spent. (A request dropped while it waits
@@ -350,11 +351,19 @@ impl Gateway {
         result
     }
 
+    /// The most prompt and completion tokens `request` can be billed for.
+    fn bounds(&self, request: &ChatCompletionRequest) -> (u64, u64) {
+        (
+            prompt_bound(request),
+            completion_bound(request, self.settings.max_tokens_estimate),
+        )
+    }
+
     pub(crate) fn admit(
         &self,
         caller: &Caller,
         route: &Route,
-        request: &ChatCompletionRequest,
+        (prompt, completion): (u64, u64),
     ) -> Result<Option<Reservation>, GatewayError> {
         let Some(key) = &caller.key else {
             return Ok(None);
@@ -368,8 +377,6 @@ impl Gateway {
         let Some(keys) = &self.keys else {
             return Ok(None);
         };
-        let prompt = prompt_bound(request);
-        let completion = completion_bound(request, self.settings.max_tokens_estimate);
         let cost = route
             .deployments
             .iter()
@@ -382,6 +389,7 @@ impl Gateway {
         &self,
         route: Arc<Route>,
         request: &ChatCompletionRequest,
+        bounds: (u64, u64),
         caller: &Caller,
         reservation: &mut Option<Reservation>,
     ) -> Result<ChatStream, GatewayError> {
@@ -414,7 +422,7 @@ impl Gateway {
                             deployment,
                             caller,
                             (at, started, fallbacks),
-                            request,
+                            bounds,
                             reservation.take(),
                             audit,
                         ));
@@ -526,7 +534,7 @@ impl Gateway {
         deployment: &Deployment,
         caller: &Caller,
         (at, started, fallbacks): (f64, Instant, u32),
-        request: &ChatCompletionRequest,
+        bounds: (u64, u64),
         reservation: Option<Reservation>,
         audit: Option<AuditRecord>,
     ) -> Meter {
@@ -553,10 +561,7 @@ impl Gateway {
             deployment.price,
             self.settings.machine_cost_per_hour,
             started,
-            (
-                prompt_bound(request),
-                completion_bound(request, self.settings.max_tokens_estimate),
-            ),
+            bounds,
             reservation,
             audit,
         )
@@ -594,7 +599,7 @@ impl Gateway {
             deployment,
             &Caller::default(),
             (at, started, 0),
-            request,
+            self.bounds(request),
             None,
             None,
         ));
@@ -780,7 +785,7 @@ impl Gateway {
                 deployment,
                 caller,
                 (at, started, 0),
-                &chat_like,
+                self.bounds(&chat_like),
                 reservation.take(),
                 None,
             ));
@@ -810,7 +815,7 @@ impl Gateway {
             deployment,
             caller,
             (at, started, 0),
-            &chat_like,
+            self.bounds(&chat_like),
             reservation,
             None,
         );

@@ -219,27 +219,21 @@ pub struct RecordReader<T> {
     _record: std::marker::PhantomData<T>,
 }
 
-/// What a record may take from where it was read: its file, its line, and how many rows
+/// What a record may take from where it was read: the file's full path, and how many rows
 /// with the same content came before it in this file (for content-derived event ids).
 pub struct Defaults {
-    /// The file as given.
-    pub file: PathBuf,
     /// The file's canonical full path.
     pub full_path: String,
-    /// The current row's line.
-    pub line: u64,
     seen: HashMap<[u8; 16], u32>,
 }
 
 impl Defaults {
     fn new(file: &Path) -> Defaults {
         Defaults {
-            file: file.to_owned(),
             full_path: std::fs::canonicalize(file)
                 .unwrap_or_else(|_| file.to_owned())
                 .to_string_lossy()
                 .into_owned(),
-            line: 0,
             seen: HashMap::new(),
         }
     }
@@ -541,7 +535,6 @@ impl<T: FromRow> Iterator for RecordReader<T> {
                     message,
                 })
                 .map(|mut record| {
-                    self.defaults.line = line;
                     record.fill_defaults(&mut self.defaults);
                     record
                 }),

@@ -1702,6 +1702,30 @@ fn reserved(body: &Value) -> (u64, f64) {
     (tokens, tokens as f64 * 10.0 / 1e6)
 }
 
+/// Key "app" with `budget` USD (models, and its own usage).
+fn budget_key(p: &Platform, budget: f64) -> String {
+    create_key(
+        p,
+        NewKey {
+            name: "app".into(),
+            budget: Some(budget),
+            ..Default::default()
+        },
+    )
+}
+
+/// Key "ops" with the admin scope (reads /metrics).
+fn ops_key(p: &Platform) -> String {
+    create_key(
+        p,
+        NewKey {
+            name: "ops".into(),
+            scopes: vec![Scope::Admin],
+            ..Default::default()
+        },
+    )
+}
+
 /// A key for these tests: models, and its own usage to check what it spent.
 fn create_key(p: &Platform, mut new: NewKey) -> String {
     if new.scopes.is_empty() {
@@ -1721,14 +1745,7 @@ async fn a_budget_holds_under_many_concurrent_requests() {
     );
     // Room for 10.5 answers, of which the last few cannot be reserved.
     let budget = 10.5 * COST_PER_REQUEST;
-    let secret = create_key(
-        &p,
-        NewKey {
-            name: "app".into(),
-            budget: Some(budget),
-            ..Default::default()
-        },
-    );
+    let secret = budget_key(&p, budget);
     let calls = (0..40).map(|_| {
         let (p, secret) = (p.clone(), secret.clone());
         tokio::spawn(async move { chat(&p, &exact_request("a"), Some(&secret)).await })
@@ -1775,14 +1792,7 @@ async fn a_budget_holds_under_many_concurrent_requests() {
     assert!(f(&app["cost"]) <= budget);
     assert_close(f(&app["cost"]), spent, "the key's spend");
     // The budgets gauge is the operator's to read (admin scope).
-    let ops = create_key(
-        &p,
-        NewKey {
-            name: "ops".into(),
-            scopes: vec![Scope::Admin],
-            ..Default::default()
-        },
-    );
+    let ops = ops_key(&p);
     let left = metric(
         &metrics_text(&p, Some(&ops)).await,
         r#"hearth_gateway_budget_left_usd{key="app"}"#,
@@ -1802,14 +1812,7 @@ async fn an_upstream_that_overreports_cannot_spend_past_the_budget() {
     hi["max_tokens"] = json!(16);
     let (bound, reserve) = reserved(&hi);
     let budget = 7.5 * reserve;
-    let secret = create_key(
-        &p,
-        NewKey {
-            name: "app".into(),
-            budget: Some(budget),
-            ..Default::default()
-        },
-    );
+    let secret = budget_key(&p, budget);
     let calls = (0..60).map(|i| {
         let (p, secret) = (p.clone(), secret.clone());
         let mut body = hi.clone();
@@ -1843,14 +1846,7 @@ async fn an_upstream_that_overreports_cannot_spend_past_the_budget() {
         said.iter().filter(|&&t| t == OVERREPORTED_TOKENS).count() == 7,
         "{said:?}"
     );
-    let ops = create_key(
-        &p,
-        NewKey {
-            name: "ops".into(),
-            scopes: vec![Scope::Admin],
-            ..Default::default()
-        },
-    );
+    let ops = ops_key(&p);
     let text = metrics_text(&p, Some(&ops)).await;
     assert_eq!(
         metric(
