@@ -10,6 +10,9 @@ HEARTH_MOVIELENS=$(scripts/fetch-movielens.sh)
 export HEARTH_MOVIELENS
 
 cargo fmt --all -- --check
+# The crate graph keeps the direction ARCHITECTURE.md states.
+python3 scripts/check-layering.py --self-test
+python3 scripts/check-layering.py
 # One build of everything with one feature set (tests included), reused by every step below.
 cargo build --release --workspace --all-targets
 cargo clippy --release --workspace --all-targets -- -D warnings

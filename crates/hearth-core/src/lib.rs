@@ -30,6 +30,9 @@ pub struct Platform {
 
 struct Inner {
     config: Config,
+    /// The data directory's one database and artifact directories, opened once per process:
+    /// every app's typed store sits over this one writer and its reader pool.
+    store: hearth_store::Store,
     gateway: Gateway,
     /// The recommendation tables, opened (and migrated) on first use.
     recs: std::sync::Mutex<Option<recs::store::RecsStore>>,
@@ -66,6 +69,7 @@ impl Platform {
         Ok(Platform {
             inner: Arc::new(Inner {
                 config,
+                store,
                 gateway,
                 recs: std::sync::Mutex::new(None),
                 recommender: std::sync::Mutex::new(LiveRecommender::default()),
@@ -83,21 +87,25 @@ impl Platform {
         &self.inner.gateway
     }
 
+    /// The data directory's store, opened once by [`Platform::open`].
+    pub fn store(&self) -> &hearth_store::Store {
+        &self.inner.store
+    }
+
     /// The recommendation engine's tables in the data directory's database.
     pub fn recs_store(&self) -> Result<recs::store::RecsStore, recs::RecsError> {
         let mut slot = self.inner.recs.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(store) = slot.as_ref() {
             return Ok(store.clone());
         }
-        let store = hearth_store::Store::open(&self.inner.config.data_dir)?;
-        let recs = recs::store::RecsStore::open(store.db().clone())?;
+        let recs = recs::store::RecsStore::open(self.inner.store.db().clone())?;
         *slot = Some(recs.clone());
         Ok(recs)
     }
 
     /// Published recommendation models (`$DATA_DIR/artifacts/recs`).
     pub fn recs_artifacts(&self) -> hearth_store::Artifacts {
-        hearth_store::Artifacts::new(self.inner.config.data_dir.join("artifacts").join("recs"))
+        self.inner.store.artifacts("recs")
     }
 
     /// The live recommender: the newest published model with the store's current catalogue.

@@ -139,8 +139,7 @@ impl Platform {
         if let Some(store) = slot.as_ref() {
             return Ok(store.clone());
         }
-        let store = hearth_store::Store::open(&self.config().data_dir)?;
-        let sessions = SessionStore::open(store.db().clone())?;
+        let sessions = SessionStore::open(self.store().db().clone())?;
         *slot = Some(sessions.clone());
         Ok(sessions)
     }
@@ -300,8 +299,7 @@ impl Platform {
         if let Some(kb) = slot.as_ref() {
             return Ok(kb.clone());
         }
-        let store = hearth_store::Store::open(&self.config().data_dir)?;
-        let kb = KnowledgeBase::open(store.db().clone())?;
+        let kb = KnowledgeBase::open(self.store().db().clone())?;
         *slot = Some(kb.clone());
         Ok(kb)
     }

@@ -66,20 +66,20 @@ pub enum GatewayError {
 }
 
 impl GatewayError {
-    pub fn code(&self) -> &'static str {
+    pub fn code(&self) -> hearth_types::ErrorCode {
         match self {
-            GatewayError::InvalidRequest { .. } => "invalid_request",
-            GatewayError::WrongModelKind { .. } => "wrong_model_kind",
+            GatewayError::InvalidRequest { .. } => hearth_types::ErrorCode::InvalidRequest,
+            GatewayError::WrongModelKind { .. } => hearth_types::ErrorCode::WrongModelKind,
             GatewayError::Infer(e) => e.code(),
-            GatewayError::Config(_) => "gateway_config",
-            GatewayError::Forbidden { .. } => "model_not_allowed",
-            GatewayError::RateLimited { .. } => "rate_limit_exceeded",
-            GatewayError::BudgetExceeded { .. } => "budget_exceeded",
-            GatewayError::Upstream(_) => "upstream_error",
-            GatewayError::UpstreamRejected { .. } => "upstream_rejected",
-            GatewayError::Unavailable { .. } => "no_deployment_available",
+            GatewayError::Config(_) => hearth_types::ErrorCode::GatewayConfig,
+            GatewayError::Forbidden { .. } => hearth_types::ErrorCode::ModelNotAllowed,
+            GatewayError::RateLimited { .. } => hearth_types::ErrorCode::RateLimitExceeded,
+            GatewayError::BudgetExceeded { .. } => hearth_types::ErrorCode::BudgetExceeded,
+            GatewayError::Upstream(_) => hearth_types::ErrorCode::UpstreamError,
+            GatewayError::UpstreamRejected { .. } => hearth_types::ErrorCode::UpstreamRejected,
+            GatewayError::Unavailable { .. } => hearth_types::ErrorCode::NoDeploymentAvailable,
             GatewayError::Store(e) => e.code(),
-            GatewayError::PiiRefused { .. } => "pii_refused",
+            GatewayError::PiiRefused { .. } => hearth_types::ErrorCode::PiiRefused,
         }
     }
 

@@ -60,37 +60,11 @@ impl Period {
                 (start as f64, (start + DAY) as f64)
             }
             Period::Month => {
-                let (y, m, _) = civil_from_days(secs.div_euclid(DAY));
-                let start = days_from_civil(y, m, 1) * DAY;
-                let (ny, nm) = if m == 12 { (y + 1, 1) } else { (y, m + 1) };
-                let end = days_from_civil(ny, nm, 1) * DAY;
+                let (start, end) = hearth_types::clock::utc_month_bounds(secs);
                 (start as f64, end as f64)
             }
         }
     }
-}
-
-// Howard Hinnant's civil-date algorithms (proleptic Gregorian, days since 1970-01-01).
-pub(crate) fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let mp = (m + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + d - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146_097 + doe - 719_468
-}
-
-fn civil_from_days(z: i64) -> (i64, i64, i64) {
-    let z = z + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    (yoe + era * 400 + i64::from(m <= 2), m, d)
 }
 
 /// An API family a key may call. `admin` includes every other scope.

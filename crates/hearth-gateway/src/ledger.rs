@@ -543,12 +543,13 @@ pub fn parse_since(text: &str, now: f64) -> Result<f64, String> {
     }
     let parts: Vec<&str> = text.split('-').collect();
     if parts.len() == 3 {
-        let num = |p: &str| p.parse::<i64>().map_err(|_| bad());
-        let (y, m, d) = (num(parts[0])?, num(parts[1])?, num(parts[2])?);
-        if !(1..=12).contains(&m) || !(1..=31).contains(&d) {
-            return Err(bad());
-        }
-        return Ok((crate::keys::days_from_civil(y, m, d) * 86_400) as f64);
+        let (y, m, d) = (
+            parts[0].parse::<i32>().map_err(|_| bad())?,
+            parts[1].parse::<u8>().map_err(|_| bad())?,
+            parts[2].parse::<u8>().map_err(|_| bad())?,
+        );
+        let midnight = hearth_types::clock::utc_midnight(y, m, d).ok_or_else(bad)?;
+        return Ok(midnight as f64);
     }
     text.parse::<f64>()
         .ok()

@@ -31,16 +31,4 @@ pub use keys::Scope;
 pub use models::{Gateway, GatewayOptions, LoadedModel};
 pub use routing::{completion_bound, prompt_bound, Caller};
 
-pub(crate) fn unix_now_f64() -> f64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs_f64())
-        .unwrap_or(0.0)
-}
-
-pub(crate) fn unix_now() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
-}
+pub(crate) use hearth_types::clock::{unix_now, unix_now_f64};

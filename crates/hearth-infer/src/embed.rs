@@ -60,10 +60,10 @@ pub enum EmbedError {
 }
 
 impl EmbedError {
-    pub fn code(&self) -> &'static str {
+    pub fn code(&self) -> hearth_types::ErrorCode {
         match self {
-            EmbedError::Model(_) => "embedding_error",
-            EmbedError::Tokenizer(_) => "tokenizer_error",
+            EmbedError::Model(_) => hearth_types::ErrorCode::EmbeddingError,
+            EmbedError::Tokenizer(_) => hearth_types::ErrorCode::TokenizerError,
         }
     }
 }

@@ -41,18 +41,20 @@ pub enum InferError {
 
 impl InferError {
     /// The stable public code of this error.
-    pub fn code(&self) -> &'static str {
+    pub fn code(&self) -> hearth_types::ErrorCode {
         match self {
-            InferError::ModelNotFound { .. } => "model_not_found",
-            InferError::InvalidModel { .. } => "invalid_model",
-            InferError::ContextOverflow { .. } => "context_length_exceeded",
-            InferError::InvalidParameter { .. } => "invalid_parameter",
-            InferError::Overloaded { .. } | InferError::QueueTimeout { .. } => "overloaded",
-            InferError::EngineStopped => "engine_stopped",
-            InferError::Engine(_) => "engine_error",
+            InferError::ModelNotFound { .. } => hearth_types::ErrorCode::ModelNotFound,
+            InferError::InvalidModel { .. } => hearth_types::ErrorCode::InvalidModel,
+            InferError::ContextOverflow { .. } => hearth_types::ErrorCode::ContextLengthExceeded,
+            InferError::InvalidParameter { .. } => hearth_types::ErrorCode::InvalidRequest,
+            InferError::Overloaded { .. } | InferError::QueueTimeout { .. } => {
+                hearth_types::ErrorCode::Overloaded
+            }
+            InferError::EngineStopped => hearth_types::ErrorCode::EngineStopped,
+            InferError::Engine(_) => hearth_types::ErrorCode::EngineError,
             InferError::Hub(e) => e.code(),
             InferError::Embed(e) => e.code(),
-            InferError::Io { .. } => "io_error",
+            InferError::Io { .. } => hearth_types::ErrorCode::IoError,
         }
     }
 

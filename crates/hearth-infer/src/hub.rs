@@ -131,22 +131,22 @@ pub enum HubError {
 
 impl HubError {
     /// The stable public code of this error.
-    pub fn code(&self) -> &'static str {
+    pub fn code(&self) -> hearth_types::ErrorCode {
         match self {
-            HubError::Offline { .. } => "hub_offline",
-            HubError::InvalidSpec { .. } => "invalid_model_spec",
-            HubError::Unauthorized { .. } => "hub_unauthorized",
-            HubError::NotFound { .. } => "hub_not_found",
-            HubError::NoMatchingFile { .. } => "hub_file_not_found",
-            HubError::AmbiguousSelector { .. } => "ambiguous_model_file",
-            HubError::UnsupportedRepo { .. } => "unsupported_model_repo",
-            HubError::Unreachable { .. } => "hub_unreachable",
-            HubError::Interrupted { .. } => "hub_download_interrupted",
-            HubError::Http { .. } => "hub_error",
-            HubError::BadResponse { .. } => "hub_bad_response",
-            HubError::ChecksumMismatch { .. } => "checksum_mismatch",
-            HubError::DiskFull { .. } => "disk_full",
-            HubError::Io { .. } => "hub_io_error",
+            HubError::Offline { .. } => hearth_types::ErrorCode::HubOffline,
+            HubError::InvalidSpec { .. } => hearth_types::ErrorCode::InvalidModelSpec,
+            HubError::Unauthorized { .. } => hearth_types::ErrorCode::HubUnauthorized,
+            HubError::NotFound { .. } => hearth_types::ErrorCode::HubNotFound,
+            HubError::NoMatchingFile { .. } => hearth_types::ErrorCode::HubFileNotFound,
+            HubError::AmbiguousSelector { .. } => hearth_types::ErrorCode::AmbiguousModelFile,
+            HubError::UnsupportedRepo { .. } => hearth_types::ErrorCode::UnsupportedModelRepo,
+            HubError::Unreachable { .. } => hearth_types::ErrorCode::HubUnreachable,
+            HubError::Interrupted { .. } => hearth_types::ErrorCode::HubDownloadInterrupted,
+            HubError::Http { .. } => hearth_types::ErrorCode::HubError,
+            HubError::BadResponse { .. } => hearth_types::ErrorCode::HubBadResponse,
+            HubError::ChecksumMismatch { .. } => hearth_types::ErrorCode::ChecksumMismatch,
+            HubError::DiskFull { .. } => hearth_types::ErrorCode::DiskFull,
+            HubError::Io { .. } => hearth_types::ErrorCode::HubIoError,
         }
     }
 
@@ -244,7 +244,13 @@ impl HubOptions {
     /// `HF_TOKEN` (else the token file `huggingface-cli login` writes, `$HF_TOKEN_PATH` or
     /// `$HF_HOME/token`), `HF_HUB_OFFLINE`.
     pub fn from_env() -> Self {
-        let var = |name: &str| std::env::var(name).ok().filter(|v| !v.trim().is_empty());
+        Self::from_vars(|name| std::env::var(name).ok())
+    }
+
+    /// [`HubOptions::from_env`] over any source of variables (`lookup` answers a variable's
+    /// value); empty values count as unset.
+    pub fn from_vars(lookup: impl Fn(&str) -> Option<String>) -> Self {
+        let var = |name: &str| lookup(name).filter(|v| !v.trim().is_empty());
         let hf_home = var("HF_HOME").map(PathBuf::from).unwrap_or_else(|| {
             let cache = var("XDG_CACHE_HOME")
                 .map(PathBuf::from)
@@ -1814,7 +1820,7 @@ mod tests {
             },
             HubError::io("ctx", io()),
         ];
-        let codes: BTreeSet<&str> = errors.iter().map(HubError::code).collect();
+        let codes: BTreeSet<&str> = errors.iter().map(|e| e.code().as_str()).collect();
         assert_eq!(codes.len(), errors.len());
         assert!(codes
             .iter()

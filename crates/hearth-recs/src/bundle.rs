@@ -139,10 +139,7 @@ pub fn train_bundle(
     );
     let content = vectors.map(|v| ContentKnn::train(v, &ContentKnnParams::default()));
     let report = TrainReport {
-        trained_at: std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_secs())
-            .unwrap_or(0),
+        trained_at: hearth_types::clock::unix_now(),
         users: data.n_users(),
         items: data.n_items(),
         interactions: data.interactions.len(),

@@ -40,20 +40,20 @@ pub enum RecsError {
 }
 
 impl RecsError {
-    pub fn code(&self) -> &'static str {
+    pub fn code(&self) -> hearth_types::ErrorCode {
         match self {
-            RecsError::InvalidParameter { .. } => "invalid_parameter",
-            RecsError::BadFile { .. } => "bad_file",
-            RecsError::BadRow(_) => "bad_row",
-            RecsError::Io { .. } => "io_error",
-            RecsError::NotEnoughData(_) => "not_enough_data",
+            RecsError::InvalidParameter { .. } => hearth_types::ErrorCode::InvalidRequest,
+            RecsError::BadFile { .. } => hearth_types::ErrorCode::BadFile,
+            RecsError::BadRow(_) => hearth_types::ErrorCode::BadRow,
+            RecsError::Io { .. } => hearth_types::ErrorCode::IoError,
+            RecsError::NotEnoughData(_) => hearth_types::ErrorCode::NotEnoughData,
             RecsError::Embedding(e) => e.code(),
             RecsError::Store(e) => e.code(),
-            RecsError::Artifact(_) => "artifact_error",
-            RecsError::NotTrained => "not_trained",
-            RecsError::UnknownItem(_) => "item_not_found",
-            RecsError::Index(_) => "index_error",
-            RecsError::Assistant(_) => "assistant_error",
+            RecsError::Artifact(_) => hearth_types::ErrorCode::ArtifactError,
+            RecsError::NotTrained => hearth_types::ErrorCode::NotTrained,
+            RecsError::UnknownItem(_) => hearth_types::ErrorCode::ItemNotFound,
+            RecsError::Index(_) => hearth_types::ErrorCode::IndexError,
+            RecsError::Assistant(_) => hearth_types::ErrorCode::AssistantError,
         }
     }
 

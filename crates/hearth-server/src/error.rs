@@ -4,30 +4,32 @@
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use hearth_gateway::GatewayError;
-use hearth_infer::hub::HubError;
 use hearth_infer::InferError;
-use hearth_types::{OpenAiError, OpenAiErrorBody};
+use hearth_types::{ErrorCode, OpenAiError, OpenAiErrorBody, Retry};
 
-/// An error on its way to the client.
+/// An error on its way to the client. Its status, OpenAI error `type` and default
+/// `Retry-After` come from the code's row in [`ErrorCode`]'s table.
 #[derive(Debug)]
 pub struct ApiError {
+    pub code: ErrorCode,
     pub status: StatusCode,
-    pub kind: &'static str,
-    pub code: String,
     pub message: String,
     pub param: Option<String>,
     pub retry_after: Option<u32>,
 }
 
 impl ApiError {
-    pub fn new(status: StatusCode, code: &str, message: impl Into<String>) -> Self {
+    pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
         ApiError {
-            status,
-            kind: kind_for(status),
-            code: code.to_owned(),
+            code,
+            status: StatusCode::from_u16(code.status())
+                .unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
             message: message.into(),
             param: None,
-            retry_after: None,
+            retry_after: match code.retry() {
+                Some(Retry::After(seconds)) => Some(seconds),
+                _ => None,
+            },
         }
     }
 
@@ -36,84 +38,46 @@ impl ApiError {
         self
     }
 
+    /// For codes whose error carries its own `Retry-After` ([`Retry::AsSent`]), or a variant
+    /// that waits longer than its code's default.
+    pub fn with_retry_after(mut self, seconds: Option<u32>) -> Self {
+        if seconds.is_some() {
+            self.retry_after = seconds;
+        }
+        self
+    }
+
     pub fn body(&self) -> OpenAiErrorBody {
         OpenAiErrorBody {
             error: OpenAiError {
                 message: self.message.clone(),
-                kind: self.kind.to_owned(),
+                kind: self.code.kind().to_owned(),
                 param: self.param.clone(),
-                code: Some(self.code.clone()),
+                code: Some(self.code.as_str().to_owned()),
             },
         }
     }
 }
 
-fn kind_for(status: StatusCode) -> &'static str {
-    match status.as_u16() {
-        401 => "authentication_error",
-        403 => "permission_error",
-        404 => "not_found_error",
-        413 | 400 | 415 | 422 => "invalid_request_error",
-        429 => "rate_limit_error",
-        503 => "overloaded_error",
-        _ => "server_error",
-    }
-}
-
-fn infer_status(e: &InferError) -> (StatusCode, Option<u32>) {
-    match e {
-        InferError::ModelNotFound { .. } => (StatusCode::NOT_FOUND, None),
-        InferError::InvalidModel { .. } => (StatusCode::INTERNAL_SERVER_ERROR, None),
-        InferError::ContextOverflow { .. } => (StatusCode::BAD_REQUEST, None),
-        InferError::InvalidParameter { .. } => (StatusCode::BAD_REQUEST, None),
-        InferError::Overloaded { .. } => (StatusCode::SERVICE_UNAVAILABLE, Some(1)),
-        InferError::QueueTimeout { .. } => (StatusCode::SERVICE_UNAVAILABLE, Some(2)),
-        InferError::EngineStopped => (StatusCode::SERVICE_UNAVAILABLE, Some(5)),
-        InferError::Engine(_) => (StatusCode::INTERNAL_SERVER_ERROR, None),
-        InferError::Hub(hub) => (hub_status(hub), None),
-        InferError::Embed(_) => (StatusCode::INTERNAL_SERVER_ERROR, None),
-        InferError::Io { .. } => (StatusCode::INTERNAL_SERVER_ERROR, None),
-    }
-}
-
-fn hub_status(_e: &HubError) -> StatusCode {
-    // Pulls are not served over /v1; a hub failure reaching a client is an upstream failure.
-    StatusCode::BAD_GATEWAY
-}
-
 impl From<GatewayError> for ApiError {
     fn from(e: GatewayError) -> Self {
-        let (status, retry_after) = match &e {
-            GatewayError::InvalidRequest { .. } => (StatusCode::BAD_REQUEST, None),
-            GatewayError::WrongModelKind { .. } => (StatusCode::BAD_REQUEST, None),
-            GatewayError::Infer(inner) => infer_status(inner),
-            GatewayError::Config(_) => (StatusCode::INTERNAL_SERVER_ERROR, None),
-            GatewayError::Forbidden { .. } => (StatusCode::FORBIDDEN, None),
-            GatewayError::RateLimited { retry_after, .. } => {
-                (StatusCode::TOO_MANY_REQUESTS, Some(*retry_after as u32))
+        // The codes' defaults hold except where the error knows better.
+        let retry_after = match &e {
+            GatewayError::RateLimited { retry_after, .. }
+            | GatewayError::Unavailable { retry_after, .. } => Some(*retry_after as u32),
+            GatewayError::BudgetExceeded { retry_after, .. } => {
+                retry_after.map(|s| s.min(u32::MAX as u64) as u32)
             }
-            GatewayError::BudgetExceeded { retry_after, .. } => (
-                StatusCode::TOO_MANY_REQUESTS,
-                retry_after.map(|s| s.min(u32::MAX as u64) as u32),
-            ),
-            GatewayError::Upstream(_) => (StatusCode::BAD_GATEWAY, None),
-            GatewayError::UpstreamRejected { .. } => (StatusCode::BAD_REQUEST, None),
-            GatewayError::Unavailable { retry_after, .. } => {
-                (StatusCode::SERVICE_UNAVAILABLE, Some(*retry_after as u32))
-            }
-            GatewayError::Store(_) => (StatusCode::INTERNAL_SERVER_ERROR, None),
-            GatewayError::PiiRefused { .. } => (StatusCode::BAD_REQUEST, None),
+            GatewayError::Infer(InferError::QueueTimeout { .. }) => Some(2),
+            _ => None,
         };
-        if status.is_server_error() && retry_after.is_none() {
+        let error = ApiError::new(e.code(), e.to_string()).with_retry_after(retry_after);
+        if error.status.is_server_error() && error.retry_after.is_none() {
             tracing::error!(error = %e, "request failed");
         }
         ApiError {
-            status,
-            kind: kind_for(status),
-            code: e.code().to_owned(),
-            message: e.to_string(),
             param: e.param().map(str::to_owned),
-            retry_after,
+            ..error
         }
     }
 }
@@ -127,5 +91,102 @@ impl IntoResponse for ApiError {
                 .insert(header::RETRY_AFTER, HeaderValue::from(seconds));
         }
         response
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const DOC: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../docs/errors.md");
+
+    /// Every row of the table answers as it says: status, OpenAI type, Retry-After.
+    #[test]
+    fn every_code_answers_with_its_rows_status_and_retry() {
+        for &code in ErrorCode::ALL {
+            let response = ApiError::new(code, "m").into_response();
+            assert_eq!(response.status().as_u16(), code.status(), "{code}");
+            let retry = response
+                .headers()
+                .get(header::RETRY_AFTER)
+                .map(|v| v.to_str().unwrap().parse::<u32>().unwrap());
+            match code.retry() {
+                Some(Retry::After(s)) => assert_eq!(retry, Some(s), "{code}"),
+                _ => assert_eq!(retry, None, "{code}"),
+            }
+            let body = ApiError::new(code, "m").body();
+            assert_eq!(body.error.code.as_deref(), Some(code.as_str()));
+            assert_eq!(body.error.kind, code.kind());
+        }
+        // A code that waits for the error's own Retry-After takes it.
+        let limited = ApiError::new(ErrorCode::RateLimitExceeded, "m").with_retry_after(Some(7));
+        assert_eq!(limited.retry_after, Some(7));
+    }
+
+    /// docs/errors.md is the table (regenerate with HEARTH_WRITE_DOCS=1).
+    #[test]
+    fn the_docs_list_every_code() {
+        let table = ErrorCode::markdown_table();
+        let doc = std::fs::read_to_string(DOC).unwrap_or_default();
+        if std::env::var_os("HEARTH_WRITE_DOCS").is_some() {
+            let start = doc.find("| code |").unwrap_or(doc.len());
+            let end = doc[start..]
+                .find("\n\n")
+                .map(|i| start + i + 1)
+                .unwrap_or(doc.len());
+            let new = format!("{}{}{}", &doc[..start], table, &doc[end..]);
+            std::fs::write(DOC, new).unwrap();
+            return;
+        }
+        assert!(
+            doc.contains(&table),
+            "docs/errors.md does not hold the current error table; run this test with HEARTH_WRITE_DOCS=1"
+        );
+    }
+
+    /// The served spec's error schema allows exactly the table's codes.
+    #[test]
+    fn the_spec_enumerates_the_codes() {
+        let spec: serde_json::Value = serde_json::from_str(&crate::openapi_spec()).unwrap();
+        let codes = spec["components"]["schemas"]["Error"]["properties"]["error"]["properties"]
+            ["code"]["enum"]
+            .as_array()
+            .unwrap();
+        assert_eq!(codes.len(), ErrorCode::ALL.len() + 1);
+        for code in ErrorCode::ALL {
+            assert!(codes.contains(&serde_json::json!(code.as_str())), "{code}");
+            assert_eq!(
+                spec["x-error-codes"][code.as_str()]["status"],
+                code.status(),
+                "{code}"
+            );
+        }
+    }
+
+    /// Each crate's errors land on their code's status (spot checks of every mapping path).
+    #[test]
+    fn crate_errors_map_through_the_table() {
+        let e = ApiError::from(GatewayError::Infer(InferError::QueueTimeout {
+            waited_ms: 5,
+        }));
+        assert_eq!((e.status.as_u16(), e.retry_after), (503, Some(2)));
+        assert_eq!(e.code, "overloaded");
+        let e = ApiError::from(GatewayError::Infer(InferError::InvalidParameter {
+            param: "temperature".into(),
+            message: "too hot".into(),
+        }));
+        assert_eq!(
+            (e.status.as_u16(), e.code),
+            (400, ErrorCode::InvalidRequest)
+        );
+        assert_eq!(e.param.as_deref(), Some("temperature"));
+        let e = ApiError::from(GatewayError::BudgetExceeded {
+            key: "k".into(),
+            budget: 1.0,
+            spent: 1.0,
+            reserved: 0.0,
+            retry_after: None,
+        });
+        assert_eq!((e.status.as_u16(), e.retry_after), (429, None));
     }
 }

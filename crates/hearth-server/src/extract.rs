@@ -8,6 +8,7 @@ use axum::http::{header, HeaderMap, StatusCode};
 use serde::de::DeserializeOwned;
 
 use crate::ApiError;
+use hearth_types::ErrorCode;
 
 /// A query string read as `T`; a bad one is a 400 in the API's error shape (axum's own
 /// rejection is plain text).
@@ -19,9 +20,7 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for ApiQuery<T> {
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
         let Query(value) = Query::<T>::from_request_parts(parts, state)
             .await
-            .map_err(|e| {
-                ApiError::new(StatusCode::BAD_REQUEST, "invalid_request", e.body_text())
-            })?;
+            .map_err(|e| ApiError::new(ErrorCode::InvalidRequest, e.body_text()))?;
         Ok(ApiQuery(value))
     }
 }
@@ -38,16 +37,11 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for ApiJson<T> {
             .map_err(|rejection| {
                 if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
                     ApiError::new(
-                        StatusCode::PAYLOAD_TOO_LARGE,
-                        "body_too_large",
+                        ErrorCode::BodyTooLarge,
                         "the request body is larger than server.max_body_bytes allows",
                     )
                 } else {
-                    ApiError::new(
-                        StatusCode::BAD_REQUEST,
-                        "unreadable_body",
-                        rejection.body_text(),
-                    )
+                    ApiError::new(ErrorCode::UnreadableBody, rejection.body_text())
                 }
             })?;
         parse_json(&bytes).map(ApiJson)
@@ -81,8 +75,7 @@ pub fn require_json_content_type(headers: &HeaderMap) -> Result<(), ApiError> {
         )
     };
     Err(ApiError::new(
-        StatusCode::UNSUPPORTED_MEDIA_TYPE,
-        "unsupported_media_type",
+        ErrorCode::UnsupportedMediaType,
         format!("the body must be JSON sent with 'Content-Type: application/json' (got {got})"),
     ))
 }
@@ -95,8 +88,7 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
         b == b'[' || b == b'"' || b == b'-' || b.is_ascii_digit() || b"tfn".contains(&b)
     }) {
         return Err(ApiError::new(
-            StatusCode::BAD_REQUEST,
-            "invalid_json",
+            ErrorCode::InvalidJson,
             "the body must be a JSON object",
         ));
     }
@@ -104,8 +96,7 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
     let value = deserialize(de, bytes)?;
     de.end().map_err(|e| {
         ApiError::new(
-            StatusCode::BAD_REQUEST,
-            "invalid_json",
+            ErrorCode::InvalidJson,
             format!("the body is not valid JSON: {e} (one JSON value only)"),
         )
     })?;
@@ -120,8 +111,7 @@ fn deserialize<'de, T: DeserializeOwned>(
         let inner = e.inner();
         if inner.is_syntax() || inner.is_eof() {
             return ApiError::new(
-                StatusCode::BAD_REQUEST,
-                "invalid_json",
+                ErrorCode::InvalidJson,
                 format!("the body is not valid JSON: {inner}"),
             );
         }
@@ -149,8 +139,7 @@ fn deserialize<'de, T: DeserializeOwned>(
             None => path,
         };
         ApiError::new(
-            StatusCode::BAD_REQUEST,
-            "invalid_request",
+            ErrorCode::InvalidRequest,
             format!("invalid '{param}': {message}"),
         )
         .with_param(param)

@@ -8,12 +8,13 @@ use std::time::{Duration, Instant};
 
 use axum::body::{Body, Bytes};
 use axum::extract::{Request, State};
-use axum::http::{header, HeaderMap, Method, StatusCode};
+use axum::http::{header, HeaderMap, Method};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use futures::StreamExt;
 
 use crate::{ApiError, AppState};
+use hearth_types::ErrorCode;
 
 /// How much of an oversize body is read (and thrown away) so that the client, still
 /// sending, reads the 413 instead of a connection reset; past this the connection is closed.
@@ -30,8 +31,7 @@ pub async fn check_request(
     if let Some(host) = host.as_deref() {
         if !host_allowed(host, &server.allowed_hosts) {
             return ApiError::new(
-                StatusCode::FORBIDDEN,
-                "host_not_allowed",
+                ErrorCode::HostNotAllowed,
                 format!(
                     "Host '{}' is not one this server answers to: add it to [server] \
                      allowed_hosts (localhost names and IP addresses are always allowed)",
@@ -46,8 +46,7 @@ pub async fn check_request(
             let origin = origin.to_str().unwrap_or("");
             if !origin_allowed(origin, host.as_deref(), &server.allowed_origins) {
                 return ApiError::new(
-                    StatusCode::FORBIDDEN,
-                    "origin_not_allowed",
+                    ErrorCode::OriginNotAllowed,
                     format!(
                         "requests from pages at '{}' are refused: add the origin to [server] \
                          allowed_origins to let that site call this server",
@@ -79,8 +78,7 @@ pub async fn read_body(State(state): State<AppState>, request: Request, next: Ne
         Ok(bytes) => bytes,
         Err(BodyError::TooLarge) => return too_large(max),
         Err(BodyError::Broken(message)) => {
-            return ApiError::new(StatusCode::BAD_REQUEST, "unreadable_body", message)
-                .into_response()
+            return ApiError::new(ErrorCode::UnreadableBody, message).into_response()
         }
     };
     next.run(Request::from_parts(parts, Body::from(bytes)))
@@ -89,8 +87,7 @@ pub async fn read_body(State(state): State<AppState>, request: Request, next: Ne
 
 fn too_large(max: usize) -> Response {
     let mut response = ApiError::new(
-        StatusCode::PAYLOAD_TOO_LARGE,
-        "body_too_large",
+        ErrorCode::BodyTooLarge,
         format!("the request body is larger than server.max_body_bytes ({max} bytes) allows"),
     )
     .into_response();

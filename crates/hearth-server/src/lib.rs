@@ -12,6 +12,7 @@ mod metrics;
 mod openai;
 mod recs;
 mod shopping;
+mod sse;
 mod support;
 mod usage;
 
@@ -22,13 +23,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::{MatchedPath, Request, State};
-use axum::http::{header, StatusCode};
+use axum::http::header;
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
 use hearth_core::Platform;
 use hearth_gateway::{Caller, Scope};
+use hearth_types::ErrorCode;
 
 pub use error::ApiError;
 pub use metrics::Metrics;
@@ -44,7 +46,7 @@ pub struct AppState {
 ///
 /// Every route but `/health` and `/openapi.json` needs a key once keys exist, and each route
 /// belongs to one API family: a key calls only the families in its scopes (the permission
-/// table is docs/security.md's, and `tests/scopes.rs` checks every route against it).
+/// table is docs/security.md's, and `tests/integration/scopes.rs` checks every route against it).
 pub fn router(platform: Platform) -> Router {
     let max_body = platform.config().server.max_body_bytes;
     let metrics = Arc::new(Metrics::new(platform.gateway().metrics()));
@@ -160,8 +162,7 @@ fn scoped(scope: Scope, routes: Router<AppState>) -> Router<AppState> {
                 next.run(request).await
             } else {
                 ApiError::new(
-                    StatusCode::FORBIDDEN,
-                    "missing_scope",
+                    ErrorCode::MissingScope,
                     format!(
                         "this key may not call {}: it needs the '{scope}' scope \
                          (`hearth keys create NAME --scope {scope}`)",
@@ -215,16 +216,43 @@ async fn health() -> impl IntoResponse {
 }
 
 async fn openapi() -> impl IntoResponse {
-    (
-        [(header::CONTENT_TYPE, "application/json")],
-        include_str!("openapi.json"),
-    )
+    static SPEC: std::sync::LazyLock<String> = std::sync::LazyLock::new(openapi_spec);
+    ([(header::CONTENT_TYPE, "application/json")], SPEC.as_str())
+}
+
+/// /openapi.json: the described routes, with the error table ([`ErrorCode`]) as the `code`
+/// enum of the error schema and as `x-error-codes` (status and retry of each code).
+pub fn openapi_spec() -> String {
+    let mut spec: serde_json::Value =
+        serde_json::from_str(include_str!("openapi.json")).expect("openapi.json is JSON");
+    let mut codes: Vec<serde_json::Value> = ErrorCode::ALL
+        .iter()
+        .map(|c| serde_json::json!(c.as_str()))
+        .collect();
+    codes.push(serde_json::Value::Null);
+    spec["components"]["schemas"]["Error"]["properties"]["error"]["properties"]["code"]["enum"] =
+        serde_json::Value::Array(codes);
+    let table: serde_json::Map<String, serde_json::Value> = ErrorCode::ALL
+        .iter()
+        .map(|c| {
+            let retry = match c.retry() {
+                None => serde_json::Value::Null,
+                Some(hearth_types::Retry::After(s)) => serde_json::json!(s),
+                Some(hearth_types::Retry::AsSent) => serde_json::json!("retry-after"),
+            };
+            (
+                c.as_str().to_owned(),
+                serde_json::json!({"status": c.status(), "retry": retry, "meaning": c.meaning()}),
+            )
+        })
+        .collect();
+    spec["x-error-codes"] = serde_json::Value::Object(table);
+    spec.to_string()
 }
 
 async fn not_found(request: Request) -> ApiError {
     ApiError::new(
-        StatusCode::NOT_FOUND,
-        "route_not_found",
+        ErrorCode::RouteNotFound,
         format!(
             "no route {} {}; see /openapi.json",
             request.method(),
@@ -265,8 +293,7 @@ async fn require_api_key(
     let presented = bearer(request.headers());
     let Some(key) = presented else {
         return ApiError::new(
-            StatusCode::UNAUTHORIZED,
-            "missing_api_key",
+            ErrorCode::MissingApiKey,
             "send the API key as 'Authorization: Bearer <key>'",
         )
         .into_response();
@@ -284,8 +311,7 @@ async fn require_api_key(
             next.run(request).await
         }
         Ok(_) => ApiError::new(
-            StatusCode::UNAUTHORIZED,
-            "invalid_api_key",
+            ErrorCode::InvalidApiKey,
             "the API key is not valid (or was revoked)",
         )
         .into_response(),

@@ -3,7 +3,7 @@
 use std::convert::Infallible;
 
 use axum::extract::{Path, State};
-use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::response::sse::{Event, Sse};
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
 use hearth_gateway::Caller;
@@ -14,8 +14,6 @@ use hearth_types::{
     CompletionRequest, CompletionResponse, EmbeddingRequest, ModelList, ModelObject, Usage,
 };
 use serde_json::json;
-use tokio::sync::mpsc;
-use tokio_stream::wrappers::ReceiverStream;
 
 use crate::extract::ApiJson;
 use crate::{ApiError, AppState};
@@ -140,14 +138,14 @@ enum ChunkKind {
     Text,
 }
 
-fn chunk_event(
+fn chunk(
     kind: ChunkKind,
     stream: &ChatStream,
     delta: ChunkDelta,
     finish_reason: Option<String>,
     usage: Option<Option<Usage>>,
-) -> Event {
-    let value = match kind {
+) -> serde_json::Value {
+    match kind {
         ChunkKind::Chat => serde_json::to_value(ChatCompletionChunk {
             id: stream.id.clone(),
             object: "chat.completion.chunk".into(),
@@ -174,34 +172,29 @@ fn chunk_event(
             }],
         })),
     }
-    .expect("chunks serialize");
-    Event::default().data(value.to_string())
+    .expect("chunks serialize")
 }
 
-fn usage_event(kind: ChunkKind, stream: &ChatStream, usage: Usage) -> Event {
+fn usage_chunk(kind: ChunkKind, stream: &ChatStream, usage: Usage) -> serde_json::Value {
     let object = match kind {
         ChunkKind::Chat => "chat.completion.chunk",
         ChunkKind::Text => "text_completion",
     };
-    Event::default().data(
-        json!({
-            "id": stream.id, "object": object, "created": stream.created,
-            "model": stream.model, "choices": [], "usage": usage,
-        })
-        .to_string(),
-    )
+    json!({
+        "id": stream.id, "object": object, "created": stream.created,
+        "model": stream.model, "choices": [], "usage": usage,
+    })
 }
 
-/// Streams a generation as server-sent events. A client that disconnects drops the event
-/// receiver, which ends the relay task and so cancels the generation.
+/// Streams a generation as server-sent events. A client that disconnects ends the relay's
+/// producer, which drops the generation's stream and so cancels it.
 fn sse(
     state: AppState,
     mut stream: ChatStream,
     include_usage: bool,
     kind: ChunkKind,
 ) -> Sse<impl futures::Stream<Item = Result<Event, Infallible>>> {
-    let (tx, rx) = mpsc::channel::<Event>(64);
-    tokio::spawn(async move {
+    crate::sse::relay(move |out| async move {
         let usage_field = include_usage.then_some(None);
         if let ChunkKind::Chat = kind {
             let first = ChunkDelta {
@@ -209,51 +202,40 @@ fn sse(
                 content: Some(String::new()),
                 tool_calls: None,
             };
-            if tx
-                .send(chunk_event(kind, &stream, first, None, usage_field))
-                .await
-                .is_err()
-            {
-                return;
-            }
+            out.json(&chunk(kind, &stream, first, None, usage_field))
+                .await?;
         }
         while let Some(event) = stream.next().await {
-            let out = match event {
-                ChatEvent::Delta(delta) => chunk_event(kind, &stream, delta, None, usage_field),
+            match event {
+                ChatEvent::Delta(delta) => {
+                    out.json(&chunk(kind, &stream, delta, None, usage_field))
+                        .await?
+                }
                 ChatEvent::Finished {
                     finish_reason,
                     usage,
                     summary,
                 } => {
                     state.metrics.record_generation(&stream.model, &summary);
-                    let last = chunk_event(
+                    let last = chunk(
                         kind,
                         &stream,
                         ChunkDelta::default(),
                         Some(finish_reason),
                         usage_field,
                     );
-                    if tx.send(last).await.is_err() {
-                        return;
-                    }
-                    if include_usage && tx.send(usage_event(kind, &stream, usage)).await.is_err() {
-                        return;
+                    out.json(&last).await?;
+                    if include_usage {
+                        out.json(&usage_chunk(kind, &stream, usage)).await?;
                     }
                     break;
                 }
                 ChatEvent::Failed(e) => {
-                    let error = ApiError::from(e);
-                    let _ = tx
-                        .send(Event::default().data(json!(error.body()).to_string()))
-                        .await;
+                    out.error(&ApiError::from(e)).await?;
                     break;
                 }
-            };
-            if tx.send(out).await.is_err() {
-                return;
             }
         }
-        let _ = tx.send(Event::default().data("[DONE]")).await;
-    });
-    Sse::new(futures::StreamExt::map(ReceiverStream::new(rx), Ok)).keep_alive(KeepAlive::default())
+        Ok(())
+    })
 }

@@ -3,7 +3,6 @@
 use std::collections::HashMap;
 
 use axum::extract::{Path, State};
-use axum::http::StatusCode;
 use axum::Json;
 use hearth_core::recs::serve::{ItemFilter, Recommendation};
 use hearth_core::recs::{limits, Event, ItemId, RecsError, UserId};
@@ -13,6 +12,7 @@ use serde_json::{json, Value};
 use crate::error::ApiError;
 use crate::extract::{ApiJson, ApiQuery};
 use crate::AppState;
+use hearth_types::ErrorCode;
 
 /// Most items one request may ask for.
 const MAX_N: usize = 500;
@@ -27,36 +27,23 @@ impl From<RecsError> for ApiError {
             RecsError::Embedding(inner) => return ApiError::from(inner),
             other => other,
         };
-        let (status, param) = match &e {
-            RecsError::InvalidParameter { param, .. } => {
-                (StatusCode::BAD_REQUEST, Some(param.clone()))
-            }
-            RecsError::NotTrained => (StatusCode::SERVICE_UNAVAILABLE, None),
-            RecsError::UnknownItem(_) => (StatusCode::NOT_FOUND, Some("id".to_owned())),
-            RecsError::NotEnoughData(_) => (StatusCode::BAD_REQUEST, None),
-            RecsError::BadFile { .. } | RecsError::BadRow(_) => (StatusCode::BAD_REQUEST, None),
-            RecsError::Embedding(_) => unreachable!("mapped above"),
-            RecsError::Io { .. }
-            | RecsError::Store(_)
-            | RecsError::Artifact(_)
-            | RecsError::Index(_)
-            | RecsError::Assistant(_) => (StatusCode::INTERNAL_SERVER_ERROR, None),
+        let param = match &e {
+            RecsError::InvalidParameter { param, .. } => Some(param.clone()),
+            RecsError::UnknownItem(_) => Some("id".to_owned()),
+            _ => None,
         };
-        if status.is_server_error() {
+        let mut error = ApiError::new(e.code(), e.to_string());
+        if error.status.is_server_error() && error.retry_after.is_none() {
             tracing::error!(error = %e, "recommendation request failed");
         }
-        let mut error = ApiError::new(status, e.code(), e.to_string());
         error.param = param;
-        if matches!(e, RecsError::NotTrained) {
-            error.retry_after = Some(30);
-        }
         error
     }
 }
 
 /// A 400 naming the field at fault.
 pub(crate) fn invalid(param: impl Into<String>, message: impl Into<String>) -> ApiError {
-    ApiError::new(StatusCode::BAD_REQUEST, "invalid_request", message).with_param(param)
+    ApiError::new(ErrorCode::InvalidRequest, message).with_param(param)
 }
 
 fn number<T: std::str::FromStr>(
@@ -265,13 +252,7 @@ async fn blocking<T: Send + 'static>(
 ) -> Result<T, ApiError> {
     tokio::task::spawn_blocking(f)
         .await
-        .map_err(|e| {
-            ApiError::new(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "internal_error",
-                e.to_string(),
-            )
-        })?
+        .map_err(|e| ApiError::new(ErrorCode::InternalError, e.to_string()))?
         .map_err(ApiError::from)
 }
 
@@ -345,10 +326,7 @@ pub async fn insert_events(
     ApiJson(body): ApiJson<EventsBody>,
 ) -> Result<Json<Value>, ApiError> {
     check_batch(body.events.len(), "events")?;
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0);
+    let now = hearth_types::clock::unix_now() as i64;
     let mut events = Vec::with_capacity(body.events.len());
     for e in body.events {
         events.push(Event {
@@ -395,12 +373,12 @@ pub async fn delete_users(
 }
 
 fn not_found(kind: &str, id: &str) -> ApiError {
-    ApiError::new(
-        StatusCode::NOT_FOUND,
-        &format!("{kind}_not_found"),
-        format!("no {kind} '{id}'"),
-    )
-    .with_param("id")
+    let code = if kind == "user" {
+        ErrorCode::UserNotFound
+    } else {
+        ErrorCode::ItemNotFound
+    };
+    ApiError::new(code, format!("no {kind} '{id}'")).with_param("id")
 }
 
 /// `GET /v1/items/{id}`.

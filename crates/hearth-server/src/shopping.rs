@@ -1,10 +1,7 @@
 //! Catalogue search and the shopping assistant.
 
-use std::convert::Infallible;
-
 use axum::extract::State;
-use axum::http::StatusCode;
-use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
+
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use hearth_core::recs::assistant::{assist, AssistRequest, AssistantEvent};
@@ -13,12 +10,12 @@ use hearth_core::recs::{Event, RecsError, UserId};
 use serde::Deserialize;
 use serde_json::{json, Value};
 use tokio::sync::mpsc;
-use tokio_stream::wrappers::ReceiverStream;
 
 use crate::error::ApiError;
 use crate::extract::ApiJson;
 use crate::recs::{check_n, invalid, user_history};
 use crate::AppState;
+use hearth_types::ErrorCode;
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -136,18 +133,11 @@ fn assistant_model(state: &AppState, asked: Option<String>) -> Result<String, Ap
         .map(|m| m.name)
         .ok_or_else(|| {
             ApiError::new(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "no_chat_model",
+                ErrorCode::NoChatModel,
                 "the assistant needs a chat model: register one (`hearth models import PATH`) or set \
                  [recs] assistant_model",
             )
         })
-}
-
-fn error_event(e: RecsError) -> Value {
-    let mut event = json!(ApiError::from(e).body());
-    event["type"] = json!("error");
-    event
 }
 
 /// `POST /v1/assistant`: a wish in plain language (and optionally who asks) → constraints
@@ -187,25 +177,16 @@ pub async fn assistant(
             async move { assist(platform.gateway(), &model, recommender, turn, tx).await },
         );
     if request.stream {
-        let (out, out_rx) = mpsc::channel::<SseEvent>(64);
-        tokio::spawn(async move {
+        return Ok(crate::sse::relay(move |out| async move {
             while let Some(event) = rx.recv().await {
-                let data = serde_json::to_string(&event).expect("plain data");
-                if out.send(SseEvent::default().data(data)).await.is_err() {
-                    return;
-                }
+                out.json(&event).await?;
             }
             if let Ok(Err(e)) = task.await {
-                let _ = out
-                    .send(SseEvent::default().data(error_event(e).to_string()))
-                    .await;
+                out.error(&ApiError::from(e)).await?;
             }
-            let _ = out.send(SseEvent::default().data("[DONE]")).await;
-        });
-        let events = futures::StreamExt::map(ReceiverStream::new(out_rx), Ok::<_, Infallible>);
-        return Ok(Sse::new(events)
-            .keep_alive(KeepAlive::default())
-            .into_response());
+            Ok(())
+        })
+        .into_response());
     }
     let mut answer = json!({"object": "assistant.answer", "answer": ""});
     let mut text = String::new();
@@ -223,13 +204,8 @@ pub async fn assistant(
             }
         }
     }
-    task.await.map_err(|e| {
-        ApiError::new(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "internal_error",
-            e.to_string(),
-        )
-    })??;
+    task.await
+        .map_err(|e| ApiError::new(ErrorCode::InternalError, e.to_string()))??;
     answer["answer"] = json!(text);
     Ok(Json(answer).into_response())
 }

@@ -1,11 +1,9 @@
 //! Support conversations over HTTP: start a session, send messages (the customer's, streamed
 //! back as server-sent events; or a human's after a handoff), read the transcript.
 
-use std::convert::Infallible;
-
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
+
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
 use hearth_core::support::SupportError;
@@ -13,12 +11,12 @@ use hearth_gateway::Caller;
 use serde::Deserialize;
 use serde_json::{json, Value};
 use tokio::sync::mpsc;
-use tokio_stream::wrappers::ReceiverStream;
 
 use crate::error::ApiError;
 use crate::extract::ApiJson;
 use crate::recs::invalid;
 use crate::AppState;
+use hearth_types::ErrorCode;
 
 impl From<SupportError> for ApiError {
     fn from(e: SupportError) -> Self {
@@ -26,26 +24,15 @@ impl From<SupportError> for ApiError {
             SupportError::Model(inner) => return ApiError::from(inner),
             other => other,
         };
-        let (status, param) = match &e {
-            SupportError::InvalidParameter { param, .. } => {
-                (StatusCode::BAD_REQUEST, Some(param.clone()))
-            }
-            SupportError::UnknownSession(_) => (StatusCode::NOT_FOUND, Some("id".to_owned())),
-            SupportError::NotTrained | SupportError::NotConfigured(_) => {
-                (StatusCode::SERVICE_UNAVAILABLE, None)
-            }
-            SupportError::NotEnoughData(_) | SupportError::BadFile { .. } => {
-                (StatusCode::BAD_REQUEST, None)
-            }
-            SupportError::Model(_) => unreachable!("mapped above"),
-            SupportError::Io { .. } | SupportError::Store(_) | SupportError::Artifact(_) => {
-                (StatusCode::INTERNAL_SERVER_ERROR, None)
-            }
+        let param = match &e {
+            SupportError::InvalidParameter { param, .. } => Some(param.clone()),
+            SupportError::UnknownSession(_) => Some("id".to_owned()),
+            _ => None,
         };
-        if status.is_server_error() {
+        let mut error = ApiError::new(e.code(), e.to_string());
+        if error.status.is_server_error() && error.retry_after.is_none() {
             tracing::error!(error = %e, "support request failed");
         }
-        let mut error = ApiError::new(status, e.code(), e.to_string());
         error.param = param;
         error
     }
@@ -151,11 +138,21 @@ pub async fn post_message(
     }
     // Fails fast (503) before a stream starts.
     state.platform.support_desk()?;
-    let (tx, mut rx) = mpsc::unbounded_channel::<Value>();
+    // A turn adds a bounded number of entries (the customer's message, at most
+    // `max_tool_rounds` calls with their results, the reply or handoff), so this channel never
+    // fills; the relay behind it is bounded too.
+    let rounds = state.platform.config().support.max_tool_rounds;
+    let entries = rounds.saturating_mul(4).saturating_add(8).min(4096);
+    let (tx, mut rx) = mpsc::channel::<Value>(entries);
     let platform = state.platform.clone();
     let turn = tokio::spawn(async move {
         let send = |entry: &hearth_core::support::agent::Entry| {
-            let _ = tx.send(json!({"type": "entry", "entry": entry}));
+            if tx
+                .try_send(json!({"type": "entry", "entry": entry}))
+                .is_err()
+            {
+                tracing::warn!("a support turn produced more entries than its stream holds");
+            }
         };
         platform
             .support_customer_message(&id, &message.content, &send)
@@ -176,38 +173,23 @@ pub async fn post_message(
         })
     };
     let joined = |r: Result<_, tokio::task::JoinError>| {
-        r.map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()))
+        r.map_err(|e| ApiError::new(ErrorCode::InternalError, e.to_string()))
     };
     if message.stream {
-        let (out, out_rx) = mpsc::channel::<SseEvent>(64);
-        tokio::spawn(async move {
+        return Ok(crate::sse::relay(move |out| async move {
             while let Some(event) = rx.recv().await {
-                let data = serde_json::to_string(&event).expect("plain data");
-                if out.send(SseEvent::default().data(data)).await.is_err() {
-                    return;
-                }
+                out.json(&event).await?;
             }
-            let last = match joined(turn.await) {
-                Ok(Ok((session, outcome))) => done(session, outcome),
-                Ok(Err(e)) => error_event(ApiError::from(e)),
-                Err(e) => error_event(e),
-            };
-            let _ = out.send(SseEvent::default().data(last.to_string())).await;
-            let _ = out.send(SseEvent::default().data("[DONE]")).await;
-        });
-        let events = futures::StreamExt::map(ReceiverStream::new(out_rx), Ok::<_, Infallible>);
-        return Ok(Sse::new(events)
-            .keep_alive(KeepAlive::default())
-            .into_response());
+            match joined(turn.await) {
+                Ok(Ok((session, outcome))) => out.json(&done(session, outcome)).await,
+                Ok(Err(e)) => out.error(&ApiError::from(e)).await,
+                Err(e) => out.error(&e).await,
+            }
+        })
+        .into_response());
     }
     let (session, outcome) = joined(turn.await)??;
     let mut answer = done(session, outcome);
     answer.as_object_mut().map(|m| m.remove("type"));
     Ok(Json(answer).into_response())
-}
-
-fn error_event(e: ApiError) -> Value {
-    let mut event = json!(e.body());
-    event["type"] = json!("error");
-    event
 }

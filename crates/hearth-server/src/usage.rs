@@ -29,10 +29,7 @@ pub async fn report(
     Extension(caller): Extension<Caller>,
     ApiQuery(query): ApiQuery<UsageQuery>,
 ) -> Result<Json<UsageReport>, ApiError> {
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs_f64())
-        .unwrap_or(0.0);
+    let now = hearth_types::clock::unix_now_f64();
     let since = query
         .since
         .as_deref()

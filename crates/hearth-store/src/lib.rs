@@ -37,11 +37,11 @@ pub enum StoreError {
 }
 
 impl StoreError {
-    pub fn code(&self) -> &'static str {
+    pub fn code(&self) -> hearth_types::ErrorCode {
         match self {
-            StoreError::Database { .. } => "database_error",
-            StoreError::Io { .. } => "io_error",
-            StoreError::SchemaTooNew { .. } => "schema_too_new",
+            StoreError::Database { .. } => hearth_types::ErrorCode::DatabaseError,
+            StoreError::Io { .. } => hearth_types::ErrorCode::IoError,
+            StoreError::SchemaTooNew { .. } => hearth_types::ErrorCode::SchemaTooNew,
         }
     }
 

@@ -35,18 +35,18 @@ pub enum SupportError {
 }
 
 impl SupportError {
-    pub fn code(&self) -> &'static str {
+    pub fn code(&self) -> hearth_types::ErrorCode {
         match self {
-            SupportError::InvalidParameter { .. } => "invalid_parameter",
-            SupportError::BadFile { .. } => "bad_file",
-            SupportError::Io { .. } => "io_error",
-            SupportError::NotEnoughData(_) => "not_enough_data",
+            SupportError::InvalidParameter { .. } => hearth_types::ErrorCode::InvalidRequest,
+            SupportError::BadFile { .. } => hearth_types::ErrorCode::BadFile,
+            SupportError::Io { .. } => hearth_types::ErrorCode::IoError,
+            SupportError::NotEnoughData(_) => hearth_types::ErrorCode::NotEnoughData,
             SupportError::Model(e) => e.code(),
             SupportError::Store(e) => e.code(),
-            SupportError::Artifact(_) => "artifact_error",
-            SupportError::NotTrained => "not_trained",
-            SupportError::UnknownSession(_) => "session_not_found",
-            SupportError::NotConfigured(_) => "not_configured",
+            SupportError::Artifact(_) => hearth_types::ErrorCode::ArtifactError,
+            SupportError::NotTrained => hearth_types::ErrorCode::NotTrained,
+            SupportError::UnknownSession(_) => hearth_types::ErrorCode::SessionNotFound,
+            SupportError::NotConfigured(_) => hearth_types::ErrorCode::NotConfigured,
         }
     }
 

@@ -51,13 +51,7 @@ pub struct Session {
     pub conversation: Conversation,
 }
 
-/// Seconds since the Unix epoch.
-pub(crate) fn now() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
-}
+pub(crate) use hearth_types::clock::unix_now as now;
 
 /// The sessions table.
 #[derive(Clone)]

@@ -1,10 +1,13 @@
 //! Wire types shared by the server, the CLI and the engines: OpenAI-compatible request and
-//! response structs, and the error body shapes.
+//! response structs, the error body shapes, and the one clock ([`clock`]: unix time, UTC dates).
 //!
 //! No IO and no web framework here: these are plain serde structs. Unknown fields sent by
 //! clients are ignored (OpenAI adds fields often); fields hearth does not implement are
 //! accepted and documented as ignored where that is harmless.
 
+pub mod clock;
+pub mod errors;
 pub mod openai;
 
+pub use errors::{ErrorCode, Retry};
 pub use openai::*;

@@ -11,12 +11,7 @@ fn open(config: Config) -> Result<Platform> {
     Platform::open(config).context("opening hearth's data directory")
 }
 
-fn unix_now() -> f64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs_f64())
-        .unwrap_or(0.0)
-}
+use hearth_types::clock::unix_now_f64 as unix_now;
 
 fn limit<T: std::fmt::Display>(value: Option<T>) -> String {
     value.map(|v| v.to_string()).unwrap_or_else(|| "-".into())

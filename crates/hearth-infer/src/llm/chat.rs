@@ -44,46 +44,14 @@ fn raise_exception(message: String) -> Result<Value, Error> {
 
 fn strftime_now(format: String) -> String {
     // Templates use this for "Today's date"; UTC is good enough and needs no tz database.
-    let secs = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0);
-    let days = (secs / 86_400) as i64;
-    let (year, month, day) = civil_from_days(days);
-    const MONTHS: [&str; 12] = [
-        "January",
-        "February",
-        "March",
-        "April",
-        "May",
-        "June",
-        "July",
-        "August",
-        "September",
-        "October",
-        "November",
-        "December",
-    ];
+    let (year, month, day) = hearth_types::clock::utc_date(hearth_types::clock::unix_now() as i64);
+    let name = hearth_types::clock::month_name(month);
     format
         .replace("%Y", &year.to_string())
         .replace("%m", &format!("{month:02}"))
         .replace("%d", &format!("{day:02}"))
-        .replace("%B", MONTHS[(month - 1) as usize])
-        .replace("%b", &MONTHS[(month - 1) as usize][..3])
-}
-
-/// Days since 1970-01-01 to (year, month, day), proleptic Gregorian (H. Hinnant's algorithm).
-fn civil_from_days(z: i64) -> (i64, u32, u32) {
-    let z = z + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let y = yoe + era * 400;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    (if m <= 2 { y + 1 } else { y }, m, d)
+        .replace("%B", name)
+        .replace("%b", &name[..3])
 }
 
 impl ChatTemplate {
@@ -324,9 +292,16 @@ mod tests {
 
     #[test]
     fn strftime_now_formats_dates() {
-        assert_eq!(civil_from_days(0), (1970, 1, 1));
-        assert_eq!(civil_from_days(20_419), (2025, 11, 27));
-        let s = strftime_now("%d %B %Y".into());
-        assert!(s.len() >= 10, "{s}");
+        let (year, month, day) =
+            hearth_types::clock::utc_date(hearth_types::clock::unix_now() as i64);
+        let s = strftime_now("%d %B %Y|%Y-%m-%d|%b".into());
+        let name = hearth_types::clock::month_name(month);
+        assert_eq!(
+            s,
+            format!(
+                "{day:02} {name} {year}|{year}-{month:02}-{day:02}|{}",
+                &name[..3]
+            )
+        );
     }
 }

@@ -258,7 +258,7 @@ fn invalid_inputs_are_rejected_naming_input() {
         "token id 30522",
     );
     let err = model.embed(&[]).unwrap_err();
-    assert_eq!(err.code(), "invalid_parameter");
+    assert_eq!(err.code(), "invalid_request");
 }
 
 #[test]

@@ -8,7 +8,7 @@ use http_body_util::BodyExt;
 use serde_json::{json, Value};
 use tower::ServiceExt;
 
-mod common;
+use crate::common;
 
 fn platform(keys: &[&str]) -> (Platform, tempfile::TempDir) {
     let dir = tempfile::tempdir().unwrap();

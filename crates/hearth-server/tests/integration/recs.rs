@@ -11,7 +11,7 @@ use hearth_core::recs::{Event, EventWeights, Item, ItemId, UserId};
 use hearth_core::{Config, Platform};
 use hearth_testdata::movielens_dir;
 
-mod common;
+use crate::common;
 use serde_json::{json, Value};
 
 async fn get(platform: &Platform, uri: &str) -> (StatusCode, axum::http::HeaderMap, Value) {

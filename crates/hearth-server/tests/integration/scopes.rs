@@ -9,7 +9,7 @@ use hearth_gateway::keys::NewKey;
 use hearth_gateway::Scope;
 use serde_json::{json, Value};
 
-mod common;
+use crate::common;
 
 /// The permission table (docs/security.md): each operation and the one scope that opens it
 /// (admin opens everything). `None`: public.
@@ -100,7 +100,7 @@ async fn send(
 
 #[tokio::test]
 async fn the_permission_table_covers_every_operation_of_the_api() {
-    let spec: Value = serde_json::from_str(include_str!("../src/openapi.json")).unwrap();
+    let spec: Value = serde_json::from_str(include_str!("../../src/openapi.json")).unwrap();
     let mut documented: Vec<(String, String)> = Vec::new();
     for (path, operations) in spec["paths"].as_object().unwrap() {
         for method in operations.as_object().unwrap().keys() {

@@ -960,44 +960,49 @@ async fn not_enough_disk_space_fails_before_downloading() {
     assert!(f.hub.gets_of("tiny-Q4_K_M.gguf").is_empty());
 }
 
-/// The only test in this binary that touches the environment (llama.cpp is not loaded here,
-/// so no C code reads it concurrently).
 #[test]
 fn options_come_from_the_huggingface_variables() {
-    let home = std::env::temp_dir().join(format!("hearth-hf-home-{}", std::process::id()));
-    std::fs::create_dir_all(&home).unwrap();
+    let home = tempfile::tempdir().unwrap();
+    let home = home.path();
     std::fs::write(home.join("token"), "hf_from_file\n").unwrap();
-    for name in [
-        "HF_HUB_CACHE",
-        "HUGGINGFACE_HUB_CACHE",
-        "HF_TOKEN",
-        "HUGGING_FACE_HUB_TOKEN",
-        "HF_TOKEN_PATH",
-    ] {
-        std::env::remove_var(name);
-    }
-    std::env::set_var("HF_HOME", &home);
-    std::env::set_var("HF_ENDPOINT", "https://hf-mirror.example");
-    std::env::set_var("HF_HUB_OFFLINE", "1");
-    let opts = HubOptions::from_env();
+    let vars = |pairs: &[(&str, String)]| {
+        let map: std::collections::HashMap<String, String> = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.clone()))
+            .collect();
+        move |name: &str| map.get(name).cloned()
+    };
+    let home_s = home.display().to_string();
+    let opts = HubOptions::from_vars(vars(&[
+        ("HF_HOME", home_s.clone()),
+        ("HF_ENDPOINT", "https://hf-mirror.example".into()),
+        ("HF_HUB_OFFLINE", "1".into()),
+    ]));
     assert_eq!(opts.endpoint, "https://hf-mirror.example");
     assert_eq!(opts.cache_dir, home.join("hub"));
     assert_eq!(opts.token.as_deref(), Some("hf_from_file"));
     assert!(opts.offline);
 
-    std::env::set_var("HF_HUB_CACHE", home.join("elsewhere"));
-    std::env::set_var("HF_TOKEN", "hf_from_env");
-    std::env::set_var("HF_HUB_OFFLINE", "0");
-    std::env::remove_var("HF_ENDPOINT");
-    let opts = HubOptions::from_env();
+    let opts = HubOptions::from_vars(vars(&[
+        ("HF_HOME", home_s.clone()),
+        ("HF_HUB_CACHE", home.join("elsewhere").display().to_string()),
+        ("HF_TOKEN", "hf_from_env".into()),
+        ("HF_HUB_OFFLINE", "0".into()),
+        ("HF_ENDPOINT", "  ".into()),
+    ]));
     assert_eq!(opts.endpoint, hearth_infer::hub::DEFAULT_ENDPOINT);
     assert_eq!(opts.cache_dir, home.join("elsewhere"));
     assert_eq!(opts.token.as_deref(), Some("hf_from_env"));
     assert!(!opts.offline);
-    for name in ["HF_HOME", "HF_HUB_CACHE", "HF_TOKEN", "HF_HUB_OFFLINE"] {
-        std::env::remove_var(name);
-    }
-    std::fs::remove_dir_all(&home).unwrap();
+
+    // Without HF_HOME the cache follows XDG_CACHE_HOME, then HOME.
+    let opts = HubOptions::from_vars(vars(&[("XDG_CACHE_HOME", home_s.clone())]));
+    assert_eq!(opts.cache_dir, home.join("huggingface").join("hub"));
+    let opts = HubOptions::from_vars(vars(&[("HOME", home_s)]));
+    assert_eq!(
+        opts.cache_dir,
+        home.join(".cache").join("huggingface").join("hub")
+    );
 }
 
 #[test]

@@ -13,7 +13,7 @@ use hearth_core::{Config, Platform};
 use hearth_testdata::movielens_dir;
 use serde_json::{json, Value};
 
-mod common;
+use crate::common;
 
 async fn post(platform: &Platform, uri: &str, body: Value) -> (StatusCode, Vec<u8>) {
     let request = Request::post(uri)

@@ -9,7 +9,7 @@ use hearth_core::{ApiKey, Config, Platform};
 use serde_json::{json, Value};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-mod common;
+use crate::common;
 
 fn platform(dir: &tempfile::TempDir, edit: impl FnOnce(&mut Config)) -> Platform {
     let mut config = Config {

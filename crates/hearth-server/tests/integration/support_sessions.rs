@@ -12,7 +12,7 @@ use hearth_core::{Config, Platform};
 use hearth_testdata::shared_data_dir;
 use serde_json::{json, Value};
 
-mod common;
+use crate::common;
 
 async fn send(platform: &Platform, method: &str, uri: &str, body: Value) -> (StatusCode, Vec<u8>) {
     let request = Request::builder()

@@ -395,5 +395,5 @@ fn hub_cache_models_are_listed_under_their_hub_names() {
             Some("sentence-transformers/all-minilm-l6-v2"),
         )
         .unwrap_err();
-    assert_eq!(err.code(), "invalid_parameter");
+    assert_eq!(err.code(), "invalid_request");
 }

@@ -25,7 +25,7 @@ use hearth_gateway::Scope;
 use proptest::prelude::*;
 use serde_json::{json, Value};
 
-mod common;
+use crate::common;
 
 // ---------------------------------------------------------------------------------------------
 // A fake, fault-injecting OpenAI-compatible upstream

@@ -13,7 +13,7 @@ use serde_json::{json, Value};
 use tower::ServiceExt;
 
 #[allow(dead_code)]
-mod common;
+use crate::common;
 
 fn platform(edit: impl FnOnce(&mut Config)) -> (Platform, tempfile::TempDir) {
     let dir = tempfile::tempdir().unwrap();

@@ -1,0 +1,136 @@
+//! The one server-sent-events relay every streaming route uses.
+//!
+//! A producer task writes events into a bounded channel; the response body reads them out. A
+//! slow client makes the producer wait (never a growing buffer), and a client that hangs up
+//! drops the receiver, so the producer's next send fails and it stops — for a generation that
+//! drops its stream, which cancels it in the engine. Every stream ends with `data: [DONE]`.
+
+use std::convert::Infallible;
+use std::future::Future;
+
+use axum::response::sse::{Event, KeepAlive, Sse};
+use serde::Serialize;
+use serde_json::{json, Value};
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+
+use crate::ApiError;
+
+/// Events a client may fall behind by before the producer waits for it.
+pub const RELAY_CAPACITY: usize = 64;
+
+/// The client went away: the producer should stop.
+#[derive(Debug, Clone, Copy)]
+pub struct Gone;
+
+/// Where a producer writes its events.
+#[derive(Clone)]
+pub struct Relay {
+    tx: mpsc::Sender<Event>,
+}
+
+impl Relay {
+    /// Sends `value` as one event's JSON data.
+    pub async fn json<T: Serialize + ?Sized>(&self, value: &T) -> Result<(), Gone> {
+        let data = serde_json::to_string(value).expect("plain data serializes");
+        self.data(data).await
+    }
+
+    /// Sends one event with `data` as it is.
+    pub async fn data(&self, data: impl Into<String>) -> Result<(), Gone> {
+        self.tx
+            .send(Event::default().data(data.into()))
+            .await
+            .map_err(|_| Gone)
+    }
+
+    /// Sends `error` in the API's error shape, marked `"type": "error"`.
+    pub async fn error(&self, error: &ApiError) -> Result<(), Gone> {
+        self.json(&error_event(error)).await
+    }
+}
+
+/// A failure inside a stream: `{"type":"error","error":{message,type,param,code}}`, the body a
+/// non-streamed request would have had, so clients read one error shape either way.
+pub fn error_event(error: &ApiError) -> Value {
+    let mut event = json!(error.body());
+    event["type"] = json!("error");
+    event
+}
+
+/// Answers with the events `produce` sends, followed by `[DONE]` (unless the client left).
+/// `produce` runs on its own task, so it keeps going between the client's reads.
+pub fn relay<F, Fut>(produce: F) -> Sse<impl futures::Stream<Item = Result<Event, Infallible>>>
+where
+    F: FnOnce(Relay) -> Fut,
+    Fut: Future<Output = Result<(), Gone>> + Send + 'static,
+{
+    let (tx, rx) = mpsc::channel(RELAY_CAPACITY);
+    let relay = Relay { tx };
+    let done = relay.clone();
+    let work = produce(relay);
+    tokio::spawn(async move {
+        if work.await.is_ok() {
+            let _ = done.data("[DONE]").await;
+        }
+    });
+    Sse::new(futures::StreamExt::map(ReceiverStream::new(rx), Ok)).keep_alive(KeepAlive::default())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::response::IntoResponse;
+    use http_body_util::BodyExt;
+
+    #[tokio::test]
+    async fn events_arrive_in_order_then_done() {
+        let sse = relay(|out| async move {
+            out.json(&json!({"n": 1})).await?;
+            out.data("two").await?;
+            out.error(&ApiError::new(hearth_types::ErrorCode::Overloaded, "busy"))
+                .await
+        });
+        let body = sse.into_response().into_body().collect().await.unwrap();
+        let text = String::from_utf8(body.to_bytes().to_vec()).unwrap();
+        let data: Vec<&str> = text
+            .lines()
+            .filter_map(|l| l.strip_prefix("data: "))
+            .collect();
+        assert_eq!(data.len(), 4, "{text}");
+        assert_eq!(data[0], r#"{"n":1}"#);
+        assert_eq!(data[1], "two");
+        let error: Value = serde_json::from_str(data[2]).unwrap();
+        assert_eq!(error["type"], "error");
+        assert_eq!(error["error"]["code"], "overloaded");
+        assert_eq!(data[3], "[DONE]");
+    }
+
+    #[tokio::test]
+    async fn a_client_that_does_not_read_holds_the_producer_back_and_leaving_stops_it() {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        use std::sync::Arc;
+        let sent = Arc::new(AtomicUsize::new(0));
+        let (ended_tx, ended_rx) = tokio::sync::oneshot::channel();
+        let counter = sent.clone();
+        let sse = relay(move |out| async move {
+            let result = loop {
+                if let Err(gone) = out.data("x").await {
+                    break Err(gone);
+                }
+                counter.fetch_add(1, Ordering::SeqCst);
+            };
+            let _ = ended_tx.send(());
+            result
+        });
+        // Nobody reads: the producer fills the channel and waits.
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        assert_eq!(sent.load(Ordering::SeqCst), RELAY_CAPACITY);
+        // The client leaves: the waiting send fails and the producer ends.
+        drop(sse);
+        tokio::time::timeout(std::time::Duration::from_secs(5), ended_rx)
+            .await
+            .expect("the producer kept going after the client left")
+            .unwrap();
+    }
+}

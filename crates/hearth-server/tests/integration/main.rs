@@ -1,0 +1,13 @@
+//! hearth-server's integration tests, one module per area, in one binary: every test binary links the
+//! whole crate graph, llama.cpp included, so one binary links it once instead of once per file.
+
+mod common;
+mod gateway;
+mod http;
+mod overload;
+mod recs;
+mod scopes;
+mod security;
+mod shopping;
+mod support_eval;
+mod support_sessions;
