@@ -271,3 +271,39 @@ fn gateway_options(config: &Config) -> GatewayOptions {
         max_embedding_inputs: config.embeddings.max_inputs_per_request,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The database is opened once per process: every app's tables sit on the one handle.
+    #[test]
+    fn every_app_shares_the_one_store() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = Config {
+            data_dir: dir.path().to_owned(),
+            ..Config::default()
+        };
+        let platform = Platform::open(config).unwrap();
+        let db = platform.store().db();
+        let ledger = platform
+            .gateway()
+            .ledger()
+            .expect("the gateway keeps a ledger");
+        assert!(ledger.database().is_same_handle(db));
+        assert!(platform.recs_store().unwrap().database().is_same_handle(db));
+        assert!(platform
+            .support_sessions()
+            .unwrap()
+            .database()
+            .is_same_handle(db));
+        assert!(platform
+            .knowledge_base()
+            .unwrap()
+            .database()
+            .is_same_handle(db));
+        // A second open of the same file is another handle, and the check tells them apart.
+        let other = hearth_store::Store::open(dir.path()).unwrap();
+        assert!(!other.db().is_same_handle(db));
+    }
+}

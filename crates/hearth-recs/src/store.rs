@@ -70,6 +70,11 @@ fn from_json<T: serde::de::DeserializeOwned + Default>(text: &str) -> T {
 }
 
 impl RecsStore {
+    /// The database these tables live in.
+    pub fn database(&self) -> &hearth_store::Database {
+        &self.db
+    }
+
     pub fn open(db: Database) -> Result<Self, StoreError> {
         db.migrate("recs", MIGRATIONS)?;
         Ok(RecsStore { db })

@@ -110,6 +110,12 @@ impl Database {
         &self.path
     }
 
+    /// Whether `other` is this same handle (one writer, one reader pool), not merely the same
+    /// file opened again.
+    pub fn is_same_handle(&self, other: &Database) -> bool {
+        Arc::ptr_eq(&self.conn, &other.conn)
+    }
+
     /// Applies the migrations of `namespace` not yet applied, each in its own transaction.
     /// Migration N (0-based) is applied once; never edit a released one, append a new one.
     pub fn migrate(&self, namespace: &str, migrations: &[&str]) -> Result<(), StoreError> {

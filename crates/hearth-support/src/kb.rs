@@ -198,6 +198,11 @@ pub struct KnowledgeBase {
 }
 
 impl KnowledgeBase {
+    /// The database these tables live in.
+    pub fn database(&self) -> &hearth_store::Database {
+        &self.db
+    }
+
     pub fn open(db: Database) -> Result<KnowledgeBase, SupportError> {
         db.migrate("support_kb", MIGRATIONS)?;
         Ok(KnowledgeBase { db })

@@ -60,6 +60,11 @@ pub struct SessionStore {
 }
 
 impl SessionStore {
+    /// The database these tables live in.
+    pub fn database(&self) -> &hearth_store::Database {
+        &self.db
+    }
+
     pub fn open(db: Database) -> Result<SessionStore, SupportError> {
         db.migrate("support", MIGRATIONS)?;
         Ok(SessionStore { db })
