@@ -33,6 +33,24 @@ impl ApiError {
         }
     }
 
+    /// A crate's error `e` answered by its code, naming `param`; a failure of hearth's own (a
+    /// 5xx a retry would not mend) is logged with the full error.
+    pub fn of(
+        code: ErrorCode,
+        e: &dyn std::fmt::Display,
+        param: Option<String>,
+        retry_after: Option<u32>,
+    ) -> Self {
+        let error = ApiError {
+            param,
+            ..ApiError::new(code, e.to_string()).with_retry_after(retry_after)
+        };
+        if error.status.is_server_error() && error.retry_after.is_none() {
+            tracing::error!(error = %e, "request failed");
+        }
+        error
+    }
+
     pub fn with_param(mut self, param: impl Into<String>) -> Self {
         self.param = Some(param.into());
         self
@@ -71,14 +89,7 @@ impl From<GatewayError> for ApiError {
             GatewayError::Infer(InferError::QueueTimeout { .. }) => Some(2),
             _ => None,
         };
-        let error = ApiError::new(e.code(), e.to_string()).with_retry_after(retry_after);
-        if error.status.is_server_error() && error.retry_after.is_none() {
-            tracing::error!(error = %e, "request failed");
-        }
-        ApiError {
-            param: e.param().map(str::to_owned),
-            ..error
-        }
+        ApiError::of(e.code(), &e, e.param().map(str::to_owned), retry_after)
     }
 }
 

@@ -32,12 +32,7 @@ impl From<RecsError> for ApiError {
             RecsError::UnknownItem(_) => Some("id".to_owned()),
             _ => None,
         };
-        let mut error = ApiError::new(e.code(), e.to_string());
-        if error.status.is_server_error() && error.retry_after.is_none() {
-            tracing::error!(error = %e, "recommendation request failed");
-        }
-        error.param = param;
-        error
+        ApiError::of(e.code(), &e, param, None)
     }
 }
 

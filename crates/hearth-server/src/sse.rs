@@ -52,7 +52,7 @@ impl Relay {
 
 /// A failure inside a stream: `{"type":"error","error":{message,type,param,code}}`, the body a
 /// non-streamed request would have had, so clients read one error shape either way.
-pub fn error_event(error: &ApiError) -> Value {
+fn error_event(error: &ApiError) -> Value {
     let mut event = json!(error.body());
     event["type"] = json!("error");
     event

@@ -29,12 +29,7 @@ impl From<SupportError> for ApiError {
             SupportError::UnknownSession(_) => Some("id".to_owned()),
             _ => None,
         };
-        let mut error = ApiError::new(e.code(), e.to_string());
-        if error.status.is_server_error() && error.retry_after.is_none() {
-            tracing::error!(error = %e, "support request failed");
-        }
-        error.param = param;
-        error
+        ApiError::of(e.code(), &e, param, None)
     }
 }
 

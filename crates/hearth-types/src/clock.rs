@@ -37,26 +37,11 @@ pub fn utc_month_bounds(secs: i64) -> (i64, i64) {
     (start, utc_midnight(ny, nm, 1).unwrap_or(i64::MAX))
 }
 
-/// The English name of month 1–12.
-pub fn month_name(month: u8) -> &'static str {
-    Month::try_from(month).map(month_str).unwrap_or("")
-}
-
-fn month_str(m: Month) -> &'static str {
-    match m {
-        Month::January => "January",
-        Month::February => "February",
-        Month::March => "March",
-        Month::April => "April",
-        Month::May => "May",
-        Month::June => "June",
-        Month::July => "July",
-        Month::August => "August",
-        Month::September => "September",
-        Month::October => "October",
-        Month::November => "November",
-        Month::December => "December",
-    }
+/// The English name of month 1–12 ("" for any other number).
+pub fn month_name(month: u8) -> String {
+    Month::try_from(month)
+        .map(|m| m.to_string())
+        .unwrap_or_default()
 }
 
 #[cfg(test)]

@@ -50,7 +50,7 @@ fn strftime_now(format: String) -> String {
         .replace("%Y", &year.to_string())
         .replace("%m", &format!("{month:02}"))
         .replace("%d", &format!("{day:02}"))
-        .replace("%B", name)
+        .replace("%B", &name)
         .replace("%b", &name[..3])
 }
 
