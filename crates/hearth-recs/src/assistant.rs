@@ -117,17 +117,32 @@ fn label(s: &Suggestion) -> String {
 }
 
 /// The Lark grammar of an answer: one line of introduction, then one to three lines that
-/// each name a candidate exactly (by id and title) with a short reason.
+/// each name a different candidate exactly (by id and title) with a short reason. Every
+/// ordered choice of distinct candidates is one alternative, so no item can be named twice
+/// (at most 10 candidates: 820 alternatives).
 pub fn answer_grammar(items: &[Suggestion]) -> String {
-    let names: Vec<String> = items
-        .iter()
-        .map(|s| serde_json::to_string(&label(s)).expect("a string"))
-        .collect();
-    let pick = "pick: \"- \" name \": \" REASON \"\\n\"";
-    format!(
-        "start: INTRO \"\\n\" pick (pick pick?)?\n{pick}\nname: {}\nINTRO: /[^\\n\\[\\]]{{8,160}}/\nREASON: /[^\\n]{{3,100}}/\n",
-        names.join(" | ")
-    )
+    let pick = |i: usize| format!("\"- \" n{i} \": \" REASON \"\\n\"");
+    let n = items.len();
+    let mut picks = Vec::new();
+    for a in 0..n {
+        picks.push(pick(a));
+        for b in (0..n).filter(|&b| b != a) {
+            picks.push(format!("{} {}", pick(a), pick(b)));
+            for c in (0..n).filter(|&c| c != a && c != b) {
+                picks.push(format!("{} {} {}", pick(a), pick(b), pick(c)));
+            }
+        }
+    }
+    let mut grammar = format!(
+        "start: INTRO \"\\n\" picks\npicks: {}\n",
+        picks.join("\n     | ")
+    );
+    for (i, s) in items.iter().enumerate() {
+        let name = serde_json::to_string(&label(s)).expect("a string");
+        grammar.push_str(&format!("n{i}: {name}\n"));
+    }
+    grammar.push_str("INTRO: /[^\\n\\[\\]]{8,160}/\nREASON: /[^\\n]{3,100}/\n");
+    grammar
 }
 
 fn answer_messages(wish: &str, items: &[Suggestion]) -> Vec<ChatMessage> {
@@ -437,6 +452,29 @@ mod tests {
         assert!(grammar.contains(r#""[1] A \"quoted\" title""#), "{grammar}");
         assert!(grammar.contains(r#""[2] Heat (1995)""#));
         assert!(grammar.starts_with("start: INTRO"));
+    }
+
+    #[test]
+    fn the_grammar_never_names_a_candidate_twice() {
+        let items = items();
+        let n = items.len();
+        let grammar = answer_grammar(&items);
+        let picks = grammar
+            .lines()
+            .skip_while(|l| !l.starts_with("picks:"))
+            .take_while(|l| l.starts_with("picks:") || l.trim_start().starts_with('|'))
+            .collect::<Vec<_>>();
+        // Every ordered choice of 1 to 3 distinct candidates, and nothing else.
+        assert_eq!(picks.len(), n + n * (n - 1) + n * (n - 1) * (n - 2));
+        for alternative in picks {
+            let named: Vec<&str> = alternative
+                .split_whitespace()
+                .filter(|w| w.starts_with('n') && w[1..].parse::<usize>().is_ok())
+                .collect();
+            let distinct: std::collections::HashSet<&&str> = named.iter().collect();
+            assert!(!named.is_empty() && named.len() <= 3, "{alternative}");
+            assert_eq!(distinct.len(), named.len(), "{alternative}");
+        }
     }
 
     #[test]
