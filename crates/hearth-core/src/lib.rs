@@ -5,6 +5,7 @@
 //! hearth-server serves the platform.
 
 mod config;
+pub mod recs_service;
 mod support_platform;
 
 use std::sync::Arc;

@@ -64,23 +64,28 @@ impl Platform {
 
     /// The support agent's embedding model: `asked`, else `[support] embedding_model`, else
     /// the first embedding model registered.
-    pub fn support_embedding_model(&self, asked: Option<&str>) -> Result<String, SupportError> {
+    pub async fn support_embedding_model(
+        &self,
+        asked: Option<&str>,
+    ) -> Result<String, SupportError> {
         let configured = self.config().support.embedding_model.as_deref();
         self.model_or_first(
             asked.or(configured),
             ModelKind::Embedding,
             "embedding_model",
         )
+        .await
     }
 
     /// The support agent's chat model: `asked`, else `[support] chat_model`, else the first
     /// chat model registered.
-    pub fn support_chat_model(&self, asked: Option<&str>) -> Result<String, SupportError> {
+    pub async fn support_chat_model(&self, asked: Option<&str>) -> Result<String, SupportError> {
         let configured = self.config().support.chat_model.as_deref();
         self.model_or_first(asked.or(configured), ModelKind::Chat, "chat_model")
+            .await
     }
 
-    fn model_or_first(
+    async fn model_or_first(
         &self,
         chosen: Option<&str>,
         kind: ModelKind,
@@ -95,10 +100,11 @@ impl Platform {
             "embedding"
         };
         self.gateway()
-            .models()?
-            .into_iter()
+            .models_now()
+            .await?
+            .iter()
             .find(|m| m.kind == kind)
-            .map(|m| m.name)
+            .map(|m| m.name.clone())
             .ok_or_else(|| {
                 SupportError::invalid(
                     setting,
@@ -252,7 +258,7 @@ impl Platform {
         let _turn = guard.lock().await;
         let mut session = self.support_session(id)?;
         let desk = self.support_desk()?;
-        let mut options = AgentOptions::new(self.support_chat_model(None)?);
+        let mut options = AgentOptions::new(self.support_chat_model(None).await?);
         options.max_tool_rounds = self.config().support.max_tool_rounds;
         let agent = Agent {
             gateway: self.gateway(),
@@ -311,7 +317,7 @@ impl Platform {
         embedding_model: Option<&str>,
         progress: &dyn IntentProgress,
     ) -> Result<AddReport, SupportError> {
-        let model = self.support_embedding_model(embedding_model)?;
+        let model = self.support_embedding_model(embedding_model).await?;
         let report = self
             .knowledge_base()?
             .add(self.gateway(), &model, paths, progress)

@@ -147,12 +147,13 @@ impl ChatStream {
     }
 }
 
-fn sampling_params(fields: &SamplingFields) -> Result<SamplingParams, GatewayError> {
+/// The sampling parameters of a request, every range checked (the error names the field).
+pub(crate) fn sampling_params(fields: &SamplingFields) -> Result<SamplingParams, GatewayError> {
     if fields.n.is_some_and(|n| n != 1) {
         return Err(GatewayError::invalid("n", "only n = 1 is supported"));
     }
     let defaults = SamplingParams::default();
-    Ok(SamplingParams {
+    let params = SamplingParams {
         max_tokens: fields.max_completion_tokens.or(fields.max_tokens),
         temperature: fields.temperature.unwrap_or(defaults.temperature),
         top_p: fields.top_p.unwrap_or(defaults.top_p),
@@ -167,7 +168,9 @@ fn sampling_params(fields: &SamplingFields) -> Result<SamplingParams, GatewayErr
         presence_penalty: fields.presence_penalty.unwrap_or(0.0),
         frequency_penalty: fields.frequency_penalty.unwrap_or(0.0),
         ignore_eos: fields.ignore_eos.unwrap_or(false),
-    })
+    };
+    params.validate()?;
+    Ok(params)
 }
 
 fn response_constraint(
@@ -209,8 +212,18 @@ fn response_constraint(
 
 const VALID_ROLES: [&str; 5] = ["system", "developer", "user", "assistant", "tool"];
 
-/// Checks what every chat request needs, wherever it goes.
-pub(crate) fn validate_chat(request: &ChatCompletionRequest) -> Result<(), GatewayError> {
+/// A chat request as the door checked it: what every route needs, computed once.
+#[derive(Debug, Clone)]
+pub(crate) struct CheckedChat {
+    pub params: SamplingParams,
+    pub mode: ToolMode,
+    /// The request's own `response_format`, as a constraint.
+    pub constraint: Option<Constraint>,
+}
+
+/// Checks what every chat request needs, wherever it goes (a local engine or an upstream):
+/// messages and roles, every sampling range, tools and tool choice, the response format.
+pub(crate) fn check_chat(request: &ChatCompletionRequest) -> Result<CheckedChat, GatewayError> {
     if request.messages.is_empty() {
         return Err(GatewayError::invalid(
             "messages",
@@ -229,8 +242,11 @@ pub(crate) fn validate_chat(request: &ChatCompletionRequest) -> Result<(), Gatew
             ));
         }
     }
-    sampling_params(&request.sampling)?;
-    Ok(())
+    Ok(CheckedChat {
+        params: sampling_params(&request.sampling)?,
+        mode: tool_mode(request.tools.as_deref(), request.tool_choice.as_ref())?,
+        constraint: response_constraint(request.response_format.as_ref())?,
+    })
 }
 
 impl Gateway {
@@ -257,19 +273,18 @@ impl Gateway {
     /// A chat completion on this machine's engine for `request.model`.
     /// `owner`: whose request it is (key or tenant; empty for the apps' own), for the
     /// engine's turns between clients.
+    /// `checked`: what the door made of `request` ([`check_chat`]); `constraint` overrides
+    /// its response format.
     pub(crate) async fn local_chat(
         &self,
         request: &ChatCompletionRequest,
+        checked: &CheckedChat,
         constraint: Option<Constraint>,
         owner: &str,
     ) -> Result<ChatStream, GatewayError> {
-        validate_chat(request)?;
-        let params = sampling_params(&request.sampling)?;
-        let mode = tool_mode(request.tools.as_deref(), request.tool_choice.as_ref())?;
-        let mut constraint = match constraint {
-            Some(c) => Some(c),
-            None => response_constraint(request.response_format.as_ref())?,
-        };
+        let params = checked.params.clone();
+        let mode = checked.mode.clone();
+        let mut constraint = constraint.or_else(|| checked.constraint.clone());
         let (info, engine) = self.chat_engine(&request.model, "chat completions").await?;
         let offered: Option<&[Tool]> = match &mode {
             ToolMode::None => None,
@@ -316,13 +331,14 @@ impl Gateway {
         ))
     }
 
-    /// Starts a text completion per prompt (several prompts only without streaming).
-    pub async fn completion(
+    /// Starts a text completion per prompt (several prompts only without streaming);
+    /// `params`: the request's sampling, checked at the door.
+    pub(crate) async fn completion(
         &self,
         request: &CompletionRequest,
+        params: SamplingParams,
         owner: &str,
     ) -> Result<Vec<ChatStream>, GatewayError> {
-        let params = sampling_params(&request.sampling)?;
         let (info, engine) = self.chat_engine(&request.model, "completions").await?;
         let prompts: Vec<Vec<u32>> = match &request.prompt {
             CompletionPrompt::Text(text) => vec![tokenize_prompt(&engine, text)?],

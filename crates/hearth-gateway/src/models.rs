@@ -59,7 +59,7 @@ impl LoadedModel {
 /// Resolves model names and routes, owns the engines (each loaded once, on first use or at
 /// start-up), and meters every request.
 pub struct Gateway {
-    registry: ModelRegistry,
+    registry: Arc<ModelRegistry>,
     pub(crate) options: GatewayOptions,
     loaded: Mutex<HashMap<String, Arc<OnceCell<LoadedModel>>>>,
     pub(crate) routing: Routing,
@@ -75,7 +75,7 @@ impl Gateway {
     pub fn new(registry: ModelRegistry, options: GatewayOptions) -> Self {
         let settings = GatewayConfig::default();
         Gateway {
-            registry,
+            registry: Arc::new(registry),
             options,
             loaded: Mutex::new(HashMap::new()),
             routing: Routing::default(),
@@ -113,7 +113,7 @@ impl Gateway {
             None => (None, None),
         };
         Ok(Gateway {
-            registry,
+            registry: Arc::new(registry),
             options,
             loaded: Mutex::new(HashMap::new()),
             routing,
@@ -200,6 +200,26 @@ impl Gateway {
         Ok(self.registry.list()?)
     }
 
+    /// [`Self::models`] for async callers: from the registry's memory, or scanned again on a
+    /// blocking thread when its last scan is stale, never on the async workers.
+    pub async fn models_now(&self) -> Result<Arc<Vec<ModelInfo>>, GatewayError> {
+        if self.registry.is_fresh() {
+            return Ok(self.registry.models()?);
+        }
+        let registry = self.registry.clone();
+        tokio::task::spawn_blocking(move || registry.models())
+            .await
+            .map_err(|e| InferError::Engine(format!("the model scan panicked: {e}")))?
+            .map_err(GatewayError::from)
+    }
+
+    /// Resolves a model name (see [`ModelRegistry::resolve`]) without scanning on the async
+    /// workers.
+    pub async fn resolve(&self, name: &str) -> Result<ModelInfo, GatewayError> {
+        self.models_now().await?;
+        Ok(self.registry.resolve(name)?)
+    }
+
     /// The engines running now.
     pub fn loaded(&self) -> Vec<LoadedModel> {
         let loaded = self.loaded.lock().expect("gateway lock");
@@ -212,7 +232,7 @@ impl Gateway {
     /// Resolves `name` and starts its engine if it is not running yet. Concurrent callers
     /// share one load.
     pub async fn load(&self, name: &str) -> Result<LoadedModel, GatewayError> {
-        let info = self.registry.resolve(name)?;
+        let info = self.resolve(name).await?;
         let cell = {
             let mut loaded = self.loaded.lock().expect("gateway lock");
             loaded.entry(info.name.clone()).or_default().clone()

@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 use hearth_types::ChatCompletionRequest;
 use tokio::sync::mpsc;
 
+use crate::chat::CheckedChat;
 use crate::config::{GatewayConfig, Privacy, Strategy};
 use crate::keys::{KeyInfo, Reservation};
 use crate::ledger::{AuditRecord, UsageRecord};
@@ -329,14 +330,21 @@ impl Gateway {
         request: &ChatCompletionRequest,
         caller: &Caller,
     ) -> Result<ChatStream, GatewayError> {
-        crate::chat::validate_chat(request)?;
+        let checked = crate::chat::check_chat(request)?;
         let route = self.routing.route(&request.model);
         refuse_forbidden_pii(&route, request)?;
         let bounds = self.bounds(request);
         let mut reservation = self.admit(caller, &route, bounds)?;
         let (at, started) = (crate::unix_now_f64(), Instant::now());
         let result = self
-            .dispatch(route.clone(), request, bounds, caller, &mut reservation)
+            .dispatch(
+                route.clone(),
+                request,
+                &checked,
+                bounds,
+                caller,
+                &mut reservation,
+            )
             .await;
         if let Err(e) = &result {
             // No deployment answered: nothing was spent. (A request dropped while it waits
@@ -389,6 +397,7 @@ impl Gateway {
         &self,
         route: Arc<Route>,
         request: &ChatCompletionRequest,
+        checked: &CheckedChat,
         bounds: (u64, u64),
         caller: &Caller,
         reservation: &mut Option<Reservation>,
@@ -413,7 +422,9 @@ impl Gateway {
                 }
                 let started = Instant::now();
                 let at = crate::unix_now_f64();
-                let outcome = self.attempt(&route, deployment, request, caller).await;
+                let outcome = self
+                    .attempt(&route, deployment, request, checked, caller)
+                    .await;
                 match outcome {
                     Ok((mut stream, audit)) => {
                         deployment.succeeded();
@@ -589,10 +600,13 @@ impl Gateway {
                     ),
                 )
             })?;
+        let checked = crate::chat::check_chat(request)?;
         let mut local = request.clone();
         local.model = deployment.model.clone();
         let (at, started) = (crate::unix_now_f64(), Instant::now());
-        let mut stream = self.local_chat(&local, Some(constraint), "").await?;
+        let mut stream = self
+            .local_chat(&local, &checked, Some(constraint), "")
+            .await?;
         stream.model = route.alias.clone();
         stream.meter = Some(self.meter(
             &route,
@@ -611,6 +625,7 @@ impl Gateway {
         route: &Route,
         deployment: &Deployment,
         request: &ChatCompletionRequest,
+        checked: &CheckedChat,
         caller: &Caller,
     ) -> Result<(ChatStream, Option<AuditRecord>), Attempt> {
         let mut request = request.clone();
@@ -618,7 +633,7 @@ impl Gateway {
         let upstream = match &deployment.target {
             Target::Local => {
                 let owner = caller.owner().unwrap_or_default();
-                return match self.local_chat(&request, None, &owner).await {
+                return match self.local_chat(&request, checked, None, &owner).await {
                     Ok(mut stream) => {
                         if !route.implicit {
                             stream.model = route.alias.clone();
@@ -762,6 +777,7 @@ impl Gateway {
         caller: &Caller,
     ) -> Result<Vec<ChatStream>, GatewayError> {
         let (route, index) = self.local_for(&request.model, caller)?;
+        let params = crate::chat::sampling_params(&request.sampling)?;
         let deployment = &route.deployments[index];
         let max = request
             .sampling
@@ -772,7 +788,7 @@ impl Gateway {
         local.model = deployment.model.clone();
         let (at, started) = (crate::unix_now_f64(), Instant::now());
         let mut streams = self
-            .completion(&local, &caller.owner().unwrap_or_default())
+            .completion(&local, params, &caller.owner().unwrap_or_default())
             .await?;
         let chat_like =
             ChatCompletionRequest::streaming(&route.alias, Vec::new(), Default::default());

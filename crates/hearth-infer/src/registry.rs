@@ -12,8 +12,8 @@ use std::collections::HashMap;
 use std::fs::File;
 use std::io::{self, BufReader, Read};
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
-use std::time::SystemTime;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime};
 
 use serde::{Deserialize, Serialize};
 
@@ -72,12 +72,26 @@ pub struct RegistryOptions {
     pub hub_cache: PathBuf,
 }
 
-/// The models on this machine. Cheap to query: header metadata of cached files is memoised by
-/// (path, size, mtime). Safe to share between threads; `models.json` is read fresh on each call
-/// (so an import from the CLI shows up in a running server) and written under a file lock.
+/// The models on this machine. Cheap to query: the list is kept in memory and scanned again
+/// only when `models.json` changed (an import from the CLI shows up in a running server at
+/// once) or, for the Hugging Face cache, when the last scan is [`RESCAN_AFTER`] old; header
+/// metadata of cached files is memoised by (path, size, mtime). Safe to share between threads;
+/// `models.json` is written under a file lock.
 pub struct ModelRegistry {
     opts: RegistryOptions,
     inspected: Mutex<HashMap<PathBuf, Inspected>>,
+    listed: Mutex<Option<Listed>>,
+}
+
+/// How long a scan of the Hugging Face cache answers before the next call scans it again (a
+/// model pulled by another process shows up within this).
+pub const RESCAN_AFTER: Duration = Duration::from_secs(2);
+
+/// The last scan: when, the `models.json` it read, and what it found.
+struct Listed {
+    at: Instant,
+    record: Option<(u64, Option<SystemTime>)>,
+    models: Arc<Vec<ModelInfo>>,
 }
 
 /// `inspect`'s answer for a path, valid while the file's size and mtime are unchanged.
@@ -105,6 +119,7 @@ impl ModelRegistry {
         let registry = ModelRegistry {
             opts,
             inspected: Mutex::new(HashMap::new()),
+            listed: Mutex::new(None),
         };
         registry.load_record()?;
         Ok(registry)
@@ -112,9 +127,55 @@ impl ModelRegistry {
 
     /// Imported models first (in import order), then the HF cache (by repo).
     pub fn list(&self) -> Result<Vec<ModelInfo>, InferError> {
+        Ok(self.models()?.as_ref().clone())
+    }
+
+    /// [`Self::list`], shared: from memory while the last scan is fresh, else scanned again.
+    pub fn models(&self) -> Result<Arc<Vec<ModelInfo>>, InferError> {
+        let record = self.record_stamp();
+        if let Some(listed) = self
+            .listed
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .as_ref()
+        {
+            if listed.record == record && listed.at.elapsed() < RESCAN_AFTER {
+                return Ok(listed.models.clone());
+            }
+        }
         let mut models = self.load_record()?.models;
         models.extend(self.hub_models());
+        let models = Arc::new(models);
+        *self.listed.lock().unwrap_or_else(|e| e.into_inner()) = Some(Listed {
+            at: Instant::now(),
+            record,
+            models: models.clone(),
+        });
         Ok(models)
+    }
+
+    /// Whether [`Self::models`] would answer from memory now, without scanning (async callers
+    /// scan on a blocking thread when it would not).
+    pub fn is_fresh(&self) -> bool {
+        let record = self.record_stamp();
+        self.listed
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .as_ref()
+            .is_some_and(|l| l.record == record && l.at.elapsed() < RESCAN_AFTER)
+    }
+
+    /// Forgets the last scan: the next call scans again (after this process changed the
+    /// Hugging Face cache, e.g. a pull).
+    pub fn refresh(&self) {
+        *self.listed.lock().unwrap_or_else(|e| e.into_inner()) = None;
+    }
+
+    /// Size and modification time of `models.json` (None while there is none).
+    fn record_stamp(&self) -> Option<(u64, Option<SystemTime>)> {
+        std::fs::metadata(self.record_path())
+            .ok()
+            .map(|m| (m.len(), m.modified().ok()))
     }
 
     /// Validates `path` (a GGUF file or a sentence-transformers directory), and records it
@@ -149,6 +210,7 @@ impl ModelRegistry {
         info.source = ModelSource::Imported;
         record.models.push(info.clone());
         self.save_record(&record)?;
+        self.refresh();
         Ok(info)
     }
 
@@ -164,7 +226,9 @@ impl ModelRegistry {
         match position {
             Some(position) => {
                 record.models.remove(position);
-                self.save_record(&record)
+                self.save_record(&record)?;
+                self.refresh();
+                Ok(())
             }
             None if self.hub_models().iter().any(|m| m.name.eq_ignore_ascii_case(name)) => {
                 Err(InferError::InvalidParameter {
@@ -184,7 +248,7 @@ impl ModelRegistry {
     /// Finds a model by its exact name, else by a unique case-insensitive match, else (for Hub
     /// models) by `ORG/REPO` when the repo holds one model, or `ORG/REPO:QUANT`.
     pub fn resolve(&self, name: &str) -> Result<ModelInfo, InferError> {
-        let models = self.list()?;
+        let models = self.models()?;
         let found = match models.iter().find(|m| m.name == name) {
             Some(model) => model.clone(),
             None => {

@@ -32,6 +32,11 @@ pub enum RecsError {
     NotTrained,
     #[error("unknown item '{0}'")]
     UnknownItem(String),
+    #[error("unknown user '{0}'")]
+    UnknownUser(String),
+    /// A use that needs a chat model, and none is registered or configured.
+    #[error("{0}")]
+    NoChatModel(String),
     #[error("index: {0}")]
     Index(#[from] hearth_index::IndexError),
     /// The shopping assistant's model failed or answered outside its contract.
@@ -52,6 +57,8 @@ impl RecsError {
             RecsError::Artifact(_) => hearth_types::ErrorCode::ArtifactError,
             RecsError::NotTrained => hearth_types::ErrorCode::NotTrained,
             RecsError::UnknownItem(_) => hearth_types::ErrorCode::ItemNotFound,
+            RecsError::UnknownUser(_) => hearth_types::ErrorCode::UserNotFound,
+            RecsError::NoChatModel(_) => hearth_types::ErrorCode::NoChatModel,
             RecsError::Index(_) => hearth_types::ErrorCode::IndexError,
             RecsError::Assistant(_) => hearth_types::ErrorCode::AssistantError,
         }

@@ -112,7 +112,7 @@ fn model_object(info: &ModelInfo) -> ModelObject {
 }
 
 pub async fn list_models(State(state): State<AppState>) -> Result<Json<ModelList>, ApiError> {
-    let models = state.platform.gateway().models()?;
+    let models = state.platform.gateway().models_now().await?;
     Ok(Json(ModelList {
         object: "list".into(),
         data: models.iter().map(model_object).collect(),
@@ -123,12 +123,7 @@ pub async fn get_model(
     State(state): State<AppState>,
     Path(id): Path<String>,
 ) -> Result<Json<ModelObject>, ApiError> {
-    let info = state
-        .platform
-        .gateway()
-        .registry()
-        .resolve(&id)
-        .map_err(hearth_gateway::GatewayError::from)?;
+    let info = state.platform.gateway().resolve(&id).await?;
     Ok(Json(model_object(&info)))
 }
 

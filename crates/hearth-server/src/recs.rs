@@ -4,20 +4,15 @@ use std::collections::HashMap;
 
 use axum::extract::{Path, State};
 use axum::Json;
-use hearth_core::recs::serve::{ItemFilter, Recommendation};
-use hearth_core::recs::{limits, Event, ItemId, RecsError, UserId};
-use serde::Deserialize;
-use serde_json::{json, Value};
+use hearth_core::recs::serve::ItemFilter;
+use hearth_core::recs::RecsError;
+use hearth_core::recs_service::{check_n, NewEvent, RecommendationList, SessionEvent};
+use serde::{Deserialize, Serialize};
 
 use crate::error::ApiError;
 use crate::extract::{ApiJson, ApiQuery};
 use crate::AppState;
 use hearth_types::ErrorCode;
-
-/// Most items one request may ask for.
-const MAX_N: usize = 500;
-/// Most recent events of a user that shape their recommendations.
-const HISTORY: usize = 500;
 
 impl From<RecsError> for ApiError {
     fn from(e: RecsError) -> Self {
@@ -29,7 +24,7 @@ impl From<RecsError> for ApiError {
         };
         let param = match &e {
             RecsError::InvalidParameter { param, .. } => Some(param.clone()),
-            RecsError::UnknownItem(_) => Some("id".to_owned()),
+            RecsError::UnknownItem(_) | RecsError::UnknownUser(_) => Some("id".to_owned()),
             _ => None,
         };
         ApiError::of(e.code(), &e, param, None)
@@ -88,35 +83,15 @@ fn n_and_filter(query: &HashMap<String, String>) -> Result<(usize, ItemFilter), 
     ))
 }
 
-pub(crate) fn check_n(n: usize) -> Result<usize, ApiError> {
-    if n == 0 || n > MAX_N {
-        return Err(invalid("n", format!("'n' must be between 1 and {MAX_N}")));
-    }
-    Ok(n)
-}
-
-fn list(data: Vec<Recommendation>, version: u64) -> Json<Value> {
-    Json(json!({"object": "list", "model_version": version, "data": data}))
-}
-
 /// `GET /v1/recommendations/{user_id}`: seen items excluded; a user with no history gets
 /// popular items.
 pub async fn for_user(
     State(state): State<AppState>,
     Path(user): Path<String>,
     ApiQuery(query): ApiQuery<HashMap<String, String>>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<RecommendationList>, ApiError> {
     let (n, filter) = n_and_filter(&query)?;
-    let recommender = state.platform.recommender().await?;
-    let history = user_history(&state, UserId(user)).await?;
-    let data = recommender.recommend(&history, n, &filter);
-    Ok(list(data, recommender.version()))
-}
-
-/// A user's most recent stored events.
-pub(crate) async fn user_history(state: &AppState, user: UserId) -> Result<Vec<Event>, ApiError> {
-    let store = state.platform.recs_store()?;
-    blocking(move || Ok(store.user_events(&user, HISTORY)?)).await
+    Ok(Json(state.platform.recommend(&user, n, filter).await?))
 }
 
 /// `GET /v1/items/{id}/similar`.
@@ -124,23 +99,9 @@ pub async fn similar(
     State(state): State<AppState>,
     Path(id): Path<String>,
     ApiQuery(query): ApiQuery<HashMap<String, String>>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<RecommendationList>, ApiError> {
     let (n, filter) = n_and_filter(&query)?;
-    let recommender = state.platform.recommender().await?;
-    let data = recommender.similar(&ItemId(id), n, &filter)?;
-    Ok(list(data, recommender.version()))
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct SessionEvent {
-    pub item: String,
-    #[serde(default = "view", rename = "type")]
-    pub kind: String,
-}
-
-fn view() -> String {
-    "view".into()
+    Ok(Json(state.platform.similar(&id, n, filter).await?))
 }
 
 #[derive(Debug, Deserialize)]
@@ -151,11 +112,12 @@ pub struct SessionRequest {
     #[serde(default)]
     pub n: Option<usize>,
     #[serde(default, flatten)]
-    pub filter: SessionFilter,
+    pub filter: FilterFields,
 }
 
+/// The item filter as request bodies carry it.
 #[derive(Debug, Default, Deserialize)]
-pub struct SessionFilter {
+pub struct FilterFields {
     pub category: Option<String>,
     pub min_price: Option<f64>,
     pub max_price: Option<f64>,
@@ -163,92 +125,28 @@ pub struct SessionFilter {
     pub in_stock: bool,
 }
 
+impl From<FilterFields> for ItemFilter {
+    fn from(f: FilterFields) -> Self {
+        ItemFilter {
+            category: f.category,
+            min_price: f.min_price,
+            max_price: f.max_price,
+            in_stock: f.in_stock,
+        }
+    }
+}
+
 /// `POST /v1/recommendations/session`: an anonymous visitor's recent events in, items out.
 pub async fn for_session(
     State(state): State<AppState>,
     ApiJson(request): ApiJson<SessionRequest>,
-) -> Result<Json<Value>, ApiError> {
-    let n = check_n(request.n.unwrap_or(10))?;
-    if request.events.len() > MAX_SESSION_EVENTS {
-        return Err(invalid(
-            "events",
-            format!("a session carries at most {MAX_SESSION_EVENTS} events"),
-        ));
-    }
-    for (k, e) in request.events.iter().enumerate() {
-        limits::check_id("item", &e.item)
-            .and_then(|()| limits::check_event_type(&e.kind))
-            .map_err(|e| invalid(format!("events[{k}].{}", e.field), e.message))?;
-    }
-    let recommender = state.platform.recommender().await?;
-    let history: Vec<Event> = request
-        .events
-        .into_iter()
-        .enumerate()
-        .map(|(k, e)| Event {
-            id: format!("session:{k}"),
-            user: UserId(String::new()),
-            item: ItemId(e.item),
-            kind: e.kind.to_ascii_lowercase(),
-            value: None,
-            timestamp: k as i64,
-        })
-        .collect();
-    let filter = ItemFilter {
-        category: request.filter.category,
-        min_price: request.filter.min_price,
-        max_price: request.filter.max_price,
-        in_stock: request.filter.in_stock,
-    };
-    let data = recommender.recommend(&history, n, &filter);
-    Ok(list(data, recommender.version()))
-}
-
-/// Most events an anonymous session's request may carry (the newest count most).
-const MAX_SESSION_EVENTS: usize = 1_000;
-
-/// Most records one write request may carry.
-const MAX_BATCH: usize = 10_000;
-
-fn check_batch(len: usize, field: &str) -> Result<(), ApiError> {
-    if len == 0 || len > MAX_BATCH {
-        return Err(invalid(
-            field,
-            format!("'{field}' must hold 1 to {MAX_BATCH} records"),
-        ));
-    }
-    Ok(())
-}
-
-/// A batch of records to write: its size, and every field within its limit
-/// ([`hearth_core::recs::limits`]).
-fn check_records<T>(
-    field: &str,
-    records: &[T],
-    check: impl Fn(&T) -> Result<(), limits::FieldError>,
-) -> Result<(), ApiError> {
-    check_batch(records.len(), field)?;
-    for (k, record) in records.iter().enumerate() {
-        check(record).map_err(|e| {
-            let path = if e.field.is_empty() {
-                format!("{field}[{k}]")
-            } else {
-                format!("{field}[{k}].{}", e.field)
-            };
-            invalid(path, e.message)
-        })?;
-    }
-    Ok(())
-}
-
-/// Runs a store call off the async workers.
-async fn blocking<T: Send + 'static>(
-    f: impl FnOnce() -> Result<T, RecsError> + Send + 'static,
-) -> Result<T, ApiError> {
-    tokio::task::spawn_blocking(f)
-        .await
-        .map_err(|e| ApiError::new(ErrorCode::InternalError, e.to_string()))?
-        .map_err(ApiError::from)
+) -> Result<Json<RecommendationList>, ApiError> {
+    let n = request.n.unwrap_or(10);
+    let list = state
+        .platform
+        .recommend_session(request.events, n, request.filter.into())
+        .await?;
+    Ok(Json(list))
 }
 
 #[derive(Debug, Deserialize)]
@@ -271,47 +169,46 @@ pub struct IdsBody {
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct EventInput {
-    /// Makes retries safe: an id already stored is not stored again. Default: a new id.
-    #[serde(default)]
-    pub id: Option<String>,
-    pub user: String,
-    pub item: String,
-    #[serde(rename = "type")]
-    pub kind: String,
-    #[serde(default)]
-    pub value: Option<f64>,
-    /// Unix seconds. Default: now.
-    #[serde(default)]
-    pub timestamp: Option<i64>,
+pub struct EventsBody {
+    pub events: Vec<NewEvent>,
 }
 
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct EventsBody {
-    pub events: Vec<EventInput>,
+/// The answer to a write: records stored, and events skipped as already stored.
+#[derive(Debug, Serialize)]
+pub struct Stored {
+    pub stored: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub duplicates: Option<u64>,
+}
+
+/// The answer to a delete.
+#[derive(Debug, Serialize)]
+pub struct Deleted {
+    pub deleted: u64,
 }
 
 /// `POST /v1/items`: inserts or replaces items by id (one transaction: all or nothing).
 pub async fn upsert_items(
     State(state): State<AppState>,
     ApiJson(body): ApiJson<ItemsBody>,
-) -> Result<Json<Value>, ApiError> {
-    check_records("items", &body.items, limits::check_item)?;
-    let store = state.platform.recs_store()?;
-    let counts = blocking(move || Ok(store.upsert_items(&body.items)?)).await?;
-    Ok(Json(json!({"stored": counts.written})))
+) -> Result<Json<Stored>, ApiError> {
+    let counts = state.platform.upsert_items(body.items).await?;
+    Ok(Json(Stored {
+        stored: counts.written,
+        duplicates: None,
+    }))
 }
 
 /// `POST /v1/users`: inserts or replaces users by id.
 pub async fn upsert_users(
     State(state): State<AppState>,
     ApiJson(body): ApiJson<UsersBody>,
-) -> Result<Json<Value>, ApiError> {
-    check_records("users", &body.users, limits::check_user)?;
-    let store = state.platform.recs_store()?;
-    let counts = blocking(move || Ok(store.upsert_users(&body.users)?)).await?;
-    Ok(Json(json!({"stored": counts.written})))
+) -> Result<Json<Stored>, ApiError> {
+    let counts = state.platform.upsert_users(body.users).await?;
+    Ok(Json(Stored {
+        stored: counts.written,
+        duplicates: None,
+    }))
 }
 
 /// `POST /v1/events`: stores events; an id already stored is skipped (idempotent retries).
@@ -319,85 +216,44 @@ pub async fn upsert_users(
 pub async fn insert_events(
     State(state): State<AppState>,
     ApiJson(body): ApiJson<EventsBody>,
-) -> Result<Json<Value>, ApiError> {
-    check_batch(body.events.len(), "events")?;
-    let now = hearth_types::clock::unix_now() as i64;
-    let mut events = Vec::with_capacity(body.events.len());
-    for e in body.events {
-        events.push(Event {
-            id: e
-                .id
-                .unwrap_or_else(|| format!("api:{}", uuid::Uuid::new_v4())),
-            user: UserId(e.user),
-            item: ItemId(e.item),
-            kind: e.kind.to_ascii_lowercase(),
-            value: e.value,
-            timestamp: e.timestamp.unwrap_or(now),
-        });
-    }
-    check_records("events", &events, limits::check_event)?;
-    let store = state.platform.recs_store()?;
-    let counts = blocking(move || Ok(store.insert_events(&events)?)).await?;
-    Ok(Json(
-        json!({"stored": counts.written, "duplicates": counts.duplicates}),
-    ))
+) -> Result<Json<Stored>, ApiError> {
+    let counts = state.platform.insert_events(body.events).await?;
+    Ok(Json(Stored {
+        stored: counts.written,
+        duplicates: Some(counts.duplicates),
+    }))
 }
 
 /// `DELETE /v1/items`: `{"ids": [...]}`.
 pub async fn delete_items(
     State(state): State<AppState>,
     ApiJson(body): ApiJson<IdsBody>,
-) -> Result<Json<Value>, ApiError> {
-    check_records("ids", &body.ids, |id| limits::check_id("", id))?;
-    let store = state.platform.recs_store()?;
-    let ids: Vec<ItemId> = body.ids.into_iter().map(ItemId).collect();
-    let deleted = blocking(move || Ok(store.delete_items(&ids)?)).await?;
-    Ok(Json(json!({"deleted": deleted})))
+) -> Result<Json<Deleted>, ApiError> {
+    let deleted = state.platform.delete_items(body.ids).await?;
+    Ok(Json(Deleted { deleted }))
 }
 
 /// `DELETE /v1/users`: `{"ids": [...]}`; their events go too.
 pub async fn delete_users(
     State(state): State<AppState>,
     ApiJson(body): ApiJson<IdsBody>,
-) -> Result<Json<Value>, ApiError> {
-    check_records("ids", &body.ids, |id| limits::check_id("", id))?;
-    let store = state.platform.recs_store()?;
-    let ids: Vec<UserId> = body.ids.into_iter().map(UserId).collect();
-    let deleted = blocking(move || Ok(store.delete_users(&ids)?)).await?;
-    Ok(Json(json!({"deleted": deleted})))
-}
-
-fn not_found(kind: &str, id: &str) -> ApiError {
-    let code = if kind == "user" {
-        ErrorCode::UserNotFound
-    } else {
-        ErrorCode::ItemNotFound
-    };
-    ApiError::new(code, format!("no {kind} '{id}'")).with_param("id")
+) -> Result<Json<Deleted>, ApiError> {
+    let deleted = state.platform.delete_users(body.ids).await?;
+    Ok(Json(Deleted { deleted }))
 }
 
 /// `GET /v1/items/{id}`.
 pub async fn get_item(
     State(state): State<AppState>,
     Path(id): Path<String>,
-) -> Result<Json<Value>, ApiError> {
-    let store = state.platform.recs_store()?;
-    let key = ItemId(id.clone());
-    match blocking(move || Ok(store.item(&key)?)).await? {
-        Some(item) => Ok(Json(serde_json::to_value(item).expect("plain data"))),
-        None => Err(not_found("item", &id)),
-    }
+) -> Result<Json<hearth_core::recs::Item>, ApiError> {
+    Ok(Json(state.platform.item(&id).await?))
 }
 
 /// `GET /v1/users/{id}`.
 pub async fn get_user(
     State(state): State<AppState>,
     Path(id): Path<String>,
-) -> Result<Json<Value>, ApiError> {
-    let store = state.platform.recs_store()?;
-    let key = UserId(id.clone());
-    match blocking(move || Ok(store.user(&key)?)).await? {
-        Some(user) => Ok(Json(serde_json::to_value(user).expect("plain data"))),
-        None => Err(not_found("user", &id)),
-    }
+) -> Result<Json<hearth_core::recs::User>, ApiError> {
+    Ok(Json(state.platform.user(&id).await?))
 }

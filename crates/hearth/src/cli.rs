@@ -447,6 +447,63 @@ pub enum RecsCommand {
     /// $DATA_DIR/artifacts/recs. A running server switches to it within seconds; the previous
     /// version keeps answering until the new one has loaded.
     Train(RecsTrainArgs),
+    /// Recommend items for a user from the published model (as `GET
+    /// /v1/recommendations/{user_id}` answers): items they have not chosen yet, ranked; a user
+    /// with no history gets popular items.
+    Recommend(RecsRecommendArgs),
+    /// Items like an item (as `GET /v1/items/{id}/similar` answers).
+    Similar(RecsSimilarArgs),
+    /// Search the catalogue with a text query (as `POST /v1/search` answers): words and, when
+    /// the model was trained with an embedding model, meaning.
+    Search(RecsSearchArgs),
+}
+
+/// How many items and which ones, for `recs recommend`, `similar` and `search`.
+#[derive(Debug, Args)]
+pub struct RecsListArgs {
+    /// Items to list (1 to 500).
+    #[arg(short = 'n', long, default_value_t = 10)]
+    pub n: usize,
+    /// Only items in this category (case-insensitive).
+    #[arg(long)]
+    pub category: Option<String>,
+    #[arg(long)]
+    pub min_price: Option<f64>,
+    #[arg(long)]
+    pub max_price: Option<f64>,
+    /// Only items marked available.
+    #[arg(long)]
+    pub in_stock: bool,
+    /// Print the answer as JSON (the HTTP API's body).
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct RecsRecommendArgs {
+    /// The user's id, as in the imported events.
+    pub user: String,
+    #[command(flatten)]
+    pub list: RecsListArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct RecsSimilarArgs {
+    /// The item's id.
+    pub item: String,
+    #[command(flatten)]
+    pub list: RecsListArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct RecsSearchArgs {
+    /// What to look for, in words.
+    pub query: String,
+    /// Personalise: this user's history reorders the matches.
+    #[arg(long)]
+    pub user: Option<String>,
+    #[command(flatten)]
+    pub list: RecsListArgs,
 }
 
 #[derive(Debug, Args)]

@@ -17,14 +17,80 @@ use hearth_core::recs::{Dataset, Event, EventWeights, Item, User};
 use hearth_core::{Config, Platform};
 use indicatif::{ProgressBar, ProgressStyle};
 
-use crate::cli::{RecsCommand, RecsEvalArgs, RecsImportArgs, RecsTrainArgs};
+use hearth_core::recs::serve::ItemFilter;
+use hearth_core::recs_service::{RecommendationList, SearchQuery};
+
+use crate::cli::{RecsCommand, RecsEvalArgs, RecsImportArgs, RecsListArgs, RecsTrainArgs};
 
 pub async fn run(config: Config, command: RecsCommand) -> Result<()> {
     match command {
         RecsCommand::Eval(args) => eval(config, args).await,
         RecsCommand::Import(args) => import(config, args).await,
         RecsCommand::Train(args) => train(config, args).await,
+        RecsCommand::Recommend(args) => {
+            let platform = Platform::open(config)?;
+            let (n, filter, json) = list_args(args.list);
+            let list = platform.recommend(&args.user, n, filter).await?;
+            print_list(&list, json)
+        }
+        RecsCommand::Similar(args) => {
+            let platform = Platform::open(config)?;
+            let (n, filter, json) = list_args(args.list);
+            let list = platform.similar(&args.item, n, filter).await?;
+            print_list(&list, json)
+        }
+        RecsCommand::Search(args) => {
+            let platform = Platform::open(config)?;
+            let (n, filter, json) = list_args(args.list);
+            let query = SearchQuery {
+                query: args.query,
+                n,
+                user: args.user,
+                filter,
+            };
+            let list = platform.search(query).await?;
+            print_list(&list, json)
+        }
     }
+}
+
+fn list_args(args: RecsListArgs) -> (usize, ItemFilter, bool) {
+    let filter = ItemFilter {
+        category: args.category,
+        min_price: args.min_price,
+        max_price: args.max_price,
+        in_stock: args.in_stock,
+    };
+    (args.n, filter, args.json)
+}
+
+/// A ranked list as a table (rank, item, score, title, why), or as the API's JSON.
+fn print_list(list: &RecommendationList, json: bool) -> Result<()> {
+    if json {
+        println!("{}", serde_json::to_string_pretty(list)?);
+        return Ok(());
+    }
+    if list.data.is_empty() {
+        eprintln!("no items match (model version {})", list.model_version);
+        return Ok(());
+    }
+    println!(
+        "{:>4}  {:<16} {:>8}  {:<40}  why",
+        "rank", "item", "score", "title"
+    );
+    for (rank, r) in list.data.iter().enumerate() {
+        let title: String = r.title.chars().take(40).collect();
+        println!(
+            "{:>4}  {:<16} {:>8.4}  {:<40}  {}",
+            rank + 1,
+            r.item.0,
+            r.score,
+            title,
+            r.reason
+        );
+    }
+    eprintln!("model version {}", list.model_version);
+    Ok(())
 }
 
 /// Where skipped rows are reported: stderr always (through the progress bar, so the two do

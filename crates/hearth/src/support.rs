@@ -120,7 +120,7 @@ async fn eval(config: Config, args: SupportEvalArgs) -> Result<()> {
             EvalAgent::Oracle => AgentKind::Oracle,
             EvalAgent::Idle => AgentKind::Idle,
             EvalAgent::Model => {
-                let agent_model = platform.support_chat_model(args.model.as_deref())?;
+                let agent_model = platform.support_chat_model(args.model.as_deref()).await?;
                 AgentKind::Model(ModelAgent {
                     customer_model: args.customer_model.clone().unwrap_or(agent_model.clone()),
                     agent_model,
@@ -202,7 +202,9 @@ async fn run_intents(config: Config, command: IntentsCommand) -> Result<()> {
     match command {
         IntentsCommand::Train(args) => {
             let examples = read_labelled_csv(&args.data)?;
-            let model = platform.support_embedding_model(args.embedding_model.as_deref())?;
+            let model = platform
+                .support_embedding_model(args.embedding_model.as_deref())
+                .await?;
             let options = IntentTrainOptions {
                 c: args.c,
                 handover_rate: args.handover_rate,

@@ -412,3 +412,101 @@ fn keys_usage_and_routes_from_the_command_line() {
     let (ok, out, _) = hearth(data.path(), &["routes"]);
     assert!(ok && out.contains("no routes"), "{out}");
 }
+
+/// The CLI answers from the same service methods as the HTTP API: recommend, similar and
+/// search on a model trained on MovieLens, with the same checks on what is asked.
+#[test]
+fn recommend_similar_and_search_from_the_command_line() {
+    let data = tempfile::tempdir().unwrap();
+    let ml = movielens_dir();
+    let (items, events) = (ml.join("ml-100k.item"), ml.join("ml-100k.inter"));
+    let (ok, _, err) = hearth(
+        data.path(),
+        &[
+            "recs",
+            "import",
+            "--items",
+            items.to_str().unwrap(),
+            "--events",
+            events.to_str().unwrap(),
+        ],
+    );
+    assert!(ok, "{err}");
+
+    // Before any training: the same error the API answers with, naming the fix.
+    let (ok, _, err) = hearth(data.path(), &["recs", "recommend", "1"]);
+    assert!(!ok);
+    assert!(err.contains("hearth recs train"), "{err}");
+
+    let (ok, _, err) = hearth(data.path(), &["recs", "train", "--models", "ease"]);
+    assert!(ok, "{err}");
+
+    let seen: std::collections::HashSet<String> = std::fs::read_to_string(&events)
+        .unwrap()
+        .lines()
+        .skip(1)
+        .filter_map(|l| {
+            let mut cols = l.split('\t');
+            (cols.next() == Some("1")).then(|| cols.next().unwrap().to_owned())
+        })
+        .collect();
+    assert!(seen.len() > 200, "user 1 rated {} films", seen.len());
+    let (ok, out, err) = hearth(
+        data.path(),
+        &["recs", "recommend", "1", "-n", "5", "--json"],
+    );
+    assert!(ok, "{err}");
+    let list: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(list["object"], "list");
+    assert_eq!(list["model_version"], 1);
+    let picks: Vec<&str> = list["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["item"].as_str().unwrap())
+        .collect();
+    assert_eq!(picks.len(), 5, "{out}");
+    assert!(
+        picks.iter().all(|p| !seen.contains(*p)),
+        "seen items: {out}"
+    );
+
+    // The table: a header and one line per item, ranked.
+    let (ok, out, err) = hearth(data.path(), &["recs", "recommend", "1", "-n", "3"]);
+    assert!(ok, "{err}");
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines.len(), 4, "{out}");
+    assert!(
+        lines[0].contains("rank") && lines[0].contains("title"),
+        "{out}"
+    );
+    assert!(lines[1].trim_start().starts_with("1 "), "{out}");
+    assert!(
+        lines[1].contains(picks[0]),
+        "the table and the JSON agree: {out}"
+    );
+
+    let (ok, out, err) = hearth(data.path(), &["recs", "similar", "50", "-n", "3", "--json"]);
+    assert!(ok, "{err}");
+    let list: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let similar = list["data"].as_array().unwrap();
+    assert_eq!(similar.len(), 3, "{out}");
+    assert!(similar.iter().all(|r| r["item"] != "50"), "{out}");
+
+    let (ok, out, err) = hearth(data.path(), &["recs", "search", "star wars", "--json"]);
+    assert!(ok, "{err}");
+    let list: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(list["hybrid"], false, "no embedding model was trained with");
+    assert_eq!(list["data"][0]["title"], "Star Wars", "{out}");
+
+    // What the API refuses, the CLI refuses with the same message.
+    let (ok, _, err) = hearth(data.path(), &["recs", "recommend", "1", "-n", "0"]);
+    assert!(!ok);
+    assert!(err.contains("'n' must be between 1 and 500"), "{err}");
+    let (ok, _, err) = hearth(data.path(), &["recs", "similar", "no-such-film"]);
+    assert!(!ok);
+    assert!(err.contains("unknown item 'no-such-film'"), "{err}");
+    let (ok, _, err) = hearth(data.path(), &["recs", "search", "  "]);
+    assert!(!ok);
+    assert!(err.contains("'query' must not be empty"), "{err}");
+}

@@ -397,3 +397,57 @@ fn hub_cache_models_are_listed_under_their_hub_names() {
         .unwrap_err();
     assert_eq!(err.code(), "invalid_request");
 }
+
+/// The list is scanned once and kept: calls answer from memory, an import by another process
+/// (the CLI beside a server) shows up at once, and a pull into the cache after `refresh`.
+#[cfg(unix)]
+#[test]
+fn the_list_is_kept_and_refreshed_when_models_change() {
+    let models = test_models();
+    let cache = tempfile::tempdir().unwrap();
+    let (data, server) = registry(cache.path());
+    assert!(server.list().unwrap().is_empty());
+
+    // Two calls in a row share one scan (retried, in case this machine stalls for longer
+    // than a scan is kept between the two).
+    let shared = (0..5).any(|_| {
+        let (a, b) = (server.models().unwrap(), server.models().unwrap());
+        std::sync::Arc::ptr_eq(&a, &b)
+    });
+    assert!(shared, "every call scanned again");
+
+    // Another process imports: its write to models.json is seen on the next call.
+    let cli = ModelRegistry::open(RegistryOptions {
+        data_dir: data.path().join("data"),
+        hub_cache: cache.path().to_path_buf(),
+    })
+    .unwrap();
+    cli.import(&models.join(MINILM), Some("minilm")).unwrap();
+    assert_eq!(names(&server.list().unwrap()), ["minilm"]);
+    assert_eq!(server.resolve("minilm").unwrap().kind, ModelKind::Embedding);
+
+    // A model pulled into the cache is listed once the registry is told (or the scan ages).
+    let commit = "a".repeat(40);
+    let repo = cache
+        .path()
+        .join("models--HuggingFaceTB--SmolLM2-135M-Instruct-GGUF");
+    link(
+        &models.join(SMOLLM2),
+        &repo.join("snapshots").join(&commit).join("smol.gguf"),
+    );
+    std::fs::create_dir_all(repo.join("refs")).unwrap();
+    std::fs::write(repo.join("refs/main"), &commit).unwrap();
+    server.refresh();
+    assert!(!server.is_fresh());
+    assert_eq!(
+        names(&server.list().unwrap()),
+        ["minilm", "HuggingFaceTB/SmolLM2-135M-Instruct-GGUF:smol"]
+    );
+
+    // Removed elsewhere: gone here on the next call.
+    cli.remove("minilm").unwrap();
+    assert_eq!(
+        names(&server.list().unwrap()),
+        ["HuggingFaceTB/SmolLM2-135M-Instruct-GGUF:smol"]
+    );
+}

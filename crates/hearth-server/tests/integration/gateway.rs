@@ -878,6 +878,55 @@ async fn an_upstream_refusing_the_request_is_not_retried_anywhere() {
     assert_eq!((rejecting.hits(), ok.hits()), (1, 0));
 }
 
+/// The door checks every request the same way, wherever its route goes: a parameter out of
+/// range is refused before anything is sent upstream, with the field named.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_to_upstream_routes_are_checked_at_the_door() {
+    let upstream = Fake::start(Mode::Ok).await;
+    let toml = format!(
+        "[gateway]\n{}{}",
+        provider("up", &upstream.url, 10.0),
+        route("r", "allow", &[r#"{ provider = "up", model = "m" }"#]),
+    );
+    let (p, _dir) = open(&toml);
+    let cases = [
+        ("temperature", json!(5.0)),
+        ("top_p", json!(0.0)),
+        ("presence_penalty", json!(-3.0)),
+        ("frequency_penalty", json!(2.5)),
+        ("max_tokens", json!(0)),
+        ("stop", json!(["a", "b", "c", "d", "e"])),
+        ("n", json!(2)),
+        ("tool_choice", json!("required")),
+        ("response_format", json!({"type": "yaml"})),
+    ];
+    for (field, value) in cases {
+        let mut body = chat_body("r", "hi", false);
+        body[field] = value;
+        let (status, _, bytes) = chat(&p, &body, None).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{field}");
+        let error = &json_of(&bytes)["error"];
+        assert_eq!(error["code"], "invalid_request", "{field}: {error}");
+        let param = error["param"].as_str().unwrap_or_default();
+        assert!(
+            param.starts_with(field) || (field == "tool_choice" && param == "tools"),
+            "{field}: {error}"
+        );
+    }
+    let mut body = chat_body("r", "hi", false);
+    body["messages"][0]["role"] = json!("wizard");
+    let (status, _, bytes) = chat(&p, &body, None).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(json_of(&bytes)["error"]["param"], "messages[0].role");
+    assert_eq!(upstream.hits(), 0, "nothing invalid went upstream");
+
+    // In range, the same request goes through.
+    let mut body = chat_body("r", "hi", false);
+    body["temperature"] = json!(0.7);
+    assert_eq!(answer(&p, &body).await, OK_TEXT);
+    assert_eq!(upstream.hits(), 1);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn balance_takes_the_deployments_in_turn() {
     let one = Fake::start(Mode::Ok).await;

@@ -1,0 +1,472 @@
+//! The recommendation engine's use cases: recommend (per user, per anonymous session),
+//! similar items, search, the shopping assistant, and the catalogue and event writes.
+//!
+//! Every front end calls these: the HTTP handlers parse a request, call one method and shape
+//! the answer; the CLI calls the same methods. Each method checks its own inputs (an error
+//! names the field), reads the store and scores on blocking threads, never on the async
+//! workers.
+
+use std::sync::Arc;
+
+use hearth_infer::registry::ModelKind;
+use hearth_recs::assistant::{AssistRequest, AssistantEvent, Suggestion, Wish};
+use hearth_recs::serve::{ItemFilter, Recommendation, Recommender};
+use hearth_recs::store::WriteCounts;
+use hearth_recs::{limits, Event, Item, ItemId, RecsError, User, UserId};
+use serde::{Deserialize, Serialize};
+use tokio::sync::mpsc;
+
+use crate::Platform;
+
+/// Most items one request may ask for.
+pub const MAX_N: usize = 500;
+/// Most recent events of a user that shape their recommendations.
+pub const HISTORY: usize = 500;
+/// Most events an anonymous session may carry (the newest count most).
+pub const MAX_SESSION_EVENTS: usize = 1_000;
+/// Most records one write may carry.
+pub const MAX_BATCH: usize = 10_000;
+/// Catalogue items the assistant may offer its model.
+pub const MAX_ASSISTANT_CANDIDATES: usize = 10;
+
+/// Ranked items and the model version that ranked them.
+#[derive(Debug, Clone, Serialize)]
+pub struct RecommendationList {
+    /// Always `list`.
+    pub object: &'static str,
+    pub model_version: u64,
+    /// Whether embedding similarity joined the text match (search only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub hybrid: Option<bool>,
+    pub data: Vec<Recommendation>,
+}
+
+impl RecommendationList {
+    fn new(recommender: &Recommender, data: Vec<Recommendation>) -> Self {
+        RecommendationList {
+            object: "list",
+            model_version: recommender.version(),
+            hybrid: None,
+            data,
+        }
+    }
+}
+
+/// One event of an anonymous visitor's session.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SessionEvent {
+    pub item: String,
+    /// `view` when absent.
+    #[serde(default = "view", rename = "type")]
+    pub kind: String,
+}
+
+fn view() -> String {
+    "view".into()
+}
+
+/// A text query for [`Platform::search`].
+#[derive(Debug, Clone, Default)]
+pub struct SearchQuery {
+    pub query: String,
+    pub n: usize,
+    /// Personalise: this user's history reorders the matches.
+    pub user: Option<String>,
+    pub filter: ItemFilter,
+}
+
+/// A shopper's wish for [`Platform::assist`].
+#[derive(Debug, Clone, Default)]
+pub struct AssistantAsk {
+    pub wish: String,
+    pub user: Option<String>,
+    /// Default `[recs] assistant_model`, else the first chat model registered.
+    pub model: Option<String>,
+    /// Items offered to the model, 1 to [`MAX_ASSISTANT_CANDIDATES`].
+    pub candidates: usize,
+    pub filter: ItemFilter,
+}
+
+/// A running assistant turn: its events, then how it ended.
+pub struct AssistantTurn {
+    pub events: mpsc::Receiver<AssistantEvent>,
+    pub done: tokio::task::JoinHandle<Result<(), RecsError>>,
+}
+
+/// A whole assistant answer (the events of a turn, gathered).
+#[derive(Debug, Clone, Serialize)]
+pub struct AssistantAnswer {
+    /// Always `assistant.answer`.
+    pub object: &'static str,
+    pub answer: String,
+    /// The constraints the model read from the wish.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub constraints: Option<Wish>,
+    /// Whether constraints were dropped because they matched nothing.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub relaxed: Option<bool>,
+    /// The catalogue items the answer could name.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub candidates: Option<Vec<Suggestion>>,
+    /// The items it named.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub items: Option<Vec<ItemId>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub usage: Option<hearth_types::Usage>,
+}
+
+impl AssistantTurn {
+    /// Waits for the whole answer.
+    pub async fn answer(mut self) -> Result<AssistantAnswer, RecsError> {
+        let mut answer = AssistantAnswer {
+            object: "assistant.answer",
+            answer: String::new(),
+            constraints: None,
+            relaxed: None,
+            candidates: None,
+            items: None,
+            usage: None,
+        };
+        while let Some(event) = self.events.recv().await {
+            match event {
+                AssistantEvent::Constraints { wish, relaxed } => {
+                    answer.constraints = Some(wish);
+                    answer.relaxed = Some(relaxed);
+                }
+                AssistantEvent::Items { items } => answer.candidates = Some(items),
+                AssistantEvent::Delta { text } => answer.answer.push_str(&text),
+                AssistantEvent::Done { items, usage } => {
+                    answer.items = Some(items);
+                    answer.usage = Some(usage);
+                }
+            }
+        }
+        self.done
+            .await
+            .map_err(|e| RecsError::Assistant(format!("the assistant task failed: {e}")))??;
+        Ok(answer)
+    }
+}
+
+/// An event to store, as a client sends it: the id and the time may be left out.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NewEvent {
+    /// Makes retries safe: an id already stored is not stored again. Default: a new id.
+    #[serde(default)]
+    pub id: Option<String>,
+    pub user: String,
+    pub item: String,
+    #[serde(rename = "type")]
+    pub kind: String,
+    #[serde(default)]
+    pub value: Option<f64>,
+    /// Unix seconds. Default: now.
+    #[serde(default)]
+    pub timestamp: Option<i64>,
+}
+
+fn invalid(param: impl Into<String>, message: impl Into<String>) -> RecsError {
+    RecsError::InvalidParameter {
+        param: param.into(),
+        message: message.into(),
+    }
+}
+
+/// `n` within 1 to [`MAX_N`].
+pub fn check_n(n: usize) -> Result<usize, RecsError> {
+    if n == 0 || n > MAX_N {
+        return Err(invalid("n", format!("'n' must be between 1 and {MAX_N}")));
+    }
+    Ok(n)
+}
+
+fn check_batch(len: usize, field: &str) -> Result<(), RecsError> {
+    if len == 0 || len > MAX_BATCH {
+        return Err(invalid(
+            field,
+            format!("'{field}' must hold 1 to {MAX_BATCH} records"),
+        ));
+    }
+    Ok(())
+}
+
+/// A batch of records to write: its size, and every field within its limit
+/// ([`hearth_recs::limits`]); the error names the record and its field (`items[3].title`).
+fn check_records<T>(
+    field: &str,
+    records: &[T],
+    check: impl Fn(&T) -> Result<(), limits::FieldError>,
+) -> Result<(), RecsError> {
+    check_batch(records.len(), field)?;
+    for (k, record) in records.iter().enumerate() {
+        check(record).map_err(|e| {
+            let path = if e.field.is_empty() {
+                format!("{field}[{k}]")
+            } else {
+                format!("{field}[{k}].{}", e.field)
+            };
+            invalid(path, e.message)
+        })?;
+    }
+    Ok(())
+}
+
+/// Runs store reads and scoring on a blocking thread.
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, RecsError> + Send + 'static,
+) -> Result<T, RecsError> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| RecsError::Artifact(format!("a recommendation task failed: {e}")))?
+}
+
+impl Platform {
+    /// A user's most recent stored events (at most [`HISTORY`]).
+    pub async fn user_history(&self, user: &str) -> Result<Vec<Event>, RecsError> {
+        let store = self.recs_store()?;
+        let user = UserId(user.to_owned());
+        blocking(move || Ok(store.user_events(&user, HISTORY)?)).await
+    }
+
+    async fn history_of(&self, user: Option<&str>) -> Result<Vec<Event>, RecsError> {
+        match user {
+            Some(user) => self.user_history(user).await,
+            None => Ok(Vec::new()),
+        }
+    }
+
+    /// Items for a user, seen ones excluded; a user with no history gets popular items.
+    pub async fn recommend(
+        &self,
+        user: &str,
+        n: usize,
+        filter: ItemFilter,
+    ) -> Result<RecommendationList, RecsError> {
+        let n = check_n(n)?;
+        let recommender = self.recommender().await?;
+        let history = self.user_history(user).await?;
+        blocking(move || {
+            let data = recommender.recommend(&history, n, &filter);
+            Ok(RecommendationList::new(&recommender, data))
+        })
+        .await
+    }
+
+    /// Items for an anonymous visitor from their recent events, oldest first.
+    pub async fn recommend_session(
+        &self,
+        events: Vec<SessionEvent>,
+        n: usize,
+        filter: ItemFilter,
+    ) -> Result<RecommendationList, RecsError> {
+        let n = check_n(n)?;
+        if events.len() > MAX_SESSION_EVENTS {
+            return Err(invalid(
+                "events",
+                format!("a session carries at most {MAX_SESSION_EVENTS} events"),
+            ));
+        }
+        for (k, e) in events.iter().enumerate() {
+            limits::check_id("item", &e.item)
+                .and_then(|()| limits::check_event_type(&e.kind))
+                .map_err(|e| invalid(format!("events[{k}].{}", e.field), e.message))?;
+        }
+        let recommender = self.recommender().await?;
+        let history: Vec<Event> = events
+            .into_iter()
+            .enumerate()
+            .map(|(k, e)| Event {
+                id: format!("session:{k}"),
+                user: UserId(String::new()),
+                item: ItemId(e.item),
+                kind: e.kind.to_ascii_lowercase(),
+                value: None,
+                timestamp: k as i64,
+            })
+            .collect();
+        blocking(move || {
+            let data = recommender.recommend(&history, n, &filter);
+            Ok(RecommendationList::new(&recommender, data))
+        })
+        .await
+    }
+
+    /// Items like `item` (an unknown item is an error naming it).
+    pub async fn similar(
+        &self,
+        item: &str,
+        n: usize,
+        filter: ItemFilter,
+    ) -> Result<RecommendationList, RecsError> {
+        let n = check_n(n)?;
+        let recommender = self.recommender().await?;
+        let item = ItemId(item.to_owned());
+        blocking(move || {
+            let data = recommender.similar(&item, n, &filter)?;
+            Ok(RecommendationList::new(&recommender, data))
+        })
+        .await
+    }
+
+    /// Catalogue items for a text query: BM25 and, when the trained bundle has item vectors,
+    /// embedding similarity, fused; a user's history reorders the matches.
+    pub async fn search(&self, query: SearchQuery) -> Result<RecommendationList, RecsError> {
+        if query.query.trim().is_empty() {
+            return Err(invalid("query", "'query' must not be empty"));
+        }
+        let n = check_n(query.n)?;
+        let recommender = self.recommender().await?;
+        let vector = match recommender.search_model() {
+            Some(model) => self
+                .gateway()
+                .embed_texts(model, vec![query.query.clone()])
+                .await?
+                .pop(),
+            None => None,
+        };
+        let history = self.history_of(query.user.as_deref()).await?;
+        blocking(move || {
+            let data =
+                recommender.search(&query.query, vector.as_deref(), &history, n, &query.filter)?;
+            let mut list = RecommendationList::new(&recommender, data);
+            list.hybrid = Some(vector.is_some());
+            Ok(list)
+        })
+        .await
+    }
+
+    /// The shopping assistant's chat model: `asked`, else `[recs] assistant_model`, else the
+    /// first chat model registered. Checked before anything starts: an unknown model is a 404
+    /// and an embedding model an error naming `model`, never an error after a 200.
+    pub async fn assistant_model(&self, asked: Option<&str>) -> Result<String, RecsError> {
+        let gateway = self.gateway();
+        let configured = self.config().recs.assistant_model.as_deref();
+        if let Some(model) = asked.or(configured) {
+            if !gateway.routes().iter().any(|(alias, _, _)| alias == model) {
+                let info = gateway.resolve(model).await?;
+                if info.kind != ModelKind::Chat {
+                    return Err(RecsError::Embedding(
+                        hearth_gateway::GatewayError::WrongModelKind {
+                            model: info.name,
+                            kind: "an embedding",
+                            route: "the shopping assistant",
+                        },
+                    ));
+                }
+            }
+            return Ok(model.to_owned());
+        }
+        gateway
+            .models_now()
+            .await?
+            .iter()
+            .find(|m| m.kind == ModelKind::Chat)
+            .map(|m| m.name.clone())
+            .ok_or_else(|| {
+                RecsError::NoChatModel(
+                    "the assistant needs a chat model: register one (`hearth models import PATH`) \
+                     or set [recs] assistant_model"
+                        .into(),
+                )
+            })
+    }
+
+    /// Starts the shopping assistant on a wish: constraints read by the local model, matching
+    /// catalogue items, and a short answer naming only them, as events. Every input is
+    /// checked (and the model resolved) before the turn starts.
+    pub async fn assist(&self, ask: AssistantAsk) -> Result<AssistantTurn, RecsError> {
+        if ask.wish.trim().is_empty() {
+            return Err(invalid("wish", "'wish' must not be empty"));
+        }
+        if !(1..=MAX_ASSISTANT_CANDIDATES).contains(&ask.candidates) {
+            return Err(invalid(
+                "candidates",
+                format!("'candidates' must be between 1 and {MAX_ASSISTANT_CANDIDATES}"),
+            ));
+        }
+        let model = self.assistant_model(ask.model.as_deref()).await?;
+        let recommender: Arc<Recommender> = self.recommender().await?;
+        let history = self.history_of(ask.user.as_deref()).await?;
+        let turn = AssistRequest {
+            wish: ask.wish,
+            history,
+            filter: ask.filter,
+            candidates: ask.candidates,
+        };
+        let (tx, events) = mpsc::channel::<AssistantEvent>(64);
+        let platform = self.clone();
+        let done = tokio::spawn(async move {
+            hearth_recs::assistant::assist(platform.gateway(), &model, recommender, turn, tx).await
+        });
+        Ok(AssistantTurn { events, done })
+    }
+
+    /// Inserts or replaces items by id, in one transaction: all or nothing.
+    pub async fn upsert_items(&self, items: Vec<Item>) -> Result<WriteCounts, RecsError> {
+        check_records("items", &items, limits::check_item)?;
+        let store = self.recs_store()?;
+        blocking(move || Ok(store.upsert_items(&items)?)).await
+    }
+
+    /// Inserts or replaces users by id, in one transaction.
+    pub async fn upsert_users(&self, users: Vec<User>) -> Result<WriteCounts, RecsError> {
+        check_records("users", &users, limits::check_user)?;
+        let store = self.recs_store()?;
+        blocking(move || Ok(store.upsert_users(&users)?)).await
+    }
+
+    /// Stores events; an id already stored is skipped (retries are safe). Returns once
+    /// committed.
+    pub async fn insert_events(&self, events: Vec<NewEvent>) -> Result<WriteCounts, RecsError> {
+        check_batch(events.len(), "events")?;
+        let now = hearth_types::clock::unix_now() as i64;
+        let events: Vec<Event> = events
+            .into_iter()
+            .map(|e| Event {
+                id: e
+                    .id
+                    .unwrap_or_else(|| format!("api:{}", uuid::Uuid::new_v4())),
+                user: UserId(e.user),
+                item: ItemId(e.item),
+                kind: e.kind.to_ascii_lowercase(),
+                value: e.value,
+                timestamp: e.timestamp.unwrap_or(now),
+            })
+            .collect();
+        check_records("events", &events, limits::check_event)?;
+        let store = self.recs_store()?;
+        blocking(move || Ok(store.insert_events(&events)?)).await
+    }
+
+    /// Deletes items by id; returns how many there were.
+    pub async fn delete_items(&self, ids: Vec<String>) -> Result<u64, RecsError> {
+        check_records("ids", &ids, |id| limits::check_id("", id))?;
+        let store = self.recs_store()?;
+        let ids: Vec<ItemId> = ids.into_iter().map(ItemId).collect();
+        blocking(move || Ok(store.delete_items(&ids)?)).await
+    }
+
+    /// Deletes users and their events; returns how many users there were.
+    pub async fn delete_users(&self, ids: Vec<String>) -> Result<u64, RecsError> {
+        check_records("ids", &ids, |id| limits::check_id("", id))?;
+        let store = self.recs_store()?;
+        let ids: Vec<UserId> = ids.into_iter().map(UserId).collect();
+        blocking(move || Ok(store.delete_users(&ids)?)).await
+    }
+
+    /// One stored item.
+    pub async fn item(&self, id: &str) -> Result<Item, RecsError> {
+        let store = self.recs_store()?;
+        let key = ItemId(id.to_owned());
+        blocking(move || store.item(&key)?.ok_or(RecsError::UnknownItem(key.0))).await
+    }
+
+    /// One stored user.
+    pub async fn user(&self, id: &str) -> Result<User, RecsError> {
+        let store = self.recs_store()?;
+        let key = UserId(id.to_owned());
+        blocking(move || store.user(&key)?.ok_or(RecsError::UnknownUser(key.0))).await
+    }
+}
