@@ -246,8 +246,11 @@ impl Platform {
     ) -> Result<RecommendationList, RecsError> {
         let n = check_n(n)?;
         let recommender = self.recommender().await?;
-        let history = self.user_history(user).await?;
+        let store = self.recs_store()?;
+        let user = UserId(user.to_owned());
+        // One trip to a blocking thread for the history read and the scoring.
         blocking(move || {
+            let history = store.user_events(&user, HISTORY)?;
             let data = recommender.recommend(&history, n, &filter);
             Ok(RecommendationList::new(&recommender, data))
         })
@@ -326,8 +329,12 @@ impl Platform {
                 .pop(),
             None => None,
         };
-        let history = self.history_of(query.user.as_deref()).await?;
+        let store = self.recs_store()?;
         blocking(move || {
+            let history = match &query.user {
+                Some(user) => store.user_events(&UserId(user.clone()), HISTORY)?,
+                None => Vec::new(),
+            };
             let data =
                 recommender.search(&query.query, vector.as_deref(), &history, n, &query.filter)?;
             let mut list = RecommendationList::new(&recommender, data);

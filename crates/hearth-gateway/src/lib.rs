@@ -12,6 +12,7 @@
 mod chat;
 pub mod config;
 mod error;
+mod gateway;
 pub mod keys;
 pub mod ledger;
 mod meter;
@@ -26,9 +27,10 @@ mod upstream;
 pub use chat::{ChatEvent, ChatStream};
 pub use config::{DeploymentConfig, GatewayConfig, Privacy, ProviderConfig, RouteConfig, Strategy};
 pub use error::GatewayError;
+pub use gateway::Gateway;
 pub use hearth_infer::llm::Constraint;
 pub use keys::Scope;
-pub use models::{Gateway, GatewayOptions, LoadedModel};
+pub use models::{GatewayOptions, LoadedModel};
 pub use routing::{completion_bound, prompt_bound, Caller};
 
 pub(crate) use hearth_types::clock::{unix_now, unix_now_f64};
