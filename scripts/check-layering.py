@@ -69,7 +69,7 @@ OWNERS = {
     "axum": {"hearth-server", "hearth"},  # the binary serves the demo shop and `serve`
     "clap": {"hearth"},
     "indicatif": {"hearth"},
-    "rusqlite": {"hearth-store", "hearth-gateway"},  # the gateway's ledger/keys queries
+    "rusqlite": {"hearth-store"},
     "llama-cpp-2": {"hearth-infer"},
     "candle-core": {"hearth-infer"},
     "tokenizers": {"hearth-infer"},

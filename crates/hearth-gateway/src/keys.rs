@@ -416,35 +416,33 @@ impl KeyStore {
             created: unix_now_f64(),
             revoked: None,
         };
-        let inserted = self.db.conn().execute(
+        let inserted = self.db.execute(
             "INSERT INTO gateway_keys (id, name, hash, routes, requests_per_minute,
                  tokens_per_minute, budget, period, created, scopes, tenant)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
-            rusqlite::params![
-                info.id,
-                info.name,
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+            hearth_store::params![
+                &info.id,
+                &info.name,
                 hash(&secret),
                 serde_json::to_string(&info.routes).expect("strings serialize"),
                 info.requests_per_minute,
-                info.tokens_per_minute.map(|t| t as i64),
+                info.tokens_per_minute,
                 info.budget,
                 info.period.as_str(),
                 info.created,
                 serde_json::to_string(&info.scopes).expect("scopes serialize"),
-                info.tenant,
+                &info.tenant,
             ],
         );
         match inserted {
             Ok(_) => {}
-            Err(rusqlite::Error::SqliteFailure(e, _))
-                if e.code == rusqlite::ErrorCode::ConstraintViolation =>
-            {
+            Err(e) if e.is_unique_violation() => {
                 return Err(GatewayError::invalid(
                     "name",
                     format!("a key named '{name}' exists already (names are never reused)"),
                 ))
             }
-            Err(e) => return Err(GatewayError::Store(self.db.error(e))),
+            Err(e) => return Err(GatewayError::Store(e)),
         }
         self.cache.lock().unwrap_or_else(|p| p.into_inner()).loaded = None;
         Ok((secret, info))
@@ -457,31 +455,26 @@ impl KeyStore {
 
     /// Revokes the key named `name`; false if there is none.
     pub fn revoke(&self, name: &str) -> Result<bool, StoreError> {
-        let n = self
-            .db
-            .conn()
-            .execute(
-                "UPDATE gateway_keys SET revoked = ?2 WHERE name = ?1 AND revoked IS NULL",
-                rusqlite::params![name, unix_now_f64()],
-            )
-            .map_err(|e| self.db.error(e))?;
+        let n = self.db.execute(
+            "UPDATE gateway_keys SET revoked = $2 WHERE name = $1 AND revoked IS NULL",
+            hearth_store::params![name, unix_now_f64()],
+        )?;
         self.cache.lock().unwrap_or_else(|p| p.into_inner()).loaded = None;
         Ok(n > 0)
     }
 
     fn load(&self) -> Result<Vec<(String, KeyInfo)>, StoreError> {
-        self.db.read(|conn| {
-            let mut stmt = conn.prepare(
-                "SELECT id, name, hash, routes, requests_per_minute, tokens_per_minute, budget,
-                        period, created, revoked, scopes, tenant
-                 FROM gateway_keys ORDER BY created",
-            )?;
-            let rows = stmt.query_map([], |r| {
+        self.db.query(
+            "SELECT id, name, hash, routes, requests_per_minute, tokens_per_minute, budget,
+                    period, created, revoked, scopes, tenant
+             FROM gateway_keys ORDER BY created",
+            hearth_store::params![],
+            |r| {
                 let routes: String = r.get(3)?;
                 let period: String = r.get(7)?;
                 let scopes: String = r.get(10)?;
                 Ok((
-                    r.get::<_, String>(2)?,
+                    r.get::<String>(2)?,
                     KeyInfo {
                         id: r.get(0)?,
                         name: r.get(1)?,
@@ -490,16 +483,15 @@ impl KeyStore {
                         tenant: r.get(11)?,
                         routes: serde_json::from_str(&routes).unwrap_or_default(),
                         requests_per_minute: r.get(4)?,
-                        tokens_per_minute: r.get::<_, Option<i64>>(5)?.map(|t| t as u64),
+                        tokens_per_minute: r.get(5)?,
                         budget: r.get(6)?,
                         period: Period::parse(&period).unwrap_or(Period::Month),
                         created: r.get(8)?,
                         revoked: r.get(9)?,
                     },
                 ))
-            })?;
-            rows.collect()
-        })
+            },
+        )
     }
 
     /// Whether any key was ever created (a server with keys requires one).
@@ -675,8 +667,12 @@ mod tests {
         assert!(secret.starts_with("hk-") && secret.len() > 60);
         let stored: String = keys
             .db
-            .conn()
-            .query_row("SELECT hash FROM gateway_keys", [], |r| r.get(0))
+            .query_one(
+                "SELECT hash FROM gateway_keys",
+                hearth_store::params![],
+                |r| r.get(0),
+            )
+            .unwrap()
             .unwrap();
         assert_ne!(stored, secret);
         assert_eq!(stored, hash(&secret));

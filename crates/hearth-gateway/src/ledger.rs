@@ -213,62 +213,60 @@ fn write_batch(
     db: &Database,
     batch: Vec<Message>,
     waiting: &mut Vec<mpsc::Sender<()>>,
-) -> rusqlite::Result<()> {
-    let mut conn = db.conn();
-    let tx = conn.transaction()?;
-    {
-        let mut usage = tx.prepare_cached(
-            "INSERT INTO gateway_usage (at, api_key, route, deployment, model, local, status,
-                 prompt_tokens, completion_tokens, ttft_ms, duration_ms, busy_ms, cost, priced,
-                 fallbacks)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)",
-        )?;
-        let mut audit = tx.prepare_cached(
-            "INSERT INTO gateway_audit (at, route, deployment, model, privacy, outcome,
-                 prompt_tokens, completion_tokens, redactions, raw_request, raw_answer)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
-        )?;
+) -> Result<(), StoreError> {
+    db.write(|tx| {
         for message in batch {
             match message {
                 Message::Usage(r) => {
-                    usage.execute(rusqlite::params![
-                        r.at,
-                        r.api_key,
-                        r.route,
-                        r.deployment,
-                        r.model,
-                        r.local,
-                        r.status,
-                        r.prompt_tokens as i64,
-                        r.completion_tokens as i64,
-                        r.ttft_ms,
-                        r.duration_ms,
-                        r.busy_ms,
-                        r.cost,
-                        r.priced,
-                        r.fallbacks,
-                    ])?;
+                    tx.execute(
+                        "INSERT INTO gateway_usage (at, api_key, route, deployment, model, local,
+                             status, prompt_tokens, completion_tokens, ttft_ms, duration_ms,
+                             busy_ms, cost, priced, fallbacks)
+                         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)",
+                        hearth_store::params![
+                            r.at,
+                            r.api_key,
+                            r.route,
+                            r.deployment,
+                            r.model,
+                            r.local,
+                            r.status,
+                            r.prompt_tokens,
+                            r.completion_tokens,
+                            r.ttft_ms,
+                            r.duration_ms,
+                            r.busy_ms,
+                            r.cost,
+                            r.priced,
+                            r.fallbacks,
+                        ],
+                    )?;
                 }
                 Message::Audit(r) => {
-                    audit.execute(rusqlite::params![
-                        r.at,
-                        r.route,
-                        r.deployment,
-                        r.model,
-                        r.privacy,
-                        r.outcome,
-                        r.prompt_tokens as i64,
-                        r.completion_tokens as i64,
-                        serde_json::to_string(&r.redactions).unwrap_or_default(),
-                        r.raw_request,
-                        r.raw_answer,
-                    ])?;
+                    tx.execute(
+                        "INSERT INTO gateway_audit (at, route, deployment, model, privacy, outcome,
+                             prompt_tokens, completion_tokens, redactions, raw_request, raw_answer)
+                         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+                        hearth_store::params![
+                            r.at,
+                            r.route,
+                            r.deployment,
+                            r.model,
+                            r.privacy,
+                            r.outcome,
+                            r.prompt_tokens,
+                            r.completion_tokens,
+                            serde_json::to_string(&r.redactions).unwrap_or_default(),
+                            r.raw_request,
+                            r.raw_answer,
+                        ],
+                    )?;
                 }
                 Message::Flush(done) => waiting.push(done),
             }
         }
-    }
-    tx.commit()
+        Ok(())
+    })
 }
 
 /// How `usage report` groups requests.
@@ -379,29 +377,29 @@ pub fn report(
         "SELECT {group}, COUNT(*), SUM(status != 'ok'), SUM(local), SUM(prompt_tokens),
                 SUM(completion_tokens), SUM(cost), SUM(NOT priced), AVG(ttft_ms), AVG(duration_ms)
          FROM gateway_usage
-         WHERE at >= ?1 AND (?2 IS NULL OR api_key IN (SELECT value FROM json_each(?2)))
+         WHERE at >= $1 AND ($2 IS NULL OR api_key IN (SELECT value FROM json_each($2)))
          GROUP BY 1 ORDER BY SUM(cost) DESC, 1",
         group = by.column()
     );
     let only_keys = only_keys.map(|k| serde_json::to_string(k).expect("strings serialize"));
-    let raw = db.read(|conn| {
-        let mut stmt = conn.prepare(&sql)?;
-        let rows = stmt.query_map(rusqlite::params![since.unwrap_or(0.0), only_keys], |r| {
+    let raw = db.query(
+        &sql,
+        hearth_store::params![since.unwrap_or(0.0), only_keys],
+        |r| {
             Ok(RawRow {
                 group: r.get(0)?,
-                requests: r.get::<_, i64>(1)? as u64,
-                errors: r.get::<_, i64>(2)? as u64,
-                local: r.get::<_, i64>(3)? as u64,
-                prompt: r.get::<_, i64>(4)? as u64,
-                completion: r.get::<_, i64>(5)? as u64,
+                requests: r.get(1)?,
+                errors: r.get(2)?,
+                local: r.get(3)?,
+                prompt: r.get(4)?,
+                completion: r.get(5)?,
                 cost: r.get(6)?,
-                unpriced: r.get::<_, i64>(7)? as u64,
+                unpriced: r.get(7)?,
                 ttft: r.get(8)?,
                 duration: r.get(9)?,
             })
-        })?;
-        rows.collect::<rusqlite::Result<Vec<_>>>()
-    })?;
+        },
+    )?;
     let row = |r: &RawRow| {
         let reference_cost = reference.cost(r.prompt, r.completion);
         let savings = reference_cost - r.cost;
@@ -487,24 +485,22 @@ struct RawRow {
 
 /// USD spent by `key` since `since` (unix seconds).
 pub(crate) fn spent_since(db: &Database, key: &str, since: f64) -> Result<f64, StoreError> {
-    db.read(|conn| {
-        conn.query_row(
-            "SELECT COALESCE(SUM(cost), 0) FROM gateway_usage WHERE api_key = ?1 AND at >= ?2",
-            rusqlite::params![key, since],
-            |r| r.get(0),
-        )
-    })
+    let spent = db.query_one(
+        "SELECT COALESCE(SUM(cost), 0) FROM gateway_usage WHERE api_key = $1 AND at >= $2",
+        hearth_store::params![key, since],
+        |r| r.get(0),
+    )?;
+    Ok(spent.unwrap_or(0.0))
 }
 
 /// The newest audit records, newest first.
 pub fn audit_log(db: &Database, limit: usize) -> Result<Vec<AuditRecord>, StoreError> {
-    db.read(|conn| {
-        let mut stmt = conn.prepare(
-            "SELECT at, route, deployment, model, privacy, outcome, prompt_tokens,
-                    completion_tokens, redactions, raw_request, raw_answer
-             FROM gateway_audit ORDER BY id DESC LIMIT ?1",
-        )?;
-        let rows = stmt.query_map([limit as i64], |r| {
+    db.query(
+        "SELECT at, route, deployment, model, privacy, outcome, prompt_tokens,
+                completion_tokens, redactions, raw_request, raw_answer
+         FROM gateway_audit ORDER BY id DESC LIMIT $1",
+        hearth_store::params![limit],
+        |r| {
             let redactions: String = r.get(8)?;
             Ok(AuditRecord {
                 at: r.get(0)?,
@@ -513,15 +509,14 @@ pub fn audit_log(db: &Database, limit: usize) -> Result<Vec<AuditRecord>, StoreE
                 model: r.get(3)?,
                 privacy: r.get(4)?,
                 outcome: r.get(5)?,
-                prompt_tokens: r.get::<_, i64>(6)? as u64,
-                completion_tokens: r.get::<_, i64>(7)? as u64,
+                prompt_tokens: r.get(6)?,
+                completion_tokens: r.get(7)?,
                 redactions: serde_json::from_str(&redactions).unwrap_or_default(),
                 raw_request: r.get(9)?,
                 raw_answer: r.get(10)?,
             })
-        })?;
-        rows.collect()
-    })
+        },
+    )
 }
 
 /// Reads a `--since` value: a duration back from `now` (`30m`, `24h`, `7d`), a UTC date

@@ -7,12 +7,14 @@
 //! migrations and their own queries. It never speaks HTTP.
 
 mod artifacts;
+pub mod sql;
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 pub use artifacts::{ArtifactVersion, Artifacts};
 pub use rusqlite;
+pub use sql::{Backend, Row, Tx, Value};
 
 /// Every failure the store reports; each has a stable public code ([`StoreError::code`]).
 #[derive(Debug, thiserror::Error)]
@@ -27,6 +29,9 @@ pub enum StoreError {
         path: PathBuf,
         source: std::io::Error,
     },
+    /// A column that does not hold what the query's reader expects.
+    #[error("column {index}: {message}")]
+    Column { index: usize, message: String },
     /// The database was written by a newer hearth.
     #[error("{namespace} schema version {found} is newer than this hearth knows ({known}); upgrade hearth")]
     SchemaTooNew {
@@ -40,9 +45,23 @@ impl StoreError {
     pub fn code(&self) -> hearth_types::ErrorCode {
         match self {
             StoreError::Database { .. } => hearth_types::ErrorCode::DatabaseError,
+            StoreError::Column { .. } => hearth_types::ErrorCode::DatabaseError,
             StoreError::Io { .. } => hearth_types::ErrorCode::IoError,
             StoreError::SchemaTooNew { .. } => hearth_types::ErrorCode::SchemaTooNew,
         }
+    }
+
+    /// Whether a write failed because a row with the same unique key exists (the caller
+    /// usually answers it as a field already taken).
+    pub fn is_unique_violation(&self) -> bool {
+        matches!(
+            self,
+            StoreError::Database {
+                source: rusqlite::Error::SqliteFailure(e, _),
+                ..
+            } if e.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_UNIQUE
+                || e.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_PRIMARYKEY
+        )
     }
 
     pub fn io(path: &Path, source: std::io::Error) -> Self {

@@ -1,0 +1,482 @@
+//! The apps' way into the database, in terms no backend owns: statements with `$1 … $N`
+//! placeholders (PostgreSQL's own syntax; rewritten to `?N` for SQLite), parameters as
+//! [`Value`]s, rows read through [`Row::get`] into plain Rust types, transactions as
+//! closures. An app's typed store (the recommendation tables, the gateway's keys and ledger …)
+//! is written against this, so a second backend can sit behind [`Database`] without touching
+//! the app. Where the backends' SQL differs, [`Database::backend`] says which one runs.
+
+use std::borrow::Cow;
+
+use crate::{Database, StoreError};
+
+/// Which database engine a [`Database`] runs on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+}
+
+/// A value bound to a statement, in the types every backend has.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Value {
+    Null,
+    Integer(i64),
+    Real(f64),
+    Text(String),
+    Blob(Vec<u8>),
+}
+
+macro_rules! integer_from {
+    ($($t:ty),*) => {$(
+        impl From<$t> for Value {
+            fn from(v: $t) -> Self {
+                Value::Integer(i64::from(v))
+            }
+        }
+    )*};
+}
+integer_from!(i64, i32, u32, u16, u8, bool);
+
+impl From<u64> for Value {
+    /// Counts and token numbers: stored as signed 64-bit, saturating at `i64::MAX`.
+    fn from(v: u64) -> Self {
+        Value::Integer(i64::try_from(v).unwrap_or(i64::MAX))
+    }
+}
+
+impl From<usize> for Value {
+    fn from(v: usize) -> Self {
+        Value::from(v as u64)
+    }
+}
+
+impl From<f64> for Value {
+    fn from(v: f64) -> Self {
+        Value::Real(v)
+    }
+}
+
+impl From<f32> for Value {
+    fn from(v: f32) -> Self {
+        Value::Real(f64::from(v))
+    }
+}
+
+impl From<String> for Value {
+    fn from(v: String) -> Self {
+        Value::Text(v)
+    }
+}
+
+impl From<&String> for Value {
+    fn from(v: &String) -> Self {
+        Value::Text(v.clone())
+    }
+}
+
+impl From<&str> for Value {
+    fn from(v: &str) -> Self {
+        Value::Text(v.to_owned())
+    }
+}
+
+impl From<Vec<u8>> for Value {
+    fn from(v: Vec<u8>) -> Self {
+        Value::Blob(v)
+    }
+}
+
+impl<T: Into<Value>> From<Option<T>> for Value {
+    fn from(v: Option<T>) -> Self {
+        v.map_or(Value::Null, Into::into)
+    }
+}
+
+impl<T: Clone + Into<Value>> From<&Option<T>> for Value {
+    fn from(v: &Option<T>) -> Self {
+        v.clone().map_or(Value::Null, Into::into)
+    }
+}
+
+/// The parameters of a statement, in order: `params![a, b, c]` binds `$1`, `$2`, `$3`.
+#[macro_export]
+macro_rules! params {
+    () => {
+        &[] as &[$crate::sql::Value]
+    };
+    ($($v:expr),+ $(,)?) => {
+        &[$($crate::sql::Value::from($v)),+] as &[$crate::sql::Value]
+    };
+}
+
+impl rusqlite::ToSql for Value {
+    fn to_sql(&self) -> rusqlite::Result<rusqlite::types::ToSqlOutput<'_>> {
+        use rusqlite::types::{ToSqlOutput, ValueRef};
+        Ok(ToSqlOutput::Borrowed(match self {
+            Value::Null => ValueRef::Null,
+            Value::Integer(v) => ValueRef::Integer(*v),
+            Value::Real(v) => ValueRef::Real(*v),
+            Value::Text(v) => ValueRef::Text(v.as_bytes()),
+            Value::Blob(v) => ValueRef::Blob(v),
+        }))
+    }
+}
+
+/// A column value as a row holds it.
+#[derive(Debug, Clone, Copy)]
+pub enum Column<'a> {
+    Null,
+    Integer(i64),
+    Real(f64),
+    Text(&'a str),
+    Blob(&'a [u8]),
+}
+
+/// A Rust type a column can be read into; the error says what the column held instead.
+pub trait FromColumn: Sized {
+    fn from_column(column: Column<'_>) -> Result<Self, String>;
+}
+
+fn mismatch<T>(want: &str, got: Column<'_>) -> Result<T, String> {
+    let held = match got {
+        Column::Null => "NULL",
+        Column::Integer(_) => "an integer",
+        Column::Real(_) => "a real",
+        Column::Text(_) => "text",
+        Column::Blob(_) => "a blob",
+    };
+    Err(format!("expected {want}, found {held}"))
+}
+
+impl FromColumn for i64 {
+    fn from_column(c: Column<'_>) -> Result<Self, String> {
+        match c {
+            Column::Integer(v) => Ok(v),
+            other => mismatch("an integer", other),
+        }
+    }
+}
+
+impl FromColumn for u64 {
+    fn from_column(c: Column<'_>) -> Result<Self, String> {
+        let v = i64::from_column(c)?;
+        u64::try_from(v).map_err(|_| format!("expected a count, found {v}"))
+    }
+}
+
+impl FromColumn for u32 {
+    fn from_column(c: Column<'_>) -> Result<Self, String> {
+        let v = i64::from_column(c)?;
+        u32::try_from(v).map_err(|_| format!("expected a 32-bit count, found {v}"))
+    }
+}
+
+impl FromColumn for bool {
+    fn from_column(c: Column<'_>) -> Result<Self, String> {
+        Ok(i64::from_column(c)? != 0)
+    }
+}
+
+impl FromColumn for f64 {
+    fn from_column(c: Column<'_>) -> Result<Self, String> {
+        match c {
+            Column::Real(v) => Ok(v),
+            // SUM and AVG of integers, and integral reals SQLite stores as integers.
+            Column::Integer(v) => Ok(v as f64),
+            other => mismatch("a number", other),
+        }
+    }
+}
+
+impl FromColumn for String {
+    fn from_column(c: Column<'_>) -> Result<Self, String> {
+        match c {
+            Column::Text(v) => Ok(v.to_owned()),
+            other => mismatch("text", other),
+        }
+    }
+}
+
+impl FromColumn for Vec<u8> {
+    fn from_column(c: Column<'_>) -> Result<Self, String> {
+        match c {
+            Column::Blob(v) => Ok(v.to_owned()),
+            other => mismatch("a blob", other),
+        }
+    }
+}
+
+impl<T: FromColumn> FromColumn for Option<T> {
+    fn from_column(c: Column<'_>) -> Result<Self, String> {
+        match c {
+            Column::Null => Ok(None),
+            other => T::from_column(other).map(Some),
+        }
+    }
+}
+
+/// One row of a query's answer.
+pub struct Row<'a> {
+    row: &'a rusqlite::Row<'a>,
+}
+
+impl Row<'_> {
+    /// Column `index` (0-based) as `T`.
+    pub fn get<T: FromColumn>(&self, index: usize) -> Result<T, StoreError> {
+        use rusqlite::types::ValueRef;
+        let bad = |message: String| StoreError::Column { index, message };
+        let column = match self.row.get_ref(index).map_err(|e| bad(e.to_string()))? {
+            ValueRef::Null => Column::Null,
+            ValueRef::Integer(v) => Column::Integer(v),
+            ValueRef::Real(v) => Column::Real(v),
+            ValueRef::Text(v) => Column::Text(
+                std::str::from_utf8(v).map_err(|_| bad("text that is not UTF-8".into()))?,
+            ),
+            ValueRef::Blob(v) => Column::Blob(v),
+        };
+        T::from_column(column).map_err(bad)
+    }
+}
+
+/// `$N` → `?N` outside string literals and quoted names: SQLite reads `$1` as a *named*
+/// parameter, numbered by first appearance, which would bind `$2 … $1` out of order.
+fn for_sqlite(sql: &str) -> Cow<'_, str> {
+    if !sql.contains('$') {
+        return Cow::Borrowed(sql);
+    }
+    let mut out = String::with_capacity(sql.len());
+    let mut quote: Option<char> = None;
+    let mut chars = sql.chars().peekable();
+    while let Some(c) = chars.next() {
+        match quote {
+            Some(q) => {
+                if c == q {
+                    quote = None;
+                }
+                out.push(c);
+            }
+            None if c == '\'' || c == '"' => {
+                quote = Some(c);
+                out.push(c);
+            }
+            None if c == '$' && chars.peek().is_some_and(char::is_ascii_digit) => out.push('?'),
+            None => out.push(c),
+        }
+    }
+    Cow::Owned(out)
+}
+
+fn run_query<T>(
+    conn: &rusqlite::Connection,
+    db: &Database,
+    sql: &str,
+    params: &[Value],
+    mut map: impl FnMut(&Row<'_>) -> Result<T, StoreError>,
+) -> Result<Vec<T>, StoreError> {
+    let mut stmt = conn
+        .prepare_cached(&for_sqlite(sql))
+        .map_err(|e| db.error(e))?;
+    let mut rows = stmt
+        .query(rusqlite::params_from_iter(params))
+        .map_err(|e| db.error(e))?;
+    let mut out = Vec::new();
+    while let Some(row) = rows.next().map_err(|e| db.error(e))? {
+        out.push(map(&Row { row })?);
+    }
+    Ok(out)
+}
+
+fn run_execute(
+    conn: &rusqlite::Connection,
+    db: &Database,
+    sql: &str,
+    params: &[Value],
+) -> Result<u64, StoreError> {
+    let mut stmt = conn
+        .prepare_cached(&for_sqlite(sql))
+        .map_err(|e| db.error(e))?;
+    let changed = stmt
+        .execute(rusqlite::params_from_iter(params))
+        .map_err(|e| db.error(e))?;
+    Ok(changed as u64)
+}
+
+/// A transaction on the writer ([`Database::write`]).
+pub struct Tx<'a> {
+    tx: rusqlite::Transaction<'a>,
+    db: &'a Database,
+}
+
+impl Tx<'_> {
+    /// Runs one statement; returns the rows it changed.
+    pub fn execute(&self, sql: &str, params: &[Value]) -> Result<u64, StoreError> {
+        run_execute(&self.tx, self.db, sql, params)
+    }
+
+    /// Every row of a query, mapped.
+    pub fn query<T>(
+        &self,
+        sql: &str,
+        params: &[Value],
+        map: impl FnMut(&Row<'_>) -> Result<T, StoreError>,
+    ) -> Result<Vec<T>, StoreError> {
+        run_query(&self.tx, self.db, sql, params, map)
+    }
+
+    /// The first row of a query, mapped; None when there is none.
+    pub fn query_one<T>(
+        &self,
+        sql: &str,
+        params: &[Value],
+        map: impl FnMut(&Row<'_>) -> Result<T, StoreError>,
+    ) -> Result<Option<T>, StoreError> {
+        Ok(self.query(sql, params, map)?.into_iter().next())
+    }
+}
+
+impl Database {
+    /// The engine behind this database.
+    pub fn backend(&self) -> Backend {
+        Backend::Sqlite
+    }
+
+    /// Runs `write` in one transaction on the one writer: committed when it returns `Ok`
+    /// (and synced to disk before this returns), rolled back when it returns an error.
+    pub fn write<T>(
+        &self,
+        write: impl FnOnce(&Tx<'_>) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        let mut conn = self.conn();
+        let tx = Tx {
+            tx: conn.transaction().map_err(|e| self.error(e))?,
+            db: self,
+        };
+        let value = write(&tx)?;
+        tx.tx.commit().map_err(|e| self.error(e))?;
+        Ok(value)
+    }
+
+    /// One statement on the writer, committed on its own; returns the rows it changed.
+    pub fn execute(&self, sql: &str, params: &[Value]) -> Result<u64, StoreError> {
+        run_execute(&self.conn(), self, sql, params)
+    }
+
+    /// Every row of a query, on a reader beside the writer.
+    pub fn query<T>(
+        &self,
+        sql: &str,
+        params: &[Value],
+        map: impl FnMut(&Row<'_>) -> Result<T, StoreError>,
+    ) -> Result<Vec<T>, StoreError> {
+        let mut map = map;
+        let mut result = None;
+        self.read(|conn| {
+            result = Some(run_query(conn, self, sql, params, &mut map));
+            Ok(())
+        })?;
+        result.expect("the read ran")
+    }
+
+    /// The first row of a query, mapped; None when there is none.
+    pub fn query_one<T>(
+        &self,
+        sql: &str,
+        params: &[Value],
+        map: impl FnMut(&Row<'_>) -> Result<T, StoreError>,
+    ) -> Result<Option<T>, StoreError> {
+        Ok(self.query(sql, params, map)?.into_iter().next())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn placeholders_are_rewritten_outside_quotes_only() {
+        assert_eq!(
+            for_sqlite("SELECT '$1', \"$2\" FROM t WHERE a = $2 AND b = $10"),
+            "SELECT '$1', \"$2\" FROM t WHERE a = ?2 AND b = ?10"
+        );
+        assert!(matches!(for_sqlite("SELECT 1"), Cow::Borrowed(_)));
+        // A `$` not followed by a digit stays.
+        assert_eq!(for_sqlite("SELECT $a"), "SELECT $a");
+    }
+
+    #[test]
+    fn statements_bind_in_placeholder_order_and_rows_read_back_typed() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Database::open(&dir.path().join("t.db")).unwrap();
+        db.migrate(
+            "t",
+            &["CREATE TABLE t (id TEXT PRIMARY KEY, n INTEGER, x REAL, note TEXT)"],
+        )
+        .unwrap();
+        // $2 before $1 in the text: bound by number, not by appearance.
+        let changed = db
+            .execute(
+                "INSERT INTO t (n, id, x, note) VALUES ($2, $1, $3, $4)",
+                crate::params!["a", 7u64, 0.5, None::<String>],
+            )
+            .unwrap();
+        assert_eq!(changed, 1);
+        let row = db
+            .query_one(
+                "SELECT id, n, x, note FROM t WHERE id = $1",
+                crate::params!["a"],
+                |r| {
+                    Ok((
+                        r.get::<String>(0)?,
+                        r.get::<u64>(1)?,
+                        r.get::<f64>(2)?,
+                        r.get::<Option<String>>(3)?,
+                    ))
+                },
+            )
+            .unwrap();
+        assert_eq!(row, Some(("a".into(), 7, 0.5, None)));
+        // A type that does not fit is an error naming the column, not a panic.
+        let err = db
+            .query("SELECT id FROM t", crate::params![], |r| r.get::<i64>(0))
+            .unwrap_err();
+        assert!(err.to_string().contains("column 0"), "{err}");
+        assert!(db
+            .query_one("SELECT id FROM t WHERE id = $1", crate::params!["b"], |r| {
+                r.get::<String>(0)
+            })
+            .unwrap()
+            .is_none());
+    }
+
+    #[test]
+    fn a_failed_write_rolls_back_and_a_unique_violation_is_told_apart() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Database::open(&dir.path().join("t.db")).unwrap();
+        db.migrate("t", &["CREATE TABLE t (id TEXT PRIMARY KEY)"])
+            .unwrap();
+        let failed = db.write(|tx| {
+            tx.execute("INSERT INTO t (id) VALUES ($1)", crate::params!["a"])?;
+            tx.execute("INSERT INTO t (id) VALUES ($1)", crate::params!["a"])
+        });
+        let err = failed.unwrap_err();
+        assert!(err.is_unique_violation(), "{err}");
+        let count = |db: &Database| {
+            db.query_one("SELECT COUNT(*) FROM t", crate::params![], |r| {
+                r.get::<u64>(0)
+            })
+            .unwrap()
+            .unwrap()
+        };
+        assert_eq!(
+            count(&db),
+            0,
+            "the first insert rolled back with the second"
+        );
+        db.write(|tx| tx.execute("INSERT INTO t (id) VALUES ($1)", crate::params!["a"]))
+            .unwrap();
+        assert_eq!(count(&db), 1);
+        let other = db
+            .execute("INSERT INTO nowhere VALUES (1)", crate::params![])
+            .unwrap_err();
+        assert!(!other.is_unique_violation());
+    }
+}
