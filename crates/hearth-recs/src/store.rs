@@ -1,8 +1,7 @@
 //! Items, users and events in the embedded database. Writes are batched in transactions;
 //! a batch is acknowledged only once committed (durable), and events are idempotent by id.
 
-use hearth_store::rusqlite::{self, params, OptionalExtension};
-use hearth_store::{Database, StoreError};
+use hearth_store::{params, Database, Row, StoreError, Value};
 
 use crate::data::{Event, EventWeights, Item, ItemId, User, UserId};
 use crate::Dataset;
@@ -35,7 +34,7 @@ const MIGRATIONS: &[&str] = &["
     CREATE INDEX recs_events_item ON recs_events (item_id);
 "];
 
-fn event_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<Event> {
+fn event_from_row(row: &Row<'_>) -> Result<Event, StoreError> {
     Ok(Event {
         id: row.get(0)?,
         user: UserId(row.get(1)?),
@@ -45,6 +44,30 @@ fn event_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<Event> {
         timestamp: row.get(5)?,
     })
 }
+
+fn user_from_row(row: &Row<'_>) -> Result<User, StoreError> {
+    Ok(User {
+        id: UserId(row.get(0)?),
+        attributes: from_json(&row.get::<String>(1)?),
+    })
+}
+
+fn item_from_row(row: &Row<'_>) -> Result<Item, StoreError> {
+    Ok(Item {
+        id: ItemId(row.get(0)?),
+        title: row.get(1)?,
+        description: row.get(2)?,
+        categories: from_json(&row.get::<String>(3)?),
+        tags: from_json(&row.get::<String>(4)?),
+        attributes: from_json(&row.get::<String>(5)?),
+        price: row.get(6)?,
+        available: row.get(7)?,
+        created_at: row.get(8)?,
+    })
+}
+
+const ITEM_COLUMNS: &str =
+    "id, title, description, categories, tags, attributes, price, available, created_at";
 
 /// The recommendation engine's tables.
 #[derive(Debug, Clone)]
@@ -80,50 +103,51 @@ impl RecsStore {
         Ok(RecsStore { db })
     }
 
-    /// Runs `sql` once per row in one transaction: a row that changes nothing (an `INSERT OR
-    /// IGNORE` whose id is stored) counts as a duplicate.
+    /// Runs `sql` once per row in one transaction: a row that changes nothing (an insert
+    /// whose id is stored, `ON CONFLICT DO NOTHING`) counts as a duplicate.
     fn write_batch<T>(
         &self,
         sql: &str,
         rows: &[T],
-        execute: impl Fn(&mut rusqlite::CachedStatement<'_>, &T) -> rusqlite::Result<usize>,
+        params: impl Fn(&T) -> Vec<Value>,
     ) -> Result<WriteCounts, StoreError> {
-        let mut conn = self.db.conn();
-        let tx = conn.transaction().map_err(|e| self.db.error(e))?;
-        let mut counts = WriteCounts::default();
-        {
-            let mut stmt = tx.prepare_cached(sql).map_err(|e| self.db.error(e))?;
+        self.db.write(|tx| {
+            let mut counts = WriteCounts::default();
             for row in rows {
-                if execute(&mut stmt, row).map_err(|e| self.db.error(e))? == 0 {
+                if tx.execute(sql, &params(row))? == 0 {
                     counts.duplicates += 1;
                 } else {
                     counts.written += 1;
                 }
             }
-        }
-        tx.commit().map_err(|e| self.db.error(e))?;
-        Ok(counts)
+            Ok(counts)
+        })
     }
 
     /// Inserts or replaces items, in one transaction.
     pub fn upsert_items(&self, items: &[Item]) -> Result<WriteCounts, StoreError> {
         self.write_batch(
-            "INSERT OR REPLACE INTO recs_items
+            "INSERT INTO recs_items
              (id, title, description, categories, tags, attributes, price, available, created_at)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
+             ON CONFLICT(id) DO UPDATE SET title = excluded.title,
+                 description = excluded.description, categories = excluded.categories,
+                 tags = excluded.tags, attributes = excluded.attributes, price = excluded.price,
+                 available = excluded.available, created_at = excluded.created_at",
             items,
-            |stmt, item| {
-                stmt.execute(params![
-                    item.id.0,
-                    item.title,
-                    item.description,
+            |item| {
+                params![
+                    &item.id.0,
+                    &item.title,
+                    &item.description,
                     json(&item.categories),
                     json(&item.tags),
                     json(&item.attributes),
                     item.price,
                     item.available,
                     item.created_at
-                ])
+                ]
+                .to_vec()
             },
         )
     }
@@ -131,9 +155,10 @@ impl RecsStore {
     /// Inserts or replaces users, in one transaction.
     pub fn upsert_users(&self, users: &[User]) -> Result<WriteCounts, StoreError> {
         self.write_batch(
-            "INSERT OR REPLACE INTO recs_users (id, attributes) VALUES (?1, ?2)",
+            "INSERT INTO recs_users (id, attributes) VALUES ($1, $2)
+             ON CONFLICT(id) DO UPDATE SET attributes = excluded.attributes",
             users,
-            |stmt, user| stmt.execute(params![user.id.0, json(&user.attributes)]),
+            |user| params![&user.id.0, json(&user.attributes)].to_vec(),
         )
     }
 
@@ -141,135 +166,93 @@ impl RecsStore {
     /// (sending a batch twice stores it once).
     pub fn insert_events(&self, events: &[Event]) -> Result<WriteCounts, StoreError> {
         self.write_batch(
-            "INSERT OR IGNORE INTO recs_events (id, user_id, item_id, type, value, timestamp)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            "INSERT INTO recs_events (id, user_id, item_id, type, value, timestamp)
+             VALUES ($1, $2, $3, $4, $5, $6)
+             ON CONFLICT(id) DO NOTHING",
             events,
-            |stmt, event| {
-                stmt.execute(params![
-                    event.id,
-                    event.user.0,
-                    event.item.0,
-                    event.kind,
+            |event| {
+                params![
+                    &event.id,
+                    &event.user.0,
+                    &event.item.0,
+                    &event.kind,
                     event.value,
                     event.timestamp
-                ])
+                ]
+                .to_vec()
             },
         )
     }
 
     /// Deletes items (their events stay: they still say something about the users).
     pub fn delete_items(&self, ids: &[ItemId]) -> Result<u64, StoreError> {
-        self.delete("recs_items", ids.iter().map(|i| i.0.as_str()))
+        self.db.write(|tx| {
+            let mut deleted = 0;
+            for id in ids {
+                deleted += tx.execute("DELETE FROM recs_items WHERE id = $1", params![&id.0])?;
+            }
+            Ok(deleted)
+        })
     }
 
     /// Deletes users and their events.
     pub fn delete_users(&self, ids: &[UserId]) -> Result<u64, StoreError> {
-        let mut conn = self.db.conn();
-        let tx = conn.transaction().map_err(|e| self.db.error(e))?;
-        let mut deleted = 0;
-        for id in ids {
-            deleted += tx
-                .execute("DELETE FROM recs_users WHERE id = ?1", [&id.0])
-                .map_err(|e| self.db.error(e))? as u64;
-            tx.execute("DELETE FROM recs_events WHERE user_id = ?1", [&id.0])
-                .map_err(|e| self.db.error(e))?;
-        }
-        tx.commit().map_err(|e| self.db.error(e))?;
-        Ok(deleted)
-    }
-
-    fn delete<'a>(
-        &self,
-        table: &str,
-        ids: impl Iterator<Item = &'a str>,
-    ) -> Result<u64, StoreError> {
-        let mut conn = self.db.conn();
-        let tx = conn.transaction().map_err(|e| self.db.error(e))?;
-        let mut deleted = 0;
-        for id in ids {
-            deleted += tx
-                .execute(&format!("DELETE FROM {table} WHERE id = ?1"), [id])
-                .map_err(|e| self.db.error(e))? as u64;
-        }
-        tx.commit().map_err(|e| self.db.error(e))?;
-        Ok(deleted)
-    }
-
-    fn item_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<Item> {
-        Ok(Item {
-            id: ItemId(row.get(0)?),
-            title: row.get(1)?,
-            description: row.get(2)?,
-            categories: from_json(&row.get::<_, String>(3)?),
-            tags: from_json(&row.get::<_, String>(4)?),
-            attributes: from_json(&row.get::<_, String>(5)?),
-            price: row.get(6)?,
-            available: row.get(7)?,
-            created_at: row.get(8)?,
+        self.db.write(|tx| {
+            let mut deleted = 0;
+            for id in ids {
+                deleted += tx.execute("DELETE FROM recs_users WHERE id = $1", params![&id.0])?;
+                tx.execute("DELETE FROM recs_events WHERE user_id = $1", params![&id.0])?;
+            }
+            Ok(deleted)
         })
     }
 
     pub fn item(&self, id: &ItemId) -> Result<Option<Item>, StoreError> {
-        self.db.read(|conn| {
-            conn.prepare_cached(
-                "SELECT id, title, description, categories, tags, attributes, price, available, created_at
-                 FROM recs_items WHERE id = ?1",
-            )?
-            .query_row([&id.0], Self::item_from_row)
-            .optional()
-        })
+        self.db.query_one(
+            &format!("SELECT {ITEM_COLUMNS} FROM recs_items WHERE id = $1"),
+            params![&id.0],
+            item_from_row,
+        )
     }
 
     pub fn user(&self, id: &UserId) -> Result<Option<User>, StoreError> {
-        self.db.read(|conn| {
-            conn.prepare_cached("SELECT id, attributes FROM recs_users WHERE id = ?1")?
-                .query_row([&id.0], |row| {
-                    Ok(User {
-                        id: UserId(row.get(0)?),
-                        attributes: from_json(&row.get::<_, String>(1)?),
-                    })
-                })
-                .optional()
-        })
+        self.db.query_one(
+            "SELECT id, attributes FROM recs_users WHERE id = $1",
+            params![&id.0],
+            user_from_row,
+        )
     }
 
-    /// The whole catalogue.
+    /// The whole catalogue, in the order it was first stored.
     pub fn items(&self) -> Result<Vec<Item>, StoreError> {
-        let conn = self.db.conn();
-        let err = |e| self.db.error(e);
-        let items = conn
-            .prepare(
-                "SELECT id, title, description, categories, tags, attributes, price, available, created_at
-                 FROM recs_items ORDER BY rowid",
-            )
-            .map_err(err)?
-            .query_map([], Self::item_from_row)
-            .map_err(err)?
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(err)?;
-        Ok(items)
+        self.db.query(
+            &format!("SELECT {ITEM_COLUMNS} FROM recs_items ORDER BY rowid"),
+            params![],
+            item_from_row,
+        )
     }
 
     /// A user's most recent events (at most `limit`), oldest first.
     pub fn user_events(&self, user: &UserId, limit: usize) -> Result<Vec<Event>, StoreError> {
-        let mut events = self.db.read(|conn| {
-            conn.prepare_cached(
-                "SELECT id, user_id, item_id, type, value, timestamp FROM recs_events
-                 WHERE user_id = ?1 ORDER BY timestamp DESC, rowid DESC LIMIT ?2",
-            )?
-            .query_map(params![user.0, limit as i64], event_from_row)?
-            .collect::<Result<Vec<_>, _>>()
-        })?;
+        let mut events = self.db.query(
+            "SELECT id, user_id, item_id, type, value, timestamp FROM recs_events
+             WHERE user_id = $1 ORDER BY timestamp DESC, rowid DESC LIMIT $2",
+            params![&user.0, limit],
+            event_from_row,
+        )?;
         events.reverse();
         Ok(events)
     }
 
     /// Row counts: items, users, events.
     pub fn counts(&self) -> Result<(u64, u64, u64), StoreError> {
-        let conn = self.db.conn();
         let count = |table: &str| -> Result<u64, StoreError> {
-            conn.query_row(&format!("SELECT COUNT(*) FROM {table}"), [], |r| r.get(0))
-                .map_err(|e| self.db.error(e))
+            let n =
+                self.db
+                    .query_one(&format!("SELECT COUNT(*) FROM {table}"), params![], |r| {
+                        r.get(0)
+                    })?;
+            Ok(n.unwrap_or(0))
         };
         Ok((
             count("recs_items")?,
@@ -281,27 +264,16 @@ impl RecsStore {
     /// Everything, as the models train on it.
     pub fn dataset(&self, weights: &EventWeights) -> Result<Dataset, StoreError> {
         let items = self.items()?;
-        let conn = self.db.conn();
-        let err = |e| self.db.error(e);
-        let users = conn
-            .prepare("SELECT id, attributes FROM recs_users ORDER BY rowid")
-            .map_err(err)?
-            .query_map([], |row| {
-                Ok(User {
-                    id: UserId(row.get(0)?),
-                    attributes: from_json(&row.get::<_, String>(1)?),
-                })
-            })
-            .map_err(err)?
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(err)?;
-        let events = conn
-            .prepare("SELECT id, user_id, item_id, type, value, timestamp FROM recs_events ORDER BY rowid")
-            .map_err(err)?
-            .query_map([], event_from_row)
-            .map_err(err)?
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(err)?;
+        let users = self.db.query(
+            "SELECT id, attributes FROM recs_users ORDER BY rowid",
+            params![],
+            user_from_row,
+        )?;
+        let events = self.db.query(
+            "SELECT id, user_id, item_id, type, value, timestamp FROM recs_events ORDER BY rowid",
+            params![],
+            event_from_row,
+        )?;
         Ok(Dataset::build(items, users, &events, weights))
     }
 }

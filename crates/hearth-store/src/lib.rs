@@ -3,8 +3,9 @@
 //! migrations, and versioned artifact directories (trained models, indexes) published
 //! atomically.
 //!
-//! It knows no app's records: apps (hearth-recs, hearth-support) bring their own tables as
-//! migrations and their own queries. It never speaks HTTP.
+//! It knows no app's records: apps (hearth-recs, hearth-support, hearth-gateway) bring their
+//! own tables as migrations and their own queries, written against [`sql`]'s backend-neutral
+//! statements, rows and transactions; no app sees the SQLite driver. It never speaks HTTP.
 
 mod artifacts;
 pub mod sql;
@@ -13,7 +14,6 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 pub use artifacts::{ArtifactVersion, Artifacts};
-pub use rusqlite;
 pub use sql::{Backend, Row, Tx, Value};
 
 /// Every failure the store reports; each has a stable public code ([`StoreError::code`]).
@@ -176,8 +176,8 @@ impl Database {
         Ok(())
     }
 
-    /// The connection, for the caller's queries and transactions.
-    pub fn conn(&self) -> MutexGuard<'_, rusqlite::Connection> {
+    /// The writer connection.
+    pub(crate) fn conn(&self) -> MutexGuard<'_, rusqlite::Connection> {
         // A panic while holding the lock leaves SQLite consistent (an open transaction rolls
         // back when dropped), so a poisoned lock is still usable.
         self.conn.lock().unwrap_or_else(|p| p.into_inner())
@@ -185,7 +185,7 @@ impl Database {
 
     /// Runs `read` on a read-only connection from a small pool, so concurrent reads neither
     /// wait for each other nor for a writer (WAL). The connection returns to the pool after.
-    pub fn read<T>(
+    pub(crate) fn read<T>(
         &self,
         read: impl FnOnce(&rusqlite::Connection) -> rusqlite::Result<T>,
     ) -> Result<T, StoreError> {
@@ -212,7 +212,7 @@ impl Database {
     }
 
     /// Maps a rusqlite error to this database's error.
-    pub fn error(&self, source: rusqlite::Error) -> StoreError {
+    pub(crate) fn error(&self, source: rusqlite::Error) -> StoreError {
         StoreError::Database {
             path: self.path.clone(),
             source,

@@ -12,7 +12,7 @@ use hearth_gateway::Gateway;
 use hearth_index::{
     reciprocal_rank_fusion, Metric, TextDoc, TextIndex, VectorIndex, VectorOptions,
 };
-use hearth_store::rusqlite::{params, OptionalExtension};
+use hearth_store::params;
 use hearth_store::Database;
 use serde::Serialize;
 use sha2::{Digest, Sha256};
@@ -230,14 +230,11 @@ impl KnowledgeBase {
             let bytes = std::fs::read(file).map_err(|e| SupportError::io(file, e))?;
             let hash = hex::encode(Sha256::digest(&bytes));
             let key = file.to_string_lossy().to_string();
-            let stored: Option<(String, String)> = self.db.read(|c| {
-                c.query_row(
-                    "SELECT sha256, model FROM kb_files WHERE path = ?1",
-                    [&key],
-                    |r| Ok((r.get(0)?, r.get(1)?)),
-                )
-                .optional()
-            })?;
+            let stored: Option<(String, String)> = self.db.query_one(
+                "SELECT sha256, model FROM kb_files WHERE path = $1",
+                params![&key],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )?;
             if stored.as_ref() == Some(&(hash.clone(), model.to_string())) {
                 report.unchanged += 1;
                 continue;
@@ -249,28 +246,25 @@ impl KnowledgeBase {
                 .collect();
             let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
             let vectors = embed_all(gateway, model, &refs, progress).await?;
-            let mut conn = self.db.conn();
-            let tx = conn.transaction().map_err(|e| self.db.error(e))?;
-            let write = || -> hearth_store::rusqlite::Result<()> {
-                tx.execute("DELETE FROM kb_passages WHERE path = ?1", [&key])?;
+            // The file's passages and its record replaced in one transaction.
+            self.db.write(|tx| {
+                tx.execute("DELETE FROM kb_passages WHERE path = $1", params![&key])?;
                 for (i, (p, v)) in passages.iter().zip(&vectors).enumerate() {
                     let blob: Vec<u8> = v.iter().flat_map(|x| x.to_le_bytes()).collect();
                     tx.execute(
                         "INSERT INTO kb_passages (path, ordinal, title, text, vector)
-                         VALUES (?1, ?2, ?3, ?4, ?5)",
-                        params![key, i as i64, p.title, p.text, blob],
+                         VALUES ($1, $2, $3, $4, $5)",
+                        params![&key, i, &p.title, &p.text, blob],
                     )?;
                 }
                 tx.execute(
-                    "INSERT INTO kb_files (path, sha256, model, added_at) VALUES (?1, ?2, ?3, ?4)
+                    "INSERT INTO kb_files (path, sha256, model, added_at) VALUES ($1, $2, $3, $4)
                      ON CONFLICT(path) DO UPDATE SET sha256 = excluded.sha256,
                         model = excluded.model, added_at = excluded.added_at",
-                    params![key, hash, model, crate::sessions::now() as i64],
+                    params![&key, &hash, model, crate::sessions::now() as i64],
                 )?;
                 Ok(())
-            };
-            write().map_err(|e| self.db.error(e))?;
-            tx.commit().map_err(|e| self.db.error(e))?;
+            })?;
             if stored.is_some() {
                 report.updated += 1;
             } else {
@@ -295,57 +289,49 @@ impl KnowledgeBase {
 
     /// Drops these files (absolute paths, as `files` lists them).
     pub fn remove(&self, paths: &[String]) -> Result<(), SupportError> {
-        let mut conn = self.db.conn();
-        let tx = conn.transaction().map_err(|e| self.db.error(e))?;
-        for p in paths {
-            tx.execute("DELETE FROM kb_passages WHERE path = ?1", [p])
-                .map_err(|e| self.db.error(e))?;
-            tx.execute("DELETE FROM kb_files WHERE path = ?1", [p])
-                .map_err(|e| self.db.error(e))?;
-        }
-        tx.commit().map_err(|e| self.db.error(e))?;
+        self.db.write(|tx| {
+            for p in paths {
+                tx.execute("DELETE FROM kb_passages WHERE path = $1", params![p])?;
+                tx.execute("DELETE FROM kb_files WHERE path = $1", params![p])?;
+            }
+            Ok(())
+        })?;
         Ok(())
     }
 
     /// Changes whenever passages are added, replaced or dropped (passage ids only grow).
     pub fn stamp(&self) -> Result<(i64, i64), SupportError> {
-        Ok(self.db.read(|c| {
-            c.query_row(
-                "SELECT COUNT(*), COALESCE(MAX(id), 0) FROM kb_passages",
-                [],
-                |r| Ok((r.get(0)?, r.get(1)?)),
-            )
-        })?)
+        let stamp = self.db.query_one(
+            "SELECT COUNT(*), COALESCE(MAX(id), 0) FROM kb_passages",
+            params![],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )?;
+        Ok(stamp.unwrap_or((0, 0)))
     }
 
     /// Every file with its passage count.
     pub fn files(&self) -> Result<Vec<(String, usize)>, SupportError> {
-        Ok(self.db.read(|c| {
-            let mut statement = c.prepare(
-                "SELECT f.path, COUNT(p.id) FROM kb_files f
-                 LEFT JOIN kb_passages p ON p.path = f.path GROUP BY f.path ORDER BY f.path",
-            )?;
-            let rows =
-                statement.query_map([], |r| Ok((r.get(0)?, r.get::<_, i64>(1)? as usize)))?;
-            rows.collect()
-        })?)
+        Ok(self.db.query(
+            "SELECT f.path, COUNT(p.id) FROM kb_files f
+             LEFT JOIN kb_passages p ON p.path = f.path GROUP BY f.path ORDER BY f.path",
+            params![],
+            |r| Ok((r.get(0)?, r.get::<u64>(1)? as usize)),
+        )?)
     }
 
     /// Loads every passage and builds the search indexes.
     pub fn index(&self) -> Result<KbIndex, SupportError> {
         type Row = (i64, String, String, String, Vec<u8>);
-        let rows: Vec<Row> = self.db.read(|c| {
-            let mut statement =
-                c.prepare("SELECT id, path, title, text, vector FROM kb_passages ORDER BY id")?;
-            let rows = statement.query_map([], |r| {
-                Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
-            })?;
-            rows.collect()
-        })?;
-        let model: Option<String> = self.db.read(|c| {
-            c.query_row("SELECT model FROM kb_files LIMIT 1", [], |r| r.get(0))
-                .optional()
-        })?;
+        let rows: Vec<Row> = self.db.query(
+            "SELECT id, path, title, text, vector FROM kb_passages ORDER BY id",
+            params![],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)),
+        )?;
+        let model: Option<String> =
+            self.db
+                .query_one("SELECT model FROM kb_files LIMIT 1", params![], |r| {
+                    r.get(0)
+                })?;
         let dim = rows.first().map_or(0, |r| r.4.len() / 4);
         let mut data = Vec::with_capacity(rows.len() * dim);
         for r in &rows {

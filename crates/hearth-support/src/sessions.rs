@@ -2,8 +2,7 @@
 //! routing live in the data directory's SQLite database, written after every turn (a
 //! committed turn is durable: WAL, synchronous=FULL).
 
-use hearth_store::rusqlite::{params, OptionalExtension};
-use hearth_store::Database;
+use hearth_store::{params, Database};
 use serde::{Deserialize, Serialize};
 
 use crate::agent::Conversation;
@@ -93,14 +92,11 @@ impl SessionStore {
     }
 
     pub fn get(&self, id: &str) -> Result<Option<Session>, SupportError> {
-        let body: Option<String> = self.db.read(|conn| {
-            conn.query_row(
-                "SELECT body FROM support_sessions WHERE id = ?1",
-                [id],
-                |r| r.get(0),
-            )
-            .optional()
-        })?;
+        let body: Option<String> = self.db.query_one(
+            "SELECT body FROM support_sessions WHERE id = $1",
+            params![id],
+            |r| r.get(0),
+        )?;
         body.map(|b| {
             serde_json::from_str(&b)
                 .map_err(|e| SupportError::Artifact(format!("session {id}: {e}")))
@@ -114,13 +110,11 @@ impl SessionStore {
         session.updated_at = now();
         let body =
             serde_json::to_string(&session).map_err(|e| SupportError::Artifact(e.to_string()))?;
-        let conn = self.db.conn();
-        conn.execute(
-            "INSERT INTO support_sessions (id, created_at, updated_at, body) VALUES (?1, ?2, ?3, ?4)
+        self.db.execute(
+            "INSERT INTO support_sessions (id, created_at, updated_at, body) VALUES ($1, $2, $3, $4)
              ON CONFLICT(id) DO UPDATE SET updated_at = excluded.updated_at, body = excluded.body",
-            params![session.id, session.created_at, session.updated_at, body],
-        )
-        .map_err(|e| self.db.error(e))?;
+            params![&session.id, session.created_at, session.updated_at, body],
+        )?;
         Ok(())
     }
 }

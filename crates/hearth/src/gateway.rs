@@ -1,17 +1,17 @@
 //! `hearth keys`, `hearth usage`, `hearth routes`: the gateway's keys, ledger and routes.
 
 use anyhow::{bail, Context, Result};
+use hearth_core::usage_service::UsageQuery;
 use hearth_core::{Config, Platform};
 use hearth_gateway::keys::{NewKey, Period, Scope};
-use hearth_gateway::ledger::{audit_log, parse_since, GroupBy, UsageRow};
+use hearth_gateway::ledger::{audit_log, UsageRow};
+use hearth_gateway::Caller;
 
 use crate::cli::{KeysCommand, UsageCommand};
 
 fn open(config: Config) -> Result<Platform> {
     Platform::open(config).context("opening hearth's data directory")
 }
-
-use hearth_types::clock::unix_now_f64 as unix_now;
 
 fn limit<T: std::fmt::Display>(value: Option<T>) -> String {
     value.map(|v| v.to_string()).unwrap_or_else(|| "-".into())
@@ -152,15 +152,12 @@ pub fn usage(config: Config, command: UsageCommand) -> Result<()> {
             reference,
             json,
         } => {
-            let Some(by) = GroupBy::parse(&by) else {
-                bail!("--by {by}: use key, route, model or deployment");
+            let asked = UsageQuery {
+                since: since.as_deref(),
+                by: Some(&by),
+                reference: reference.as_deref(),
             };
-            let since = since
-                .as_deref()
-                .map(|s| parse_since(s, unix_now()))
-                .transpose()
-                .map_err(anyhow::Error::msg)?;
-            let report = gateway.usage_report(since, None, by, reference.as_deref())?;
+            let report = platform.usage_report(&Caller::default(), asked)?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&report)?);
                 return Ok(());

@@ -218,7 +218,7 @@ fn an_import_killed_midway_keeps_every_committed_batch_and_resumes() {
     let events = movielens_dir().join("ml-100k.inter");
     let db_path = data.path().join("hearth.db");
     let count = || -> u64 {
-        use hearth_store::rusqlite::{Connection, OpenFlags};
+        use rusqlite::{Connection, OpenFlags};
         // Read-only, and never creating the file before hearth does.
         let Ok(conn) = Connection::open_with_flags(&db_path, OpenFlags::SQLITE_OPEN_READ_ONLY)
         else {

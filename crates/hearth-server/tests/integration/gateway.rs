@@ -461,8 +461,9 @@ fn ledger_sum(platform: &Platform, sql: &str) -> i64 {
     ledger.flush();
     ledger
         .database()
-        .read(|conn| conn.query_row(sql, [], |r| r.get(0)))
+        .query_one(sql, hearth_store::params![], |r| r.get(0))
         .unwrap()
+        .expect("an aggregate answers one row")
 }
 
 fn retry_after(headers: &HeaderMap) -> u64 {

@@ -298,12 +298,12 @@ async fn session_metadata_is_bounded_and_needs_support_configured() {
     let stored: i64 = hearth_store::Store::open(bare.path())
         .unwrap()
         .db()
-        .conn()
-        .query_row(
+        .query_one(
             "SELECT COUNT(*) FROM sqlite_master WHERE name = 'support_sessions'",
-            [],
+            hearth_store::params![],
             |r| r.get(0),
         )
+        .unwrap()
         .unwrap();
     assert_eq!(stored, 0, "no session table was even created");
 }
@@ -318,16 +318,12 @@ async fn usage_is_the_owners_own() {
     for (who, cost) in [("alice", 0.5), ("bob", 2.0)] {
         store
             .db()
-            .conn()
             .execute(
-                &format!(
-                    "INSERT INTO gateway_usage (at, api_key, route, deployment, model, local,
-                         status, prompt_tokens, completion_tokens, duration_ms, busy_ms, cost,
-                         priced, fallbacks)
-                     VALUES (1, '{who}', 'chat', 'local', 'm', 1, 'ok', 10, 10, 1, 1, {cost},
-                         1, 0)"
-                ),
-                [],
+                "INSERT INTO gateway_usage (at, api_key, route, deployment, model, local,
+                     status, prompt_tokens, completion_tokens, duration_ms, busy_ms, cost,
+                     priced, fallbacks)
+                 VALUES (1, $1, 'chat', 'local', 'm', 1, 'ok', 10, 10, 1, 1, $2, 1, 0)",
+                hearth_store::params![who, cost],
             )
             .unwrap();
     }
