@@ -6,7 +6,7 @@
 
 mod config;
 pub mod recs_service;
-mod support_platform;
+pub mod support_platform;
 pub mod usage_service;
 
 use std::sync::Arc;

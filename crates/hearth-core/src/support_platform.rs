@@ -40,6 +40,76 @@ struct LoadedKb {
     index: Arc<KbIndex>,
 }
 
+/// The most one message may hold, in bytes.
+pub const MAX_MESSAGE_BYTES: usize = 32 * 1024;
+
+fn check_message(text: &str) -> Result<(), SupportError> {
+    if text.len() > MAX_MESSAGE_BYTES {
+        return Err(SupportError::invalid(
+            "content",
+            format!("a message is at most {MAX_MESSAGE_BYTES} bytes"),
+        ));
+    }
+    Ok(())
+}
+
+/// A running agent turn: its transcript entries as they are added, then its answer.
+pub struct SupportTurn {
+    pub entries: tokio::sync::mpsc::Receiver<Entry>,
+    pub done: tokio::task::JoinHandle<Result<TurnAnswer, SupportError>>,
+}
+
+impl SupportTurn {
+    /// Waits for the end of the turn.
+    pub async fn answer(self) -> Result<TurnAnswer, SupportError> {
+        let SupportTurn { entries, done } = self;
+        drop(entries);
+        done.await
+            .map_err(|e| SupportError::Artifact(format!("the support turn failed: {e}")))?
+    }
+}
+
+/// How a turn ended.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct TurnAnswer {
+    pub status: hearth_support::sessions::SessionStatus,
+    /// The agent's answer (empty when handed over silently).
+    pub reply: String,
+    pub handed_over: bool,
+    /// Tool calls the model produced this turn, and how many were valid.
+    pub tool_calls: usize,
+    pub valid_tool_calls: usize,
+    pub usage: hearth_types::Usage,
+    /// Knowledge-base passages this answer drew on.
+    pub citations: Vec<hearth_support::agent::Citation>,
+    pub intent: Option<hearth_support::intents::IntentPrediction>,
+}
+
+impl TurnAnswer {
+    fn new(session: Session, outcome: TurnOutcome) -> Self {
+        TurnAnswer {
+            status: session.status,
+            reply: outcome.reply,
+            handed_over: outcome.handed_over,
+            tool_calls: outcome.tool_calls,
+            valid_tool_calls: outcome.valid_tool_calls,
+            usage: outcome.usage,
+            citations: outcome.citations,
+            intent: session.intent,
+        }
+    }
+}
+
+/// One event of a streamed turn.
+#[derive(Debug, Clone, serde::Serialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum TurnEvent {
+    /// A transcript entry, as it is added.
+    Entry { entry: Entry },
+    /// The turn is over.
+    Done(TurnAnswer),
+}
+
 /// The company's policy and tools, read from the files `[support]` names.
 pub struct Desk {
     pub policy: String,
@@ -283,6 +353,42 @@ impl Platform {
         Ok((session, outcome?))
     }
 
+    /// Starts the agent's turn on a customer's message in session `id`, once the message and
+    /// the desk are checked (errors come before anything starts: a stream never begins with
+    /// one). Entries arrive as they are added; [`SupportTurn::answer`] waits for the end.
+    pub fn support_customer_turn(
+        &self,
+        id: &str,
+        text: String,
+    ) -> Result<SupportTurn, SupportError> {
+        check_message(&text)?;
+        if text.trim().is_empty() {
+            return Err(SupportError::invalid(
+                "content",
+                "'content' must not be empty",
+            ));
+        }
+        self.support_desk()?;
+        // A turn adds a bounded number of entries (the customer's message, at most
+        // `max_tool_rounds` calls with their results, the reply or handoff), so this channel
+        // never fills.
+        let rounds = self.config().support.max_tool_rounds;
+        let capacity = rounds.saturating_mul(4).saturating_add(8).min(4096);
+        let (tx, entries) = tokio::sync::mpsc::channel::<Entry>(capacity);
+        let platform = self.clone();
+        let id = id.to_owned();
+        let done = tokio::spawn(async move {
+            let send = |entry: &Entry| {
+                if tx.try_send(entry.clone()).is_err() {
+                    tracing::warn!("a support turn produced more entries than its stream holds");
+                }
+            };
+            let (session, outcome) = platform.support_customer_message(&id, &text, &send).await?;
+            Ok(TurnAnswer::new(session, outcome))
+        });
+        Ok(SupportTurn { entries, done })
+    }
+
     /// A human agent's message in session `id` (only after a handoff); `hand_back` returns
     /// the session to the agent.
     pub async fn support_human_message(
@@ -291,6 +397,7 @@ impl Platform {
         text: &str,
         hand_back: bool,
     ) -> Result<Session, SupportError> {
+        check_message(text)?;
         let guard = self.session_lock(id);
         let _turn = guard.lock().await;
         let mut session = self.support_session(id)?;

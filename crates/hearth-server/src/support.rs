@@ -7,10 +7,10 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
 use hearth_core::support::SupportError;
+use hearth_core::support_platform::{SupportTurn, TurnEvent};
 use hearth_gateway::Caller;
 use serde::Deserialize;
-use serde_json::{json, Value};
-use tokio::sync::mpsc;
+use serde_json::Value;
 
 use crate::error::ApiError;
 use crate::extract::ApiJson;
@@ -32,9 +32,6 @@ impl From<SupportError> for ApiError {
         ApiError::of(e.code(), &e, param, None)
     }
 }
-
-/// The longest message a session takes (customer or human), in bytes.
-const MAX_MESSAGE_BYTES: usize = 32 * 1024;
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -106,12 +103,6 @@ pub async fn post_message(
 ) -> Result<Response, ApiError> {
     // Another owner's session is a 404, whatever the message.
     state.platform.support_session_for(&id, &caller)?;
-    if message.content.len() > MAX_MESSAGE_BYTES {
-        return Err(invalid(
-            "content",
-            format!("a message is at most {MAX_MESSAGE_BYTES} bytes"),
-        ));
-    }
     match message.role.as_str() {
         "customer" => {}
         "human" => {
@@ -128,63 +119,24 @@ pub async fn post_message(
             ))
         }
     }
-    if message.content.trim().is_empty() {
-        return Err(invalid("content", "'content' must not be empty"));
-    }
-    // Fails fast (503) before a stream starts.
-    state.platform.support_desk()?;
-    // A turn adds a bounded number of entries (the customer's message, at most
-    // `max_tool_rounds` calls with their results, the reply or handoff), so this channel never
-    // fills; the relay behind it is bounded too.
-    let rounds = state.platform.config().support.max_tool_rounds;
-    let entries = rounds.saturating_mul(4).saturating_add(8).min(4096);
-    let (tx, mut rx) = mpsc::channel::<Value>(entries);
-    let platform = state.platform.clone();
-    let turn = tokio::spawn(async move {
-        let send = |entry: &hearth_core::support::agent::Entry| {
-            if tx
-                .try_send(json!({"type": "entry", "entry": entry}))
-                .is_err()
-            {
-                tracing::warn!("a support turn produced more entries than its stream holds");
-            }
-        };
-        platform
-            .support_customer_message(&id, &message.content, &send)
-            .await
-    });
-    let done = |session: hearth_core::support::sessions::Session,
-                outcome: hearth_core::support::agent::TurnOutcome| {
-        json!({
-            "type": "done",
-            "status": session.status,
-            "reply": outcome.reply,
-            "handed_over": outcome.handed_over,
-            "tool_calls": outcome.tool_calls,
-            "valid_tool_calls": outcome.valid_tool_calls,
-            "usage": outcome.usage,
-            "citations": outcome.citations,
-            "intent": session.intent,
-        })
-    };
-    let joined = |r: Result<_, tokio::task::JoinError>| {
-        r.map_err(|e| ApiError::new(ErrorCode::InternalError, e.to_string()))
-    };
+    let turn = state.platform.support_customer_turn(&id, message.content)?;
     if message.stream {
+        let SupportTurn { mut entries, done } = turn;
         return Ok(crate::sse::relay(move |out| async move {
-            while let Some(event) = rx.recv().await {
-                out.json(&event).await?;
+            while let Some(entry) = entries.recv().await {
+                out.json(&TurnEvent::Entry { entry }).await?;
             }
-            match joined(turn.await) {
-                Ok(Ok((session, outcome))) => out.json(&done(session, outcome)).await,
+            match done.await {
+                Ok(Ok(answer)) => out.json(&TurnEvent::Done(answer)).await,
                 Ok(Err(e)) => out.error(&ApiError::from(e)).await,
-                Err(e) => out.error(&e).await,
+                Err(e) => {
+                    out.error(&ApiError::new(ErrorCode::InternalError, e.to_string()))
+                        .await
+                }
             }
         })
         .into_response());
     }
-    let (session, outcome) = joined(turn.await)??;
-    let mut answer = done(session, outcome);
-    answer.as_object_mut().map(|m| m.remove("type"));
+    let answer = turn.answer().await?;
     Ok(Json(answer).into_response())
 }
