@@ -175,8 +175,8 @@ impl Gateway {
     /// [`Self::models`] for async callers: from the registry's memory, or scanned again on a
     /// blocking thread when its last scan is stale, never on the async workers.
     pub async fn models_now(&self) -> Result<Arc<Vec<ModelInfo>>, GatewayError> {
-        if self.registry.is_fresh() {
-            return Ok(self.registry.models()?);
+        if let Some(models) = self.registry.fresh_models() {
+            return Ok(models);
         }
         let registry = self.registry.clone();
         tokio::task::spawn_blocking(move || registry.models())
@@ -188,7 +188,7 @@ impl Gateway {
     /// Resolves a model name (see [`ModelRegistry::resolve`]) without scanning on the async
     /// workers.
     pub async fn resolve(&self, name: &str) -> Result<ModelInfo, GatewayError> {
-        self.models_now().await?;
-        Ok(self.registry.resolve(name)?)
+        let models = self.models_now().await?;
+        Ok(ModelRegistry::resolve_in(&models, name)?)
     }
 }

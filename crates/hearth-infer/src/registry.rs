@@ -132,17 +132,10 @@ impl ModelRegistry {
 
     /// [`Self::list`], shared: from memory while the last scan is fresh, else scanned again.
     pub fn models(&self) -> Result<Arc<Vec<ModelInfo>>, InferError> {
-        let record = self.record_stamp();
-        if let Some(listed) = self
-            .listed
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .as_ref()
-        {
-            if listed.record == record && listed.at.elapsed() < RESCAN_AFTER {
-                return Ok(listed.models.clone());
-            }
+        if let Some(models) = self.fresh_models() {
+            return Ok(models);
         }
+        let record = self.record_stamp();
         let mut models = self.load_record()?.models;
         models.extend(self.hub_models());
         let models = Arc::new(models);
@@ -154,15 +147,16 @@ impl ModelRegistry {
         Ok(models)
     }
 
-    /// Whether [`Self::models`] would answer from memory now, without scanning (async callers
-    /// scan on a blocking thread when it would not).
-    pub fn is_fresh(&self) -> bool {
+    /// The list from memory when the last scan is still fresh; None when [`Self::models`]
+    /// would scan (async callers then scan on a blocking thread).
+    pub fn fresh_models(&self) -> Option<Arc<Vec<ModelInfo>>> {
         let record = self.record_stamp();
         self.listed
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .as_ref()
-            .is_some_and(|l| l.record == record && l.at.elapsed() < RESCAN_AFTER)
+            .filter(|l| l.record == record && l.at.elapsed() < RESCAN_AFTER)
+            .map(|l| l.models.clone())
     }
 
     /// Forgets the last scan: the next call scans again (after this process changed the
@@ -248,7 +242,11 @@ impl ModelRegistry {
     /// Finds a model by its exact name, else by a unique case-insensitive match, else (for Hub
     /// models) by `ORG/REPO` when the repo holds one model, or `ORG/REPO:QUANT`.
     pub fn resolve(&self, name: &str) -> Result<ModelInfo, InferError> {
-        let models = self.models()?;
+        Self::resolve_in(&self.models()?, name)
+    }
+
+    /// [`Self::resolve`] in a list already at hand (from [`Self::models`]).
+    pub fn resolve_in(models: &[ModelInfo], name: &str) -> Result<ModelInfo, InferError> {
         let found = match models.iter().find(|m| m.name == name) {
             Some(model) => model.clone(),
             None => {

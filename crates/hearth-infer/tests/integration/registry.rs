@@ -438,7 +438,7 @@ fn the_list_is_kept_and_refreshed_when_models_change() {
     std::fs::create_dir_all(repo.join("refs")).unwrap();
     std::fs::write(repo.join("refs/main"), &commit).unwrap();
     server.refresh();
-    assert!(!server.is_fresh());
+    assert!(server.fresh_models().is_none());
     assert_eq!(
         names(&server.list().unwrap()),
         ["minilm", "HuggingFaceTB/SmolLM2-135M-Instruct-GGUF:smol"]
