@@ -255,7 +255,7 @@ impl ModelRegistry {
                     .filter(|m| m.name.eq_ignore_ascii_case(name))
                     .collect();
                 let matches = if matches.is_empty() {
-                    hub_shorthand_matches(&models, name)
+                    hub_shorthand_matches(models, name)
                 } else {
                     matches
                 };
