@@ -254,7 +254,7 @@ impl Platform {
         let recommender = self.recommender().await?;
         let store = self.recs_store()?;
         let user = UserId(user.to_owned());
-        // One trip to a blocking thread for the history read and the scoring.
+        // One step off the async worker for the history read and the scoring.
         blocking(move || {
             let history = store.user_events(&user, HISTORY)?;
             let data = recommender.recommend(&history, n, &filter);
