@@ -62,8 +62,12 @@ pub struct SupportTurn {
 impl SupportTurn {
     /// Waits for the end of the turn.
     pub async fn answer(self) -> Result<TurnAnswer, SupportError> {
-        let SupportTurn { entries, done } = self;
-        drop(entries);
+        // The entries are not read, but the channel stays open (it holds a whole turn) so
+        // the turn does not take a closed stream for an overflowing one.
+        let SupportTurn {
+            entries: _open,
+            done,
+        } = self;
         done.await
             .map_err(|e| SupportError::Artifact(format!("the support turn failed: {e}")))?
     }
@@ -379,7 +383,10 @@ impl Platform {
         let id = id.to_owned();
         let done = tokio::spawn(async move {
             let send = |entry: &Entry| {
-                if tx.try_send(entry.clone()).is_err() {
+                // A closed channel is a client that left: the turn still ends and is saved.
+                if let Err(tokio::sync::mpsc::error::TrySendError::Full(_)) =
+                    tx.try_send(entry.clone())
+                {
                     tracing::warn!("a support turn produced more entries than its stream holds");
                 }
             };

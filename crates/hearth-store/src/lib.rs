@@ -187,7 +187,7 @@ impl Database {
     /// wait for each other nor for a writer (WAL). The connection returns to the pool after.
     pub(crate) fn read<T>(
         &self,
-        read: impl FnOnce(&rusqlite::Connection) -> rusqlite::Result<T>,
+        read: impl FnOnce(&rusqlite::Connection) -> Result<T, StoreError>,
     ) -> Result<T, StoreError> {
         let pooled = self.readers.lock().unwrap_or_else(|p| p.into_inner()).pop();
         let conn = match pooled {
@@ -202,7 +202,7 @@ impl Database {
                 conn
             }
         };
-        let result = read(&conn).map_err(|e| self.error(e));
+        let result = read(&conn);
         const KEEP: usize = 8;
         let mut idle = self.readers.lock().unwrap_or_else(|p| p.into_inner());
         if idle.len() < KEEP {

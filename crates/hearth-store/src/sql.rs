@@ -265,22 +265,34 @@ fn for_sqlite(sql: &str) -> Cow<'_, str> {
     Cow::Owned(out)
 }
 
+fn prepare<'c>(
+    conn: &'c rusqlite::Connection,
+    db: &Database,
+    sql: &str,
+) -> Result<rusqlite::CachedStatement<'c>, StoreError> {
+    conn.prepare_cached(&for_sqlite(sql))
+        .map_err(|e| db.error(e))
+}
+
+/// The rows of a query, mapped; with `first`, only the first one is read.
 fn run_query<T>(
     conn: &rusqlite::Connection,
     db: &Database,
     sql: &str,
     params: &[Value],
+    first: bool,
     mut map: impl FnMut(&Row<'_>) -> Result<T, StoreError>,
 ) -> Result<Vec<T>, StoreError> {
-    let mut stmt = conn
-        .prepare_cached(&for_sqlite(sql))
-        .map_err(|e| db.error(e))?;
+    let mut stmt = prepare(conn, db, sql)?;
     let mut rows = stmt
         .query(rusqlite::params_from_iter(params))
         .map_err(|e| db.error(e))?;
     let mut out = Vec::new();
     while let Some(row) = rows.next().map_err(|e| db.error(e))? {
         out.push(map(&Row { row })?);
+        if first {
+            break;
+        }
     }
     Ok(out)
 }
@@ -291,10 +303,7 @@ fn run_execute(
     sql: &str,
     params: &[Value],
 ) -> Result<u64, StoreError> {
-    let mut stmt = conn
-        .prepare_cached(&for_sqlite(sql))
-        .map_err(|e| db.error(e))?;
-    let changed = stmt
+    let changed = prepare(conn, db, sql)?
         .execute(rusqlite::params_from_iter(params))
         .map_err(|e| db.error(e))?;
     Ok(changed as u64)
@@ -319,17 +328,17 @@ impl Tx<'_> {
         params: &[Value],
         map: impl FnMut(&Row<'_>) -> Result<T, StoreError>,
     ) -> Result<Vec<T>, StoreError> {
-        run_query(&self.tx, self.db, sql, params, map)
+        run_query(&self.tx, self.db, sql, params, false, map)
     }
 
-    /// The first row of a query, mapped; None when there is none.
+    /// The first row of a query, mapped (the rest are not read); None when there is none.
     pub fn query_one<T>(
         &self,
         sql: &str,
         params: &[Value],
         map: impl FnMut(&Row<'_>) -> Result<T, StoreError>,
     ) -> Result<Option<T>, StoreError> {
-        Ok(self.query(sql, params, map)?.into_iter().next())
+        Ok(run_query(&self.tx, self.db, sql, params, true, map)?.pop())
     }
 }
 
@@ -367,23 +376,19 @@ impl Database {
         params: &[Value],
         map: impl FnMut(&Row<'_>) -> Result<T, StoreError>,
     ) -> Result<Vec<T>, StoreError> {
-        let mut map = map;
-        let mut result = None;
-        self.read(|conn| {
-            result = Some(run_query(conn, self, sql, params, &mut map));
-            Ok(())
-        })?;
-        result.expect("the read ran")
+        self.read(|conn| run_query(conn, self, sql, params, false, map))
     }
 
-    /// The first row of a query, mapped; None when there is none.
+    /// The first row of a query, mapped (the rest are not read); None when there is none.
     pub fn query_one<T>(
         &self,
         sql: &str,
         params: &[Value],
         map: impl FnMut(&Row<'_>) -> Result<T, StoreError>,
     ) -> Result<Option<T>, StoreError> {
-        Ok(self.query(sql, params, map)?.into_iter().next())
+        Ok(self
+            .read(|conn| run_query(conn, self, sql, params, true, map))?
+            .pop())
     }
 }
 
