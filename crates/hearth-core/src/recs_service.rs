@@ -13,8 +13,11 @@ use hearth_recs::assistant::{AssistRequest, AssistantEvent, Suggestion, Wish};
 use hearth_recs::serve::{ItemFilter, Recommendation, Recommender};
 use hearth_recs::store::WriteCounts;
 use hearth_recs::{limits, Event, Item, ItemId, RecsError, User, UserId};
+use hearth_types::schema;
 use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
+use utoipa::openapi::schema::ObjectBuilder;
+use utoipa::ToSchema;
 
 use crate::Platform;
 
@@ -30,10 +33,12 @@ pub const MAX_BATCH: usize = 10_000;
 pub const MAX_ASSISTANT_CANDIDATES: usize = 10;
 
 /// Ranked items and the model version that ranked them.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct RecommendationList {
     /// Always `list`.
+    #[schema(schema_with = list_object)]
     pub object: &'static str,
+    /// Version of the published model that answered.
     pub model_version: u64,
     /// Whether embedding similarity joined the text match (search only).
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -52,13 +57,19 @@ impl RecommendationList {
     }
 }
 
+fn list_object() -> ObjectBuilder {
+    schema::fixed("list")
+}
+
 /// One event of an anonymous visitor's session.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SessionEvent {
+    #[schema(value_type = ItemId)]
     pub item: String,
     /// `view` when absent.
     #[serde(default = "view", rename = "type")]
+    #[schema(schema_with = session_event_type)]
     pub kind: String,
 }
 
@@ -95,9 +106,10 @@ pub struct AssistantTurn {
 }
 
 /// A whole assistant answer (the events of a turn, gathered).
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct AssistantAnswer {
     /// Always `assistant.answer`.
+    #[schema(schema_with = answer_object)]
     pub object: &'static str,
     pub answer: String,
     /// The constraints the model read from the wish.
@@ -114,6 +126,10 @@ pub struct AssistantAnswer {
     pub items: Option<Vec<ItemId>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub usage: Option<hearth_types::Usage>,
+}
+
+fn answer_object() -> ObjectBuilder {
+    schema::fixed("assistant.answer")
 }
 
 impl AssistantTurn {
@@ -150,21 +166,46 @@ impl AssistantTurn {
 }
 
 /// An event to store, as a client sends it: the id and the time may be left out.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewEvent {
     /// Makes retries safe: an id already stored is not stored again. Default: a new id.
     #[serde(default)]
+    #[schema(schema_with = event_id)]
     pub id: Option<String>,
+    #[schema(value_type = UserId)]
     pub user: String,
+    #[schema(value_type = ItemId)]
     pub item: String,
+    /// view, click, save, cart, purchase, rating, or the company's own.
     #[serde(rename = "type")]
+    #[schema(schema_with = event_type)]
     pub kind: String,
     #[serde(default)]
     pub value: Option<f64>,
     /// Unix seconds. Default: now.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "hearth_types::whole::opt")]
     pub timestamp: Option<i64>,
+}
+
+/// view, click, save, cart, purchase, rating, or the company's own: not only spaces, no
+/// control characters.
+fn event_type() -> ObjectBuilder {
+    schema::non_empty_string()
+        .pattern(Some(schema::NAME))
+        .max_length(Some(limits::MAX_EVENT_TYPE_CHARS))
+}
+
+fn event_id() -> utoipa::openapi::schema::Schema {
+    use utoipa::openapi::schema::{OneOfBuilder, Type};
+    OneOfBuilder::new()
+        .item(ObjectBuilder::new().schema_type(Type::Null))
+        .item(hearth_recs::data::id_schema())
+        .into()
+}
+
+fn session_event_type() -> ObjectBuilder {
+    event_type().default(Some("view".into()))
 }
 
 fn invalid(param: impl Into<String>, message: impl Into<String>) -> RecsError {

@@ -74,7 +74,7 @@ impl SupportTurn {
 }
 
 /// How a turn ended.
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
 pub struct TurnAnswer {
     pub status: hearth_support::sessions::SessionStatus,
     /// The agent's answer (empty when handed over silently).
@@ -105,7 +105,7 @@ impl TurnAnswer {
 }
 
 /// One event of a streamed turn.
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum TurnEvent {
     /// A transcript entry, as it is added.

@@ -152,21 +152,34 @@ pub(crate) fn sampling_params(fields: &SamplingFields) -> Result<SamplingParams,
     if fields.n.is_some_and(|n| n != 1) {
         return Err(GatewayError::invalid("n", "only n = 1 is supported"));
     }
+    for (param, value) in [
+        ("temperature", fields.temperature),
+        ("top_p", fields.top_p),
+        ("min_p", fields.min_p),
+        ("presence_penalty", fields.presence_penalty),
+        ("frequency_penalty", fields.frequency_penalty),
+    ] {
+        if let Some(value) = value {
+            hearth_infer::llm::check_float(param, value)?;
+        }
+    }
     let defaults = SamplingParams::default();
+    let narrow = |v: Option<f64>, default: f32| v.map_or(default, |v| v as f32);
     let params = SamplingParams {
         max_tokens: fields.max_completion_tokens.or(fields.max_tokens),
-        temperature: fields.temperature.unwrap_or(defaults.temperature),
-        top_p: fields.top_p.unwrap_or(defaults.top_p),
+        temperature: narrow(fields.temperature, defaults.temperature),
+        // A top_p above 0 stays above 0 in f32 (the smallest ones would round to 0).
+        top_p: narrow(fields.top_p, defaults.top_p).max(f32::MIN_POSITIVE),
         top_k: fields.top_k.unwrap_or(defaults.top_k),
-        min_p: fields.min_p.unwrap_or(defaults.min_p),
+        min_p: narrow(fields.min_p, defaults.min_p),
         seed: fields.seed,
         stop: fields
             .stop
             .clone()
             .map(|s| s.into_vec())
             .unwrap_or_default(),
-        presence_penalty: fields.presence_penalty.unwrap_or(0.0),
-        frequency_penalty: fields.frequency_penalty.unwrap_or(0.0),
+        presence_penalty: narrow(fields.presence_penalty, 0.0),
+        frequency_penalty: narrow(fields.frequency_penalty, 0.0),
         ignore_eos: fields.ignore_eos.unwrap_or(false),
     };
     params.validate()?;

@@ -310,7 +310,7 @@ impl GroupBy {
 }
 
 /// Spend, tokens and savings of one group of requests.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct UsageRow {
     pub group: String,
     pub requests: u64,
@@ -332,7 +332,7 @@ pub struct UsageRow {
 }
 
 /// What the savings figures assume, printed with them.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct Assumptions {
     pub reference_model: String,
     /// USD per 1M input / output tokens.
@@ -344,9 +344,12 @@ pub struct Assumptions {
     pub upstream_cost_method: String,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+/// `GET /v1/usage`: spend, tokens and savings, by group and in total.
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct UsageReport {
+    /// Unix seconds the report starts at; `null`: all of the ledger.
     pub since: Option<f64>,
+    /// `key`, `route`, `model` or `deployment`.
     pub by: String,
     pub rows: Vec<UsageRow>,
     pub total: UsageRow,
@@ -519,10 +522,28 @@ pub fn audit_log(db: &Database, limit: usize) -> Result<Vec<AuditRecord>, StoreE
     )
 }
 
+/// A `since` duration back from now: a decimal number of minutes, hours or days.
+pub const SINCE_DURATION: &str = "^[0-9]+(\\.[0-9]+)?[mhd]$";
+/// A `since` in unix seconds: a decimal number.
+pub const SINCE_SECONDS: &str = "^[0-9]+(\\.[0-9]+)?$";
+
+/// A decimal number as [`SINCE_DURATION`] and [`SINCE_SECONDS`] write it; one too large for an
+/// f64 is the largest one.
+fn decimal(text: &str) -> Option<f64> {
+    let (whole, fraction) = match text.split_once('.') {
+        Some((w, f)) => (w, Some(f)),
+        None => (text, None),
+    };
+    let digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
+    if !digits(whole) || fraction.is_some_and(|f| !digits(f)) {
+        return None;
+    }
+    text.parse::<f64>().ok().map(|n| n.min(f64::MAX))
+}
+
 /// Reads a `--since` value: a duration back from `now` (`30m`, `24h`, `7d`), a UTC date
-/// (`2026-11-01`) or unix seconds.
+/// (`2026-11-01`) or unix seconds; nothing else (the API description states the same).
 pub fn parse_since(text: &str, now: f64) -> Result<f64, String> {
-    let text = text.trim();
     let bad = || {
         format!("'{text}' is not a time: use a duration back from now (30m, 24h, 7d), a date (2026-11-01) or unix seconds")
     };
@@ -530,14 +551,19 @@ pub fn parse_since(text: &str, now: f64) -> Result<f64, String> {
         .iter()
         .find(|(u, _)| text.ends_with(u))
     {
-        let n: f64 = text[..text.len() - unit.len()].parse().map_err(|_| bad())?;
-        if !(n >= 0.0 && n.is_finite()) {
-            return Err(bad());
-        }
-        return Ok(now - n * secs);
+        let n = decimal(&text[..text.len() - unit.len()]).ok_or_else(bad)?;
+        return Ok((now - n * secs).max(0.0));
     }
     let parts: Vec<&str> = text.split('-').collect();
     if parts.len() == 3 {
+        let widths = [4, 2, 2];
+        let well_formed = parts
+            .iter()
+            .zip(widths)
+            .all(|(p, w)| p.len() == w && p.bytes().all(|b| b.is_ascii_digit()));
+        if !well_formed {
+            return Err(bad());
+        }
         let (y, m, d) = (
             parts[0].parse::<i32>().map_err(|_| bad())?,
             parts[1].parse::<u8>().map_err(|_| bad())?,
@@ -546,10 +572,7 @@ pub fn parse_since(text: &str, now: f64) -> Result<f64, String> {
         let midnight = hearth_types::clock::utc_midnight(y, m, d).ok_or_else(bad)?;
         return Ok(midnight as f64);
     }
-    text.parse::<f64>()
-        .ok()
-        .filter(|t| t.is_finite() && *t >= 0.0)
-        .ok_or_else(bad)
+    decimal(text).ok_or_else(bad)
 }
 
 #[cfg(test)]
@@ -565,6 +588,24 @@ mod tests {
         assert_eq!(parse_since("1700000000", now).unwrap(), 1_700_000_000.0);
         let err = parse_since("yesterday", now).unwrap_err();
         assert!(err.contains("yesterday"), "{err}");
+        // Exactly the forms the API description gives: no exponents, signs, spaces or
+        // impossible dates.
+        for bad in [
+            "1e3",
+            "+5",
+            "-5",
+            " 7d",
+            "7 d",
+            ".5h",
+            "5.h",
+            "2026-02-30",
+            "26-11-01",
+            "inf",
+        ] {
+            assert!(parse_since(bad, now).is_err(), "{bad} was taken");
+        }
+        assert_eq!(parse_since("1.5h", now).unwrap(), now - 5400.0);
+        assert_eq!(parse_since(&"9".repeat(400), now).unwrap(), f64::MAX);
     }
 
     fn record(

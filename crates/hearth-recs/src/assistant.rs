@@ -17,7 +17,7 @@ use crate::models::{dot, ItemVectors};
 use crate::serve::{ItemFilter, Recommender};
 
 /// What the shopper asked for, as the model read it.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Wish {
     pub category: Option<String>,
     pub min_price: Option<f64>,
@@ -28,7 +28,7 @@ pub struct Wish {
 }
 
 /// An item offered to the model (and to the client).
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct Suggestion {
     pub item: ItemId,
     pub title: String,
@@ -38,7 +38,7 @@ pub struct Suggestion {
 }
 
 /// One event of an assistant answer, in order: constraints, items, deltas, done (or error).
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum AssistantEvent {
     /// The constraints the model read; `relaxed` when they matched nothing and some were

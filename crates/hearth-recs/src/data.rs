@@ -4,7 +4,9 @@
 use std::collections::{BTreeMap, HashMap};
 
 use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 
+use crate::limits;
 use crate::sparse::Csr;
 
 /// An item's id as the company knows it.
@@ -16,6 +18,31 @@ pub struct ItemId(pub String);
 #[derive(Debug, Clone, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(transparent)]
 pub struct UserId(pub String);
+
+hearth_types::schema_by_hand!(ItemId, id_schema());
+hearth_types::schema_by_hand!(UserId, id_schema());
+
+/// An id's schema: 1 to [`limits::MAX_ID_CHARS`] characters, none a control character.
+pub fn id_schema() -> utoipa::openapi::schema::ObjectBuilder {
+    hearth_types::schema::id().max_length(Some(limits::MAX_ID_CHARS))
+}
+
+fn title_schema() -> utoipa::openapi::schema::ObjectBuilder {
+    hearth_types::schema::text(limits::MAX_TITLE_CHARS)
+}
+
+fn description_schema() -> utoipa::openapi::schema::ObjectBuilder {
+    hearth_types::schema::text(limits::MAX_DESCRIPTION_CHARS)
+}
+
+/// Categories or tags.
+fn labels_schema() -> utoipa::openapi::schema::Schema {
+    hearth_types::schema::list(
+        hearth_types::schema::text(limits::MAX_LABEL_CHARS),
+        None,
+        Some(limits::MAX_LABELS),
+    )
+}
 
 impl std::fmt::Display for ItemId {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -30,26 +57,32 @@ impl std::fmt::Display for UserId {
 }
 
 /// A catalogue entry.
-#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize, ToSchema)]
 pub struct Item {
     pub id: ItemId,
     #[serde(default)]
+    #[schema(schema_with = title_schema)]
     pub title: String,
     #[serde(default)]
+    #[schema(schema_with = description_schema)]
     pub description: String,
     #[serde(default)]
+    #[schema(schema_with = labels_schema)]
     pub categories: Vec<String>,
     #[serde(default)]
+    #[schema(schema_with = labels_schema)]
     pub tags: Vec<String>,
     #[serde(default)]
     pub attributes: serde_json::Map<String, serde_json::Value>,
     #[serde(default)]
+    #[schema(minimum = 0)]
     pub price: Option<f64>,
     /// In stock / purchasable. Items are available unless said otherwise.
     #[serde(default = "yes")]
+    #[schema(default = true)]
     pub available: bool,
     /// Unix seconds.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "hearth_types::whole::opt")]
     pub created_at: Option<i64>,
 }
 
@@ -75,7 +108,7 @@ impl Item {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize, ToSchema)]
 pub struct User {
     pub id: UserId,
     #[serde(default)]

@@ -3,17 +3,20 @@
 
 use crate::data::{Event, Item, User};
 
-/// Ids of items, users and events, in bytes.
-pub const MAX_ID_BYTES: usize = 256;
-/// An event type (`view`, `purchase` …), in bytes.
-pub const MAX_EVENT_TYPE_BYTES: usize = 64;
-/// An item's title, in bytes.
-pub const MAX_TITLE_BYTES: usize = 2 * 1024;
-/// An item's description, in bytes.
-pub const MAX_DESCRIPTION_BYTES: usize = 64 * 1024;
-/// Categories or tags of one item, and the bytes of each.
+// Text is bounded in characters (what a person counts, and what the API description's
+// `maxLength` says); at most 4 bytes each.
+
+/// Ids of items, users and events, in characters.
+pub const MAX_ID_CHARS: usize = 256;
+/// An event type (`view`, `purchase` …), in characters.
+pub const MAX_EVENT_TYPE_CHARS: usize = 64;
+/// An item's title, in characters.
+pub const MAX_TITLE_CHARS: usize = 2 * 1024;
+/// An item's description, in characters.
+pub const MAX_DESCRIPTION_CHARS: usize = 64 * 1024;
+/// Categories or tags of one item, and the characters of each.
 pub const MAX_LABELS: usize = 256;
-pub const MAX_LABEL_BYTES: usize = 256;
+pub const MAX_LABEL_CHARS: usize = 256;
 /// Attributes of an item or user, as JSON.
 pub const MAX_ATTRIBUTES_BYTES: usize = 64 * 1024;
 
@@ -31,7 +34,14 @@ fn too_long(field: &str, len: usize, max: usize) -> FieldError {
     }
 }
 
-/// A non-empty id of at most [`MAX_ID_BYTES`] without control characters.
+fn too_many_chars(field: &str, len: usize, max: usize) -> FieldError {
+    FieldError {
+        field: field.to_owned(),
+        message: format!("'{field}' is {len} characters; at most {max}"),
+    }
+}
+
+/// A non-empty id of at most [`MAX_ID_CHARS`] without control characters.
 /// An empty `field` names the id itself (an element of a list of ids).
 pub fn check_id(field: &str, id: &str) -> Result<(), FieldError> {
     let name = if field.is_empty() { "an id" } else { field };
@@ -42,10 +52,10 @@ pub fn check_id(field: &str, id: &str) -> Result<(), FieldError> {
     if id.is_empty() {
         return Err(error(format!("'{name}' must not be empty")));
     }
-    if id.len() > MAX_ID_BYTES {
+    let chars = id.chars().count();
+    if chars > MAX_ID_CHARS {
         return Err(error(format!(
-            "'{name}' is {} bytes; at most {MAX_ID_BYTES}",
-            id.len()
+            "'{name}' is {chars} characters; at most {MAX_ID_CHARS}"
         )));
     }
     if id.chars().any(char::is_control) {
@@ -57,8 +67,12 @@ pub fn check_id(field: &str, id: &str) -> Result<(), FieldError> {
 }
 
 fn check_len(field: &str, text: &str, max: usize) -> Result<(), FieldError> {
+    // Bytes first: a text of at most `max` bytes has at most `max` characters.
     if text.len() > max {
-        return Err(too_long(field, text.len(), max));
+        let chars = text.chars().count();
+        if chars > max {
+            return Err(too_many_chars(field, chars, max));
+        }
     }
     Ok(())
 }
@@ -74,7 +88,7 @@ fn check_labels(field: &str, labels: &[String]) -> Result<(), FieldError> {
         });
     }
     for (k, label) in labels.iter().enumerate() {
-        check_len(&format!("{field}[{k}]"), label, MAX_LABEL_BYTES)?;
+        check_len(&format!("{field}[{k}]"), label, MAX_LABEL_CHARS)?;
     }
     Ok(())
 }
@@ -91,8 +105,8 @@ fn check_attributes(
 
 pub fn check_item(item: &Item) -> Result<(), FieldError> {
     check_id("id", &item.id.0)?;
-    check_len("title", &item.title, MAX_TITLE_BYTES)?;
-    check_len("description", &item.description, MAX_DESCRIPTION_BYTES)?;
+    check_len("title", &item.title, MAX_TITLE_CHARS)?;
+    check_len("description", &item.description, MAX_DESCRIPTION_CHARS)?;
     check_labels("categories", &item.categories)?;
     check_labels("tags", &item.tags)?;
     check_attributes(&item.attributes)?;
@@ -139,7 +153,7 @@ pub fn check_event_type(kind: &str) -> Result<(), FieldError> {
             message: "'type' must not contain control characters".into(),
         });
     }
-    check_len("type", kind, MAX_EVENT_TYPE_BYTES)
+    check_len("type", kind, MAX_EVENT_TYPE_CHARS)
 }
 
 #[cfg(test)]
@@ -155,16 +169,16 @@ mod tests {
     fn every_field_has_a_bound() {
         assert!(check_item(&item()).is_ok());
         let mut long = item();
-        long.id = ItemId("x".repeat(MAX_ID_BYTES + 1));
+        long.id = ItemId("x".repeat(MAX_ID_CHARS + 1));
         assert_eq!(check_item(&long).unwrap_err().field, "id");
         let mut long = item();
-        long.description = "x".repeat(MAX_DESCRIPTION_BYTES + 1);
+        long.description = "x".repeat(MAX_DESCRIPTION_CHARS + 1);
         assert_eq!(check_item(&long).unwrap_err().field, "description");
         let mut many = item();
         many.tags = vec!["t".into(); MAX_LABELS + 1];
         assert_eq!(check_item(&many).unwrap_err().field, "tags");
         let mut wide = item();
-        wide.categories = vec!["c".repeat(MAX_LABEL_BYTES + 1)];
+        wide.categories = vec!["c".repeat(MAX_LABEL_CHARS + 1)];
         assert_eq!(check_item(&wide).unwrap_err().field, "categories[0]");
         let mut fat = item();
         fat.attributes
@@ -180,7 +194,7 @@ mod tests {
             id: "e".into(),
             user: UserId("u".into()),
             item: ItemId("i".into()),
-            kind: "v".repeat(MAX_EVENT_TYPE_BYTES + 1),
+            kind: "v".repeat(MAX_EVENT_TYPE_CHARS + 1),
             value: None,
             timestamp: 0,
         };

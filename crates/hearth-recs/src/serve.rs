@@ -26,7 +26,7 @@ pub struct ItemFilter {
     pub in_stock: bool,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct Recommendation {
     pub item: ItemId,
     pub title: String,

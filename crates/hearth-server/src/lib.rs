@@ -1,9 +1,11 @@
 //! hearth-server is the HTTP layer: OpenAI-compatible `/v1` routes, errors in OpenAI's shape,
-//! SSE streaming, bearer API keys, Prometheus metrics and the OpenAPI document.
+//! SSE streaming, bearer API keys, Prometheus metrics and the OpenAPI document (generated from
+//! the handlers and types: `api_doc`).
 //!
 //! It is the only crate that knows axum and status codes. It holds no model logic: every
 //! request goes to the [`hearth_core::Platform`]'s gateway.
 
+mod api_doc;
 mod demo_shop;
 mod error;
 mod extract;
@@ -40,6 +42,8 @@ pub use metrics::Metrics;
 pub struct AppState {
     pub platform: Platform,
     pub metrics: Arc<Metrics>,
+    /// /openapi.json, made at its first request.
+    pub openapi: Arc<std::sync::OnceLock<axum::body::Bytes>>,
 }
 
 /// The whole HTTP API. Used by `hearth serve` and by in-process tests alike.
@@ -50,7 +54,11 @@ pub struct AppState {
 pub fn router(platform: Platform) -> Router {
     let max_body = platform.config().server.max_body_bytes;
     let metrics = Arc::new(Metrics::new(platform.gateway().metrics()));
-    let state = AppState { platform, metrics };
+    let state = AppState {
+        platform,
+        metrics,
+        openapi: Arc::default(),
+    };
     let inference = Router::new()
         .route("/v1/chat/completions", post(openai::chat_completions))
         .route("/v1/completions", post(openai::completions))
@@ -211,43 +219,42 @@ pub async fn serve(
     result
 }
 
-async fn health() -> impl IntoResponse {
-    axum::Json(serde_json::json!({ "status": "ok" }))
+/// The answer of /health.
+#[derive(serde::Serialize, utoipa::ToSchema)]
+pub struct Health {
+    #[schema(schema_with = ok)]
+    status: &'static str,
 }
 
-async fn openapi() -> impl IntoResponse {
-    static SPEC: std::sync::LazyLock<String> = std::sync::LazyLock::new(openapi_spec);
-    ([(header::CONTENT_TYPE, "application/json")], SPEC.as_str())
+fn ok() -> utoipa::openapi::schema::ObjectBuilder {
+    hearth_types::schema::fixed("ok")
 }
 
-/// /openapi.json: the described routes, with the error table ([`ErrorCode`]) as the `code`
-/// enum of the error schema and as `x-error-codes` (status and retry of each code).
+/// Liveness (never needs a key).
+#[utoipa::path(get, path = "/health", tag = "operations",
+    responses((status = 200, description = "The server answers", body = Health)))]
+async fn health() -> axum::Json<Health> {
+    axum::Json(Health { status: "ok" })
+}
+
+/// This document: every route, its parameters, bodies, answers and scope, and the table of
+/// error codes (`x-error-codes`).
+#[utoipa::path(get, path = "/openapi.json", tag = "operations",
+    responses((status = 200, description = "OpenAPI 3.1", body = Object)))]
+async fn openapi(State(state): State<AppState>) -> impl IntoResponse {
+    let spec = state.openapi.get_or_init(|| {
+        api_doc::spec(state.platform.gateway().prices())
+            .to_string()
+            .into()
+    });
+    ([(header::CONTENT_TYPE, "application/json")], spec.clone())
+}
+
+/// /openapi.json as a server with the default configuration serves it: generated from the
+/// handlers and the request and response types (see the `api_doc` module).
 pub fn openapi_spec() -> String {
-    let mut spec: serde_json::Value =
-        serde_json::from_str(include_str!("openapi.json")).expect("openapi.json is JSON");
-    let mut codes: Vec<serde_json::Value> = ErrorCode::ALL
-        .iter()
-        .map(|c| serde_json::json!(c.as_str()))
-        .collect();
-    codes.push(serde_json::Value::Null);
-    spec["components"]["schemas"]["Error"]["properties"]["error"]["properties"]["code"]["enum"] =
-        serde_json::Value::Array(codes);
-    let table: serde_json::Map<String, serde_json::Value> = ErrorCode::ALL
-        .iter()
-        .map(|c| {
-            let retry = match c.retry() {
-                None => serde_json::Value::Null,
-                Some(hearth_types::Retry::After(s)) => serde_json::json!(s),
-                Some(hearth_types::Retry::AsSent) => serde_json::json!("retry-after"),
-            };
-            (
-                c.as_str().to_owned(),
-                serde_json::json!({"status": c.status(), "retry": retry, "meaning": c.meaning()}),
-            )
-        })
-        .collect();
-    spec["x-error-codes"] = serde_json::Value::Object(table);
-    spec.to_string()
+    let prices = hearth_gateway::prices::PriceTable::new(&Default::default());
+    api_doc::spec(&prices).to_string()
 }
 
 async fn not_found(request: Request) -> ApiError {
@@ -261,6 +268,11 @@ async fn not_found(request: Request) -> ApiError {
     )
 }
 
+/// Prometheus metrics.
+#[utoipa::path(get, path = "/metrics", tag = "operations",
+    responses((status = 200, description = "OpenMetrics text", body = String,
+        content_type = "application/openmetrics-text")),
+    security(("bearer" = ["admin"])))]
 async fn metrics_route(State(state): State<AppState>) -> impl IntoResponse {
     let body = state.metrics.render(&state.platform.gateway().loaded());
     (

@@ -10,14 +10,29 @@ use hearth_gateway::Caller;
 use hearth_gateway::{ChatEvent, ChatStream};
 use hearth_infer::registry::{ModelInfo, ModelKind};
 use hearth_types::{
-    ChatCompletionChunk, ChatCompletionRequest, ChunkChoice, ChunkDelta, CompletionChoice,
-    CompletionRequest, CompletionResponse, EmbeddingRequest, ModelList, ModelObject, Usage,
+    ChatCompletionChunk, ChatCompletionRequest, ChatCompletionResponse, ChunkChoice, ChunkDelta,
+    CompletionChoice, CompletionRequest, CompletionResponse, EmbeddingRequest, EmbeddingResponse,
+    ModelList, ModelMeta, ModelObject, Usage,
 };
-use serde_json::json;
 
 use crate::extract::ApiJson;
 use crate::{ApiError, AppState};
 
+/// Chat completion (streamed with `stream: true`; tools and structured output are enforced
+/// by constrained decoding).
+#[utoipa::path(post, path = "/v1/chat/completions", tag = "inference",
+    request_body = ChatCompletionRequest,
+    responses(
+        (status = 200, description = "A chat.completion, or with `stream: true` server-sent \
+            events: chat.completion.chunk objects as `data:` lines, then `data: [DONE]`",
+            content((ChatCompletionResponse = "application/json"),
+                (ChatCompletionChunk = "text/event-stream"))),
+        (status = 400, description = "Invalid request; `error.param` names the field"),
+        (status = 404, description = "Unknown model"),
+        (status = 502, description = "An upstream failed (upstream_error)"),
+        (status = 503, description = "Engine queue full, or no deployment can take it (Retry-After)"),
+    ),
+    security(("bearer" = ["inference"])))]
 pub async fn chat_completions(
     State(state): State<AppState>,
     Extension(caller): Extension<Caller>,
@@ -34,6 +49,20 @@ pub async fn chat_completions(
     Ok(Json(response).into_response())
 }
 
+/// Text completion.
+#[utoipa::path(post, path = "/v1/completions", tag = "inference",
+    request_body = CompletionRequest,
+    responses(
+        (status = 200, description = "A text_completion, or with `stream: true` server-sent \
+            events: text_completion chunks as `data:` lines, then `data: [DONE]`",
+            content((CompletionResponse = "application/json"),
+                (CompletionResponse = "text/event-stream"))),
+        (status = 400, description = "Invalid request; `error.param` names the field"),
+        (status = 404, description = "Unknown model"),
+        (status = 502, description = "An upstream failed (upstream_error)"),
+        (status = 503, description = "Engine queue full (Retry-After)"),
+    ),
+    security(("bearer" = ["inference"])))]
 pub async fn completions(
     State(state): State<AppState>,
     Extension(caller): Extension<Caller>,
@@ -84,6 +113,17 @@ pub async fn completions(
     .into_response())
 }
 
+/// Embeddings of strings or token arrays.
+#[utoipa::path(post, path = "/v1/embeddings", tag = "inference",
+    request_body = EmbeddingRequest,
+    responses(
+        (status = 200, description = "A list of embeddings", body = EmbeddingResponse),
+        (status = 400, description = "Invalid request; `error.param` names the field"),
+        (status = 404, description = "Unknown model"),
+        (status = 502, description = "An upstream failed (upstream_error)"),
+        (status = 503, description = "Embedder busy (Retry-After)"),
+    ),
+    security(("bearer" = ["inference"])))]
 pub async fn embeddings(
     State(state): State<AppState>,
     Extension(caller): Extension<Caller>,
@@ -99,18 +139,26 @@ fn model_object(info: &ModelInfo) -> ModelObject {
         object: "model".into(),
         created: 0,
         owned_by: "hearth".into(),
-        meta: Some(json!({
-            "kind": match info.kind { ModelKind::Chat => "chat", ModelKind::Embedding => "embedding" },
-            "architecture": info.architecture,
-            "parameters": info.parameters,
-            "quantization": info.quantization,
-            "context_length": info.context_length,
-            "embedding_dim": info.embedding_dim,
-            "size_bytes": info.size_bytes,
-        })),
+        meta: Some(ModelMeta {
+            kind: match info.kind {
+                ModelKind::Chat => "chat",
+                ModelKind::Embedding => "embedding",
+            }
+            .into(),
+            architecture: info.architecture.clone(),
+            parameters: info.parameters,
+            quantization: info.quantization.clone(),
+            context_length: info.context_length,
+            embedding_dim: info.embedding_dim,
+            size_bytes: info.size_bytes,
+        }),
     }
 }
 
+/// The models this server can answer with.
+#[utoipa::path(get, path = "/v1/models", tag = "inference",
+    responses((status = 200, description = "A list of models", body = ModelList)),
+    security(("bearer" = ["inference"])))]
 pub async fn list_models(State(state): State<AppState>) -> Result<Json<ModelList>, ApiError> {
     let models = state.platform.gateway().models_now().await?;
     Ok(Json(ModelList {
@@ -119,6 +167,14 @@ pub async fn list_models(State(state): State<AppState>) -> Result<Json<ModelList
     }))
 }
 
+/// One model.
+#[utoipa::path(get, path = "/v1/models/{id}", tag = "inference",
+    params(("id" = String, Path, description = "The model's name (it may contain `/`)")),
+    responses(
+        (status = 200, description = "The model", body = ModelObject),
+        (status = 404, description = "Unknown model"),
+    ),
+    security(("bearer" = ["inference"])))]
 pub async fn get_model(
     State(state): State<AppState>,
     Path(id): Path<String>,
@@ -154,31 +210,44 @@ fn chunk(
             }],
             usage,
         }),
-        ChunkKind::Text => serde_json::to_value(json!({
-            "id": stream.id,
-            "object": "text_completion",
-            "created": stream.created,
-            "model": stream.model,
-            "choices": [{
-                "index": 0,
-                "text": delta.content.unwrap_or_default(),
-                "finish_reason": finish_reason,
-                "logprobs": null,
+        ChunkKind::Text => serde_json::to_value(CompletionResponse {
+            id: stream.id.clone(),
+            object: "text_completion".into(),
+            created: stream.created,
+            model: stream.model.clone(),
+            choices: vec![CompletionChoice {
+                index: 0,
+                text: delta.content.unwrap_or_default(),
+                finish_reason,
+                logprobs: None,
             }],
-        })),
+            usage: None,
+        }),
     }
     .expect("chunks serialize")
 }
 
 fn usage_chunk(kind: ChunkKind, stream: &ChatStream, usage: Usage) -> serde_json::Value {
-    let object = match kind {
-        ChunkKind::Chat => "chat.completion.chunk",
-        ChunkKind::Text => "text_completion",
-    };
-    json!({
-        "id": stream.id, "object": object, "created": stream.created,
-        "model": stream.model, "choices": [], "usage": usage,
-    })
+    let (id, created, model) = (stream.id.clone(), stream.created, stream.model.clone());
+    match kind {
+        ChunkKind::Chat => serde_json::to_value(ChatCompletionChunk {
+            id,
+            object: "chat.completion.chunk".into(),
+            created,
+            model,
+            choices: vec![],
+            usage: Some(Some(usage)),
+        }),
+        ChunkKind::Text => serde_json::to_value(CompletionResponse {
+            id,
+            object: "text_completion".into(),
+            created,
+            model,
+            choices: vec![],
+            usage: Some(usage),
+        }),
+    }
+    .expect("chunks serialize")
 }
 
 /// Streams a generation as server-sent events. A client that disconnects ends the relay's

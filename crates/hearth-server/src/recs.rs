@@ -8,6 +8,7 @@ use hearth_core::recs::serve::ItemFilter;
 use hearth_core::recs::RecsError;
 use hearth_core::recs_service::{check_n, NewEvent, RecommendationList, SessionEvent};
 use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
 
 use crate::error::ApiError;
 use crate::extract::{ApiJson, ApiQuery};
@@ -49,7 +50,24 @@ fn number<T: std::str::FromStr>(
         .transpose()
 }
 
-/// `n` and the item filter from a query string.
+/// The query of a list of items: how many, and which.
+#[derive(Debug, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct ListParams {
+    /// How many items.
+    #[param(minimum = 1, maximum = 500, default = 10)]
+    pub n: Option<usize>,
+    /// Only items in this category (case-insensitive).
+    pub category: Option<String>,
+    pub min_price: Option<f64>,
+    pub max_price: Option<f64>,
+    /// Only available items.
+    #[param(default = false)]
+    pub in_stock: Option<bool>,
+}
+
+/// `n` and the item filter from a query string ([`ListParams`], read by hand so that each
+/// bad value is named with what it should be).
 fn n_and_filter(query: &HashMap<String, String>) -> Result<(usize, ItemFilter), ApiError> {
     const KNOWN: [&str; 5] = ["n", "category", "min_price", "max_price", "in_stock"];
     if let Some(unknown) = query.keys().find(|k| !KNOWN.contains(&k.as_str())) {
@@ -61,10 +79,10 @@ fn n_and_filter(query: &HashMap<String, String>) -> Result<(usize, ItemFilter), 
             ),
         ));
     }
-    let n = check_n(number::<usize>(query, "n")?.unwrap_or(10))?;
     let in_stock = match query.get("in_stock").map(String::as_str) {
-        None | Some("false") | Some("0") => false,
-        Some("true") | Some("1") => true,
+        None => None,
+        Some("false") | Some("0") => Some(false),
+        Some("true") | Some("1") => Some(true),
         Some(other) => {
             return Err(invalid(
                 "in_stock",
@@ -72,19 +90,34 @@ fn n_and_filter(query: &HashMap<String, String>) -> Result<(usize, ItemFilter), 
             ))
         }
     };
+    let params = ListParams {
+        n: number(query, "n")?,
+        category: query.get("category").cloned(),
+        min_price: number(query, "min_price")?,
+        max_price: number(query, "max_price")?,
+        in_stock,
+    };
     Ok((
-        n,
+        check_n(params.n.unwrap_or(10))?,
         ItemFilter {
-            category: query.get("category").cloned(),
-            min_price: number(query, "min_price")?,
-            max_price: number(query, "max_price")?,
-            in_stock,
+            category: params.category,
+            min_price: params.min_price,
+            max_price: params.max_price,
+            in_stock: params.in_stock.unwrap_or(false),
         },
     ))
 }
 
-/// `GET /v1/recommendations/{user_id}`: seen items excluded; a user with no history gets
-/// popular items.
+/// Recommendations for a user (seen items excluded; a user without history gets popular
+/// items).
+#[utoipa::path(get, path = "/v1/recommendations/{user_id}", tag = "recommendations",
+    params(("user_id" = String, Path, description = "The user's id"), ListParams),
+    responses(
+        (status = 200, description = "Items, best first", body = RecommendationList),
+        (status = 400, description = "Bad parameter (param names it)"),
+        (status = 503, description = "No model trained yet (Retry-After)"),
+    ),
+    security(("bearer" = ["recs:read"])))]
 pub async fn for_user(
     State(state): State<AppState>,
     Path(user): Path<String>,
@@ -94,7 +127,16 @@ pub async fn for_user(
     Ok(Json(state.platform.recommend(&user, n, filter).await?))
 }
 
-/// `GET /v1/items/{id}/similar`.
+/// Items chosen by the same people (or, for untouched items, described alike).
+#[utoipa::path(get, path = "/v1/items/{id}/similar", tag = "recommendations",
+    params(("id" = String, Path, description = "The item's id"), ListParams),
+    responses(
+        (status = 200, description = "Items, best first", body = RecommendationList),
+        (status = 400, description = "Bad parameter (param names it)"),
+        (status = 404, description = "Unknown item"),
+        (status = 503, description = "No model trained yet (Retry-After)"),
+    ),
+    security(("bearer" = ["recs:read"])))]
 pub async fn similar(
     State(state): State<AppState>,
     Path(id): Path<String>,
@@ -104,77 +146,86 @@ pub async fn similar(
     Ok(Json(state.platform.similar(&id, n, filter).await?))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SessionRequest {
     /// The visitor's recent events, oldest first.
+    #[schema(max_items = 1000)]
     pub events: Vec<SessionEvent>,
-    #[serde(default)]
+    /// How many items.
+    #[serde(default, deserialize_with = "hearth_types::whole::opt")]
+    #[schema(minimum = 1, maximum = 500, default = 10)]
     pub n: Option<usize>,
-    #[serde(default, flatten)]
-    pub filter: FilterFields,
-}
-
-/// The item filter as request bodies carry it.
-#[derive(Debug, Default, Deserialize)]
-pub struct FilterFields {
+    /// Only items in this category (case-insensitive).
     pub category: Option<String>,
     pub min_price: Option<f64>,
     pub max_price: Option<f64>,
+    /// Only available items.
     #[serde(default)]
     pub in_stock: bool,
 }
 
-impl From<FilterFields> for ItemFilter {
-    fn from(f: FilterFields) -> Self {
-        ItemFilter {
-            category: f.category,
-            min_price: f.min_price,
-            max_price: f.max_price,
-            in_stock: f.in_stock,
-        }
-    }
-}
-
-/// `POST /v1/recommendations/session`: an anonymous visitor's recent events in, items out.
+/// Recommendations for an anonymous visitor's recent events.
+#[utoipa::path(post, path = "/v1/recommendations/session", tag = "recommendations",
+    request_body = SessionRequest,
+    responses(
+        (status = 200, description = "Items, best first", body = RecommendationList),
+        (status = 400, description = "Malformed request (param names the field)"),
+        (status = 503, description = "No model trained yet (Retry-After)"),
+    ),
+    security(("bearer" = ["recs:read"])))]
 pub async fn for_session(
     State(state): State<AppState>,
     ApiJson(request): ApiJson<SessionRequest>,
 ) -> Result<Json<RecommendationList>, ApiError> {
     let n = request.n.unwrap_or(10);
+    let filter = ItemFilter {
+        category: request.category,
+        min_price: request.min_price,
+        max_price: request.max_price,
+        in_stock: request.in_stock,
+    };
     let list = state
         .platform
-        .recommend_session(request.events, n, request.filter.into())
+        .recommend_session(request.events, n, filter)
         .await?;
     Ok(Json(list))
 }
 
-#[derive(Debug, Deserialize)]
+/// Items to insert or replace.
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ItemsBody {
+    #[schema(min_items = 1, max_items = 10000)]
     pub items: Vec<hearth_core::recs::Item>,
 }
 
-#[derive(Debug, Deserialize)]
+/// Users to insert or replace.
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UsersBody {
+    #[schema(min_items = 1, max_items = 10000)]
     pub users: Vec<hearth_core::recs::User>,
 }
 
-#[derive(Debug, Deserialize)]
+/// The ids of the records to delete.
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct IdsBody {
+    #[schema(min_items = 1, max_items = 10000, value_type = Vec<hearth_core::recs::ItemId>)]
     pub ids: Vec<String>,
 }
 
-#[derive(Debug, Deserialize)]
+/// Events to store.
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct EventsBody {
+    #[schema(min_items = 1, max_items = 10000)]
     pub events: Vec<NewEvent>,
 }
 
-/// The answer to a write: records stored, and events skipped as already stored.
-#[derive(Debug, Serialize)]
+/// The answer to a write: records stored, and (for events) those skipped as already stored.
+#[derive(Debug, Serialize, ToSchema)]
 pub struct Stored {
     pub stored: u64,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -182,12 +233,19 @@ pub struct Stored {
 }
 
 /// The answer to a delete.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct Deleted {
     pub deleted: u64,
 }
 
-/// `POST /v1/items`: inserts or replaces items by id (one transaction: all or nothing).
+/// Insert or replace items by id (one transaction: all or nothing).
+#[utoipa::path(post, path = "/v1/items", tag = "catalogue", request_body = ItemsBody,
+    responses(
+        (status = 200, description = "Stored", body = Stored),
+        (status = 400, description = "Malformed (param names the field)"),
+        (status = 503, description = "Overloaded (Retry-After)"),
+    ),
+    security(("bearer" = ["recs:write"])))]
 pub async fn upsert_items(
     State(state): State<AppState>,
     ApiJson(body): ApiJson<ItemsBody>,
@@ -199,7 +257,14 @@ pub async fn upsert_items(
     }))
 }
 
-/// `POST /v1/users`: inserts or replaces users by id.
+/// Insert or replace users by id.
+#[utoipa::path(post, path = "/v1/users", tag = "catalogue", request_body = UsersBody,
+    responses(
+        (status = 200, description = "Stored", body = Stored),
+        (status = 400, description = "Malformed (param names the field)"),
+        (status = 503, description = "Overloaded (Retry-After)"),
+    ),
+    security(("bearer" = ["recs:write"])))]
 pub async fn upsert_users(
     State(state): State<AppState>,
     ApiJson(body): ApiJson<UsersBody>,
@@ -211,8 +276,14 @@ pub async fn upsert_users(
     }))
 }
 
-/// `POST /v1/events`: stores events; an id already stored is skipped (idempotent retries).
-/// Acknowledged (200) only once committed.
+/// Store events (idempotent by id: an id already stored is skipped); 200 only once committed.
+#[utoipa::path(post, path = "/v1/events", tag = "catalogue", request_body = EventsBody,
+    responses(
+        (status = 200, description = "Stored, and how many were already stored", body = Stored),
+        (status = 400, description = "Malformed (param names the field)"),
+        (status = 503, description = "Overloaded (Retry-After)"),
+    ),
+    security(("bearer" = ["recs:write"])))]
 pub async fn insert_events(
     State(state): State<AppState>,
     ApiJson(body): ApiJson<EventsBody>,
@@ -224,7 +295,14 @@ pub async fn insert_events(
     }))
 }
 
-/// `DELETE /v1/items`: `{"ids": [...]}`.
+/// Delete items.
+#[utoipa::path(delete, path = "/v1/items", tag = "catalogue", request_body = IdsBody,
+    responses(
+        (status = 200, description = "Deleted", body = Deleted),
+        (status = 400, description = "Malformed (param names the field)"),
+        (status = 503, description = "Overloaded (Retry-After)"),
+    ),
+    security(("bearer" = ["recs:write"])))]
 pub async fn delete_items(
     State(state): State<AppState>,
     ApiJson(body): ApiJson<IdsBody>,
@@ -233,7 +311,14 @@ pub async fn delete_items(
     Ok(Json(Deleted { deleted }))
 }
 
-/// `DELETE /v1/users`: `{"ids": [...]}`; their events go too.
+/// Delete users and their events.
+#[utoipa::path(delete, path = "/v1/users", tag = "catalogue", request_body = IdsBody,
+    responses(
+        (status = 200, description = "Deleted", body = Deleted),
+        (status = 400, description = "Malformed (param names the field)"),
+        (status = 503, description = "Overloaded (Retry-After)"),
+    ),
+    security(("bearer" = ["recs:write"])))]
 pub async fn delete_users(
     State(state): State<AppState>,
     ApiJson(body): ApiJson<IdsBody>,
@@ -242,7 +327,15 @@ pub async fn delete_users(
     Ok(Json(Deleted { deleted }))
 }
 
-/// `GET /v1/items/{id}`.
+/// One item.
+#[utoipa::path(get, path = "/v1/items/{id}", tag = "catalogue",
+    params(("id" = String, Path, description = "The item's id")),
+    responses(
+        (status = 200, description = "The item", body = hearth_core::recs::Item),
+        (status = 404, description = "Unknown item"),
+        (status = 503, description = "Overloaded (Retry-After)"),
+    ),
+    security(("bearer" = ["recs:read"])))]
 pub async fn get_item(
     State(state): State<AppState>,
     Path(id): Path<String>,
@@ -250,7 +343,15 @@ pub async fn get_item(
     Ok(Json(state.platform.item(&id).await?))
 }
 
-/// `GET /v1/users/{id}`.
+/// One user.
+#[utoipa::path(get, path = "/v1/users/{id}", tag = "catalogue",
+    params(("id" = String, Path, description = "The user's id")),
+    responses(
+        (status = 200, description = "The user", body = hearth_core::recs::User),
+        (status = 404, description = "Unknown user"),
+        (status = 503, description = "Overloaded (Retry-After)"),
+    ),
+    security(("bearer" = ["recs:read"])))]
 pub async fn get_user(
     State(state): State<AppState>,
     Path(id): Path<String>,

@@ -9,8 +9,8 @@ use std::convert::Infallible;
 use std::future::Future;
 
 use axum::response::sse::{Event, KeepAlive, Sse};
+use hearth_types::StreamError;
 use serde::Serialize;
-use serde_json::{json, Value};
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 
@@ -50,12 +50,13 @@ impl Relay {
     }
 }
 
-/// A failure inside a stream: `{"type":"error","error":{message,type,param,code}}`, the body a
+/// A failure inside a stream: `{"error":{message,type,param,code},"type":"error"}`, the body a
 /// non-streamed request would have had, so clients read one error shape either way.
-fn error_event(error: &ApiError) -> Value {
-    let mut event = json!(error.body());
-    event["type"] = json!("error");
-    event
+fn error_event(error: &ApiError) -> StreamError {
+    StreamError {
+        error: error.body().error,
+        kind: "error".into(),
+    }
 }
 
 /// Answers with the events `produce` sends, followed by `[DONE]` (unless the client left).
@@ -82,6 +83,7 @@ mod tests {
     use super::*;
     use axum::response::IntoResponse;
     use http_body_util::BodyExt;
+    use serde_json::{json, Value};
 
     #[tokio::test]
     async fn events_arrive_in_order_then_done() {

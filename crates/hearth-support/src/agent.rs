@@ -27,7 +27,7 @@ const REPLY: &str = "reply";
 const RESULT_CHARS: usize = 1500;
 
 /// One entry of a conversation's transcript.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum Entry {
     Customer {
@@ -46,7 +46,8 @@ pub enum Entry {
     ToolCall {
         name: String,
         arguments: Value,
-        /// The tool's answer, or its refusal in its own words.
+        /// The tool's answer (`{"Ok": …}`), or its refusal in its own words (`{"Err": "…"}`).
+        #[schema(schema_with = tool_result)]
         result: Result<Value, String>,
     },
     /// A consequential call waiting for the customer's yes.
@@ -61,7 +62,46 @@ pub enum Entry {
 }
 
 /// A knowledge-base passage an answer drew on.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+fn tool_result() -> utoipa::openapi::schema::Schema {
+    use utoipa::openapi::schema::{ObjectBuilder, OneOfBuilder, Type};
+    OneOfBuilder::new()
+        .item(
+            ObjectBuilder::new()
+                .property("Ok", hearth_types::schema::any())
+                .required("Ok")
+                .additional_properties(Some(
+                    utoipa::openapi::schema::AdditionalProperties::FreeForm(false),
+                )),
+        )
+        .item(
+            ObjectBuilder::new()
+                .property("Err", ObjectBuilder::new().schema_type(Type::String))
+                .required("Err")
+                .additional_properties(Some(
+                    utoipa::openapi::schema::AdditionalProperties::FreeForm(false),
+                )),
+        )
+        .into()
+}
+
+/// `[name, arguments]` of the call waiting for a yes, or null.
+fn pending_call() -> utoipa::openapi::schema::Schema {
+    use utoipa::openapi::schema::{ArrayBuilder, ArrayItems, ObjectBuilder, OneOfBuilder, Type};
+    OneOfBuilder::new()
+        .item(
+            ArrayBuilder::new()
+                .prefix_items([
+                    ObjectBuilder::new().schema_type(Type::String).build(),
+                    hearth_types::schema::any().build(),
+                ])
+                .items(ArrayItems::False)
+                .min_items(Some(2)),
+        )
+        .item(ObjectBuilder::new().schema_type(Type::Null))
+        .into()
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Citation {
     /// `kb:N`.
     pub id: String,
@@ -70,10 +110,11 @@ pub struct Citation {
 }
 
 /// Where a conversation stands.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Conversation {
     pub entries: Vec<Entry>,
-    /// The call the customer is asked to confirm.
+    /// The call the customer is asked to confirm: `[name, arguments]`.
+    #[schema(schema_with = pending_call)]
     pub pending: Option<(String, Value)>,
     /// Set once handed over; the agent stays silent until a human hands it back.
     pub handed_over: Option<String>,
@@ -349,7 +390,7 @@ impl Agent<'_> {
     fn request(&self, messages: Vec<ChatMessage>, max_tokens: u32) -> ChatCompletionRequest {
         let sampling = SamplingFields {
             max_tokens: Some(max_tokens),
-            temperature: Some(self.options.temperature),
+            temperature: Some(f64::from(self.options.temperature)),
             ..Default::default()
         };
         ChatCompletionRequest::streaming(&self.options.model, messages, sampling)

@@ -123,10 +123,7 @@ pub fn human_message(
     hand_back: bool,
 ) -> Result<(), SupportError> {
     if session.status != SessionStatus::Handoff {
-        return Err(SupportError::invalid(
-            "role",
-            "a human replies only after a handoff; this session is with the agent",
-        ));
+        return Err(SupportError::NotHandedOver(session.id.clone()));
     }
     if !text.trim().is_empty() {
         session

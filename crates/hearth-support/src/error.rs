@@ -26,6 +26,9 @@ pub enum SupportError {
     Artifact(String),
     #[error("no support session '{0}'")]
     UnknownSession(String),
+    /// A human's message while the agent has the session.
+    #[error("a human replies only after a handoff; session '{0}' is with the agent")]
+    NotHandedOver(String),
     /// The agent is not set up: no policy or tool config where the config points.
     #[error("support agent not configured: {0}")]
     NotConfigured(String),
@@ -46,6 +49,7 @@ impl SupportError {
             SupportError::Artifact(_) => hearth_types::ErrorCode::ArtifactError,
             SupportError::NotTrained => hearth_types::ErrorCode::NotTrained,
             SupportError::UnknownSession(_) => hearth_types::ErrorCode::SessionNotFound,
+            SupportError::NotHandedOver(_) => hearth_types::ErrorCode::SessionNotHandedOver,
             SupportError::NotConfigured(_) => hearth_types::ErrorCode::NotConfigured,
         }
     }

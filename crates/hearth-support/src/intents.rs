@@ -128,7 +128,7 @@ impl IntentProgress for NoProgress {
 }
 
 /// A message's routing decision.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct IntentPrediction {
     /// The best intent (even when out of scope, for the human's summary).
     pub intent: String,
@@ -136,8 +136,21 @@ pub struct IntentPrediction {
     pub score: f32,
     /// False when the score is below the model's threshold: hand the message to a human.
     pub in_scope: bool,
-    /// The next best intents with their scores, best first (at most 3).
+    /// The next best intents with their scores, best first (at most 3): `[intent, score]`.
+    #[schema(schema_with = alternatives)]
     pub alternatives: Vec<(String, f32)>,
+}
+
+fn alternatives() -> utoipa::openapi::schema::Schema {
+    use utoipa::openapi::schema::{ArrayBuilder, ObjectBuilder, Type};
+    let pair = ArrayBuilder::new()
+        .prefix_items([
+            ObjectBuilder::new().schema_type(Type::String).build(),
+            ObjectBuilder::new().schema_type(Type::Number).build(),
+        ])
+        .items(utoipa::openapi::schema::ArrayItems::False)
+        .min_items(Some(2));
+    ArrayBuilder::new().items(pair).max_items(Some(3)).into()
 }
 
 /// A trained intent classifier.

@@ -17,7 +17,7 @@ const MIGRATIONS: &[&str] = &["CREATE TABLE support_sessions (
     );"];
 
 /// Who is answering the customer.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum SessionStatus {
     /// The agent answers.
@@ -28,7 +28,7 @@ pub enum SessionStatus {
 }
 
 /// One conversation with a customer.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Session {
     pub id: String,
     pub status: SessionStatus,

@@ -2,6 +2,11 @@
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
+use utoipa::ToSchema;
+
+use utoipa::openapi::schema::{ObjectBuilder, OneOfBuilder, Type};
+
+use crate::schema;
 
 /// A message's content: a plain string, or OpenAI's list of typed parts (only `text` parts are
 /// understood by text models).
@@ -12,13 +17,21 @@ pub enum MessageContent {
     Parts(Vec<ContentPart>),
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct ContentPart {
     #[serde(rename = "type")]
     pub kind: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub text: Option<String>,
 }
+
+crate::schema_by_hand!(
+    MessageContent,
+    OneOfBuilder::new()
+        .item(ObjectBuilder::new().schema_type(Type::String))
+        .item(schema::list(schema::reference::<ContentPart>(), None, None)),
+    [ContentPart]
+);
 
 impl MessageContent {
     /// The text of the content; non-text parts are skipped.
@@ -34,9 +47,10 @@ impl MessageContent {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct ChatMessage {
     /// `system`, `developer`, `user`, `assistant` or `tool`.
+    #[schema(schema_with = role)]
     pub role: String,
     #[serde(default)]
     pub content: Option<MessageContent>,
@@ -46,6 +60,14 @@ pub struct ChatMessage {
     pub tool_calls: Option<Vec<ToolCall>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tool_call_id: Option<String>,
+}
+
+fn role() -> ObjectBuilder {
+    schema::one_of_strings(&["system", "developer", "user", "assistant", "tool"])
+}
+
+fn function_kind() -> ObjectBuilder {
+    schema::fixed("function")
 }
 
 impl ChatMessage {
@@ -67,34 +89,39 @@ impl ChatMessage {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct ToolCall {
     pub id: String,
     #[serde(rename = "type")]
+    #[schema(schema_with = function_kind)]
     pub kind: String,
     pub function: FunctionCall,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct FunctionCall {
     pub name: String,
     /// JSON-encoded arguments, as OpenAI sends them.
     pub arguments: String,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct Tool {
     #[serde(rename = "type")]
+    #[schema(schema_with = function_kind)]
     pub kind: String,
     pub function: FunctionDefinition,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct FunctionDefinition {
+    #[schema(min_length = 1)]
     pub name: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub description: Option<String>,
+    /// A JSON Schema of the arguments.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
     pub parameters: Option<Value>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub strict: Option<bool>,
@@ -108,15 +135,25 @@ pub enum ToolChoice {
     Named(NamedToolChoice),
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+crate::schema_by_hand!(
+    ToolChoice,
+    OneOfBuilder::new()
+        .item(schema::one_of_strings(&["none", "auto", "required"]))
+        .item(schema::reference::<NamedToolChoice>()),
+    [NamedToolChoice]
+);
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct NamedToolChoice {
     #[serde(rename = "type")]
+    #[schema(schema_with = function_kind)]
     pub kind: String,
     pub function: NamedFunction,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct NamedFunction {
+    #[schema(min_length = 1)]
     pub name: String,
 }
 
@@ -130,12 +167,34 @@ pub struct ResponseFormat {
     pub json_schema: Option<JsonSchemaFormat>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+// `json_schema` is required with `"type": "json_schema"`.
+crate::schema_by_hand!(
+    ResponseFormat,
+    OneOfBuilder::new()
+        .item(
+            ObjectBuilder::new()
+                .property("type", schema::one_of_strings(&["text", "json_object"]))
+                .required("type")
+        )
+        .item(
+            ObjectBuilder::new()
+                .property("type", schema::fixed("json_schema"))
+                .property("json_schema", schema::reference::<JsonSchemaFormat>())
+                .required("type")
+                .required("json_schema")
+        ),
+    [JsonSchemaFormat]
+);
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct JsonSchemaFormat {
+    #[schema(min_length = 1)]
     pub name: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub description: Option<String>,
+    /// The JSON Schema the answer must match.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
     pub schema: Option<Value>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub strict: Option<bool>,
@@ -149,6 +208,17 @@ pub enum StopSequences {
     Many(Vec<String>),
 }
 
+crate::schema_by_hand!(
+    StopSequences,
+    OneOfBuilder::new()
+        .item(ObjectBuilder::new().schema_type(Type::String))
+        .item(schema::list(
+            ObjectBuilder::new().schema_type(Type::String),
+            None,
+            Some(4)
+        ))
+);
+
 impl StopSequences {
     pub fn into_vec(self) -> Vec<String> {
         match self {
@@ -158,40 +228,69 @@ impl StopSequences {
     }
 }
 
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct StreamOptions {
     #[serde(default)]
     pub include_usage: bool,
 }
 
 /// Sampling parameters shared by chat and text completions.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct SamplingFields {
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "crate::whole::opt"
+    )]
+    #[schema(minimum = 1)]
     pub max_tokens: Option<u32>,
     /// Newer name of `max_tokens` in the chat API.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "crate::whole::opt"
+    )]
+    #[schema(minimum = 1)]
     pub max_completion_tokens: Option<u32>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub temperature: Option<f32>,
+    #[schema(minimum = 0, maximum = 2)]
+    pub temperature: Option<f64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub top_p: Option<f32>,
-    /// Not in OpenAI's API; accepted as llama.cpp and vLLM do.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(exclusive_minimum = 0, maximum = 1)]
+    pub top_p: Option<f64>,
+    /// Not in OpenAI's API; accepted as llama.cpp and vLLM do. 0 turns it off.
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "crate::whole::opt"
+    )]
+    #[schema(minimum = 0)]
     pub top_k: Option<i32>,
     /// Not in OpenAI's API; accepted as llama.cpp and vLLM do.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub min_p: Option<f32>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(minimum = 0, maximum = 1)]
+    pub min_p: Option<f64>,
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "crate::whole::opt"
+    )]
     pub seed: Option<u64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stop: Option<StopSequences>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub presence_penalty: Option<f32>,
+    #[schema(minimum = -2, maximum = 2)]
+    pub presence_penalty: Option<f64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub frequency_penalty: Option<f32>,
+    #[schema(minimum = -2, maximum = 2)]
+    pub frequency_penalty: Option<f64>,
     /// Only n = 1 is supported.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "crate::whole::opt"
+    )]
+    #[schema(minimum = 1, maximum = 1)]
     pub n: Option<u32>,
     /// Not in OpenAI's API: generate past end-of-generation tokens (benchmarks), as
     /// llama.cpp's server and vLLM accept.
@@ -199,9 +298,11 @@ pub struct SamplingFields {
     pub ignore_eos: Option<bool>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct ChatCompletionRequest {
+    #[schema(min_length = 1)]
     pub model: String,
+    #[schema(min_items = 1)]
     pub messages: Vec<ChatMessage>,
     #[serde(flatten)]
     pub sampling: SamplingFields,
@@ -225,7 +326,7 @@ pub struct ChatCompletionRequest {
 }
 
 /// Names and postal addresses to redact (see `ChatCompletionRequest::known_pii`).
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct KnownPiiFields {
     #[serde(default)]
@@ -256,7 +357,7 @@ impl ChatCompletionRequest {
     }
 }
 
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(default)]
 pub struct Usage {
     pub prompt_tokens: u32,
@@ -274,7 +375,7 @@ impl Usage {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct ChatCompletionResponse {
     pub id: String,
     pub object: String,
@@ -288,7 +389,7 @@ pub struct ChatCompletionResponse {
     pub system_fingerprint: Option<String>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct ChatChoice {
     pub index: u32,
     pub message: AssistantMessage,
@@ -296,7 +397,7 @@ pub struct ChatChoice {
     pub logprobs: Option<Value>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct AssistantMessage {
     pub role: String,
     pub content: Option<String>,
@@ -305,7 +406,7 @@ pub struct AssistantMessage {
     pub refusal: Option<String>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct ChatCompletionChunk {
     pub id: String,
     pub object: String,
@@ -314,10 +415,11 @@ pub struct ChatCompletionChunk {
     pub choices: Vec<ChunkChoice>,
     /// Present (and `null` on every chunk but the last) when `stream_options.include_usage`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Usage>)]
     pub usage: Option<Option<Usage>>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct ChunkChoice {
     pub index: u32,
     pub delta: ChunkDelta,
@@ -325,7 +427,7 @@ pub struct ChunkChoice {
     pub logprobs: Option<Value>,
 }
 
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct ChunkDelta {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub role: Option<String>,
@@ -335,7 +437,7 @@ pub struct ChunkDelta {
     pub tool_calls: Option<Vec<ToolCallDelta>>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct ToolCallDelta {
     pub index: u32,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -345,7 +447,7 @@ pub struct ToolCallDelta {
     pub function: FunctionCallDelta,
 }
 
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct FunctionCallDelta {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
@@ -359,12 +461,20 @@ pub struct FunctionCallDelta {
 pub enum CompletionPrompt {
     Text(String),
     Texts(Vec<String>),
-    Tokens(Vec<u32>),
-    TokenLists(Vec<Vec<u32>>),
+    Tokens(#[serde(deserialize_with = "crate::whole::list")] Vec<u32>),
+    TokenLists(#[serde(deserialize_with = "crate::whole::lists")] Vec<Vec<u32>>),
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+crate::schema_by_hand!(
+    CompletionPrompt,
+    schema::text_or_tokens(
+        "A string, a list of strings, a list of token ids, or a list of token-id lists"
+    )
+);
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct CompletionRequest {
+    #[schema(min_length = 1)]
     pub model: String,
     pub prompt: CompletionPrompt,
     #[serde(flatten)]
@@ -380,7 +490,7 @@ pub struct CompletionRequest {
     pub user: Option<String>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct CompletionResponse {
     pub id: String,
     pub object: String,
@@ -391,7 +501,7 @@ pub struct CompletionResponse {
     pub usage: Option<Usage>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct CompletionChoice {
     pub index: u32,
     pub text: String,
@@ -405,24 +515,43 @@ pub struct CompletionChoice {
 pub enum EmbeddingInput {
     Text(String),
     Texts(Vec<String>),
-    Tokens(Vec<u32>),
-    TokenLists(Vec<Vec<u32>>),
+    Tokens(#[serde(deserialize_with = "crate::whole::list")] Vec<u32>),
+    TokenLists(#[serde(deserialize_with = "crate::whole::lists")] Vec<Vec<u32>>),
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+crate::schema_by_hand!(
+    EmbeddingInput,
+    schema::text_or_tokens(
+        "A string, a list of strings, a list of token ids, or a list of token-id lists"
+    )
+);
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct EmbeddingRequest {
+    #[schema(min_length = 1)]
     pub model: String,
     pub input: EmbeddingInput,
     /// `float` (default) or `base64`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(schema_with = encoding_format)]
     pub encoding_format: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// Fewer dimensions than the model's: the vector is cut and renormalised.
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "crate::whole::opt"
+    )]
+    #[schema(minimum = 1)]
     pub dimensions: Option<u32>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub user: Option<String>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+fn encoding_format() -> ObjectBuilder {
+    schema::one_of_strings(&["float", "base64"])
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct EmbeddingResponse {
     pub object: String,
     pub data: Vec<EmbeddingData>,
@@ -430,21 +559,33 @@ pub struct EmbeddingResponse {
     pub usage: EmbeddingUsage,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct EmbeddingData {
     pub object: String,
     pub index: u32,
     /// A list of floats, or a base64 string of little-endian f32 when `encoding_format=base64`.
+    #[schema(schema_with = embedding)]
     pub embedding: Value,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+fn embedding() -> utoipa::openapi::schema::Schema {
+    OneOfBuilder::new()
+        .item(schema::list(
+            ObjectBuilder::new().schema_type(Type::Number),
+            None,
+            None,
+        ))
+        .item(ObjectBuilder::new().schema_type(Type::String))
+        .into()
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct EmbeddingUsage {
     pub prompt_tokens: u32,
     pub total_tokens: u32,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct ModelObject {
     pub id: String,
     pub object: String,
@@ -452,22 +593,62 @@ pub struct ModelObject {
     pub owned_by: String,
     /// hearth's addition: `chat` or `embedding`, and the model's metadata.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub meta: Option<Value>,
+    pub meta: Option<ModelMeta>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// What hearth knows of a model it serves (`meta` of a model object); `null` where the
+/// model's files do not say.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct ModelMeta {
+    #[schema(schema_with = model_kind)]
+    pub kind: String,
+    /// `general.architecture` of a GGUF (`llama`, `qwen2` …), `model_type` of a config.json.
+    pub architecture: Option<String>,
+    pub parameters: Option<u64>,
+    /// `Q4_K_M`, `Q8_0`, `F16` …
+    pub quantization: Option<String>,
+    /// The context the model was trained for.
+    pub context_length: Option<u64>,
+    /// Hidden size of an LLM; output dimension of an embedder.
+    pub embedding_dim: Option<u64>,
+    pub size_bytes: u64,
+}
+
+fn model_kind() -> ObjectBuilder {
+    schema::one_of_strings(&["chat", "embedding"])
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct ModelList {
     pub object: String,
     pub data: Vec<ModelObject>,
 }
 
 /// OpenAI's error shape, used on `/v1/*`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[schema(as = Error)]
 pub struct OpenAiErrorBody {
+    #[schema(inline)]
     pub error: OpenAiError,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// A failure inside a stream (one server-sent event, then `[DONE]`): the body a request
+/// without streaming would have had, marked `"type": "error"`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct StreamError {
+    #[schema(inline)]
+    pub error: OpenAiError,
+    /// Always `error`.
+    #[serde(rename = "type")]
+    #[schema(schema_with = error_kind)]
+    pub kind: String,
+}
+
+fn error_kind() -> ObjectBuilder {
+    schema::fixed("error")
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct OpenAiError {
     pub message: String,
     #[serde(rename = "type")]

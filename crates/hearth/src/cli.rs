@@ -128,7 +128,7 @@ pub struct ChatArgs {
     pub system: Option<String>,
     /// Sampling temperature (0 = greedy).
     #[arg(long, default_value_t = 0.7)]
-    pub temperature: f32,
+    pub temperature: f64,
     /// Most tokens per answer.
     #[arg(long, default_value_t = 512)]
     pub max_tokens: u32,

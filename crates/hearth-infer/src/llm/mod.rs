@@ -137,6 +137,51 @@ impl Default for SamplingParams {
     }
 }
 
+/// The float sampling parameters and the range each must be in, the way OpenAI documents them.
+pub const FLOAT_RANGES: [(&str, FloatRange); 5] = [
+    ("temperature", FloatRange::Closed(0.0, 2.0)),
+    ("top_p", FloatRange::OpenBelow(0.0, 1.0)),
+    ("min_p", FloatRange::Closed(0.0, 1.0)),
+    ("presence_penalty", FloatRange::Closed(-2.0, 2.0)),
+    ("frequency_penalty", FloatRange::Closed(-2.0, 2.0)),
+];
+
+/// A range a float parameter must be in.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum FloatRange {
+    /// `low ≤ v ≤ high`.
+    Closed(f64, f64),
+    /// `low < v ≤ high`.
+    OpenBelow(f64, f64),
+}
+
+/// Checks float sampling parameter `param` (a name of [`FLOAT_RANGES`]); the error names it.
+/// Requests arrive as f64: checking them before they are narrowed to f32 keeps a value just
+/// past a bound from rounding onto it.
+pub fn check_float(param: &str, value: f64) -> Result<(), InferError> {
+    let Some((_, range)) = FLOAT_RANGES.iter().find(|(name, _)| *name == param) else {
+        return Ok(());
+    };
+    let (ok, message) = match *range {
+        FloatRange::Closed(low, high) => (
+            (low..=high).contains(&value),
+            format!("must be between {low} and {high}"),
+        ),
+        FloatRange::OpenBelow(low, high) => (
+            value > low && value <= high,
+            format!("must be greater than {low} and at most {high}"),
+        ),
+    };
+    if ok {
+        Ok(())
+    } else {
+        Err(InferError::InvalidParameter {
+            param: param.to_owned(),
+            message,
+        })
+    }
+}
+
 impl SamplingParams {
     /// Checks ranges the way OpenAI documents them; the error names the field.
     pub fn validate(&self) -> Result<(), InferError> {
@@ -146,23 +191,17 @@ impl SamplingParams {
                 message: message.to_owned(),
             })
         };
-        if !(0.0..=2.0).contains(&self.temperature) {
-            return invalid("temperature", "must be between 0 and 2");
-        }
-        if !(self.top_p > 0.0 && self.top_p <= 1.0) {
-            return invalid("top_p", "must be greater than 0 and at most 1");
+        for (param, value) in [
+            ("temperature", self.temperature),
+            ("top_p", self.top_p),
+            ("min_p", self.min_p),
+            ("presence_penalty", self.presence_penalty),
+            ("frequency_penalty", self.frequency_penalty),
+        ] {
+            check_float(param, f64::from(value))?;
         }
         if self.top_k < 0 {
             return invalid("top_k", "must be 0 (disabled) or positive");
-        }
-        if !(0.0..=1.0).contains(&self.min_p) {
-            return invalid("min_p", "must be between 0 and 1");
-        }
-        if !(-2.0..=2.0).contains(&self.presence_penalty) {
-            return invalid("presence_penalty", "must be between -2 and 2");
-        }
-        if !(-2.0..=2.0).contains(&self.frequency_penalty) {
-            return invalid("frequency_penalty", "must be between -2 and 2");
         }
         if self.max_tokens == Some(0) {
             return invalid("max_tokens", "must be at least 1");

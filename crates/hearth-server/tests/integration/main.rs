@@ -4,6 +4,7 @@
 mod common;
 mod gateway;
 mod http;
+mod openapi;
 mod overload;
 mod recs;
 mod scopes;

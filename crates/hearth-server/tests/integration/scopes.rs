@@ -100,22 +100,30 @@ async fn send(
 
 #[tokio::test]
 async fn the_permission_table_covers_every_operation_of_the_api() {
-    let spec: Value = serde_json::from_str(include_str!("../../src/openapi.json")).unwrap();
-    let mut documented: Vec<(String, String)> = Vec::new();
+    let spec: Value = serde_json::from_str(&hearth_server::openapi_spec()).unwrap();
+    // Each operation with the scope its `security` names (none: public).
+    let mut documented: Vec<(String, String, Option<String>)> = Vec::new();
     for (path, operations) in spec["paths"].as_object().unwrap() {
-        for method in operations.as_object().unwrap().keys() {
-            documented.push((method.to_uppercase(), path.clone()));
+        for (method, operation) in operations.as_object().unwrap() {
+            let security = operation["security"].as_array().unwrap();
+            assert!(security.len() <= 1, "{method} {path}: one scope at most");
+            let scope = security.first().map(|s| {
+                let scopes = s["bearer"].as_array().unwrap();
+                assert_eq!(scopes.len(), 1, "{method} {path}: one scope");
+                scopes[0].as_str().unwrap().to_owned()
+            });
+            documented.push((method.to_uppercase(), path.clone(), scope));
         }
     }
     documented.sort();
-    let mut table: Vec<(String, String)> = TABLE
+    let mut table: Vec<(String, String, Option<String>)> = TABLE
         .iter()
-        .map(|(m, p, _)| (m.to_string(), p.to_string()))
+        .map(|(m, p, s)| (m.to_string(), p.to_string(), s.map(|s| s.to_string())))
         .collect();
     table.sort();
     assert_eq!(
         documented, table,
-        "every operation needs a row in the permission table"
+        "every operation needs a row in the permission table, with the scope it documents"
     );
 }
 
