@@ -16,6 +16,8 @@ register() { # name path
     "$bin" models import "$2" --name "$1"
   fi
 }
+# Qwen first: the apps (shopping assistant, support agent) take the first chat model registered.
+register qwen "$models/Qwen2.5-Coder-0.5B-Instruct-Q4_K_M.gguf"
 register smollm2 "$models/SmolLM2-135M-Instruct.Q4_1.gguf"
 register gemma3-270m "$models/gemma-3-270m-q4_k_m.gguf"
 register minilm "$models/all-MiniLM-L6-v2"
@@ -30,8 +32,8 @@ cat <<'MSG'
 
 Try it (another terminal):
   curl -s localhost:8080/v1/chat/completions -H 'content-type: application/json' \
-    -d '{"model":"smollm2","messages":[{"role":"user","content":"Hello!"}]}'
-  target/release/hearth chat smollm2
+    -d '{"model":"qwen","messages":[{"role":"user","content":"Hello!"}]}'
+  target/release/hearth chat qwen
   curl -s 'localhost:8080/v1/recommendations/196?n=5&category=Comedy'
   curl -s localhost:8080/v1/items/1/similar?n=5
   curl -s localhost:8080/v1/recommendations/session -H 'content-type: application/json' \
@@ -41,4 +43,4 @@ Try it (another terminal):
   curl -sN localhost:8080/v1/assistant -H 'content-type: application/json' \
     -d '{"wish":"a scary movie for halloween night","user_id":"196"}'
 MSG
-exec "$bin" serve --model smollm2 --model minilm
+exec "$bin" serve --model qwen --model minilm

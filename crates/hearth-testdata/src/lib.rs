@@ -26,7 +26,8 @@ fn located(env: &str, default: PathBuf, marker: &str, fix: &str) -> PathBuf {
 }
 
 /// The small real models (`scripts/fetch-test-models.sh`, `$HEARTH_TEST_MODELS`):
-/// SmolLM2-135M-Instruct.Q4_1.gguf, gemma-3-270m-q4_k_m.gguf, all-MiniLM-L6-v2/.
+/// SmolLM2-135M-Instruct.Q4_1.gguf, gemma-3-270m-q4_k_m.gguf, all-MiniLM-L6-v2/,
+/// Qwen2.5-Coder-0.5B-Instruct-Q4_K_M.gguf.
 pub fn models_dir() -> PathBuf {
     located(
         "HEARTH_TEST_MODELS",

@@ -6,6 +6,7 @@ mod gateway;
 mod http;
 mod openapi;
 mod overload;
+mod qwen;
 mod recs;
 mod scopes;
 mod security;

@@ -1,0 +1,143 @@
+//! Qwen2.5-Coder-0.5B-Instruct (Q4_K_M, the qwen2 architecture and Qwen's own chat template)
+//! through `router()`, end to end: a plain answer, a stream, a `json_schema` answer, and tool
+//! calls forced by name and by `required`.
+
+use axum::body::Body;
+use axum::http::{header, Request, StatusCode};
+use hearth_core::{Config, Platform};
+use serde_json::{json, Value};
+
+use crate::common;
+
+const QWEN: &str = "Qwen2.5-Coder-0.5B-Instruct-Q4_K_M.gguf";
+
+fn platform(dir: &std::path::Path) -> Platform {
+    let mut config = Config {
+        data_dir: dir.to_owned(),
+        ..Default::default()
+    };
+    config.llm.context_length = 2048;
+    let platform = Platform::open(config).unwrap();
+    platform
+        .gateway()
+        .registry()
+        .import(&hearth_testdata::models_dir().join(QWEN), Some("qwen"))
+        .unwrap();
+    platform
+}
+
+async fn chat(platform: &Platform, body: Value) -> (StatusCode, Vec<u8>) {
+    let request = Request::post("/v1/chat/completions")
+        .header(header::CONTENT_TYPE, "application/json")
+        .body(Body::from(body.to_string()))
+        .unwrap();
+    let (status, _, bytes) = common::call(platform, request).await;
+    (status, bytes)
+}
+
+async fn answer(platform: &Platform, body: Value) -> Value {
+    let (status, bytes) = chat(platform, body).await;
+    let value: Value = serde_json::from_slice(&bytes).unwrap();
+    assert_eq!(status, StatusCode::OK, "{value}");
+    value
+}
+
+fn weather_tool() -> Value {
+    json!([{"type": "function", "function": {
+        "name": "get_weather",
+        "description": "The weather in a city",
+        "parameters": {"type": "object", "properties": {"city": {"type": "string"}},
+            "required": ["city"], "additionalProperties": false}}}])
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn qwen_answers_streams_fills_a_schema_and_calls_tools() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = platform(dir.path());
+
+    let models = common::call(
+        &p,
+        Request::get("/v1/models/qwen").body(Body::empty()).unwrap(),
+    )
+    .await
+    .2;
+    let model: Value = serde_json::from_slice(&models).unwrap();
+    assert_eq!(model["meta"]["architecture"], "qwen2", "{model}");
+
+    let value = answer(
+        &p,
+        json!({"model": "qwen", "max_tokens": 16, "temperature": 0,
+            "messages": [{"role": "system", "content": "Answer in one word."},
+                {"role": "user", "content": "What is the capital of France?"}]}),
+    )
+    .await;
+    let text = value["choices"][0]["message"]["content"].as_str().unwrap();
+    assert!(text.contains("Paris"), "{value}");
+    assert_eq!(value["choices"][0]["finish_reason"], "stop");
+    // The prompt went through Qwen's template: its system and user turns, then the
+    // assistant's opening, count more tokens than the two texts alone.
+    assert!(
+        value["usage"]["prompt_tokens"].as_u64().unwrap() > 15,
+        "{value}"
+    );
+
+    let (status, bytes) = chat(
+        &p,
+        json!({"model": "qwen", "max_tokens": 12, "temperature": 0, "stream": true,
+            "messages": [{"role": "user", "content": "Count from 1 to 5, digits only."}]}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    let text = String::from_utf8(bytes).unwrap();
+    let streamed: String = text
+        .lines()
+        .filter_map(|l| l.strip_prefix("data: "))
+        .filter(|d| *d != "[DONE]")
+        .map(|d| serde_json::from_str::<Value>(d).unwrap())
+        .filter_map(|c| {
+            c["choices"][0]["delta"]["content"]
+                .as_str()
+                .map(str::to_owned)
+        })
+        .collect();
+    for digit in ["1", "2", "3"] {
+        assert!(streamed.contains(digit), "{streamed:?}");
+    }
+    assert!(text.trim_end().ends_with("data: [DONE]"), "{text}");
+
+    let schema = json!({"type": "object", "properties": {
+        "country": {"type": "string"}, "capital": {"type": "string"}},
+        "required": ["country", "capital"], "additionalProperties": false});
+    let value = answer(
+        &p,
+        json!({"model": "qwen", "max_tokens": 60, "temperature": 0,
+            "response_format": {"type": "json_schema",
+                "json_schema": {"name": "capital", "schema": schema, "strict": true}},
+            "messages": [{"role": "user", "content": "Give the capital of Italy as JSON."}]}),
+    )
+    .await;
+    let content: Value =
+        serde_json::from_str(value["choices"][0]["message"]["content"].as_str().unwrap()).unwrap();
+    let validator = jsonschema::validator_for(&schema).unwrap();
+    assert!(validator.is_valid(&content), "{content}");
+    assert_eq!(content["capital"], "Rome", "{content}");
+
+    for tool_choice in [
+        json!({"type": "function", "function": {"name": "get_weather"}}),
+        json!("required"),
+    ] {
+        let value = answer(
+            &p,
+            json!({"model": "qwen", "max_tokens": 60, "temperature": 0,
+                "tools": weather_tool(), "tool_choice": tool_choice,
+                "messages": [{"role": "user", "content": "What is the weather in Rome?"}]}),
+        )
+        .await;
+        let choice = &value["choices"][0];
+        assert_eq!(choice["finish_reason"], "tool_calls", "{value}");
+        let call = &choice["message"]["tool_calls"][0]["function"];
+        assert_eq!(call["name"], "get_weather", "{value}");
+        let arguments: Value = serde_json::from_str(call["arguments"].as_str().unwrap()).unwrap();
+        assert_eq!(arguments, json!({"city": "Rome"}), "{value}");
+    }
+}
