@@ -16,7 +16,7 @@ use serde_json::json;
 use tokio::sync::mpsc;
 
 use crate::meter::Meter;
-use crate::tools::{call_schema, parse_tool_call, tool_mode, ToolMode};
+use crate::tools::{call_schema, may_be_tool_calls, parse_tool_calls, tool_mode, ToolMode};
 use crate::{unix_now, Gateway, GatewayError};
 
 /// One event of a chat or completion stream.
@@ -528,20 +528,16 @@ fn text_delta(text: String) -> ChunkDelta {
     }
 }
 
-fn tool_call_deltas(call: ToolCall) -> [ChunkDelta; 2] {
-    [
-        call_start_delta(call.id, call.function.name),
-        args_delta(call.function.arguments),
-    ]
-}
-
-/// Could `text` still turn out to be a tool call? (Held back in `auto` mode until we know.)
-fn may_be_tool_call(text: &str) -> bool {
-    let t = text.trim_start();
-    t.is_empty()
-        || t.starts_with('{')
-        || "<tool_call>".starts_with(t)
-        || t.starts_with("<tool_call>")
+/// Call number `index` of an answer, as two deltas: its id and name, then its arguments.
+fn tool_call_deltas(index: u32, call: ToolCall) -> [ChunkDelta; 2] {
+    let mut start = call_start_delta(call.id, call.function.name);
+    let mut args = args_delta(call.function.arguments);
+    for delta in [&mut start, &mut args] {
+        for d in delta.tool_calls.iter_mut().flatten() {
+            d.index = index;
+        }
+    }
+    [start, args]
 }
 
 /// Streams a forced (constrained) tool call as OpenAI deltas: the id and name as soon as the
@@ -654,7 +650,7 @@ async fn relay_chat(mut generation: GenerationStream, mode: ToolMode, tx: mpsc::
                     forced_call.push(&text)
                 } else if holding {
                     held.push_str(&text);
-                    if may_be_tool_call(&held) {
+                    if may_be_tool_calls(&held) {
                         Vec::new()
                     } else {
                         holding = false;
@@ -682,9 +678,11 @@ async fn relay_chat(mut generation: GenerationStream, mode: ToolMode, tx: mpsc::
                         _ => deltas.push(text_delta(std::mem::take(&mut forced_call.held))),
                     }
                 } else if holding {
-                    match parse_tool_call(&held, &tools) {
-                        Some(call) => {
-                            deltas.extend(tool_call_deltas(call));
+                    match parse_tool_calls(&held, &tools) {
+                        Some(calls) => {
+                            for (index, call) in calls.into_iter().enumerate() {
+                                deltas.extend(tool_call_deltas(index as u32, call));
+                            }
                             finish_reason = "tool_calls".into();
                         }
                         None if !held.is_empty() => {
@@ -770,9 +768,9 @@ mod tests {
 
     #[test]
     fn auto_mode_holds_back_only_what_may_be_a_call() {
-        assert!(may_be_tool_call("  "));
-        assert!(may_be_tool_call("{\"na"));
-        assert!(may_be_tool_call("<tool"));
-        assert!(!may_be_tool_call("Sure, "));
+        assert!(may_be_tool_calls("  "));
+        assert!(may_be_tool_calls("{\"na"));
+        assert!(may_be_tool_calls("<tool"));
+        assert!(!may_be_tool_calls("Sure, "));
     }
 }

@@ -120,19 +120,57 @@ pub fn call_schema(tools: &[Tool]) -> Value {
     }
 }
 
-/// Reads a tool call out of generated text, if the text is one (a JSON object naming one of
-/// `tools`, optionally wrapped in `<tool_call>` tags as some templates ask).
-pub fn parse_tool_call(text: &str, tools: &[Tool]) -> Option<ToolCall> {
-    let trimmed = text.trim();
-    let trimmed = trimmed
-        .strip_prefix("<tool_call>")
-        .map(|t| t.trim_end().trim_end_matches("</tool_call>").trim())
-        .unwrap_or(trimmed);
-    let value: Value = serde_json::from_str(trimmed).ok()?;
-    let name = value.get("name")?.as_str()?;
-    if !tools.iter().any(|t| t.function.name == name) {
-        return None;
+/// Reads the tool calls out of an answer in `auto` mode, if the whole answer is calls: one
+/// JSON object naming one of `tools`, or one or more calls each wrapped in `<tool_call>` tags
+/// (Hermes and Qwen templates) or in a fenced JSON block (what Qwen2.5-Coder writes). A call
+/// whose arguments do not match its tool's schema makes the answer text: a call is handed on
+/// only when it is valid.
+pub fn parse_tool_calls(text: &str, tools: &[Tool]) -> Option<Vec<ToolCall>> {
+    let mut rest = text.trim();
+    if rest.starts_with('{') {
+        return Some(vec![parse_tool_call(rest, tools)?]);
     }
+    let mut calls = Vec::new();
+    while !rest.is_empty() {
+        let (body, after) = if let Some(inner) = rest.strip_prefix("<tool_call>") {
+            inner.split_once("</tool_call>")?
+        } else if let Some(inner) = rest.strip_prefix("```") {
+            let inner = inner.strip_prefix("json").unwrap_or(inner);
+            inner.split_once("```")?
+        } else {
+            return None;
+        };
+        calls.push(parse_tool_call(body.trim(), tools)?);
+        rest = after.trim_start();
+    }
+    (!calls.is_empty()).then_some(calls)
+}
+
+/// Could the start of an answer in `auto` mode still be tool calls? (Held back until known.)
+pub fn may_be_tool_calls(text: &str) -> bool {
+    let t = text.trim_start();
+    let opens = |open: &str| open.starts_with(t) || t.starts_with(open);
+    if t.is_empty() || t.starts_with('{') || opens("<tool_call>") {
+        return true;
+    }
+    // A fence may hold a call only if its first line is `json` or nothing, then an object.
+    match t.strip_prefix("```") {
+        None => "```".starts_with(t),
+        Some(after) => {
+            if "json".starts_with(after) {
+                return true;
+            }
+            let body = after.strip_prefix("json").unwrap_or(after).trim_start();
+            body.is_empty() || body.starts_with('{')
+        }
+    }
+}
+
+/// One call: a JSON object naming one of `tools`, its arguments matching the tool's schema.
+fn parse_tool_call(text: &str, tools: &[Tool]) -> Option<ToolCall> {
+    let value: Value = serde_json::from_str(text.trim()).ok()?;
+    let name = value.get("name")?.as_str()?;
+    let tool = tools.iter().find(|t| t.function.name == name)?;
     let arguments = value
         .get("arguments")
         .or_else(|| value.get("parameters"))
@@ -140,6 +178,13 @@ pub fn parse_tool_call(text: &str, tools: &[Tool]) -> Option<ToolCall> {
         .unwrap_or_else(|| json!({}));
     if !arguments.is_object() {
         return None;
+    }
+    if let Some(schema) = &tool.function.parameters {
+        // A schema that does not compile was refused at the door; here it only guards.
+        let valid = jsonschema::validator_for(schema).is_ok_and(|v| v.is_valid(&arguments));
+        if !valid {
+            return None;
+        }
     }
     Some(ToolCall {
         id: format!("call_{}", uuid::Uuid::new_v4().simple()),
@@ -231,16 +276,99 @@ mod tests {
     #[test]
     fn tool_calls_are_read_back_only_for_known_tools() {
         let tools = [tool("a")];
-        let call = parse_tool_call(r#" {"name":"a","arguments":{"id":"7"}} "#, &tools).unwrap();
+        let call =
+            &parse_tool_calls(r#" {"name":"a","arguments":{"id":"7"}} "#, &tools).unwrap()[0];
         assert_eq!(call.function.name, "a");
         assert_eq!(call.function.arguments, r#"{"id":"7"}"#);
         assert!(call.id.starts_with("call_"));
-        assert!(parse_tool_call(
-            r#"<tool_call>{"name":"a","arguments":{}}</tool_call>"#,
+        assert!(parse_tool_calls(
+            r#"<tool_call>{"name":"a","arguments":{"id":"8"}}</tool_call>"#,
             &tools
         )
         .is_some());
-        assert!(parse_tool_call(r#"{"name":"zzz","arguments":{}}"#, &tools).is_none());
-        assert!(parse_tool_call("hello", &tools).is_none());
+        // Arguments that break the tool's schema make no call.
+        assert!(parse_tool_calls(r#"{"name":"a","arguments":{}}"#, &tools).is_none());
+        assert!(parse_tool_calls(r#"{"name":"zzz","arguments":{}}"#, &tools).is_none());
+        assert!(parse_tool_calls("hello", &tools).is_none());
+    }
+
+    fn weather() -> Tool {
+        Tool {
+            kind: "function".into(),
+            function: FunctionDefinition {
+                name: "get_weather".into(),
+                description: None,
+                parameters: Some(json!({"type": "object",
+                    "properties": {"city": {"type": "string"}}, "required": ["city"]})),
+                strict: None,
+            },
+        }
+    }
+
+    /// What real models wrote in `auto` mode, and what a client must get back.
+    const RECORDED: &[(&str, &str, Option<&[&str]>)] = &[
+        // Qwen2.5-Coder-0.5B-Instruct Q4_K_M, "What is the weather in Paris and in Rome?".
+        (
+            "qwen2.5-coder-0.5b",
+            "```json\n{\n  \"name\": \"get_weather\",\n  \"arguments\": {\n    \"city\": \"Paris\"\n  }\n}\n```",
+            Some(&[r#"{"city":"Paris"}"#]),
+        ),
+        // Qwen2.5-Coder-1.5B-Instruct Q4_K_M, the same question: the arguments break the
+        // schema (a list for a string), so it is no call but text.
+        (
+            "qwen2.5-coder-1.5b",
+            "```json\n{\n  \"name\": \"get_weather\",\n  \"arguments\": {\n    \"city\": [\"Paris\", \"Rome\"]\n  }\n}\n```",
+            None,
+        ),
+        // The Hermes/Qwen template's own syntax, two calls in one answer.
+        (
+            "hermes, two calls",
+            "<tool_call>\n{\"name\": \"get_weather\", \"arguments\": {\"city\": \"Paris\"}}\n</tool_call>\n<tool_call>\n{\"name\": \"get_weather\", \"arguments\": {\"city\": \"Rome\"}}\n</tool_call>",
+            Some(&[r#"{"city":"Paris"}"#, r#"{"city":"Rome"}"#]),
+        ),
+        // A fence that holds code, not a call; text after a call.
+        ("code", "```python\nprint('hi')\n```", None),
+        (
+            "call then text",
+            "<tool_call>{\"name\": \"get_weather\", \"arguments\": {\"city\": \"Oslo\"}}</tool_call> Let me check.",
+            None,
+        ),
+    ];
+
+    #[test]
+    fn recorded_answers_give_their_calls_whole_and_in_pieces() {
+        let tools = [weather()];
+        for &(source, text, expected) in RECORDED {
+            let calls = parse_tool_calls(text, &tools);
+            let arguments: Option<Vec<String>> =
+                calls.map(|c| c.into_iter().map(|c| c.function.arguments).collect());
+            assert_eq!(
+                arguments,
+                expected.map(|e| e.iter().map(|s| s.to_string()).collect()),
+                "{source}"
+            );
+            // Cut into 1–3 character pieces, as tokens come: an answer that is calls is held
+            // back to its end (so it can be read whole); code and text are let through early.
+            for size in 1..=3 {
+                let chars: Vec<char> = text.chars().collect();
+                let mut seen = String::new();
+                let mut released_at = None;
+                for (i, piece) in chars.chunks(size).enumerate() {
+                    seen.extend(piece);
+                    if released_at.is_none() && !may_be_tool_calls(&seen) {
+                        released_at = Some(i);
+                    }
+                }
+                if expected.is_some() {
+                    assert_eq!(released_at, None, "{source}: a call let through as text");
+                }
+            }
+        }
+        assert!(may_be_tool_calls("``"));
+        assert!(may_be_tool_calls("```js"));
+        assert!(may_be_tool_calls("```json\n  {\"na"));
+        assert!(!may_be_tool_calls("```python"));
+        assert!(!may_be_tool_calls("```\nfn main"));
+        assert!(!may_be_tool_calls("Sure, "));
     }
 }

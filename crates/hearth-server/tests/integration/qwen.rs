@@ -1,6 +1,6 @@
 //! Qwen2.5-Coder-0.5B-Instruct (Q4_K_M, the qwen2 architecture and Qwen's own chat template)
-//! through `router()`, end to end: a plain answer, a stream, a `json_schema` answer, and tool
-//! calls forced by name and by `required`.
+//! through `router()`, end to end: a plain answer, a stream, a `json_schema` answer, tool
+//! calls forced by name and by `required`, and a call the model chooses to make (`auto`).
 
 use axum::body::Body;
 use axum::http::{header, Request, StatusCode};
@@ -140,4 +140,42 @@ async fn qwen_answers_streams_fills_a_schema_and_calls_tools() {
         let arguments: Value = serde_json::from_str(call["arguments"].as_str().unwrap()).unwrap();
         assert_eq!(arguments, json!({"city": "Rome"}), "{value}");
     }
+
+    // `auto`: the model answers with a call in its own way (Qwen2.5-Coder writes a fenced
+    // JSON block); it comes back as a tool call, not as text, whole and streamed.
+    let ask = json!({"model": "qwen", "max_tokens": 120, "temperature": 0,
+        "tools": weather_tool(),
+        "messages": [{"role": "user", "content": "What is the weather in Paris and in Rome?"}]});
+    let value = answer(&p, ask.clone()).await;
+    let choice = &value["choices"][0];
+    assert_eq!(choice["finish_reason"], "tool_calls", "{value}");
+    assert!(choice["message"]["content"].is_null(), "{value}");
+    let calls = choice["message"]["tool_calls"].as_array().unwrap();
+    for call in calls {
+        assert_eq!(call["function"]["name"], "get_weather", "{value}");
+        let arguments: Value =
+            serde_json::from_str(call["function"]["arguments"].as_str().unwrap()).unwrap();
+        assert!(arguments["city"].is_string(), "{value}");
+    }
+    let mut streamed = ask;
+    streamed["stream"] = json!(true);
+    let (status, bytes) = chat(&p, streamed).await;
+    assert_eq!(status, StatusCode::OK);
+    let text = String::from_utf8(bytes).unwrap();
+    let chunks: Vec<Value> = text
+        .lines()
+        .filter_map(|l| l.strip_prefix("data: "))
+        .filter(|d| *d != "[DONE]")
+        .map(|d| serde_json::from_str(d).unwrap())
+        .collect();
+    let names: Vec<&str> = chunks
+        .iter()
+        .filter_map(|c| c["choices"][0]["delta"]["tool_calls"].as_array())
+        .flatten()
+        .filter_map(|d| d["function"]["name"].as_str())
+        .collect();
+    assert_eq!(names.len(), calls.len(), "{text}");
+    assert!(names.iter().all(|n| *n == "get_weather"), "{text}");
+    let last = chunks.last().unwrap();
+    assert_eq!(last["choices"][0]["finish_reason"], "tool_calls", "{text}");
 }
