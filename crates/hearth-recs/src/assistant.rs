@@ -116,32 +116,54 @@ fn label(s: &Suggestion) -> String {
     format!("[{}] {}", s.item.0, s.title)
 }
 
-/// The Lark grammar of an answer: one line of introduction, then one to three lines that
-/// each name a different candidate exactly (by id and title) with a short reason. Every
-/// ordered choice of distinct candidates is one alternative, so no item can be named twice
-/// (at most 10 candidates: 820 alternatives).
+/// The Lark grammar of an answer: one line of introduction (not a list line), then one to
+/// three lines that
+/// each name a different candidate exactly (by id and title) with a short reason, so no item
+/// can be named twice. Each line is one lexeme (`L0`, `L1` …), and the choices form a tree
+/// (`picks` the first line, `r0` what may follow `L0`, `r0_1` what may follow `L0 L1`): the
+/// parser sees whole lines and at most one choice per candidate at a time, which keeps each
+/// token's mask bounded with large vocabularies (Qwen's 151k tokens overran llguidance's
+/// item limit when every ordered choice was an alternative of its own).
 pub fn answer_grammar(items: &[Suggestion]) -> String {
-    let pick = |i: usize| format!("\"- \" n{i} \": \" REASON \"\\n\"");
     let n = items.len();
-    let mut picks = Vec::new();
+    let choose = |taken: &[usize], next: &dyn Fn(usize) -> String| {
+        (0..n)
+            .filter(|i| !taken.contains(i))
+            .map(next)
+            .collect::<Vec<_>>()
+            .join(" | ")
+    };
+    let mut grammar = format!(
+        "start: INTRO picks\npicks: {}\n",
+        choose(&[], &|a| if n > 1 {
+            format!("L{a} r{a}?")
+        } else {
+            format!("L{a}")
+        })
+    );
     for a in 0..n {
-        picks.push(pick(a));
-        for b in (0..n).filter(|&b| b != a) {
-            picks.push(format!("{} {}", pick(a), pick(b)));
-            for c in (0..n).filter(|&c| c != a && c != b) {
-                picks.push(format!("{} {} {}", pick(a), pick(b), pick(c)));
-            }
+        if n > 1 {
+            let second = choose(&[a], &|b| {
+                if n > 2 {
+                    format!("L{b} r{a}_{b}?")
+                } else {
+                    format!("L{b}")
+                }
+            });
+            grammar.push_str(&format!("r{a}: {second}\n"));
+        }
+        for b in (0..n).filter(|&b| b != a && n > 2) {
+            let third = choose(&[a, b], &|c| format!("L{c}"));
+            grammar.push_str(&format!("r{a}_{b}: {third}\n"));
         }
     }
-    let mut grammar = format!(
-        "start: INTRO \"\\n\" picks\npicks: {}\n",
-        picks.join("\n     | ")
-    );
     for (i, s) in items.iter().enumerate() {
         let name = serde_json::to_string(&label(s)).expect("a string");
-        grammar.push_str(&format!("n{i}: {name}\n"));
+        grammar.push_str(&format!("L{i}: \"- \" {name} \": \" REASON \"\\n\"\n"));
     }
-    grammar.push_str("INTRO: /[^\\n\\[\\]]{8,160}/\nREASON: /[^\\n]{3,100}/\n");
+    // The introduction is no list line: it may not start like one (`- `), nor name an id.
+    grammar
+        .push_str("INTRO: /[^\\n\\[\\]\\- \\t][^\\n\\[\\]]{7,159}\\n/\nREASON: /[^\\n]{3,100}/\n");
     grammar
 }
 
@@ -456,24 +478,79 @@ mod tests {
 
     #[test]
     fn the_grammar_never_names_a_candidate_twice() {
-        let items = items();
+        for n in 1..=6 {
+            let candidates: Vec<Suggestion> = (0..n)
+                .map(|i| Suggestion {
+                    item: ItemId(format!("{i}")),
+                    title: format!("Film {i}"),
+                    price: None,
+                    reason: String::new(),
+                })
+                .collect();
+            every_choice_of_distinct_candidates(&candidates);
+        }
+    }
+
+    fn every_choice_of_distinct_candidates(items: &[Suggestion]) {
         let n = items.len();
-        let grammar = answer_grammar(&items);
-        let picks = grammar
+        let grammar = answer_grammar(items);
+        // The rules of the grammar, then every sequence of lines `picks` can produce.
+        let rules: std::collections::HashMap<&str, Vec<Vec<&str>>> = grammar
             .lines()
-            .skip_while(|l| !l.starts_with("picks:"))
-            .take_while(|l| l.starts_with("picks:") || l.trim_start().starts_with('|'))
-            .collect::<Vec<_>>();
+            .filter_map(|l| l.split_once(": "))
+            .filter(|(name, _)| name.starts_with(|c: char| c.is_ascii_lowercase()))
+            .map(|(name, body)| {
+                let alternatives = body
+                    .split(" | ")
+                    .map(|alt| alt.split_whitespace().collect())
+                    .collect();
+                (name, alternatives)
+            })
+            .collect();
+        fn expand<'a>(
+            symbol: &'a str,
+            rules: &std::collections::HashMap<&'a str, Vec<Vec<&'a str>>>,
+        ) -> Vec<Vec<&'a str>> {
+            let Some(alternatives) = rules.get(symbol) else {
+                return vec![vec![symbol]];
+            };
+            let mut out = Vec::new();
+            for alternative in alternatives {
+                let mut sequences = vec![Vec::new()];
+                for part in alternative {
+                    let (name, optional) = match part.strip_suffix('?') {
+                        Some(name) => (name, true),
+                        None => (*part, false),
+                    };
+                    let mut next = Vec::new();
+                    for prefix in &sequences {
+                        if optional {
+                            next.push(prefix.clone());
+                        }
+                        for tail in expand(name, rules) {
+                            let mut joined = prefix.clone();
+                            joined.extend(tail);
+                            next.push(joined);
+                        }
+                    }
+                    sequences = next;
+                }
+                out.extend(sequences);
+            }
+            out
+        }
+        let picks = expand("picks", &rules);
         // Every ordered choice of 1 to 3 distinct candidates, and nothing else.
         assert_eq!(picks.len(), n + n * (n - 1) + n * (n - 1) * (n - 2));
-        for alternative in picks {
-            let named: Vec<&str> = alternative
-                .split_whitespace()
-                .filter(|w| w.starts_with('n') && w[1..].parse::<usize>().is_ok())
-                .collect();
+        let unique: std::collections::HashSet<&Vec<&str>> = picks.iter().collect();
+        assert_eq!(unique.len(), picks.len());
+        for named in &picks {
+            assert!(named
+                .iter()
+                .all(|w| w.starts_with('L') && w[1..].parse::<usize>().is_ok()));
             let distinct: std::collections::HashSet<&&str> = named.iter().collect();
-            assert!(!named.is_empty() && named.len() <= 3, "{alternative}");
-            assert_eq!(distinct.len(), named.len(), "{alternative}");
+            assert!(!named.is_empty() && named.len() <= 3, "{named:?}");
+            assert_eq!(distinct.len(), named.len(), "{named:?}");
         }
     }
 

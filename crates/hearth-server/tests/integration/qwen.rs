@@ -1,9 +1,13 @@
 //! Qwen2.5-Coder-0.5B-Instruct (Q4_K_M, the qwen2 architecture and Qwen's own chat template)
 //! through `router()`, end to end: a plain answer, a stream, a `json_schema` answer, tool
-//! calls forced by name and by `required`, and a call the model chooses to make (`auto`).
+//! calls forced by name and by `required`, a call the model chooses to make (`auto`), and the
+//! shopping assistant's grammar-bound answer under Qwen's 151k-token vocabulary.
 
 use axum::body::Body;
 use axum::http::{header, Request, StatusCode};
+use hearth_core::recs::bundle::{train_bundle, TrainOptions};
+use hearth_core::recs::models::ModelKind;
+use hearth_core::recs_service::NewEvent;
 use hearth_core::{Config, Platform};
 use serde_json::{json, Value};
 
@@ -178,4 +182,92 @@ async fn qwen_answers_streams_fills_a_schema_and_calls_tools() {
     assert!(names.iter().all(|n| *n == "get_weather"), "{text}");
     let last = chunks.last().unwrap();
     assert_eq!(last["choices"][0]["finish_reason"], "tool_calls", "{text}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_shopping_assistant_answers_with_qwen() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = platform(dir.path());
+    let titles = [
+        "Electric kettle",
+        "Glass teapot",
+        "Garden hose",
+        "Cast iron pan",
+        "Chef knife",
+        "Rain boots",
+    ];
+    let items = titles
+        .iter()
+        .enumerate()
+        .map(|(i, t)| {
+            serde_json::from_value(json!({"id": format!("i{i}"), "title": t,
+                "categories": [if i == 2 || i == 5 { "garden" } else { "kitchen" }],
+                "price": 10.0 + i as f64}))
+            .unwrap()
+        })
+        .collect();
+    p.upsert_items(items).await.unwrap();
+    let events = (0..4)
+        .flat_map(|u| {
+            (0..titles.len())
+                .filter(move |i| (u + i) % 2 == 0)
+                .map(move |i| NewEvent {
+                    id: None,
+                    user: format!("u{u}"),
+                    item: format!("i{i}"),
+                    kind: "purchase".into(),
+                    value: None,
+                    timestamp: Some(1000 + i as i64),
+                })
+        })
+        .collect();
+    p.insert_events(events).await.unwrap();
+    let data = p
+        .recs_store()
+        .unwrap()
+        .dataset(&Default::default())
+        .unwrap();
+    let options = TrainOptions {
+        models: vec![ModelKind::ItemKnn],
+        ..Default::default()
+    };
+    let bundle = train_bundle(&data, None, &options, &()).unwrap();
+    p.recs_artifacts().publish(|d| bundle.save(d)).unwrap();
+
+    let request = Request::post("/v1/assistant")
+        .header(header::CONTENT_TYPE, "application/json")
+        .body(Body::from(
+            json!({"wish": "something to boil water for tea", "model": "qwen",
+                "stream": false, "candidates": 5})
+            .to_string(),
+        ))
+        .unwrap();
+    let (status, _, bytes) = common::call(&p, request).await;
+    let answer: Value = serde_json::from_slice(&bytes).unwrap();
+    assert_eq!(status, StatusCode::OK, "{answer}");
+    // The answer names one to three offered candidates, each on a line of its own.
+    let offered: Vec<&str> = answer["candidates"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["item"].as_str().unwrap())
+        .collect();
+    let named: Vec<&str> = answer["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i.as_str().unwrap())
+        .collect();
+    assert!((1..=3).contains(&named.len()), "{answer}");
+    assert!(named.iter().all(|i| offered.contains(i)), "{answer}");
+    let text = answer["answer"].as_str().unwrap();
+    assert!(
+        !text.starts_with('-'),
+        "the introduction is no list line: {text}"
+    );
+    assert_eq!(
+        text.lines().filter(|l| l.starts_with("- [")).count(),
+        named.len(),
+        "{text}"
+    );
 }
