@@ -73,6 +73,10 @@ struct Active {
     prefill_pos: usize,
     cached_prompt_tokens: usize,
     sampler: LlamaSampler,
+    /// A copy of the constraint, fed every sampled token: the sampler in the chain lets a
+    /// token through unmasked when computing its mask fails (llama-cpp-2 skips the mask
+    /// then), so this is what notices a token the constraint does not allow.
+    shadow: Option<llguidance::Matcher>,
     /// Sampled, not yet fed to the model.
     pending: Option<LlamaToken>,
     generated: usize,
@@ -291,6 +295,7 @@ impl<'m> Engine<'m> {
                 .chain(self.shared.template.implied_stops())
                 .collect(),
         );
+        let shadow = job.matcher.as_ref().map(llguidance::Matcher::deep_clone);
         let sampler = build_sampler(self.model.n_vocab(), &job.params, job.matcher);
         self.slots[target].active = Some(Active {
             events: job.events,
@@ -298,6 +303,7 @@ impl<'m> Engine<'m> {
             cached_prompt_tokens: reused,
             prompt,
             sampler,
+            shadow,
             pending: None,
             generated: 0,
             max_tokens: job.max_tokens,
@@ -504,6 +510,26 @@ impl<'m> Engine<'m> {
             };
             let active = self.slots[i].active.as_mut().expect("checked");
             let token = active.sampler.sample(&self.ctx, idx);
+            if let Some(shadow) = active.shadow.as_mut() {
+                let escaped = if shadow.is_stopped() {
+                    // Done: only the end may follow.
+                    !self.model.vocab().is_eog(token)
+                } else {
+                    shadow.consume_token(token.0.cast_unsigned()).is_err()
+                };
+                if escaped {
+                    let why = shadow
+                        .get_error()
+                        .unwrap_or_else(|| "a token after its end".into());
+                    self.fail(
+                        i,
+                        InferError::Engine(format!(
+                            "the answer left its constraint ({why}); it was stopped"
+                        )),
+                    );
+                    continue;
+                }
+            }
             self.on_token(i, token);
         }
     }

@@ -456,3 +456,79 @@ async fn gemma3_base_model_loads_and_completes_text() {
     assert!(!text.trim().is_empty());
     assert!(summary.completion_tokens >= 1);
 }
+
+/// A grammar whose token masks overrun llguidance's item limit with Qwen's 151k-token
+/// vocabulary (every ordered choice of five candidates an alternative of its own, made of
+/// short lexemes; the shopping assistant's grammar was once like this). llama-cpp-2's sampler
+/// stops masking when a mask fails; the engine must then stop the answer, not let it go on
+/// unconstrained.
+#[tokio::test]
+async fn an_answer_that_leaves_its_constraint_is_stopped() {
+    let engine = LlmHandle::spawn(
+        "qwen",
+        &models_dir().join("Qwen2.5-Coder-0.5B-Instruct-Q4_K_M.gguf"),
+        LlmOptions {
+            context_length: 2048,
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    let titles = [
+        "Electric kettle",
+        "Glass teapot",
+        "Garden hose",
+        "Cast iron pan",
+        "Chef knife",
+    ];
+    let pick = |i: usize| format!("\"- \" n{i} \": \" REASON \"\\n\"");
+    let n = titles.len();
+    let mut picks = Vec::new();
+    for a in 0..n {
+        picks.push(pick(a));
+        for b in (0..n).filter(|&b| b != a) {
+            picks.push(format!("{} {}", pick(a), pick(b)));
+            for c in (0..n).filter(|&c| c != a && c != b) {
+                picks.push(format!("{} {} {}", pick(a), pick(b), pick(c)));
+            }
+        }
+    }
+    let mut grammar = format!(
+        "start: INTRO \"\\n\" picks\npicks: {}\n",
+        picks.join("\n     | ")
+    );
+    for (i, t) in titles.iter().enumerate() {
+        grammar.push_str(&format!("n{i}: \"[i{i}] {t}\"\n"));
+    }
+    grammar.push_str("INTRO: /[^\\n\\[\\]]{8,160}/\nREASON: /[^\\n]{3,100}/\n");
+    let listing: Vec<String> = titles
+        .iter()
+        .enumerate()
+        .map(|(i, t)| format!("- [i{i}] {t}"))
+        .collect();
+    let prompt = chat_prompt(
+        &engine,
+        "Answer with one short sentence, then up to three lines '- [id] title: reason'.",
+        &format!(
+            "I want to boil water for tea. Candidates:\n{}",
+            listing.join("\n")
+        ),
+    );
+    let outcome = engine
+        .generate(GenerateRequest {
+            prompt,
+            params: greedy(200),
+            constraint: Some(Constraint::Lark(grammar.clone())),
+        })
+        .unwrap()
+        .collect()
+        .await;
+    // The masks do overrun here (llguidance 1.9's limit of 50,000 items a step); so the
+    // answer must end in the engine's error, not in text the grammar does not allow.
+    match outcome {
+        Err(InferError::Engine(message)) => {
+            assert!(message.contains("left its constraint"), "{message}")
+        }
+        Ok((text, _)) => panic!("an answer outside its constraint came through: {text:?}"),
+        Err(other) => panic!("{other}"),
+    }
+}
