@@ -126,9 +126,11 @@ pub fn call_schema(tools: &[Tool]) -> Value {
 /// whose arguments do not match its tool's schema makes the answer text: a call is handed on
 /// only when it is valid.
 pub fn parse_tool_calls(text: &str, tools: &[Tool]) -> Option<Vec<ToolCall>> {
+    // Each tool's schema is compiled once per answer, however many calls name it.
+    let mut validators = Validators::default();
     let mut rest = text.trim();
     if rest.starts_with('{') {
-        return Some(vec![parse_tool_call(rest, tools)?]);
+        return Some(vec![parse_tool_call(rest, tools, &mut validators)?]);
     }
     let mut calls = Vec::new();
     while !rest.is_empty() {
@@ -140,7 +142,7 @@ pub fn parse_tool_calls(text: &str, tools: &[Tool]) -> Option<Vec<ToolCall>> {
         } else {
             return None;
         };
-        calls.push(parse_tool_call(body.trim(), tools)?);
+        calls.push(parse_tool_call(body.trim(), tools, &mut validators)?);
         rest = after.trim_start();
     }
     (!calls.is_empty()).then_some(calls)
@@ -166,8 +168,15 @@ pub fn may_be_tool_calls(text: &str) -> bool {
     }
 }
 
+/// The compiled parameter schema of each tool named so far (`None`: it does not compile).
+type Validators<'t> = std::collections::HashMap<&'t str, Option<jsonschema::Validator>>;
+
 /// One call: a JSON object naming one of `tools`, its arguments matching the tool's schema.
-fn parse_tool_call(text: &str, tools: &[Tool]) -> Option<ToolCall> {
+fn parse_tool_call<'t>(
+    text: &str,
+    tools: &'t [Tool],
+    validators: &mut Validators<'t>,
+) -> Option<ToolCall> {
     let value: Value = serde_json::from_str(text.trim()).ok()?;
     let name = value.get("name")?.as_str()?;
     let tool = tools.iter().find(|t| t.function.name == name)?;
@@ -180,9 +189,12 @@ fn parse_tool_call(text: &str, tools: &[Tool]) -> Option<ToolCall> {
         return None;
     }
     if let Some(schema) = &tool.function.parameters {
-        // A schema that does not compile was refused at the door; here it only guards.
-        let valid = jsonschema::validator_for(schema).is_ok_and(|v| v.is_valid(&arguments));
-        if !valid {
+        // The door checks only that a schema is an object; one that does not compile here
+        // (an unknown keyword value, a `$ref` that would need fetching) admits no call.
+        let validator = validators
+            .entry(tool.function.name.as_str())
+            .or_insert_with(|| jsonschema::validator_for(schema).ok());
+        if !validator.as_ref().is_some_and(|v| v.is_valid(&arguments)) {
             return None;
         }
     }

@@ -242,3 +242,87 @@ fn complete(operation: &mut Value) {
     sorted.sort_by(|a, b| a.0.cmp(&b.0));
     responses.extend(sorted);
 }
+
+#[cfg(test)]
+mod tests {
+    use hearth_core::recs_service::{
+        MAX_ASSISTANT_CANDIDATES, MAX_BATCH, MAX_N, MAX_SESSION_EVENTS,
+    };
+    use hearth_infer::llm::{FloatRange, FLOAT_RANGES};
+    use serde_json::Value;
+
+    fn number(value: &Value, what: &str) -> f64 {
+        value
+            .as_f64()
+            .unwrap_or_else(|| panic!("{what}: no number in the document"))
+    }
+
+    /// utoipa takes only literal numbers in its attributes: the bounds written there are the
+    /// ones the server enforces.
+    #[test]
+    fn the_documents_bounds_are_the_servers() {
+        let spec: Value = serde_json::from_str(&crate::openapi_spec()).unwrap();
+        let schemas = &spec["components"]["schemas"];
+        let n = spec["paths"]["/v1/recommendations/{user_id}"]["get"]["parameters"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|p| p["name"] == "n")
+            .unwrap()["schema"]["maximum"]
+            .clone();
+        for (what, bound, limit) in [
+            ("query n", &n, MAX_N),
+            (
+                "SessionRequest.n",
+                &schemas["SessionRequest"]["properties"]["n"]["maximum"],
+                MAX_N,
+            ),
+            (
+                "SearchRequest.n",
+                &schemas["SearchRequest"]["properties"]["n"]["maximum"],
+                MAX_N,
+            ),
+            (
+                "AssistantRequest.candidates",
+                &schemas["AssistantRequest"]["properties"]["candidates"]["maximum"],
+                MAX_ASSISTANT_CANDIDATES,
+            ),
+            (
+                "SessionRequest.events",
+                &schemas["SessionRequest"]["properties"]["events"]["maxItems"],
+                MAX_SESSION_EVENTS,
+            ),
+            (
+                "ItemsBody.items",
+                &schemas["ItemsBody"]["properties"]["items"]["maxItems"],
+                MAX_BATCH,
+            ),
+            (
+                "UsersBody.users",
+                &schemas["UsersBody"]["properties"]["users"]["maxItems"],
+                MAX_BATCH,
+            ),
+            (
+                "IdsBody.ids",
+                &schemas["IdsBody"]["properties"]["ids"]["maxItems"],
+                MAX_BATCH,
+            ),
+            (
+                "EventsBody.events",
+                &schemas["EventsBody"]["properties"]["events"]["maxItems"],
+                MAX_BATCH,
+            ),
+        ] {
+            assert_eq!(number(bound, what), limit as f64, "{what}");
+        }
+        for (name, range) in FLOAT_RANGES {
+            let field = &schemas["SamplingFields"]["properties"][name];
+            let (low_key, low, high) = match range {
+                FloatRange::Closed(low, high) => ("minimum", low, high),
+                FloatRange::OpenBelow(low, high) => ("exclusiveMinimum", low, high),
+            };
+            assert_eq!(number(&field[low_key], name), low, "{name}");
+            assert_eq!(number(&field["maximum"], name), high, "{name}");
+        }
+    }
+}

@@ -61,14 +61,16 @@ pub async fn create_session(
     body: axum::body::Bytes,
 ) -> Result<Response, ApiError> {
     // The body is optional: no body (or `null`) starts a session without metadata.
-    let request: NewSession = if body.iter().all(u8::is_ascii_whitespace) {
-        NewSession::default()
-    } else if body.trim_ascii() == b"null" {
-        crate::extract::require_json_content_type(&headers)?;
-        NewSession::default()
-    } else {
-        crate::extract::require_json_content_type(&headers)?;
-        crate::extract::parse_json(&body)?
+    let request: NewSession = match body.trim_ascii() {
+        b"" => NewSession::default(),
+        json => {
+            crate::extract::require_json_content_type(&headers)?;
+            if json == b"null" {
+                NewSession::default()
+            } else {
+                crate::extract::parse_json(&body)?
+            }
+        }
     };
     let session = state
         .platform

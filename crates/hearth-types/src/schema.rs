@@ -33,11 +33,6 @@ pub fn text(max: usize) -> ObjectBuilder {
         .max_length(Some(max))
 }
 
-/// Any JSON object.
-pub fn any_object() -> ObjectBuilder {
-    ObjectBuilder::new().schema_type(Type::Object)
-}
-
 /// A list of `items`, `min` to `max` long.
 pub fn list(items: impl Into<RefOr<Schema>>, min: Option<usize>, max: Option<usize>) -> Schema {
     ArrayBuilder::new()
@@ -115,7 +110,7 @@ macro_rules! schema_by_hand {
 }
 
 /// What an id may hold: no control characters.
-pub const NO_CONTROL_CHARACTERS: &str = "^[^\\u0000-\\u001F\\u007F-\\u009F]*$";
+const NO_CONTROL_CHARACTERS: &str = "^[^\\u0000-\\u001F\\u007F-\\u009F]*$";
 
 /// What a name of an event type may hold: no control characters, and not only spaces.
 pub const NAME: &str = "^[^\\u0000-\\u001F\\u007F-\\u009F]*[^\\s\\u0000-\\u001F\\u007F-\\u009F][^\\u0000-\\u001F\\u007F-\\u009F]*$";

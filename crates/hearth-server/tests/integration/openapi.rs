@@ -88,12 +88,7 @@ impl Checker {
                 value
             }
             "text/event-stream" => {
-                let events: Vec<Value> = text
-                    .lines()
-                    .filter_map(|line| line.strip_prefix("data: "))
-                    .filter(|data| *data != "[DONE]")
-                    .map(|data| serde_json::from_str(data).unwrap())
-                    .collect();
+                let events = common::sse_events(&text);
                 assert!(!events.is_empty(), "{what}: an empty stream");
                 assert!(text.contains("data: [DONE]"), "{what}: no [DONE]: {text}");
                 // Each event as SSE readers see it, then its JSON data as the document says.

@@ -93,11 +93,8 @@ async fn qwen_answers_streams_fills_a_schema_and_calls_tools() {
     .await;
     assert_eq!(status, StatusCode::OK);
     let text = String::from_utf8(bytes).unwrap();
-    let streamed: String = text
-        .lines()
-        .filter_map(|l| l.strip_prefix("data: "))
-        .filter(|d| *d != "[DONE]")
-        .map(|d| serde_json::from_str::<Value>(d).unwrap())
+    let streamed: String = common::sse_events(&text)
+        .into_iter()
         .filter_map(|c| {
             c["choices"][0]["delta"]["content"]
                 .as_str()
@@ -155,6 +152,7 @@ async fn qwen_answers_streams_fills_a_schema_and_calls_tools() {
     assert_eq!(choice["finish_reason"], "tool_calls", "{value}");
     assert!(choice["message"]["content"].is_null(), "{value}");
     let calls = choice["message"]["tool_calls"].as_array().unwrap();
+    assert!(!calls.is_empty(), "{value}");
     for call in calls {
         assert_eq!(call["function"]["name"], "get_weather", "{value}");
         let arguments: Value =
@@ -166,12 +164,7 @@ async fn qwen_answers_streams_fills_a_schema_and_calls_tools() {
     let (status, bytes) = chat(&p, streamed).await;
     assert_eq!(status, StatusCode::OK);
     let text = String::from_utf8(bytes).unwrap();
-    let chunks: Vec<Value> = text
-        .lines()
-        .filter_map(|l| l.strip_prefix("data: "))
-        .filter(|d| *d != "[DONE]")
-        .map(|d| serde_json::from_str(d).unwrap())
-        .collect();
+    let chunks = common::sse_events(&text);
     let names: Vec<&str> = chunks
         .iter()
         .filter_map(|c| c["choices"][0]["delta"]["tool_calls"].as_array())

@@ -34,3 +34,13 @@ pub fn register_test_models(platform: &Platform) {
         )
         .unwrap();
 }
+
+/// The JSON events of a server-sent-events body, `[DONE]` left out.
+#[allow(dead_code)]
+pub fn sse_events(text: &str) -> Vec<serde_json::Value> {
+    text.lines()
+        .filter_map(|line| line.strip_prefix("data: "))
+        .filter(|data| *data != "[DONE]")
+        .map(|data| serde_json::from_str(data).unwrap_or_else(|e| panic!("event {data:?}: {e}")))
+        .collect()
+}
