@@ -13,6 +13,9 @@ cargo fmt --all -- --check
 # The crate graph keeps the direction ARCHITECTURE.md states.
 python3 scripts/check-layering.py --self-test
 python3 scripts/check-layering.py
+# The chat-template conformance reference is what Python's jinja2 renders from the committed
+# templates and conversations (the Rust test compares hearth's rendering with it).
+scripts/chat-template-reference.sh --check
 # One build of everything with one feature set (tests included), reused by every step below.
 cargo build --release --workspace --all-targets
 cargo clippy --release --workspace --all-targets -- -D warnings

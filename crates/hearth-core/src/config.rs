@@ -175,6 +175,12 @@ pub struct LlmConfig {
     /// llama.cpp's flash-attention kernel: auto (off on CPU, where it measured slower;
     /// llama.cpp's choice on GPU builds), on or off.
     pub flash_attention: hearth_infer::llm::FlashAttention,
+    /// Chat template files that replace a model's own, by model name
+    /// (`chat_templates = { qwen = "templates/qwen.jinja" }`), as llama-server's
+    /// `--chat-template-file`: for a GGUF whose template is missing or wrong. A relative
+    /// path is read from the configuration file's directory; each file is compiled when
+    /// the configuration is read.
+    pub chat_templates: std::collections::BTreeMap<String, PathBuf>,
 }
 
 /// `[embeddings]`: the embedding engine, per embedding model.
@@ -229,6 +235,7 @@ impl Default for LlmConfig {
             queue_capacity: 64,
             max_queue_wait_ms: 10_000,
             flash_attention: hearth_infer::llm::FlashAttention::Auto,
+            chat_templates: std::collections::BTreeMap::new(),
         }
     }
 }
@@ -283,10 +290,35 @@ impl Config {
             path: path.to_owned(),
             source,
         })?;
-        Self::from_toml(&text).map_err(|message| ConfigError::Parse {
+        let mut config = Self::from_toml(&text).map_err(|message| ConfigError::Parse {
             path: path.to_owned(),
             message,
-        })
+        })?;
+        let base = path.parent().unwrap_or(Path::new("."));
+        for (model, file) in config.llm.chat_templates.iter_mut() {
+            if file.is_relative() {
+                *file = base.join(&*file);
+            }
+            let problem = match std::fs::read_to_string(&*file) {
+                Err(e) => Some(format!("cannot be read: {e}")),
+                Ok(source) => hearth_infer::llm::ChatTemplate::new(Some(&source), "", "")
+                    .err()
+                    .map(|e| match e {
+                        hearth_infer::InferError::InvalidModel { reason, .. } => reason,
+                        other => other.to_string(),
+                    }),
+            };
+            if let Some(problem) = problem {
+                return Err(ConfigError::Parse {
+                    path: path.to_owned(),
+                    message: format!(
+                        "[llm.chat_templates] {model} = {}: {problem}",
+                        file.display()
+                    ),
+                });
+            }
+        }
+        Ok(config)
     }
 
     pub fn from_toml(text: &str) -> Result<Self, String> {
@@ -375,6 +407,59 @@ mod documented_config {
 
     /// docs/hearth.toml documents every setting with its default: it must parse, and every
     /// value it sets must be the default, so the document cannot drift from the code.
+    #[test]
+    fn chat_template_files_are_read_from_the_config_directory_and_checked() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("templates")).unwrap();
+        std::fs::write(
+            dir.path().join("templates/good.jinja"),
+            "{% for m in messages %}{{ m.content }}{% endfor %}",
+        )
+        .unwrap();
+        std::fs::write(
+            dir.path().join("templates/bad.jinja"),
+            "{% for m in messages %}\n{{ m.content }\n",
+        )
+        .unwrap();
+        let file = dir.path().join("hearth.toml");
+        std::fs::write(
+            &file,
+            "[llm]\nchat_templates = { qwen = \"templates/good.jinja\" }\n",
+        )
+        .unwrap();
+        let config = Config::from_file(&file).unwrap();
+        assert_eq!(
+            config.llm.chat_templates["qwen"],
+            dir.path().join("templates/good.jinja")
+        );
+
+        std::fs::write(
+            &file,
+            "[llm]\nchat_templates = { qwen = \"templates/bad.jinja\" }\n",
+        )
+        .unwrap();
+        let error = Config::from_file(&file).unwrap_err().to_string();
+        assert!(
+            error.contains("[llm.chat_templates] qwen") && error.contains("bad.jinja"),
+            "{error}"
+        );
+        assert!(
+            error.contains("line 2"),
+            "the error names the template's line: {error}"
+        );
+
+        std::fs::write(
+            &file,
+            "[llm]\nchat_templates = { qwen = \"templates/none.jinja\" }\n",
+        )
+        .unwrap();
+        let error = Config::from_file(&file).unwrap_err().to_string();
+        assert!(
+            error.contains("none.jinja") && error.contains("cannot be read"),
+            "{error}"
+        );
+    }
+
     #[test]
     fn docs_hearth_toml_matches_the_defaults() {
         let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/hearth.toml");

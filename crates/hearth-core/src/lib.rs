@@ -264,7 +264,9 @@ fn gateway_options(config: &Config) -> GatewayOptions {
             queue_capacity: config.llm.queue_capacity,
             max_queue_wait: std::time::Duration::from_millis(config.llm.max_queue_wait_ms),
             flash_attention: config.llm.flash_attention,
+            chat_template: None,
         },
+        chat_templates: config.llm.chat_templates.clone(),
         embed: EmbedOptions {
             threads: config.embeddings.threads.unwrap_or(cores),
             max_batch: config.embeddings.max_batch,

@@ -12,7 +12,7 @@ use hearth_types::{
     EmbeddingResponse, EmbeddingUsage, FunctionCallDelta, SamplingFields, Tool, ToolCall,
     ToolCallDelta, Usage,
 };
-use serde_json::json;
+use serde_json::{json, Value};
 use tokio::sync::mpsc;
 
 use crate::meter::Meter;
@@ -255,11 +255,35 @@ pub(crate) fn check_chat(request: &ChatCompletionRequest) -> Result<CheckedChat,
             ));
         }
     }
+    if let Some(effort) = &request.reasoning_effort {
+        if !hearth_types::openai::REASONING_EFFORTS.contains(&effort.as_str()) {
+            return Err(GatewayError::invalid(
+                "reasoning_effort",
+                format!(
+                    "unknown effort '{effort}'; use one of {}",
+                    hearth_types::openai::REASONING_EFFORTS.join(", ")
+                ),
+            ));
+        }
+    }
     Ok(CheckedChat {
         params: sampling_params(&request.sampling)?,
         mode: tool_mode(request.tools.as_deref(), request.tool_choice.as_ref())?,
         constraint: response_constraint(request.response_format.as_ref())?,
     })
+}
+
+/// What the chat template reads besides the conversation: the request's
+/// `chat_template_kwargs`, and its `reasoning_effort` unless the kwargs name one themselves.
+fn template_kwargs(request: &ChatCompletionRequest) -> Option<serde_json::Map<String, Value>> {
+    let mut kwargs = request.chat_template_kwargs.clone();
+    if let Some(effort) = &request.reasoning_effort {
+        kwargs
+            .get_or_insert_with(Default::default)
+            .entry("reasoning_effort")
+            .or_insert_with(|| Value::String(effort.clone()));
+    }
+    kwargs
 }
 
 impl Gateway {
@@ -306,7 +330,11 @@ impl Gateway {
         if let ToolMode::Forced(tools) = &mode {
             constraint = Some(Constraint::JsonSchema(call_schema(tools)));
         }
-        let prompt = engine.template().render(&request.messages, offered, true)?;
+        let kwargs = template_kwargs(request);
+        let prompt =
+            engine
+                .template()
+                .render_with(&request.messages, offered, true, kwargs.as_ref())?;
         let tokens = engine.tokenize_chat(&prompt);
         let forced = matches!(mode, ToolMode::Forced(_));
         let generation = engine

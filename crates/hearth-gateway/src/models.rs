@@ -14,6 +14,8 @@ pub struct GatewayOptions {
     pub embed: EmbedOptions,
     /// Inputs one embeddings request may carry (more: 400 naming `input`).
     pub max_embedding_inputs: usize,
+    /// Chat template files that replace a model's own, by model name.
+    pub chat_templates: std::collections::BTreeMap<String, std::path::PathBuf>,
 }
 
 impl Default for GatewayOptions {
@@ -22,6 +24,7 @@ impl Default for GatewayOptions {
             llm: LlmOptions::default(),
             embed: EmbedOptions::default(),
             max_embedding_inputs: 2048,
+            chat_templates: Default::default(),
         }
     }
 }
@@ -111,7 +114,19 @@ fn start_engine(info: ModelInfo, options: &GatewayOptions) -> Result<LoadedModel
     let started = std::time::Instant::now();
     let model = match info.kind {
         ModelKind::Chat => {
-            let engine = LlmHandle::spawn(&info.name, &info.path, options.llm.clone())?;
+            let mut llm = options.llm.clone();
+            if let Some(file) = options.chat_templates.get(&info.name) {
+                let source =
+                    std::fs::read_to_string(file).map_err(|e| InferError::InvalidModel {
+                        path: info.path.clone(),
+                        reason: format!(
+                            "its chat template file {} (llm.chat_templates) cannot be read: {e}",
+                            file.display()
+                        ),
+                    })?;
+                llm.chat_template = Some(source);
+            }
+            let engine = LlmHandle::spawn(&info.name, &info.path, llm)?;
             LoadedModel::Chat { info, engine }
         }
         ModelKind::Embedding => {

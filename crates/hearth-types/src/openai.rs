@@ -60,6 +60,10 @@ pub struct ChatMessage {
     pub tool_calls: Option<Vec<ToolCall>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tool_call_id: Option<String>,
+    /// The thinking of a reasoning model before its answer (an earlier assistant turn's, in a
+    /// request; the template keeps or drops it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reasoning_content: Option<String>,
 }
 
 fn role() -> ObjectBuilder {
@@ -78,6 +82,7 @@ impl ChatMessage {
             name: None,
             tool_calls: None,
             tool_call_id: None,
+            reasoning_content: None,
         }
     }
 
@@ -323,6 +328,24 @@ pub struct ChatCompletionRequest {
     /// forwarded upstream.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub known_pii: Option<KnownPiiFields>,
+    /// More names the model's chat template reads, as vLLM and llama-server accept
+    /// (`{"enable_thinking": false}`). The names hearth sets itself (`messages`, `tools`,
+    /// `add_generation_prompt`, ...) cannot be given.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
+    pub chat_template_kwargs: Option<serde_json::Map<String, Value>>,
+    /// How much a reasoning model thinks: `none`, `minimal`, `low`, `medium` or `high`.
+    /// Reaches the chat template as `reasoning_effort`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(schema_with = reasoning_effort)]
+    pub reasoning_effort: Option<String>,
+}
+
+/// The `reasoning_effort` values.
+pub const REASONING_EFFORTS: &[&str] = &["none", "minimal", "low", "medium", "high"];
+
+fn reasoning_effort() -> ObjectBuilder {
+    schema::one_of_strings(REASONING_EFFORTS)
 }
 
 /// Names and postal addresses to redact (see `ChatCompletionRequest::known_pii`).
@@ -353,6 +376,8 @@ impl ChatCompletionRequest {
             response_format: None,
             user: None,
             known_pii: None,
+            chat_template_kwargs: None,
+            reasoning_effort: None,
         }
     }
 }

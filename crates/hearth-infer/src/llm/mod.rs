@@ -8,6 +8,7 @@
 
 pub mod chat;
 mod engine;
+mod pyjinja;
 pub mod text;
 
 use std::path::{Path, PathBuf};
@@ -57,6 +58,9 @@ pub struct LlmOptions {
     /// ([`GenerationStream::admitted`] answers [`InferError::QueueTimeout`]).
     pub max_queue_wait: std::time::Duration,
     pub flash_attention: FlashAttention,
+    /// A chat template (Jinja source) that replaces the one the GGUF file carries, as
+    /// llama-server's `--chat-template-file` does.
+    pub chat_template: Option<String>,
 }
 
 /// Whether llama.cpp computes attention with its fused flash-attention kernel.
@@ -97,6 +101,7 @@ impl Default for LlmOptions {
             queue_capacity: 64,
             max_queue_wait: std::time::Duration::from_secs(10),
             flash_attention: FlashAttention::Auto,
+            chat_template: None,
         }
     }
 }
@@ -409,10 +414,13 @@ impl LlmHandle {
                 reason: format!("llama.cpp could not load it: {e}"),
             })?;
         let model = Arc::new(model);
-        let template_source = model
-            .chat_template(None)
-            .ok()
-            .and_then(|t| t.to_string().ok());
+        let template_source = match &options.chat_template {
+            Some(source) => Some(source.clone()),
+            None => model
+                .chat_template(None)
+                .ok()
+                .and_then(|t| t.to_string().ok()),
+        };
         let vocab = model.vocab();
         let piece = |token: LlamaToken| {
             if token.0 < 0 {
@@ -432,7 +440,8 @@ impl LlmHandle {
                 reason,
             },
             other => other,
-        })?;
+        })?
+        .for_model(name);
         let context_train = model.n_ctx_train();
         let info = LlmInfo {
             name: name.to_owned(),

@@ -192,3 +192,72 @@ async fn unknown_routes_are_openai_shaped_404s_and_are_counted() {
         "{text}"
     );
 }
+
+/// `chat_template_kwargs` and `reasoning_effort` reach the model's chat template (here a
+/// per-model override from `[llm] chat_templates`, with real SmolLM2 behind it): the
+/// prompt grows by what the template writes for them. Names hearth sets itself and unknown
+/// efforts are 400s naming the field.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn template_keyword_arguments_and_reasoning_effort_reach_the_template() {
+    let dir = tempfile::tempdir().unwrap();
+    let template = dir.path().join("smollm2.jinja");
+    std::fs::write(
+        &template,
+        "{%- for m in messages %}<|im_start|>{{ m.role }}\n{{ m.content }}<|im_end|>\n{% endfor %}\
+         {%- if enable_thinking is defined and enable_thinking is false %}<|im_start|>system\n\
+         Answer at once, without thinking first, in one short sentence please.<|im_end|>\n{% endif %}\
+         {%- if reasoning_effort is defined %}<|im_start|>system\nEffort: {{ reasoning_effort }} \
+         {{ reasoning_effort }} {{ reasoning_effort }}<|im_end|>\n{% endif %}\
+         {%- if add_generation_prompt %}<|im_start|>assistant\n{% endif %}",
+    )
+    .unwrap();
+    let mut config = Config {
+        data_dir: dir.path().join("data"),
+        ..Default::default()
+    };
+    config
+        .llm
+        .chat_templates
+        .insert("smollm2".into(), template.clone());
+    let p = Platform::open(config).unwrap();
+    common::register_test_models(&p);
+    let prompt_tokens = |extra: Value| {
+        let p = p.clone();
+        async move {
+            let mut body = json!({"model": "smollm2", "max_tokens": 1, "temperature": 0,
+                "messages": [{"role": "user", "content": "Hi"}]});
+            body.as_object_mut()
+                .unwrap()
+                .extend(extra.as_object().unwrap().clone());
+            let (status, _, value) = call(&p, post("/v1/chat/completions", body.to_string())).await;
+            (status, value)
+        }
+    };
+    let (status, plain) = prompt_tokens(json!({})).await;
+    assert_eq!(status, StatusCode::OK, "{plain}");
+    let plain = plain["usage"]["prompt_tokens"].as_u64().unwrap();
+    let (_, value) =
+        prompt_tokens(json!({"chat_template_kwargs": {"enable_thinking": false}})).await;
+    let no_thinking = value["usage"]["prompt_tokens"].as_u64().unwrap();
+    assert!(no_thinking > plain + 10, "{plain} vs {no_thinking}");
+    let (_, value) =
+        prompt_tokens(json!({"chat_template_kwargs": {"enable_thinking": true}})).await;
+    assert_eq!(value["usage"]["prompt_tokens"].as_u64().unwrap(), plain);
+    let (_, value) = prompt_tokens(json!({"reasoning_effort": "high"})).await;
+    let effort = value["usage"]["prompt_tokens"].as_u64().unwrap();
+    assert!(effort > plain + 5, "{plain} vs {effort}");
+    // A kwarg of the same name wins over the request's field.
+    let (_, value) = prompt_tokens(json!({"reasoning_effort": "high",
+        "chat_template_kwargs": {"reasoning_effort": "lowest of the low, really"}}))
+    .await;
+    assert!(value["usage"]["prompt_tokens"].as_u64().unwrap() > effort);
+
+    let (status, value) = prompt_tokens(json!({"reasoning_effort": "extreme"})).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{value}");
+    assert_eq!(value["error"]["param"], "reasoning_effort");
+    let (status, value) = prompt_tokens(json!({"chat_template_kwargs": {"messages": []}})).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{value}");
+    assert_eq!(value["error"]["param"], "chat_template_kwargs.messages");
+    let (status, value) = prompt_tokens(json!({"chat_template_kwargs": [1]})).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{value}");
+}
