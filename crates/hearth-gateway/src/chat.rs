@@ -16,7 +16,8 @@ use serde_json::{json, Value};
 use tokio::sync::mpsc;
 
 use crate::meter::Meter;
-use crate::tools::{call_schema, may_be_tool_calls, parse_tool_calls, tool_mode, ToolMode};
+use crate::tool_syntax::{CallStream, ToolSyntax};
+use crate::tools::{call_schema, checked_calls, tool_mode, ToolMode};
 use crate::{unix_now, Gateway, GatewayError};
 
 /// One event of a chat or completion stream.
@@ -330,6 +331,7 @@ impl Gateway {
         if let ToolMode::Forced(tools) = &mode {
             constraint = Some(Constraint::JsonSchema(call_schema(tools)));
         }
+        let syntax = ToolSyntax::of(engine.template());
         let kwargs = template_kwargs(request);
         let prompt =
             engine
@@ -363,7 +365,7 @@ impl Gateway {
         // Refused here, before any answer starts, when no sequence comes free in time.
         generation.admitted().await?;
         let (tx, rx) = mpsc::channel(64);
-        tokio::spawn(relay_chat(generation, mode, tx));
+        tokio::spawn(relay_chat(generation, mode, syntax, tx));
         Ok(ChatStream::new(
             format!("chatcmpl-{}", uuid::Uuid::new_v4().simple()),
             info.name,
@@ -430,7 +432,7 @@ impl Gateway {
                 if let Some(echo) = echo {
                     let _ = tx.send(ChatEvent::Delta(text_delta(echo))).await;
                 }
-                relay_chat(generation, ToolMode::None, tx).await;
+                relay_chat(generation, ToolMode::None, ToolSyntax::Json, tx).await;
             });
             streams.push(ChatStream::new(
                 format!("cmpl-{}", uuid::Uuid::new_v4().simple()),
@@ -661,7 +663,13 @@ fn args_delta(arguments: String) -> ChunkDelta {
 
 /// Turns engine events into OpenAI events. Ends when the client's receiver is dropped, which
 /// drops the generation and so frees its sequence.
-async fn relay_chat(mut generation: GenerationStream, mode: ToolMode, tx: mpsc::Sender<ChatEvent>) {
+/// `syntax`: how the model writes tool calls (read back in `auto` mode).
+async fn relay_chat(
+    mut generation: GenerationStream,
+    mode: ToolMode,
+    syntax: ToolSyntax,
+    tx: mpsc::Sender<ChatEvent>,
+) {
     let (tools, forced) = match &mode {
         ToolMode::None => (Vec::new(), false),
         ToolMode::Auto(t) => (t.clone(), false),
@@ -669,20 +677,19 @@ async fn relay_chat(mut generation: GenerationStream, mode: ToolMode, tx: mpsc::
     };
     let mut forced_call = ForcedCallStream::default();
     // Auto mode: text that may still turn out to be a tool call is held until we know.
-    let mut held = String::new();
-    let mut holding = !tools.is_empty() && !forced;
+    let mut calls = CallStream::new(syntax);
+    let holding = !tools.is_empty() && !forced;
     while let Some(event) = generation.next().await {
         match event {
             GenerateEvent::Text(text) => {
                 let deltas = if forced {
                     forced_call.push(&text)
                 } else if holding {
-                    held.push_str(&text);
-                    if may_be_tool_calls(&held) {
+                    let out = calls.push(&text);
+                    if out.is_empty() {
                         Vec::new()
                     } else {
-                        holding = false;
-                        vec![text_delta(std::mem::take(&mut held))]
+                        vec![text_delta(out)]
                     }
                 } else {
                     vec![text_delta(text)]
@@ -706,16 +713,26 @@ async fn relay_chat(mut generation: GenerationStream, mode: ToolMode, tx: mpsc::
                         _ => deltas.push(text_delta(std::mem::take(&mut forced_call.held))),
                     }
                 } else if holding {
-                    match parse_tool_calls(&held, &tools) {
-                        Some(calls) => {
-                            for (index, call) in calls.into_iter().enumerate() {
+                    let schema_of = |name: &str| {
+                        tools
+                            .iter()
+                            .find(|t| t.function.name == name)
+                            .and_then(|t| t.function.parameters.clone())
+                    };
+                    let held = calls.held_text();
+                    let (text, written) = calls.finish(&schema_of);
+                    match checked_calls(written, &tools) {
+                        Some(found) => {
+                            if !text.is_empty() {
+                                deltas.push(text_delta(text));
+                            }
+                            for (index, call) in found.into_iter().enumerate() {
                                 deltas.extend(tool_call_deltas(index as u32, call));
                             }
                             finish_reason = "tool_calls".into();
                         }
-                        None if !held.is_empty() => {
-                            deltas.push(text_delta(std::mem::take(&mut held)))
-                        }
+                        // Calls that are not valid are the text they are.
+                        None if !held.is_empty() => deltas.push(text_delta(held)),
                         None => {}
                     }
                 }
@@ -796,6 +813,7 @@ mod tests {
 
     #[test]
     fn auto_mode_holds_back_only_what_may_be_a_call() {
+        use crate::tools::may_be_tool_calls;
         assert!(may_be_tool_calls("  "));
         assert!(may_be_tool_calls("{\"na"));
         assert!(may_be_tool_calls("<tool"));

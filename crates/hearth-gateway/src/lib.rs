@@ -21,6 +21,7 @@ mod models;
 pub mod prices;
 pub mod privacy;
 mod routing;
+pub mod tool_syntax;
 pub mod tools;
 mod upstream;
 

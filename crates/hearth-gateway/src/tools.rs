@@ -4,6 +4,7 @@
 use hearth_types::{FunctionCall, Tool, ToolCall, ToolChoice};
 use serde_json::{json, Value};
 
+use crate::tool_syntax::RawCall;
 use crate::GatewayError;
 
 /// What the request allows the model to do with its tools.
@@ -177,15 +178,27 @@ fn parse_tool_call<'t>(
     tools: &'t [Tool],
     validators: &mut Validators<'t>,
 ) -> Option<ToolCall> {
-    let value: Value = serde_json::from_str(text.trim()).ok()?;
-    let name = value.get("name")?.as_str()?;
-    let tool = tools.iter().find(|t| t.function.name == name)?;
-    let arguments = value
-        .get("arguments")
-        .or_else(|| value.get("parameters"))
-        .cloned()
-        .unwrap_or_else(|| json!({}));
-    if !arguments.is_object() {
+    check_call(crate::tool_syntax::json_call(text)?, tools, validators)
+}
+
+/// The calls an answer wrote (in its family's syntax), if every one names one of `tools`
+/// and its arguments match that tool's schema: a call is handed on only when it is valid.
+pub fn checked_calls(calls: Vec<RawCall>, tools: &[Tool]) -> Option<Vec<ToolCall>> {
+    let mut validators = Validators::default();
+    let calls = calls
+        .into_iter()
+        .map(|call| check_call(call, tools, &mut validators))
+        .collect::<Option<Vec<_>>>()?;
+    (!calls.is_empty()).then_some(calls)
+}
+
+fn check_call<'t>(
+    call: RawCall,
+    tools: &'t [Tool],
+    validators: &mut Validators<'t>,
+) -> Option<ToolCall> {
+    let tool = tools.iter().find(|t| t.function.name == call.name)?;
+    if !call.arguments.is_object() {
         return None;
     }
     if let Some(schema) = &tool.function.parameters {
@@ -194,7 +207,10 @@ fn parse_tool_call<'t>(
         let validator = validators
             .entry(tool.function.name.as_str())
             .or_insert_with(|| jsonschema::validator_for(schema).ok());
-        if !validator.as_ref().is_some_and(|v| v.is_valid(&arguments)) {
+        if !validator
+            .as_ref()
+            .is_some_and(|v| v.is_valid(&call.arguments))
+        {
             return None;
         }
     }
@@ -202,8 +218,8 @@ fn parse_tool_call<'t>(
         id: format!("call_{}", uuid::Uuid::new_v4().simple()),
         kind: "function".into(),
         function: FunctionCall {
-            name: name.to_owned(),
-            arguments: arguments.to_string(),
+            name: call.name,
+            arguments: call.arguments.to_string(),
         },
     })
 }

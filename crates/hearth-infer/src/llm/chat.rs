@@ -73,6 +73,7 @@ pub struct ChatTemplate {
     eos_token: String,
     model: String,
     clock: Arc<AtomicI64>,
+    source: String,
 }
 
 impl std::fmt::Debug for ChatTemplate {
@@ -116,7 +117,7 @@ impl ChatTemplate {
                 .expect("the default delimiters"),
         );
         pyjinja::install(&mut env, clock.clone());
-        env.add_template_owned("chat template", source)
+        env.add_template_owned("chat template", source.clone())
             .map_err(|e| InferError::InvalidModel {
                 path: Default::default(),
                 reason: format!("its chat template does not compile ({})", describe(&e)),
@@ -129,9 +130,15 @@ impl ChatTemplate {
             eos_token: eos_token.into(),
             model: String::new(),
             clock,
+            source,
         };
         template.caps = template.probe();
         Ok(template)
+    }
+
+    /// The template's text (the ChatML fallback's when the model has none).
+    pub fn source(&self) -> &str {
+        &self.source
     }
 
     /// Names the model in the errors this template's rendering returns.

@@ -1,0 +1,637 @@
+//! Each model family's own tool-call syntax: which one a model writes (read from its chat
+//! template, which renders earlier calls the way the model was trained to write them), and
+//! reading the calls back out of an answer, whole or as it streams.
+
+use serde_json::{Map, Value};
+
+/// How a model writes its tool calls.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ToolSyntax {
+    /// `<tool_call>{"name": .., "arguments": {..}}</tool_call>`, repeated (Hermes, Qwen2.5,
+    /// Qwen3, QwQ).
+    Hermes,
+    /// `<tool_call><function=name><parameter=key>value</parameter></function></tool_call>`
+    /// (Qwen3-Coder, Qwen3.5).
+    QwenXml,
+    /// `[TOOL_CALLS]name[ARGS]{..}` (with `[CALL_ID]id` before `[ARGS]` on some), or
+    /// `[TOOL_CALLS][{"name": .., "arguments": {..}}, ..]` (Mistral Nemo).
+    Mistral,
+    /// `<｜tool▁calls▁begin｜><｜tool▁call▁begin｜>…<｜tool▁call▁end｜>…<｜tool▁calls▁end｜>`, each
+    /// call `function<｜tool▁sep｜>name` and a fenced JSON block (R1) or `name<｜tool▁sep｜>{..}`
+    /// (V3.1).
+    DeepSeek,
+    /// `<|tool_calls_section_begin|><|tool_call_begin|>functions.name:0
+    /// <|tool_call_argument_begin|>{..}<|tool_call_end|>…<|tool_calls_section_end|>` (Kimi K2).
+    Kimi,
+    /// `<tool_call>name<arg_key>key</arg_key><arg_value>value</arg_value></tool_call>` (GLM-4.5
+    /// and later).
+    Glm,
+    /// `<minimax:tool_call><invoke name="..."><parameter name="key">value</parameter></invoke>
+    /// </minimax:tool_call>` (MiniMax-M2).
+    MiniMax,
+    /// gpt-oss's harmony messages: `to=functions.name … <|message|>{..}<|call|>`.
+    Harmony,
+    /// A JSON object per call, the whole answer (Llama 3.x, optionally after
+    /// `<|python_tag|>`; and hearth's own instructions for templates without tools).
+    Json,
+}
+
+impl ToolSyntax {
+    /// The syntax a model with this chat template writes its calls in: the template's own
+    /// when it renders an assistant's calls, else the JSON hearth's instructions ask for.
+    pub fn of(template: &hearth_infer::llm::ChatTemplate) -> ToolSyntax {
+        if template.capabilities().tool_calls {
+            Self::detect(template.source())
+        } else {
+            ToolSyntax::Json
+        }
+    }
+
+    /// The syntax the template text `template` renders an assistant's tool calls in.
+    pub fn detect(template: &str) -> ToolSyntax {
+        let has = |s: &str| template.contains(s);
+        if has("<|tool_calls_section_begin|>") {
+            ToolSyntax::Kimi
+        } else if has("tool▁calls▁begin") {
+            ToolSyntax::DeepSeek
+        } else if has("[TOOL_CALLS]") {
+            ToolSyntax::Mistral
+        } else if has("<minimax:tool_call>") {
+            ToolSyntax::MiniMax
+        } else if has("<arg_key>") {
+            ToolSyntax::Glm
+        } else if has("<|channel|>") && has("<|call|>") {
+            ToolSyntax::Harmony
+        } else if has("<function=") && has("<parameter=") {
+            ToolSyntax::QwenXml
+        } else if has("<tool_call>") {
+            ToolSyntax::Hermes
+        } else {
+            ToolSyntax::Json
+        }
+    }
+
+    /// The text that opens the calls (`None`: the whole answer is a call or it is text).
+    fn opener(self) -> Option<&'static str> {
+        match self {
+            ToolSyntax::Hermes | ToolSyntax::QwenXml | ToolSyntax::Glm => Some("<tool_call>"),
+            ToolSyntax::Mistral => Some("[TOOL_CALLS]"),
+            ToolSyntax::DeepSeek => Some("<｜tool▁calls▁begin｜>"),
+            ToolSyntax::Kimi => Some("<|tool_calls_section_begin|>"),
+            ToolSyntax::MiniMax => Some("<minimax:tool_call>"),
+            ToolSyntax::Harmony => Some("to=functions."),
+            ToolSyntax::Json => None,
+        }
+    }
+}
+
+/// A call as written: the tool's name and its arguments (checked against the tool later).
+#[derive(Debug, Clone, PartialEq)]
+pub struct RawCall {
+    pub name: String,
+    pub arguments: Value,
+}
+
+/// An answer split into its text and its calls, as the model wrote them.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Split {
+    /// The text before the calls (trimmed), empty when the answer is only calls.
+    pub content: String,
+    pub calls: Vec<RawCall>,
+}
+
+/// Reads the calls out of a whole answer written in `syntax`. `None`: no calls in it, or
+/// calls that do not parse (the answer is then text). `schema_of` gives a tool's parameter
+/// schema, for the syntaxes that write values as bare text (a `"2.5"` becomes 2.5 where the
+/// schema asks for a number).
+pub fn split(
+    syntax: ToolSyntax,
+    text: &str,
+    schema_of: &dyn Fn(&str) -> Option<Value>,
+) -> Option<Split> {
+    let Some(opener) = syntax.opener() else {
+        return json_calls(text).map(|calls| Split {
+            content: String::new(),
+            calls,
+        });
+    };
+    let at = text.find(opener)?;
+    let (content, section) = (&text[..at], &text[at..]);
+    let calls = match syntax {
+        ToolSyntax::Hermes => blocks(section, "<tool_call>", "</tool_call>")?
+            .into_iter()
+            .map(json_call)
+            .collect::<Option<Vec<_>>>()?,
+        ToolSyntax::QwenXml => blocks(section, "<tool_call>", "</tool_call>")?
+            .into_iter()
+            .map(|b| qwen_xml_call(b, schema_of))
+            .collect::<Option<Vec<_>>>()?,
+        ToolSyntax::Glm => blocks(section, "<tool_call>", "</tool_call>")?
+            .into_iter()
+            .map(|b| glm_call(b, schema_of))
+            .collect::<Option<Vec<_>>>()?,
+        ToolSyntax::Mistral => mistral_calls(section)?,
+        ToolSyntax::DeepSeek => {
+            let inner = between(section, "<｜tool▁calls▁begin｜>", "<｜tool▁calls▁end｜>")?;
+            blocks(inner.trim(), "<｜tool▁call▁begin｜>", "<｜tool▁call▁end｜>")?
+                .into_iter()
+                .map(deepseek_call)
+                .collect::<Option<Vec<_>>>()?
+        }
+        ToolSyntax::Kimi => {
+            let inner = between(
+                section,
+                "<|tool_calls_section_begin|>",
+                "<|tool_calls_section_end|>",
+            )?;
+            blocks(inner.trim(), "<|tool_call_begin|>", "<|tool_call_end|>")?
+                .into_iter()
+                .map(kimi_call)
+                .collect::<Option<Vec<_>>>()?
+        }
+        ToolSyntax::MiniMax => {
+            let inner = between(section, "<minimax:tool_call>", "</minimax:tool_call>")?;
+            blocks(inner.trim(), "<invoke name=", "</invoke>")?
+                .into_iter()
+                .map(|b| minimax_call(b, schema_of))
+                .collect::<Option<Vec<_>>>()?
+        }
+        ToolSyntax::Harmony => vec![harmony_call(section)?],
+        ToolSyntax::Json => unreachable!("no opener"),
+    };
+    // Harmony's header before `to=` is the channel, not text for the user.
+    let content = if syntax == ToolSyntax::Harmony {
+        String::new()
+    } else {
+        content.trim().to_owned()
+    };
+    (!calls.is_empty()).then_some(Split { content, calls })
+}
+
+/// How many bytes at the end of `text` could be the start of `opener`.
+fn held_tail(text: &str, opener: &str) -> usize {
+    (1..opener.len().min(text.len() + 1))
+        .rev()
+        .find(|&n| {
+            text.is_char_boundary(text.len() - n) && opener.starts_with(&text[text.len() - n..])
+        })
+        .unwrap_or(0)
+}
+
+/// Streams an answer in `syntax`: text before the calls goes out as it comes (less a tail
+/// that may be the start of the opener); from the opener on, the rest is held and read whole
+/// at the end.
+#[derive(Debug)]
+pub struct CallStream {
+    syntax: ToolSyntax,
+    held: String,
+    /// The opener was seen: the rest is held.
+    holding_all: bool,
+    /// The answer's start was handed on (it cannot be a bare JSON call any more).
+    started: bool,
+}
+
+impl CallStream {
+    pub fn new(syntax: ToolSyntax) -> Self {
+        CallStream {
+            syntax,
+            held: String::new(),
+            holding_all: false,
+            started: false,
+        }
+    }
+
+    /// Takes the next piece; returns the text that can be handed on now.
+    pub fn push(&mut self, piece: &str) -> String {
+        self.held.push_str(piece);
+        if self.holding_all {
+            return String::new();
+        }
+        // An answer that starts like a bare JSON call (or a fenced one, as Qwen2.5-Coder
+        // writes them whatever its template says) is held until it is known.
+        if !self.started {
+            if crate::tools::may_be_tool_calls(&self.held) {
+                return String::new();
+            }
+            self.started = true;
+        }
+        let Some(opener) = self.syntax.opener() else {
+            return std::mem::take(&mut self.held);
+        };
+        if let Some(at) = self.held.find(opener) {
+            self.holding_all = true;
+            let text = self.held[..at].to_owned();
+            self.held.drain(..at);
+            return text;
+        }
+        let keep = held_tail(&self.held, opener);
+        let out = self.held[..self.held.len() - keep].to_owned();
+        self.held.drain(..self.held.len() - keep);
+        out
+    }
+
+    /// The text held so far (what goes out as text if the calls in it are not valid).
+    pub fn held_text(&self) -> String {
+        self.held.clone()
+    }
+
+    /// What is held at the end: `(text, calls)`; calls that do not parse come back as text.
+    pub fn finish(&mut self, schema_of: &dyn Fn(&str) -> Option<Value>) -> (String, Vec<RawCall>) {
+        let held = std::mem::take(&mut self.held);
+        if let Some(found) = split(self.syntax, &held, schema_of) {
+            return (found.content, found.calls);
+        }
+        match (self.started, json_calls(&held)) {
+            (false, Some(calls)) => (String::new(), calls),
+            _ => (held, Vec::new()),
+        }
+    }
+}
+
+/// The text between `open` and the next `close` (or the end, when the answer stopped at
+/// the close: an end-of-generation token often is that close).
+fn between<'a>(text: &'a str, open: &str, close: &str) -> Option<&'a str> {
+    let rest = &text[text.find(open)? + open.len()..];
+    Some(rest.find(close).map_or(rest, |end| &rest[..end]))
+}
+
+/// Each `open … close` block of `text`, which must hold nothing else but whitespace; the
+/// last block may lack its close (the answer stopped there).
+fn blocks<'a>(text: &'a str, open: &str, close: &str) -> Option<Vec<&'a str>> {
+    let mut out = Vec::new();
+    let mut rest = text.trim();
+    while !rest.is_empty() {
+        let body = rest.strip_prefix(open)?;
+        match body.find(close) {
+            Some(end) => {
+                out.push(&body[..end]);
+                rest = body[end + close.len()..].trim_start();
+            }
+            None => {
+                out.push(body);
+                rest = "";
+            }
+        }
+    }
+    Some(out)
+}
+
+fn object(value: Value) -> Option<Value> {
+    value.is_object().then_some(value)
+}
+
+/// `{"name": .., "arguments": {..}}` (or `parameters`, as Llama 3.x writes it).
+pub(crate) fn json_call(text: &str) -> Option<RawCall> {
+    let value: Value = serde_json::from_str(text.trim()).ok()?;
+    let name = value.get("name")?.as_str()?.to_owned();
+    let arguments = value
+        .get("arguments")
+        .or_else(|| value.get("parameters"))
+        .cloned()
+        .unwrap_or_else(|| Value::Object(Map::new()));
+    // Some models write the arguments as a JSON string.
+    let arguments = match arguments {
+        Value::String(s) => serde_json::from_str(&s).ok()?,
+        other => other,
+    };
+    Some(RawCall {
+        name,
+        arguments: object(arguments)?,
+    })
+}
+
+/// A whole answer of JSON calls: one object, objects one per line, or fenced blocks.
+fn json_calls(text: &str) -> Option<Vec<RawCall>> {
+    let text = text.trim();
+    let text = text.strip_prefix("<|python_tag|>").unwrap_or(text).trim();
+    if let Some(one) = json_call(text) {
+        return Some(vec![one]);
+    }
+    if text.starts_with("```") {
+        let mut calls = Vec::new();
+        let mut rest = text;
+        while !rest.is_empty() {
+            let inner = rest.strip_prefix("```")?;
+            let inner = inner.strip_prefix("json").unwrap_or(inner);
+            let (body, after) = inner.split_once("```")?;
+            calls.push(json_call(body)?);
+            rest = after.trim_start();
+        }
+        return Some(calls);
+    }
+    let calls = text
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .map(|l| json_call(l.trim_end_matches(';')))
+        .collect::<Option<Vec<_>>>()?;
+    (!calls.is_empty()).then_some(calls)
+}
+
+/// A value written as bare text, read as the tool's schema types it: text for a string
+/// property, else JSON when it parses (numbers, booleans, objects), else text.
+fn typed_value(raw: &str, property: Option<&Value>) -> Value {
+    let wants_string = property.and_then(|p| p.get("type")).is_some_and(|t| {
+        t == "string" || t.as_array().is_some_and(|a| a == &[Value::from("string")])
+    });
+    if wants_string {
+        return Value::String(raw.to_owned());
+    }
+    serde_json::from_str(raw).unwrap_or_else(|_| Value::String(raw.to_owned()))
+}
+
+fn property<'a>(schema: &'a Option<Value>, key: &str) -> Option<&'a Value> {
+    schema.as_ref()?.get("properties")?.get(key)
+}
+
+fn qwen_xml_call(block: &str, schema_of: &dyn Fn(&str) -> Option<Value>) -> Option<RawCall> {
+    let body = block.trim().strip_prefix("<function=")?;
+    let (name, rest) = body.split_once('>')?;
+    let rest = rest.trim();
+    let rest = rest.strip_suffix("</function>").unwrap_or(rest);
+    let schema = schema_of(name.trim());
+    let mut arguments = Map::new();
+    for param in blocks(rest, "<parameter=", "</parameter>")? {
+        let (key, value) = param.split_once('>')?;
+        let value = value.strip_prefix('\n').unwrap_or(value);
+        let value = value.strip_suffix('\n').unwrap_or(value);
+        arguments.insert(key.to_owned(), typed_value(value, property(&schema, key)));
+    }
+    Some(RawCall {
+        name: name.trim().to_owned(),
+        arguments: Value::Object(arguments),
+    })
+}
+
+fn glm_call(block: &str, schema_of: &dyn Fn(&str) -> Option<Value>) -> Option<RawCall> {
+    let (name, rest) = match block.find("<arg_key>") {
+        Some(at) => (block[..at].trim(), &block[at..]),
+        None => (block.trim(), ""),
+    };
+    if name.is_empty() {
+        return None;
+    }
+    let schema = schema_of(name);
+    let mut arguments = Map::new();
+    let mut rest = rest.trim();
+    while !rest.is_empty() {
+        let key = between(rest, "<arg_key>", "</arg_key>")?;
+        let after = &rest[rest.find("</arg_key>")? + "</arg_key>".len()..];
+        let value = between(after.trim_start(), "<arg_value>", "</arg_value>")?;
+        arguments.insert(key.to_owned(), typed_value(value, property(&schema, key)));
+        rest = match after.find("</arg_value>") {
+            Some(end) => after[end + "</arg_value>".len()..].trim(),
+            None => "",
+        };
+    }
+    Some(RawCall {
+        name: name.to_owned(),
+        arguments: Value::Object(arguments),
+    })
+}
+
+fn mistral_calls(section: &str) -> Option<Vec<RawCall>> {
+    let body = section.strip_prefix("[TOOL_CALLS]")?.trim_start();
+    if body.starts_with('[') {
+        // One JSON array of calls; whatever follows its end is not part of it.
+        let mut stream = serde_json::Deserializer::from_str(body).into_iter::<Vec<Value>>();
+        let calls = stream.next()?.ok()?;
+        return calls
+            .iter()
+            .map(|c| json_call(&c.to_string()))
+            .collect::<Option<Vec<_>>>();
+    }
+    let mut calls = Vec::new();
+    for part in section.split("[TOOL_CALLS]").skip(1) {
+        let (head, args) = part.split_once("[ARGS]")?;
+        let name = head.split("[CALL_ID]").next()?.trim();
+        let mut stream = serde_json::Deserializer::from_str(args.trim()).into_iter::<Value>();
+        calls.push(RawCall {
+            name: name.to_owned(),
+            arguments: object(stream.next()?.ok()?)?,
+        });
+    }
+    Some(calls)
+}
+
+fn deepseek_call(block: &str) -> Option<RawCall> {
+    let (head, args) = block.split_once("<｜tool▁sep｜>")?;
+    let head = head.trim();
+    let (name, args) = if head == "function" {
+        // R1: `function<｜tool▁sep｜>name` then a fenced JSON block.
+        let (name, rest) = args.split_once('\n')?;
+        let rest = rest
+            .trim()
+            .strip_prefix("```json")
+            .or_else(|| rest.trim().strip_prefix("```"))?;
+        (name.trim(), rest.split("```").next()?)
+    } else {
+        (head, args)
+    };
+    Some(RawCall {
+        name: name.to_owned(),
+        arguments: object(serde_json::from_str(args.trim()).ok()?)?,
+    })
+}
+
+fn kimi_call(block: &str) -> Option<RawCall> {
+    let (head, args) = block.split_once("<|tool_call_argument_begin|>")?;
+    let id = head.trim();
+    let id = id.strip_prefix("functions.").unwrap_or(id);
+    let name = id.rsplit_once(':').map_or(id, |(name, _)| name);
+    Some(RawCall {
+        name: name.to_owned(),
+        arguments: object(serde_json::from_str(args.trim()).ok()?)?,
+    })
+}
+
+fn minimax_call(block: &str, schema_of: &dyn Fn(&str) -> Option<Value>) -> Option<RawCall> {
+    let (name, rest) = block.split_once('>')?;
+    let name = name.trim().trim_matches('"');
+    let schema = schema_of(name);
+    let mut arguments = Map::new();
+    for param in blocks(rest.trim(), "<parameter name=", "</parameter>")? {
+        let (key, value) = param.split_once('>')?;
+        let key = key.trim().trim_matches('"');
+        arguments.insert(
+            key.to_owned(),
+            typed_value(value.trim(), property(&schema, key)),
+        );
+    }
+    Some(RawCall {
+        name: name.to_owned(),
+        arguments: Value::Object(arguments),
+    })
+}
+
+fn harmony_call(section: &str) -> Option<RawCall> {
+    let rest = section.strip_prefix("to=functions.")?;
+    let end = rest
+        .find(|c: char| c.is_whitespace() || c == '<')
+        .unwrap_or(rest.len());
+    let name = &rest[..end];
+    let body = between(rest, "<|message|>", "<|call|>")?;
+    Some(RawCall {
+        name: name.to_owned(),
+        arguments: object(serde_json::from_str(body.trim()).ok()?)?,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    //! Every template of the chat-template suite renders the suite's two tool calls the way
+    //! its model writes them: that text, read back with the syntax detected from the same
+    //! template, must give the same calls, whole and fed in 1–3 character pieces.
+
+    use super::*;
+    use hearth_infer::llm::chat::ChatTemplate;
+    use hearth_types::{ChatMessage, Tool};
+    use std::path::PathBuf;
+
+    fn suite() -> PathBuf {
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../hearth-infer/tests/chat-templates")
+    }
+
+    fn read(name: &str) -> Value {
+        serde_json::from_str(&std::fs::read_to_string(suite().join(name)).unwrap()).unwrap()
+    }
+
+    /// Templates whose call syntax hearth does not read yet (each writes its own).
+    const NOT_YET: &[&str] = &[
+        "CohereForAI-c4ai-command-r7b-12-2024-tool_use",
+        "deepseek-ai-DeepSeek-V3.2",
+        "meetkai-functionary-medium-v3.2",
+    ];
+
+    /// What the model would write for the conversation's assistant turn: that turn rendered,
+    /// less the prompt before it and the end-of-turn after it.
+    fn written_answer(template: &ChatTemplate, messages: &[ChatMessage], tools: &[Tool]) -> String {
+        let with_calls = template
+            .render_with(messages, Some(tools), false, None)
+            .unwrap();
+        let mut marked = messages[..2].to_vec();
+        marked[1] = ChatMessage::new("assistant", "§END§");
+        let ending = template
+            .render_with(&marked, Some(tools), false, None)
+            .unwrap();
+        let common = ending
+            .char_indices()
+            .zip(with_calls.chars())
+            .take_while(|((_, a), b)| a == b)
+            .last()
+            .map_or(0, |((i, c), _)| i + c.len_utf8());
+        let ending = &ending[ending.find("§END§").unwrap() + "§END§".len()..];
+        let answer = &with_calls[common..];
+        let answer = answer.strip_suffix(ending).unwrap_or(answer);
+        // An empty thinking block the template writes before the calls is the reasoning
+        // split's to remove, not the call reader's.
+        let answer = answer.trim_start();
+        let answer = answer
+            .strip_prefix("<think>")
+            .unwrap_or(answer)
+            .trim_start();
+        answer.strip_prefix("</think>").unwrap_or(answer).to_owned()
+    }
+
+    #[test]
+    fn every_family_reads_back_the_calls_its_template_writes() {
+        let templates = read("templates.json");
+        let corpus = read("conversations.json");
+        let tools: Vec<Tool> = serde_json::from_value(corpus["tools"].clone()).unwrap();
+        let messages: Vec<ChatMessage> =
+            serde_json::from_value(corpus["cases"]["tool_calls"]["messages"].clone()).unwrap();
+        let want: Vec<RawCall> = messages[1]
+            .tool_calls
+            .iter()
+            .flatten()
+            .map(|c| RawCall {
+                name: c.function.name.clone(),
+                arguments: serde_json::from_str(&c.function.arguments).unwrap(),
+            })
+            .collect();
+        let schema_of = |name: &str| {
+            tools
+                .iter()
+                .find(|t| t.function.name == name)
+                .and_then(|t| t.function.parameters.clone())
+        };
+        let mut failures = Vec::new();
+        let mut read_back = 0;
+        for (name, entry) in templates["templates"].as_object().unwrap() {
+            if NOT_YET.contains(&name.as_str()) {
+                continue;
+            }
+            let source =
+                std::fs::read_to_string(suite().join(format!("templates/{name}.jinja"))).unwrap();
+            let template = ChatTemplate::new(
+                Some(&source),
+                entry["bos_token"].as_str().unwrap(),
+                entry["eos_token"].as_str().unwrap(),
+            )
+            .unwrap();
+            let Ok(_) = template.render_with(&messages[..2], Some(&tools), false, None) else {
+                continue; // the template refuses two calls in one turn (Llama 3.x)
+            };
+            let syntax = ToolSyntax::of(&template);
+            let answer = written_answer(&template, &messages[..2], &tools);
+            // gpt-oss writes one call per message.
+            let expected = if syntax == ToolSyntax::Harmony {
+                &want[..1]
+            } else {
+                &want[..]
+            };
+            match split(syntax, &answer, &schema_of) {
+                Some(found) if found.calls == expected && found.content.is_empty() => {}
+                other => {
+                    failures.push(format!("{name} ({syntax:?}): {answer:?} gave {other:?}"));
+                    continue;
+                }
+            }
+            for size in 1..=3 {
+                let mut stream = CallStream::new(syntax);
+                let mut text = String::new();
+                let chars: Vec<char> = answer.chars().collect();
+                for piece in chars.chunks(size) {
+                    text.push_str(&stream.push(&piece.iter().collect::<String>()));
+                }
+                let (rest, calls) = stream.finish(&schema_of);
+                text.push_str(&rest);
+                if calls != expected || !text.trim().is_empty() {
+                    failures.push(format!(
+                        "{name} ({syntax:?}) in {size}-character pieces: text {text:?}, calls {calls:?}"
+                    ));
+                }
+            }
+            read_back += 1;
+        }
+        assert!(failures.is_empty(), "{}", failures.join("\n"));
+        assert!(read_back >= 20, "only {read_back} templates read back");
+    }
+
+    #[test]
+    fn text_before_the_calls_streams_and_a_broken_call_is_text() {
+        let none = |_: &str| None;
+        let answer =
+            "Let me look.\n<tool_call>\n{\"name\": \"f\", \"arguments\": {\"a\": 1}}\n</tool_call>";
+        let mut stream = CallStream::new(ToolSyntax::Hermes);
+        let mut text = String::new();
+        for piece in answer.as_bytes().chunks(2) {
+            text.push_str(&stream.push(std::str::from_utf8(piece).unwrap()));
+        }
+        assert_eq!(text, "Let me look.\n", "the text went out before the call");
+        let (rest, calls) = stream.finish(&none);
+        assert!(rest.is_empty());
+        assert_eq!(calls[0].name, "f");
+        // A call that does not parse is handed on as the text it is.
+        let mut stream = CallStream::new(ToolSyntax::Hermes);
+        let broken = "<tool_call>\n{\"name\": \"f\", \"argu";
+        assert_eq!(stream.push(broken), "");
+        let (rest, calls) = stream.finish(&none);
+        assert_eq!(rest, broken);
+        assert!(calls.is_empty());
+        // Plain text never waits for an opener that cannot come.
+        let mut stream = CallStream::new(ToolSyntax::Mistral);
+        assert_eq!(stream.push("Hello [TOOL"), "Hello ");
+        assert_eq!(stream.push("S] are"), "[TOOLS] are");
+    }
+}
