@@ -17,7 +17,7 @@ use tokio::sync::mpsc;
 
 use crate::meter::Meter;
 use crate::tool_syntax::{CallStream, ToolSyntax};
-use crate::tools::{call_schema, checked_calls, tool_mode, ToolMode};
+use crate::tools::{call_schema, checked_calls, parameters_of, tool_mode, ToolMode};
 use crate::{unix_now, Gateway, GatewayError};
 
 /// One event of a chat or completion stream.
@@ -713,14 +713,8 @@ async fn relay_chat(
                         _ => deltas.push(text_delta(std::mem::take(&mut forced_call.held))),
                     }
                 } else if holding {
-                    let schema_of = |name: &str| {
-                        tools
-                            .iter()
-                            .find(|t| t.function.name == name)
-                            .and_then(|t| t.function.parameters.clone())
-                    };
                     let held = calls.held_text();
-                    let (text, written) = calls.finish(&schema_of);
+                    let (text, written) = calls.finish(&parameters_of(&tools));
                     match checked_calls(written, &tools) {
                         Some(found) => {
                             if !text.is_empty() {

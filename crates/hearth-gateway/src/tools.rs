@@ -4,7 +4,7 @@
 use hearth_types::{FunctionCall, Tool, ToolCall, ToolChoice};
 use serde_json::{json, Value};
 
-use crate::tool_syntax::RawCall;
+use crate::tool_syntax::{CallStream, RawCall, ToolSyntax};
 use crate::GatewayError;
 
 /// What the request allows the model to do with its tools.
@@ -121,32 +121,21 @@ pub fn call_schema(tools: &[Tool]) -> Value {
     }
 }
 
-/// Reads the tool calls out of an answer in `auto` mode, if the whole answer is calls: one
-/// JSON object naming one of `tools`, or one or more calls each wrapped in `<tool_call>` tags
-/// (Hermes and Qwen templates) or in a fenced JSON block (what Qwen2.5-Coder writes). A call
-/// whose arguments do not match its tool's schema makes the answer text: a call is handed on
-/// only when it is valid.
+/// Reads the tool calls out of an answer, if the whole answer is calls in the Hermes/Qwen
+/// syntax or bare JSON: one JSON object naming one of `tools`, or one or more calls each
+/// wrapped in `<tool_call>` tags or in a fenced JSON block (what Qwen2.5-Coder writes). A
+/// call whose arguments do not match its tool's schema makes the answer text. (Answers as
+/// they stream, in every family's syntax: [`crate::tool_syntax::CallStream`].)
 pub fn parse_tool_calls(text: &str, tools: &[Tool]) -> Option<Vec<ToolCall>> {
-    // Each tool's schema is compiled once per answer, however many calls name it.
-    let mut validators = Validators::default();
-    let mut rest = text.trim();
-    if rest.starts_with('{') {
-        return Some(vec![parse_tool_call(rest, tools, &mut validators)?]);
+    let mut stream = CallStream::new(ToolSyntax::Hermes);
+    if !stream.push(text).trim().is_empty() {
+        return None;
     }
-    let mut calls = Vec::new();
-    while !rest.is_empty() {
-        let (body, after) = if let Some(inner) = rest.strip_prefix("<tool_call>") {
-            inner.split_once("</tool_call>")?
-        } else if let Some(inner) = rest.strip_prefix("```") {
-            let inner = inner.strip_prefix("json").unwrap_or(inner);
-            inner.split_once("```")?
-        } else {
-            return None;
-        };
-        calls.push(parse_tool_call(body.trim(), tools, &mut validators)?);
-        rest = after.trim_start();
+    let (rest, calls) = stream.finish(&parameters_of(tools));
+    if !rest.trim().is_empty() {
+        return None;
     }
-    (!calls.is_empty()).then_some(calls)
+    checked_calls(calls, tools)
 }
 
 /// Could the start of an answer in `auto` mode still be tool calls? (Held back until known.)
@@ -172,13 +161,14 @@ pub fn may_be_tool_calls(text: &str) -> bool {
 /// The compiled parameter schema of each tool named so far (`None`: it does not compile).
 type Validators<'t> = std::collections::HashMap<&'t str, Option<jsonschema::Validator>>;
 
-/// One call: a JSON object naming one of `tools`, its arguments matching the tool's schema.
-fn parse_tool_call<'t>(
-    text: &str,
-    tools: &'t [Tool],
-    validators: &mut Validators<'t>,
-) -> Option<ToolCall> {
-    check_call(crate::tool_syntax::json_call(text)?, tools, validators)
+/// Looks up a tool's parameter schema by name (for the syntaxes that write bare values).
+pub(crate) fn parameters_of(tools: &[Tool]) -> impl Fn(&str) -> Option<Value> + '_ {
+    move |name| {
+        tools
+            .iter()
+            .find(|t| t.function.name == name)
+            .and_then(|t| t.function.parameters.clone())
+    }
 }
 
 /// The calls an answer wrote (in its family's syntax), if every one names one of `tools`
