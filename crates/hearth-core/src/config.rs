@@ -405,8 +405,6 @@ mod tests {
 mod documented_config {
     use super::*;
 
-    /// docs/hearth.toml documents every setting with its default: it must parse, and every
-    /// value it sets must be the default, so the document cannot drift from the code.
     #[test]
     fn chat_template_files_are_read_from_the_config_directory_and_checked() {
         let dir = tempfile::tempdir().unwrap();
@@ -422,23 +420,18 @@ mod documented_config {
         )
         .unwrap();
         let file = dir.path().join("hearth.toml");
-        std::fs::write(
-            &file,
-            "[llm]\nchat_templates = { qwen = \"templates/good.jinja\" }\n",
-        )
-        .unwrap();
-        let config = Config::from_file(&file).unwrap();
+        let with_template = |name: &str| {
+            let toml = format!("[llm]\nchat_templates = {{ qwen = \"templates/{name}\" }}\n");
+            std::fs::write(&file, toml).unwrap();
+            Config::from_file(&file)
+        };
+        let config = with_template("good.jinja").unwrap();
         assert_eq!(
             config.llm.chat_templates["qwen"],
             dir.path().join("templates/good.jinja")
         );
 
-        std::fs::write(
-            &file,
-            "[llm]\nchat_templates = { qwen = \"templates/bad.jinja\" }\n",
-        )
-        .unwrap();
-        let error = Config::from_file(&file).unwrap_err().to_string();
+        let error = with_template("bad.jinja").unwrap_err().to_string();
         assert!(
             error.contains("[llm.chat_templates] qwen") && error.contains("bad.jinja"),
             "{error}"
@@ -448,18 +441,15 @@ mod documented_config {
             "the error names the template's line: {error}"
         );
 
-        std::fs::write(
-            &file,
-            "[llm]\nchat_templates = { qwen = \"templates/none.jinja\" }\n",
-        )
-        .unwrap();
-        let error = Config::from_file(&file).unwrap_err().to_string();
+        let error = with_template("none.jinja").unwrap_err().to_string();
         assert!(
             error.contains("none.jinja") && error.contains("cannot be read"),
             "{error}"
         );
     }
 
+    /// docs/hearth.toml documents every setting with its default: it must parse, and every
+    /// value it sets must be the default, so the document cannot drift from the code.
     #[test]
     fn docs_hearth_toml_matches_the_defaults() {
         let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/hearth.toml");

@@ -4,7 +4,7 @@
 use hearth_types::{FunctionCall, Tool, ToolCall, ToolChoice};
 use serde_json::{json, Value};
 
-use crate::tool_syntax::{CallStream, RawCall, ToolSyntax};
+use crate::tool_syntax::RawCall;
 use crate::GatewayError;
 
 /// What the request allows the model to do with its tools.
@@ -121,23 +121,6 @@ pub fn call_schema(tools: &[Tool]) -> Value {
     }
 }
 
-/// Reads the tool calls out of an answer, if the whole answer is calls in the Hermes/Qwen
-/// syntax or bare JSON: one JSON object naming one of `tools`, or one or more calls each
-/// wrapped in `<tool_call>` tags or in a fenced JSON block (what Qwen2.5-Coder writes). A
-/// call whose arguments do not match its tool's schema makes the answer text. (Answers as
-/// they stream, in every family's syntax: [`crate::tool_syntax::CallStream`].)
-pub fn parse_tool_calls(text: &str, tools: &[Tool]) -> Option<Vec<ToolCall>> {
-    let mut stream = CallStream::new(ToolSyntax::Hermes);
-    if !stream.push(text).trim().is_empty() {
-        return None;
-    }
-    let (rest, calls) = stream.finish(&parameters_of(tools));
-    if !rest.trim().is_empty() {
-        return None;
-    }
-    checked_calls(calls, tools)
-}
-
 /// Could the start of an answer in `auto` mode still be tool calls? (Held back until known.)
 pub fn may_be_tool_calls(text: &str) -> bool {
     let t = text.trim_start();
@@ -217,7 +200,25 @@ fn check_call<'t>(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::tool_syntax::{CallStream, ToolSyntax};
     use hearth_types::{FunctionDefinition, NamedFunction, NamedToolChoice};
+
+    /// Reads the tool calls out of an answer, if the whole answer is calls in the Hermes/Qwen
+    /// syntax or bare JSON: one JSON object naming one of `tools`, or one or more calls each
+    /// wrapped in `<tool_call>` tags or in a fenced JSON block (what Qwen2.5-Coder writes). A
+    /// call whose arguments do not match its tool's schema makes the answer text. (Answers as
+    /// they stream, in every family's syntax: [`crate::tool_syntax::CallStream`].)
+    fn parse_tool_calls(text: &str, tools: &[Tool]) -> Option<Vec<ToolCall>> {
+        let mut stream = CallStream::new(ToolSyntax::Hermes);
+        if !stream.push(text).trim().is_empty() {
+            return None;
+        }
+        let (rest, calls) = stream.finish(&parameters_of(tools));
+        if !rest.trim().is_empty() {
+            return None;
+        }
+        checked_calls(calls, tools)
+    }
 
     fn tool(name: &str) -> Tool {
         Tool {
