@@ -407,7 +407,7 @@ fn adapt(
         }
     }
     if let Some(declared) = tools.as_deref().filter(|_| !caps.tools) {
-        let instructions = tool_instructions_json(declared);
+        let instructions = tool_instructions(declared);
         match messages.first_mut() {
             Some(first) if first["role"] == "system" || first["role"] == "developer" => {
                 let content = text_of(first.get("content"));
@@ -500,12 +500,7 @@ fn adapt(
 
 /// The tool description hearth writes into the system message for templates that do not
 /// describe tools.
-pub fn tool_instructions(tools: &[Tool]) -> String {
-    let tools: Vec<Json> = tools.iter().map(|tool| json!(tool)).collect();
-    tool_instructions_json(&tools)
-}
-
-fn tool_instructions_json(tools: &[Json]) -> String {
+fn tool_instructions(tools: &[Json]) -> String {
     let mut text = String::from(
         "You can call these functions. To call one, answer with only a JSON object \
          {\"name\": <function name>, \"arguments\": <arguments object>}.\n",
