@@ -17,10 +17,17 @@ cleanup() { [ -n "${pid:-}" ] && kill "$pid" 2>/dev/null; wait "${pid:-}" 2>/dev
 trap cleanup EXIT
 # Flash attention on: only then is greedy output the same whether a prompt's prefix was
 # cached or not (the streamed/whole comparison sends one prompt twice), on every CPU.
-printf '[llm]\nflash_attention = "on"\n' >"$data/hearth.toml"
+# qwen-think: Qwen under its own template with the generation prompt opening a thinking block,
+# as DeepSeek-R1's distills and QwQ do (no small reasoning GGUF ships in a registry package).
+sed "s/{{- '<|im_start|>assistant\\\\n' }}/{{- '<|im_start|>assistant\\\\n<think>\\\\n' }}/" \
+  crates/hearth-infer/tests/chat-templates/templates/Qwen-Qwen2.5-7B-Instruct.jinja >"$data/think.jinja"
+grep -q "<think>" "$data/think.jinja"
+printf '[llm]\nflash_attention = "on"\nchat_templates = { qwen-think = "think.jinja" }\n' >"$data/hearth.toml"
 "$bin" --data-dir "$data" models import "$models/SmolLM2-135M-Instruct.Q4_1.gguf" --name smollm2 >/dev/null
+"$bin" --data-dir "$data" models import "$models/Qwen2.5-Coder-0.5B-Instruct-Q4_K_M.gguf" --name qwen >/dev/null
+"$bin" --data-dir "$data" models import "$models/Qwen2.5-Coder-0.5B-Instruct-Q4_K_M.gguf" --name qwen-think >/dev/null
 "$bin" --data-dir "$data" models import "$models/all-MiniLM-L6-v2" --name minilm >/dev/null
-"$bin" --data-dir "$data" serve --listen 127.0.0.1:0 --api-key test-key --model smollm2 --model minilm >"$data/stdout" 2>"$log" &
+"$bin" --data-dir "$data" serve --listen 127.0.0.1:0 --api-key test-key --model smollm2 --model qwen --model qwen-think --model minilm >"$data/stdout" 2>"$log" &
 pid=$!
 for _ in $(seq 1 120); do
   grep -q '^listening on ' "$data/stdout" 2>/dev/null && break

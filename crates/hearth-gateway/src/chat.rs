@@ -8,15 +8,17 @@ use hearth_infer::llm::{
 };
 use hearth_types::{
     AssistantMessage, ChatChoice, ChatCompletionRequest, ChatCompletionResponse, ChunkDelta,
-    CompletionPrompt, CompletionRequest, EmbeddingData, EmbeddingInput, EmbeddingRequest,
-    EmbeddingResponse, EmbeddingUsage, FunctionCallDelta, SamplingFields, Tool, ToolCall,
-    ToolCallDelta, Usage,
+    CompletionPrompt, CompletionRequest, CompletionTokensDetails, EmbeddingData, EmbeddingInput,
+    EmbeddingRequest, EmbeddingResponse, EmbeddingUsage, FunctionCallDelta, SamplingFields, Tool,
+    ToolCall, ToolCallDelta, Usage,
 };
 use serde_json::{json, Value};
 use tokio::sync::mpsc;
 
+use crate::call_grammar::{call_grammar, markers};
 use crate::meter::Meter;
-use crate::tool_syntax::{CallStream, ToolSyntax};
+use crate::reasoning::{Reasoning, ReasoningSplit};
+use crate::tool_syntax::{new_call_id, CallStream, ToolSyntax};
 use crate::tools::{call_schema, checked_calls, parameters_of, tool_mode, ToolMode};
 use crate::{unix_now, Gateway, GatewayError};
 
@@ -71,12 +73,16 @@ impl ChatStream {
         mut self,
     ) -> Result<(AssistantMessage, String, Usage, GenerationSummary), GatewayError> {
         let mut content = String::new();
+        let mut reasoning = String::new();
         let mut calls: Vec<ToolCall> = Vec::new();
         while let Some(event) = self.next().await {
             match event {
                 ChatEvent::Delta(delta) => {
                     if let Some(text) = delta.content {
                         content.push_str(&text);
+                    }
+                    if let Some(text) = delta.reasoning_content {
+                        reasoning.push_str(&text);
                     }
                     for d in delta.tool_calls.unwrap_or_default() {
                         let index = d.index as usize;
@@ -111,6 +117,7 @@ impl ChatStream {
                         } else {
                             None
                         },
+                        reasoning_content: (!reasoning.is_empty()).then_some(reasoning),
                         tool_calls: if calls.is_empty() { None } else { Some(calls) },
                         refusal: None,
                     };
@@ -339,33 +346,91 @@ impl Gateway {
                 .render_with(&request.messages, offered, true, kwargs.as_ref())?;
         let tokens = engine.tokenize_chat(&prompt);
         let forced = matches!(mode, ToolMode::Forced(_));
-        let generation = engine
-            .generate_for(
-                GenerateRequest {
-                    prompt: tokens,
-                    params,
-                    constraint,
-                },
-                owner,
-            )
-            .map_err(|e| match e {
-                // The schema that cannot be enforced is the tools' parameters, not a
-                // response_format the request never sent.
-                hearth_infer::InferError::InvalidParameter { param, message }
-                    if forced && param == "response_format" =>
-                {
-                    hearth_infer::InferError::InvalidParameter {
-                        param: "tools".into(),
-                        message: message.replace("the JSON schema", "a tool's parameters"),
-                    }
+        let parallel = request.parallel_tool_calls.unwrap_or(true);
+        let mut ask = GenerateRequest {
+            prompt: tokens,
+            params,
+            constraint,
+            ..Default::default()
+        };
+        // `auto`: the answer is free, but a call it starts keeps to its tool's schema; the
+        // family's markers stay in the text for the call reader.
+        if let (ToolMode::Auto(tools), None) = (&mode, &ask.constraint) {
+            ask.preserve = markers(syntax).iter().map(|m| m.to_string()).collect();
+            let control = |text: &str| engine.control_token(text);
+            let grammar = self
+                .settings
+                .constrain_auto_tool_calls
+                .then(|| {
+                    call_grammar(
+                        syntax,
+                        engine.template().source(),
+                        tools,
+                        parallel,
+                        &control,
+                    )
+                })
+                .flatten();
+            if let Some(grammar) = grammar {
+                ask.constraint = Some(Constraint::Lark(grammar.lark));
+                ask.triggers = grammar.triggers;
+            }
+        }
+        // A reasoning model: its thought is kept apart from the answer, and an answer held
+        // to a schema is held to it only once the thought (opened by the prompt) is over.
+        let reasoning = Reasoning::of(engine.template(), &prompt);
+        if let Some(r) = &reasoning {
+            ask.preserve.extend(r.markers());
+            if let (true, Some(constraint)) = (r.opened_in_prompt(), &ask.constraint) {
+                let control = |text: &str| engine.control_token(text);
+                if let Some(lark) = after_reasoning(r, constraint, &control) {
+                    ask.constraint = Some(Constraint::Lark(lark));
+                    ask.triggers = vec![regex::escape(r.end())];
                 }
-                other => other,
-            })?;
+            }
+        }
+        let lazy = !ask.triggers.is_empty();
+        let generation = match engine.generate_for(ask.clone(), owner) {
+            // A tool schema the grammar engine cannot enforce: the calls are still read
+            // back and checked against it, as before a call could be held to it.
+            Err(hearth_infer::InferError::InvalidParameter { param, .. })
+                if lazy && param == "grammar" =>
+            {
+                tracing::warn!(
+                    model = %info.name,
+                    "a tool's parameters cannot be enforced; auto-mode calls are checked after"
+                );
+                ask.constraint = None;
+                ask.triggers.clear();
+                engine.generate_for(ask, owner)
+            }
+            other => other,
+        };
+        let generation = generation.map_err(|e| match e {
+            // The schema that cannot be enforced is the tools' parameters, not a
+            // response_format the request never sent.
+            hearth_infer::InferError::InvalidParameter { param, message }
+                if forced && param == "response_format" =>
+            {
+                hearth_infer::InferError::InvalidParameter {
+                    param: "tools".into(),
+                    message: message.replace("the JSON schema", "a tool's parameters"),
+                }
+            }
+            other => other,
+        })?;
         let mut generation = generation;
         // Refused here, before any answer starts, when no sequence comes free in time.
         generation.admitted().await?;
         let (tx, rx) = mpsc::channel(64);
-        tokio::spawn(relay_chat(generation, mode, syntax, tx));
+        let reading = Reading {
+            mode,
+            syntax,
+            parallel,
+            reasoning: ReasoningSplit::new(reasoning.clone()),
+            counter: reasoning.is_some().then(|| engine.clone()),
+        };
+        tokio::spawn(relay_chat(generation, reading, tx));
         Ok(ChatStream::new(
             format!("chatcmpl-{}", uuid::Uuid::new_v4().simple()),
             info.name,
@@ -421,6 +486,7 @@ impl Gateway {
                     prompt: tokens,
                     params: params.clone(),
                     constraint: None,
+                    ..Default::default()
                 },
                 owner,
             )?;
@@ -432,7 +498,18 @@ impl Gateway {
                 if let Some(echo) = echo {
                     let _ = tx.send(ChatEvent::Delta(text_delta(echo))).await;
                 }
-                relay_chat(generation, ToolMode::None, ToolSyntax::Json, tx).await;
+                relay_chat(
+                    generation,
+                    Reading {
+                        mode: ToolMode::None,
+                        syntax: ToolSyntax::Json,
+                        parallel: true,
+                        reasoning: ReasoningSplit::new(None),
+                        counter: None,
+                    },
+                    tx,
+                )
+                .await;
             });
             streams.push(ChatStream::new(
                 format!("cmpl-{}", uuid::Uuid::new_v4().simple()),
@@ -575,6 +652,8 @@ fn tool_call_deltas(index: u32, call: ToolCall) -> [ChunkDelta; 2] {
 /// to `{"name":"..","arguments":{..}}` with compact separators.
 #[derive(Default)]
 struct ForcedCallStream {
+    /// Whose ids the call gets ([`new_call_id`]).
+    syntax: Option<ToolSyntax>,
     held: String,
     args_start: Option<usize>,
     args_sent: usize,
@@ -593,10 +672,8 @@ impl ForcedCallStream {
                     .ok()
                     .and_then(|v| v.get("name").and_then(|n| n.as_str()).map(str::to_owned));
                 if let Some(name) = name {
-                    out.push(call_start_delta(
-                        format!("call_{}", uuid::Uuid::new_v4().simple()),
-                        name,
-                    ));
+                    let id = new_call_id(self.syntax.unwrap_or(ToolSyntax::Json));
+                    out.push(call_start_delta(id, name));
                     self.args_start = Some(at + Self::ARGS_KEY.len());
                 }
             }
@@ -661,39 +738,117 @@ fn args_delta(arguments: String) -> ChunkDelta {
     }
 }
 
+/// `constraint`, starting once `reasoning` is over: its end marker, some whitespace, then
+/// the JSON. `None` for a grammar of the caller's own, which stays as it is (the model then
+/// cannot think first).
+/// `control`: the id of a control token, by its text (the end marker may be one).
+fn after_reasoning(
+    reasoning: &Reasoning,
+    constraint: &Constraint,
+    control: &dyn Fn(&str) -> Option<u32>,
+) -> Option<String> {
+    let mut schema = match constraint {
+        Constraint::JsonObject => serde_json::json!({"type": "object"}),
+        Constraint::JsonSchema(schema) => schema.clone(),
+        Constraint::Lark(_) => return None,
+    };
+    if let Some(obj) = schema.as_object_mut() {
+        obj.entry("x-guidance").or_insert(serde_json::json!({
+            "whitespace_flexible": false, "item_separator": ",", "key_separator": ":"
+        }));
+    }
+    let end = match control(reasoning.end()) {
+        Some(id) => format!("<[{id}]>"),
+        None => serde_json::to_string(reasoning.end()).expect("strings serialize"),
+    };
+    Some(format!("start: {end} /[ \\t\\n]{{0,4}}/ %json {schema}\n"))
+}
+
+/// What [`relay_chat`] reads a local answer with.
+struct Reading {
+    mode: ToolMode,
+    /// How the model writes tool calls (read back in `auto` mode).
+    syntax: ToolSyntax,
+    /// Several calls in one answer allowed (`parallel_tool_calls`).
+    parallel: bool,
+    /// Sets a reasoning model's thought apart from its answer.
+    reasoning: ReasoningSplit,
+    /// Counts the thought's tokens, for a model that reasons.
+    counter: Option<LlmHandle>,
+}
+
+/// The answer's content as it streams, read as its tool mode asks.
+struct ContentReader {
+    forced: bool,
+    holding: bool,
+    forced_call: ForcedCallStream,
+    calls: CallStream,
+}
+
+impl ContentReader {
+    fn push(&mut self, text: &str) -> Vec<ChunkDelta> {
+        if text.is_empty() {
+            Vec::new()
+        } else if self.forced {
+            self.forced_call.push(text)
+        } else if self.holding {
+            let out = self.calls.push(text);
+            if out.is_empty() {
+                Vec::new()
+            } else {
+                vec![text_delta(out)]
+            }
+        } else {
+            vec![text_delta(text.to_owned())]
+        }
+    }
+}
+
+fn reasoning_delta(text: String) -> ChunkDelta {
+    ChunkDelta {
+        reasoning_content: Some(text),
+        ..Default::default()
+    }
+}
+
 /// Turns engine events into OpenAI events. Ends when the client's receiver is dropped, which
 /// drops the generation and so frees its sequence.
-/// `syntax`: how the model writes tool calls (read back in `auto` mode).
 async fn relay_chat(
     mut generation: GenerationStream,
-    mode: ToolMode,
-    syntax: ToolSyntax,
+    reading: Reading,
     tx: mpsc::Sender<ChatEvent>,
 ) {
+    let Reading {
+        mode,
+        syntax,
+        parallel,
+        mut reasoning,
+        counter,
+    } = reading;
     let (tools, forced) = match &mode {
         ToolMode::None => (Vec::new(), false),
         ToolMode::Auto(t) => (t.clone(), false),
         ToolMode::Forced(t) => (t.clone(), true),
     };
-    let mut forced_call = ForcedCallStream::default();
-    // Auto mode: text that may still turn out to be a tool call is held until we know.
-    let mut calls = CallStream::new(syntax);
-    let holding = !tools.is_empty() && !forced;
+    let mut reader = ContentReader {
+        forced,
+        // Auto mode: text that may still turn out to be a tool call is held until we know.
+        holding: !tools.is_empty() && !forced,
+        forced_call: ForcedCallStream {
+            syntax: Some(syntax),
+            ..Default::default()
+        },
+        calls: CallStream::new(syntax),
+    };
     while let Some(event) = generation.next().await {
         match event {
             GenerateEvent::Text(text) => {
-                let deltas = if forced {
-                    forced_call.push(&text)
-                } else if holding {
-                    let out = calls.push(&text);
-                    if out.is_empty() {
-                        Vec::new()
-                    } else {
-                        vec![text_delta(out)]
-                    }
-                } else {
-                    vec![text_delta(text)]
-                };
+                let piece = reasoning.push(&text);
+                let mut deltas = Vec::new();
+                if !piece.reasoning.is_empty() {
+                    deltas.push(reasoning_delta(piece.reasoning));
+                }
+                deltas.extend(reader.push(&piece.content));
                 for delta in deltas {
                     if tx.send(ChatEvent::Delta(delta)).await.is_err() {
                         return;
@@ -702,21 +857,33 @@ async fn relay_chat(
             }
             GenerateEvent::Done(summary) => {
                 let mut finish_reason = summary.finish_reason.as_str().to_owned();
+                let piece = reasoning.finish();
                 let mut deltas = Vec::new();
+                if !piece.reasoning.is_empty() {
+                    deltas.push(reasoning_delta(piece.reasoning));
+                }
+                deltas.extend(reader.push(&piece.content));
                 if forced {
-                    match forced_call.finish() {
+                    match reader.forced_call.finish() {
                         Some(rest) if summary.finish_reason == FinishReason::Stop => {
-                            deltas = rest;
+                            deltas.extend(rest);
                             finish_reason = "tool_calls".into();
                         }
                         // Cut short (max_tokens): what was generated, as text.
-                        _ => deltas.push(text_delta(std::mem::take(&mut forced_call.held))),
+                        _ => deltas.push(text_delta(std::mem::take(&mut reader.forced_call.held))),
                     }
-                } else if holding {
-                    let held = calls.held_text();
-                    let (text, written) = calls.finish(&parameters_of(&tools));
+                } else if reader.holding {
+                    let held = reader.calls.held_text();
+                    let (text, written) = reader.calls.finish(&parameters_of(&tools));
                     match checked_calls(written, &tools) {
-                        Some(found) => {
+                        Some(mut found) => {
+                            // `parallel_tool_calls: false`: one call per answer.
+                            if !parallel {
+                                found.truncate(1);
+                            }
+                            for call in &mut found {
+                                call.id = new_call_id(syntax);
+                            }
                             if !text.is_empty() {
                                 deltas.push(text_delta(text));
                             }
@@ -733,10 +900,18 @@ async fn relay_chat(
                 for delta in deltas {
                     let _ = tx.send(ChatEvent::Delta(delta)).await;
                 }
-                let usage = Usage::new(
+                let mut usage = Usage::new(
                     summary.prompt_tokens as u32,
                     summary.completion_tokens as u32,
                 );
+                if let Some(counter) = &counter {
+                    // The thought's tokens, counted again from its text (a piece of a token
+                    // at its edges may count one either way), never more than were made.
+                    let thought = counter.tokenize(&reasoning.thought, false).len() as u32;
+                    usage.completion_tokens_details = Some(CompletionTokensDetails {
+                        reasoning_tokens: thought.min(usage.completion_tokens),
+                    });
+                }
                 let _ = tx
                     .send(ChatEvent::Finished {
                         finish_reason,

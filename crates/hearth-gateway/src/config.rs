@@ -46,6 +46,10 @@ pub struct GatewayConfig {
     /// engines; more get 429 with Retry-After. None: no limit.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub max_concurrent_per_key: Option<u32>,
+    /// `tool_choice: "auto"` on a local model: from the moment the answer starts a call (its
+    /// family's opener, or a JSON object naming a tool), the call is held to its tool's
+    /// schema. Off: the call is only read back and checked, and an invalid one is text.
+    pub constrain_auto_tool_calls: bool,
 }
 
 impl Default for GatewayConfig {
@@ -63,6 +67,7 @@ impl Default for GatewayConfig {
             max_tokens_estimate: 1024,
             audit_raw_text: false,
             max_concurrent_per_key: None,
+            constrain_auto_tool_calls: true,
         }
     }
 }

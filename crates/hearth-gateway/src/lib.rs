@@ -9,6 +9,7 @@
 //! It never speaks HTTP to clients (no axum, no status codes): hearth-server maps
 //! [`GatewayError`] to statuses.
 
+pub mod call_grammar;
 mod chat;
 pub mod config;
 mod error;
@@ -20,6 +21,7 @@ pub mod metrics;
 mod models;
 pub mod prices;
 pub mod privacy;
+mod reasoning;
 mod routing;
 pub mod tool_syntax;
 pub mod tools;

@@ -85,6 +85,16 @@ impl ToolSyntax {
     }
 }
 
+/// A new id for a call the model made: nine letters and digits for Mistral's families, whose
+/// templates refuse any other id when the call comes back in the next turn; `call_…` else.
+pub fn new_call_id(syntax: ToolSyntax) -> String {
+    let random = uuid::Uuid::new_v4().simple().to_string();
+    match syntax {
+        ToolSyntax::Mistral => random[..9].to_owned(),
+        _ => format!("call_{random}"),
+    }
+}
+
 /// A call as written: the tool's name and its arguments (checked against the tool later).
 #[derive(Debug, Clone, PartialEq)]
 pub struct RawCall {
@@ -169,7 +179,7 @@ pub fn split(
 }
 
 /// How many bytes at the end of `text` could be the start of `opener`.
-fn held_tail(text: &str, opener: &str) -> usize {
+pub(crate) fn held_tail(text: &str, opener: &str) -> usize {
     (1..opener.len().min(text.len() + 1))
         .rev()
         .find(|&n| {
@@ -533,13 +543,42 @@ mod tests {
         answer.strip_prefix("</think>").unwrap_or(answer).to_owned()
     }
 
-    #[test]
-    fn every_family_reads_back_the_calls_its_template_writes() {
+    /// A template of the suite: its name, source, end-of-generation token, and compiled.
+    type SuiteTemplate = (String, String, String, ChatTemplate);
+
+    /// The suite's tools, its two-call conversation, and each template (not [`NOT_YET`])
+    /// that renders an assistant turn with two calls: (name, source, eos token, template).
+    fn two_call_templates() -> (Vec<Tool>, Vec<ChatMessage>, Vec<SuiteTemplate>) {
         let templates = read("templates.json");
         let corpus = read("conversations.json");
         let tools: Vec<Tool> = serde_json::from_value(corpus["tools"].clone()).unwrap();
         let messages: Vec<ChatMessage> =
             serde_json::from_value(corpus["cases"]["tool_calls"]["messages"].clone()).unwrap();
+        let mut found = Vec::new();
+        for (name, entry) in templates["templates"].as_object().unwrap() {
+            if NOT_YET.contains(&name.as_str()) {
+                continue;
+            }
+            let source =
+                std::fs::read_to_string(suite().join(format!("templates/{name}.jinja"))).unwrap();
+            let eos = entry["eos_token"].as_str().unwrap();
+            let template =
+                ChatTemplate::new(Some(&source), entry["bos_token"].as_str().unwrap(), eos)
+                    .unwrap();
+            // Llama 3.x refuses two calls in one turn.
+            if template
+                .render_with(&messages[..2], Some(&tools), false, None)
+                .is_ok()
+            {
+                found.push((name.clone(), source, eos.to_owned(), template));
+            }
+        }
+        (tools, messages, found)
+    }
+
+    #[test]
+    fn every_family_reads_back_the_calls_its_template_writes() {
+        let (tools, messages, templates) = two_call_templates();
         let want: Vec<RawCall> = messages[1]
             .tool_calls
             .iter()
@@ -557,23 +596,9 @@ mod tests {
         };
         let mut failures = Vec::new();
         let mut read_back = 0;
-        for (name, entry) in templates["templates"].as_object().unwrap() {
-            if NOT_YET.contains(&name.as_str()) {
-                continue;
-            }
-            let source =
-                std::fs::read_to_string(suite().join(format!("templates/{name}.jinja"))).unwrap();
-            let template = ChatTemplate::new(
-                Some(&source),
-                entry["bos_token"].as_str().unwrap(),
-                entry["eos_token"].as_str().unwrap(),
-            )
-            .unwrap();
-            let Ok(_) = template.render_with(&messages[..2], Some(&tools), false, None) else {
-                continue; // the template refuses two calls in one turn (Llama 3.x)
-            };
-            let syntax = ToolSyntax::of(&template);
-            let answer = written_answer(&template, &messages[..2], &tools);
+        for (name, _, _, template) in &templates {
+            let syntax = ToolSyntax::of(template);
+            let answer = written_answer(template, &messages[..2], &tools);
             // gpt-oss writes one call per message.
             let expected = if syntax == ToolSyntax::Harmony {
                 &want[..1]
@@ -606,6 +631,65 @@ mod tests {
         }
         assert!(failures.is_empty(), "{}", failures.join("\n"));
         assert!(read_back >= 20, "only {read_back} templates read back");
+    }
+
+    /// Each family's calls grammar, from the trigger the answer wrote on, accepts the calls
+    /// its template writes; it refuses them with an argument of the wrong type, and refuses
+    /// two calls where only one is allowed.
+    #[test]
+    fn every_family_grammar_holds_the_calls_its_template_writes() {
+        use crate::call_grammar::call_grammar;
+        use hearth_infer::llm::lark_accepts;
+        let (tools, messages, templates) = two_call_templates();
+        let mut failures = Vec::new();
+        let mut held = Vec::new();
+        for (name, source, eos, template) in &templates {
+            let syntax = ToolSyntax::of(template);
+            let no_control = |_: &str| None;
+            let Some(grammar) = call_grammar(syntax, source, &tools, true, &no_control) else {
+                continue;
+            };
+            let answer = written_answer(template, &messages[..2], &tools);
+            let Some(at) = grammar
+                .triggers
+                .iter()
+                .filter_map(|t| regex::Regex::new(t).unwrap().find(&answer))
+                .map(|m| m.start())
+                .min()
+            else {
+                failures.push(format!("{name} ({syntax:?}): no trigger in {answer:?}"));
+                continue;
+            };
+            // The model's end-of-generation token ends the calls (R1's template writes its
+            // end of sentence after them).
+            let calls = &answer[at..];
+            let calls = match calls.find(eos).filter(|_| !eos.is_empty()) {
+                Some(end) => &calls[..end],
+                None => calls,
+            }
+            .trim_end();
+            match lark_accepts(&grammar.lark, calls) {
+                Ok(true) => {}
+                other => {
+                    failures.push(format!(
+                        "{name} ({syntax:?}): {calls:?} gave {other:?}\n{}",
+                        grammar.lark
+                    ));
+                    continue;
+                }
+            }
+            let wrong_type = calls.replacen("\"A-1001\"", "1001", 1);
+            if lark_accepts(&grammar.lark, &wrong_type).unwrap() {
+                failures.push(format!("{name}: accepted {wrong_type:?}"));
+            }
+            let single = call_grammar(syntax, source, &tools, false, &no_control).unwrap();
+            if lark_accepts(&single.lark, calls).unwrap() {
+                failures.push(format!("{name}: one call allowed, two accepted"));
+            }
+            held.push(name.clone());
+        }
+        assert!(failures.is_empty(), "{}", failures.join("\n"));
+        assert!(held.len() >= 18, "only {} held: {held:?}", held.len());
     }
 
     #[test]

@@ -153,6 +153,7 @@ fn error_message(text: &str) -> String {
 /// Restores placeholders in streamed text and tool-call arguments.
 pub(crate) struct Restoring {
     content: StreamRestorer,
+    reasoning: StreamRestorer,
     arguments: Vec<StreamRestorer>,
     redactor: Redactor,
 }
@@ -161,6 +162,7 @@ impl Restoring {
     pub fn new(redactor: Redactor) -> Self {
         Restoring {
             content: redactor.stream_restorer(),
+            reasoning: redactor.stream_restorer(),
             arguments: Vec::new(),
             redactor,
         }
@@ -169,6 +171,9 @@ impl Restoring {
     fn delta(&mut self, mut delta: ChunkDelta) -> ChunkDelta {
         if let Some(text) = delta.content.take() {
             delta.content = Some(self.content.push(&text));
+        }
+        if let Some(text) = delta.reasoning_content.take() {
+            delta.reasoning_content = Some(self.reasoning.push(&text));
         }
         for call in delta.tool_calls.iter_mut().flatten() {
             let index = call.index as usize;
@@ -185,6 +190,7 @@ impl Restoring {
     /// What the restorers still hold, as a last delta.
     fn finish(&mut self) -> Option<ChunkDelta> {
         let content = self.content.finish();
+        let reasoning = self.reasoning.finish();
         let calls: Vec<ToolCallDelta> = self
             .arguments
             .iter_mut()
@@ -202,8 +208,9 @@ impl Restoring {
                 })
             })
             .collect();
-        (!content.is_empty() || !calls.is_empty()).then(|| ChunkDelta {
+        (!content.is_empty() || !reasoning.is_empty() || !calls.is_empty()).then(|| ChunkDelta {
             content: (!content.is_empty()).then_some(content),
+            reasoning_content: (!reasoning.is_empty()).then_some(reasoning),
             tool_calls: (!calls.is_empty()).then_some(calls),
             ..Default::default()
         })
@@ -258,6 +265,7 @@ pub(crate) async fn relay_whole(
     let delta = ChunkDelta {
         role: None,
         content: message.content.map(restore),
+        reasoning_content: message.reasoning_content.map(restore),
         tool_calls: message.tool_calls.map(|calls| {
             calls
                 .into_iter()

@@ -264,7 +264,7 @@ fn sse(
             let first = ChunkDelta {
                 role: Some("assistant".into()),
                 content: Some(String::new()),
-                tool_calls: None,
+                ..Default::default()
             };
             out.json(&chunk(kind, &stream, first, None, usage_field))
                 .await?;

@@ -339,6 +339,9 @@ pub struct ChatCompletionRequest {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schema(schema_with = reasoning_effort)]
     pub reasoning_effort: Option<String>,
+    /// Whether one answer may make several tool calls (the default); `false` allows one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parallel_tool_calls: Option<bool>,
 }
 
 /// The `reasoning_effort` values.
@@ -378,6 +381,7 @@ impl ChatCompletionRequest {
             known_pii: None,
             chat_template_kwargs: None,
             reasoning_effort: None,
+            parallel_tool_calls: None,
         }
     }
 }
@@ -388,6 +392,18 @@ pub struct Usage {
     pub prompt_tokens: u32,
     pub completion_tokens: u32,
     pub total_tokens: u32,
+    /// How the completion's tokens were spent: those a reasoning model thought with.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub completion_tokens_details: Option<CompletionTokensDetails>,
+}
+
+/// `usage.completion_tokens_details`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(default)]
+pub struct CompletionTokensDetails {
+    /// Completion tokens spent on reasoning (`reasoning_content`), counted in
+    /// `completion_tokens` too.
+    pub reasoning_tokens: u32,
 }
 
 impl Usage {
@@ -396,6 +412,7 @@ impl Usage {
             prompt_tokens,
             completion_tokens,
             total_tokens: prompt_tokens + completion_tokens,
+            completion_tokens_details: None,
         }
     }
 }
@@ -426,6 +443,9 @@ pub struct ChatChoice {
 pub struct AssistantMessage {
     pub role: String,
     pub content: Option<String>,
+    /// A reasoning model's thought before its answer (DeepSeek's and vLLM's field).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reasoning_content: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tool_calls: Option<Vec<ToolCall>>,
     pub refusal: Option<String>,
@@ -458,6 +478,9 @@ pub struct ChunkDelta {
     pub role: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub content: Option<String>,
+    /// The next piece of a reasoning model's thought.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reasoning_content: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tool_calls: Option<Vec<ToolCallDelta>>,
 }

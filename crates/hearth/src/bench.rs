@@ -77,6 +77,7 @@ async fn generate(
             prompt,
             params,
             constraint: None,
+            ..Default::default()
         })?
         .collect()
         .await?;

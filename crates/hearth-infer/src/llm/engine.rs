@@ -77,6 +77,11 @@ struct Active {
     /// token through unmasked when computing its mask fails (llama-cpp-2 skips the mask
     /// then), so this is what notices a token the constraint does not allow.
     shadow: Option<llguidance::Matcher>,
+    /// A constraint that starts at a trigger (a tool call in `auto` mode), until it does.
+    lazy: Option<Lazy>,
+    /// Control tokens decoded as their text.
+    preserve: Vec<LlamaToken>,
+    params: super::SamplingParams,
     /// Sampled, not yet fed to the model.
     pending: Option<LlamaToken>,
     generated: usize,
@@ -92,6 +97,42 @@ struct Active {
     /// Tokens this step added to the batch (to undo on a failed decode).
     added: usize,
     admitted_at: u64,
+}
+
+/// A constraint waiting for its trigger.
+struct Lazy {
+    triggers: Vec<regex::Regex>,
+    matcher: llguidance::Matcher,
+    /// The answer's latest text, at most [`Lazy::WINDOW`] bytes.
+    window: String,
+}
+
+impl Lazy {
+    /// How far back a trigger's match may start.
+    const WINDOW: usize = 512;
+
+    /// Takes the next text; returns the text from the first trigger's match on, once one
+    /// matches.
+    fn push(&mut self, text: &str) -> Option<String> {
+        self.window.push_str(text);
+        let found = self
+            .triggers
+            .iter()
+            .filter_map(|t| t.find(&self.window).map(|m| m.start()))
+            .min();
+        if let Some(at) = found {
+            return Some(self.window[at..].to_owned());
+        }
+        let keep = Self::WINDOW;
+        if self.window.len() > keep {
+            let mut cut = self.window.len() - keep;
+            while !self.window.is_char_boundary(cut) {
+                cut -= 1;
+            }
+            self.window.drain(..cut);
+        }
+        None
+    }
 }
 
 struct Slot {
@@ -295,8 +336,19 @@ impl<'m> Engine<'m> {
                 .chain(self.shared.template.implied_stops())
                 .collect(),
         );
-        let shadow = job.matcher.as_ref().map(llguidance::Matcher::deep_clone);
-        let sampler = build_sampler(self.model.n_vocab(), &job.params, job.matcher);
+        let (matcher, lazy) = match job.matcher {
+            Some(matcher) if !job.triggers.is_empty() => (
+                None,
+                Some(Lazy {
+                    triggers: job.triggers,
+                    matcher,
+                    window: String::new(),
+                }),
+            ),
+            matcher => (matcher, None),
+        };
+        let shadow = matcher.as_ref().map(llguidance::Matcher::deep_clone);
+        let sampler = build_sampler(self.model.n_vocab(), &job.params, matcher);
         self.slots[target].active = Some(Active {
             events: job.events,
             prefill_pos: reused,
@@ -304,10 +356,13 @@ impl<'m> Engine<'m> {
             prompt,
             sampler,
             shadow,
+            lazy,
+            preserve: job.preserve,
             pending: None,
             generated: 0,
             max_tokens: job.max_tokens,
             ignore_eos: job.params.ignore_eos,
+            params: job.params,
             decoder: Utf8Decoder::default(),
             stops,
             submitted: job.submitted,
@@ -564,6 +619,29 @@ impl<'m> Engine<'m> {
         }
     }
 
+    /// A lazy constraint's trigger was written: the constraint takes over from `from` (the
+    /// text from the trigger on, which it reads first). When that text already breaks it
+    /// (the trigger ended in the middle of something else) the answer stays free, and what
+    /// it writes is checked by whoever reads it.
+    fn start_constraint(
+        model: &LlamaModel,
+        active: &mut Active,
+        mut matcher: llguidance::Matcher,
+        from: &str,
+    ) {
+        let tokens: Vec<u32> = model
+            .vocab()
+            .tokenize(from.as_bytes(), false, true)
+            .into_iter()
+            .map(|t| t.0.cast_unsigned())
+            .collect();
+        if matcher.consume_tokens(&tokens).is_err() {
+            return;
+        }
+        active.shadow = Some(matcher.deep_clone());
+        active.sampler = build_sampler(model.n_vocab(), &active.params, Some(matcher));
+    }
+
     fn on_token(&mut self, i: usize, token: LlamaToken) {
         let vocab = self.model.vocab();
         let context_limit = self.context_limit;
@@ -577,8 +655,13 @@ impl<'m> Engine<'m> {
             return;
         }
         active.generated += 1;
-        let piece = vocab.token_to_piece(token, false, None);
+        let special = active.preserve.contains(&token);
+        let piece = vocab.token_to_piece(token, special, None);
         let text = active.decoder.push(&piece);
+        if let Some(from) = active.lazy.as_mut().and_then(|lazy| lazy.push(&text)) {
+            let lazy = active.lazy.take().expect("just pushed");
+            Self::start_constraint(self.model, active, lazy.matcher, &from);
+        }
         let outcome = active.stops.push(&text);
         if !outcome.emit.is_empty()
             && active

@@ -230,12 +230,43 @@ pub enum Constraint {
     Lark(String),
 }
 
+/// Whether `text` is a whole sentence of the Lark grammar `lark` (llguidance's dialect), read
+/// byte by byte with no model's vocabulary: for checking grammars against known text. A
+/// grammar that does not compile is an error that says why.
+pub fn lark_accepts(lark: &str, text: &str) -> Result<bool, InferError> {
+    let env = llguidance::toktrie::ApproximateTokEnv::single_byte_env();
+    let invalid = |e: String| InferError::InvalidParameter {
+        param: "grammar".into(),
+        message: e,
+    };
+    let mut factory =
+        llguidance::ParserFactory::new_simple(&env).map_err(|e| invalid(e.to_string()))?;
+    factory.quiet();
+    let grammar = llguidance::api::TopLevelGrammar::from_lark(lark.to_owned());
+    let parser = factory
+        .create_parser(grammar)
+        .map_err(|e| invalid(e.to_string()))?;
+    let mut matcher = llguidance::Matcher::new(Ok(parser));
+    let tokens = env.tokenize_bytes(text.as_bytes());
+    Ok(matcher.consume_tokens(&tokens).is_ok() && matcher.is_accepting().unwrap_or(false))
+}
+
 /// One generation: prompt tokens in, a stream of text out.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct GenerateRequest {
     pub prompt: Vec<u32>,
     pub params: SamplingParams,
     pub constraint: Option<Constraint>,
+    /// When not empty, `constraint` is lazy (a tool call in `auto` mode): the answer is free
+    /// until its text matches one of these regular expressions, and from the match's first
+    /// byte on it must follow the constraint, whose grammar therefore starts with what the
+    /// trigger matches. A match is looked for in the last 512 bytes of the answer. A trigger
+    /// that is a control token must also be in `preserve`, or it never shows in the text.
+    pub triggers: Vec<String>,
+    /// Control tokens that keep their text in the answer (decoding drops them otherwise):
+    /// a family's tool-call markers such as `[TOOL_CALLS]` or `<|python_tag|>`. Each is the
+    /// token's text; one that is not a single token of this model is ignored.
+    pub preserve: Vec<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -360,6 +391,10 @@ pub(crate) struct Job {
     pub(crate) params: SamplingParams,
     pub(crate) max_tokens: usize,
     pub(crate) matcher: Option<llguidance::Matcher>,
+    /// The request's triggers: `matcher` waits until one of them is written.
+    pub(crate) triggers: Vec<regex::Regex>,
+    /// Control tokens decoded as their text.
+    pub(crate) preserve: Vec<LlamaToken>,
     pub(crate) events: mpsc::UnboundedSender<GenerateEvent>,
     pub(crate) started: Option<tokio::sync::oneshot::Sender<()>>,
     /// Whose request this is (an API key or tenant; empty for the apps' own): waiting
@@ -510,6 +545,23 @@ impl LlmHandle {
         self.tokenize(prompt, vocab.should_add_bos() && !bos_written)
     }
 
+    /// The id of the control token written `text` (`[TOOL_CALLS]`, `<|python_tag|>`): a single
+    /// token that decoding drops unless told to keep it. `None` for ordinary text and for
+    /// tokens that decode as their text anyway (Qwen's `<tool_call>`).
+    pub fn control_token(&self, text: &str) -> Option<u32> {
+        self.control_token_id(text).map(|t| t.0 as u32)
+    }
+
+    fn control_token_id(&self, text: &str) -> Option<LlamaToken> {
+        let vocab = self.shared.model.vocab();
+        match vocab.tokenize(text.as_bytes(), false, true)[..] {
+            [token] if vocab.token_to_piece(token, false, None).is_empty() => {
+                (vocab.token_to_piece(token, true, None) == text.as_bytes()).then_some(token)
+            }
+            _ => None,
+        }
+    }
+
     /// Detokenizes tokens (for `echo`).
     pub fn detokenize(&self, tokens: &[u32]) -> String {
         let vocab = self.shared.model.vocab();
@@ -527,7 +579,11 @@ impl LlmHandle {
                 let env =
                     llama_cpp_2::sampling::LlamaSampler::llguidance_tok_env(&self.shared.model);
                 llguidance::ParserFactory::new_simple(&env)
-                    .map(Arc::new)
+                    .map(|mut factory| {
+                        // Errors are reported by the engine, not printed.
+                        factory.quiet();
+                        Arc::new(factory)
+                    })
                     .map_err(|e| e.to_string())
             })
             .clone()
@@ -614,6 +670,26 @@ impl LlmHandle {
             .as_ref()
             .map(|c| self.matcher(c))
             .transpose()?;
+        if !request.triggers.is_empty() && matcher.is_none() {
+            return Err(InferError::InvalidParameter {
+                param: "triggers".into(),
+                message: "triggers need a constraint to start".into(),
+            });
+        }
+        let triggers = request
+            .triggers
+            .iter()
+            .map(|t| regex::Regex::new(t))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| InferError::InvalidParameter {
+                param: "triggers".into(),
+                message: e.to_string(),
+            })?;
+        let preserve = request
+            .preserve
+            .iter()
+            .filter_map(|text| self.control_token_id(text))
+            .collect();
         let (tx, rx) = mpsc::unbounded_channel();
         let (started_tx, started_rx) = tokio::sync::oneshot::channel();
         let job = Job {
@@ -625,6 +701,8 @@ impl LlmHandle {
             params: request.params,
             max_tokens,
             matcher,
+            triggers,
+            preserve,
             events: tx,
             started: Some(started_tx),
             owner: owner.to_owned(),

@@ -54,6 +54,7 @@ async fn run(
             prompt,
             params,
             constraint: None,
+            ..Default::default()
         })
         .unwrap()
         .collect()
@@ -200,6 +201,7 @@ async fn concurrent_requests_are_batched_and_do_not_interfere() {
                     prompt: p.clone(),
                     params: greedy(24),
                     constraint: None,
+                    ..Default::default()
                 })
                 .unwrap()
         })
@@ -271,6 +273,7 @@ async fn a_dropped_stream_frees_its_sequence() {
             prompt: prompt.clone(),
             params: greedy(2000),
             constraint: None,
+            ..Default::default()
         })
         .unwrap();
     // Wait for the first text, then hang up.
@@ -298,6 +301,7 @@ async fn overflowing_the_context_is_an_error_not_a_truncation() {
             prompt: long,
             params: greedy(10),
             constraint: None,
+            ..Default::default()
         })
         .unwrap_err();
     assert!(
@@ -315,6 +319,7 @@ async fn overflowing_the_context_is_an_error_not_a_truncation() {
             prompt: vec![1, 2, 3],
             params: greedy(600),
             constraint: None,
+            ..Default::default()
         })
         .unwrap_err();
     assert_eq!(err.code(), "context_length_exceeded");
@@ -335,6 +340,7 @@ async fn a_full_queue_is_refused_at_once() {
             prompt: prompt.clone(),
             params: greedy(16),
             constraint: None,
+            ..Default::default()
         }) {
             Ok(s) => accepted.push(s),
             Err(InferError::Overloaded { capacity: 2 }) => refused += 1,
@@ -367,6 +373,7 @@ async fn waiting_requests_are_taken_in_turn_by_owner() {
                     prompt: prompt.clone(),
                     params: greedy(8),
                     constraint: None,
+                    ..Default::default()
                 },
                 owner,
             )
@@ -424,6 +431,7 @@ async fn json_schema_constraint_always_yields_valid_json() {
                     ..Default::default()
                 },
                 constraint: Some(Constraint::JsonSchema(schema.clone())),
+                ..Default::default()
             })
             .unwrap()
             .collect()
@@ -518,6 +526,7 @@ async fn an_answer_that_leaves_its_constraint_is_stopped() {
             prompt,
             params: greedy(200),
             constraint: Some(Constraint::Lark(grammar.clone())),
+            ..Default::default()
         })
         .unwrap()
         .collect()
@@ -530,5 +539,76 @@ async fn an_answer_that_leaves_its_constraint_is_stopped() {
         }
         Ok((text, _)) => panic!("an answer outside its constraint came through: {text:?}"),
         Err(other) => panic!("{other}"),
+    }
+}
+
+/// A lazy constraint: the answer is free until a trigger matches, then held to the grammar
+/// from the match on. Free, SmolLM2 writes some text; with its third piece as the trigger and
+/// a grammar that must go on with " forty-two", the answer is the free text up to the
+/// trigger, then exactly that, and it ends there (the grammar is complete).
+#[tokio::test]
+async fn a_lazy_constraint_holds_the_answer_from_its_trigger_on() {
+    let engine = smollm(LlmOptions::default());
+    let prompt = engine.tokenize("Once upon a time", true);
+    let mut free = engine
+        .generate(GenerateRequest {
+            prompt: prompt.clone(),
+            params: greedy(12),
+            ..Default::default()
+        })
+        .unwrap();
+    let mut pieces = Vec::new();
+    while let Some(event) = free.next().await {
+        match event {
+            hearth_infer::llm::GenerateEvent::Text(t) => pieces.push(t),
+            hearth_infer::llm::GenerateEvent::Done(_) => break,
+            hearth_infer::llm::GenerateEvent::Failed(e) => panic!("{e}"),
+        }
+    }
+    // The first piece from the third on that does not occur earlier: it triggers only there.
+    let (at, trigger) = (2..pieces.len())
+        .map(|i| (i, pieces[i].clone()))
+        .find(|(i, p)| !p.trim().is_empty() && !pieces[..*i].concat().contains(p.as_str()))
+        .expect("a piece that is new");
+    let before = pieces[..at].concat();
+    let grammar = format!(
+        "start: {} \" forty-two\"\n",
+        serde_json::to_string(&trigger).unwrap()
+    );
+    let ask = |triggers: Vec<String>, constraint: Option<Constraint>| GenerateRequest {
+        prompt: prompt.clone(),
+        params: greedy(40),
+        constraint,
+        triggers,
+        preserve: Vec::new(),
+    };
+    let (text, summary) = engine
+        .generate(ask(
+            vec![regex::escape(&trigger)],
+            Some(Constraint::Lark(grammar.clone())),
+        ))
+        .unwrap()
+        .collect()
+        .await
+        .unwrap();
+    assert_eq!(text, format!("{before}{trigger} forty-two"), "{pieces:?}");
+    assert_eq!(summary.finish_reason, FinishReason::Stop);
+
+    // Triggers need a constraint, and must be regular expressions.
+    for (triggers, constraint, why) in [
+        (vec!["x".to_owned()], None, "need a constraint"),
+        (
+            vec!["(".to_owned()],
+            Some(Constraint::Lark(grammar)),
+            "regex parse error",
+        ),
+    ] {
+        match engine.generate(ask(triggers, constraint)) {
+            Err(InferError::InvalidParameter { param, message }) => {
+                assert_eq!(param, "triggers");
+                assert!(message.contains(why), "{message}");
+            }
+            other => panic!("{other:?}"),
+        }
     }
 }

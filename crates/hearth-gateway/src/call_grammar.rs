@@ -1,0 +1,278 @@
+//! The grammar that holds a tool call the model chooses to make (`tool_choice: "auto"`) to
+//! its tool's schema: the answer is free until it writes its family's call opener (the
+//! trigger), and from there on every token must keep to the calls section in the family's
+//! own syntax, with each call's arguments valid against its tool's parameters. An `auto`
+//! call is then as valid as a forced one.
+
+use serde_json::json;
+
+use hearth_types::Tool;
+
+use crate::tool_syntax::ToolSyntax;
+
+/// A lazy constraint for the calls: its triggers (regular expressions) and its Lark grammar
+/// (llguidance's dialect), which starts with whatever a trigger matched.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CallGrammar {
+    pub triggers: Vec<String>,
+    pub lark: String,
+}
+
+/// Control tokens a family writes its calls with: decoding keeps their text only when told
+/// to (llama.cpp's `preserved_tokens`), and the readers need it.
+pub fn markers(syntax: ToolSyntax) -> &'static [&'static str] {
+    match syntax {
+        ToolSyntax::Hermes | ToolSyntax::QwenXml => &["<tool_call>", "</tool_call>"],
+        ToolSyntax::Glm => &[
+            "<tool_call>",
+            "</tool_call>",
+            "<arg_key>",
+            "</arg_key>",
+            "<arg_value>",
+            "</arg_value>",
+        ],
+        ToolSyntax::Mistral => &["[TOOL_CALLS]", "[ARGS]", "[CALL_ID]"],
+        ToolSyntax::DeepSeek => &[
+            "<｜tool▁calls▁begin｜>",
+            "<｜tool▁calls▁end｜>",
+            "<｜tool▁call▁begin｜>",
+            "<｜tool▁call▁end｜>",
+            "<｜tool▁sep｜>",
+        ],
+        ToolSyntax::Kimi => &[
+            "<|tool_calls_section_begin|>",
+            "<|tool_calls_section_end|>",
+            "<|tool_call_begin|>",
+            "<|tool_call_argument_begin|>",
+            "<|tool_call_end|>",
+        ],
+        ToolSyntax::MiniMax => &["<minimax:tool_call>", "</minimax:tool_call>"],
+        ToolSyntax::Harmony => &["<|channel|>", "<|message|>", "<|constrain|>", "<|start|>"],
+        ToolSyntax::Json => &["<|python_tag|>"],
+    }
+}
+
+/// Writes grammar literals: a control token as `<[id]>` (the token itself, which is what
+/// the model writes), anything else as a quoted string.
+struct Lit<'a> {
+    control: &'a dyn Fn(&str) -> Option<u32>,
+}
+
+impl Lit<'_> {
+    fn marker(&self, text: &str) -> String {
+        match (self.control)(text) {
+            Some(id) => format!("<[{id}]>"),
+            None => quote(text),
+        }
+    }
+}
+
+fn quote(text: &str) -> String {
+    serde_json::to_string(text).expect("strings serialize")
+}
+
+/// Whitespace the calls may have between their parts: as models write JSON, compact,
+/// spaced or indented, but never so much that a small model could pad a call forever.
+const SPACE: &str = "[ \\t\\n]{0,16}";
+
+/// A tool's arguments as an inline JSON grammar: its parameter schema, with whitespace
+/// between its parts bounded as [`SPACE`] is.
+fn arguments(tool: &Tool) -> String {
+    let mut schema = tool
+        .function
+        .parameters
+        .clone()
+        .unwrap_or_else(|| json!({"type": "object"}));
+    if let Some(obj) = schema.as_object_mut() {
+        obj.insert(
+            "x-guidance".into(),
+            json!({"whitespace_pattern": "[ \\t\\n]{1,16}"}),
+        );
+    }
+    format!("%json {schema}")
+}
+
+/// `{"name": "<tool>", "arguments": {..}}` (or `"parameters"`, as Llama 3.x writes it), one
+/// alternative per tool; `extra`: what may follow the arguments inside the object (Mistral
+/// Nemo's id).
+fn json_object_rule(tools: &[Tool], extra: &str) -> String {
+    let alternatives: Vec<String> = tools
+        .iter()
+        .map(|t| {
+            format!(
+                "OPEN {} KS {} IS ARGKEY KS {} {extra} CLOSE",
+                quote("\"name\""),
+                quote(&quote(&t.function.name)),
+                arguments(t)
+            )
+        })
+        .collect();
+    format!("object: {}\n", alternatives.join(" | "))
+}
+
+/// The terminals the rules share: `{` and `}`, `:` and `,` with the whitespace around them,
+/// whitespace between calls, the key of the arguments.
+fn terminals() -> String {
+    format!(
+        "OPEN: /\\{{{SPACE}/\nCLOSE: /{SPACE}\\}}/\nKS: /{SPACE}:{SPACE}/\nIS: /{SPACE},{SPACE}/\n\
+         NL: /[ \\t\\n]{{1,4}}/\nARGKEY: /\"(arguments|parameters)\"/\n"
+    )
+}
+
+/// `item (sep item)*` when several calls are allowed, else `item`.
+fn repeated(item: &str, sep: &str, parallel: bool) -> String {
+    if parallel {
+        format!("{item} ({sep} {item})*")
+    } else {
+        item.to_owned()
+    }
+}
+
+/// The calls written as JSON objects, bare or in ```json fences (the form hearth's own
+/// instructions ask for, and the one small Qwen models fall back to whatever their
+/// template says): the rules `fenced` and `bare`. Their triggers are an object naming one
+/// of the tools, so an answer that only shows some JSON stays free.
+fn json_rules(tools: &[Tool], parallel: bool) -> (Vec<String>, String) {
+    let names: Vec<String> = tools
+        .iter()
+        .map(|t| regex::escape(&quote(&t.function.name)))
+        .collect();
+    let triggers = vec![format!(
+        r#"(```(json)?\s*)?\{{\s*"name"\s*:\s*({})"#,
+        names.join("|")
+    )];
+    let rules = format!(
+        "fenced: {}\nfence: FENCE object /[ \\t\\n]{{0,4}}```/\nFENCE: /```(json)?[ \\t\\n]{{0,4}}/\nbare: {}\n{}",
+        repeated("fence", "NL", parallel),
+        repeated("object", "NL", parallel),
+        json_object_rule(tools, ""),
+    );
+    (triggers, rules)
+}
+
+/// The grammar of the calls section `syntax` writes, for `tools`; `template`: the chat
+/// template's text (a family's variants differ in it); `control`: the id of a control
+/// token, by its text. `None` for the syntaxes whose arguments are bare text (Qwen3-Coder
+/// and GLM XML, MiniMax) and for harmony: their calls are read back and checked, not
+/// constrained.
+pub fn call_grammar(
+    syntax: ToolSyntax,
+    template: &str,
+    tools: &[Tool],
+    parallel: bool,
+    control: &dyn Fn(&str) -> Option<u32>,
+) -> Option<CallGrammar> {
+    if tools.is_empty() {
+        return None;
+    }
+    let lit = Lit { control };
+    let names = |f: &dyn Fn(&Tool) -> String| -> String {
+        tools.iter().map(f).collect::<Vec<_>>().join(" | ")
+    };
+    let (trigger, body) = match syntax {
+        ToolSyntax::Json => {
+            let (triggers, rules) = json_rules(tools, parallel);
+            let lark = format!("start: fenced | bare\n{rules}{}", terminals());
+            return Some(CallGrammar { triggers, lark });
+        }
+        ToolSyntax::Hermes => {
+            let open = lit.marker("<tool_call>");
+            let close = lit.marker("</tool_call>");
+            let (json_triggers, rules) = json_rules(tools, parallel);
+            let lark = format!(
+                "start: tagged | fenced | bare\ntagged: {}\ncall: {open} \"\\n\"? object \"\\n\"? {close}\n{rules}",
+                repeated("call", "NL", parallel),
+            );
+            let mut triggers = vec![regex::escape("<tool_call>")];
+            triggers.extend(json_triggers);
+            return Some(CallGrammar {
+                triggers,
+                lark: format!("{lark}{}", terminals()),
+            });
+        }
+        ToolSyntax::Mistral if template.contains("[ARGS]") => {
+            let id = if template.contains("[CALL_ID]") {
+                format!("({} /[A-Za-z0-9]{{9}}/)?", lit.marker("[CALL_ID]"))
+            } else {
+                String::new()
+            };
+            let call = names(&|t| {
+                format!(
+                    "{} {} {id} {} {}",
+                    lit.marker("[TOOL_CALLS]"),
+                    quote(&t.function.name),
+                    lit.marker("[ARGS]"),
+                    arguments(t)
+                )
+            });
+            (
+                "[TOOL_CALLS]",
+                format!("start: {}\ncall: {call}\n", repeated("call", "", parallel)),
+            )
+        }
+        ToolSyntax::Mistral => (
+            // Nemo: one JSON array of calls, each with a nine-character id.
+            "[TOOL_CALLS]",
+            format!(
+                "start: {} \"[\" {} \"]\"\n{}ID: /\"[A-Za-z0-9]{{9}}\"/\n",
+                lit.marker("[TOOL_CALLS]"),
+                repeated("object", "IS", parallel),
+                json_object_rule(tools, &format!("(IS {} KS ID)?", quote("\"id\""))),
+            ),
+        ),
+        ToolSyntax::DeepSeek => {
+            let sep = lit.marker("<｜tool▁sep｜>");
+            let call = if template.contains("```json") {
+                // R1: `function<｜tool▁sep｜>name`, then a fenced JSON block.
+                names(&|t| {
+                    format!(
+                        "\"function\" {sep} {} \"\\n```json\\n\" {} \"\\n```\"",
+                        quote(&t.function.name),
+                        arguments(t)
+                    )
+                })
+            } else {
+                names(&|t| format!("{} {sep} {}", quote(&t.function.name), arguments(t)))
+            };
+            (
+                "<｜tool▁calls▁begin｜>",
+                format!(
+                    "start: {} {} {}\ncall: {} named {}\nnamed: {call}\n",
+                    lit.marker("<｜tool▁calls▁begin｜>"),
+                    repeated("call", "\"\\n\"?", parallel),
+                    lit.marker("<｜tool▁calls▁end｜>"),
+                    lit.marker("<｜tool▁call▁begin｜>"),
+                    lit.marker("<｜tool▁call▁end｜>"),
+                ),
+            )
+        }
+        ToolSyntax::Kimi => {
+            let call = names(&|t| {
+                format!(
+                    "{} /[0-9]{{1,3}}/ {} {}",
+                    quote(&format!("functions.{}:", t.function.name)),
+                    lit.marker("<|tool_call_argument_begin|>"),
+                    arguments(t)
+                )
+            });
+            (
+                "<|tool_calls_section_begin|>",
+                format!(
+                    "start: {} {} {}\ncall: {} named {}\nnamed: {call}\n",
+                    lit.marker("<|tool_calls_section_begin|>"),
+                    repeated("call", "", parallel),
+                    lit.marker("<|tool_calls_section_end|>"),
+                    lit.marker("<|tool_call_begin|>"),
+                    lit.marker("<|tool_call_end|>"),
+                ),
+            )
+        }
+        ToolSyntax::QwenXml | ToolSyntax::Glm | ToolSyntax::MiniMax | ToolSyntax::Harmony => {
+            return None
+        }
+    };
+    Some(CallGrammar {
+        triggers: vec![regex::escape(trigger)],
+        lark: format!("{body}{}", terminals()),
+    })
+}
