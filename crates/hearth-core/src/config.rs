@@ -172,8 +172,9 @@ pub struct LlmConfig {
     /// How long a request may wait for a sequence before it gets 503 + Retry-After (before
     /// any answer starts, streamed or not), in milliseconds.
     pub max_queue_wait_ms: u64,
-    /// llama.cpp's flash-attention kernel: auto (off on CPU, where it measured slower;
-    /// llama.cpp's choice on GPU builds), on or off.
+    /// llama.cpp's flash-attention kernel: auto (on for CPU builds, where only with it are
+    /// greedy and seeded answers repeatable whatever the cache holds; llama.cpp's choice on
+    /// GPU builds), on or off.
     pub flash_attention: hearth_infer::llm::FlashAttention,
     /// Chat template files that replace a model's own, by model name
     /// (`chat_templates = { qwen = "templates/qwen.jinja" }`), as llama-server's
