@@ -353,6 +353,7 @@ impl Gateway {
             constraint,
             ..Default::default()
         };
+        let mut held_calls = false;
         // `auto`: the answer is free, but a call it starts keeps to its tool's schema; the
         // family's markers stay in the text for the call reader.
         if let (ToolMode::Auto(tools), None) = (&mode, &ask.constraint) {
@@ -374,6 +375,7 @@ impl Gateway {
             if let Some(grammar) = grammar {
                 ask.constraint = Some(Constraint::Lark(grammar.lark));
                 ask.triggers = grammar.triggers;
+                held_calls = true;
             }
         }
         // A reasoning model: its thought is kept apart from the answer, and an answer held
@@ -389,22 +391,25 @@ impl Gateway {
                 }
             }
         }
-        let lazy = !ask.triggers.is_empty();
-        let generation = match engine.generate_for(ask.clone(), owner) {
+        // Kept for the retry below: only a request with a call grammar may need it.
+        let free = held_calls.then(|| GenerateRequest {
+            constraint: None,
+            triggers: Vec::new(),
+            ..ask.clone()
+        });
+        let generation = match (engine.generate_for(ask, owner), free) {
             // A tool schema the grammar engine cannot enforce: the calls are still read
             // back and checked against it, as before a call could be held to it.
-            Err(hearth_infer::InferError::InvalidParameter { param, .. })
-                if lazy && param == "grammar" =>
+            (Err(hearth_infer::InferError::InvalidParameter { param, .. }), Some(free))
+                if param == "grammar" =>
             {
                 tracing::warn!(
                     model = %info.name,
                     "a tool's parameters cannot be enforced; auto-mode calls are checked after"
                 );
-                ask.constraint = None;
-                ask.triggers.clear();
-                engine.generate_for(ask, owner)
+                engine.generate_for(free, owner)
             }
-            other => other,
+            (other, _) => other,
         };
         let generation = generation.map_err(|e| match e {
             // The schema that cannot be enforced is the tools' parameters, not a

@@ -250,6 +250,19 @@ async fn qwen_makes_two_calls_in_one_answer_and_one_when_told_to() {
         assert_eq!(arguments["city"], city, "{text} (call {index})");
     }
 
+    // A schema the grammar engine cannot enforce (a broken pattern): the request is still
+    // served, the answer free; the call cannot pass a schema that does not compile, so it is
+    // text.
+    let mut broken = ask.clone();
+    broken["tools"][0]["function"]["parameters"]["properties"]["city"]["pattern"] = json!("(a|b");
+    let value = answer(&p, broken).await;
+    let message = &value["choices"][0]["message"];
+    assert!(message["tool_calls"].is_null(), "{value}");
+    assert!(
+        message["content"].as_str().unwrap().contains("Paris"),
+        "{value}"
+    );
+
     let mut one = ask;
     one["parallel_tool_calls"] = json!(false);
     let value = answer(&p, one).await;
