@@ -188,6 +188,46 @@ pub(crate) fn held_tail(text: &str, opener: &str) -> usize {
         .unwrap_or(0)
 }
 
+/// Where a JSON call (fenced or bare) starts after a line of text: `{"name":` at a line's
+/// start, or the ```` ``` ```` fence before it.
+fn json_call_start(text: &str) -> Option<usize> {
+    static START: std::sync::OnceLock<regex::Regex> = std::sync::OnceLock::new();
+    let start = START.get_or_init(|| {
+        regex::Regex::new(r#"(?m)^[ \t]*(```(json)?\s*)?\{\s*"name"\s*:"#).expect("a valid regex")
+    });
+    start.find(text).map(|m| m.start())
+}
+
+/// How many bytes at the end of `text` may still become the start of a JSON call: from the
+/// last line's start when that line so far is whitespace then part of a fence or `{"name":`.
+fn json_call_tail(text: &str) -> usize {
+    let mut line = text.rfind('\n').map_or(0, |i| i + 1);
+    // A fence line just before: the call may be starting inside it.
+    if line > 0 {
+        let before = text[..line - 1].rfind('\n').map_or(0, |i| i + 1);
+        if matches!(text[before..line - 1].trim(), "```" | "```json") {
+            line = before;
+        }
+    }
+    let tail = text[line..].trim_start();
+    let could_start = |tail: &str| {
+        if "```json".starts_with(tail) {
+            return true; // a fence being written
+        }
+        let body = tail
+            .strip_prefix("```")
+            .map_or(tail, |rest| rest.strip_prefix("json").unwrap_or(rest))
+            .trim_start();
+        let compact: String = body.chars().filter(|c| !c.is_whitespace()).collect();
+        "{\"name\":".starts_with(compact.as_str())
+    };
+    if tail.len() < 64 && could_start(tail) && line < text.len() {
+        text.len() - line
+    } else {
+        0
+    }
+}
+
 /// Streams an answer in `syntax`: text before the calls goes out as it comes (less a tail
 /// that may be the start of the opener); from the opener on, the rest is held and read whole
 /// at the end.
@@ -199,6 +239,8 @@ pub struct CallStream {
     holding_all: bool,
     /// The answer's start was handed on (it cannot be a bare JSON call any more).
     started: bool,
+    /// What is held are JSON calls after text.
+    json_held: bool,
 }
 
 impl CallStream {
@@ -208,6 +250,7 @@ impl CallStream {
             held: String::new(),
             holding_all: false,
             started: false,
+            json_held: false,
         }
     }
 
@@ -225,9 +268,30 @@ impl CallStream {
             }
             self.started = true;
         }
+        // Text, then JSON calls (the shape the call grammar holds from its trigger on): from
+        // the call's start on, the rest is held, and read as JSON calls at the end.
+        if self.writes_json_calls() {
+            if let Some(at) = json_call_start(&self.held) {
+                self.holding_all = true;
+                self.json_held = true;
+                return self.held.drain(..at).collect();
+            }
+        }
         let Some(opener) = self.syntax.opener() else {
-            return std::mem::take(&mut self.held);
+            // What may still begin a JSON call is held until it is known.
+            let keep = json_call_tail(&self.held);
+            let out = self.held[..self.held.len() - keep].to_owned();
+            self.held.drain(..self.held.len() - keep);
+            return out;
         };
+        if self.writes_json_calls() {
+            let keep = json_call_tail(&self.held).max(held_tail(&self.held, opener));
+            if self.held.find(opener).is_none() {
+                let out = self.held[..self.held.len() - keep].to_owned();
+                self.held.drain(..self.held.len() - keep);
+                return out;
+            }
+        }
         if let Some(at) = self.held.find(opener) {
             self.holding_all = true;
             let text = self.held[..at].to_owned();
@@ -240,6 +304,12 @@ impl CallStream {
         out
     }
 
+    /// Whether this syntax's models also write calls as JSON objects after some text: the
+    /// JSON syntax, and Hermes's models (Qwen2.5-Coder), whose call grammar allows it too.
+    fn writes_json_calls(&self) -> bool {
+        matches!(self.syntax, ToolSyntax::Json | ToolSyntax::Hermes)
+    }
+
     /// The text held so far (what goes out as text if the calls in it are not valid).
     pub fn held_text(&self) -> String {
         self.held.clone()
@@ -250,6 +320,11 @@ impl CallStream {
         let held = std::mem::take(&mut self.held);
         if let Some(found) = split(self.syntax, &held, schema_of) {
             return (found.content, found.calls);
+        }
+        if std::mem::take(&mut self.json_held) {
+            if let Some(calls) = json_calls(&held) {
+                return (String::new(), calls);
+            }
         }
         match (self.started, json_calls(&held)) {
             (false, Some(calls)) => (String::new(), calls),
@@ -713,6 +788,33 @@ mod tests {
         let (rest, calls) = stream.finish(&none);
         assert_eq!(rest, broken);
         assert!(calls.is_empty());
+        // Text, then a fenced JSON call (Qwen2.5-Coder's way): the text streams, the call is
+        // read; text that only shows JSON or code is text.
+        for syntax in [ToolSyntax::Hermes, ToolSyntax::Json] {
+            for size in 1..=3 {
+                let answer =
+                    "Let me check.\n```json\n{\"name\": \"f\", \"arguments\": {\"a\": 1}}\n```";
+                let mut stream = CallStream::new(syntax);
+                let mut text = String::new();
+                let chars: Vec<char> = answer.chars().collect();
+                for piece in chars.chunks(size) {
+                    text.push_str(&stream.push(&piece.iter().collect::<String>()));
+                }
+                assert_eq!(text, "Let me check.\n", "{syntax:?} {size}");
+                let (rest, calls) = stream.finish(&none);
+                assert!(rest.is_empty(), "{syntax:?} {size}: {rest:?}");
+                assert_eq!(calls[0].name, "f", "{syntax:?} {size}");
+                let answer = "Use this:\n```python\nprint({\"a\": 1})\n```\nor {\"name\" x";
+                let mut stream = CallStream::new(syntax);
+                let mut text = String::new();
+                for piece in answer.as_bytes().chunks(size) {
+                    text.push_str(&stream.push(std::str::from_utf8(piece).unwrap()));
+                }
+                let (rest, calls) = stream.finish(&none);
+                assert_eq!(text + &rest, answer, "{syntax:?} {size}");
+                assert!(calls.is_empty());
+            }
+        }
         // Plain text never waits for an opener that cannot come.
         let mut stream = CallStream::new(ToolSyntax::Mistral);
         assert_eq!(stream.push("Hello [TOOL"), "Hello ");
