@@ -354,6 +354,7 @@ impl Gateway {
             ..Default::default()
         };
         let mut held_calls = false;
+        let mut after_thought = false;
         // `auto`: the answer is free, but a call it starts keeps to its tool's schema; the
         // family's markers stay in the text for the call reader.
         if let (ToolMode::Auto(tools), None) = (&mode, &ask.constraint) {
@@ -388,6 +389,7 @@ impl Gateway {
                 if let Some(lark) = after_reasoning(r, constraint, &control) {
                     ask.constraint = Some(Constraint::Lark(lark));
                     ask.triggers = vec![regex::escape(r.end())];
+                    after_thought = true;
                 }
             }
         }
@@ -413,13 +415,22 @@ impl Gateway {
         };
         let generation = generation.map_err(|e| match e {
             // The schema that cannot be enforced is the tools' parameters, not a
-            // response_format the request never sent.
+            // response_format the request never sent; after a thought it is still theirs.
             hearth_infer::InferError::InvalidParameter { param, message }
-                if forced && param == "response_format" =>
+                if forced
+                    && (param == "response_format" || after_thought && param == "grammar") =>
             {
                 hearth_infer::InferError::InvalidParameter {
                     param: "tools".into(),
                     message: message.replace("the JSON schema", "a tool's parameters"),
+                }
+            }
+            hearth_infer::InferError::InvalidParameter { param, message }
+                if after_thought && param == "grammar" =>
+            {
+                hearth_infer::InferError::InvalidParameter {
+                    param: "response_format".into(),
+                    message,
                 }
             }
             other => other,

@@ -408,6 +408,15 @@ async fn a_reasoning_template_keeps_the_thought_out_of_the_answer() {
     let content: Value = serde_json::from_str(message["content"].as_str().unwrap()).unwrap();
     assert_eq!(content, json!({"capital": "Rome"}), "{value}");
 
+    // A schema that cannot be enforced is still the request's response_format's fault.
+    let mut bad = ask("What is the capital of Italy?", 20);
+    bad["response_format"] = json!({"type": "json_schema", "json_schema": {"name": "c",
+        "schema": {"type": "object", "properties": {"capital": {"type": "string", "pattern": "(a|b"}}}}});
+    let (status, bytes) = chat(&p, bad).await;
+    let error: Value = serde_json::from_slice(&bytes).unwrap();
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{error}");
+    assert_eq!(error["error"]["param"], "response_format", "{error}");
+
     // Out of tokens while thinking: no answer, and the thought is not passed off as one.
     let value = answer(&p, ask("Explain why the sky is blue.", 8)).await;
     let choice = &value["choices"][0];
