@@ -52,21 +52,6 @@ pub fn markers(syntax: ToolSyntax) -> &'static [&'static str] {
     }
 }
 
-/// Writes grammar literals: a control token as `<[id]>` (the token itself, which is what
-/// the model writes), anything else as a quoted string.
-struct Lit<'a> {
-    control: &'a dyn Fn(&str) -> Option<u32>,
-}
-
-impl Lit<'_> {
-    fn marker(&self, text: &str) -> String {
-        match (self.control)(text) {
-            Some(id) => format!("<[{id}]>"),
-            None => quote(text),
-        }
-    }
-}
-
 fn quote(text: &str) -> String {
     serde_json::to_string(text).expect("strings serialize")
 }
@@ -165,7 +150,12 @@ pub fn call_grammar(
     if tools.is_empty() {
         return None;
     }
-    let lit = Lit { control };
+    // A marker as a grammar literal: a control token as `<[id]>` (the token itself, which
+    // is what the model writes), anything else as a quoted string.
+    let marker = |text: &str| match control(text) {
+        Some(id) => format!("<[{id}]>"),
+        None => quote(text),
+    };
     let names = |f: &dyn Fn(&Tool) -> String| -> String {
         tools.iter().map(f).collect::<Vec<_>>().join(" | ")
     };
@@ -176,8 +166,8 @@ pub fn call_grammar(
             return Some(CallGrammar { triggers, lark });
         }
         ToolSyntax::Hermes => {
-            let open = lit.marker("<tool_call>");
-            let close = lit.marker("</tool_call>");
+            let open = marker("<tool_call>");
+            let close = marker("</tool_call>");
             let (json_triggers, rules) = json_rules(tools, parallel);
             let lark = format!(
                 "start: tagged | fenced | bare\ntagged: {}\ncall: {open} \"\\n\"? object \"\\n\"? {close}\n{rules}",
@@ -192,16 +182,16 @@ pub fn call_grammar(
         }
         ToolSyntax::Mistral if template.contains("[ARGS]") => {
             let id = if template.contains("[CALL_ID]") {
-                format!("({} /[A-Za-z0-9]{{9}}/)?", lit.marker("[CALL_ID]"))
+                format!("({} /[A-Za-z0-9]{{9}}/)?", marker("[CALL_ID]"))
             } else {
                 String::new()
             };
             let call = names(&|t| {
                 format!(
                     "{} {} {id} {} {}",
-                    lit.marker("[TOOL_CALLS]"),
+                    marker("[TOOL_CALLS]"),
                     quote(&t.function.name),
-                    lit.marker("[ARGS]"),
+                    marker("[ARGS]"),
                     arguments(t)
                 )
             });
@@ -215,13 +205,13 @@ pub fn call_grammar(
             "[TOOL_CALLS]",
             format!(
                 "start: {} \"[\" {} \"]\"\n{}ID: /\"[A-Za-z0-9]{{9}}\"/\n",
-                lit.marker("[TOOL_CALLS]"),
+                marker("[TOOL_CALLS]"),
                 repeated("object", "IS", parallel),
                 json_object_rule(tools, &format!("(IS {} KS ID)?", quote("\"id\""))),
             ),
         ),
         ToolSyntax::DeepSeek => {
-            let sep = lit.marker("<｜tool▁sep｜>");
+            let sep = marker("<｜tool▁sep｜>");
             let call = if template.contains("```json") {
                 // R1: `function<｜tool▁sep｜>name`, then a fenced JSON block.
                 names(&|t| {
@@ -238,11 +228,11 @@ pub fn call_grammar(
                 "<｜tool▁calls▁begin｜>",
                 format!(
                     "start: {} {} {}\ncall: {} named {}\nnamed: {call}\n",
-                    lit.marker("<｜tool▁calls▁begin｜>"),
+                    marker("<｜tool▁calls▁begin｜>"),
                     repeated("call", "\"\\n\"?", parallel),
-                    lit.marker("<｜tool▁calls▁end｜>"),
-                    lit.marker("<｜tool▁call▁begin｜>"),
-                    lit.marker("<｜tool▁call▁end｜>"),
+                    marker("<｜tool▁calls▁end｜>"),
+                    marker("<｜tool▁call▁begin｜>"),
+                    marker("<｜tool▁call▁end｜>"),
                 ),
             )
         }
@@ -251,7 +241,7 @@ pub fn call_grammar(
                 format!(
                     "{} /[0-9]{{1,3}}/ {} {}",
                     quote(&format!("functions.{}:", t.function.name)),
-                    lit.marker("<|tool_call_argument_begin|>"),
+                    marker("<|tool_call_argument_begin|>"),
                     arguments(t)
                 )
             });
@@ -259,11 +249,11 @@ pub fn call_grammar(
                 "<|tool_calls_section_begin|>",
                 format!(
                     "start: {} {} {}\ncall: {} named {}\nnamed: {call}\n",
-                    lit.marker("<|tool_calls_section_begin|>"),
+                    marker("<|tool_calls_section_begin|>"),
                     repeated("call", "", parallel),
-                    lit.marker("<|tool_calls_section_end|>"),
-                    lit.marker("<|tool_call_begin|>"),
-                    lit.marker("<|tool_call_end|>"),
+                    marker("<|tool_calls_section_end|>"),
+                    marker("<|tool_call_begin|>"),
+                    marker("<|tool_call_end|>"),
                 ),
             )
         }

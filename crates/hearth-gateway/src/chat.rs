@@ -669,7 +669,7 @@ fn tool_call_deltas(index: u32, call: ToolCall) -> [ChunkDelta; 2] {
 #[derive(Default)]
 struct ForcedCallStream {
     /// Whose ids the call gets ([`new_call_id`]).
-    syntax: Option<ToolSyntax>,
+    syntax: ToolSyntax,
     held: String,
     args_start: Option<usize>,
     args_sent: usize,
@@ -688,7 +688,7 @@ impl ForcedCallStream {
                     .ok()
                     .and_then(|v| v.get("name").and_then(|n| n.as_str()).map(str::to_owned));
                 if let Some(name) = name {
-                    let id = new_call_id(self.syntax.unwrap_or(ToolSyntax::Json));
+                    let id = new_call_id(self.syntax);
                     out.push(call_start_delta(id, name));
                     self.args_start = Some(at + Self::ARGS_KEY.len());
                 }
@@ -851,7 +851,7 @@ async fn relay_chat(
         // Auto mode: text that may still turn out to be a tool call is held until we know.
         holding: !tools.is_empty() && !forced,
         forced_call: ForcedCallStream {
-            syntax: Some(syntax),
+            syntax,
             ..Default::default()
         },
         calls: CallStream::new(syntax),
@@ -891,14 +891,11 @@ async fn relay_chat(
                 } else if reader.holding {
                     let held = reader.calls.held_text();
                     let (text, written) = reader.calls.finish(&parameters_of(&tools));
-                    match checked_calls(written, &tools) {
+                    match checked_calls(written, &tools, syntax) {
                         Some(mut found) => {
                             // `parallel_tool_calls: false`: one call per answer.
                             if !parallel {
                                 found.truncate(1);
-                            }
-                            for call in &mut found {
-                                call.id = new_call_id(syntax);
                             }
                             if !text.is_empty() {
                                 deltas.push(text_delta(text));

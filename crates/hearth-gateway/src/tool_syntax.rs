@@ -5,7 +5,7 @@
 use serde_json::{Map, Value};
 
 /// How a model writes its tool calls.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub enum ToolSyntax {
     /// `<tool_call>{"name": .., "arguments": {..}}</tool_call>`, repeated (Hermes, Qwen2.5,
     /// Qwen3, QwQ).
@@ -33,6 +33,7 @@ pub enum ToolSyntax {
     Harmony,
     /// A JSON object per call, the whole answer (Llama 3.x, optionally after
     /// `<|python_tag|>`; and hearth's own instructions for templates without tools).
+    #[default]
     Json,
 }
 

@@ -4,7 +4,7 @@
 use hearth_types::{FunctionCall, Tool, ToolCall, ToolChoice};
 use serde_json::{json, Value};
 
-use crate::tool_syntax::RawCall;
+use crate::tool_syntax::{RawCall, ToolSyntax};
 use crate::GatewayError;
 
 /// What the request allows the model to do with its tools.
@@ -156,11 +156,15 @@ pub(crate) fn parameters_of(tools: &[Tool]) -> impl Fn(&str) -> Option<Value> + 
 
 /// The calls an answer wrote (in its family's syntax), if every one names one of `tools`
 /// and its arguments match that tool's schema: a call is handed on only when it is valid.
-pub fn checked_calls(calls: Vec<RawCall>, tools: &[Tool]) -> Option<Vec<ToolCall>> {
+pub fn checked_calls(
+    calls: Vec<RawCall>,
+    tools: &[Tool],
+    syntax: ToolSyntax,
+) -> Option<Vec<ToolCall>> {
     let mut validators = Validators::default();
     let calls = calls
         .into_iter()
-        .map(|call| check_call(call, tools, &mut validators))
+        .map(|call| check_call(call, tools, syntax, &mut validators))
         .collect::<Option<Vec<_>>>()?;
     (!calls.is_empty()).then_some(calls)
 }
@@ -168,6 +172,7 @@ pub fn checked_calls(calls: Vec<RawCall>, tools: &[Tool]) -> Option<Vec<ToolCall
 fn check_call<'t>(
     call: RawCall,
     tools: &'t [Tool],
+    syntax: ToolSyntax,
     validators: &mut Validators<'t>,
 ) -> Option<ToolCall> {
     let tool = tools.iter().find(|t| t.function.name == call.name)?;
@@ -188,7 +193,7 @@ fn check_call<'t>(
         }
     }
     Some(ToolCall {
-        id: format!("call_{}", uuid::Uuid::new_v4().simple()),
+        id: crate::tool_syntax::new_call_id(syntax),
         kind: "function".into(),
         function: FunctionCall {
             name: call.name,
@@ -217,7 +222,7 @@ mod tests {
         if !rest.trim().is_empty() {
             return None;
         }
-        checked_calls(calls, tools)
+        checked_calls(calls, tools, ToolSyntax::Json)
     }
 
     fn tool(name: &str) -> Tool {
