@@ -3,11 +3,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 models=${HEARTH_TEST_MODELS:-$(scripts/fetch-test-models.sh)}
-venv="${XDG_CACHE_HOME:-$HOME/.cache}/hearth/venv-client"
-if [ ! -x "$venv/bin/python" ] || ! "$venv/bin/python" -c 'import openai, jsonschema' 2>/dev/null; then
-  python3 -m venv "$venv"
-  "$venv/bin/pip" install -q --disable-pip-version-check 'openai>=1.50,<3' 'jsonschema>=4' 'pytest>=8'
-fi
+venv=$(scripts/client-venv.sh)
 # Same flags as scripts/test.sh, so this reuses its build instead of making another.
 cargo build --release --workspace --all-targets --quiet
 bin="${CARGO_TARGET_DIR:-target}/release/hearth"

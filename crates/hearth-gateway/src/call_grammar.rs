@@ -47,7 +47,13 @@ pub fn markers(syntax: ToolSyntax) -> &'static [&'static str] {
             "<|tool_call_end|>",
         ],
         ToolSyntax::MiniMax => &["<minimax:tool_call>", "</minimax:tool_call>"],
-        ToolSyntax::Harmony => &["<|channel|>", "<|message|>", "<|constrain|>", "<|start|>"],
+        ToolSyntax::Harmony => &[
+            "<|channel|>",
+            "<|message|>",
+            "<|constrain|>",
+            "<|start|>",
+            "<|call|>",
+        ],
         ToolSyntax::Json => &["<|python_tag|>"],
     }
 }
@@ -100,7 +106,7 @@ fn json_object_rule(tools: &[Tool], extra: &str) -> String {
 fn terminals() -> String {
     format!(
         "OPEN: /\\{{{SPACE}/\nCLOSE: /{SPACE}\\}}/\nKS: /{SPACE}:{SPACE}/\nIS: /{SPACE},{SPACE}/\n\
-         NL: /[ \\t\\n]{{1,4}}/\nARGKEY: /\"(arguments|parameters)\"/\n"
+         NL: /[ \\t\\n]{{1,4}}/\nSP: /[ \\t\\n]{{1,16}}/\nARGKEY: /\"(arguments|parameters)\"/\n"
     )
 }
 
@@ -135,11 +141,80 @@ fn json_rules(tools: &[Tool], parallel: bool) -> (Vec<String>, String) {
     (triggers, rules)
 }
 
+/// A bare-text argument value that ends at `close` (its closing tag): the rule to add and
+/// the expression for the value with its closing tag. A closing tag written as text ends
+/// the value at its first occurrence (a lazy lexeme that includes it); one that is a control
+/// token cannot occur in text, so the value is any text before it.
+fn text_value(close: &str, marker: &dyn Fn(&str) -> String) -> (String, String) {
+    let tag = marker(close);
+    if tag.starts_with("<[") {
+        ("TEXT: /(.|\\n)+/\n".to_owned(), format!("TEXT? {tag}"))
+    } else {
+        let escaped = regex::escape(close).replace('/', "\\/");
+        (
+            format!("text[lazy]: /(.|\\n)*{escaped}/\n"),
+            "text".to_owned(),
+        )
+    }
+}
+
+/// One tool's arguments as XML-style elements, in the order of its schema's properties,
+/// the required ones always, the others when the model writes them: `open(key)` starts an
+/// element, `text` is a string's value up to and with the closing tag (see [`text_value`]),
+/// `close` the closing tag after any other value, which is JSON held to its schema.
+fn xml_parameters(tool: &Tool, open: &dyn Fn(&str) -> String, text: &str, close: &str) -> String {
+    let schema = tool.function.parameters.as_ref();
+    let required: Vec<&str> = schema
+        .and_then(|s| s.get("required"))
+        .and_then(|r| r.as_array())
+        .map(|r| r.iter().filter_map(|v| v.as_str()).collect())
+        .unwrap_or_default();
+    let Some(properties) = schema
+        .and_then(|s| s.get("properties"))
+        .and_then(|p| p.as_object())
+    else {
+        return String::new();
+    };
+    properties
+        .iter()
+        .map(|(key, property)| {
+            let value = match property.get("type") {
+                Some(t) if t == "string" => match property.get("enum").and_then(|e| e.as_array()) {
+                    Some(choices) if choices.iter().all(|c| c.is_string()) => {
+                        let choices: Vec<String> = choices
+                            .iter()
+                            .filter_map(|c| c.as_str())
+                            .map(quote)
+                            .collect();
+                        format!("SP? ({}) SP? {close}", choices.join(" | "))
+                    }
+                    _ => text.to_owned(),
+                },
+                _ => {
+                    let mut schema = property.clone();
+                    if let Some(obj) = schema.as_object_mut() {
+                        obj.insert(
+                            "x-guidance".into(),
+                            json!({"whitespace_pattern": "[ \\t\\n]{1,16}"}),
+                        );
+                    }
+                    format!("SP? %json {schema} SP? {close}")
+                }
+            };
+            let element = format!("({} {value} SP?)", open(key));
+            if required.contains(&key.as_str()) {
+                element
+            } else {
+                format!("{element}?")
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
 /// The grammar of the calls section `syntax` writes, for `tools`; `template`: the chat
 /// template's text (a family's variants differ in it); `control`: the id of a control
-/// token, by its text. `None` for the syntaxes whose arguments are bare text (Qwen3-Coder
-/// and GLM XML, MiniMax) and for harmony: their calls are read back and checked, not
-/// constrained.
+/// token, by its text. `None` when there are no tools.
 pub fn call_grammar(
     syntax: ToolSyntax,
     template: &str,
@@ -257,8 +332,99 @@ pub fn call_grammar(
                 ),
             )
         }
-        ToolSyntax::QwenXml | ToolSyntax::Glm | ToolSyntax::MiniMax | ToolSyntax::Harmony => {
-            return None
+        ToolSyntax::QwenXml => {
+            // `<function=name>`, then `<parameter=key>\nvalue\n</parameter>` per argument.
+            let (rule, value) = text_value("</parameter>", &marker);
+            let call = names(&|t| {
+                let open = |key: &str| quote(&format!("<parameter={key}>"));
+                format!(
+                    "{} SP? {} {}",
+                    quote(&format!("<function={}>", t.function.name)),
+                    xml_parameters(t, &open, &value, &marker("</parameter>")),
+                    quote("</function>"),
+                )
+            });
+            (
+                "<tool_call>",
+                format!(
+                    "start: {}\ncall: {} SP? named SP? {}\nnamed: {call}\n{rule}",
+                    repeated("call", "SP?", parallel),
+                    marker("<tool_call>"),
+                    marker("</tool_call>"),
+                ),
+            )
+        }
+        ToolSyntax::Glm => {
+            // `<tool_call>name`, then `<arg_key>key</arg_key><arg_value>value</arg_value>`.
+            let (rule, value) = text_value("</arg_value>", &marker);
+            let call = names(&|t| {
+                let open = |key: &str| {
+                    format!(
+                        "{} {} {} SP? {}",
+                        marker("<arg_key>"),
+                        quote(key),
+                        marker("</arg_key>"),
+                        marker("<arg_value>")
+                    )
+                };
+                format!(
+                    "{} SP? {}",
+                    quote(&t.function.name),
+                    xml_parameters(t, &open, &value, &marker("</arg_value>")),
+                )
+            });
+            (
+                "<tool_call>",
+                format!(
+                    "start: {}\ncall: {} named {}\nnamed: {call}\n{rule}",
+                    repeated("call", "SP?", parallel),
+                    marker("<tool_call>"),
+                    marker("</tool_call>"),
+                ),
+            )
+        }
+        ToolSyntax::MiniMax => {
+            // `<invoke name="name">`, then `<parameter name="key">value</parameter>`.
+            let (rule, value) = text_value("</parameter>", &marker);
+            let call = names(&|t| {
+                let open = |key: &str| quote(&format!("<parameter name=\"{key}\">"));
+                format!(
+                    "{} SP? {} {}",
+                    quote(&format!("<invoke name=\"{}\">", t.function.name)),
+                    xml_parameters(t, &open, &value, &marker("</parameter>")),
+                    quote("</invoke>"),
+                )
+            });
+            (
+                "<minimax:tool_call>",
+                format!(
+                    "start: {} SP? {} SP? {}\ncall: {call}\n{rule}",
+                    marker("<minimax:tool_call>"),
+                    repeated("call", "SP?", parallel),
+                    marker("</minimax:tool_call>"),
+                ),
+            )
+        }
+        ToolSyntax::Harmony => {
+            // `to=functions.name` (in the header, before or after the channel), then
+            // `<|constrain|>json`, `<|message|>` and the arguments, each part but the last
+            // two optional; `<|call|>` (an end-of-generation token) ends the one call a turn
+            // holds.
+            let call = names(&|t| {
+                format!(
+                    "{} (SP? {} \"commentary\")? (SP? {})? (SP? \"json\")? SP? {} {} {}?",
+                    quote(&t.function.name),
+                    marker("<|channel|>"),
+                    marker("<|constrain|>"),
+                    marker("<|message|>"),
+                    arguments(t),
+                    marker("<|call|>"),
+                )
+            });
+            (
+                "to=functions.",
+                format!("start: \"to=functions.\" named\nnamed: {call}\n"),
+            )
         }
     };
     Some(CallGrammar {

@@ -18,6 +18,7 @@ use llama_cpp_2::context::LlamaContext;
 use llama_cpp_2::llama_batch::LlamaBatch;
 use llama_cpp_2::model::LlamaModel;
 use llama_cpp_2::sampling::LlamaSampler;
+use llama_cpp_2::token::logit_bias::LlamaLogitBias;
 use llama_cpp_2::token::LlamaToken;
 use llama_cpp_2::DecodeError;
 use tokio::sync::mpsc;
@@ -171,11 +172,26 @@ fn random_seed() -> u32 {
 }
 
 fn build_sampler(
-    n_vocab: i32,
+    model: &LlamaModel,
     params: &SamplingParams,
     matcher: Option<llguidance::Matcher>,
 ) -> LlamaSampler {
+    let n_vocab = model.n_vocab();
     let mut chain = Vec::new();
+    // `ignore_eos`: the end-of-generation tokens are never sampled, so the answer goes on in
+    // text (as llama-server does), instead of filling up with tokens that write nothing. Not
+    // under a constraint, whose end may need one.
+    if params.ignore_eos && matcher.is_none() {
+        let vocab = model.vocab();
+        let banned: Vec<LlamaLogitBias> = (0..n_vocab)
+            .map(LlamaToken)
+            .filter(|&t| vocab.is_eog(t))
+            .map(|t| LlamaLogitBias::new(t, f32::NEG_INFINITY))
+            .collect();
+        if !banned.is_empty() {
+            chain.push(LlamaSampler::logit_bias(n_vocab, &banned));
+        }
+    }
     if params.frequency_penalty != 0.0 || params.presence_penalty != 0.0 {
         chain.push(LlamaSampler::penalties(
             n_vocab,
@@ -348,7 +364,7 @@ impl<'m> Engine<'m> {
             matcher => (matcher, None),
         };
         let shadow = matcher.as_ref().map(llguidance::Matcher::deep_clone);
-        let sampler = build_sampler(self.model.n_vocab(), &job.params, matcher);
+        let sampler = build_sampler(self.model, &job.params, matcher);
         self.slots[target].active = Some(Active {
             events: job.events,
             prefill_pos: reused,
@@ -639,7 +655,7 @@ impl<'m> Engine<'m> {
             return;
         }
         active.shadow = Some(matcher.deep_clone());
-        active.sampler = build_sampler(model.n_vocab(), &active.params, Some(matcher));
+        active.sampler = build_sampler(model, &active.params, Some(matcher));
     }
 
     fn on_token(&mut self, i: usize, token: LlamaToken) {

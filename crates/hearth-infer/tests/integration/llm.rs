@@ -659,3 +659,47 @@ async fn greedy_and_seeded_answers_repeat_cold_cached_and_batched() {
         }
     }
 }
+
+/// `ignore_eos` goes on past the model's end of turn in text, as llama-server does: the
+/// end-of-generation tokens are never sampled, so every generated token writes something
+/// (before, the end-of-turn token was sampled again and again, writing nothing).
+#[tokio::test]
+async fn ignore_eos_goes_on_in_text_past_the_end_of_turn() {
+    let engine = smollm(LlmOptions::default());
+    let prompt = chat_prompt(&engine, "You are brief.", "Reply with one word: yes or no?");
+    let (short, summary) = run(&engine, prompt.clone(), greedy(64)).await;
+    assert_eq!(summary.finish_reason, FinishReason::Stop, "{short:?}");
+    let wanted = summary.completion_tokens + 24;
+    let mut events = engine
+        .generate(GenerateRequest {
+            prompt,
+            params: SamplingParams {
+                ignore_eos: true,
+                ..greedy(wanted as u32)
+            },
+            ..Default::default()
+        })
+        .unwrap();
+    let (mut pieces, mut done) = (Vec::new(), None);
+    while let Some(event) = events.next().await {
+        match event {
+            hearth_infer::llm::GenerateEvent::Text(t) => pieces.push(t),
+            hearth_infer::llm::GenerateEvent::Done(s) => {
+                done = Some(s);
+                break;
+            }
+            hearth_infer::llm::GenerateEvent::Failed(e) => panic!("{e}"),
+        }
+    }
+    let done = done.expect("a summary");
+    assert_eq!(done.finish_reason, FinishReason::Length);
+    assert_eq!(done.completion_tokens, wanted);
+    let text = pieces.concat();
+    assert!(text.starts_with(short.trim_end()), "{text:?} vs {short:?}");
+    // English text from a 49k vocabulary: one piece per token, none empty.
+    assert!(
+        pieces.len() + 2 >= wanted,
+        "{} pieces for {wanted} tokens: {text:?}",
+        pieces.len()
+    );
+}
