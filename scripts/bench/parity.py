@@ -23,7 +23,7 @@ WORDS = ["Amber", "Birch", "Cedar", "Dune", "Ember", "Fjord", "Grove", "Heath", 
 
 def one_stream(client, model, max_tokens, tag):
     started = time.perf_counter()
-    first = last = None
+    first = None
     usage = None
     chunks = 0
     stream = client.chat.completions.create(
@@ -39,9 +39,7 @@ def one_stream(client, model, max_tokens, tag):
         if chunk.usage is not None:
             usage = chunk.usage.completion_tokens
         if chunk.choices and chunk.choices[0].delta.content:
-            now = time.perf_counter()
-            first = first or now
-            last = now
+            first = first or time.perf_counter()
             chunks += 1
     tokens = usage if usage is not None else chunks
     total = time.perf_counter() - started

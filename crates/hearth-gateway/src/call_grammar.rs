@@ -212,6 +212,32 @@ fn xml_parameters(tool: &Tool, open: &dyn Fn(&str) -> String, text: &str, close:
         .join(" ")
 }
 
+/// XML-style calls, one alternative per tool: `head(tool)` opens the call, then its
+/// arguments (`open(key)` starts one, the tag `close` ends it), then `tail`. Returns the
+/// alternatives and the rule their bare-text values need.
+fn xml_calls(
+    tools: &[Tool],
+    head: &dyn Fn(&Tool) -> String,
+    open: &dyn Fn(&str) -> String,
+    close: &str,
+    tail: &str,
+    marker: &dyn Fn(&str) -> String,
+) -> (String, String) {
+    let (rule, value) = text_value(close, marker);
+    let close = marker(close);
+    let calls: Vec<String> = tools
+        .iter()
+        .map(|t| {
+            format!(
+                "{} SP? {} {tail}",
+                head(t),
+                xml_parameters(t, open, &value, &close)
+            )
+        })
+        .collect();
+    (calls.join(" | "), rule)
+}
+
 /// The grammar of the calls section `syntax` writes, for `tools`; `template`: the chat
 /// template's text (a family's variants differ in it); `control`: the id of a control
 /// token, by its text. `None` when there are no tools.
@@ -334,20 +360,18 @@ pub fn call_grammar(
         }
         ToolSyntax::QwenXml => {
             // `<function=name>`, then `<parameter=key>\nvalue\n</parameter>` per argument.
-            let (rule, value) = text_value("</parameter>", &marker);
-            let call = names(&|t| {
-                let open = |key: &str| quote(&format!("<parameter={key}>"));
-                format!(
-                    "{} SP? {} {}",
-                    quote(&format!("<function={}>", t.function.name)),
-                    xml_parameters(t, &open, &value, &marker("</parameter>")),
-                    quote("</function>"),
-                )
-            });
+            let (named, rule) = xml_calls(
+                tools,
+                &|t| quote(&format!("<function={}>", t.function.name)),
+                &|key| quote(&format!("<parameter={key}>")),
+                "</parameter>",
+                &quote("</function>"),
+                &marker,
+            );
             (
                 "<tool_call>",
                 format!(
-                    "start: {}\ncall: {} SP? named SP? {}\nnamed: {call}\n{rule}",
+                    "start: {}\ncall: {} SP? named SP? {}\nnamed: {named}\n{rule}",
                     repeated("call", "SP?", parallel),
                     marker("<tool_call>"),
                     marker("</tool_call>"),
@@ -356,9 +380,10 @@ pub fn call_grammar(
         }
         ToolSyntax::Glm => {
             // `<tool_call>name`, then `<arg_key>key</arg_key><arg_value>value</arg_value>`.
-            let (rule, value) = text_value("</arg_value>", &marker);
-            let call = names(&|t| {
-                let open = |key: &str| {
+            let (named, rule) = xml_calls(
+                tools,
+                &|t| quote(&t.function.name),
+                &|key| {
                     format!(
                         "{} {} {} SP? {}",
                         marker("<arg_key>"),
@@ -366,17 +391,15 @@ pub fn call_grammar(
                         marker("</arg_key>"),
                         marker("<arg_value>")
                     )
-                };
-                format!(
-                    "{} SP? {}",
-                    quote(&t.function.name),
-                    xml_parameters(t, &open, &value, &marker("</arg_value>")),
-                )
-            });
+                },
+                "</arg_value>",
+                "",
+                &marker,
+            );
             (
                 "<tool_call>",
                 format!(
-                    "start: {}\ncall: {} named {}\nnamed: {call}\n{rule}",
+                    "start: {}\ncall: {} named {}\nnamed: {named}\n{rule}",
                     repeated("call", "SP?", parallel),
                     marker("<tool_call>"),
                     marker("</tool_call>"),
@@ -385,20 +408,18 @@ pub fn call_grammar(
         }
         ToolSyntax::MiniMax => {
             // `<invoke name="name">`, then `<parameter name="key">value</parameter>`.
-            let (rule, value) = text_value("</parameter>", &marker);
-            let call = names(&|t| {
-                let open = |key: &str| quote(&format!("<parameter name=\"{key}\">"));
-                format!(
-                    "{} SP? {} {}",
-                    quote(&format!("<invoke name=\"{}\">", t.function.name)),
-                    xml_parameters(t, &open, &value, &marker("</parameter>")),
-                    quote("</invoke>"),
-                )
-            });
+            let (named, rule) = xml_calls(
+                tools,
+                &|t| quote(&format!("<invoke name=\"{}\">", t.function.name)),
+                &|key| quote(&format!("<parameter name=\"{key}\">")),
+                "</parameter>",
+                &quote("</invoke>"),
+                &marker,
+            );
             (
                 "<minimax:tool_call>",
                 format!(
-                    "start: {} SP? {} SP? {}\ncall: {call}\n{rule}",
+                    "start: {} SP? {} SP? {}\ncall: {named}\n{rule}",
                     marker("<minimax:tool_call>"),
                     repeated("call", "SP?", parallel),
                     marker("</minimax:tool_call>"),

@@ -152,6 +152,8 @@ struct Engine<'m> {
     batch: LlamaBatch<'static>,
     batch_size: usize,
     context_limit: usize,
+    /// The model's end-of-generation tokens, banned under `ignore_eos`.
+    end_tokens: Vec<LlamaToken>,
     tick: u64,
 }
 
@@ -171,26 +173,32 @@ fn random_seed() -> u32 {
     h.finish() as u32
 }
 
+/// The model's end-of-generation tokens, found once per engine.
+fn end_tokens(model: &LlamaModel) -> Vec<LlamaToken> {
+    let vocab = model.vocab();
+    (0..model.n_vocab())
+        .map(LlamaToken)
+        .filter(|&t| vocab.is_eog(t))
+        .collect()
+}
+
+/// `end_tokens`: the model's end-of-generation tokens (see [`end_tokens`]).
 fn build_sampler(
-    model: &LlamaModel,
+    n_vocab: i32,
     params: &SamplingParams,
     matcher: Option<llguidance::Matcher>,
+    end_tokens: &[LlamaToken],
 ) -> LlamaSampler {
-    let n_vocab = model.n_vocab();
     let mut chain = Vec::new();
     // `ignore_eos`: the end-of-generation tokens are never sampled, so the answer goes on in
     // text (as llama-server does), instead of filling up with tokens that write nothing. Not
     // under a constraint, whose end may need one.
-    if params.ignore_eos && matcher.is_none() {
-        let vocab = model.vocab();
-        let banned: Vec<LlamaLogitBias> = (0..n_vocab)
-            .map(LlamaToken)
-            .filter(|&t| vocab.is_eog(t))
-            .map(|t| LlamaLogitBias::new(t, f32::NEG_INFINITY))
+    if params.ignore_eos && matcher.is_none() && !end_tokens.is_empty() {
+        let banned: Vec<LlamaLogitBias> = end_tokens
+            .iter()
+            .map(|&t| LlamaLogitBias::new(t, f32::NEG_INFINITY))
             .collect();
-        if !banned.is_empty() {
-            chain.push(LlamaSampler::logit_bias(n_vocab, &banned));
-        }
+        chain.push(LlamaSampler::logit_bias(n_vocab, &banned));
     }
     if params.frequency_penalty != 0.0 || params.presence_penalty != 0.0 {
         chain.push(LlamaSampler::penalties(
@@ -246,6 +254,7 @@ impl<'m> Engine<'m> {
             batch: LlamaBatch::new(batch_size, 1),
             batch_size,
             context_limit: shared.info.context_limit as usize,
+            end_tokens: end_tokens(model),
             shared,
             tick: 0,
         }
@@ -364,7 +373,7 @@ impl<'m> Engine<'m> {
             matcher => (matcher, None),
         };
         let shadow = matcher.as_ref().map(llguidance::Matcher::deep_clone);
-        let sampler = build_sampler(self.model, &job.params, matcher);
+        let sampler = build_sampler(self.model.n_vocab(), &job.params, matcher, &self.end_tokens);
         self.slots[target].active = Some(Active {
             events: job.events,
             prefill_pos: reused,
@@ -655,7 +664,7 @@ impl<'m> Engine<'m> {
             return;
         }
         active.shadow = Some(matcher.deep_clone());
-        active.sampler = build_sampler(model, &active.params, Some(matcher));
+        active.sampler = build_sampler(model.n_vocab(), &active.params, Some(matcher), &[]);
     }
 
     fn on_token(&mut self, i: usize, token: LlamaToken) {
