@@ -55,6 +55,9 @@ pub fn markers(syntax: ToolSyntax) -> &'static [&'static str] {
             "<|call|>",
         ],
         ToolSyntax::Json => &["<|python_tag|>"],
+        ToolSyntax::CommandR => &["<|START_ACTION|>", "<|END_ACTION|>"],
+        // Plain text in these families' vocabularies.
+        ToolSyntax::Dsml | ToolSyntax::Functionary => &[],
     }
 }
 
@@ -159,10 +162,15 @@ fn text_value(close: &str, marker: &dyn Fn(&str) -> String) -> (String, String) 
 }
 
 /// One tool's arguments as XML-style elements, in the order of its schema's properties,
-/// the required ones always, the others when the model writes them: `open(key)` starts an
-/// element, `text` is a string's value up to and with the closing tag (see [`text_value`]),
+/// the required ones always, the others when the model writes them: `open(key, as_text)`
+/// starts an element (`as_text`: its value is written as bare text, a string's), `text` is a string's value up to and with the closing tag (see [`text_value`]),
 /// `close` the closing tag after any other value, which is JSON held to its schema.
-fn xml_parameters(tool: &Tool, open: &dyn Fn(&str) -> String, text: &str, close: &str) -> String {
+fn xml_parameters(
+    tool: &Tool,
+    open: &dyn Fn(&str, bool) -> String,
+    text: &str,
+    close: &str,
+) -> String {
     let schema = tool.function.parameters.as_ref();
     let required: Vec<&str> = schema
         .and_then(|s| s.get("required"))
@@ -178,6 +186,7 @@ fn xml_parameters(tool: &Tool, open: &dyn Fn(&str) -> String, text: &str, close:
     properties
         .iter()
         .map(|(key, property)| {
+            let as_text = property.get("type").is_some_and(|t| t == "string");
             let value = match property.get("type") {
                 Some(t) if t == "string" => match property.get("enum").and_then(|e| e.as_array()) {
                     Some(choices) if choices.iter().all(|c| c.is_string()) => {
@@ -201,7 +210,7 @@ fn xml_parameters(tool: &Tool, open: &dyn Fn(&str) -> String, text: &str, close:
                     format!("SP? %json {schema} SP? {close}")
                 }
             };
-            let element = format!("({} {value} SP?)", open(key));
+            let element = format!("({} {value} SP?)", open(key, as_text));
             if required.contains(&key.as_str()) {
                 element
             } else {
@@ -213,12 +222,12 @@ fn xml_parameters(tool: &Tool, open: &dyn Fn(&str) -> String, text: &str, close:
 }
 
 /// XML-style calls, one alternative per tool: `head(tool)` opens the call, then its
-/// arguments (`open(key)` starts one, the tag `close` ends it), then `tail`. Returns the
+/// arguments (`open(key, as_text)` starts one, the tag `close` ends it), then `tail`. Returns the
 /// alternatives and the rule their bare-text values need.
 fn xml_calls(
     tools: &[Tool],
     head: &dyn Fn(&Tool) -> String,
-    open: &dyn Fn(&str) -> String,
+    open: &dyn Fn(&str, bool) -> String,
     close: &str,
     tail: &str,
     marker: &dyn Fn(&str) -> String,
@@ -363,7 +372,7 @@ pub fn call_grammar(
             let (named, rule) = xml_calls(
                 tools,
                 &|t| quote(&format!("<function={}>", t.function.name)),
-                &|key| quote(&format!("<parameter={key}>")),
+                &|key, _| quote(&format!("<parameter={key}>")),
                 "</parameter>",
                 &quote("</function>"),
                 &marker,
@@ -383,7 +392,7 @@ pub fn call_grammar(
             let (named, rule) = xml_calls(
                 tools,
                 &|t| quote(&t.function.name),
-                &|key| {
+                &|key, _| {
                     format!(
                         "{} {} {} SP? {}",
                         marker("<arg_key>"),
@@ -411,7 +420,7 @@ pub fn call_grammar(
             let (named, rule) = xml_calls(
                 tools,
                 &|t| quote(&format!("<invoke name=\"{}\">", t.function.name)),
-                &|key| quote(&format!("<parameter name=\"{key}\">")),
+                &|key, _| quote(&format!("<parameter name=\"{key}\">")),
                 "</parameter>",
                 &quote("</invoke>"),
                 &marker,
@@ -425,6 +434,79 @@ pub fn call_grammar(
                     marker("</minimax:tool_call>"),
                 ),
             )
+        }
+        ToolSyntax::Dsml => {
+            // `<｜DSML｜invoke name="name">`, then `<｜DSML｜parameter name="key"
+            // string="true">value</｜DSML｜parameter>` per argument, `string="false"` for a
+            // value written as JSON.
+            let (named, rule) = xml_calls(
+                tools,
+                &|t| quote(&format!("<｜DSML｜invoke name=\"{}\">", t.function.name)),
+                &|key, as_text| {
+                    quote(&format!(
+                        "<｜DSML｜parameter name=\"{key}\" string=\"{as_text}\">"
+                    ))
+                },
+                "</｜DSML｜parameter>",
+                &quote("</｜DSML｜invoke>"),
+                &marker,
+            );
+            (
+                "<｜DSML｜function_calls>",
+                format!(
+                    "start: {} SP? {} SP? {}\ncall: {named}\n{rule}",
+                    quote("<｜DSML｜function_calls>"),
+                    repeated("call", "SP?", parallel),
+                    quote("</｜DSML｜function_calls>"),
+                ),
+            )
+        }
+        ToolSyntax::CommandR => {
+            // A JSON list of `{"tool_call_id": "0", "tool_name": .., "parameters": {..}}`.
+            let call = names(&|t| {
+                format!(
+                    "OPEN {} KS /\"[0-9]{{1,3}}\"/ IS {} KS {} IS {} KS {} CLOSE",
+                    quote("\"tool_call_id\""),
+                    quote("\"tool_name\""),
+                    quote(&quote(&t.function.name)),
+                    quote("\"parameters\""),
+                    arguments(t)
+                )
+            });
+            (
+                "<|START_ACTION|>",
+                format!(
+                    "start: {} \"[\" SP? {} SP? \"]\" {}\ncall: {call}\n",
+                    marker("<|START_ACTION|>"),
+                    repeated("call", "IS", parallel),
+                    marker("<|END_ACTION|>"),
+                ),
+            )
+        }
+        ToolSyntax::Functionary => {
+            // The answer's first message may be a call (its recipient's line opens it: the
+            // prompt wrote its `>>>`); each next one follows a `>>>`.
+            let call = names(&|t| {
+                format!(
+                    "{} {}",
+                    quote(&format!("{}\n", t.function.name)),
+                    arguments(t)
+                )
+            });
+            let named: Vec<String> = tools
+                .iter()
+                .map(|t| regex::escape(&t.function.name))
+                .collect();
+            let named = named.join("|");
+            let lark = format!(
+                "start: \">>>\"? {}\ncall: {call}\n{}",
+                repeated("call", "\">>>\"", parallel),
+                terminals()
+            );
+            return Some(CallGrammar {
+                triggers: vec![format!("\\A({named})\n"), format!(">>>({named})\n")],
+                lark,
+            });
         }
         ToolSyntax::Harmony => {
             // `to=functions.name` (in the header, before or after the channel), then

@@ -849,7 +849,8 @@ async fn relay_chat(
     let mut reader = ContentReader {
         forced,
         // Auto mode: text that may still turn out to be a tool call is held until we know.
-        holding: !tools.is_empty() && !forced,
+        // Functionary's answers are messages even without tools: their text is read out.
+        holding: (!tools.is_empty() || syntax == ToolSyntax::Functionary) && !forced,
         forced_call: ForcedCallStream {
             syntax,
             ..Default::default()
@@ -891,6 +892,13 @@ async fn relay_chat(
                 } else if reader.holding {
                     let held = reader.calls.held_text();
                     let (text, written) = reader.calls.finish(&parameters_of(&tools));
+                    // Calls that are not valid are the text they are; an answer without
+                    // calls is its text, less its family's markers.
+                    let held = if written.is_empty() {
+                        text.clone()
+                    } else {
+                        held
+                    };
                     match checked_calls(written, &tools, syntax) {
                         Some(mut found) => {
                             // `parallel_tool_calls: false`: one call per answer.
@@ -905,7 +913,6 @@ async fn relay_chat(
                             }
                             finish_reason = "tool_calls".into();
                         }
-                        // Calls that are not valid are the text they are.
                         None if !held.is_empty() => deltas.push(text_delta(held)),
                         None => {}
                     }

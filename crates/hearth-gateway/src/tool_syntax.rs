@@ -31,6 +31,18 @@ pub enum ToolSyntax {
     MiniMax,
     /// gpt-oss's harmony messages: `to=functions.name … <|message|>{..}<|call|>`.
     Harmony,
+    /// `<｜DSML｜function_calls><｜DSML｜invoke name="..."><｜DSML｜parameter name="key"
+    /// string="true|false">value</｜DSML｜parameter></｜DSML｜invoke></｜DSML｜function_calls>`
+    /// (DeepSeek V3.2): a value is text where `string="true"`, else JSON.
+    Dsml,
+    /// `<|START_ACTION|>[{"tool_call_id": "0", "tool_name": .., "parameters": {..}}, ..]
+    /// <|END_ACTION|>`, and text between `<|START_RESPONSE|>` and `<|END_RESPONSE|>`
+    /// (Command R7B).
+    CommandR,
+    /// Messages each opened by `>>>` and their recipient on the first line: `all` then text,
+    /// or a function's name then its JSON arguments (Functionary v3.2). The prompt writes the
+    /// first `>>>`, so an answer starts with its first recipient.
+    Functionary,
     /// A JSON object per call, the whole answer (Llama 3.x, optionally after
     /// `<|python_tag|>`; and hearth's own instructions for templates without tools).
     #[default]
@@ -53,6 +65,8 @@ impl ToolSyntax {
         let has = |s: &str| template.contains(s);
         if has("<|tool_calls_section_begin|>") {
             ToolSyntax::Kimi
+        } else if has("｜DSML｜") {
+            ToolSyntax::Dsml
         } else if has("tool▁calls▁begin") {
             ToolSyntax::DeepSeek
         } else if has("[TOOL_CALLS]") {
@@ -63,6 +77,10 @@ impl ToolSyntax {
             ToolSyntax::Glm
         } else if has("<|channel|>") && has("<|call|>") {
             ToolSyntax::Harmony
+        } else if has("<|START_ACTION|>") {
+            ToolSyntax::CommandR
+        } else if has(">>>all") {
+            ToolSyntax::Functionary
         } else if has("<function=") && has("<parameter=") {
             ToolSyntax::QwenXml
         } else if has("<tool_call>") {
@@ -81,10 +99,18 @@ impl ToolSyntax {
             ToolSyntax::Kimi => Some("<|tool_calls_section_begin|>"),
             ToolSyntax::MiniMax => Some("<minimax:tool_call>"),
             ToolSyntax::Harmony => Some("to=functions."),
+            ToolSyntax::Dsml => Some(DSML_OPEN),
+            ToolSyntax::CommandR => Some("<|START_ACTION|>"),
+            ToolSyntax::Functionary => Some(">>>"),
             ToolSyntax::Json => None,
         }
     }
 }
+
+const DSML_OPEN: &str = "<｜DSML｜function_calls>";
+
+/// Command R7B's text markers, which are not part of the answer's text.
+const COMMAND_R_TEXT: [&str; 2] = ["<|START_RESPONSE|>", "<|END_RESPONSE|>"];
 
 /// A new id for a call the model made: nine letters and digits for Mistral's families, whose
 /// templates refuse any other id when the call comes back in the next turn; `call_…` else.
@@ -126,6 +152,10 @@ pub fn split(
             calls,
         });
     };
+    if syntax == ToolSyntax::Functionary {
+        let (content, calls) = functionary_messages(text)?;
+        return (!calls.is_empty()).then_some(Split { content, calls });
+    }
     let at = text.find(opener)?;
     let (content, section) = (&text[..at], &text[at..]);
     let calls = match syntax {
@@ -168,13 +198,20 @@ pub fn split(
                 .collect::<Option<Vec<_>>>()?
         }
         ToolSyntax::Harmony => vec![harmony_call(section)?],
-        ToolSyntax::Json => unreachable!("no opener"),
+        ToolSyntax::Dsml => {
+            let inner = between(section, DSML_OPEN, "</｜DSML｜function_calls>")?;
+            blocks(inner.trim(), "<｜DSML｜invoke name=", "</｜DSML｜invoke>")?
+                .into_iter()
+                .map(dsml_call)
+                .collect::<Option<Vec<_>>>()?
+        }
+        ToolSyntax::CommandR => command_r_calls(section)?,
+        ToolSyntax::Json | ToolSyntax::Functionary => unreachable!("read above"),
     };
     // Harmony's header before `to=` is the channel, not text for the user.
-    let content = if syntax == ToolSyntax::Harmony {
-        String::new()
-    } else {
-        content.trim().to_owned()
+    let content = match syntax {
+        ToolSyntax::Harmony => String::new(),
+        _ => answer_text(syntax, content).trim().to_owned(),
     };
     (!calls.is_empty()).then_some(Split { content, calls })
 }
@@ -261,6 +298,24 @@ impl CallStream {
         if self.holding_all {
             return String::new();
         }
+        // Functionary: the first message's recipient, on the answer's first line. Text to
+        // `all` streams; a function's name holds the rest (its call, and any after it).
+        if self.syntax == ToolSyntax::Functionary && !self.started {
+            match self.held.find('\n') {
+                Some(end) if self.held[..end].trim() == "all" => {
+                    self.held.drain(..=end);
+                }
+                Some(_) => {
+                    self.started = true;
+                    self.holding_all = true;
+                    return String::new();
+                }
+                // Longer than any recipient: the answer is not in messages, it is text.
+                None if self.held.len() > 64 => {}
+                None => return String::new(),
+            }
+            self.started = true;
+        }
         // An answer that starts like a bare JSON call (or a fenced one, as Qwen2.5-Coder
         // writes them whatever its template says) is held until it is known.
         if !self.started {
@@ -297,12 +352,25 @@ impl CallStream {
             self.holding_all = true;
             let text = self.held[..at].to_owned();
             self.held.drain(..at);
-            return text;
+            return strip_markers(self.text_markers(), text);
         }
-        let keep = held_tail(&self.held, opener);
+        let keep = self
+            .text_markers()
+            .iter()
+            .fold(held_tail(&self.held, opener), |keep, m| {
+                keep.max(held_tail(&self.held, m))
+            });
         let out = self.held[..self.held.len() - keep].to_owned();
         self.held.drain(..self.held.len() - keep);
-        out
+        strip_markers(self.text_markers(), out)
+    }
+
+    /// The family's markers around its text, dropped from what goes out.
+    fn text_markers(&self) -> &'static [&'static str] {
+        match self.syntax {
+            ToolSyntax::CommandR => &COMMAND_R_TEXT,
+            _ => &[],
+        }
     }
 
     /// Whether this syntax's models also write calls as JSON objects after some text: the
@@ -329,7 +397,7 @@ impl CallStream {
         }
         match (self.started, json_calls(&held)) {
             (false, Some(calls)) => (String::new(), calls),
-            _ => (held, Vec::new()),
+            _ => (answer_text(self.syntax, &held), Vec::new()),
         }
     }
 }
@@ -563,6 +631,94 @@ fn harmony_call(section: &str) -> Option<RawCall> {
     })
 }
 
+fn dsml_call(block: &str) -> Option<RawCall> {
+    let (name, rest) = block.split_once('>')?;
+    let name = name.trim().trim_matches('"');
+    let mut arguments = Map::new();
+    for param in blocks(
+        rest.trim(),
+        "<｜DSML｜parameter name=",
+        "</｜DSML｜parameter>",
+    )? {
+        // `"key" string="true">value`
+        let (head, value) = param.split_once('>')?;
+        let key = head.trim_start().strip_prefix('"')?.split('"').next()?;
+        let as_text = head.contains("string=\"true\"");
+        let value = if as_text {
+            Value::String(value.to_owned())
+        } else {
+            serde_json::from_str(value.trim()).ok()?
+        };
+        arguments.insert(key.to_owned(), value);
+    }
+    Some(RawCall {
+        name: name.to_owned(),
+        arguments: Value::Object(arguments),
+    })
+}
+
+fn command_r_calls(section: &str) -> Option<Vec<RawCall>> {
+    let body = between(section, "<|START_ACTION|>", "<|END_ACTION|>")?;
+    let calls: Vec<Value> = serde_json::from_str(body.trim()).ok()?;
+    calls
+        .into_iter()
+        .map(|call| {
+            Some(RawCall {
+                name: call.get("tool_name")?.as_str()?.to_owned(),
+                arguments: object(
+                    call.get("parameters")
+                        .cloned()
+                        .unwrap_or_else(|| Value::Object(Map::new())),
+                )?,
+            })
+        })
+        .collect()
+}
+
+/// Functionary's messages, from an answer that starts with its first recipient (the prompt
+/// wrote the `>>>` before it): the text of the messages to `all`, and the calls. `None`: the
+/// answer is not in that shape (a message without its recipient's line, a call whose
+/// arguments do not parse).
+fn functionary_messages(text: &str) -> Option<(String, Vec<RawCall>)> {
+    let text = text.strip_prefix(">>>").unwrap_or(text);
+    let mut content = String::new();
+    let mut calls = Vec::new();
+    for message in text.split(">>>") {
+        let Some((recipient, body)) = message.split_once('\n') else {
+            // Only an empty text message may end before its first line does.
+            if matches!(message.trim(), "" | "all") {
+                continue;
+            }
+            return None;
+        };
+        match recipient.trim() {
+            "all" => content.push_str(body),
+            "" => return None,
+            name => calls.push(RawCall {
+                name: name.to_owned(),
+                arguments: object(serde_json::from_str(body.trim()).ok()?)?,
+            }),
+        }
+    }
+    Some((content.trim().to_owned(), calls))
+}
+
+fn strip_markers(markers: &[&str], text: String) -> String {
+    markers
+        .iter()
+        .fold(text, |text, marker| text.replace(marker, ""))
+}
+
+/// What of `text` (an answer with no calls in it, or the text before them) is for the
+/// reader: a family's own markers around its text are dropped.
+pub(crate) fn answer_text(syntax: ToolSyntax, text: &str) -> String {
+    match syntax {
+        ToolSyntax::CommandR => strip_markers(&COMMAND_R_TEXT, text.to_owned()),
+        ToolSyntax::Functionary => functionary_messages(text).map_or(text.to_owned(), |m| m.0),
+        _ => text.to_owned(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     //! Every template of the chat-template suite renders the suite's two tool calls the way
@@ -582,16 +738,14 @@ mod tests {
         serde_json::from_str(&std::fs::read_to_string(suite().join(name)).unwrap()).unwrap()
     }
 
-    /// Templates whose call syntax hearth does not read yet (each writes its own).
-    const NOT_YET: &[&str] = &[
-        "CohereForAI-c4ai-command-r7b-12-2024-tool_use",
-        "deepseek-ai-DeepSeek-V3.2",
-        "meetkai-functionary-medium-v3.2",
-    ];
-
     /// What the model would write for the conversation's assistant turn: that turn rendered,
     /// less the prompt before it and the end-of-turn after it.
-    fn written_answer(template: &ChatTemplate, messages: &[ChatMessage], tools: &[Tool]) -> String {
+    fn written_answer(
+        template: &ChatTemplate,
+        eos: &str,
+        messages: &[ChatMessage],
+        tools: &[Tool],
+    ) -> String {
         let with_calls = template
             .render_with(messages, Some(tools), false, None)
             .unwrap();
@@ -606,24 +760,36 @@ mod tests {
             .take_while(|((_, a), b)| a == b)
             .last()
             .map_or(0, |((i, c), _)| i + c.len_utf8());
+        // The two may share the start of a marker (`<|START_` in Command R7B's).
+        let common = match with_calls[..common].rfind("<|") {
+            Some(open) if !with_calls[open..common].contains("|>") => open,
+            _ => common,
+        };
         let ending = &ending[ending.find("§END§").unwrap() + "§END§".len()..];
         let answer = &with_calls[common..];
         let answer = answer.strip_suffix(ending).unwrap_or(answer);
+        // The end of the turn, where the template writes more after it than after text.
+        let answer = match answer.find(eos).filter(|_| !eos.is_empty()) {
+            Some(end) => &answer[..end],
+            None => answer,
+        };
         // An empty thinking block the template writes before the calls is the reasoning
         // split's to remove, not the call reader's.
-        let answer = answer.trim_start();
-        let answer = answer
-            .strip_prefix("<think>")
-            .unwrap_or(answer)
-            .trim_start();
-        answer.strip_prefix("</think>").unwrap_or(answer).to_owned()
+        let mut answer = answer.trim_start();
+        for (open, close) in [
+            ("<think>", "</think>"),
+            ("<|START_THINKING|>", "<|END_THINKING|>"),
+        ] {
+            answer = answer.strip_prefix(open).unwrap_or(answer).trim_start();
+            answer = answer.strip_prefix(close).unwrap_or(answer).trim_start();
+        }
+        answer.to_owned()
     }
 
     /// A template of the suite: its name, source, end-of-generation token, and compiled.
     type SuiteTemplate = (String, String, String, ChatTemplate);
 
-    /// The suite's tools, its two-call conversation, and each template (not [`NOT_YET`])
-    /// that renders an assistant turn with two calls: (name, source, eos token, template).
+    /// The suite's tools, its two-call conversation, and each template that renders an assistant turn with two calls: (name, source, eos token, template).
     fn two_call_templates() -> (Vec<Tool>, Vec<ChatMessage>, Vec<SuiteTemplate>) {
         let templates = read("templates.json");
         let corpus = read("conversations.json");
@@ -632,9 +798,6 @@ mod tests {
             serde_json::from_value(corpus["cases"]["tool_calls"]["messages"].clone()).unwrap();
         let mut found = Vec::new();
         for (name, entry) in templates["templates"].as_object().unwrap() {
-            if NOT_YET.contains(&name.as_str()) {
-                continue;
-            }
             let source =
                 std::fs::read_to_string(suite().join(format!("templates/{name}.jinja"))).unwrap();
             let eos = entry["eos_token"].as_str().unwrap();
@@ -672,9 +835,9 @@ mod tests {
         };
         let mut failures = Vec::new();
         let mut read_back = 0;
-        for (name, _, _, template) in &templates {
+        for (name, _, eos, template) in &templates {
             let syntax = ToolSyntax::of(template);
-            let answer = written_answer(template, &messages[..2], &tools);
+            let answer = written_answer(template, eos, &messages[..2], &tools);
             // gpt-oss writes one call per message.
             let expected = if syntax == ToolSyntax::Harmony {
                 &want[..1]
@@ -706,7 +869,7 @@ mod tests {
             read_back += 1;
         }
         assert!(failures.is_empty(), "{}", failures.join("\n"));
-        assert!(read_back >= 20, "only {read_back} templates read back");
+        assert!(read_back >= 27, "only {read_back} templates read back");
     }
 
     /// Each family's calls grammar, from the trigger the answer wrote on, accepts the calls
@@ -725,7 +888,7 @@ mod tests {
             let Some(grammar) = call_grammar(syntax, source, &tools, true, &no_control) else {
                 continue;
             };
-            let answer = written_answer(template, &messages[..2], &tools);
+            let answer = written_answer(template, eos, &messages[..2], &tools);
             let Some(at) = grammar
                 .triggers
                 .iter()
@@ -782,7 +945,82 @@ mod tests {
             held.push(name.clone());
         }
         assert!(failures.is_empty(), "{}", failures.join("\n"));
-        assert!(held.len() >= 24, "only {} held: {held:?}", held.len());
+        assert!(held.len() >= 27, "only {} held: {held:?}", held.len());
+    }
+
+    /// Streams `answer` in `size`-character pieces: (the text handed on, the calls).
+    fn streamed(syntax: ToolSyntax, answer: &str, size: usize) -> (String, Vec<RawCall>) {
+        let mut stream = CallStream::new(syntax);
+        let mut text = String::new();
+        let chars: Vec<char> = answer.chars().collect();
+        for piece in chars.chunks(size) {
+            text.push_str(&stream.push(&piece.iter().collect::<String>()));
+        }
+        let (rest, calls) = stream.finish(&|_: &str| None);
+        (text + &rest, calls)
+    }
+
+    /// The families whose text has markers of its own: Functionary's messages to `all`,
+    /// Command R7B's response markers. Their text reads without them, alone or before
+    /// calls, whole and in pieces; a broken call is the text it is.
+    #[test]
+    fn a_family_text_reads_without_its_markers() {
+        let call = |name: &str, arguments: Value| RawCall {
+            name: name.into(),
+            arguments,
+        };
+        let order = call("get_order", serde_json::json!({"order_id": "A-1001"}));
+        let cases: Vec<(ToolSyntax, &str, &str, Vec<RawCall>)> = vec![
+            (ToolSyntax::Functionary, "all\nHello, how can I help?", "Hello, how can I help?", vec![]),
+            (
+                ToolSyntax::Functionary,
+                "all\nLet me look.>>>get_order\n{\"order_id\": \"A-1001\"}",
+                "Let me look.",
+                vec![order.clone()],
+            ),
+            (
+                ToolSyntax::Functionary,
+                "get_order\n{\"order_id\": \"A-1001\"}",
+                "",
+                vec![order.clone()],
+            ),
+            // Not in messages at all: the text as written.
+            (ToolSyntax::Functionary, "Sure thing.", "Sure thing.", vec![]),
+            (
+                ToolSyntax::Functionary,
+                "get_order\n{\"order_id\": ",
+                "get_order\n{\"order_id\":",
+                vec![],
+            ),
+            (
+                ToolSyntax::CommandR,
+                "<|START_RESPONSE|>Your order shipped.<|END_RESPONSE|>",
+                "Your order shipped.",
+                vec![],
+            ),
+            (
+                ToolSyntax::CommandR,
+                "<|START_RESPONSE|>One moment.<|END_RESPONSE|><|START_ACTION|>[\n    {\"tool_call_id\": \"0\", \"tool_name\": \"get_order\", \"parameters\": {\"order_id\": \"A-1001\"}}\n]<|END_ACTION|>",
+                "One moment.",
+                vec![order.clone()],
+            ),
+            (
+                ToolSyntax::Dsml,
+                "Checking.\n\n<｜DSML｜function_calls>\n<｜DSML｜invoke name=\"find_store\">\n<｜DSML｜parameter name=\"city\" string=\"true\">São Paulo</｜DSML｜parameter>\n<｜DSML｜parameter name=\"near\" string=\"false\">{\"lat\": -23.5, \"tags\": [\"open\"]}</｜DSML｜parameter>\n</｜DSML｜invoke>\n</｜DSML｜function_calls>",
+                "Checking.",
+                vec![call(
+                    "find_store",
+                    serde_json::json!({"city": "São Paulo", "near": {"lat": -23.5, "tags": ["open"]}}),
+                )],
+            ),
+        ];
+        for (syntax, answer, text, calls) in cases {
+            for size in [1, 2, 3, 1000] {
+                let (got_text, got_calls) = streamed(syntax, answer, size);
+                assert_eq!(got_text.trim(), text, "{syntax:?} {size}: {answer:?}");
+                assert_eq!(got_calls, calls, "{syntax:?} {size}: {answer:?}");
+            }
+        }
     }
 
     #[test]

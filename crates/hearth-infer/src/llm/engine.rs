@@ -102,24 +102,46 @@ struct Active {
 
 /// A constraint waiting for its trigger.
 struct Lazy {
-    triggers: Vec<regex::Regex>,
+    triggers: Triggers,
     matcher: llguidance::Matcher,
-    /// The answer's latest text, at most [`Lazy::WINDOW`] bytes.
-    window: String,
 }
 
-impl Lazy {
+/// The triggers a constraint waits for, and the answer's latest text they are sought in.
+struct Triggers {
+    triggers: Vec<regex::Regex>,
+    /// The answer's latest text, at most [`Triggers::WINDOW`] bytes.
+    window: String,
+    /// The window no longer starts at the answer's start: a trigger anchored there (`\A`)
+    /// cannot match any more.
+    cut: bool,
+}
+
+impl Triggers {
     /// How far back a trigger's match may start.
     const WINDOW: usize = 512;
+
+    fn new(triggers: Vec<regex::Regex>) -> Self {
+        Triggers {
+            triggers,
+            window: String::new(),
+            cut: false,
+        }
+    }
 
     /// Takes the next text; returns the text from the first trigger's match on, once one
     /// matches.
     fn push(&mut self, text: &str) -> Option<String> {
         self.window.push_str(text);
+        // Past a cut, matches start after the window's first character, where `\A` never
+        // matches.
+        let from = match (self.cut, self.window.chars().next()) {
+            (true, Some(c)) => c.len_utf8(),
+            _ => 0,
+        };
         let found = self
             .triggers
             .iter()
-            .filter_map(|t| t.find(&self.window).map(|m| m.start()))
+            .filter_map(|t| t.find_at(&self.window, from).map(|m| m.start()))
             .min();
         if let Some(at) = found {
             return Some(self.window[at..].to_owned());
@@ -131,6 +153,7 @@ impl Lazy {
                 cut -= 1;
             }
             self.window.drain(..cut);
+            self.cut = true;
         }
         None
     }
@@ -365,9 +388,8 @@ impl<'m> Engine<'m> {
             Some(matcher) if !job.triggers.is_empty() => (
                 None,
                 Some(Lazy {
-                    triggers: job.triggers,
+                    triggers: Triggers::new(job.triggers),
                     matcher,
-                    window: String::new(),
                 }),
             ),
             matcher => (matcher, None),
@@ -683,7 +705,11 @@ impl<'m> Engine<'m> {
         let special = active.preserve.contains(&token);
         let piece = vocab.token_to_piece(token, special, None);
         let text = active.decoder.push(&piece);
-        if let Some(from) = active.lazy.as_mut().and_then(|lazy| lazy.push(&text)) {
+        if let Some(from) = active
+            .lazy
+            .as_mut()
+            .and_then(|lazy| lazy.triggers.push(&text))
+        {
             let lazy = active.lazy.take().expect("just pushed");
             Self::start_constraint(self.model, active, lazy.matcher, &from);
         }
@@ -704,5 +730,39 @@ impl<'m> Engine<'m> {
         } else {
             active.pending = Some(token);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Triggers;
+
+    /// A trigger anchored at the answer's start matches only there: not later in the text,
+    /// not where the window was cut; an unanchored one matches anywhere.
+    #[test]
+    fn an_anchored_trigger_matches_only_at_the_answer_start() {
+        let anchored = || vec![regex::Regex::new("\\Aget_order\n").unwrap()];
+        let mut at_start = Triggers::new(anchored());
+        assert_eq!(at_start.push("get_or"), None);
+        assert_eq!(at_start.push("der\n{").as_deref(), Some("get_order\n{"));
+        let mut later = Triggers::new(anchored());
+        assert_eq!(later.push("all\nI can call get_order\n for you"), None);
+        // Cut so that the window starts where the trigger's text does: it is not the
+        // answer's start.
+        let mut cut = Triggers::new(anchored());
+        assert_eq!(cut.push(&"x".repeat(600)), None);
+        let tail = format!("get_order\n{}", "z".repeat(Triggers::WINDOW - 10));
+        assert_eq!(cut.push(&tail), None);
+        assert!(
+            cut.window.starts_with("get_order\n"),
+            "the window starts there"
+        );
+        assert_eq!(cut.push("z"), None);
+        let mut anywhere = Triggers::new(vec![regex::Regex::new(">>>get_order\n").unwrap()]);
+        assert_eq!(anywhere.push(&"w".repeat(600)), None);
+        assert_eq!(
+            anywhere.push(">>>get_order\n").as_deref(),
+            Some(">>>get_order\n")
+        );
     }
 }
