@@ -10,7 +10,7 @@ MODELS=${HEARTH_TEST_MODELS:-$(scripts/fetch-test-models.sh)}
 gguf=${1:-$MODELS/Qwen2.5-Coder-0.5B-Instruct-Q4_K_M.gguf}
 tasks=${2:-../shared/data/retail/tasks_dev.json}
 limit=${3:-}
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+source scripts/bench/common.sh
 work=$(mktemp -d)
 trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$work"' EXIT
 "$HEARTH" --data-dir "$work" models import "$gguf" --name model > /dev/null
@@ -20,10 +20,7 @@ for on in true false; do
     printf '[llm]\ncontext_length = 8192\nmax_sequences = 1\n[gateway]\nconstrain_auto_tool_calls = %s\n' "$on" > "$work/$on.toml"
     HEARTH_LOG=warn "$HEARTH" --data-dir "$work" --config "$work/$on.toml" serve \
         --listen "127.0.0.1:$port" > "$work/serve-$on.log" 2>&1 &
-    for _ in $(seq 100); do
-        curl -sf "http://127.0.0.1:$port/health" > /dev/null && break
-        sleep 0.2
-    done
+    wait_healthy "http://127.0.0.1:$port"
     urls+=("http://127.0.0.1:$port")
 done
 python3 scripts/bench/auto-tools.py "${urls[0]}" "${urls[1]}" model "$tasks" $limit

@@ -12,7 +12,7 @@ rounds=${3:-2}
 ml=$(scripts/fetch-movielens.sh)
 work=$(mktemp -d)
 trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$work"' EXIT
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+source scripts/bench/common.sh
 
 date -u +"date: %Y-%m-%d %H:%M UTC"; nproc | sed 's/^/cores: /'; grep -m1 'model name' /proc/cpuinfo
 declare -A url
@@ -25,7 +25,7 @@ for side in before after; do
     port=$(free_port)
     HEARTH_LOG=warn "$bin" --data-dir "$data" serve --listen "127.0.0.1:$port" > "$work/$side.log" 2>&1 &
     url[$side]="http://127.0.0.1:$port"
-    for _ in $(seq 100); do curl -sf "${url[$side]}/health" > /dev/null && break; sleep 0.1; done
+    wait_healthy "${url[$side]}"
     # Warm: the model loads on the first request.
     curl -sf "${url[$side]}/v1/recommendations/1?n=10" > /dev/null
 done

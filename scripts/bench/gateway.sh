@@ -11,7 +11,7 @@ if [ ! -x "$VENV/bin/litellm" ]; then
     python3 -m venv "$VENV"
     "$VENV/bin/pip" install -q "litellm[proxy]"
 fi
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+source scripts/bench/common.sh
 work=$(mktemp -d)
 trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$work"' EXIT
 
@@ -32,10 +32,7 @@ YAML
 LITELLM_DANGEROUSLY_PERMIT_WEAK_OR_UNSET_MASTER_KEY=true LITELLM_LOCAL_MODEL_COST_MAP=True \
     "$VENV/bin/litellm" --config "$work/litellm.yaml" --host 127.0.0.1 --port "$peer_port" \
     --num_workers 1 > "$work/litellm.log" 2>&1 &
-for _ in $(seq 180); do
-    curl -sf "http://127.0.0.1:$peer_port/health/liveliness" > /dev/null && break
-    sleep 1
-done
+wait_healthy "http://127.0.0.1:$peer_port" /health/liveliness
 "$VENV/bin/litellm" --version 2>/dev/null | head -1 >&2 || true
 "$HEARTH" bench gateway --upstream "http://127.0.0.1:$upstream_port/v1" \
     --peer "http://127.0.0.1:$peer_port/v1" "$@"

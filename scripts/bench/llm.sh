@@ -41,23 +41,22 @@ done
 "$peers/llama-batched-bench" -m "$smol" -t "$threads" -c 4096 -b 512 -ub 512 -npp 32 -ntg 128 -npl 1,4,8 2>/dev/null | grep -E '^\|' || true
 
 # 8 concurrent streaming clients: llama-server -np 8 vs hearth serve.
-wait_url() { for _ in $(seq 1 240); do curl -sf "$1/health" >/dev/null && return 0; sleep 0.5; done; return 1; }
-port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+source scripts/bench/common.sh
 data=$(mktemp -d)
 trap 'kill ${spid:-} ${hpid:-} 2>/dev/null || true; rm -rf "$data"' EXIT
 "$bin" --data-dir "$data" models import "$smol" --name smollm2 >/dev/null
 "$bin" --data-dir "$data" models import "$models/all-MiniLM-L6-v2" --name minilm >/dev/null
 for rep in 1 2; do
-  p=$(port)
+  p=$(free_port)
   "$peers/llama-server" -m "$smol" -t "$threads" -np 8 -c 8192 --host 127.0.0.1 --port "$p" >"$out/llama-server.log" 2>&1 &
   spid=$!
-  wait_url "http://127.0.0.1:$p"
+  wait_healthy "http://127.0.0.1:$p"
   "$bin" bench serve --url "http://127.0.0.1:$p" --model smollm2 --clients 8 --max-tokens 128 --rounds 3 | python3 -c 'import json,sys; d=json.load(sys.stdin); print(json.dumps({"server":"llama-server -np 8","aggregate_tps":round(d["aggregate_tokens_per_second"],1),"median_ttft_s":round(d["median_ttft_seconds"],3)}))'
   kill $spid; wait $spid 2>/dev/null || true
-  p=$(port)
+  p=$(free_port)
   "$bin" --data-dir "$data" --threads "$threads" serve --listen "127.0.0.1:$p" --model smollm2 --model minilm >/dev/null 2>"$out/hearth-serve.log" &
   hpid=$!
-  wait_url "http://127.0.0.1:$p"
+  wait_healthy "http://127.0.0.1:$p"
   "$bin" bench serve --url "http://127.0.0.1:$p" --model smollm2 --clients 8 --max-tokens 128 --rounds 3 | python3 -c 'import json,sys; d=json.load(sys.stdin); print(json.dumps({"server":"hearth serve","aggregate_tps":round(d["aggregate_tokens_per_second"],1),"median_ttft_s":round(d["median_ttft_seconds"],3)}))'
   echo "{\"hearth_serve_rss_mib\": $(( $(awk '/VmRSS/{print $2}' /proc/$hpid/status) / 1024 ))}"
   kill $hpid; wait $hpid 2>/dev/null || true

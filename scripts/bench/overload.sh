@@ -12,7 +12,7 @@ max_tokens=${1:-32}
 shift || true
 counts=("$@")
 [ ${#counts[@]} -gt 0 ] || counts=(64 200)
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+source scripts/bench/common.sh
 work=$(mktemp -d)
 trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$work"' EXIT
 "$HEARTH" --data-dir "$work" models import "$MODELS/SmolLM2-135M-Instruct.Q4_1.gguf" --name smollm2 > /dev/null
@@ -22,10 +22,7 @@ for wait_ms in 3600000 10000 2000; do
     HEARTH_LOG=warn "$HEARTH" --data-dir "$work" --config "$work/hearth.toml" serve \
         --listen "127.0.0.1:$port" > "$work/serve.log" 2>&1 &
     pid=$!
-    for _ in $(seq 100); do
-        curl -sf "http://127.0.0.1:$port/health" > /dev/null && break
-        sleep 0.2
-    done
+    wait_healthy "http://127.0.0.1:$port"
     # Load the model before measuring.
     curl -sf "http://127.0.0.1:$port/v1/chat/completions" -H 'Content-Type: application/json' \
         -d '{"model":"smollm2","messages":[{"role":"user","content":"hi"}],"max_tokens":1}' > /dev/null

@@ -27,8 +27,7 @@ echo "results in $out" >&2
 date -u +"date: %Y-%m-%d %H:%M UTC"; nproc | sed 's/^/cores: /'; grep -m1 'model name' /proc/cpuinfo
 data=$(mktemp -d)
 trap 'kill ${spid:-} ${hpid:-} 2>/dev/null || true; wait 2>/dev/null || true; rm -rf "$data"' EXIT
-port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-wait_url() { for _ in $(seq 1 240); do curl -sf "$1/health" >/dev/null && return 0; sleep 0.5; done; echo "no answer from $1" >&2; return 1; }
+source scripts/bench/common.sh
 
 for name in ${MODELS:-smollm2 gemma qwen}; do
   m=${file[$name]}
@@ -49,15 +48,15 @@ PY
   # 2 and 3. Through the API: both servers up, idle while the other is measured.
   rm -rf "$data/hearth"; mkdir -p "$data/hearth"
   "$bin" --data-dir "$data/hearth" models import "$m" --name "$name" >/dev/null
-  p=$(port)
+  p=$(free_port)
   "$peers/llama-server" -m "$m" -t "$threads" -fa on -np 8 -c 8192 --host 127.0.0.1 --port "$p" >"$out/llama-server-$name.log" 2>&1 &
   spid=$!
   peer_url="http://127.0.0.1:$p"
-  q=$(port)
+  q=$(free_port)
   "$bin" --data-dir "$data/hearth" --threads "$threads" serve --listen "127.0.0.1:$q" --model "$name" >/dev/null 2>"$out/hearth-serve-$name.log" &
   hpid=$!
   hearth_url="http://127.0.0.1:$q"
-  wait_url "$peer_url"; wait_url "$hearth_url"
+  wait_healthy "$peer_url"; wait_healthy "$hearth_url"
   "$venv/bin/python" scripts/bench/parity.py --label "$name" --clients 1 --rounds "$rounds" \
     --server "llama-server=$peer_url=$name" --server "hearth=$hearth_url=$name"
   "$venv/bin/python" scripts/bench/parity.py --label "$name" --clients 8 --rounds "$rounds" \

@@ -16,7 +16,7 @@ use serde_json::Value;
 use hearth_gateway::Gateway;
 use hearth_types::{ChatCompletionRequest, ChatMessage, SamplingFields};
 
-use crate::agent::{Agent, AgentOptions, Conversation as AgentConversation};
+use crate::agent::{Agent, AgentOptions, Conversation as AgentConversation, Entry};
 use crate::tools::{HttpCall, ToolBox, ToolError, ToolSpec, Variables};
 use crate::SupportError;
 
@@ -180,6 +180,10 @@ pub struct TaskRun {
     pub seconds: f64,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// What was said and done, in order: the customer's messages, the agent's tool calls
+    /// with their results, its replies and any handover (a model agent's runs only).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub transcript: Vec<Entry>,
 }
 
 /// The harness's verdict over all tasks and runs.
@@ -253,6 +257,7 @@ struct Conversation {
     valid_tool_calls: usize,
     turns: usize,
     tokens: usize,
+    transcript: Vec<Entry>,
 }
 
 async fn replay(tools: &ToolBox, actions: &[Action]) -> (usize, usize) {
@@ -307,6 +312,8 @@ async fn simulate(
         ChatMessage::new("system", customer_prompt(&task.instruction)),
         ChatMessage::new("user", "Hello! How can I help you today?"),
     ];
+    // The customer's message that ended the conversation, kept for the transcript.
+    let mut last_word = None;
     for _ in 0..setup.max_turns {
         let sampling = SamplingFields {
             max_tokens: Some(80),
@@ -318,6 +325,7 @@ async fn simulate(
         let (message, _, _, _) = gateway.chat(&request).await?.collect().await?;
         let said = message.content.unwrap_or_default().trim().to_string();
         if said.is_empty() || said.contains(STOP) {
+            last_word = Some(said);
             break;
         }
         customer.push(ChatMessage::new("assistant", said.clone()));
@@ -332,6 +340,9 @@ async fn simulate(
         }
         customer.push(ChatMessage::new("user", outcome.reply));
     }
+    seen.transcript = state.entries;
+    seen.transcript
+        .extend(last_word.map(|text| Entry::Customer { text }));
     Ok(seen)
 }
 
@@ -351,6 +362,7 @@ async fn converse(
                 valid_tool_calls: valid,
                 turns: 1,
                 tokens: 0,
+                transcript: Vec::new(),
             }
         }
         AgentKind::Idle => Conversation {
@@ -428,6 +440,7 @@ pub async fn evaluate(
                 tokens: conversation.tokens,
                 seconds: t.elapsed().as_secs_f64(),
                 error,
+                transcript: conversation.transcript,
             });
             progress(results.len(), total);
         }

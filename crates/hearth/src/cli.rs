@@ -672,7 +672,8 @@ pub struct SupportEvalArgs {
     /// Data directory instead of the one domain.toml names.
     #[arg(long)]
     pub data: Option<PathBuf>,
-    /// Print the report (with every run) as JSON.
+    /// Print the report as JSON: every run, with its transcript (what the customer said, the
+    /// agent's tool calls and their results, its replies), to see why a task failed.
     #[arg(long)]
     pub json: bool,
 }

@@ -245,4 +245,23 @@ async fn every_model_tool_call_is_valid() {
     assert!(report.results.iter().map(|r| r.tool_calls).sum::<usize>() > 0);
     assert_eq!(report.tool_call_validity, 1.0, "{report:#?}");
     assert!(report.mean_tokens > 0.0);
+    // The transcript shows what happened: the customer's message first, then what the
+    // agent did (calls it ran or put to the customer, a handover, its reply), never more
+    // calls than it made.
+    use hearth_core::support::agent::Entry;
+    let run = &report.results[0];
+    assert!(
+        matches!(run.transcript.first(), Some(Entry::Customer { text }) if !text.is_empty()),
+        "{:?}",
+        run.transcript
+    );
+    let calls = run
+        .transcript
+        .iter()
+        .filter(|e| matches!(e, Entry::ToolCall { .. } | Entry::ConfirmationAsked { .. }))
+        .count();
+    assert!(run.transcript.len() >= 2, "{:?}", run.transcript);
+    assert!(calls <= run.tool_calls, "{:?}", run.transcript);
+    let json = serde_json::to_value(&report).unwrap();
+    assert!(json["results"][0]["transcript"].is_array());
 }
