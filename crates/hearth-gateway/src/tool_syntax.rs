@@ -365,12 +365,8 @@ impl CallStream {
         strip_markers(self.text_markers(), out)
     }
 
-    /// The family's markers around its text, dropped from what goes out.
     fn text_markers(&self) -> &'static [&'static str] {
-        match self.syntax {
-            ToolSyntax::CommandR => &COMMAND_R_TEXT,
-            _ => &[],
-        }
+        text_markers(self.syntax)
     }
 
     /// Whether this syntax's models also write calls as JSON objects after some text: the
@@ -703,6 +699,14 @@ fn functionary_messages(text: &str) -> Option<(String, Vec<RawCall>)> {
     Some((content.trim().to_owned(), calls))
 }
 
+/// A family's markers around its text, dropped from what goes out.
+fn text_markers(syntax: ToolSyntax) -> &'static [&'static str] {
+    match syntax {
+        ToolSyntax::CommandR => &COMMAND_R_TEXT,
+        _ => &[],
+    }
+}
+
 fn strip_markers(markers: &[&str], text: String) -> String {
     markers
         .iter()
@@ -713,7 +717,7 @@ fn strip_markers(markers: &[&str], text: String) -> String {
 /// reader: a family's own markers around its text are dropped.
 pub(crate) fn answer_text(syntax: ToolSyntax, text: &str) -> String {
     match syntax {
-        ToolSyntax::CommandR => strip_markers(&COMMAND_R_TEXT, text.to_owned()),
+        ToolSyntax::CommandR => strip_markers(text_markers(syntax), text.to_owned()),
         ToolSyntax::Functionary => functionary_messages(text).map_or(text.to_owned(), |m| m.0),
         _ => text.to_owned(),
     }
