@@ -148,6 +148,11 @@ def capabilities(template, tokens):
         ],
     }
     result = {"role": "tool", "tool_call_id": "A1b2C3d4E", "content": "probe_result_text"}
+    long_id = "call_0123456789abcdef0123"
+    long_call = json.loads(json.dumps(call))
+    long_call["tool_calls"][0]["id"] = long_id
+    long_result = dict(result, tool_call_id=long_id)
+    tool_results = renders(template, tokens, [user, call, result], "probe_result_text")
     return {
         "system": renders(
             template, tokens, [{"role": "system", "content": "probe_system_text"}, user],
@@ -159,9 +164,10 @@ def capabilities(template, tokens):
         ),
         "tools": renders(template, tokens, [user], "probe_tool_name"),
         "tool_calls": renders(template, tokens, [user, call], "probe_call_name"),
-        "tool_results": renders(
-            template, tokens, [user, call, result], "probe_result_text"
-        ),
+        "tool_results": tool_results,
+        # Refused only where the same conversation with nine-character ids renders.
+        "any_call_ids": not tool_results
+        or renders(template, tokens, [user, long_call, long_result], "probe_result_text"),
         "string_content": renders(
             template, tokens, [{"role": "user", "content": "probe_string_text"}],
             "probe_string_text",
@@ -172,6 +178,15 @@ def capabilities(template, tokens):
             "probe_typed_text",
         ),
     }
+
+
+def nine_character_id(call_id):
+    """The stand-in hearth gives a call id where a template takes only nine letters and digits."""
+    if len(call_id) == 9 and call_id.isascii() and call_id.isalnum():
+        return call_id
+    alphabet = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+    digest = hashlib.sha256(call_id.encode("utf-8")).digest()
+    return "".join(alphabet[b % len(alphabet)] for b in digest[:9])
 
 
 def text_of(content):
@@ -224,6 +239,12 @@ def prepare(messages, tools, caps):
         for message in out:
             if message.get("tool_calls") and message.get("content") is None:
                 message["content"] = ""
+            if not caps["any_call_ids"]:
+                for call in message.get("tool_calls") or []:
+                    if isinstance(call.get("id"), str):
+                        call["id"] = nine_character_id(call["id"])
+                if isinstance(message.get("tool_call_id"), str):
+                    message["tool_call_id"] = nine_character_id(message["tool_call_id"])
     if not caps["tool_results"]:
         merged = []
         for message in out:

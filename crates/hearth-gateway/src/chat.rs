@@ -384,13 +384,21 @@ impl Gateway {
         let reasoning = Reasoning::of(engine.template(), &prompt);
         if let Some(r) = &reasoning {
             ask.preserve.extend(r.markers());
+            let control = |text: &str| engine.control_token(text);
             if let (true, Some(constraint)) = (r.opened_in_prompt(), &ask.constraint) {
-                let control = |text: &str| engine.control_token(text);
                 if let Some(lark) = after_reasoning(r, constraint, &control) {
                     ask.constraint = Some(Constraint::Lark(lark));
                     ask.triggers = vec![regex::escape(r.end())];
                     after_thought = true;
                 }
+            } else if let Some(lark) = ask
+                .constraint
+                .as_ref()
+                .and_then(|c| optional_thought_then(r, c, &control))
+            {
+                // The model opens its block itself (Qwen3): it may think first, or not.
+                ask.constraint = Some(Constraint::Lark(lark));
+                after_thought = true;
             }
         }
         // Kept for the retry below: only a request with a call grammar may need it.
@@ -754,15 +762,9 @@ fn args_delta(arguments: String) -> ChunkDelta {
     }
 }
 
-/// `constraint`, starting once `reasoning` is over: its end marker, some whitespace, then
-/// the JSON. `None` for a grammar of the caller's own, which stays as it is (the model then
-/// cannot think first).
-/// `control`: the id of a control token, by its text (the end marker may be one).
-fn after_reasoning(
-    reasoning: &Reasoning,
-    constraint: &Constraint,
-    control: &dyn Fn(&str) -> Option<u32>,
-) -> Option<String> {
+/// The JSON a schema-bound answer must hold, as a Lark rule: none for a grammar of the
+/// caller's own.
+fn held_json(constraint: &Constraint) -> Option<String> {
     let mut schema = match constraint {
         Constraint::JsonObject => serde_json::json!({"type": "object"}),
         Constraint::JsonSchema(schema) => schema.clone(),
@@ -773,11 +775,65 @@ fn after_reasoning(
             "whitespace_flexible": false, "item_separator": ",", "key_separator": ":"
         }));
     }
+    Some(format!("%json {schema}"))
+}
+
+/// `constraint` for a model that opens its thinking block itself: an optional block first
+/// (its start marker, any text, its end marker), some whitespace, then the JSON. The block
+/// is held by token where both markers are control tokens, else by text (it ends at the
+/// first end marker). gpt-oss: an optional `analysis` message, then the `final` channel's
+/// header, then the JSON (its markers must be control tokens). `None` for a grammar of the
+/// caller's own.
+fn optional_thought_then(
+    reasoning: &Reasoning,
+    constraint: &Constraint,
+    control: &dyn Fn(&str) -> Option<u32>,
+) -> Option<String> {
+    let json = held_json(constraint)?;
+    let (start, end) = match reasoning {
+        Reasoning::Block { start, end, .. } => (*start, *end),
+        Reasoning::Harmony => {
+            let [channel, message, end, start] =
+                ["<|channel|>", "<|message|>", "<|end|>", "<|start|>"].map(control);
+            let (channel, message, end, start) = (channel?, message?, end?, start?);
+            return Some(format!(
+                "start: thought? <[{channel}]> \"final\" <[{message}]> /[ \\t\\n]{{0,4}}/ {json}\n\
+                 thought: <[{channel}]> \"analysis\" <[{message}]> <[^{end}]>* <[{end}]> \
+                 <[{start}]> \"assistant\"\n"
+            ));
+        }
+    };
+    let quote = |text: &str| serde_json::to_string(text).expect("strings serialize");
+    let thought = match (control(start), control(end)) {
+        (Some(open), Some(close)) => {
+            format!("thought: <[{open}]> <[^{close}]>* <[{close}]>\n")
+        }
+        _ => format!(
+            "thought: {} body\nbody[suffix={}]: /(.|\\n)*/\n",
+            quote(start),
+            quote(end)
+        ),
+    };
+    Some(format!(
+        "start: thought? /[ \\t\\n]{{0,4}}/ {json}\n{thought}"
+    ))
+}
+
+/// `constraint`, starting once `reasoning` is over: its end marker, some whitespace, then
+/// the JSON. `None` for a grammar of the caller's own, which stays as it is (the model then
+/// cannot think first).
+/// `control`: the id of a control token, by its text (the end marker may be one).
+fn after_reasoning(
+    reasoning: &Reasoning,
+    constraint: &Constraint,
+    control: &dyn Fn(&str) -> Option<u32>,
+) -> Option<String> {
+    let json = held_json(constraint)?;
     let end = match control(reasoning.end()) {
         Some(id) => format!("<[{id}]>"),
         None => serde_json::to_string(reasoning.end()).expect("strings serialize"),
     };
-    Some(format!("start: {end} /[ \\t\\n]{{0,4}}/ %json {schema}\n"))
+    Some(format!("start: {end} /[ \\t\\n]{{0,4}}/ {json}\n"))
 }
 
 /// What [`relay_chat`] reads a local answer with.
@@ -952,6 +1008,74 @@ async fn relay_chat(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A model that opens its own thinking block (Qwen3) may think before a schema-bound
+    /// answer, or answer at once; either way the answer is the schema's, and nothing but
+    /// whitespace comes between the thought and it.
+    #[test]
+    fn a_schema_bound_answer_may_follow_a_thought_the_model_opens_itself() {
+        use hearth_infer::llm::lark_accepts;
+        let schema = serde_json::json!({"type": "object",
+            "properties": {"capital": {"type": "string"}},
+            "required": ["capital"], "additionalProperties": false});
+        let constraint = Constraint::JsonSchema(schema);
+        let block = Reasoning::Block {
+            open: false,
+            start: "<think>",
+            end: "</think>",
+        };
+        let by_text = optional_thought_then(&block, &constraint, &|_| None).unwrap();
+        let accepts = |lark: &str, text: &str| lark_accepts(lark, text).unwrap();
+        for good in [
+            r#"{"capital":"Rome"}"#,
+            "<think>\nItaly's capital: Rome. {not json}\n</think>\n\n{\"capital\":\"Rome\"}",
+            "<think></think>{\"capital\":\"Rome\"}",
+        ] {
+            assert!(accepts(&by_text, good), "{good:?}\n{by_text}");
+        }
+        for bad in [
+            "Rome",
+            "<think>Rome</think>Rome",
+            "<think>a</think>b</think>{\"capital\":\"Rome\"}",
+            "<think>never closed {\"capital\":\"Rome\"}",
+            r#"{"capital":"Rome","extra":1}"#,
+        ] {
+            assert!(!accepts(&by_text, bad), "{bad:?}\n{by_text}");
+        }
+        // Control-token markers are held by token: here tokens 1 and 2 of a byte vocabulary.
+        let control = |text: &str| match text {
+            "<think>" => Some(1),
+            "</think>" => Some(2),
+            _ => None,
+        };
+        let by_token = optional_thought_then(&block, &constraint, &control).unwrap();
+        assert!(accepts(
+            &by_token,
+            "\u{1}Rome, </think> as text\u{2}\n{\"capital\":\"Rome\"}"
+        ));
+        assert!(accepts(&by_token, r#"{"capital":"Rome"}"#));
+        assert!(!accepts(&by_token, "\u{1}Rome\u{2}Rome"));
+        // A grammar of the caller's own stays as it is.
+        assert!(
+            optional_thought_then(&block, &Constraint::Lark("start: \"x\"".into()), &|_| None)
+                .is_none()
+        );
+        // gpt-oss: an analysis message may come first, then the final channel holds the JSON.
+        let harmony = |text: &str| {
+            ["<|channel|>", "<|message|>", "<|end|>", "<|start|>"]
+                .iter()
+                .position(|m| *m == text)
+                .map(|i| i as u32 + 1)
+        };
+        let by_channel = optional_thought_then(&Reasoning::Harmony, &constraint, &harmony).unwrap();
+        let final_json = "\u{1}final\u{2}{\"capital\":\"Rome\"}";
+        assert!(accepts(&by_channel, final_json), "{by_channel}");
+        let thought = format!("\u{1}analysis\u{2}Italy: Rome.\u{3}\u{4}assistant{final_json}");
+        assert!(accepts(&by_channel, &thought), "{by_channel}");
+        assert!(!accepts(&by_channel, r#"{"capital":"Rome"}"#));
+        assert!(!accepts(&by_channel, "\u{1}final\u{2}Rome"));
+        assert!(optional_thought_then(&Reasoning::Harmony, &constraint, &|_| None).is_none());
+    }
 
     fn collect(deltas: &[ChunkDelta]) -> (String, String, usize) {
         let mut name = String::new();

@@ -87,6 +87,11 @@ pub struct ProviderConfig {
     /// Seconds to wait for the response to start, and between two streamed chunks.
     #[serde(default = "default_timeout")]
     pub timeout_seconds: f64,
+    /// Whether the request fields vLLM and llama-server accept beyond OpenAI's (`top_k`,
+    /// `min_p`, `ignore_eos`, `chat_template_kwargs`) are forwarded. Unset: yes, except to
+    /// `api.openai.com`, which refuses unknown fields (400), so they are left out there.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub extensions: Option<bool>,
 }
 
 fn default_timeout() -> f64 {

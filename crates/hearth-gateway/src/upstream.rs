@@ -21,6 +21,20 @@ pub(crate) struct Upstream {
     key: Option<String>,
     timeout: Duration,
     client: reqwest::Client,
+    /// Forward the fields beyond OpenAI's ([`EXTENSION_FIELDS`]).
+    extensions: bool,
+}
+
+/// Request fields vLLM and llama-server accept that OpenAI's API refuses.
+pub(crate) const EXTENSION_FIELDS: [&str; 4] =
+    ["top_k", "min_p", "ignore_eos", "chat_template_kwargs"];
+
+/// Whether a provider takes [`EXTENSION_FIELDS`] when its config does not say.
+fn takes_extensions(base_url: &str) -> bool {
+    let host = reqwest::Url::parse(base_url)
+        .ok()
+        .and_then(|url| url.host_str().map(str::to_ascii_lowercase));
+    host.as_deref() != Some("api.openai.com")
 }
 
 /// Why an upstream call did not start.
@@ -79,6 +93,9 @@ impl Upstream {
             .build()
             .map_err(|e| GatewayError::Config(format!("provider '{}': {e}", config.name)))?;
         Ok(Upstream {
+            extensions: config
+                .extensions
+                .unwrap_or_else(|| takes_extensions(&base_url)),
             base_url,
             key,
             timeout,
@@ -95,8 +112,15 @@ impl Upstream {
     pub async fn chat(&self, body: &serde_json::Value, stream: bool) -> Result<Answer, Failure> {
         let mut request = self
             .client
-            .post(format!("{}/chat/completions", self.base_url))
-            .json(body);
+            .post(format!("{}/chat/completions", self.base_url));
+        request = match body.as_object() {
+            Some(fields) if !self.extensions => {
+                let mut fields = fields.clone();
+                fields.retain(|key, _| !EXTENSION_FIELDS.contains(&key.as_str()));
+                request.json(&fields)
+            }
+            _ => request.json(body),
+        };
         if let Some(key) = &self.key {
             request = request.bearer_auth(key);
         }
@@ -376,4 +400,17 @@ pub(crate) async fn relay_stream(
             summary,
         })
         .await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::takes_extensions;
+
+    #[test]
+    fn only_openais_own_api_is_assumed_to_refuse_extension_fields() {
+        assert!(!takes_extensions("https://api.openai.com/v1"));
+        assert!(!takes_extensions("https://API.OpenAI.com:443/v1"));
+        assert!(takes_extensions("http://10.0.0.5:8000/v1"));
+        assert!(takes_extensions("https://api.openai.com.example.net/v1"));
+    }
 }

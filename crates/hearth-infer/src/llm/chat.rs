@@ -25,6 +25,7 @@ use minijinja::value::Serde;
 use minijinja::{context, Environment, Value};
 use serde::Serialize;
 use serde_json::{json, Map, Value as Json};
+use sha2::{Digest, Sha256};
 
 use super::pyjinja;
 use crate::InferError;
@@ -58,6 +59,9 @@ pub struct Capabilities {
     pub tool_calls: bool,
     /// A tool result appears (else results are passed as a user turn).
     pub tool_results: bool,
+    /// A call id of any form renders (Mistral's templates refuse all but nine letters and
+    /// digits; hearth then gives each id a nine-character stand-in of its own).
+    pub any_call_ids: bool,
     /// Content given as a string appears.
     pub string_content: bool,
     /// Content given as a list of text parts appears.
@@ -290,6 +294,7 @@ impl ChatTemplate {
         });
         let result =
             json!({"role": "tool", "tool_call_id": "A1b2C3d4E", "content": "probe_result_text"});
+        let tool_results = self.renders(json!([user, call, result]), "probe_result_text", tools);
         Capabilities {
             system: self.renders(
                 json!([{"role": "system", "content": "probe_system_text"}, user]),
@@ -303,11 +308,14 @@ impl ChatTemplate {
             ),
             tools: self.renders(json!([user]), "probe_tool_name", tools),
             tool_calls: self.renders(json!([user, call]), "probe_call_name", tools),
-            tool_results: self.renders(
-                json!([user, call, result]),
-                "probe_result_text",
-                tools,
-            ),
+            tool_results,
+            // Refused only where the same conversation with nine-character ids renders.
+            any_call_ids: !tool_results
+                || self.renders(
+                    json!([user, long_id(&call), long_id(&result)]),
+                    "probe_result_text",
+                    tools,
+                ),
             string_content: self.renders(
                 json!([{"role": "user", "content": "probe_string_text"}]),
                 "probe_string_text",
@@ -390,6 +398,34 @@ fn text_of(content: Option<&Json>) -> String {
 }
 
 /// Adapts a conversation to what the template renders (see the module documentation).
+/// A probe message with its call id replaced by one in OpenAI's form.
+fn long_id(message: &Json) -> Json {
+    let mut message = message.clone();
+    let id = json!("call_0123456789abcdef0123");
+    if let Some(call) = message.pointer_mut("/tool_calls/0/id") {
+        *call = id.clone();
+    }
+    if message.get("tool_call_id").is_some() {
+        message["tool_call_id"] = id;
+    }
+    message
+}
+
+/// The nine letters and digits that stand for `id` where a template takes no other form:
+/// `id` itself when it already has that form, else a digest of it, the same in every turn (so
+/// a call and its result still match, and a conversation's prefix renders the same).
+fn nine_character_id(id: &str) -> String {
+    if id.len() == 9 && id.bytes().all(|b| b.is_ascii_alphanumeric()) {
+        return id.to_owned();
+    }
+    const ALPHABET: &[u8] = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
+    let digest = Sha256::digest(id.as_bytes());
+    digest[..9]
+        .iter()
+        .map(|b| ALPHABET[usize::from(*b) % ALPHABET.len()] as char)
+        .collect()
+}
+
 fn adapt(
     mut messages: Vec<Json>,
     mut tools: Option<Vec<Json>>,
@@ -453,6 +489,22 @@ fn adapt(
                 .is_some_and(|c| !c.is_empty());
             if has_calls && message.get("content").is_none_or(Json::is_null) {
                 message["content"] = json!("");
+            }
+            if caps.any_call_ids {
+                continue;
+            }
+            for call in message
+                .get_mut("tool_calls")
+                .and_then(Json::as_array_mut)
+                .into_iter()
+                .flatten()
+            {
+                if let Some(id) = call.get("id").and_then(Json::as_str) {
+                    call["id"] = json!(nine_character_id(id));
+                }
+            }
+            if let Some(id) = message.get("tool_call_id").and_then(Json::as_str) {
+                message["tool_call_id"] = json!(nine_character_id(id));
             }
         }
     }

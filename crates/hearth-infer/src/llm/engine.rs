@@ -376,14 +376,14 @@ impl<'m> Engine<'m> {
             self.slots[target].cached.clear();
         }
         let reused = self.slots[target].cached.len();
-        let stops = StopMatcher::new(
-            job.params
-                .stop
-                .iter()
-                .cloned()
-                .chain(self.shared.template.implied_stops())
-                .collect(),
-        );
+        // The fallback template's end-of-turn text stands in for an end-of-generation token,
+        // so `ignore_eos` goes past it as it goes past the tokens.
+        let implied = if job.params.ignore_eos {
+            Vec::new()
+        } else {
+            self.shared.template.implied_stops()
+        };
+        let stops = StopMatcher::new(job.params.stop.iter().cloned().chain(implied).collect());
         let (matcher, lazy) = match job.matcher {
             Some(matcher) if !job.triggers.is_empty() => (
                 None,

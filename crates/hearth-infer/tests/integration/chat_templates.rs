@@ -140,3 +140,94 @@ fn the_reference_file_matches_the_templates_it_was_rendered_from() {
         );
     }
 }
+
+/// Call ids in OpenAI's form (`call_…`, as a client that talked to another server keeps them)
+/// render in every template. Mistral's templates take only nine letters and digits: there each
+/// id gets a stand-in of that form, the same for a call and its result, and nothing else in
+/// the text changes; everywhere else the ids render as given.
+#[test]
+fn call_ids_of_any_form_render_and_mistral_gets_nine_character_stand_ins() {
+    let manifest = read_json("templates.json");
+    let corpus = read_json("conversations.json");
+    let expected = read_json("expected.json");
+    let tools: Vec<Tool> = serde_json::from_value(corpus["tools"].clone()).unwrap();
+    let short_ids = ["A1b2C3d4E", "F5g6H7i8J"];
+    let long_ids = ["call_9f2c6d0a1b7e4c3f8a5d", "call_0e4b8c2d6f1a9e7b3c5d"];
+    let original = serde_json::to_string(&corpus["cases"]["tool_calls"]["messages"]).unwrap();
+    assert!(short_ids.iter().all(|id| original.contains(id)));
+    let mut replaced = original.clone();
+    for (short, long) in short_ids.iter().zip(long_ids) {
+        replaced = replaced.replace(short, long);
+    }
+    let messages: Vec<ChatMessage> = serde_json::from_str(&replaced).unwrap();
+    let mut stand_ins_seen = 0;
+    for (name, entry) in manifest["templates"].as_object().unwrap() {
+        let Some(reference) = expected[name.as_str()]["cases"]["tool_calls"]["text"].as_str()
+        else {
+            continue; // The reference refuses the conversation itself (one call per turn).
+        };
+        let source =
+            std::fs::read_to_string(suite().join(format!("templates/{name}.jinja"))).unwrap();
+        let template = ChatTemplate::new(
+            Some(&source),
+            entry["bos_token"].as_str().unwrap(),
+            entry["eos_token"].as_str().unwrap(),
+        )
+        .unwrap()
+        .for_model(name.as_str());
+        template.set_clock(FIXED_NOW);
+        let got = template
+            .render_with(&messages, Some(&tools), true, None)
+            .unwrap_or_else(|e| panic!("{name}: {e}"));
+        if template.capabilities().any_call_ids {
+            let mut want = reference.to_owned();
+            for (short, long) in short_ids.iter().zip(long_ids) {
+                want = want.replace(short, long);
+            }
+            assert_eq!(got, want, "{name}: {}", first_difference(&got, &want));
+            continue;
+        }
+        // Same length, differing only where the reference has an id, each id always replaced
+        // by the same nine letters and digits.
+        assert!(long_ids.iter().all(|id| !got.contains(id)), "{name}: {got}");
+        assert_eq!(got.len(), reference.len(), "{name}: {got}");
+        let mut stand_ins: Vec<Option<String>> = vec![None; short_ids.len()];
+        let mut at = 0;
+        while at < reference.len() {
+            if let Some(i) = short_ids
+                .iter()
+                .position(|id| reference.as_bytes()[at..].starts_with(id.as_bytes()))
+            {
+                let stand_in = got
+                    .get(at..at + 9)
+                    .expect("nine characters where an id was");
+                assert!(
+                    stand_in.bytes().all(|b| b.is_ascii_alphanumeric()),
+                    "{name}"
+                );
+                let known = stand_ins[i].get_or_insert_with(|| stand_in.to_owned());
+                assert_eq!(
+                    known, stand_in,
+                    "{name}: id {} has two stand-ins",
+                    short_ids[i]
+                );
+                at += 9;
+            } else {
+                assert_eq!(
+                    got.as_bytes()[at],
+                    reference.as_bytes()[at],
+                    "{name}: {}",
+                    first_difference(&got, reference)
+                );
+                at += 1;
+            }
+        }
+        assert!(stand_ins.iter().all(Option::is_some), "{name}: {got}");
+        assert_ne!(stand_ins[0], stand_ins[1], "{name}");
+        stand_ins_seen += 1;
+    }
+    assert_eq!(
+        stand_ins_seen, 2,
+        "the suite's two Mistral templates with tool results"
+    );
+}

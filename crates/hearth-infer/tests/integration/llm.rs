@@ -465,6 +465,40 @@ async fn gemma3_base_model_loads_and_completes_text() {
     assert!(summary.completion_tokens >= 1);
 }
 
+/// Gemma-3-270M ships no chat template, so the fallback's end-of-turn text is a stop string
+/// there; under `ignore_eos` the answer goes past it as it goes past the end-of-generation
+/// tokens (llama-server has no such stop and generates the full length).
+#[tokio::test]
+async fn ignore_eos_goes_past_the_fallback_templates_end_of_turn() {
+    let engine = LlmHandle::spawn(
+        "gemma3",
+        &models_dir().join("gemma-3-270m-q4_k_m.gguf"),
+        LlmOptions::default(),
+    )
+    .unwrap();
+    assert!(engine.template().is_fallback());
+    assert_eq!(engine.template().implied_stops(), vec!["<|im_end|>"]);
+    // A few-shot text whose greedy continuation writes the end-of-turn marker.
+    let shots = "A: hi<|im_end|>\nB: hello<|im_end|>\n".repeat(4);
+    let prompt = engine.tokenize(&format!("{shots}A: hi"), true);
+    let (short, summary) = run(&engine, prompt.clone(), greedy(48)).await;
+    assert_eq!(summary.finish_reason, FinishReason::Stop, "{short:?}");
+    assert!(summary.completion_tokens < 48, "{short:?}");
+    let (long, summary) = run(
+        &engine,
+        prompt,
+        SamplingParams {
+            ignore_eos: true,
+            ..greedy(48)
+        },
+    )
+    .await;
+    assert_eq!(summary.finish_reason, FinishReason::Length, "{long:?}");
+    assert_eq!(summary.completion_tokens, 48);
+    assert!(long.contains("<|im_end|>"), "{long:?}");
+    assert!(long.starts_with(&short), "{long:?} vs {short:?}");
+}
+
 /// A grammar whose token masks overrun llguidance's item limit with Qwen's 151k-token
 /// vocabulary (every ordered choice of five candidates an alternative of its own, made of
 /// short lexemes; the shopping assistant's grammar was once like this). llama-cpp-2's sampler

@@ -1154,6 +1154,45 @@ fn assert_nothing_left(bodies: &[Value], originals: &[String]) {
     }
 }
 
+/// The fields vLLM and llama-server take beyond OpenAI's reach a provider unless its config
+/// says `extensions = false` (OpenAI refuses them with a 400, which would end a failover).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn extension_fields_are_left_out_for_a_provider_that_refuses_them() {
+    let (open_ended, strict) = (Fake::start(Mode::Echo).await, Fake::start(Mode::Echo).await);
+    let toml = format!(
+        "[gateway]\n{}{}extensions = false\n{}{}",
+        provider("vllm", &open_ended.url, 10.0),
+        provider("strict", &strict.url, 10.0),
+        route("pool", "allow", &[r#"{ provider = "vllm", model = "m" }"#]),
+        route(
+            "openai",
+            "allow",
+            &[r#"{ provider = "strict", model = "m" }"#]
+        ),
+    );
+    let (p, _dir) = open(&toml);
+    for alias in ["pool", "openai"] {
+        let mut body = chat_body(alias, "hello", false);
+        body["top_k"] = json!(20);
+        body["min_p"] = json!(0.05);
+        body["ignore_eos"] = json!(false);
+        body["chat_template_kwargs"] = json!({"enable_thinking": false});
+        body["temperature"] = json!(0.5);
+        assert_eq!(answer(&p, &body).await, "hello");
+    }
+    let (sent, trimmed) = (&open_ended.bodies()[0], &strict.bodies()[0]);
+    for field in ["top_k", "min_p", "ignore_eos", "chat_template_kwargs"] {
+        assert!(sent.get(field).is_some(), "{field} not forwarded: {sent}");
+        assert!(trimmed.get(field).is_none(), "{field} forwarded: {trimmed}");
+    }
+    assert_eq!(
+        sent["chat_template_kwargs"],
+        json!({"enable_thinking": false})
+    );
+    assert_eq!(trimmed["temperature"], json!(0.5));
+    assert_eq!(trimmed["messages"], sent["messages"]);
+}
+
 /// A platform whose route `private` redacts on its way to an echoing upstream.
 async fn redact_route() -> (Fake, Platform, tempfile::TempDir) {
     let echo = Fake::start(Mode::Echo).await;

@@ -436,6 +436,56 @@ async fn a_reasoning_template_keeps_the_thought_out_of_the_answer() {
     );
 }
 
+/// A model that opens its thinking block itself (Qwen3's template names `<think>` but its
+/// generation prompt does not open it): a `json_schema` answer may still be thought out
+/// first, the thought going to `reasoning_content` and the answer held to the schema after
+/// it; asked for no thought, the answer is the schema's from its first token.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_model_that_opens_its_own_thought_may_think_before_a_schema_bound_answer() {
+    let dir = tempfile::tempdir().unwrap();
+    let suite = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../hearth-infer/tests/chat-templates/templates/Qwen-Qwen2.5-7B-Instruct.jinja");
+    let source = std::fs::read_to_string(suite).unwrap();
+    let template = dir.path().join("thinks.jinja");
+    std::fs::write(
+        &template,
+        format!("{{#- The model reasons between <think> and </think>. #}}\n{source}"),
+    )
+    .unwrap();
+    let p = platform_with(dir.path(), |c| {
+        c.llm.chat_templates.insert("qwen".into(), template.clone());
+    });
+    let schema = json!({"type": "object", "properties": {"capital": {"type": "string"}},
+        "required": ["capital"], "additionalProperties": false});
+    let ask = |system: &str| {
+        json!({"model": "qwen", "max_tokens": 160, "temperature": 0,
+            "response_format": {"type": "json_schema", "json_schema": {"name": "c", "schema": schema}},
+            "messages": [{"role": "system", "content": system},
+                {"role": "user", "content": "What is the capital of Italy? Answer as JSON."}]})
+    };
+    let value = answer(
+        &p,
+        ask(
+            "Reply in this form: <think>one short sentence of reasoning</think> then the \
+             answer.",
+        ),
+    )
+    .await;
+    let message = &value["choices"][0]["message"];
+    let thought = message["reasoning_content"].as_str().unwrap_or_default();
+    assert!(!thought.trim().is_empty(), "{value}");
+    let json_of = |message: &Value| -> Value {
+        serde_json::from_str(message["content"].as_str().unwrap_or_default())
+            .unwrap_or_else(|e| panic!("{e}: {message}"))
+    };
+    assert_eq!(json_of(message), json!({"capital": "Rome"}), "{value}");
+
+    let value = answer(&p, ask("You are a helpful assistant.")).await;
+    let message = &value["choices"][0]["message"];
+    let content = json_of(message);
+    assert_eq!(content, json!({"capital": "Rome"}), "{value}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_shopping_assistant_answers_with_qwen() {
     let dir = tempfile::tempdir().unwrap();
