@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Runs the official `openai` Python package against a live `hearth serve` on loopback.
+# Runs the official `openai` and `anthropic` Python packages against a live `hearth serve` on
+# loopback (tests/openai_client, tests/anthropic_client).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 models=${HEARTH_TEST_MODELS:-$(scripts/fetch-test-models.sh)}
@@ -32,4 +33,4 @@ for _ in $(seq 1 120); do
 done
 url=$(sed -n 's/^listening on //p' "$data/stdout")
 [ -n "$url" ] || { cat "$log"; echo "hearth serve did not start" >&2; exit 1; }
-HEARTH_URL="$url" HEARTH_API_KEY=test-key "$venv/bin/python" -m pytest -q tests/openai_client/ -p no:cacheprovider
+HEARTH_URL="$url" HEARTH_API_KEY=test-key "$venv/bin/python" -m pytest -q tests/openai_client/ tests/anthropic_client/ -p no:cacheprovider

@@ -315,6 +315,27 @@ impl Gateway {
         }
     }
 
+    /// The prompt tokens `request` takes on local model `model`, as [`Self::local_chat`]
+    /// would render it.
+    pub(crate) async fn count_local_prompt(
+        &self,
+        model: &str,
+        request: &ChatCompletionRequest,
+        checked: &CheckedChat,
+    ) -> Result<u32, GatewayError> {
+        let (_, engine) = self.chat_engine(model, "messages/count_tokens").await?;
+        let offered: Option<&[Tool]> = match &checked.mode {
+            ToolMode::None => None,
+            ToolMode::Auto(tools) | ToolMode::Forced(tools) => Some(tools),
+        };
+        let kwargs = template_kwargs(request);
+        let prompt =
+            engine
+                .template()
+                .render_with(&request.messages, offered, true, kwargs.as_ref())?;
+        Ok(engine.tokenize_chat(&prompt).len() as u32)
+    }
+
     /// A chat completion on this machine's engine for `request.model`.
     /// `owner`: whose request it is (key or tenant; empty for the apps' own), for the
     /// engine's turns between clients.

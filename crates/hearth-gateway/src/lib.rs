@@ -9,6 +9,7 @@
 //! It never speaks HTTP to clients (no axum, no status codes): hearth-server maps
 //! [`GatewayError`] to statuses.
 
+pub mod anthropic;
 pub mod call_grammar;
 mod chat;
 pub mod config;

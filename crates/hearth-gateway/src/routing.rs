@@ -359,6 +359,21 @@ impl Gateway {
         result
     }
 
+    /// The prompt tokens `request` takes: rendered with the chat template of the model it
+    /// names (a route: of its first local deployment) and counted with its tokenizer. Nothing
+    /// is generated, reserved or billed; the key must be allowed the model.
+    pub async fn count_prompt_tokens(
+        &self,
+        request: &ChatCompletionRequest,
+        caller: &Caller,
+    ) -> Result<u32, GatewayError> {
+        let checked = crate::chat::check_chat(request)?;
+        let (route, index) = self.local_for(&request.model, caller)?;
+        let local = &route.deployments[index];
+        self.count_local_prompt(&local.model, request, &checked)
+            .await
+    }
+
     /// The most prompt and completion tokens `request` can be billed for.
     fn bounds(&self, request: &ChatCompletionRequest) -> (u64, u64) {
         (
@@ -751,7 +766,7 @@ impl Gateway {
                 GatewayError::invalid(
                     "model",
                     format!(
-                        "route '{}' has no local deployment; only chat completions go upstream",
+                        "route '{}' has no local deployment; only chat completions and messages go upstream",
                         route.alias
                     ),
                 )
@@ -849,6 +864,7 @@ impl Gateway {
                         queued: Duration::ZERO,
                         time_to_first_token: elapsed,
                         total: elapsed,
+                        stop_sequence: None,
                     },
                 });
             }

@@ -263,6 +263,8 @@ fn summary(
         queued: Duration::ZERO,
         time_to_first_token: first.unwrap_or_else(|| started.elapsed()),
         total: started.elapsed(),
+        // An OpenAI-compatible upstream does not say which stop string it met.
+        stop_sequence: None,
     }
 }
 

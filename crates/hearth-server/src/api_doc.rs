@@ -12,7 +12,7 @@ use hearth_types::{ErrorCode, Retry};
 use serde_json::{json, Map, Value};
 use utoipa::OpenApi;
 
-use crate::{openai, recs, shopping, support, usage};
+use crate::{anthropic, openai, recs, shopping, support, usage};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -20,7 +20,8 @@ use crate::{openai, recs, shopping, support, usage};
         title = "hearth",
         description = "Self-hosted models behind the APIs your code already speaks, \
             recommendations and a shopping assistant trained on your events, and a support \
-            agent. Send `Authorization: Bearer <key>` when the server has API keys (every route \
+            agent. Send `Authorization: Bearer <key>` (or `x-api-key: <key>`) when the server \
+            has API keys (every route \
             but /health and /openapi.json); a key calls only the routes of its scopes \
             (each operation's `security` names the one it needs; `admin` opens all)."
     ),
@@ -30,6 +31,8 @@ use crate::{openai, recs, shopping, support, usage};
         openai::embeddings,
         openai::list_models,
         openai::get_model,
+        anthropic::messages,
+        anthropic::count_tokens,
         crate::health,
         crate::metrics_route,
         crate::openapi,
@@ -50,7 +53,11 @@ use crate::{openai, recs, shopping, support, usage};
         support::post_message,
         usage::report,
     ),
-    components(schemas(hearth_types::OpenAiErrorBody, hearth_types::StreamError)),
+    components(schemas(
+        hearth_types::OpenAiErrorBody,
+        hearth_types::StreamError,
+        hearth_types::anthropic::ErrorResponse
+    )),
     modifiers(&Bearer),
     tags(
         (name = "inference", description = "OpenAI-compatible chat, completions, embeddings, models"),
@@ -79,6 +86,8 @@ impl utoipa::Modify for Bearer {
 }
 
 const ERROR_REF: &str = "#/components/schemas/Error";
+/// The error body of the Messages API's paths (Anthropic's shape).
+const ANTHROPIC_ERROR_REF: &str = "#/components/schemas/AnthropicError";
 
 /// The refusals every protected operation may answer with, before its handler runs.
 const KEY_REFUSALS: [(&str, &str); 3] = [
@@ -110,13 +119,18 @@ pub fn spec(prices: &hearth_gateway::prices::PriceTable) -> Value {
     let paths = spec["paths"]
         .as_object_mut()
         .expect("the document has paths");
-    for operations in paths.values_mut() {
+    for (path, operations) in paths.iter_mut() {
+        let error = if path.starts_with("/v1/messages") {
+            ANTHROPIC_ERROR_REF
+        } else {
+            ERROR_REF
+        };
         for operation in operations
             .as_object_mut()
             .expect("a path holds operations")
             .values_mut()
         {
-            complete(operation);
+            complete(operation, error);
         }
     }
     let codes: Vec<Value> = ErrorCode::ALL
@@ -161,7 +175,10 @@ pub fn spec(prices: &hearth_gateway::prices::PriceTable) -> Value {
 /// event (as OpenAPI 3.1 readers take the schema of `text/event-stream`; 3.2 calls it
 /// `itemSchema`), its `data` a JSON payload, an error (then the stream ends), or the closing
 /// `[DONE]`.
-fn server_sent_events(payload: &Value) -> Value {
+fn server_sent_events(payload: &Value, error: &str) -> Value {
+    if error == ANTHROPIC_ERROR_REF {
+        return named_events(payload);
+    }
     json!({"schema": {
         "type": "object",
         "required": ["data"],
@@ -186,8 +203,28 @@ fn server_sent_events(payload: &Value) -> Value {
     }})
 }
 
-/// Adds to one operation what the layers around its handler answer.
-fn complete(operation: &mut Value) {
+/// The Messages API's stream: each event named (`event:`) by the `type` of its JSON data,
+/// an `error` event ending it on a failure; no `[DONE]`.
+fn named_events(payload: &Value) -> Value {
+    json!({"schema": {
+        "type": "object",
+        "required": ["event", "data"],
+        "properties": {
+            "event": {"type": "string", "description": "The data's `type`"},
+            "data": {
+                "type": "string",
+                "contentMediaType": "application/json",
+                "contentSchema": payload,
+            },
+            "id": {"type": "string"},
+            "retry": {"type": "integer"},
+        },
+    }})
+}
+
+/// Adds to one operation what the layers around its handler answer; `error`: its error
+/// body's schema.
+fn complete(operation: &mut Value, error: &str) {
     // A summary is one line (utoipa keeps the doc comment's line breaks).
     if let Some(summary) = operation.get("summary").and_then(Value::as_str) {
         operation["summary"] = json!(summary.replace('\n', " "));
@@ -221,7 +258,7 @@ fn complete(operation: &mut Value) {
     }
     for (status, response) in responses.iter_mut() {
         if let Some(stream) = response.pointer_mut("/content/text~1event-stream") {
-            *stream = server_sent_events(&stream["schema"]);
+            *stream = server_sent_events(&stream["schema"], error);
         }
         if !status.starts_with(['4', '5']) {
             continue;
@@ -230,7 +267,7 @@ fn complete(operation: &mut Value) {
             .as_object_mut()
             .expect("a response is an object")
             .entry("content")
-            .or_insert_with(|| json!({"application/json": {"schema": {"$ref": ERROR_REF}}}));
+            .or_insert_with(|| json!({"application/json": {"schema": {"$ref": error}}}));
         if status == "429" || status == "503" {
             response["headers"] = json!({"Retry-After": {
                 "description": "Seconds to wait before retrying",

@@ -5,6 +5,7 @@
 //! It is the only crate that knows axum and status codes. It holds no model logic: every
 //! request goes to the [`hearth_core::Platform`]'s gateway.
 
+mod anthropic;
 mod api_doc;
 mod demo_shop;
 mod error;
@@ -64,7 +65,9 @@ pub fn router(platform: Platform) -> Router {
         .route("/v1/completions", post(openai::completions))
         .route("/v1/embeddings", post(openai::embeddings))
         .route("/v1/models", get(openai::list_models))
-        .route("/v1/models/{*id}", get(openai::get_model));
+        .route("/v1/models/{*id}", get(openai::get_model))
+        .route("/v1/messages", post(anthropic::messages))
+        .route("/v1/messages/count_tokens", post(anthropic::count_tokens));
     let recs_read = Router::new()
         .route("/v1/recommendations/session", post(recs::for_session))
         .route("/v1/recommendations/{user_id}", get(recs::for_user))
@@ -122,11 +125,12 @@ pub fn router(platform: Platform) -> Router {
         Some(cors) => app.layer(cors),
         None => app,
     };
-    app.layer(middleware::from_fn_with_state(
-        state.clone(),
-        count_requests,
-    ))
-    .with_state(state)
+    app.layer(middleware::from_fn(anthropic::anthropic_errors))
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            count_requests,
+        ))
+        .with_state(state)
 }
 
 /// CORS for the configured origins only; none configured: no CORS headers at all, so
@@ -153,7 +157,13 @@ fn cors(origins: &[String]) -> Option<tower_http::cors::CorsLayer> {
                 axum::http::Method::POST,
                 axum::http::Method::DELETE,
             ])
-            .allow_headers([header::AUTHORIZATION, header::CONTENT_TYPE])
+            .allow_headers([
+                header::AUTHORIZATION,
+                header::CONTENT_TYPE,
+                header::HeaderName::from_static("x-api-key"),
+                header::HeaderName::from_static("anthropic-version"),
+                header::HeaderName::from_static("anthropic-beta"),
+            ])
             .max_age(Duration::from_secs(600)),
     )
 }
@@ -306,7 +316,7 @@ async fn require_api_key(
     let Some(key) = presented else {
         return ApiError::new(
             ErrorCode::MissingApiKey,
-            "send the API key as 'Authorization: Bearer <key>'",
+            "send the API key as 'Authorization: Bearer <key>' (or 'x-api-key: <key>')",
         )
         .into_response();
     };
@@ -332,9 +342,13 @@ async fn require_api_key(
 }
 
 /// The credentials of `Authorization: Bearer <key>` (the scheme is case-insensitive, as
-/// RFC 7235 says).
+/// RFC 7235 says), or else of `x-api-key: <key>` (as Anthropic's SDKs send the key).
 fn bearer(headers: &axum::http::HeaderMap) -> Option<String> {
-    let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?.trim();
+    let Some(value) = headers.get(header::AUTHORIZATION) else {
+        let key = headers.get("x-api-key")?.to_str().ok()?.trim();
+        return (!key.is_empty()).then(|| key.to_owned());
+    };
+    let value = value.to_str().ok()?.trim();
     let (scheme, key) = value.split_once(' ')?;
     let key = key.trim();
     (scheme.eq_ignore_ascii_case("bearer") && !key.is_empty()).then(|| key.to_owned())

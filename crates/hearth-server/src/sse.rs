@@ -44,6 +44,11 @@ impl Relay {
             .map_err(|_| Gone)
     }
 
+    /// Sends `event` as it is (a named event: the Messages API's).
+    pub async fn event(&self, event: Event) -> Result<(), Gone> {
+        self.tx.send(event).await.map_err(|_| Gone)
+    }
+
     /// Sends `error` in the API's error shape, marked `"type": "error"`.
     pub async fn error(&self, error: &ApiError) -> Result<(), Gone> {
         self.json(&error_event(error)).await
@@ -66,12 +71,35 @@ where
     F: FnOnce(Relay) -> Fut,
     Fut: Future<Output = Result<(), Gone>> + Send + 'static,
 {
+    relay_ending(produce, true)
+}
+
+/// [`relay`] for a stream of named events whose last one says it is the last (the Messages
+/// API's `message_stop`): no `[DONE]` after it.
+pub fn relay_named<F, Fut>(
+    produce: F,
+) -> Sse<impl futures::Stream<Item = Result<Event, Infallible>>>
+where
+    F: FnOnce(Relay) -> Fut,
+    Fut: Future<Output = Result<(), Gone>> + Send + 'static,
+{
+    relay_ending(produce, false)
+}
+
+fn relay_ending<F, Fut>(
+    produce: F,
+    done_line: bool,
+) -> Sse<impl futures::Stream<Item = Result<Event, Infallible>>>
+where
+    F: FnOnce(Relay) -> Fut,
+    Fut: Future<Output = Result<(), Gone>> + Send + 'static,
+{
     let (tx, rx) = mpsc::channel(RELAY_CAPACITY);
     let relay = Relay { tx };
     let done = relay.clone();
     let work = produce(relay);
     tokio::spawn(async move {
-        if work.await.is_ok() {
+        if work.await.is_ok() && done_line {
             let _ = done.data("[DONE]").await;
         }
     });

@@ -482,6 +482,7 @@ impl<'m> Engine<'m> {
             queued: active.started - active.submitted,
             time_to_first_token: active.first_token.unwrap_or(now) - active.submitted,
             total: now - active.submitted,
+            stop_sequence: active.stops.matched().map(str::to_owned),
         };
         if let Some(active) = self.release(i) {
             let _ = active.events.send(GenerateEvent::Done(summary));

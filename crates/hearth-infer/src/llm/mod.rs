@@ -303,6 +303,8 @@ pub struct GenerationSummary {
     pub time_to_first_token: Duration,
     /// From submission to the end.
     pub total: Duration,
+    /// The stop string that ended the answer, when one did.
+    pub stop_sequence: Option<String>,
 }
 
 #[derive(Debug)]

@@ -52,6 +52,8 @@ impl Utf8Decoder {
 pub struct StopMatcher {
     stops: Vec<String>,
     held: String,
+    /// The stop string that ended the text, once one has.
+    matched: Option<String>,
 }
 
 /// What to send after a push.
@@ -66,17 +68,19 @@ impl StopMatcher {
         StopMatcher {
             stops: stops.into_iter().filter(|s| !s.is_empty()).collect(),
             held: String::new(),
+            matched: None,
         }
     }
 
     pub fn push(&mut self, text: &str) -> StopOutcome {
         self.held.push_str(text);
-        if let Some(at) = self
+        if let Some((at, stop)) = self
             .stops
             .iter()
-            .filter_map(|stop| self.held.find(stop.as_str()))
-            .min()
+            .filter_map(|stop| self.held.find(stop.as_str()).map(|at| (at, stop)))
+            .min_by_key(|(at, _)| *at)
         {
+            self.matched = Some(stop.clone());
             let emit = self.held[..at].to_owned();
             self.held.clear();
             return StopOutcome {
@@ -98,6 +102,11 @@ impl StopMatcher {
             emit,
             stopped: false,
         }
+    }
+
+    /// The stop string that ended the text, if one did.
+    pub fn matched(&self) -> Option<&str> {
+        self.matched.as_deref()
     }
 
     /// Text held back when generation ended for another reason.

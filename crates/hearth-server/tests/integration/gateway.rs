@@ -1193,6 +1193,44 @@ async fn extension_fields_are_left_out_for_a_provider_that_refuses_them() {
     assert_eq!(trimmed["messages"], sent["messages"]);
 }
 
+/// A Messages request to a route whose upstream speaks only Chat Completions is served by
+/// translation, under the route's privacy policy: the upstream gets a chat request with the
+/// personal data replaced, the client an Anthropic message with it restored.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_messages_api_reaches_a_chat_upstream_by_translation_and_is_redacted() {
+    let (echo, p, _dir) = redact_route().await;
+    let text = format!("Please write to {} about it.", EMAILS[0]);
+    let body = json!({"model": "private", "max_tokens": 32, "system": "Be brief.",
+        "messages": [{"role": "user", "content": [{"type": "text", "text": text}]}]});
+    let (status, _, bytes) = common::call(&p, post_json("/v1/messages", &body, None)).await;
+    assert_eq!(
+        status,
+        StatusCode::OK,
+        "{}",
+        String::from_utf8_lossy(&bytes)
+    );
+    let message = json_of(&bytes);
+    assert_eq!(message["type"], "message");
+    assert_eq!(message["content"][0]["text"], text.as_str(), "{message}");
+    let mut streamed = body.clone();
+    streamed["stream"] = json!(true);
+    let (status, _, bytes) = common::call(&p, post_json("/v1/messages", &streamed, None)).await;
+    assert_eq!(status, StatusCode::OK);
+    let events = common::sse_events(&String::from_utf8(bytes).unwrap());
+    let deltas: String = events
+        .iter()
+        .filter(|e| e["type"] == "content_block_delta")
+        .map(|e| e["delta"]["text"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(deltas, text);
+    assert_eq!(events.last().unwrap()["type"], "message_stop");
+    let bodies = echo.bodies();
+    assert_eq!(bodies.len(), 2);
+    assert_nothing_left(&bodies, &[EMAILS[0].to_owned()]);
+    assert_eq!(bodies[0]["messages"][0]["role"], "system");
+    assert_eq!(bodies[0]["max_tokens"], 32);
+}
+
 /// A platform whose route `private` redacts on its way to an echoing upstream.
 async fn redact_route() -> (Fake, Platform, tempfile::TempDir) {
     let echo = Fake::start(Mode::Echo).await;

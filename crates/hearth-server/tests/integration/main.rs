@@ -4,6 +4,7 @@
 mod common;
 mod gateway;
 mod http;
+mod messages;
 mod openapi;
 mod overload;
 mod qwen;

@@ -87,6 +87,24 @@ impl Checker {
                 self.validate(&media["schema"], &value, &what);
                 value
             }
+            "text/event-stream" if media["schema"]["required"] == json!(["event", "data"]) => {
+                // Named events (the Messages API): each `event:` line names its data's type.
+                let events = common::sse_events(&text);
+                assert!(!events.is_empty(), "{what}: an empty stream");
+                assert!(!text.contains("[DONE]"), "{what}: {text}");
+                let names: Vec<&str> = text
+                    .lines()
+                    .filter_map(|line| line.strip_prefix("event: "))
+                    .collect();
+                assert_eq!(names.len(), events.len(), "{what}: {text}");
+                let payload = &media["schema"]["properties"]["data"]["contentSchema"];
+                for (name, event) in names.iter().zip(&events) {
+                    assert_eq!(event["type"], *name, "{what}: {event}");
+                    assert_ne!(*name, "error", "{what}: {event}");
+                    self.validate(payload, event, &what);
+                }
+                Value::Array(events)
+            }
             "text/event-stream" => {
                 let events = common::sse_events(&text);
                 assert!(!events.is_empty(), "{what}: an empty stream");
@@ -200,6 +218,32 @@ async fn every_answer_of_every_route_is_as_the_document_says() {
     bad["temperature"] = json!(7);
     let (status, _) = c.call(&p, "POST", chat_path, chat_path, Some(bad)).await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
+    // The Messages API, whole, streamed, refused, counted.
+    let message = json!({"model": "smollm2", "max_tokens": 4, "temperature": 0,
+        "system": "Be brief.", "messages": [{"role": "user", "content": "Say hi"}]});
+    let path = "/v1/messages";
+    let (status, answer) = c.call(&p, "POST", path, path, Some(message.clone())).await;
+    assert_eq!(status, StatusCode::OK, "{answer}");
+    let mut streamed = message.clone();
+    streamed["stream"] = json!(true);
+    let (_, events) = c.call(&p, "POST", path, path, Some(streamed)).await;
+    assert!(events.as_array().unwrap().len() >= 6, "{events}");
+    let mut bad = message.clone();
+    bad["messages"][0]["content"] = json!([{"type": "image", "source": {}}]);
+    let (status, _) = c.call(&p, "POST", path, path, Some(bad)).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    let count = "/v1/messages/count_tokens";
+    let (status, counted) = c
+        .call(
+            &p,
+            "POST",
+            count,
+            count,
+            Some(json!({"model": "smollm2",
+            "messages": [{"role": "user", "content": "Say hi"}]})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{counted}");
     let completion = json!({"model": "smollm2", "prompt": "Once upon", "max_tokens": 3});
     c.call(
         &p,

@@ -21,6 +21,8 @@ const TABLE: &[(&str, &str, Option<Scope>)] = &[
     ("POST", "/v1/embeddings", Some(Scope::Inference)),
     ("GET", "/v1/models", Some(Scope::Inference)),
     ("GET", "/v1/models/{id}", Some(Scope::Inference)),
+    ("POST", "/v1/messages", Some(Scope::Inference)),
+    ("POST", "/v1/messages/count_tokens", Some(Scope::Inference)),
     (
         "GET",
         "/v1/recommendations/{user_id}",
