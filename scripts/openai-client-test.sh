@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Runs the official `openai` and `anthropic` Python packages against a live `hearth serve` on
-# loopback (tests/openai_client, tests/anthropic_client).
+# Runs the official `openai` and `anthropic` Python packages and the `openai` JS SDK against a
+# live `hearth serve` on loopback (tests/openai_client, tests/anthropic_client, tests/openai_js).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 models=${HEARTH_TEST_MODELS:-$(scripts/fetch-test-models.sh)}
@@ -34,3 +34,6 @@ done
 url=$(sed -n 's/^listening on //p' "$data/stdout")
 [ -n "$url" ] || { cat "$log"; echo "hearth serve did not start" >&2; exit 1; }
 HEARTH_URL="$url" HEARTH_API_KEY=test-key "$venv/bin/python" -m pytest -q tests/openai_client/ tests/anthropic_client/ -p no:cacheprovider
+# The Responses API with the official JS SDK too.
+node_modules=$(scripts/node-client.sh)
+HEARTH_URL="$url" HEARTH_API_KEY=test-key NODE_PATH="$node_modules" node --test tests/openai_js/

@@ -20,16 +20,6 @@ CHATS = ["smollm2", "qwen"]
 EMBED = "minilm"
 
 
-@pytest.fixture(params=CHATS, scope="module")
-def chat(request):
-    return request.param
-
-
-@pytest.fixture(scope="module")
-def client():
-    return openai.OpenAI(base_url=f"{URL}/v1", api_key=KEY, max_retries=0, timeout=120)
-
-
 ORDER_TOOL = {
     "type": "function",
     "function": {

@@ -50,6 +50,9 @@ pub struct GatewayConfig {
     /// family's opener, or a JSON object naming a tool), the call is held to its tool's
     /// schema. Off: the call is only read back and checked, and an invalid one is text.
     pub constrain_auto_tool_calls: bool,
+    /// How long a stored response (`/v1/responses` with `store`, the default) is kept, in
+    /// hours: it can be read back and continued until then, and is deleted after.
+    pub responses_ttl_hours: f64,
 }
 
 impl Default for GatewayConfig {
@@ -68,6 +71,7 @@ impl Default for GatewayConfig {
             audit_raw_text: false,
             max_concurrent_per_key: None,
             constrain_auto_tool_calls: true,
+            responses_ttl_hours: 720.0,
         }
     }
 }

@@ -39,6 +39,7 @@ pub struct Gateway {
     pub(crate) prices: PriceTable,
     pub(crate) ledger: Option<Arc<Ledger>>,
     pub(crate) keys: Option<Arc<KeyStore>>,
+    responses: Option<crate::responses::ResponseStore>,
     pub(crate) metrics: Arc<GatewayMetrics>,
 }
 
@@ -56,6 +57,7 @@ impl Gateway {
             ledger: None,
             keys: None,
             metrics: Arc::default(),
+            responses: None,
         }
     }
 
@@ -71,6 +73,14 @@ impl Gateway {
         let prices = PriceTable::new(&config.prices);
         let routing = Routing::new(config, &prices)?;
         let metrics = Arc::new(GatewayMetrics::default());
+        if !(config.responses_ttl_hours > 0.0 && config.responses_ttl_hours.is_finite()) {
+            return Err(GatewayError::Config(
+                "responses_ttl_hours must be a positive number of hours".into(),
+            ));
+        }
+        let responses = db.as_ref().map(|db| {
+            crate::responses::ResponseStore::new(db.clone(), config.responses_ttl_hours * 3600.0)
+        });
         let (ledger, keys) = match db {
             Some(db) => {
                 crate::ledger::migrate(&db)?;
@@ -94,6 +104,14 @@ impl Gateway {
             ledger,
             keys,
             metrics,
+            responses,
+        })
+    }
+
+    /// Where stored responses are kept (with a database).
+    pub fn responses(&self) -> Result<&crate::responses::ResponseStore, GatewayError> {
+        self.responses.as_ref().ok_or_else(|| {
+            GatewayError::Config("this gateway keeps no responses (no database)".into())
         })
     }
 

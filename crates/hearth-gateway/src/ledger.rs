@@ -67,6 +67,19 @@ CREATE TABLE gateway_keys (
 ALTER TABLE gateway_keys ADD COLUMN scopes TEXT NOT NULL DEFAULT '[\"inference\"]';
 ALTER TABLE gateway_keys ADD COLUMN tenant TEXT;
 ",
+    "
+-- Stored responses (/v1/responses): the answer, and the conversation a continuation starts
+-- from, seen only by the key (owner) that made them, until they expire.
+CREATE TABLE gateway_responses (
+    id TEXT PRIMARY KEY,
+    owner TEXT NOT NULL,
+    created REAL NOT NULL,
+    expires REAL NOT NULL,
+    response TEXT NOT NULL,
+    conversation TEXT NOT NULL
+);
+CREATE INDEX gateway_responses_expires ON gateway_responses(expires);
+",
 ];
 
 /// Opens (migrating) the gateway's tables.

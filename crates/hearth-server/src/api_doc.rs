@@ -12,7 +12,7 @@ use hearth_types::{ErrorCode, Retry};
 use serde_json::{json, Map, Value};
 use utoipa::OpenApi;
 
-use crate::{anthropic, openai, recs, shopping, support, usage};
+use crate::{anthropic, openai, recs, responses, shopping, support, usage};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -31,6 +31,9 @@ use crate::{anthropic, openai, recs, shopping, support, usage};
         openai::embeddings,
         openai::list_models,
         openai::get_model,
+        responses::create,
+        responses::get,
+        responses::delete,
         anthropic::messages,
         anthropic::count_tokens,
         crate::health,
@@ -125,12 +128,14 @@ pub fn spec(prices: &hearth_gateway::prices::PriceTable) -> Value {
         } else {
             ERROR_REF
         };
+        // The Messages and Responses APIs stream named events, without `[DONE]`.
+        let named = path.starts_with("/v1/messages") || path.starts_with("/v1/responses");
         for operation in operations
             .as_object_mut()
             .expect("a path holds operations")
             .values_mut()
         {
-            complete(operation, error);
+            complete(operation, error, named);
         }
     }
     let codes: Vec<Value> = ErrorCode::ALL
@@ -175,10 +180,7 @@ pub fn spec(prices: &hearth_gateway::prices::PriceTable) -> Value {
 /// event (as OpenAPI 3.1 readers take the schema of `text/event-stream`; 3.2 calls it
 /// `itemSchema`), its `data` a JSON payload, an error (then the stream ends), or the closing
 /// `[DONE]`.
-fn server_sent_events(payload: &Value, error: &str) -> Value {
-    if error == ANTHROPIC_ERROR_REF {
-        return named_events(payload);
-    }
+fn server_sent_events(payload: &Value) -> Value {
     json!({"schema": {
         "type": "object",
         "required": ["data"],
@@ -223,8 +225,8 @@ fn named_events(payload: &Value) -> Value {
 }
 
 /// Adds to one operation what the layers around its handler answer; `error`: its error
-/// body's schema.
-fn complete(operation: &mut Value, error: &str) {
+/// body's schema; `named`: its stream's events are named.
+fn complete(operation: &mut Value, error: &str, named: bool) {
     // A summary is one line (utoipa keeps the doc comment's line breaks).
     if let Some(summary) = operation.get("summary").and_then(Value::as_str) {
         operation["summary"] = json!(summary.replace('\n', " "));
@@ -258,7 +260,11 @@ fn complete(operation: &mut Value, error: &str) {
     }
     for (status, response) in responses.iter_mut() {
         if let Some(stream) = response.pointer_mut("/content/text~1event-stream") {
-            *stream = server_sent_events(&stream["schema"], error);
+            *stream = if named {
+                named_events(&stream["schema"])
+            } else {
+                server_sent_events(&stream["schema"])
+            };
         }
         if !status.starts_with(['4', '5']) {
             continue;

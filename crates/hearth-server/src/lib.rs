@@ -14,6 +14,7 @@ mod guard;
 mod metrics;
 mod openai;
 mod recs;
+mod responses;
 mod shopping;
 mod sse;
 mod support;
@@ -66,6 +67,11 @@ pub fn router(platform: Platform) -> Router {
         .route("/v1/embeddings", post(openai::embeddings))
         .route("/v1/models", get(openai::list_models))
         .route("/v1/models/{*id}", get(openai::get_model))
+        .route("/v1/responses", post(responses::create))
+        .route(
+            "/v1/responses/{id}",
+            get(responses::get).delete(responses::delete),
+        )
         .route("/v1/messages", post(anthropic::messages))
         .route("/v1/messages/count_tokens", post(anthropic::count_tokens));
     let recs_read = Router::new()

@@ -114,6 +114,8 @@ error_codes! {
         "No user of that id is stored.";
     SessionNotFound = "session_not_found", 404, None,
         "No support session of that id is visible to this key.";
+    ResponseNotFound = "response_not_found", 404, None,
+        "No stored response of that id is visible to this key (never stored, deleted or expired).";
     SessionNotHandedOver = "session_not_handed_over", 409, None,
         "A human's message to a session the agent still has: a human answers only after a handoff.";
     // Limits.

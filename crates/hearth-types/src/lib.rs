@@ -11,6 +11,7 @@ pub mod anthropic;
 pub mod clock;
 pub mod errors;
 pub mod openai;
+pub mod responses;
 pub mod schema;
 pub mod whole;
 

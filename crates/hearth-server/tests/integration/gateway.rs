@@ -1231,6 +1231,46 @@ async fn the_messages_api_reaches_a_chat_upstream_by_translation_and_is_redacted
     assert_eq!(bodies[0]["max_tokens"], 32);
 }
 
+/// The Responses API on a route whose upstream speaks only Chat Completions: served by
+/// translation under the route's privacy policy, stored, and continued by
+/// `previous_response_id` (the upstream gets the earlier turn).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_responses_api_reaches_a_chat_upstream_by_translation_and_is_redacted() {
+    let (echo, p, _dir) = redact_route().await;
+    let text = format!("Please write to {} about it.", EMAILS[0]);
+    let body = json!({"model": "private", "instructions": "Be brief.", "input": text});
+    let (status, _, bytes) = common::call(&p, post_json("/v1/responses", &body, None)).await;
+    assert_eq!(
+        status,
+        StatusCode::OK,
+        "{}",
+        String::from_utf8_lossy(&bytes)
+    );
+    let first = json_of(&bytes);
+    assert_eq!(
+        first["output"][0]["content"][0]["text"],
+        text.as_str(),
+        "{first}"
+    );
+    let next = json!({"model": "private", "input": "And again.",
+        "previous_response_id": first["id"], "stream": true});
+    let (status, _, bytes) = common::call(&p, post_json("/v1/responses", &next, None)).await;
+    assert_eq!(status, StatusCode::OK);
+    let events = common::sse_events(&String::from_utf8(bytes).unwrap());
+    assert_eq!(events.last().unwrap()["type"], "response.completed");
+    let bodies = echo.bodies();
+    assert_eq!(bodies.len(), 2);
+    assert_nothing_left(&bodies, &[EMAILS[0].to_owned()]);
+    // The continuation carries the first turn (its answer too), not its instructions.
+    let roles: Vec<&str> = bodies[1]["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["role"].as_str().unwrap())
+        .collect();
+    assert_eq!(roles, ["user", "assistant", "user"], "{}", bodies[1]);
+}
+
 /// A platform whose route `private` redacts on its way to an echoing upstream.
 async fn redact_route() -> (Fake, Platform, tempfile::TempDir) {
     let echo = Fake::start(Mode::Echo).await;

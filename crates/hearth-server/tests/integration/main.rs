@@ -9,6 +9,7 @@ mod openapi;
 mod overload;
 mod qwen;
 mod recs;
+mod responses;
 mod scopes;
 mod security;
 mod shopping;

@@ -218,6 +218,33 @@ async fn every_answer_of_every_route_is_as_the_document_says() {
     bad["temperature"] = json!(7);
     let (status, _) = c.call(&p, "POST", chat_path, chat_path, Some(bad)).await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
+    // The Responses API: whole, streamed, continued, read back, deleted, refused.
+    let path = "/v1/responses";
+    let ask = json!({"model": "smollm2", "input": "Say hi", "max_output_tokens": 4,
+        "temperature": 0});
+    let (status, first) = c.call(&p, "POST", path, path, Some(ask.clone())).await;
+    assert_eq!(status, StatusCode::OK, "{first}");
+    let id = first["id"].as_str().unwrap().to_owned();
+    let mut streamed = ask.clone();
+    streamed["stream"] = json!(true);
+    streamed["previous_response_id"] = json!(id);
+    let (_, events) = c.call(&p, "POST", path, path, Some(streamed)).await;
+    assert!(events.as_array().unwrap().len() >= 4, "{events}");
+    let one = "/v1/responses/{id}";
+    let at = format!("/v1/responses/{id}");
+    let (status, _) = c.call(&p, "GET", one, &at, None).await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, _) = c.call(&p, "DELETE", one, &at, None).await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, _) = c.call(&p, "GET", one, &at, None).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let (status, _) = c.call(&p, "DELETE", one, &at, None).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let mut gone = ask.clone();
+    gone["previous_response_id"] = json!(id);
+    let (status, _) = c.call(&p, "POST", path, path, Some(gone)).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+
     // The Messages API, whole, streamed, refused, counted.
     let message = json!({"model": "smollm2", "max_tokens": 4, "temperature": 0,
         "system": "Be brief.", "messages": [{"role": "user", "content": "Say hi"}]});

@@ -21,6 +21,9 @@ const TABLE: &[(&str, &str, Option<Scope>)] = &[
     ("POST", "/v1/embeddings", Some(Scope::Inference)),
     ("GET", "/v1/models", Some(Scope::Inference)),
     ("GET", "/v1/models/{id}", Some(Scope::Inference)),
+    ("POST", "/v1/responses", Some(Scope::Inference)),
+    ("GET", "/v1/responses/{id}", Some(Scope::Inference)),
+    ("DELETE", "/v1/responses/{id}", Some(Scope::Inference)),
     ("POST", "/v1/messages", Some(Scope::Inference)),
     ("POST", "/v1/messages/count_tokens", Some(Scope::Inference)),
     (
