@@ -182,6 +182,15 @@ async fn refusals_on_the_messages_paths_have_anthropics_shape() {
     let (status, _, bytes) = post(&p, "/v1/messages", &body, Some("wrong")).await;
     assert_eq!(status, StatusCode::UNAUTHORIZED);
     assert_eq!(anthropic_error(&bytes).0, "authentication_error");
+    // Authorization wins over x-api-key when both are sent.
+    let both = Request::post("/v1/messages")
+        .header(header::CONTENT_TYPE, "application/json")
+        .header(header::AUTHORIZATION, "Bearer wrong")
+        .header("x-api-key", KEY)
+        .body(Body::from(body.clone()))
+        .unwrap();
+    let (status, _, _) = common::call(&p, both).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
     // The door: a body that is not JSON, one that does not parse.
     let request = Request::post("/v1/messages")
         .header("x-api-key", KEY)
