@@ -12,7 +12,7 @@ use axum::response::sse::Event;
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
 use hearth_gateway::anthropic::{chat_request, messages_response, MessagesEvents};
-use hearth_gateway::{Caller, ChatEvent};
+use hearth_gateway::Caller;
 use hearth_types::anthropic::{
     CountTokensRequest, CountTokensResponse, ErrorResponse, MessagesRequest, MessagesResponse,
     StreamEvent,
@@ -57,47 +57,56 @@ pub async fn messages(
         let matched = matched(summary.stop_sequence.clone());
         return Ok(Json(messages_response(response, matched.as_deref())).into_response());
     }
+    let mut translation = Translation {
+        events: MessagesEvents::new(&stream.id, stream.model.clone()),
+        matched: Box::new(matched),
+    };
     let sse = crate::sse::relay_named(move |out| async move {
-        let mut events = MessagesEvents::new(&stream.id, stream.model.clone());
-        let send = |event: StreamEvent| {
-            let data = serde_json::to_string(&event).expect("plain data serializes");
-            Event::default().event(event.name()).data(data)
-        };
-        for event in events.start() {
-            out.event(send(event)).await?;
+        for event in translation.events.start() {
+            out.event(named(event)).await?;
         }
-        while let Some(event) = stream.next().await {
-            match event {
-                ChatEvent::Delta(delta) => {
-                    for event in events.push(delta) {
-                        out.event(send(event)).await?;
-                    }
-                }
-                ChatEvent::Finished {
-                    finish_reason,
-                    usage,
-                    summary,
-                } => {
-                    state.metrics.record_generation(&stream.model, &summary);
-                    let matched = matched(summary.stop_sequence.clone());
-                    for event in events.finish(&finish_reason, usage, matched.as_deref()) {
-                        out.event(send(event)).await?;
-                    }
-                    break;
-                }
-                ChatEvent::Failed(e) => {
-                    let e = ApiError::from(e);
-                    let mut body = ErrorResponse::for_status(e.status.as_u16(), e.message.clone());
-                    body.error.code = Some(e.code.as_str().to_owned());
-                    out.event(send(StreamEvent::Error { error: body.error }))
-                        .await?;
-                    break;
-                }
-            }
-        }
-        Ok(())
+        crate::sse::relay_chat(&out, &state.metrics, &mut stream, &mut translation).await
     });
     Ok(sse.into_response())
+}
+
+/// A Messages stream event as its named server-sent event.
+fn named(event: StreamEvent) -> Event {
+    let data = serde_json::to_string(&event).expect("plain data serializes");
+    Event::default().event(event.name()).data(data)
+}
+
+/// A chat answer told as the Messages API's events.
+struct Translation {
+    events: MessagesEvents,
+    /// Which of the request's stop sequences a matched stop string is.
+    matched: Box<dyn Fn(Option<String>) -> Option<String> + Send>,
+}
+
+impl crate::sse::ChatTranslation for Translation {
+    fn delta(&mut self, delta: hearth_types::ChunkDelta) -> Vec<Event> {
+        self.events.push(delta).into_iter().map(named).collect()
+    }
+
+    fn finish(
+        &mut self,
+        finish_reason: &str,
+        usage: hearth_types::Usage,
+        summary: &hearth_infer::llm::GenerationSummary,
+    ) -> Vec<Event> {
+        let matched = (self.matched)(summary.stop_sequence.clone());
+        self.events
+            .finish(finish_reason, usage, matched.as_deref())
+            .into_iter()
+            .map(named)
+            .collect()
+    }
+
+    fn failure(&mut self, e: ApiError) -> Event {
+        let mut body = ErrorResponse::for_status(e.status.as_u16(), e.message.clone());
+        body.error.code = Some(e.code.as_str().to_owned());
+        named(StreamEvent::Error { error: body.error })
+    }
 }
 
 /// The prompt tokens a Messages request would take, counted with the model's own chat

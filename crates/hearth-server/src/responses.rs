@@ -9,7 +9,7 @@ use axum::response::sse::Event;
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
 use hearth_gateway::responses::{answer_message, chat_request, conversation, ResponseBuilder};
-use hearth_gateway::{Caller, ChatEvent};
+use hearth_gateway::Caller;
 use hearth_types::responses::{
     ResponseDeleted, ResponseObject, ResponseStreamEvent, ResponsesRequest,
 };
@@ -89,6 +89,7 @@ pub async fn create(
             .save(&owner, response, &turns)
             .map_err(hearth_gateway::GatewayError::Store)
     };
+    let kept_state = state.clone();
     if !request.stream {
         let model = stream.model.clone();
         let (answer, summary) = stream.into_response().await?;
@@ -105,54 +106,70 @@ pub async fn create(
         keep(&state, &response, turns)?;
         return Ok(Json(response).into_response());
     }
+    let mut translation = Translation {
+        builder,
+        kept: Some(Box::new(move |response: &ResponseObject| {
+            keep(&kept_state, response, turns)
+        })),
+    };
     let sse = crate::sse::relay_named(move |out| async move {
-        let send = |event: serde_json::Value| {
-            let name = event["type"].as_str().unwrap_or("message").to_owned();
-            Event::default().event(name).data(event.to_string())
-        };
-        for event in builder.start() {
-            out.event(send(event)).await?;
+        for event in translation.builder.start() {
+            out.event(named(event)).await?;
         }
-        while let Some(event) = stream.next().await {
-            match event {
-                ChatEvent::Delta(delta) => {
-                    for event in builder.push(delta) {
-                        out.event(send(event)).await?;
-                    }
-                }
-                ChatEvent::Finished {
-                    finish_reason,
-                    usage,
-                    summary,
-                } => {
-                    state.metrics.record_generation(&stream.model, &summary);
-                    let (events, response) = builder.finish(&finish_reason, usage);
-                    let kept = keep(&state, &response, turns);
-                    if let Err(e) = kept {
-                        out.error(&ApiError::from(e)).await?;
-                        break;
-                    }
-                    for event in events {
-                        out.event(send(event)).await?;
-                    }
-                    break;
-                }
-                ChatEvent::Failed(e) => {
-                    let e = ApiError::from(e);
-                    let body = StreamError {
-                        error: e.body().error,
-                        kind: "error".into(),
-                    };
-                    let data = serde_json::to_string(&body).expect("plain data serializes");
-                    out.event(Event::default().event("error").data(data))
-                        .await?;
-                    break;
-                }
-            }
-        }
-        Ok(())
+        crate::sse::relay_chat(&out, &state.metrics, &mut stream, &mut translation).await
     });
     Ok(sse.into_response())
+}
+
+/// A stream event as its named server-sent event.
+fn named(event: serde_json::Value) -> Event {
+    let name = event["type"].as_str().unwrap_or("message").to_owned();
+    Event::default().event(name).data(event.to_string())
+}
+
+/// The event that ends a stream on `e`: the API's error body, named `error`.
+fn error_event(e: &ApiError) -> Event {
+    let body = StreamError {
+        error: e.body().error,
+        kind: "error".into(),
+    };
+    let data = serde_json::to_string(&body).expect("plain data serializes");
+    Event::default().event("error").data(data)
+}
+
+/// Keeps a finished response (when the request asked to store it).
+type Keep = Box<dyn FnOnce(&ResponseObject) -> Result<(), hearth_gateway::GatewayError> + Send>;
+
+/// A chat answer told as the Responses API's events.
+struct Translation {
+    builder: ResponseBuilder,
+    kept: Option<Keep>,
+}
+
+impl crate::sse::ChatTranslation for Translation {
+    fn delta(&mut self, delta: hearth_types::ChunkDelta) -> Vec<Event> {
+        self.builder.push(delta).into_iter().map(named).collect()
+    }
+
+    fn finish(
+        &mut self,
+        finish_reason: &str,
+        usage: hearth_types::Usage,
+        _summary: &hearth_infer::llm::GenerationSummary,
+    ) -> Vec<Event> {
+        let (events, response) = self.builder.finish(finish_reason, usage);
+        // Stored before it is told complete: a client that continues it at once finds it.
+        if let Some(keep) = self.kept.take() {
+            if let Err(e) = keep(&response) {
+                return vec![error_event(&ApiError::from(e))];
+            }
+        }
+        events.into_iter().map(named).collect()
+    }
+
+    fn failure(&mut self, e: ApiError) -> Event {
+        error_event(&e)
+    }
 }
 
 /// A stored response, as it was answered.

@@ -55,6 +55,57 @@ impl Relay {
     }
 }
 
+/// Turns a chat answer's events into another API's named events (the Messages and
+/// Responses APIs' streams): [`relay_chat`] drives it.
+pub trait ChatTranslation {
+    /// The events one chat delta is.
+    fn delta(&mut self, delta: hearth_types::ChunkDelta) -> Vec<Event>;
+    /// The last events, once the answer is finished.
+    fn finish(
+        &mut self,
+        finish_reason: &str,
+        usage: hearth_types::Usage,
+        summary: &hearth_infer::llm::GenerationSummary,
+    ) -> Vec<Event>;
+    /// The event that ends a stream whose answer failed.
+    fn failure(&mut self, error: ApiError) -> Event;
+}
+
+/// Relays `stream` through `translation` until the answer finishes or fails, recording the
+/// generation's metrics as the chat routes do.
+pub async fn relay_chat(
+    out: &Relay,
+    metrics: &crate::metrics::Metrics,
+    stream: &mut hearth_gateway::ChatStream,
+    translation: &mut impl ChatTranslation,
+) -> Result<(), Gone> {
+    while let Some(event) = stream.next().await {
+        match event {
+            hearth_gateway::ChatEvent::Delta(delta) => {
+                for event in translation.delta(delta) {
+                    out.event(event).await?;
+                }
+            }
+            hearth_gateway::ChatEvent::Finished {
+                finish_reason,
+                usage,
+                summary,
+            } => {
+                metrics.record_generation(&stream.model, &summary);
+                for event in translation.finish(&finish_reason, usage, &summary) {
+                    out.event(event).await?;
+                }
+                break;
+            }
+            hearth_gateway::ChatEvent::Failed(e) => {
+                out.event(translation.failure(ApiError::from(e))).await?;
+                break;
+            }
+        }
+    }
+    Ok(())
+}
+
 /// A failure inside a stream: `{"error":{message,type,param,code},"type":"error"}`, the body a
 /// non-streamed request would have had, so clients read one error shape either way.
 fn error_event(error: &ApiError) -> StreamError {
