@@ -281,6 +281,23 @@ pub(crate) fn check_chat(request: &ChatCompletionRequest) -> Result<CheckedChat,
     })
 }
 
+/// The prompt `request` is on `engine`: its conversation, the tools `mode` offers and its
+/// template keyword arguments, rendered with the model's chat template.
+fn render_prompt(
+    engine: &LlmHandle,
+    request: &ChatCompletionRequest,
+    mode: &ToolMode,
+) -> Result<String, GatewayError> {
+    let offered: Option<&[Tool]> = match mode {
+        ToolMode::None => None,
+        ToolMode::Auto(tools) | ToolMode::Forced(tools) => Some(tools),
+    };
+    let kwargs = template_kwargs(request);
+    Ok(engine
+        .template()
+        .render_with(&request.messages, offered, true, kwargs.as_ref())?)
+}
+
 /// What the chat template reads besides the conversation: the request's
 /// `chat_template_kwargs`, and its `reasoning_effort` unless the kwargs name one themselves.
 fn template_kwargs(request: &ChatCompletionRequest) -> Option<serde_json::Map<String, Value>> {
@@ -324,15 +341,7 @@ impl Gateway {
         checked: &CheckedChat,
     ) -> Result<u32, GatewayError> {
         let (_, engine) = self.chat_engine(model, "messages/count_tokens").await?;
-        let offered: Option<&[Tool]> = match &checked.mode {
-            ToolMode::None => None,
-            ToolMode::Auto(tools) | ToolMode::Forced(tools) => Some(tools),
-        };
-        let kwargs = template_kwargs(request);
-        let prompt =
-            engine
-                .template()
-                .render_with(&request.messages, offered, true, kwargs.as_ref())?;
+        let prompt = render_prompt(&engine, request, &checked.mode)?;
         Ok(engine.tokenize_chat(&prompt).len() as u32)
     }
 
@@ -352,19 +361,11 @@ impl Gateway {
         let mode = checked.mode.clone();
         let mut constraint = constraint.or_else(|| checked.constraint.clone());
         let (info, engine) = self.chat_engine(&request.model, "chat completions").await?;
-        let offered: Option<&[Tool]> = match &mode {
-            ToolMode::None => None,
-            ToolMode::Auto(tools) | ToolMode::Forced(tools) => Some(tools),
-        };
         if let ToolMode::Forced(tools) = &mode {
             constraint = Some(Constraint::JsonSchema(call_schema(tools)));
         }
         let syntax = ToolSyntax::of(engine.template());
-        let kwargs = template_kwargs(request);
-        let prompt =
-            engine
-                .template()
-                .render_with(&request.messages, offered, true, kwargs.as_ref())?;
+        let prompt = render_prompt(&engine, request, &mode)?;
         let tokens = engine.tokenize_chat(&prompt);
         let forced = matches!(mode, ToolMode::Forced(_));
         let parallel = request.parallel_tool_calls.unwrap_or(true);
