@@ -138,6 +138,16 @@ pub struct SupportConfig {
     /// when the first message is routed to that intent.
     #[serde(skip_serializing_if = "std::collections::BTreeMap::is_empty")]
     pub playbooks: std::collections::BTreeMap<String, String>,
+    /// A second stage for knowledge-base search: the hybrid ranking's best `rerank_depth`
+    /// passages scored again by this model (a cross-encoder, a chat model judging yes/no, or
+    /// an embedding model). Default: none.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rerank_model: Option<String>,
+    /// Passages the reranker reads per search.
+    pub rerank_depth: usize,
+    /// What relevance means, for a chat model reranker.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rerank_instruction: Option<String>,
 }
 
 impl Default for SupportConfig {
@@ -150,6 +160,9 @@ impl Default for SupportConfig {
             tool_variables: std::collections::BTreeMap::new(),
             max_tool_rounds: 6,
             playbooks: std::collections::BTreeMap::new(),
+            rerank_model: None,
+            rerank_depth: 20,
+            rerank_instruction: None,
         }
     }
 }

@@ -441,6 +441,22 @@ impl Platform {
 
     /// The knowledge base loaded for search, rebuilt when documents were added, changed or
     /// dropped since (by this process or by `hearth support kb`).
+    /// The knowledge base's rerank stage as `[support]` configures it.
+    pub fn kb_rerank(&self) -> Option<hearth_support::kb::Rerank> {
+        let support = &self.config().support;
+        support
+            .rerank_model
+            .as_ref()
+            .map(|model| hearth_support::kb::Rerank {
+                model: model.clone(),
+                depth: support.rerank_depth.max(1),
+                instruction: support
+                    .rerank_instruction
+                    .clone()
+                    .unwrap_or_else(|| hearth_support::kb::RERANK_INSTRUCTION.to_owned()),
+            })
+    }
+
     pub fn kb_index(&self) -> Result<Arc<KbIndex>, SupportError> {
         let kb = self.knowledge_base()?;
         let stamp = kb.stamp()?;
@@ -450,7 +466,7 @@ impl Platform {
                 return Ok(loaded.index.clone());
             }
         }
-        let index = Arc::new(kb.index()?);
+        let index = Arc::new(kb.index()?.with_rerank(self.kb_rerank()));
         *slot = Some(LoadedKb {
             stamp,
             index: index.clone(),

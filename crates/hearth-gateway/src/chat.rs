@@ -937,6 +937,7 @@ async fn relay_chat(
     };
     while let Some(event) = generation.next().await {
         match event {
+            GenerateEvent::Logprobs(_) => {} // only scoring requests get these
             GenerateEvent::Text(text) => {
                 let piece = reasoning.push(&text);
                 let mut deltas = Vec::new();

@@ -23,6 +23,7 @@ mod models;
 pub mod prices;
 pub mod privacy;
 mod reasoning;
+pub mod rerank;
 pub mod responses;
 mod routing;
 pub mod tool_syntax;

@@ -40,12 +40,19 @@ pub enum LoadedModel {
         info: ModelInfo,
         engine: EmbedHandle,
     },
+    /// A cross-encoder: the encoder engine, scoring pairs.
+    Rerank {
+        info: ModelInfo,
+        engine: EmbedHandle,
+    },
 }
 
 impl LoadedModel {
     pub fn info(&self) -> &ModelInfo {
         match self {
-            LoadedModel::Chat { info, .. } | LoadedModel::Embedding { info, .. } => info,
+            LoadedModel::Chat { info, .. }
+            | LoadedModel::Embedding { info, .. }
+            | LoadedModel::Rerank { info, .. } => info,
         }
     }
 }
@@ -91,6 +98,11 @@ impl Gateway {
                 kind: "an embedding",
                 route,
             }),
+            LoadedModel::Rerank { info, .. } => Err(GatewayError::WrongModelKind {
+                model: info.name,
+                kind: "a rerank",
+                route,
+            }),
         }
     }
 
@@ -104,6 +116,11 @@ impl Gateway {
                 model: info.name,
                 kind: "a chat",
                 route: "embeddings",
+            }),
+            LoadedModel::Rerank { info, .. } => Err(GatewayError::WrongModelKind {
+                model: info.name,
+                kind: "a rerank",
+                route: "embeddings (it scores pairs: use /v1/rerank)",
             }),
         }
     }
@@ -132,6 +149,10 @@ fn start_engine(info: ModelInfo, options: &GatewayOptions) -> Result<LoadedModel
         ModelKind::Embedding => {
             let engine = EmbedHandle::spawn(&info.path, options.embed.clone())?;
             LoadedModel::Embedding { info, engine }
+        }
+        ModelKind::Rerank => {
+            let engine = EmbedHandle::spawn(&info.path, options.embed.clone())?;
+            LoadedModel::Rerank { info, engine }
         }
     };
     tracing::info!(model = %model.info().name, seconds = started.elapsed().as_secs_f32(), "model loaded");

@@ -92,7 +92,7 @@ pub(crate) struct Route {
     pub deployments: Vec<Deployment>,
     turn: AtomicUsize,
     /// A local model asked for by its own name (no route declared).
-    implicit: bool,
+    pub(crate) implicit: bool,
 }
 
 impl Route {
@@ -830,15 +830,43 @@ impl Gateway {
         request: &hearth_types::EmbeddingRequest,
         caller: &Caller,
     ) -> Result<hearth_types::EmbeddingResponse, GatewayError> {
-        let (route, index) = self.local_for(&request.model, caller)?;
+        let (mut response, route) = self
+            .metered_local(
+                &request.model,
+                caller,
+                |model, owner| async move {
+                    let mut local = request.clone();
+                    local.model = model;
+                    self.embed_for(&local, &owner).await
+                },
+                |response| response.usage.prompt_tokens,
+            )
+            .await?;
+        if !route.implicit {
+            response.model = route.alias.clone();
+        }
+        Ok(response)
+    }
+
+    /// Runs `work` on the local model serving `model` for `caller` (the key's permission,
+    /// limits and budget first), and meters it: `prompt_tokens` of its answer, no
+    /// completion tokens. Returns the answer and the route it went by.
+    pub(crate) async fn metered_local<T, F, Fut>(
+        &self,
+        model: &str,
+        caller: &Caller,
+        work: F,
+        prompt_tokens: impl Fn(&T) -> u32,
+    ) -> Result<(T, Arc<Route>), GatewayError>
+    where
+        F: FnOnce(String, String) -> Fut,
+        Fut: std::future::Future<Output = Result<T, GatewayError>>,
+    {
+        let (route, index) = self.local_for(model, caller)?;
         let deployment = &route.deployments[index];
         let reservation = self.admit_local(caller, 0)?;
-        let mut local = request.clone();
-        local.model = deployment.model.clone();
         let (at, started) = (crate::unix_now_f64(), Instant::now());
-        let result = self
-            .embed_for(&local, &caller.owner().unwrap_or_default())
-            .await;
+        let result = work(deployment.model.clone(), caller.owner().unwrap_or_default()).await;
         let chat_like =
             ChatCompletionRequest::streaming(&route.alias, Vec::new(), Default::default());
         let mut meter = self.meter(
@@ -851,14 +879,15 @@ impl Gateway {
             None,
         );
         match &result {
-            Ok(response) => {
+            Ok(answer) => {
                 let elapsed = started.elapsed();
+                let tokens = prompt_tokens(answer);
                 meter.observe(&crate::ChatEvent::Finished {
                     finish_reason: "stop".into(),
-                    usage: hearth_types::Usage::new(response.usage.prompt_tokens, 0),
+                    usage: hearth_types::Usage::new(tokens, 0),
                     summary: hearth_infer::llm::GenerationSummary {
                         finish_reason: hearth_infer::llm::FinishReason::Stop,
-                        prompt_tokens: response.usage.prompt_tokens as usize,
+                        prompt_tokens: tokens as usize,
                         cached_prompt_tokens: 0,
                         completion_tokens: 0,
                         queued: Duration::ZERO,
@@ -872,10 +901,7 @@ impl Gateway {
                 e.to_string(),
             ))),
         }
-        let mut response = result?;
-        if !route.implicit {
-            response.model = route.alias.clone();
-        }
-        Ok(response)
+        let answer = result?;
+        Ok((answer, route))
     }
 }

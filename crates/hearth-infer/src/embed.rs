@@ -79,6 +79,10 @@ pub enum EmbedInput {
     Text(String),
     /// Ids of the model's own tokenizer; the model's special tokens at the ends are optional.
     Tokens(Vec<u32>),
+    /// A query and a document, encoded together as a cross-encoder reads them
+    /// (`[CLS] query [SEP] document [SEP]`; the longer of the two is cut first to fit).
+    /// Only a cross-encoder takes it.
+    Pair(String, String),
 }
 
 impl From<&str> for EmbedInput {
@@ -151,6 +155,31 @@ struct BertConfig {
     model_type: Option<String>,
     #[serde(default)]
     position_embedding_type: Option<String>,
+    #[serde(default = "default_type_vocab_size")]
+    type_vocab_size: usize,
+    /// RoBERTa's positions start after the padding index (`pad_token_id + 1`).
+    #[serde(default)]
+    pad_token_id: Option<usize>,
+    #[serde(default)]
+    architectures: Vec<String>,
+    /// Labels of a sequence-classification head (a cross-encoder has one).
+    #[serde(default)]
+    id2label: Option<serde_json::Map<String, serde_json::Value>>,
+    #[serde(default)]
+    num_labels: Option<usize>,
+    /// What sentence-transformers v4+ writes for a CrossEncoder: the activation of the logits.
+    #[serde(default)]
+    sentence_transformers: Option<CrossEncoderSettings>,
+}
+
+#[derive(Debug, Deserialize, Default)]
+struct CrossEncoderSettings {
+    #[serde(default)]
+    activation_fn: Option<String>,
+}
+
+fn default_type_vocab_size() -> usize {
+    2
 }
 
 fn default_hidden_act() -> String {
@@ -183,6 +212,13 @@ struct PoolingConfig {
     pooling_mode_weightedmean_tokens: bool,
     #[serde(default)]
     pooling_mode_lasttoken: bool,
+}
+
+#[derive(Debug, Deserialize)]
+struct TokenizerConfig {
+    /// transformers writes a huge sentinel (1e30) when there is no limit.
+    #[serde(default)]
+    model_max_length: Option<f64>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -256,10 +292,65 @@ struct Encoder {
     eps: f32,
     act: Activation,
     word_embeddings: Vec<f32>,
-    /// Position embedding plus the token-type-0 embedding (every input is a single segment).
+    /// Position embedding plus the token-type-0 embedding, from the first position's row
+    /// on (RoBERTa's positions start at `pad_token_id + 1`, BERT's at 0).
     position_embeddings: Vec<f32>,
+    /// Token type 1 minus token type 0: added to the second text of a pair (BERT).
+    second_segment: Option<Vec<f32>>,
     embed_norm: Norm,
     layers: Vec<Layer>,
+}
+
+/// What the model makes of the encoder's token vectors.
+enum Head {
+    /// A sentence embedding: the token vectors pooled, optionally L2-normalised.
+    Pool { pooling: Pooling, normalize: bool },
+    /// A sequence-classification head (a cross-encoder): the first token's vector through
+    /// `tanh(dense)`, then one logit per label.
+    Classify(Classifier),
+}
+
+struct Classifier {
+    /// `[hidden][hidden]`, PyTorch's `[out][in]` layout.
+    dense_w: Vec<f32>,
+    dense_b: Vec<f32>,
+    /// `[labels][hidden]`.
+    out_w: Vec<f32>,
+    out_b: Vec<f32>,
+    labels: usize,
+    activation: ScoreActivation,
+}
+
+/// How a cross-encoder's logit becomes its score (sentence-transformers' `activation_fn`:
+/// sigmoid for a one-label model unless the checkpoint says otherwise).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ScoreActivation {
+    Sigmoid,
+    Identity,
+}
+
+impl ScoreActivation {
+    pub fn apply(self, logit: f32) -> f32 {
+        match self {
+            ScoreActivation::Sigmoid => 1.0 / (1.0 + (-logit).exp()),
+            ScoreActivation::Identity => logit,
+        }
+    }
+}
+
+/// The token ids of one input, and where its second text starts (its length when it has
+/// none).
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Sequence {
+    ids: Vec<u32>,
+    second: usize,
+}
+
+impl Sequence {
+    fn single(ids: Vec<u32>) -> Self {
+        let second = ids.len();
+        Sequence { ids, second }
+    }
 }
 
 /// A loaded BERT-family sentence embedder. Synchronous and compute-bound: call it from a
@@ -267,8 +358,7 @@ struct Encoder {
 pub struct EmbeddingModel {
     tokenizer: Tokenizer,
     encoder: Encoder,
-    pooling: Pooling,
-    normalize: bool,
+    head: Head,
     max_tokens: usize,
     vocab_size: usize,
     /// The special tokens the tokenizer puts before and after a text (`[CLS]`, `[SEP]`).
@@ -287,8 +377,7 @@ impl std::fmt::Debug for EmbeddingModel {
             .field("dims", &self.dims())
             .field("max_tokens", &self.max_tokens)
             .field("layers", &self.encoder.layers.len())
-            .field("pooling", &self.pooling)
-            .field("normalize", &self.normalize)
+            .field("cross_encoder", &self.is_cross_encoder())
             .finish()
     }
 }
@@ -327,14 +416,34 @@ impl EmbeddingModel {
         }
 
         let config: BertConfig = read_json(&dir.join("config.json"))?;
-        if let Some(kind) = config.model_type.as_deref() {
-            if kind != "bert" {
+        let roberta = match config.model_type.as_deref() {
+            None | Some("bert") => false,
+            Some("roberta" | "xlm-roberta" | "camembert") => true,
+            Some(kind) => {
                 return Err(invalid(
                     &dir.join("config.json"),
-                    format!("model_type '{kind}' is not supported; the embedding engine runs BERT models"),
+                    format!("model_type '{kind}' is not supported; the encoder engine runs BERT and (XLM-)RoBERTa models"),
                 ));
             }
+        };
+        let position_offset = if roberta {
+            config.pad_token_id.unwrap_or(1) + 1
+        } else {
+            0
+        };
+        if position_offset + 2 >= config.max_position_embeddings {
+            return Err(invalid(
+                &dir.join("config.json"),
+                format!(
+                    "max_position_embeddings {} leaves no room for text",
+                    config.max_position_embeddings
+                ),
+            ));
         }
+        let classifier = config
+            .architectures
+            .iter()
+            .any(|a| a.ends_with("ForSequenceClassification"));
         if let Some(kind) = config.position_embedding_type.as_deref() {
             if kind != "absolute" {
                 return Err(invalid(
@@ -365,13 +474,27 @@ impl EmbeddingModel {
             }
         };
 
-        let (pooling, normalize) = read_sentence_transformers_modules(dir)?;
-        let mut max_tokens = config.max_position_embeddings;
+        let pooling = if classifier {
+            None
+        } else {
+            Some(read_sentence_transformers_modules(dir)?)
+        };
+        let mut max_tokens = config.max_position_embeddings - position_offset;
         let sbert = dir.join("sentence_bert_config.json");
         if sbert.is_file() {
             let sbert: SentenceBertConfig = read_json(&sbert)?;
             if let Some(len) = sbert.max_seq_length {
                 max_tokens = max_tokens.min(len);
+            }
+        }
+        // A CrossEncoder's max_length is its tokenizer's model_max_length.
+        let tokenizer_config = dir.join("tokenizer_config.json");
+        if classifier && tokenizer_config.is_file() {
+            let settings: TokenizerConfig = read_json(&tokenizer_config)?;
+            if let Some(len) = settings.model_max_length.filter(|&len| len > 0.0) {
+                if len < max_tokens as f64 {
+                    max_tokens = len as usize;
+                }
             }
         }
 
@@ -408,7 +531,11 @@ impl EmbeddingModel {
         }
 
         let weights_path = dir.join("model.safetensors");
-        let encoder = Encoder::load(&weights_path, &config, act)?;
+        let (encoder, weights) = Encoder::load(&weights_path, &config, act, position_offset)?;
+        let head = match pooling {
+            Some((pooling, normalize)) => Head::Pool { pooling, normalize },
+            None => Head::Classify(Classifier::load(&weights, &config, roberta)?),
+        };
 
         let workers = (0..opts.threads)
             .map(|i| {
@@ -423,8 +550,7 @@ impl EmbeddingModel {
         Ok(EmbeddingModel {
             tokenizer,
             encoder,
-            pooling,
-            normalize,
+            head,
             max_tokens,
             vocab_size: config.vocab_size,
             prefix,
@@ -435,9 +561,27 @@ impl EmbeddingModel {
         })
     }
 
-    /// Length of the vectors this model returns.
+    /// Length of the vectors this model returns: a cross-encoder's are its logits, one per
+    /// label.
     pub fn dims(&self) -> usize {
-        self.encoder.hidden * self.pooling.modes()
+        match &self.head {
+            Head::Pool { pooling, .. } => self.encoder.hidden * pooling.modes(),
+            Head::Classify(classifier) => classifier.labels,
+        }
+    }
+
+    /// Whether this is a cross-encoder (a sequence-classification checkpoint) that scores
+    /// text pairs, rather than a sentence embedder.
+    pub fn is_cross_encoder(&self) -> bool {
+        matches!(self.head, Head::Classify(_))
+    }
+
+    /// How a cross-encoder's logit becomes its score; `None` for an embedder.
+    pub fn score_activation(&self) -> Option<ScoreActivation> {
+        match &self.head {
+            Head::Classify(classifier) => Some(classifier.activation),
+            Head::Pool { .. } => None,
+        }
     }
 
     /// The most tokens (special tokens included) one input is embedded from; longer inputs are
@@ -449,7 +593,7 @@ impl EmbeddingModel {
     /// Embeds `inputs`, batching internally; vectors come back in input order.
     pub fn embed(&self, inputs: &[EmbedInput]) -> Result<Embeddings, InferError> {
         let sequences = self.tokenize(inputs)?;
-        let prompt_tokens = sequences.iter().map(Vec::len).sum();
+        let prompt_tokens = sequences.iter().map(|s| s.ids.len()).sum();
         let vectors = self
             .embed_sequences(&sequences, &|| false)
             .map_err(model_error)?
@@ -471,7 +615,7 @@ impl EmbeddingModel {
     /// number of tokens; with packed batches mixed lengths cost no padding.
     fn embed_sequences(
         &self,
-        sequences: &[Vec<u32>],
+        sequences: &[Sequence],
         cancelled: &(dyn Fn() -> bool + Sync),
     ) -> candle_core::Result<Option<Vec<Vec<f32>>>> {
         let count = sequences.len();
@@ -479,7 +623,7 @@ impl EmbeddingModel {
             return Ok(Some(Vec::new()));
         }
         let mut order: Vec<usize> = (0..count).collect();
-        order.sort_by_key(|&i| std::cmp::Reverse(sequences[i].len()));
+        order.sort_by_key(|&i| std::cmp::Reverse(sequences[i].ids.len()));
         let chunk_count = count
             .div_ceil(self.max_batch)
             .max(self.workers.len().min(count));
@@ -491,7 +635,7 @@ impl EmbeddingModel {
             if cancelled() {
                 return None;
             }
-            let batch: Vec<&[u32]> = chunks[c].iter().map(|&i| sequences[i].as_slice()).collect();
+            let batch: Vec<&Sequence> = chunks[c].iter().map(|&i| &sequences[i]).collect();
             Some(self.forward(&batch))
         });
 
@@ -519,7 +663,7 @@ impl EmbeddingModel {
             }
             match self.tokenize(&inputs) {
                 Ok(tokenized) => {
-                    let prompt_tokens = tokenized.iter().map(Vec::len).sum();
+                    let prompt_tokens = tokenized.iter().map(|s| s.ids.len()).sum();
                     let count = tokenized.len();
                     sequences.extend(tokenized);
                     live.push((reply, count, prompt_tokens));
@@ -554,7 +698,7 @@ impl EmbeddingModel {
     }
 
     /// Validates the inputs and turns each into the token ids to embed (framed, truncated).
-    fn tokenize(&self, inputs: &[EmbedInput]) -> Result<Vec<Vec<u32>>, InferError> {
+    fn tokenize(&self, inputs: &[EmbedInput]) -> Result<Vec<Sequence>, InferError> {
         let bad_input = |message: String| InferError::InvalidParameter {
             param: "input".into(),
             message,
@@ -569,6 +713,16 @@ impl EmbeddingModel {
                 EmbedInput::Text(text) => {
                     if text.is_empty() {
                         return Err(bad_input(format!("input[{i}] is an empty string")));
+                    }
+                }
+                EmbedInput::Pair(query, _) => {
+                    if !self.is_cross_encoder() {
+                        return Err(bad_input(format!(
+                            "input[{i}] is a text pair, which only a cross-encoder scores"
+                        )));
+                    }
+                    if query.is_empty() {
+                        return Err(bad_input(format!("input[{i}] has an empty query")));
                     }
                 }
                 EmbedInput::Tokens(ids) => {
@@ -602,11 +756,14 @@ impl EmbeddingModel {
     }
 
     /// Token ids of valid inputs: texts through the tokenizer, token arrays framed.
-    fn encode(&self, inputs: &[EmbedInput]) -> Result<Vec<Vec<u32>>, InferError> {
-        let texts: Vec<&str> = inputs
+    fn encode(&self, inputs: &[EmbedInput]) -> Result<Vec<Sequence>, InferError> {
+        let texts: Vec<tokenizers::EncodeInput> = inputs
             .iter()
             .filter_map(|input| match input {
-                EmbedInput::Text(text) => Some(text.as_str()),
+                EmbedInput::Text(text) => Some(text.as_str().into()),
+                EmbedInput::Pair(query, document) => {
+                    Some((query.as_str(), document.as_str()).into())
+                }
                 EmbedInput::Tokens(_) => None,
             })
             .collect();
@@ -617,18 +774,26 @@ impl EmbeddingModel {
             .into_iter();
         let mut sequences = Vec::with_capacity(inputs.len());
         for input in inputs {
-            let ids = match input {
-                EmbedInput::Text(_) => match encoded.next() {
-                    Some(encoding) => encoding.get_ids().to_vec(),
+            let sequence = match input {
+                EmbedInput::Text(_) | EmbedInput::Pair(..) => match encoded.next() {
+                    Some(encoding) => {
+                        let ids = encoding.get_ids().to_vec();
+                        let second = encoding
+                            .get_type_ids()
+                            .iter()
+                            .position(|&t| t != 0)
+                            .unwrap_or(ids.len());
+                        Sequence { ids, second }
+                    }
                     None => {
                         return Err(InferError::Embed(EmbedError::Tokenizer(
                             "the tokenizer returned fewer encodings than inputs".into(),
                         )))
                     }
                 },
-                EmbedInput::Tokens(ids) => self.frame_tokens(ids),
+                EmbedInput::Tokens(ids) => Sequence::single(self.frame_tokens(ids)),
             };
-            sequences.push(ids);
+            sequences.push(sequence);
         }
         Ok(sequences)
     }
@@ -658,10 +823,10 @@ impl EmbeddingModel {
     /// The batch is packed: row `t` of every activation is token `t` of the concatenated
     /// sequences, so the dense layers multiply exactly the real tokens. Element-wise steps
     /// run in place on the matrix products' outputs.
-    fn forward(&self, batch: &[&[u32]]) -> candle_core::Result<Vec<f32>> {
+    fn forward(&self, batch: &[&Sequence]) -> candle_core::Result<Vec<f32>> {
         let enc = &self.encoder;
         let hidden = enc.hidden;
-        let lens: Vec<usize> = batch.iter().map(|ids| ids.len()).collect();
+        let lens: Vec<usize> = batch.iter().map(|s| s.ids.len()).collect();
         let total: usize = lens.iter().sum();
         let arch = self.arch;
 
@@ -742,16 +907,20 @@ impl EmbeddingModel {
         with_slice(&x, |tokens| {
             let mut start = 0;
             for (&len, vector) in lens.iter().zip(pooled.chunks_exact_mut(dims)) {
-                vectorized(
-                    arch,
-                    PoolSequence {
-                        rows: &tokens[start * hidden..(start + len) * hidden],
-                        vector,
-                        hidden,
-                        pooling: self.pooling,
-                        normalize: self.normalize,
-                    },
-                );
+                let rows = &tokens[start * hidden..(start + len) * hidden];
+                match &self.head {
+                    Head::Pool { pooling, normalize } => vectorized(
+                        arch,
+                        PoolSequence {
+                            rows,
+                            vector,
+                            hidden,
+                            pooling: *pooling,
+                            normalize: *normalize,
+                        },
+                    ),
+                    Head::Classify(classifier) => classifier.logits(&rows[..hidden], vector),
+                }
                 start += len;
             }
         })?;
@@ -876,19 +1045,25 @@ fn special_framing(tokenizer: &Tokenizer) -> Result<(Vec<u32>, Vec<u32>), String
 }
 
 impl Encoder {
-    fn load(path: &Path, config: &BertConfig, act: Activation) -> Result<Self, InferError> {
+    /// Loads the encoder's weights; the checkpoint's other tensors (a classification head)
+    /// are left in the returned [`Weights`].
+    fn load<'p>(
+        path: &'p Path,
+        config: &BertConfig,
+        act: Activation,
+        position_offset: usize,
+    ) -> Result<(Self, Weights<'p>), InferError> {
         let invalid = |reason: String| InferError::InvalidModel {
             path: path.to_owned(),
             reason,
         };
         let tensors = candle_core::safetensors::load(path, &Device::Cpu)
             .map_err(|e| invalid(format!("unreadable safetensors: {e}")))?;
-        // Some checkpoints prefix every name with "bert.".
-        let prefix = if tensors.contains_key("bert.embeddings.word_embeddings.weight") {
-            "bert."
-        } else {
-            ""
-        };
+        // Checkpoints with a head prefix the encoder's names with "bert." or "roberta.".
+        let prefix = ["bert.", "roberta."]
+            .into_iter()
+            .find(|p| tensors.contains_key(&format!("{p}embeddings.word_embeddings.weight")))
+            .unwrap_or("");
         let weights = Weights {
             tensors,
             prefix,
@@ -905,18 +1080,22 @@ impl Encoder {
             "embeddings.position_embeddings.weight",
             &[config.max_position_embeddings, hidden],
         )?;
-        let token_types = weights.tensor("embeddings.token_type_embeddings.weight")?;
-        let token_type_0 = token_types
-            .get(0)
-            .and_then(|t| t.to_dtype(DType::F32))
-            .and_then(|t| t.to_vec1::<f32>())
-            .map_err(|e| invalid(format!("embeddings.token_type_embeddings.weight: {e}")))?;
-        if token_type_0.len() != hidden {
-            return Err(invalid("token type embeddings have the wrong width".into()));
-        }
+        let token_types = weights.vec(
+            "embeddings.token_type_embeddings.weight",
+            &[config.type_vocab_size.max(1), hidden],
+        )?;
+        let token_type_0 = &token_types[..hidden];
+        let second_segment = (config.type_vocab_size > 1).then(|| {
+            token_types[hidden..2 * hidden]
+                .iter()
+                .zip(token_type_0)
+                .map(|(t1, t0)| t1 - t0)
+                .collect()
+        });
         let position_embeddings = positions
             .chunks_exact(hidden)
-            .flat_map(|row| row.iter().zip(&token_type_0).map(|(p, t)| p + t))
+            .skip(position_offset)
+            .flat_map(|row| row.iter().zip(token_type_0).map(|(p, t)| p + t))
             .collect();
         let embed_norm = weights.norm("embeddings.LayerNorm", hidden)?;
 
@@ -951,17 +1130,117 @@ impl Encoder {
             });
         }
 
-        Ok(Encoder {
+        let encoder = Encoder {
             hidden,
             heads: config.num_attention_heads,
             eps: config.layer_norm_eps as f32,
             act,
             word_embeddings,
             position_embeddings,
+            second_segment,
             embed_norm,
             layers,
+        };
+        Ok((encoder, weights))
+    }
+}
+
+impl Classifier {
+    /// The head of `BertForSequenceClassification` (`bert.pooler.dense`, `classifier`) or
+    /// of `(XLM)RobertaForSequenceClassification` (`classifier.dense`,
+    /// `classifier.out_proj`): the same computation under other names.
+    fn load(weights: &Weights<'_>, config: &BertConfig, roberta: bool) -> Result<Self, InferError> {
+        let hidden = config.hidden_size;
+        let (dense, out) = if roberta {
+            ("classifier.dense", "classifier.out_proj")
+        } else {
+            ("bert.pooler.dense", "classifier")
+        };
+        let root = |name: &str| weights.unprefixed(name);
+        let out_weight = root(&format!("{out}.weight"))?;
+        let labels = match out_weight.dims() {
+            [labels, width] if *width == hidden => *labels,
+            shape => {
+                return Err(weights.invalid(format!(
+                    "tensor '{out}.weight' has shape {shape:?}, expected [labels, {hidden}]"
+                )))
+            }
+        };
+        let declared = config
+            .num_labels
+            .or_else(|| config.id2label.as_ref().map(|m| m.len()))
+            .unwrap_or(labels);
+        if declared != labels {
+            return Err(weights.invalid(format!(
+                "config.json declares {declared} labels but '{out}.weight' has {labels}"
+            )));
+        }
+        let flat = |t: Tensor, name: &str| {
+            t.flatten_all()
+                .and_then(|t| t.to_vec1::<f32>())
+                .map_err(|e| weights.invalid(format!("{name}: {e}")))
+        };
+        let checked = |name: String, shape: &[usize]| -> Result<Vec<f32>, InferError> {
+            let t = root(&name)?;
+            if t.dims() != shape {
+                return Err(weights.invalid(format!(
+                    "tensor '{name}' has shape {:?}, expected {shape:?}",
+                    t.dims()
+                )));
+            }
+            flat(t, &name)
+        };
+        let activation = match config
+            .sentence_transformers
+            .as_ref()
+            .and_then(|st| st.activation_fn.as_deref())
+        {
+            None => {
+                if labels == 1 {
+                    ScoreActivation::Sigmoid
+                } else {
+                    ScoreActivation::Identity
+                }
+            }
+            Some(name) if name.ends_with(".Sigmoid") => ScoreActivation::Sigmoid,
+            Some(name) if name.ends_with(".Identity") => ScoreActivation::Identity,
+            Some(other) => {
+                return Err(weights.invalid(format!(
+                    "activation_fn '{other}' is not supported (Sigmoid or Identity)"
+                )))
+            }
+        };
+        Ok(Classifier {
+            dense_w: checked(format!("{dense}.weight"), &[hidden, hidden])?,
+            dense_b: checked(format!("{dense}.bias"), &[hidden])?,
+            out_w: flat(out_weight, out)?,
+            out_b: checked(format!("{out}.bias"), &[labels])?,
+            labels,
+            activation,
         })
     }
+
+    /// The logits of one sequence from its first token's vector.
+    fn logits(&self, first: &[f32], out: &mut [f32]) {
+        let hidden = first.len();
+        let pooled: Vec<f32> = self
+            .dense_w
+            .chunks_exact(hidden)
+            .zip(&self.dense_b)
+            .map(|(row, b)| (dot(row, first) + b).tanh())
+            .collect();
+        for ((o, row), b) in out
+            .iter_mut()
+            .zip(self.out_w.chunks_exact(hidden))
+            .zip(&self.out_b)
+        {
+            *o = dot(row, &pooled) + b;
+        }
+    }
+}
+
+fn dot(a: &[f32], b: &[f32]) -> f32 {
+    a.iter().zip(b).map(|(x, y)| x * y).sum()
 }
 
 /// Named tensors of a checkpoint, read as f32.
@@ -980,10 +1259,14 @@ impl Weights<'_> {
     }
 
     fn tensor(&self, name: &str) -> Result<Tensor, InferError> {
-        let full = format!("{}{name}", self.prefix);
+        self.unprefixed(&format!("{}{name}", self.prefix))
+    }
+
+    /// A tensor by its full name (a head's tensors are outside the encoder's prefix).
+    fn unprefixed(&self, full: &str) -> Result<Tensor, InferError> {
         let tensor = self
             .tensors
-            .get(&full)
+            .get(full)
             .ok_or_else(|| self.invalid(format!("tensor '{full}' is missing")))?;
         tensor
             .to_dtype(DType::F32)
@@ -1076,7 +1359,7 @@ fn vectorized<K: Kernel>(arch: pulp::Arch, kernel: K) -> K::Output {
 /// Token embeddings of a batch: `LayerNorm(word[id] + (position[pos] + type[0]))`.
 struct EmbedTokens<'a> {
     out: &'a mut [f32],
-    batch: &'a [&'a [u32]],
+    batch: &'a [&'a Sequence],
     enc: &'a Encoder,
 }
 
@@ -1087,13 +1370,23 @@ impl Kernel for EmbedTokens<'_> {
     fn run(self) {
         let enc = self.enc;
         let hidden = enc.hidden;
-        let positions = self.batch.iter().flat_map(|ids| ids.iter().enumerate());
-        for (out, (pos, &id)) in self.out.chunks_exact_mut(hidden).zip(positions) {
+        let positions = self.batch.iter().flat_map(|s| {
+            s.ids
+                .iter()
+                .enumerate()
+                .map(|(pos, id)| (pos, id, s.second))
+        });
+        for (out, (pos, &id, second)) in self.out.chunks_exact_mut(hidden).zip(positions) {
             let id = id as usize;
             let word = &enc.word_embeddings[id * hidden..(id + 1) * hidden];
             let position = &enc.position_embeddings[pos * hidden..(pos + 1) * hidden];
             for ((o, w), p) in out.iter_mut().zip(word).zip(position) {
                 *o = w + p;
+            }
+            if let (true, Some(delta)) = (pos >= second, enc.second_segment.as_deref()) {
+                for (o, d) in out.iter_mut().zip(delta) {
+                    *o += d;
+                }
             }
             layer_norm_in_place(out, &enc.embed_norm, enc.eps);
         }
@@ -1531,6 +1824,8 @@ pub struct EmbedHandle {
     queue: mpsc::Sender<EmbedCommand>,
     capacity: usize,
     dims: usize,
+    /// A cross-encoder's activation; `None` for an embedder.
+    activation: Option<ScoreActivation>,
     /// Requests sent and not yet taken into a round (the engine empties the channel into
     /// its turns at once, so this is the queue's bound).
     waiting: std::sync::Arc<std::sync::atomic::AtomicUsize>,
@@ -1557,6 +1852,7 @@ impl EmbedHandle {
         }
         let model = EmbeddingModel::load_with_options(dir, &opts)?;
         let dims = model.dims();
+        let activation = model.score_activation();
         let (queue, mut commands) = mpsc::channel::<EmbedCommand>(opts.queue_capacity);
         // Requests already waiting when the engine frees up are served together, up to what
         // one round of forward passes takes, taken in turn by owner; nothing waits for more
@@ -1596,6 +1892,7 @@ impl EmbedHandle {
             queue,
             capacity: opts.queue_capacity,
             dims,
+            activation,
             waiting,
         })
     }
@@ -1638,9 +1935,14 @@ impl EmbedHandle {
         answer.await.map_err(|_| InferError::EngineStopped)?
     }
 
-    /// Length of the vectors this engine returns.
+    /// Length of the vectors this engine returns (a cross-encoder's: its labels).
     pub fn dims(&self) -> usize {
         self.dims
+    }
+
+    /// How a cross-encoder's logit becomes its score; `None` for an embedder.
+    pub fn score_activation(&self) -> Option<ScoreActivation> {
+        self.activation
     }
 }
 

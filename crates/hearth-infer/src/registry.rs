@@ -29,6 +29,21 @@ pub enum ModelKind {
     /// A sentence embedder: a sentence-transformers directory (config.json + tokenizer.json +
     /// *.safetensors), or an encoder GGUF (BERT family, or any GGUF declaring a pooling type).
     Embedding,
+    /// A cross-encoder that scores (query, document) pairs: a sequence-classification
+    /// checkpoint (`*ForSequenceClassification` in config.json) in the sentence-transformers
+    /// CrossEncoder layout, run by the encoder engine.
+    Rerank,
+}
+
+impl ModelKind {
+    /// The name `hearth models list` and `/v1/models` show.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ModelKind::Chat => "chat",
+            ModelKind::Embedding => "embedding",
+            ModelKind::Rerank => "rerank",
+        }
+    }
 }
 
 /// Where a model came from.
@@ -707,6 +722,14 @@ fn inspect_sentence_transformers(dir: &Path) -> Result<ModelInfo, InferError> {
     let is_encoder = model_type
         .as_deref()
         .is_some_and(|t| ENCODER_MODEL_TYPES.contains(&t));
+    let is_cross_encoder = config
+        .get("architectures")
+        .and_then(|a| a.as_array())
+        .is_some_and(|a| {
+            a.iter()
+                .filter_map(|a| a.as_str())
+                .any(|a| a.ends_with("ForSequenceClassification"))
+        });
     if !(is_sentence_transformers || is_encoder) {
         return Err(invalid(format!(
             "a safetensors model of type '{}' without sentence-transformers files (modules.json); hearth runs LLMs from GGUF files (pull a -GGUF repo of it) and embedders from sentence-transformers directories",
@@ -750,9 +773,17 @@ fn inspect_sentence_transformers(dir: &Path) -> Result<ModelInfo, InferError> {
             }
         }
     }
+    if is_cross_encoder {
+        // Its output is a score, not a vector.
+        embedding_dim = None;
+    }
     Ok(ModelInfo {
         name: default_name(dir, false),
-        kind: ModelKind::Embedding,
+        kind: if is_cross_encoder {
+            ModelKind::Rerank
+        } else {
+            ModelKind::Embedding
+        },
         path: dir.to_path_buf(),
         architecture,
         parameters: Some(parameters),

@@ -12,7 +12,7 @@ use hearth_types::{ErrorCode, Retry};
 use serde_json::{json, Map, Value};
 use utoipa::OpenApi;
 
-use crate::{anthropic, openai, recs, responses, shopping, support, usage};
+use crate::{anthropic, openai, recs, rerank, responses, shopping, support, usage};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -29,6 +29,9 @@ use crate::{anthropic, openai, recs, responses, shopping, support, usage};
         openai::chat_completions,
         openai::completions,
         openai::embeddings,
+        rerank::rerank,
+        rerank::tei_rerank,
+        rerank::score,
         openai::list_models,
         openai::get_model,
         responses::create,
@@ -63,7 +66,7 @@ use crate::{anthropic, openai, recs, responses, shopping, support, usage};
     )),
     modifiers(&Bearer),
     tags(
-        (name = "inference", description = "OpenAI-compatible chat, completions, embeddings, models"),
+        (name = "inference", description = "OpenAI-compatible chat, completions, embeddings, models; Responses, Anthropic Messages, rerank and score"),
         (name = "recommendations", description = "Recommendations, search and the shopping assistant"),
         (name = "catalogue", description = "Items, users and events the recommendations learn from"),
         (name = "support", description = "Customer-service conversations"),

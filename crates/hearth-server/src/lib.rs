@@ -14,6 +14,7 @@ mod guard;
 mod metrics;
 mod openai;
 mod recs;
+mod rerank;
 mod responses;
 mod shopping;
 mod sse;
@@ -65,6 +66,9 @@ pub fn router(platform: Platform) -> Router {
         .route("/v1/chat/completions", post(openai::chat_completions))
         .route("/v1/completions", post(openai::completions))
         .route("/v1/embeddings", post(openai::embeddings))
+        .route("/v1/rerank", post(rerank::rerank))
+        .route("/rerank", post(rerank::tei_rerank))
+        .route("/v1/score", post(rerank::score))
         .route("/v1/models", get(openai::list_models))
         .route("/v1/models/{*id}", get(openai::get_model))
         .route("/v1/responses", post(responses::create))

@@ -8,7 +8,7 @@ use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
 use hearth_gateway::Caller;
 use hearth_gateway::{ChatEvent, ChatStream};
-use hearth_infer::registry::{ModelInfo, ModelKind};
+use hearth_infer::registry::ModelInfo;
 use hearth_types::{
     ChatCompletionChunk, ChatCompletionRequest, ChatCompletionResponse, ChunkChoice, ChunkDelta,
     CompletionChoice, CompletionRequest, CompletionResponse, EmbeddingRequest, EmbeddingResponse,
@@ -140,11 +140,7 @@ fn model_object(info: &ModelInfo) -> ModelObject {
         created: 0,
         owned_by: "hearth".into(),
         meta: Some(ModelMeta {
-            kind: match info.kind {
-                ModelKind::Chat => "chat",
-                ModelKind::Embedding => "embedding",
-            }
-            .into(),
+            kind: info.kind.as_str().into(),
             architecture: info.architecture.clone(),
             parameters: info.parameters,
             quantization: info.quantization.clone(),

@@ -2,6 +2,8 @@
 //! passages under their headings, embedded with the local embedder, kept in SQLite, and
 //! searched hybrid — BM25 on hearth-index's tantivy index and cosine on its vector index,
 //! fused by reciprocal rank. Passages have stable ids (`kb:N`) the agent's answers cite.
+//! An optional second stage ([`Rerank`]) scores the first stage's best passages again with a
+//! reranker (a cross-encoder, or a chat model judging yes/no) and keeps its order.
 //!
 //! Re-adding a file whose content changed replaces its passages; unchanged files are
 //! skipped; files gone from disk can be dropped.
@@ -369,6 +371,7 @@ impl KnowledgeBase {
             text,
             vectors,
             model: model.unwrap_or_default(),
+            rerank: None,
         })
     }
 }
@@ -379,9 +382,34 @@ pub struct KbIndex {
     text: TextIndex,
     vectors: Option<VectorIndex>,
     model: String,
+    rerank: Option<Rerank>,
 }
 
+/// The second stage of a search: the first stage's best `depth` passages scored by `model`
+/// (any model `/v1/rerank` takes), best first.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Rerank {
+    pub model: String,
+    pub depth: usize,
+    /// What relevance means, for a chat model judging yes/no.
+    pub instruction: String,
+}
+
+/// What relevance means for the knowledge base's reranker unless the config says otherwise.
+pub const RERANK_INSTRUCTION: &str =
+    "Given a customer's message, retrieve the passage of the company's documents that tells how to handle it";
+
 impl KbIndex {
+    /// Searches with `rerank` as the second stage (none: the hybrid ranking alone).
+    pub fn with_rerank(mut self, rerank: Option<Rerank>) -> Self {
+        self.rerank = rerank;
+        self
+    }
+
+    pub fn rerank(&self) -> Option<&Rerank> {
+        self.rerank.as_ref()
+    }
+
     pub fn is_empty(&self) -> bool {
         self.passages.is_empty()
     }
@@ -391,8 +419,51 @@ impl KbIndex {
     }
 
     /// The best `k` passages for `query`: BM25 and embedding similarity, fused by
-    /// reciprocal rank.
+    /// reciprocal rank, then reordered by the reranker when there is one.
     pub async fn search(
+        &self,
+        gateway: &Gateway,
+        query: &str,
+        k: usize,
+    ) -> Result<Vec<Hit>, SupportError> {
+        self.search_with(gateway, query, k, self.rerank.as_ref())
+            .await
+    }
+
+    /// [`KbIndex::search`] with this `rerank` stage instead of the index's own.
+    pub async fn search_with(
+        &self,
+        gateway: &Gateway,
+        query: &str,
+        k: usize,
+        rerank: Option<&Rerank>,
+    ) -> Result<Vec<Hit>, SupportError> {
+        let Some(rerank) = rerank else {
+            return self.first_stage(gateway, query, k).await;
+        };
+        let mut hits = self
+            .first_stage(gateway, query, k.max(rerank.depth))
+            .await?;
+        if hits.len() > 1 {
+            let pairs = hits
+                .iter()
+                .map(|h| (query.to_owned(), format!("{}\n{}", h.title, h.text)))
+                .collect();
+            let scored = gateway
+                .score_pairs(&rerank.model, pairs, Some(&rerank.instruction))
+                .await?;
+            for (hit, score) in hits.iter_mut().zip(&scored.scores) {
+                hit.score = *score as f32;
+            }
+            // Stable: ties keep the first stage's order.
+            hits.sort_by(|a, b| b.score.total_cmp(&a.score));
+        }
+        hits.truncate(k);
+        Ok(hits)
+    }
+
+    /// The hybrid ranking: BM25 and embedding similarity fused by reciprocal rank.
+    async fn first_stage(
         &self,
         gateway: &Gateway,
         query: &str,
@@ -431,6 +502,109 @@ impl KbIndex {
             })
             .collect())
     }
+}
+
+/// One labelled query: the titles of the passages that answer it.
+#[derive(Debug, Clone, PartialEq, serde::Deserialize)]
+pub struct LabelledQuery {
+    pub query: String,
+    /// A passage answers when its title (the heading path, "A › B") is one of these.
+    pub titles: Vec<String>,
+}
+
+/// Reads labelled queries from JSONL (`{"query": …, "titles": […]}` per line); a bad line is
+/// an error naming the file and line.
+pub fn read_labels(path: &Path) -> Result<Vec<LabelledQuery>, SupportError> {
+    let text = std::fs::read_to_string(path).map_err(|source| SupportError::Io {
+        path: path.to_owned(),
+        source,
+    })?;
+    let mut labels = Vec::new();
+    for (i, line) in text.lines().enumerate() {
+        if line.trim().is_empty() {
+            continue;
+        }
+        let bad = |message: String| SupportError::BadFile {
+            file: path.to_owned(),
+            message: format!("line {}: {message}", i + 1),
+        };
+        let label: LabelledQuery = serde_json::from_str(line).map_err(|e| bad(e.to_string()))?;
+        if label.query.trim().is_empty() {
+            return Err(bad("empty query".into()));
+        }
+        if label.titles.is_empty() {
+            return Err(bad(
+                "no titles: name the passages that answer the query".into()
+            ));
+        }
+        labels.push(label);
+    }
+    if labels.is_empty() {
+        return Err(SupportError::NotEnoughData(format!(
+            "{} holds no labelled queries",
+            path.display()
+        )));
+    }
+    Ok(labels)
+}
+
+/// How well search finds the passages that answer labelled queries.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct RetrievalReport {
+    pub queries: usize,
+    pub k: usize,
+    /// The reranker, if a second stage ran.
+    pub rerank: Option<String>,
+    /// Share of queries whose first passage answers.
+    pub hit_at_1: f64,
+    /// Share of queries with an answering passage among the first `k`.
+    pub recall_at_k: f64,
+    /// Mean of 1 / rank of the first answering passage (0 beyond `k`).
+    pub mrr_at_k: f64,
+    /// Mean seconds per search.
+    pub seconds_per_query: f64,
+}
+
+/// Runs every labelled query through search (with `rerank` as its second stage, or none)
+/// and measures the ranking; `on_done` is called after each query.
+pub async fn evaluate(
+    index: &KbIndex,
+    gateway: &Gateway,
+    labels: &[LabelledQuery],
+    k: usize,
+    rerank: Option<&Rerank>,
+    on_done: &(dyn Fn() + Sync),
+) -> Result<RetrievalReport, SupportError> {
+    if k == 0 {
+        return Err(SupportError::InvalidParameter {
+            param: "k".into(),
+            message: "must be at least 1".into(),
+        });
+    }
+    let started = std::time::Instant::now();
+    let (mut hits, mut found, mut reciprocal) = (0usize, 0usize, 0f64);
+    for label in labels {
+        let ranked = index.search_with(gateway, &label.query, k, rerank).await?;
+        let first = ranked.iter().position(|h| label.titles.contains(&h.title));
+        if first == Some(0) {
+            hits += 1;
+        }
+        if let Some(rank) = first {
+            found += 1;
+            reciprocal += 1.0 / (rank + 1) as f64;
+        }
+        on_done();
+    }
+    let n = labels.len().max(1) as f64;
+    Ok(RetrievalReport {
+        queries: labels.len(),
+        k,
+        rerank: rerank.map(|r| r.model.clone()),
+        hit_at_1: hits as f64 / n,
+        recall_at_k: found as f64 / n,
+        mrr_at_k: reciprocal / n,
+        seconds_per_query: started.elapsed().as_secs_f64() / n,
+    })
 }
 
 #[cfg(test)]

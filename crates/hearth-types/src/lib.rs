@@ -1,5 +1,6 @@
 //! Wire types shared by the server, the CLI and the engines: OpenAI-compatible request and
-//! response structs, the Anthropic Messages API's ([`anthropic`]), the error body shapes,
+//! response structs, the Anthropic Messages API's ([`anthropic`]), rerank and score
+//! ([`rerank`]), the error body shapes,
 //! and the one clock ([`clock`]: unix time, UTC dates).
 //!
 //! No IO and no web framework here: these are plain serde structs, each describing itself for
@@ -11,6 +12,7 @@ pub mod anthropic;
 pub mod clock;
 pub mod errors;
 pub mod openai;
+pub mod rerank;
 pub mod responses;
 pub mod schema;
 pub mod whole;

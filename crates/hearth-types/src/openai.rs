@@ -663,7 +663,7 @@ pub struct ModelMeta {
 }
 
 fn model_kind() -> ObjectBuilder {
-    schema::one_of_strings(&["chat", "embedding"])
+    schema::one_of_strings(&["chat", "embedding", "rerank"])
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]

@@ -713,7 +713,40 @@ pub enum KbCommand {
         query: String,
         #[arg(long, default_value_t = 5)]
         k: usize,
+        #[command(flatten)]
+        rerank: RerankArgs,
     },
+    /// Measure search on labelled queries: hit@1, recall@k and MRR@k of the passages that
+    /// answer them.
+    ///
+    /// FILE is JSONL, one `{"query": "…", "titles": ["Section › Subsection", …]}` per line: a
+    /// passage answers when its title (as `search` prints it) is listed. Run it with and
+    /// without --rerank to see what the second stage buys.
+    Eval {
+        labels: PathBuf,
+        #[arg(long, default_value_t = 5)]
+        k: usize,
+        #[command(flatten)]
+        rerank: RerankArgs,
+        /// Print the report as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// The knowledge base's second stage, overriding `[support] rerank_model`.
+#[derive(Debug, clap::Args)]
+pub struct RerankArgs {
+    /// Rerank the hybrid ranking's best passages with this model (a cross-encoder, a chat
+    /// model judging yes/no, or an embedding model).
+    #[arg(long, conflicts_with = "no_rerank")]
+    pub rerank: Option<String>,
+    /// Passages the reranker reads (default: [support] rerank_depth).
+    #[arg(long)]
+    pub rerank_depth: Option<usize>,
+    /// The hybrid ranking alone, even when [support] rerank_model is set.
+    #[arg(long)]
+    pub no_rerank: bool,
 }
 
 #[derive(Debug, Subcommand)]

@@ -5,7 +5,7 @@ use anyhow::{bail, Context, Result};
 use hearth_core::{ApiKey, Config, Platform};
 use hearth_gateway::ChatEvent;
 use hearth_infer::hub::{self, HubOptions, PullProgress, PullSpec};
-use hearth_infer::registry::{ModelInfo, ModelKind};
+use hearth_infer::registry::ModelInfo;
 use hearth_types::{
     ChatCompletionRequest, ChatMessage, EmbeddingInput, EmbeddingRequest, SamplingFields,
 };
@@ -309,10 +309,7 @@ fn print_models(models: &[ModelInfo]) {
         println!(
             "{:<48} {:<9} {:<10} {:>7} {:<8} {:>8} {:>9}",
             m.name,
-            match m.kind {
-                ModelKind::Chat => "chat",
-                ModelKind::Embedding => "embedding",
-            },
+            m.kind.as_str(),
             m.architecture.as_deref().unwrap_or("?"),
             m.parameters.map(human_count).unwrap_or_else(|| "?".into()),
             m.quantization.as_deref().unwrap_or("-"),

@@ -55,9 +55,13 @@ async fn kb(config: Config, command: KbCommand) -> Result<()> {
             }
             kb.remove(&paths)?;
         }
-        KbCommand::Search { query, k } => {
+        KbCommand::Search { query, k, rerank } => {
             let index = platform.kb_index()?;
-            for hit in index.search(platform.gateway(), &query, k).await? {
+            let rerank = rerank_stage(&platform, &rerank);
+            for hit in index
+                .search_with(platform.gateway(), &query, k, rerank.as_ref())
+                .await?
+            {
                 println!(
                     "[{}] {} ({})\n    {}",
                     hit.id,
@@ -67,8 +71,69 @@ async fn kb(config: Config, command: KbCommand) -> Result<()> {
                 );
             }
         }
+        KbCommand::Eval {
+            labels,
+            k,
+            rerank,
+            json,
+        } => {
+            let index = platform.kb_index()?;
+            let labels = hearth_core::support::kb::read_labels(&labels)?;
+            let rerank = rerank_stage(&platform, &rerank);
+            let bar = crate::recs::bar(labels.len() as u64, "searching");
+            let report = hearth_core::support::kb::evaluate(
+                &index,
+                platform.gateway(),
+                &labels,
+                k,
+                rerank.as_ref(),
+                &|| bar.inc(1),
+            )
+            .await?;
+            bar.finish_and_clear();
+            if json {
+                println!("{}", serde_json::to_string(&report)?);
+            } else {
+                println!(
+                    "{} queries, {}: hit@1 {:.3}, recall@{k} {:.3}, MRR@{k} {:.3}, {:.3} s per search",
+                    report.queries,
+                    match &report.rerank {
+                        Some(model) => format!("hybrid + rerank by {model}"),
+                        None => "hybrid (BM25 + vectors)".to_owned(),
+                    },
+                    report.hit_at_1,
+                    report.recall_at_k,
+                    report.mrr_at_k,
+                    report.seconds_per_query
+                );
+            }
+        }
     }
     Ok(())
+}
+
+/// The rerank stage the flags ask for: theirs, none, or the config's.
+fn rerank_stage(
+    platform: &Platform,
+    args: &crate::cli::RerankArgs,
+) -> Option<hearth_core::support::kb::Rerank> {
+    if args.no_rerank {
+        return None;
+    }
+    let mut stage = platform.kb_rerank();
+    if let Some(model) = &args.rerank {
+        stage = Some(hearth_core::support::kb::Rerank {
+            model: model.clone(),
+            depth: platform.config().support.rerank_depth.max(1),
+            instruction: stage
+                .map(|s| s.instruction)
+                .unwrap_or_else(|| hearth_core::support::kb::RERANK_INSTRUCTION.to_owned()),
+        });
+    }
+    if let (Some(stage), Some(depth)) = (stage.as_mut(), args.rerank_depth) {
+        stage.depth = depth.max(1);
+    }
+    stage
 }
 
 pub async fn demo_shop(args: DemoShopArgs) -> Result<()> {

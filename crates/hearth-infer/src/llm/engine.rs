@@ -82,6 +82,8 @@ struct Active {
     lazy: Option<Lazy>,
     /// Control tokens decoded as their text.
     preserve: Vec<LlamaToken>,
+    /// A scoring request's tokens: their log-probabilities are the answer.
+    score: Vec<LlamaToken>,
     params: super::SamplingParams,
     /// Sampled, not yet fed to the model.
     pending: Option<LlamaToken>,
@@ -178,6 +180,21 @@ struct Engine<'m> {
     /// The model's end-of-generation tokens, banned under `ignore_eos`.
     end_tokens: Vec<LlamaToken>,
     tick: u64,
+}
+
+/// `log softmax(logits)` at `tokens`, computed in f64 over the whole vocabulary.
+fn log_softmax_at(logits: &[f32], tokens: &[LlamaToken]) -> Vec<f32> {
+    let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    let sum: f64 = logits.iter().map(|&l| f64::from(l - max).exp()).sum();
+    let log_z = f64::from(max) + sum.ln();
+    tokens
+        .iter()
+        .map(|t| {
+            logits
+                .get(t.0 as usize)
+                .map_or(f32::NEG_INFINITY, |&l| (f64::from(l) - log_z) as f32)
+        })
+        .collect()
 }
 
 fn common_prefix(a: &[LlamaToken], b: &[LlamaToken]) -> usize {
@@ -405,6 +422,7 @@ impl<'m> Engine<'m> {
             shadow,
             lazy,
             preserve: job.preserve,
+            score: job.score,
             pending: None,
             generated: 0,
             max_tokens: job.max_tokens,
@@ -612,6 +630,13 @@ impl<'m> Engine<'m> {
                 continue;
             };
             let active = self.slots[i].active.as_mut().expect("checked");
+            if !active.score.is_empty() {
+                let logprobs = log_softmax_at(self.ctx.get_logits_ith(idx), &active.score);
+                active.first_token = Some(Instant::now());
+                let _ = active.events.send(GenerateEvent::Logprobs(logprobs));
+                self.finish(i, FinishReason::Stop);
+                continue;
+            }
             let token = active.sampler.sample(&self.ctx, idx);
             if let Some(shadow) = active.shadow.as_mut() {
                 let escaped = if shadow.is_stopped() {

@@ -270,6 +270,10 @@ pub struct GenerateRequest {
     /// a family's tool-call markers such as `[TOOL_CALLS]` or `<|python_tag|>`. Each is the
     /// token's text; one that is not a single token of this model is ignored.
     pub preserve: Vec<String>,
+    /// When not empty, nothing is generated: the engine reads the prompt and answers the
+    /// log-probabilities of these tokens as the next token ([`GenerateEvent::Logprobs`], in
+    /// this order), then `Done` with no completion tokens. Rerankers judge this way.
+    pub score: Vec<u32>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -311,6 +315,8 @@ pub struct GenerationSummary {
 pub enum GenerateEvent {
     /// The next piece of generated text (complete UTF-8, stop strings removed).
     Text(String),
+    /// Log-probabilities of a scoring request's tokens ([`GenerateRequest::score`]).
+    Logprobs(Vec<f32>),
     Done(GenerationSummary),
     Failed(InferError),
 }
@@ -349,11 +355,30 @@ impl GenerationStream {
         self.events.recv().await
     }
 
+    /// Waits for a scoring request's log-probabilities ([`GenerateRequest::score`]).
+    pub async fn logprobs(mut self) -> Result<(Vec<f32>, GenerationSummary), InferError> {
+        let mut logprobs = None;
+        while let Some(event) = self.next().await {
+            match event {
+                GenerateEvent::Logprobs(lp) => logprobs = Some(lp),
+                GenerateEvent::Text(_) => {}
+                GenerateEvent::Done(summary) => {
+                    return logprobs
+                        .map(|lp| (lp, summary))
+                        .ok_or_else(|| InferError::Engine("the engine sent no scores".into()))
+                }
+                GenerateEvent::Failed(e) => return Err(e),
+            }
+        }
+        Err(InferError::EngineStopped)
+    }
+
     /// Waits for the whole generation.
     pub async fn collect(mut self) -> Result<(String, GenerationSummary), InferError> {
         let mut text = String::new();
         while let Some(event) = self.next().await {
             match event {
+                GenerateEvent::Logprobs(_) => {}
                 GenerateEvent::Text(t) => text.push_str(&t),
                 GenerateEvent::Done(summary) => return Ok((text, summary)),
                 GenerateEvent::Failed(e) => return Err(e),
@@ -400,6 +425,8 @@ pub(crate) struct Job {
     pub(crate) triggers: Vec<regex::Regex>,
     /// Control tokens decoded as their text.
     pub(crate) preserve: Vec<LlamaToken>,
+    /// A scoring request's tokens ([`GenerateRequest::score`]).
+    pub(crate) score: Vec<LlamaToken>,
     pub(crate) events: mpsc::UnboundedSender<GenerateEvent>,
     pub(crate) started: Option<tokio::sync::oneshot::Sender<()>>,
     /// Whose request this is (an API key or tenant; empty for the apps' own): waiting
@@ -695,6 +722,20 @@ impl LlmHandle {
             .iter()
             .filter_map(|text| self.control_token_id(text))
             .collect();
+        if let Some(bad) = request.score.iter().find(|&&t| t >= info.vocab_size) {
+            return Err(InferError::InvalidParameter {
+                param: "score".into(),
+                message: format!(
+                    "token {bad} is outside the vocabulary of {} tokens",
+                    info.vocab_size
+                ),
+            });
+        }
+        let score = request
+            .score
+            .iter()
+            .map(|&t| LlamaToken(t as i32))
+            .collect();
         let (tx, rx) = mpsc::unbounded_channel();
         let (started_tx, started_rx) = tokio::sync::oneshot::channel();
         let job = Job {
@@ -708,6 +749,7 @@ impl LlmHandle {
             matcher,
             triggers,
             preserve,
+            score,
             events: tx,
             started: Some(started_tx),
             owner: owner.to_owned(),

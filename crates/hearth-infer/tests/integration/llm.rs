@@ -596,6 +596,7 @@ async fn a_lazy_constraint_holds_the_answer_from_its_trigger_on() {
         match event {
             hearth_infer::llm::GenerateEvent::Text(t) => pieces.push(t),
             hearth_infer::llm::GenerateEvent::Done(_) => break,
+            hearth_infer::llm::GenerateEvent::Logprobs(_) => panic!("logprobs unasked"),
             hearth_infer::llm::GenerateEvent::Failed(e) => panic!("{e}"),
         }
     }
@@ -615,6 +616,7 @@ async fn a_lazy_constraint_holds_the_answer_from_its_trigger_on() {
         constraint,
         triggers,
         preserve: Vec::new(),
+        score: Vec::new(),
     };
     let (text, summary) = engine
         .generate(ask(
@@ -718,6 +720,7 @@ async fn ignore_eos_goes_on_in_text_past_the_end_of_turn() {
     while let Some(event) = events.next().await {
         match event {
             hearth_infer::llm::GenerateEvent::Text(t) => pieces.push(t),
+            hearth_infer::llm::GenerateEvent::Logprobs(_) => panic!("logprobs unasked"),
             hearth_infer::llm::GenerateEvent::Done(s) => {
                 done = Some(s);
                 break;
@@ -736,4 +739,83 @@ async fn ignore_eos_goes_on_in_text_past_the_end_of_turn() {
         "{} pieces for {wanted} tokens: {text:?}",
         pieces.len()
     );
+}
+
+#[tokio::test]
+async fn scoring_answers_the_next_tokens_log_probabilities() {
+    let engine = smollm(LlmOptions::default());
+    let prompt = chat_prompt(
+        &engine,
+        "Answer with one word.",
+        "Is Paris the capital of France? Answer yes or no.",
+    );
+    // The token greedy decoding picks first.
+    let first = engine
+        .generate(GenerateRequest {
+            prompt: prompt.clone(),
+            params: greedy(1),
+            ..Default::default()
+        })
+        .unwrap()
+        .collect()
+        .await
+        .unwrap()
+        .0;
+    let chosen = engine.tokenize(&first, false)[0];
+    let others: Vec<u32> = ["yes", "no", "Paris", "banana"]
+        .iter()
+        .map(|w| engine.tokenize(w, false)[0])
+        .filter(|&t| t != chosen)
+        .collect();
+    let mut candidates = vec![chosen];
+    candidates.extend(&others);
+    let score = |candidates: Vec<u32>| {
+        let engine = engine.clone();
+        let prompt = prompt.clone();
+        async move {
+            engine
+                .generate(GenerateRequest {
+                    prompt,
+                    params: greedy(1),
+                    score: candidates,
+                    ..Default::default()
+                })
+                .unwrap()
+                .logprobs()
+                .await
+                .unwrap()
+        }
+    };
+    let (logprobs, summary) = score(candidates.clone()).await;
+    assert_eq!(logprobs.len(), candidates.len());
+    assert_eq!(summary.completion_tokens, 0, "scoring generates nothing");
+    assert_eq!(summary.prompt_tokens, prompt.len());
+    assert!(
+        logprobs.iter().all(|&lp| lp <= 0.0 && lp.is_finite()),
+        "{logprobs:?}"
+    );
+    let mass: f32 = logprobs.iter().map(|lp| lp.exp()).sum();
+    assert!(mass <= 1.0 + 1e-4, "probabilities sum to {mass}");
+    assert!(
+        logprobs[1..].iter().all(|&lp| lp <= logprobs[0]),
+        "greedy's token {chosen} ({first:?}) must be the likeliest: {logprobs:?}"
+    );
+    // Again, now from the prefix cache, and in another order: the same values.
+    let mut reversed = candidates.clone();
+    reversed.reverse();
+    let (again, cached) = score(reversed).await;
+    assert!(cached.cached_prompt_tokens > 0);
+    for (a, b) in logprobs.iter().zip(again.iter().rev()) {
+        assert!((a - b).abs() < 1e-4, "{logprobs:?} vs {again:?}");
+    }
+    // A token outside the vocabulary is refused by name.
+    let err = engine
+        .generate(GenerateRequest {
+            prompt,
+            params: greedy(1),
+            score: vec![u32::MAX],
+            ..Default::default()
+        })
+        .unwrap_err();
+    assert!(err.to_string().contains("score"), "{err}");
 }

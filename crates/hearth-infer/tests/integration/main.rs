@@ -2,6 +2,7 @@
 //! whole crate graph, llama.cpp included, so one binary links it once instead of once per file.
 
 mod chat_templates;
+mod cross_encoder;
 mod embed;
 mod hub;
 mod llm;
