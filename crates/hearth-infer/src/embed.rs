@@ -1,4 +1,12 @@
-//! The embedding engine: BERT-family sentence-transformers models on candle.
+//! The encoder engine: BERT-family sentence-transformers models on candle, embedders and
+//! cross-encoders.
+//!
+//! A cross-encoder is a sequence-classification checkpoint (`BertForSequenceClassification`,
+//! `(XLM)RobertaForSequenceClassification`) in the sentence-transformers CrossEncoder layout:
+//! it takes [`EmbedInput::Pair`]s (query and document read as one sequence, token types telling
+//! them apart where the model has them, the longer text cut first to fit) and returns one
+//! logit per label instead of a pooled vector; [`EmbeddingModel::score_activation`] says how a
+//! logit becomes a score.
 //!
 //! A model directory in the sentence-transformers layout is loaded from `config.json`,
 //! `model.safetensors`, `tokenizer.json`, the pooling module's `config.json` (mean / CLS / max /

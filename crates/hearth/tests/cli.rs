@@ -510,3 +510,98 @@ fn recommend_similar_and_search_from_the_command_line() {
     assert!(!ok);
     assert!(err.contains("'query' must not be empty"), "{err}");
 }
+
+#[test]
+fn kb_eval_measures_search_with_and_without_a_reranker() {
+    let data = tempfile::tempdir().unwrap();
+    let models = models_dir();
+    let minilm = models.join("all-MiniLM-L6-v2");
+    let ce = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../hearth-infer/tests/fixtures/cross-encoders/bert");
+    for (path, name) in [(&minilm, "minilm"), (&ce, "tiny-ce")] {
+        let (ok, out, err) = hearth(
+            data.path(),
+            &["models", "import", path.to_str().unwrap(), "--name", name],
+        );
+        assert!(ok, "{err}");
+        if name == "tiny-ce" {
+            assert!(out.contains("rerank"), "{out}");
+        }
+    }
+    let policy = hearth_testdata::shared_data_dir().join("retail/policy.md");
+    let (ok, _, err) = hearth(
+        data.path(),
+        &["support", "kb", "add", policy.to_str().unwrap()],
+    );
+    assert!(ok, "{err}");
+    let labels = data.path().join("labels.jsonl");
+    std::fs::write(
+        &labels,
+        concat!(
+            r#"{"query": "I want to exchange a delivered item for another colour", "titles": ["Retail agent policy › Exchange delivered order"]}"#,
+            "\n",
+            r#"{"query": "cancel my pending order please", "titles": ["Retail agent policy › Cancel pending order"]}"#,
+            "\n",
+        ),
+    )
+    .unwrap();
+    let eval = |extra: &[&str]| {
+        let mut args = vec!["support", "kb", "eval", labels.to_str().unwrap(), "--json"];
+        args.extend(extra);
+        let (ok, out, err) = hearth(data.path(), &args);
+        assert!(ok, "{err}");
+        serde_json::from_str::<serde_json::Value>(&out).unwrap()
+    };
+    let hybrid = eval(&[]);
+    assert_eq!(hybrid["queries"], 2);
+    assert!(hybrid["rerank"].is_null());
+    assert_eq!(hybrid["recall_at_k"], 1.0, "{hybrid}");
+    assert_eq!(hybrid["hit_at_1"], 1.0, "{hybrid}");
+    // The random cross-encoder reorders the passages: whatever it finds, it is measured.
+    let reranked = eval(&["--rerank", "tiny-ce", "--rerank-depth", "10"]);
+    assert_eq!(reranked["rerank"], "tiny-ce");
+    let mrr = reranked["mrr_at_k"].as_f64().unwrap();
+    assert!((0.0..=1.0).contains(&mrr));
+    // search prints the reranked passages too.
+    let (ok, out, err) = hearth(
+        data.path(),
+        &[
+            "support",
+            "kb",
+            "search",
+            "exchange an item",
+            "--k",
+            "2",
+            "--rerank",
+            "tiny-ce",
+        ],
+    );
+    assert!(ok, "{err}");
+    assert_eq!(out.matches("[kb:").count(), 2, "{out}");
+    // The second stage runs: a reranker that does not exist fails the search.
+    let (ok, _, err) = hearth(
+        data.path(),
+        &[
+            "support",
+            "kb",
+            "search",
+            "exchange an item",
+            "--rerank",
+            "no-such-model",
+        ],
+    );
+    assert!(!ok);
+    assert!(err.contains("no-such-model"), "{err}");
+    // A bad line is named.
+    std::fs::write(
+        &labels,
+        "{\"query\": \"a\", \"titles\": [\"x\"]}\n{\"query\": \"b\"}\n",
+    )
+    .unwrap();
+    let (ok, _, err) = hearth(
+        data.path(),
+        &["support", "kb", "eval", labels.to_str().unwrap()],
+    );
+    assert!(!ok);
+    assert!(err.contains("line 2"), "{err}");
+}

@@ -9,6 +9,7 @@ mod openapi;
 mod overload;
 mod qwen;
 mod recs;
+mod rerank;
 mod responses;
 mod scopes;
 mod security;

@@ -304,6 +304,25 @@ async fn every_answer_of_every_route_is_as_the_document_says() {
             .await;
         assert_eq!(status, StatusCode::OK);
     }
+    for (path, body) in [
+        (
+            "/v1/rerank",
+            json!({"model": "minilm", "query": "kettle", "documents": ["a kettle", {"text": "a teapot"}],
+                "top_n": 1}),
+        ),
+        (
+            "/rerank",
+            json!({"model": "minilm", "query": "kettle", "texts": ["a kettle", "a teapot"],
+                "return_text": true}),
+        ),
+        (
+            "/v1/score",
+            json!({"model": "minilm", "text_1": "kettle", "text_2": ["a kettle", "a teapot"]}),
+        ),
+    ] {
+        let (status, _) = c.call(&p, "POST", path, path, Some(body)).await;
+        assert_eq!(status, StatusCode::OK, "{path}");
+    }
 
     // The catalogue, written through the API, and a model trained on it.
     let (status, _) = c
