@@ -10,7 +10,8 @@ Both tokenizers are trained here on a small embedded corpus, both models are ran
 with fixed seeds (hidden 32, 2 layers, 4 heads, vocabulary about 600, every bias and LayerNorm
 randomised so that a loader which drops one fails parity), and both folders use the
 sentence-transformers CrossEncoder layout: config.json (with "architectures" and the
-"sentence_transformers" activation entry), model.safetensors (float32), tokenizer.json,
+"sentence_transformers" activation entry), weights.json (the recipe hearth-testdata writes
+model.safetensors from: the weights are not committed), tokenizer.json,
 tokenizer_config.json, special_tokens_map.json, plus the modules.json,
 sentence_bert_config.json and config_sentence_transformers.json that CrossEncoder.save writes.
 
@@ -298,15 +299,78 @@ def xlm_roberta_tokenizer() -> Tokenizer:
     return tok
 
 
-def randomise(model: torch.nn.Module, generator: torch.Generator) -> None:
-    """Moves every bias and LayerNorm parameter off its default (0 or 1)."""
+# The weights come from a generator simple enough to write again in any language, so the
+# checkpoints need not be committed: weights.json records, per tensor, its name, shape and
+# (offset, scale), and hearth-testdata writes the same model.safetensors bit for bit.
+#   u_i   = (splitmix64(seed(name) + (i + 1) * 0x9E3779B97F4A7C15) >> 40) / 2**24 * 2 - 1
+#   value = float32(offset + scale * u_i)            (in float64, then rounded to float32)
+#   seed(name) = FNV-1a 64 of the name's UTF-8 bytes, XOR SEED
+GOLDEN = 0x9E3779B97F4A7C15
+MASK64 = (1 << 64) - 1
+
+
+def fnv1a64(text: str) -> int:
+    h = 0xCBF29CE484222325
+    for b in text.encode("utf-8"):
+        h = ((h ^ b) * 0x100000001B3) & MASK64
+    return h
+
+
+def portable_uniform(name: str, count: int) -> "numpy.ndarray":
+    import numpy
+
+    with numpy.errstate(over="ignore"):
+        seed = numpy.uint64(fnv1a64(name) ^ SEED)
+        z = seed + (numpy.arange(1, count + 1, dtype=numpy.uint64) * numpy.uint64(GOLDEN))
+        z = (z ^ (z >> numpy.uint64(30))) * numpy.uint64(0xBF58476D1CE4E5B9)
+        z = (z ^ (z >> numpy.uint64(27))) * numpy.uint64(0x94D049BB133111EB)
+        z = z ^ (z >> numpy.uint64(31))
+    return (z >> numpy.uint64(40)).astype(numpy.float64) / float(1 << 24) * 2.0 - 1.0
+
+
+def recipe_of(name: str) -> tuple[float, float]:
+    """(offset, scale) of a parameter: every bias and LayerNorm moved off its default (0 or 1)
+    so that a loader which drops one fails parity."""
+    if "LayerNorm.weight" in name:
+        return 1.0, 0.3
+    if name.endswith("bias"):
+        return 0.0, 0.2
+    return 0.0, 0.5
+
+
+def randomise(model: torch.nn.Module) -> list[dict]:
+    """Sets every parameter from the portable generator; returns the recipe."""
+    recipe = []
     with torch.no_grad():
         for name, param in model.named_parameters():
-            noise = torch.randn(param.shape, generator=generator)
-            if "LayerNorm.weight" in name:
-                param.copy_(1.0 + 0.2 * noise)
-            elif name.endswith("bias"):
-                param.copy_(0.1 * noise)
+            offset, scale = recipe_of(name)
+            values = (offset + scale * portable_uniform(name, param.numel())).astype("float32")
+            param.copy_(torch.from_numpy(values).reshape(param.shape))
+            recipe.append({"name": name, "shape": list(param.shape), "offset": offset, "scale": scale})
+    return recipe
+
+
+def write_recipe(out: pathlib.Path, recipe: list[dict]) -> None:
+    """weights.json for the tensors model.safetensors holds, checked against the file."""
+    from safetensors import safe_open
+
+    by_name = {r["name"]: r for r in recipe}
+    saved = []
+    with safe_open(str(out / "model.safetensors"), framework="pt") as f:
+        for key in sorted(f.keys()):
+            tensor = f.get_tensor(key)
+            entry = by_name[key]
+            assert list(tensor.shape) == entry["shape"], key
+            again = (entry["offset"] + entry["scale"] * portable_uniform(key, tensor.numel())).astype("float32")
+            assert (tensor.flatten().numpy() == again).all(), f"{key} is not its recipe"
+            saved.append(entry)
+    lines = ",\n ".join(json.dumps(e) for e in saved)
+    (out / "weights.json").write_text(
+        f'{{"seed": {SEED}, "generator": "{GENERATOR}", "tensors": [\n {lines}\n]}}\n',
+        encoding="utf-8",
+    )
+    # The weights themselves stay out of the repository: hearth-testdata writes them again.
+    (out / "model.safetensors").unlink()
 
 
 def save_cross_encoder(model, tokenizer, special_tokens: dict, out: pathlib.Path) -> None:
@@ -340,7 +404,7 @@ def write_reference(out: pathlib.Path, fixture: dict) -> None:
         f.write(f'{header},\n "pairs": [\n  {lines}\n ]\n}}\n')
 
 
-def build_fixture(name: str, model, fast_tokenizer, special_tokens: dict) -> None:
+def build_fixture(name: str, model, fast_tokenizer, special_tokens: dict, recipe: list) -> None:
     out = FIXTURES / name
     model.eval()
     save_cross_encoder(model, fast_tokenizer, special_tokens, out)
@@ -415,6 +479,7 @@ def build_fixture(name: str, model, fast_tokenizer, special_tokens: dict) -> Non
     }
     write_reference(out / "reference.json", fixture)
     size = (out / "model.safetensors").stat().st_size
+    write_recipe(out, recipe)
     print(
         f"wrote {out.relative_to(REPO)} ({len(records)} pairs, vocab {rust_side.get_vocab_size()}, "
         f"model.safetensors {size} bytes)"
@@ -440,7 +505,7 @@ def tiny_bert() -> None:
         architectures=["BertForSequenceClassification"],
     )
     model = BertForSequenceClassification(config)
-    randomise(model, torch.Generator().manual_seed(SEED + 1))
+    recipe = randomise(model)
     specials = {
         "cls_token": "[CLS]",
         "mask_token": "[MASK]",
@@ -448,7 +513,7 @@ def tiny_bert() -> None:
         "sep_token": "[SEP]",
         "unk_token": "[UNK]",
     }
-    build_fixture("bert", model, fast, specials)
+    build_fixture("bert", model, fast, specials, recipe)
 
 
 def tiny_xlm_roberta() -> None:
@@ -473,7 +538,7 @@ def tiny_xlm_roberta() -> None:
         architectures=["XLMRobertaForSequenceClassification"],
     )
     model = XLMRobertaForSequenceClassification(config)
-    randomise(model, torch.Generator().manual_seed(SEED + 1))
+    recipe = randomise(model)
     specials = {
         "bos_token": "<s>",
         "cls_token": "<s>",
@@ -483,7 +548,7 @@ def tiny_xlm_roberta() -> None:
         "sep_token": "</s>",
         "unk_token": "<unk>",
     }
-    build_fixture("xlm-roberta", model, fast, specials)
+    build_fixture("xlm-roberta", model, fast, specials, recipe)
 
 
 def test_models() -> pathlib.Path:

@@ -4,7 +4,10 @@
 
 use std::path::PathBuf;
 
+pub mod cross_encoders;
 pub mod pii;
+
+pub use cross_encoders::cross_encoder_dir;
 
 fn cache() -> PathBuf {
     std::env::var_os("XDG_CACHE_HOME")

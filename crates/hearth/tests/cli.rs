@@ -516,8 +516,7 @@ fn kb_eval_measures_search_with_and_without_a_reranker() {
     let data = tempfile::tempdir().unwrap();
     let models = models_dir();
     let minilm = models.join("all-MiniLM-L6-v2");
-    let ce = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../hearth-infer/tests/fixtures/cross-encoders/bert");
+    let ce = hearth_testdata::cross_encoder_dir("bert");
     for (path, name) in [(&minilm, "minilm"), (&ce, "tiny-ce")] {
         let (ok, out, err) = hearth(
             data.path(),

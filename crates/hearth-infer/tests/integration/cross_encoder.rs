@@ -2,7 +2,7 @@
 //! initialised checkpoints in the sentence-transformers CrossEncoder layout (a BERT and an
 //! XLM-RoBERTa, with random norms and biases so a loader that skips one fails), written with
 //! their reference scores by scripts/make-cross-encoder-fixture.py into
-//! tests/fixtures/cross-encoders/. Token ids (pair framing, token types, truncation of the
+//! tests/fixtures/cross-encoders/ (the weights as a recipe hearth-testdata makes them from). Token ids (pair framing, token types, truncation of the
 //! longer text first) and logits must match, alone and in one batch.
 
 use std::path::PathBuf;
@@ -26,10 +26,9 @@ struct Pair {
     score: f32,
 }
 
+/// The fixture's folder with model.safetensors written from its recipe (weights.json).
 fn dir(name: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/fixtures/cross-encoders")
-        .join(name)
+    hearth_testdata::cross_encoder_dir(name)
 }
 
 fn reference(name: &str) -> Reference {

@@ -13,8 +13,7 @@ use serde_json::{json, Value};
 use crate::common;
 
 fn cross_encoder_dir() -> std::path::PathBuf {
-    std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../hearth-infer/tests/fixtures/cross-encoders/bert")
+    hearth_testdata::cross_encoder_dir("bert")
 }
 
 fn platform(dir: &tempfile::TempDir, with_cross_encoder: bool) -> Platform {
