@@ -371,7 +371,7 @@ async fn cosine(
     owner: &str,
 ) -> Result<PairScores, GatewayError> {
     // Each distinct text is embedded once (a rerank request repeats its query per pair); an
-    // empty document has nothing to embed and scores 0.
+    // empty text has nothing to embed, and its pair scores 0.
     let mut position: HashMap<&str, usize> = HashMap::new();
     let mut texts: Vec<EmbedInput> = Vec::new();
     for (query, document) in &pairs {
@@ -381,6 +381,13 @@ async fn cosine(
                 texts.push(EmbedInput::Text(text.to_owned()));
             }
         }
+    }
+    if texts.is_empty() {
+        return Ok(PairScores {
+            scores: vec![0.0; pairs.len()],
+            raw: vec![0.0; pairs.len()],
+            prompt_tokens: 0,
+        });
     }
     let out = engine.embed_for(texts, owner).await?;
     let similarity = |a: &[f32], b: &[f32]| {
@@ -395,13 +402,13 @@ async fn cosine(
     let scores: Vec<f64> = pairs
         .iter()
         .map(|(query, document)| {
-            if document.is_empty() {
-                return 0.0;
+            match (
+                position.get(query.as_str()),
+                position.get(document.as_str()),
+            ) {
+                (Some(&q), Some(&d)) => similarity(&out.vectors[q], &out.vectors[d]),
+                _ => 0.0, // an empty text
             }
-            similarity(
-                &out.vectors[position[query.as_str()]],
-                &out.vectors[position[document.as_str()]],
-            )
         })
         .collect();
     Ok(PairScores {

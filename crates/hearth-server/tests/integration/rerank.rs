@@ -127,6 +127,17 @@ async fn rerank_by_embedding_similarity_puts_the_answers_first() {
     assert_eq!(results.len(), 1);
     assert_eq!(results[0]["index"], value["results"][0]["index"]);
     assert!(results[0].get("document").is_none());
+
+    // An empty document is ranked too, last: it has nothing to match.
+    let with_empty = ok(
+        &platform,
+        "/v1/rerank",
+        json!({"model": "minilm", "query": "What is the capital of France?",
+               "documents": [DOCS[1], ""]}),
+    )
+    .await;
+    assert_eq!(with_empty["results"][1]["index"], 1, "{with_empty}");
+    assert_eq!(with_empty["results"][1]["relevance_score"], 0.0);
 }
 
 #[tokio::test]
