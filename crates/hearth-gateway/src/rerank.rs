@@ -448,12 +448,10 @@ async fn judge(
         .filter(|i| !i.trim().is_empty())
         .unwrap_or(DEFAULT_INSTRUCTION);
     let limit = engine.info().context_limit as usize;
-    let prompts: Vec<Vec<u32>> = pairs
-        .iter()
-        .map(|(query, document)| judging_prompt(engine, instruction, query, document, limit))
-        .collect::<Result<_, _>>()?;
-    let judged: Vec<(Vec<f32>, usize)> = futures::stream::iter(prompts)
-        .map(|prompt| async move {
+    // Each prompt is rendered when its pair's turn comes, not all before the first runs.
+    let judged: Vec<(Vec<f32>, usize)> = futures::stream::iter(pairs)
+        .map(|(query, document)| async move {
+            let prompt = judging_prompt(engine, instruction, &query, &document, limit)?;
             let generation = engine.generate_for(
                 GenerateRequest {
                     prompt,

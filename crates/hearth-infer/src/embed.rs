@@ -542,7 +542,17 @@ impl EmbeddingModel {
         let (encoder, weights) = Encoder::load(&weights_path, &config, act, position_offset)?;
         let head = match pooling {
             Some((pooling, normalize)) => Head::Pool { pooling, normalize },
-            None => Head::Classify(Classifier::load(&weights, &config, roberta)?),
+            None => {
+                // sentence-transformers v5+ keeps the activation in
+                // config_sentence_transformers.json; v4 put it in config.json.
+                let st_path = dir.join("config_sentence_transformers.json");
+                let activation = if st_path.is_file() {
+                    read_json::<CrossEncoderSettings>(&st_path)?.activation_fn
+                } else {
+                    None
+                };
+                Head::Classify(Classifier::load(&weights, &config, roberta, activation)?)
+            }
         };
 
         let workers = (0..opts.threads)
@@ -1157,7 +1167,14 @@ impl Classifier {
     /// The head of `BertForSequenceClassification` (`bert.pooler.dense`, `classifier`) or
     /// of `(XLM)RobertaForSequenceClassification` (`classifier.dense`,
     /// `classifier.out_proj`): the same computation under other names.
-    fn load(weights: &Weights<'_>, config: &BertConfig, roberta: bool) -> Result<Self, InferError> {
+    /// `activation`: the activation sentence-transformers named beside the checkpoint, which
+    /// wins over config.json's.
+    fn load(
+        weights: &Weights<'_>,
+        config: &BertConfig,
+        roberta: bool,
+        activation: Option<String>,
+    ) -> Result<Self, InferError> {
         let hidden = config.hidden_size;
         let (dense, out) = if roberta {
             ("classifier.dense", "classifier.out_proj")
@@ -1198,10 +1215,10 @@ impl Classifier {
             }
             flat(t, &name)
         };
-        let activation = match config
+        let activation = match activation.as_deref().or(config
             .sentence_transformers
             .as_ref()
-            .and_then(|st| st.activation_fn.as_deref())
+            .and_then(|st| st.activation_fn.as_deref()))
         {
             None => {
                 if labels == 1 {

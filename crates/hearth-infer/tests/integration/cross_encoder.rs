@@ -151,3 +151,25 @@ fn pairs_are_refused_by_embedders_and_empty_queries_by_cross_encoders() {
         .expect("score");
     assert_eq!(out.vectors[0].len(), 1);
 }
+
+#[test]
+fn the_activation_sentence_transformers_names_is_used() {
+    // sentence-transformers v5+ writes it in config_sentence_transformers.json, over the
+    // config.json entry of v4.
+    let copy = tempfile::tempdir().unwrap();
+    for entry in std::fs::read_dir(dir("bert")).unwrap() {
+        let path = entry.unwrap().path();
+        std::fs::copy(&path, copy.path().join(path.file_name().unwrap())).unwrap();
+    }
+    let st = copy.path().join("config_sentence_transformers.json");
+    let mut settings: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&st).unwrap()).unwrap();
+    settings["activation_fn"] = "torch.nn.modules.linear.Identity".into();
+    std::fs::write(&st, settings.to_string()).unwrap();
+    let model = EmbeddingModel::load(copy.path()).unwrap();
+    assert_eq!(model.score_activation(), Some(ScoreActivation::Identity));
+    settings["activation_fn"] = "torch.nn.modules.activation.Tanh".into();
+    std::fs::write(&st, settings.to_string()).unwrap();
+    let err = EmbeddingModel::load(copy.path()).unwrap_err();
+    assert!(err.to_string().contains("Tanh"), "{err}");
+}
