@@ -441,14 +441,14 @@ impl Platform {
 
     /// The knowledge base loaded for search, rebuilt when documents were added, changed or
     /// dropped since (by this process or by `hearth support kb`).
-    /// The knowledge base's rerank stage as `[support]` configures it.
-    pub fn kb_rerank(&self) -> Option<hearth_support::kb::Rerank> {
+    /// The knowledge base's rerank stage as `[support]` configures it, with `model` in place
+    /// of `rerank_model` when given (none: no stage unless the config names a model).
+    pub fn kb_rerank(&self, model: Option<&str>) -> Option<hearth_support::kb::Rerank> {
         let support = &self.config().support;
-        support
-            .rerank_model
-            .as_ref()
+        model
+            .or(support.rerank_model.as_deref())
             .map(|model| hearth_support::kb::Rerank {
-                model: model.clone(),
+                model: model.to_owned(),
                 depth: support.rerank_depth.max(1),
                 instruction: support
                     .rerank_instruction
@@ -466,7 +466,7 @@ impl Platform {
                 return Ok(loaded.index.clone());
             }
         }
-        let index = Arc::new(kb.index()?.with_rerank(self.kb_rerank()));
+        let index = Arc::new(kb.index()?.with_rerank(self.kb_rerank(None)));
         *slot = Some(LoadedKb {
             stamp,
             index: index.clone(),

@@ -107,7 +107,6 @@ impl Gateway {
             .await?;
         let return_documents = request.return_documents.unwrap_or(true);
         let top = ranked(&scored.scores, request.top_n);
-        let tokens = scored.prompt_tokens as u32;
         Ok(RerankResponse {
             id: format!("rerank-{}", uuid::Uuid::new_v4().simple()),
             model,
@@ -121,10 +120,7 @@ impl Gateway {
                     }),
                 })
                 .collect(),
-            usage: RerankUsage {
-                prompt_tokens: tokens,
-                total_tokens: tokens,
-            },
+            usage: RerankUsage::read(scored.prompt_tokens),
         })
     }
 
@@ -220,7 +216,6 @@ impl Gateway {
                 caller,
             )
             .await?;
-        let tokens = scored.prompt_tokens as u32;
         Ok(ScoreResponse {
             id: format!("score-{}", uuid::Uuid::new_v4().simple()),
             object: "list".into(),
@@ -236,10 +231,7 @@ impl Gateway {
                     score,
                 })
                 .collect(),
-            usage: RerankUsage {
-                prompt_tokens: tokens,
-                total_tokens: tokens,
-            },
+            usage: RerankUsage::read(scored.prompt_tokens),
         })
     }
 

@@ -97,6 +97,17 @@ pub struct RerankUsage {
     pub total_tokens: u32,
 }
 
+impl RerankUsage {
+    /// `tokens` read, all of them prompt (scoring generates nothing).
+    pub fn read(tokens: usize) -> Self {
+        let tokens = u32::try_from(tokens).unwrap_or(u32::MAX);
+        RerankUsage {
+            prompt_tokens: tokens,
+            total_tokens: tokens,
+        }
+    }
+}
+
 /// `POST /rerank` (Text Embeddings Inference's shape).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct TeiRerankRequest {

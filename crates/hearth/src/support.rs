@@ -120,16 +120,7 @@ fn rerank_stage(
     if args.no_rerank {
         return None;
     }
-    let mut stage = platform.kb_rerank();
-    if let Some(model) = &args.rerank {
-        stage = Some(hearth_core::support::kb::Rerank {
-            model: model.clone(),
-            depth: platform.config().support.rerank_depth.max(1),
-            instruction: stage
-                .map(|s| s.instruction)
-                .unwrap_or_else(|| hearth_core::support::kb::RERANK_INSTRUCTION.to_owned()),
-        });
-    }
+    let mut stage = platform.kb_rerank(args.rerank.as_deref());
     if let (Some(stage), Some(depth)) = (stage.as_mut(), args.rerank_depth) {
         stage.depth = depth.max(1);
     }
