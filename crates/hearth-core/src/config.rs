@@ -77,6 +77,23 @@ pub struct ServerConfig {
 pub struct ModelsConfig {
     /// Models started with the server (names from `hearth models`); others start on first use.
     pub preload: Vec<String>,
+    /// LoRA adapters served as models of their own (`[[models.adapters]]`), each on its
+    /// base model's engine; `hearth models import FILE --base NAME` registers one without
+    /// configuration.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub adapters: Vec<AdapterConfig>,
+}
+
+/// One `[[models.adapters]]` entry.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct AdapterConfig {
+    /// The model name requests use.
+    pub name: String,
+    /// The adapter's GGUF file (llama.cpp's LoRA layout); relative to this file's directory.
+    pub path: PathBuf,
+    /// The model it applies to: a GGUF chat model from `hearth models`.
+    pub base: String,
 }
 
 /// `[recs]`: the recommendation engine.
@@ -309,6 +326,11 @@ impl Config {
             message,
         })?;
         let base = path.parent().unwrap_or(Path::new("."));
+        for adapter in config.models.adapters.iter_mut() {
+            if adapter.path.is_relative() {
+                adapter.path = base.join(&adapter.path);
+            }
+        }
         for (model, file) in config.llm.chat_templates.iter_mut() {
             if file.is_relative() {
                 *file = base.join(&*file);

@@ -14,11 +14,11 @@ use std::sync::Arc;
 use hearth_gateway::{Gateway, GatewayError, GatewayOptions};
 use hearth_infer::embed::EmbedOptions;
 use hearth_infer::llm::LlmOptions;
-use hearth_infer::registry::{ModelRegistry, RegistryOptions};
+use hearth_infer::registry::{DeclaredAdapter, ModelRegistry, RegistryOptions};
 
 pub use config::{
-    ApiKey, Config, ConfigError, EmbeddingConfig, LlmConfig, ModelsConfig, RecsConfig,
-    ServerConfig, SupportConfig,
+    AdapterConfig, ApiKey, Config, ConfigError, EmbeddingConfig, LlmConfig, ModelsConfig,
+    RecsConfig, ServerConfig, SupportConfig,
 };
 pub use hearth_recs as recs;
 pub use hearth_store::StoreError;
@@ -60,7 +60,19 @@ impl Platform {
         let registry = ModelRegistry::open(RegistryOptions {
             data_dir: config.data_dir.clone(),
             hub_cache: config.hub_cache(),
-        })?;
+        })?
+        .with_adapters(
+            &config
+                .models
+                .adapters
+                .iter()
+                .map(|a| DeclaredAdapter {
+                    name: a.name.clone(),
+                    path: a.path.clone(),
+                    base: a.base.clone(),
+                })
+                .collect::<Vec<_>>(),
+        )?;
         let store = hearth_store::Store::open(&config.data_dir)?;
         let gateway = Gateway::with_config(
             registry,

@@ -68,22 +68,68 @@ impl Gateway {
     }
 
     /// Resolves `name` and starts its engine if it is not running yet. Concurrent callers
-    /// share one load.
+    /// share one load. A LoRA adapter starts its base model's engine (shared with the base
+    /// and its other adapters) and loads itself into it.
     pub async fn load(&self, name: &str) -> Result<LoadedModel, GatewayError> {
-        let info = self.resolve(name).await?;
+        let models = self.models_now().await?;
+        self.sweep(&models);
+        let info = hearth_infer::registry::ModelRegistry::resolve_in(&models, name)?;
         let cell = {
             let mut loaded = self.loaded.lock().expect("gateway lock");
             loaded.entry(info.name.clone()).or_default().clone()
         };
-        let options = self.options.clone();
-        let model = cell
-            .get_or_try_init(|| async move {
-                tokio::task::spawn_blocking(move || start_engine(info, &options))
+        let model = match info.base.clone() {
+            None => {
+                let options = self.options.clone();
+                cell.get_or_try_init(|| async move {
+                    tokio::task::spawn_blocking(move || start_engine(info, &options))
+                        .await
+                        .map_err(|e| InferError::Engine(format!("model loading panicked: {e}")))?
+                })
+                .await?
+            }
+            Some(base) => {
+                cell.get_or_try_init(|| async move {
+                    // The base resolves to a plain model (the registry refuses an adapter
+                    // as a base), so this recursion is one level deep.
+                    let (_, engine) =
+                        Box::pin(self.chat_engine(&base, "adapters (as the base)")).await?;
+                    tokio::task::spawn_blocking(move || {
+                        tracing::info!(adapter = %info.name, base = %base, path = %info.path.display(), "loading adapter");
+                        let engine = engine.load_adapter(&info.name, &info.path, 1.0)?;
+                        Ok::<_, GatewayError>(LoadedModel::Chat { info, engine })
+                    })
                     .await
-                    .map_err(|e| InferError::Engine(format!("model loading panicked: {e}")))?
-            })
-            .await?;
+                    .map_err(|e| InferError::Engine(format!("adapter loading panicked: {e}")))?
+                })
+                .await?
+            }
+        };
         Ok(model.clone())
+    }
+
+    /// Drops the engines of models no longer in the registry, or whose file changed, so that
+    /// a removed adapter is freed and a re-imported one is loaded afresh. A request still
+    /// running on one finishes first: its handle keeps the engine (or adapter) alive.
+    fn sweep(&self, models: &[ModelInfo]) {
+        let current = |name: &str, path: &std::path::Path| {
+            models.iter().any(|m| m.name == name && m.path == path)
+        };
+        let mut loaded = self.loaded.lock().expect("gateway lock");
+        loaded.retain(|name, cell| match cell.get() {
+            None => true,
+            Some(model) => {
+                let info = model.info();
+                current(name, &info.path)
+                    && match (&info.base, model) {
+                        // An adapter also goes when its base was re-imported from another file.
+                        (Some(base), LoadedModel::Chat { engine, .. }) => {
+                            current(base, &engine.info().path)
+                        }
+                        _ => true,
+                    }
+            }
+        });
     }
 
     pub(crate) async fn chat_engine(

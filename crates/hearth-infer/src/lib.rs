@@ -6,8 +6,10 @@
 //! structs and returns domain types, so each engine can be benchmarked on its own. Compute-bound
 //! engines run on their own threads behind cloneable handles with bounded queues.
 
+pub mod adapter;
 pub mod embed;
 mod error;
+mod gguf;
 pub mod hub;
 pub mod llm;
 pub mod registry;

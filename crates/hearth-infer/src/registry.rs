@@ -17,6 +17,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use serde::{Deserialize, Serialize};
 
+use crate::gguf;
 use crate::hub;
 use crate::InferError;
 
@@ -54,6 +55,8 @@ pub enum ModelSource {
     Imported,
     /// A snapshot in the Hugging Face cache (pulled by hearth or by any other HF tool).
     HubCache { repo: String, revision: String },
+    /// Declared in hearth's configuration (`[[models.adapters]]`).
+    Config,
 }
 
 /// A model hearth can load, with what its headers say about it.
@@ -76,6 +79,18 @@ pub struct ModelInfo {
     /// Bytes on disk (all parts / all files of the directory).
     pub size_bytes: u64,
     pub source: ModelSource,
+    /// For a LoRA adapter: the model it applies to (a name of this registry). The adapter is
+    /// served as a model of its own, on its base's engine.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub base: Option<String>,
+}
+
+/// A LoRA adapter declared in configuration (`[[models.adapters]]`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeclaredAdapter {
+    pub name: String,
+    pub path: PathBuf,
+    pub base: String,
 }
 
 /// Where the registry keeps its record and where it finds the HF cache.
@@ -96,6 +111,8 @@ pub struct ModelRegistry {
     opts: RegistryOptions,
     inspected: Mutex<HashMap<PathBuf, Inspected>>,
     listed: Mutex<Option<Listed>>,
+    /// Adapters from configuration, checked against their bases when declared.
+    declared: Vec<ModelInfo>,
 }
 
 /// How long a scan of the Hugging Face cache answers before the next call scans it again (a
@@ -135,9 +152,41 @@ impl ModelRegistry {
             opts,
             inspected: Mutex::new(HashMap::new()),
             listed: Mutex::new(None),
+            declared: Vec::new(),
         };
         registry.load_record()?;
         Ok(registry)
+    }
+
+    /// Adds the adapters declared in configuration, each checked against its base (which
+    /// must be a model of this registry) as `hearth models import --base` checks one. An
+    /// error names the adapter.
+    pub fn with_adapters(mut self, adapters: &[DeclaredAdapter]) -> Result<Self, InferError> {
+        for declared in adapters {
+            let mut info = self.adapter_info(&declared.path, &declared.base)?;
+            info.name = declared.name.trim().to_owned();
+            info.source = ModelSource::Config;
+            validate_name(&info.name)?;
+            let models = self.models()?;
+            if let Some(existing) = models
+                .iter()
+                .chain(self.declared.iter())
+                .find(|m| m.name.eq_ignore_ascii_case(&info.name))
+            {
+                return Err(InferError::InvalidParameter {
+                    param: "models.adapters".into(),
+                    message: format!(
+                        "the adapter '{}' has the name of the model {} ({}); give it another name",
+                        info.name,
+                        existing.name,
+                        existing.path.display()
+                    ),
+                });
+            }
+            self.declared.push(info);
+        }
+        self.refresh();
+        Ok(self)
     }
 
     /// Imported models first (in import order), then the HF cache (by repo).
@@ -152,6 +201,7 @@ impl ModelRegistry {
         }
         let record = self.record_stamp();
         let mut models = self.load_record()?.models;
+        models.extend(self.declared.iter().cloned());
         models.extend(self.hub_models());
         let models = Arc::new(models);
         *self.listed.lock().unwrap_or_else(|e| e.into_inner()) = Some(Listed {
@@ -192,7 +242,83 @@ impl ModelRegistry {
     pub fn import(&self, path: &Path, name: Option<&str>) -> Result<ModelInfo, InferError> {
         let absolute = std::path::absolute(path)
             .map_err(|e| InferError::io(format!("cannot resolve {}", path.display()), e))?;
-        let mut info = inspect(&absolute)?;
+        let info = inspect(&absolute)?;
+        self.record_import(info, name)
+    }
+
+    /// Validates the LoRA adapter at `path` against the model `base` (a name of this
+    /// registry: same architecture, every weight it changes of the shape it expects) and
+    /// records it under `name` (default: the file stem lowercased), served on `base`'s engine.
+    pub fn import_adapter(
+        &self,
+        path: &Path,
+        base: &str,
+        name: Option<&str>,
+    ) -> Result<ModelInfo, InferError> {
+        let info = self.adapter_info(path, base)?;
+        self.record_import(info, name)
+    }
+
+    /// The registry entry of the adapter at `path` on the model named `base`, checked.
+    fn adapter_info(&self, path: &Path, base: &str) -> Result<ModelInfo, InferError> {
+        let absolute = std::path::absolute(path)
+            .map_err(|e| InferError::io(format!("cannot resolve {}", path.display()), e))?;
+        if !absolute.is_file() {
+            return Err(InferError::InvalidModel {
+                path: absolute,
+                reason: "no such file (an adapter is one GGUF file)".into(),
+            });
+        }
+        let base = self.resolve(base).map_err(|e| match e {
+            InferError::ModelNotFound { name } => InferError::InvalidParameter {
+                param: "base".into(),
+                message: format!(
+                    "no model named '{name}' to apply the adapter to; `hearth models` lists them"
+                ),
+            },
+            other => other,
+        })?;
+        if base.kind != ModelKind::Chat || base.base.is_some() || base.path.is_dir() {
+            return Err(InferError::InvalidParameter {
+                param: "base".into(),
+                message: format!(
+                    "'{}' is {}; an adapter applies to a GGUF chat model",
+                    base.name,
+                    if base.base.is_some() {
+                        "itself an adapter".to_owned()
+                    } else {
+                        let kind = base.kind.as_str();
+                        let article = if kind.starts_with(['a', 'e', 'i', 'o', 'u']) {
+                            "an"
+                        } else {
+                            "a"
+                        };
+                        format!("{article} {kind} model")
+                    }
+                ),
+            });
+        }
+        let header = crate::adapter::check_fits(&absolute, &base.path, &base.name)?;
+        Ok(ModelInfo {
+            name: default_name(&absolute, true),
+            kind: ModelKind::Chat,
+            path: absolute,
+            architecture: Some(header.architecture),
+            parameters: None,
+            quantization: None,
+            context_length: base.context_length,
+            embedding_dim: base.embedding_dim,
+            size_bytes: header.size_bytes,
+            source: ModelSource::Imported,
+            base: Some(base.name),
+        })
+    }
+
+    fn record_import(
+        &self,
+        mut info: ModelInfo,
+        name: Option<&str>,
+    ) -> Result<ModelInfo, InferError> {
         if let Some(name) = name {
             info.name = name.trim().to_string();
         }
@@ -203,6 +329,7 @@ impl ModelRegistry {
         if let Some(existing) = record
             .models
             .iter()
+            .chain(self.declared.iter())
             .chain(hub_models.iter())
             .find(|m| m.name.eq_ignore_ascii_case(&info.name))
         {
@@ -234,6 +361,23 @@ impl ModelRegistry {
             .or_else(|| unique_position(&record.models, |m| m.name.eq_ignore_ascii_case(name)));
         match position {
             Some(position) => {
+                let removed = &record.models[position].name;
+                let adapters: Vec<&str> = record
+                    .models
+                    .iter()
+                    .chain(self.declared.iter())
+                    .filter(|m| m.base.as_deref() == Some(removed))
+                    .map(|m| m.name.as_str())
+                    .collect();
+                if !adapters.is_empty() {
+                    return Err(InferError::InvalidParameter {
+                        param: "name".to_string(),
+                        message: format!(
+                            "'{removed}' is the base of the adapters {}; remove them first",
+                            adapters.join(", ")
+                        ),
+                    });
+                }
                 record.models.remove(position);
                 self.save_record(&record)?;
                 self.refresh();
@@ -245,6 +389,14 @@ impl ModelRegistry {
                     message: format!(
                         "'{name}' is in the Hugging Face cache {}, not imported; delete it there (e.g. `huggingface-cli delete-cache`)",
                         self.opts.hub_cache.display()
+                    ),
+                })
+            }
+            None if self.declared.iter().any(|m| m.name.eq_ignore_ascii_case(name)) => {
+                Err(InferError::InvalidParameter {
+                    param: "name".to_string(),
+                    message: format!(
+                        "'{name}' is declared in the configuration ([[models.adapters]]); remove it there"
                     ),
                 })
             }
@@ -512,7 +664,7 @@ fn hub_shorthand_matches<'a>(models: &'a [ModelInfo], name: &str) -> Vec<&'a Mod
         .iter()
         .filter(|m| match &m.source {
             ModelSource::HubCache { repo: r, .. } => r.eq_ignore_ascii_case(repo),
-            ModelSource::Imported => false,
+            ModelSource::Imported | ModelSource::Config => false,
         })
         .filter(|m| match &tag {
             None => true,
@@ -605,6 +757,13 @@ fn inspect_gguf(path: &Path, size: u64) -> Result<ModelInfo, InferError> {
     let header = gguf::read_header(BufReader::with_capacity(1 << 16, file), size)
         .map_err(|reason| invalid(reason.0))?;
     let architecture = header.string("general.architecture");
+    if crate::adapter::is_adapter(&header) {
+        return Err(invalid(format!(
+            "a LoRA adapter (for the '{}' architecture), not a model; import it onto its base with `hearth models import {} --base MODEL`",
+            architecture.as_deref().unwrap_or("unknown"),
+            path.display()
+        )));
+    }
     let arch_key = |key: &str| {
         architecture
             .as_deref()
@@ -635,6 +794,7 @@ fn inspect_gguf(path: &Path, size: u64) -> Result<ModelInfo, InferError> {
         quantization,
         size_bytes: size,
         source: ModelSource::Imported,
+        base: None,
     })
 }
 
@@ -792,6 +952,7 @@ fn inspect_sentence_transformers(dir: &Path) -> Result<ModelInfo, InferError> {
         embedding_dim,
         size_bytes: dir_size(dir, 3),
         source: ModelSource::Imported,
+        base: None,
     })
 }
 
@@ -868,387 +1029,6 @@ fn safetensors_header(path: &Path) -> Result<SafetensorsHeader, String> {
         parameters,
         dtype_elements,
     })
-}
-
-/// A GGUF header reader. candle's `gguf_file::Content::read` would do, but it refuses tensor
-/// types it cannot compute with (IQ*, TQ*, MXFP4 — common on the Hub, e.g. IQ4_XS builds) and
-/// allocates every tokenizer string; listing needs neither, so this reads what it needs and
-/// skips the rest, bounding every length by the file size.
-mod gguf {
-    use std::collections::HashMap;
-    use std::io::{BufRead, BufReader, Read, Seek};
-
-    pub(super) struct Invalid(pub(super) String);
-
-    impl From<std::io::Error> for Invalid {
-        fn from(e: std::io::Error) -> Self {
-            Invalid(if e.kind() == std::io::ErrorKind::UnexpectedEof {
-                "the header is cut short (a truncated file?)".to_string()
-            } else {
-                format!("cannot read it ({e})")
-            })
-        }
-    }
-
-    #[derive(Debug, Clone)]
-    enum Value {
-        Unsigned(u64),
-        Signed(i64),
-        Text(String),
-        Other,
-    }
-
-    pub(super) struct Header {
-        metadata: HashMap<String, Value>,
-        pub(super) parameters: u64,
-        /// ggml type id → elements, over tensors with two or more dimensions.
-        matrix_elements: HashMap<u32, u64>,
-    }
-
-    impl Header {
-        pub(super) fn string(&self, key: &str) -> Option<String> {
-            match self.metadata.get(key) {
-                Some(Value::Text(s)) => Some(s.clone()),
-                _ => None,
-            }
-        }
-
-        pub(super) fn unsigned(&self, key: &str) -> Option<u64> {
-            match self.metadata.get(key) {
-                Some(Value::Unsigned(v)) => Some(*v),
-                Some(Value::Signed(v)) => u64::try_from(*v).ok(),
-                _ => None,
-            }
-        }
-
-        /// The ggml type holding most weight elements, for files without `general.file_type`.
-        pub(super) fn dominant_tensor_type(&self) -> Option<&'static str> {
-            self.matrix_elements
-                .iter()
-                .max_by_key(|(_, n)| **n)
-                .and_then(|(ty, _)| tensor_type(*ty).map(|(name, _, _)| name))
-        }
-    }
-
-    /// llama.cpp's `llama_ftype` → the name people use.
-    pub(super) fn file_type_name(ftype: u64) -> Option<&'static str> {
-        Some(match ftype {
-            0 => "F32",
-            1 => "F16",
-            2 => "Q4_0",
-            3 => "Q4_1",
-            7 => "Q8_0",
-            8 => "Q5_0",
-            9 => "Q5_1",
-            10 => "Q2_K",
-            11 => "Q3_K_S",
-            12 => "Q3_K_M",
-            13 => "Q3_K_L",
-            14 => "Q4_K_S",
-            15 => "Q4_K_M",
-            16 => "Q5_K_S",
-            17 => "Q5_K_M",
-            18 => "Q6_K",
-            19 => "IQ2_XXS",
-            20 => "IQ2_XS",
-            21 => "Q2_K_S",
-            22 => "IQ3_XS",
-            23 => "IQ3_XXS",
-            24 => "IQ1_S",
-            25 => "IQ4_NL",
-            26 => "IQ3_S",
-            27 => "IQ3_M",
-            28 => "IQ2_S",
-            29 => "IQ2_M",
-            30 => "IQ4_XS",
-            31 => "IQ1_M",
-            32 => "BF16",
-            36 => "TQ1_0",
-            37 => "TQ2_0",
-            38 => "MXFP4_MOE",
-            _ => return None,
-        })
-    }
-
-    /// ggml tensor type → (name, elements per block, bytes per block).
-    fn tensor_type(ty: u32) -> Option<(&'static str, u64, u64)> {
-        Some(match ty {
-            0 => ("F32", 1, 4),
-            1 => ("F16", 1, 2),
-            2 => ("Q4_0", 32, 18),
-            3 => ("Q4_1", 32, 20),
-            6 => ("Q5_0", 32, 22),
-            7 => ("Q5_1", 32, 24),
-            8 => ("Q8_0", 32, 34),
-            9 => ("Q8_1", 32, 36),
-            10 => ("Q2_K", 256, 84),
-            11 => ("Q3_K", 256, 110),
-            12 => ("Q4_K", 256, 144),
-            13 => ("Q5_K", 256, 176),
-            14 => ("Q6_K", 256, 210),
-            15 => ("Q8_K", 256, 292),
-            16 => ("IQ2_XXS", 256, 66),
-            17 => ("IQ2_XS", 256, 74),
-            18 => ("IQ3_XXS", 256, 98),
-            19 => ("IQ1_S", 256, 50),
-            20 => ("IQ4_NL", 32, 18),
-            21 => ("IQ3_S", 256, 110),
-            22 => ("IQ2_S", 256, 82),
-            23 => ("IQ4_XS", 256, 136),
-            24 => ("I8", 1, 1),
-            25 => ("I16", 1, 2),
-            26 => ("I32", 1, 4),
-            27 => ("I64", 1, 8),
-            28 => ("F64", 1, 8),
-            29 => ("IQ1_M", 256, 56),
-            30 => ("BF16", 1, 2),
-            34 => ("TQ1_0", 256, 54),
-            35 => ("TQ2_0", 256, 66),
-            39 => ("MXFP4", 32, 17),
-            _ => return None,
-        })
-    }
-
-    struct Reader<R> {
-        inner: BufReader<R>,
-        position: u64,
-        size: u64,
-        /// GGUF v1 used 32-bit lengths.
-        wide: bool,
-    }
-
-    impl<R: Read + Seek> Reader<R> {
-        fn remaining(&self) -> u64 {
-            self.size.saturating_sub(self.position)
-        }
-
-        fn bytes<const N: usize>(&mut self) -> Result<[u8; N], Invalid> {
-            let mut buf = [0u8; N];
-            self.inner.read_exact(&mut buf)?;
-            self.position += N as u64;
-            Ok(buf)
-        }
-
-        fn u32(&mut self) -> Result<u32, Invalid> {
-            Ok(u32::from_le_bytes(self.bytes()?))
-        }
-
-        fn u64(&mut self) -> Result<u64, Invalid> {
-            Ok(u64::from_le_bytes(self.bytes()?))
-        }
-
-        fn length(&mut self, what: &str, min_item: u64) -> Result<u64, Invalid> {
-            let len = if self.wide {
-                self.u64()?
-            } else {
-                u64::from(self.u32()?)
-            };
-            if len.saturating_mul(min_item) > self.remaining() {
-                return Err(Invalid(format!(
-                    "truncated or corrupt header: {what} of length {len} runs past the end of the file (an interrupted copy or download?)"
-                )));
-            }
-            Ok(len)
-        }
-
-        fn skip(&mut self, n: u64) -> Result<(), Invalid> {
-            if n > self.remaining() {
-                return Err(Invalid(
-                    "the header is cut short (a truncated file?)".to_string(),
-                ));
-            }
-            let n_i64 = i64::try_from(n).map_err(|_| Invalid("corrupt header".to_string()))?;
-            self.inner.seek_relative(n_i64)?;
-            self.position += n;
-            Ok(())
-        }
-
-        fn string(&mut self) -> Result<String, Invalid> {
-            let len = self.length("a string", 1)?;
-            let mut buf = vec![0u8; len as usize];
-            self.inner.read_exact(&mut buf)?;
-            self.position += len;
-            Ok(String::from_utf8_lossy(&buf).into_owned())
-        }
-
-        fn skip_string(&mut self) -> Result<(), Invalid> {
-            let len = self.length("a string", 1)?;
-            self.skip(len)
-        }
-
-        fn value(&mut self, ty: u32, depth: usize) -> Result<Value, Invalid> {
-            Ok(match ty {
-                0 => Value::Unsigned(u64::from(self.bytes::<1>()?[0])),
-                1 => Value::Signed(i64::from(i8::from_le_bytes(self.bytes()?))),
-                2 => Value::Unsigned(u64::from(u16::from_le_bytes(self.bytes()?))),
-                3 => Value::Signed(i64::from(i16::from_le_bytes(self.bytes()?))),
-                4 => Value::Unsigned(u64::from(self.u32()?)),
-                5 => Value::Signed(i64::from(i32::from_le_bytes(self.bytes()?))),
-                6 => {
-                    self.skip(4)?;
-                    Value::Other
-                }
-                7 => {
-                    self.skip(1)?;
-                    Value::Other
-                }
-                8 => {
-                    // Chat templates are kept; anything huge is not metadata we list.
-                    let len = self.length("a string", 1)?;
-                    if len > 1 << 20 {
-                        self.skip(len)?;
-                        Value::Other
-                    } else {
-                        let mut buf = vec![0u8; len as usize];
-                        self.inner.read_exact(&mut buf)?;
-                        self.position += len;
-                        Value::Text(String::from_utf8_lossy(&buf).into_owned())
-                    }
-                }
-                9 => {
-                    if depth > 8 {
-                        return Err(Invalid("corrupt header: arrays nested too deep".into()));
-                    }
-                    let item = self.u32()?;
-                    match fixed_size(item) {
-                        Some(width) => {
-                            let len = self.length("an array", width)?;
-                            self.skip(len * width)?;
-                        }
-                        None => {
-                            let len = self.length("an array", if self.wide { 8 } else { 4 })?;
-                            for _ in 0..len {
-                                if item == 8 {
-                                    self.skip_string()?;
-                                } else {
-                                    self.value(item, depth + 1)?;
-                                }
-                            }
-                        }
-                    }
-                    Value::Other
-                }
-                10 => Value::Unsigned(self.u64()?),
-                11 => Value::Signed(i64::from_le_bytes(self.bytes()?)),
-                12 => {
-                    self.skip(8)?;
-                    Value::Other
-                }
-                other => {
-                    return Err(Invalid(format!(
-                        "corrupt header: unknown metadata type {other}"
-                    )))
-                }
-            })
-        }
-    }
-
-    fn fixed_size(ty: u32) -> Option<u64> {
-        match ty {
-            0 | 1 | 7 => Some(1),
-            2 | 3 => Some(2),
-            4..=6 => Some(4),
-            10..=12 => Some(8),
-            _ => None,
-        }
-    }
-
-    pub(super) fn read_header<R: Read + Seek>(
-        inner: BufReader<R>,
-        size: u64,
-    ) -> Result<Header, Invalid> {
-        let mut reader = Reader {
-            inner,
-            position: 0,
-            size,
-            wide: true,
-        };
-        if size < 8 || !reader.inner.fill_buf()?.starts_with(b"GGUF") {
-            let hint = if reader.inner.fill_buf()?.starts_with(b"PK") {
-                " (a zip archive: unpack it first)"
-            } else {
-                ""
-            };
-            return Err(Invalid(format!(
-                "not a GGUF file (no GGUF magic){hint}; hearth loads GGUF files (LLMs) and sentence-transformers directories"
-            )));
-        }
-        reader.skip(4)?;
-        let version = reader.u32()?;
-        match version {
-            1 => reader.wide = false,
-            2 | 3 => {}
-            v if v.swap_bytes() <= 3 => {
-                return Err(Invalid(
-                    "a big-endian GGUF file; llama.cpp on this machine needs little-endian"
-                        .to_string(),
-                ))
-            }
-            v => {
-                return Err(Invalid(format!(
-                    "GGUF version {v} is not supported (1 to 3 are)"
-                )))
-            }
-        }
-        let tensor_count = reader.length("the tensor list", 24)?;
-        let kv_count = reader.length("the metadata", 13)?;
-        let mut metadata = HashMap::new();
-        for _ in 0..kv_count {
-            let key = reader.string()?;
-            let ty = reader.u32()?;
-            let value = reader.value(ty, 0)?;
-            metadata.insert(key, value);
-        }
-        let mut parameters = 0u64;
-        let mut matrix_elements: HashMap<u32, u64> = HashMap::new();
-        let mut data_end = 0u64;
-        for _ in 0..tensor_count {
-            let name = reader.string()?;
-            let dims = reader.u32()?;
-            if dims > 8 {
-                return Err(Invalid(format!(
-                    "corrupt header: tensor '{name}' has {dims} dimensions"
-                )));
-            }
-            let mut elements = 1u64;
-            for _ in 0..dims {
-                let dim = if reader.wide {
-                    reader.u64()?
-                } else {
-                    u64::from(reader.u32()?)
-                };
-                elements = elements.checked_mul(dim).ok_or_else(|| {
-                    Invalid(format!("corrupt header: tensor '{name}' is too large"))
-                })?;
-            }
-            let ty = reader.u32()?;
-            let offset = reader.u64()?;
-            parameters = parameters.saturating_add(elements);
-            if dims >= 2 {
-                *matrix_elements.entry(ty).or_default() += elements;
-            }
-            if let Some((_, block, bytes)) = tensor_type(ty) {
-                let end = offset.saturating_add(elements / block * bytes);
-                data_end = data_end.max(end);
-            }
-        }
-        let alignment = match metadata.get("general.alignment") {
-            Some(Value::Unsigned(a)) if a.is_power_of_two() => *a,
-            _ => 32,
-        };
-        let data_start = reader.position.div_ceil(alignment) * alignment;
-        let needed = data_start.saturating_add(data_end);
-        if needed > size {
-            return Err(Invalid(format!(
-                "truncated: the tensors end at byte {needed} but the file has {size} bytes (an interrupted copy or download?)"
-            )));
-        }
-        Ok(Header {
-            metadata,
-            parameters,
-            matrix_elements,
-        })
-    }
 }
 
 #[cfg(test)]
@@ -1349,6 +1129,7 @@ mod tests {
                 repo: repo.to_string(),
                 revision: "main".to_string(),
             },
+            base: None,
         };
         let models = vec![
             model("o/r:m-q4_k_m", "o/r"),

@@ -139,6 +139,7 @@ fn model_object(info: &ModelInfo) -> ModelObject {
         object: "model".into(),
         created: 0,
         owned_by: "hearth".into(),
+        parent: info.base.clone(),
         meta: Some(ModelMeta {
             kind: info.kind.as_str().into(),
             architecture: info.architecture.clone(),

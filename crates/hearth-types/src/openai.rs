@@ -639,6 +639,9 @@ pub struct ModelObject {
     pub object: String,
     pub created: u64,
     pub owned_by: String,
+    /// For a LoRA adapter: the model it applies to (as vLLM lists adapters).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parent: Option<String>,
     /// hearth's addition: `chat` or `embedding`, and the model's metadata.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub meta: Option<ModelMeta>,

@@ -168,12 +168,18 @@ pub struct ModelsArgs {
 pub enum ModelsCommand {
     /// List local models (the default).
     List,
-    /// Register a local GGUF file or sentence-transformers directory.
+    /// Register a local GGUF file or sentence-transformers directory, or (with --base) a
+    /// LoRA adapter in llama.cpp's GGUF layout.
     Import {
         path: PathBuf,
         /// Name to serve it under (default: from the file name).
         #[arg(long)]
         name: Option<String>,
+        /// PATH is a LoRA adapter for this model (a GGUF chat model from `hearth models`): it
+        /// is checked against it (architecture, every weight's shape) and served as a model of
+        /// its own on the base's engine. A running server picks it up without a restart.
+        #[arg(long, value_name = "MODEL")]
+        base: Option<String>,
     },
     /// Forget an imported model (its file stays).
     Remove { name: String },

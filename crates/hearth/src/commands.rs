@@ -302,12 +302,12 @@ fn human_bytes(n: u64) -> String {
 
 fn print_models(models: &[ModelInfo]) {
     println!(
-        "{:<48} {:<9} {:<10} {:>7} {:<8} {:>8} {:>9}",
+        "{:<48} {:<9} {:<10} {:>7} {:<8} {:>8} {:>9}  BASE",
         "NAME", "KIND", "ARCH", "PARAMS", "QUANT", "CONTEXT", "SIZE"
     );
     for m in models {
         println!(
-            "{:<48} {:<9} {:<10} {:>7} {:<8} {:>8} {:>9}",
+            "{:<48} {:<9} {:<10} {:>7} {:<8} {:>8} {:>9}  {}",
             m.name,
             m.kind.as_str(),
             m.architecture.as_deref().unwrap_or("?"),
@@ -317,6 +317,7 @@ fn print_models(models: &[ModelInfo]) {
                 .map(|c| c.to_string())
                 .unwrap_or_else(|| "?".into()),
             human_bytes(m.size_bytes),
+            m.base.as_deref().unwrap_or("-"),
         );
     }
 }
@@ -335,8 +336,11 @@ fn models(config: Config, args: ModelsArgs) -> Result<()> {
                 print_models(&models);
             }
         }
-        ModelsCommand::Import { path, name } => {
-            let info = registry.import(&path, name.as_deref())?;
+        ModelsCommand::Import { path, name, base } => {
+            let info = match base {
+                Some(base) => registry.import_adapter(&path, &base, name.as_deref())?,
+                None => registry.import(&path, name.as_deref())?,
+            };
             if args.json {
                 println!("{}", serde_json::to_string_pretty(&info)?);
             } else {

@@ -604,3 +604,127 @@ fn kb_eval_measures_search_with_and_without_a_reranker() {
     assert!(!ok);
     assert!(err.contains("line 2"), "{err}");
 }
+
+#[test]
+fn lora_adapters_are_imported_listed_and_chatted_with() {
+    let data = tempfile::tempdir().unwrap();
+    let models = models_dir();
+    let smol = models.join("SmolLM2-135M-Instruct.Q4_1.gguf");
+    let adapters = models.join("adapters");
+    assert!(
+        hearth(
+            data.path(),
+            &["models", "import", smol.to_str().unwrap(), "--name", "smol"]
+        )
+        .0
+    );
+    let a = adapters.join("smollm2-a.gguf");
+    let (ok, out, err) = hearth(
+        data.path(),
+        &[
+            "models",
+            "import",
+            a.to_str().unwrap(),
+            "--base",
+            "smol",
+            "--name",
+            "tuned",
+        ],
+    );
+    assert!(ok, "{err}");
+    assert!(
+        out.contains("BASE") && out.contains("tuned") && out.contains("smol"),
+        "{out}"
+    );
+    // Without --base, an adapter file is refused with the hint.
+    let (ok, _, err) = hearth(data.path(), &["models", "import", a.to_str().unwrap()]);
+    assert!(!ok && err.contains("--base"), "{err}");
+    // An adapter of another size: both shapes in the message.
+    let big = adapters.join("smollm2-360m-shape.gguf");
+    let (ok, _, err) = hearth(
+        data.path(),
+        &["models", "import", big.to_str().unwrap(), "--base", "smol"],
+    );
+    assert!(
+        !ok && err.contains("[576, 576]") && err.contains("[960, 32]"),
+        "{err}"
+    );
+
+    // One declared in a config file, its path relative to the file.
+    let etc = tempfile::tempdir().unwrap();
+    let config = etc.path().join("hearth.toml");
+    std::fs::copy(adapters.join("smollm2-b.gguf"), etc.path().join("b.gguf")).unwrap();
+    std::fs::write(
+        &config,
+        "[[models.adapters]]\nname = \"tuned-b\"\npath = \"b.gguf\"\nbase = \"smol\"\n",
+    )
+    .unwrap();
+    let (ok, out, err) = hearth(
+        data.path(),
+        &["--config", config.to_str().unwrap(), "models", "--json"],
+    );
+    assert!(ok, "{err}");
+    let listed: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let bases: Vec<_> = listed
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| {
+            (
+                m["name"].as_str().unwrap().to_owned(),
+                m["base"].as_str().map(str::to_owned),
+            )
+        })
+        .collect();
+    assert!(
+        bases.contains(&("tuned".into(), Some("smol".into()))),
+        "{bases:?}"
+    );
+    assert!(
+        bases.contains(&("tuned-b".into(), Some("smol".into()))),
+        "{bases:?}"
+    );
+
+    let ask = |model: &str| {
+        let (ok, out, err) = hearth(
+            data.path(),
+            &[
+                "--config",
+                config.to_str().unwrap(),
+                "chat",
+                model,
+                "--temperature",
+                "0",
+                "--max-tokens",
+                "12",
+                "--prompt",
+                "What is the capital of France?",
+            ],
+        );
+        assert!(ok, "{model}: {err}");
+        out
+    };
+    let base = ask("smol");
+    let tuned = ask("tuned");
+    let tuned_b = ask("tuned-b");
+    assert_ne!(base, tuned);
+    assert_ne!(base, tuned_b);
+    assert_ne!(tuned, tuned_b);
+
+    // The base stays while an adapter stands on it, imported or declared.
+    let (ok, _, err) = hearth(data.path(), &["models", "remove", "smol"]);
+    assert!(!ok && err.contains("tuned"), "{err}");
+    let (ok, _, err) = hearth(
+        data.path(),
+        &[
+            "--config",
+            config.to_str().unwrap(),
+            "models",
+            "remove",
+            "tuned-b",
+        ],
+    );
+    assert!(!ok && err.contains("configuration"), "{err}");
+    assert!(hearth(data.path(), &["models", "remove", "tuned"]).0);
+    assert!(hearth(data.path(), &["models", "remove", "smol"]).0);
+}

@@ -7,7 +7,13 @@
 //!
 //! The KV cache is unified (`kv_unified`): every sequence can use every cell, and copying a
 //! prefix from one sequence to another shares its cells instead of recomputing them.
+//!
+//! LoRA adapters: llama.cpp applies an adapter to everything a context decodes, so a batch
+//! holds the sequences of one adapter (or of the base model) only. The engine serves one
+//! such group for up to [`QUANTUM`] steps while another waits, then the group served least
+//! recently; a cached prefix is reused only by a request under the same adapter.
 
+use std::collections::HashMap;
 use std::num::NonZeroU32;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -16,7 +22,7 @@ use std::time::Instant;
 use llama_cpp_2::context::params::LlamaContextParams;
 use llama_cpp_2::context::LlamaContext;
 use llama_cpp_2::llama_batch::LlamaBatch;
-use llama_cpp_2::model::LlamaModel;
+use llama_cpp_2::model::{LlamaLoraAdapter, LlamaModel};
 use llama_cpp_2::sampling::LlamaSampler;
 use llama_cpp_2::token::logit_bias::LlamaLogitBias;
 use llama_cpp_2::token::LlamaToken;
@@ -25,15 +31,15 @@ use tokio::sync::mpsc;
 
 use super::text::{StopMatcher, Utf8Decoder};
 use super::{
-    backend, FinishReason, GenerateEvent, GenerationSummary, Job, LlmOptions, SamplingParams,
-    Shared,
+    backend, AdapterBinding, FinishReason, GenerateEvent, GenerationSummary, Job, LlmOptions,
+    Message, SamplingParams, Shared,
 };
 use crate::InferError;
 
 pub(super) fn start(
     shared: Arc<Shared>,
     options: LlmOptions,
-    jobs: mpsc::Receiver<Job>,
+    jobs: mpsc::UnboundedReceiver<Message>,
 ) -> Result<(), InferError> {
     let backend = backend()?;
     let (ready_tx, ready_rx) = std::sync::mpsc::sync_channel(1);
@@ -100,6 +106,24 @@ struct Active {
     /// Tokens this step added to the batch (to undo on a failed decode).
     added: usize,
     admitted_at: u64,
+    /// The adapter this request runs under, kept loaded until it ends.
+    adapter: Option<Arc<AdapterBinding>>,
+}
+
+impl Active {
+    fn adapter_id(&self) -> Option<u64> {
+        self.adapter.as_ref().map(|a| a.id)
+    }
+}
+
+/// Steps one adapter group is served while another waits. Each switch makes llama.cpp plan
+/// its compute graph again (`sched_reserve`), which costs about a decode step.
+const QUANTUM: u32 = 8;
+
+/// A loaded LoRA adapter and the scale it is applied with.
+struct LoadedAdapter {
+    adapter: LlamaLoraAdapter,
+    scale: f32,
 }
 
 /// A constraint waiting for its trigger.
@@ -165,6 +189,8 @@ struct Slot {
     seq: i32,
     /// Tokens whose KV is in the cache for this sequence, at positions `0..len`.
     cached: Vec<LlamaToken>,
+    /// The adapter `cached` was computed under (`None`: the base model).
+    adapter: Option<u64>,
     active: Option<Active>,
     last_used: u64,
 }
@@ -180,6 +206,15 @@ struct Engine<'m> {
     /// The model's end-of-generation tokens, banned under `ignore_eos`.
     end_tokens: Vec<LlamaToken>,
     tick: u64,
+    adapters: HashMap<u64, LoadedAdapter>,
+    /// The adapter set on the context now.
+    current: Option<u64>,
+    /// The group being served, and for how many steps it has been.
+    group: Option<u64>,
+    group_steps: u32,
+    /// Step counter, and the step each group was last served at.
+    steps: u64,
+    served: HashMap<Option<u64>, u64>,
 }
 
 /// `log softmax(logits)` at `tokens`, computed in f64 over the whole vocabulary.
@@ -287,6 +322,7 @@ impl<'m> Engine<'m> {
                 .map(|i| Slot {
                     seq: i as i32,
                     cached: Vec::new(),
+                    adapter: None,
                     active: None,
                     last_used: 0,
                 })
@@ -297,6 +333,12 @@ impl<'m> Engine<'m> {
             end_tokens: end_tokens(model),
             shared,
             tick: 0,
+            adapters: HashMap::new(),
+            current: None,
+            group: None,
+            group_steps: 0,
+            steps: 0,
+            served: HashMap::new(),
         }
     }
 
@@ -304,17 +346,17 @@ impl<'m> Engine<'m> {
         self.slots.iter().filter(|s| s.active.is_some()).count()
     }
 
-    fn run(mut self, mut jobs: mpsc::Receiver<Job>) {
+    fn run(mut self, mut messages: mpsc::UnboundedReceiver<Message>) {
         let mut waiting = crate::turns::Turns::<Job>::default();
         loop {
             if self.active_count() == 0 && waiting.is_empty() {
-                match jobs.blocking_recv() {
-                    Some(job) => waiting.push(&job.owner.clone(), job),
-                    None => return,
+                match messages.blocking_recv() {
+                    Some(message) => self.on_message(message, &mut waiting),
+                    None => break,
                 }
             }
-            while let Ok(job) = jobs.try_recv() {
-                waiting.push(&job.owner.clone(), job);
+            while let Ok(message) = messages.try_recv() {
+                self.on_message(message, &mut waiting);
             }
             while self.active_count() < self.slots.len() {
                 match waiting.pop() {
@@ -327,6 +369,115 @@ impl<'m> Engine<'m> {
                 self.step();
             }
         }
+        self.set_adapter(None);
+        for (_, loaded) in self.adapters.drain() {
+            super::lora::free(loaded.adapter);
+        }
+    }
+
+    fn on_message(&mut self, message: Message, waiting: &mut crate::turns::Turns<Job>) {
+        match message {
+            Message::Generate(job) => waiting.push(&job.owner.clone(), *job),
+            Message::LoadAdapter {
+                id,
+                path,
+                scale,
+                reply,
+            } => {
+                let loaded = super::lora::load(self.model, &path)
+                    .map(|adapter| {
+                        self.adapters.insert(id, LoadedAdapter { adapter, scale });
+                        self.shared
+                            .gauges
+                            .loaded_adapters
+                            .store(self.adapters.len(), Ordering::Relaxed);
+                    })
+                    .map_err(|reason| InferError::InvalidModel {
+                        path: path.clone(),
+                        reason,
+                    });
+                if loaded.is_ok() {
+                    tracing::debug!(id, path = %path.display(), "adapter loaded");
+                }
+                let _ = reply.send(loaded);
+            }
+            Message::UnloadAdapter(id) => {
+                if self.current == Some(id) {
+                    self.set_adapter(None);
+                }
+                // Caches computed under it can never be reused: give their cells back.
+                for slot in self.slots.iter_mut() {
+                    if slot.adapter == Some(id) && slot.active.is_none() {
+                        let _ = self
+                            .ctx
+                            .clear_kv_cache_seq(Some(slot.seq as u32), None, None);
+                        slot.cached.clear();
+                        slot.adapter = None;
+                    }
+                }
+                self.served.remove(&Some(id));
+                if let Some(loaded) = self.adapters.remove(&id) {
+                    super::lora::free(loaded.adapter);
+                    self.shared
+                        .gauges
+                        .loaded_adapters
+                        .store(self.adapters.len(), Ordering::Relaxed);
+                    tracing::debug!(id, "adapter unloaded");
+                }
+            }
+        }
+    }
+
+    /// Sets `adapter` on the context (`None`: the base model) unless it is already set.
+    fn set_adapter(&mut self, adapter: Option<u64>) -> bool {
+        if self.current == adapter {
+            return true;
+        }
+        let done = match adapter {
+            Some(id) => match self.adapters.get_mut(&id) {
+                Some(loaded) => self
+                    .ctx
+                    .lora_adapter_set(&mut loaded.adapter, loaded.scale)
+                    .is_ok(),
+                None => false,
+            },
+            None => match self.current.and_then(|id| self.adapters.get_mut(&id)) {
+                Some(loaded) => self.ctx.lora_adapter_remove(&mut loaded.adapter).is_ok(),
+                None => true,
+            },
+        };
+        if done {
+            self.current = adapter;
+        }
+        done
+    }
+
+    /// The group of sequences this step decodes: the current one for up to [`QUANTUM`]
+    /// steps while another waits, then the one served least recently.
+    fn pick_group(&mut self) -> Option<Option<u64>> {
+        let mut groups: Vec<Option<u64>> = self
+            .slots
+            .iter()
+            .filter_map(|s| s.active.as_ref().map(Active::adapter_id))
+            .collect();
+        groups.sort_unstable();
+        groups.dedup();
+        if groups.is_empty() {
+            return None;
+        }
+        let staying = groups.contains(&self.group);
+        if staying && (groups.len() == 1 || self.group_steps < QUANTUM) {
+            return Some(self.group);
+        }
+        let next = groups
+            .iter()
+            .copied()
+            .filter(|g| !staying || *g != self.group)
+            .min_by_key(|g| (self.served.get(g).copied().unwrap_or(0), *g))
+            .expect("at least one other group");
+        self.group = next;
+        self.group_steps = 0;
+        Some(next)
     }
 
     fn admit(&mut self, job: Job) {
@@ -340,12 +491,21 @@ impl<'m> Engine<'m> {
         let on_start = job.started;
         self.tick += 1;
         let prompt = job.prompt;
-        // The sequence whose cache shares the longest prefix with this prompt, busy or not.
+        let adapter = job.adapter.as_ref().map(|a| a.id);
+        // The sequence whose cache shares the longest prefix with this prompt, busy or not,
+        // computed under the same adapter.
         let (best, best_len) = self
             .slots
             .iter()
             .enumerate()
-            .map(|(i, s)| (i, common_prefix(&s.cached, &prompt)))
+            .map(|(i, s)| {
+                let len = if s.adapter == adapter {
+                    common_prefix(&s.cached, &prompt)
+                } else {
+                    0
+                };
+                (i, len)
+            })
             .max_by_key(|&(i, len)| (len, self.slots[i].active.is_none()))
             .expect("at least one slot");
         // At least one prompt token must be computed to get logits for the first sample.
@@ -392,6 +552,7 @@ impl<'m> Engine<'m> {
                 .clear_kv_cache_seq(Some(target_seq as u32), None, None);
             self.slots[target].cached.clear();
         }
+        self.slots[target].adapter = adapter;
         let reused = self.slots[target].cached.len();
         // The fallback template's end-of-turn text stands in for an end-of-generation token,
         // so `ignore_eos` goes past it as it goes past the tokens.
@@ -436,6 +597,7 @@ impl<'m> Engine<'m> {
             logits_index: None,
             added: 0,
             admitted_at: self.tick,
+            adapter: job.adapter,
         });
         if let Some(on_start) = on_start {
             let _ = on_start.send(());
@@ -516,7 +678,11 @@ impl<'m> Engine<'m> {
         }
     }
 
-    fn fill_batch(&mut self) -> Result<(), llama_cpp_2::llama_batch::BatchAddError> {
+    /// Fills the batch with the sequences of `group` (an adapter, or `None`: the base).
+    fn fill_batch(
+        &mut self,
+        group: Option<u64>,
+    ) -> Result<(), llama_cpp_2::llama_batch::BatchAddError> {
         self.batch.clear();
         let mut budget = self.batch_size;
         // Generating sequences first: one token each keeps every stream moving.
@@ -526,6 +692,9 @@ impl<'m> Engine<'m> {
             };
             active.logits_index = None;
             active.added = 0;
+            if active.adapter_id() != group {
+                continue;
+            }
             if let Some(token) = active.pending.take() {
                 self.batch
                     .add(token, slot.cached.len() as i32, &[slot.seq], true)?;
@@ -541,7 +710,7 @@ impl<'m> Engine<'m> {
                 self.slots[i]
                     .active
                     .as_ref()
-                    .is_some_and(|a| a.prefill_pos < a.prompt.len())
+                    .is_some_and(|a| a.prefill_pos < a.prompt.len() && a.adapter_id() == group)
             })
             .collect();
         order.sort_by_key(|&i| self.slots[i].active.as_ref().map(|a| a.admitted_at));
@@ -597,7 +766,28 @@ impl<'m> Engine<'m> {
     }
 
     fn step(&mut self) {
-        if let Err(e) = self.fill_batch() {
+        let Some(group) = self.pick_group() else {
+            return;
+        };
+        if !self.set_adapter(group) {
+            for i in 0..self.slots.len() {
+                let in_group = self.slots[i]
+                    .active
+                    .as_ref()
+                    .is_some_and(|a| a.adapter_id() == group);
+                if in_group {
+                    self.fail(
+                        i,
+                        InferError::Engine("llama.cpp could not apply the adapter".into()),
+                    );
+                }
+            }
+            return;
+        }
+        self.steps += 1;
+        self.group_steps += 1;
+        self.served.insert(group, self.steps);
+        if let Err(e) = self.fill_batch(group) {
             for i in 0..self.slots.len() {
                 if self.slots[i].active.is_some() {
                     self.fail(i, InferError::Engine(format!("batch: {e}")));

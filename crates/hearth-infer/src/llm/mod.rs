@@ -8,11 +8,12 @@
 
 pub mod chat;
 mod engine;
+mod lora;
 mod pyjinja;
 pub mod text;
 
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
@@ -406,6 +407,8 @@ pub struct LlmInfo {
 pub struct EngineGauges {
     pub active_sequences: AtomicUsize,
     pub queued_requests: AtomicUsize,
+    /// LoRA adapters loaded into the engine now.
+    pub loaded_adapters: AtomicUsize,
 }
 
 pub(crate) struct Shared {
@@ -433,24 +436,72 @@ pub(crate) struct Job {
     /// requests are served in turn by owner.
     pub(crate) owner: String,
     pub(crate) submitted: std::time::Instant,
+    /// The LoRA adapter the request runs under (`None`: the base model). Held until the
+    /// request ends, so the adapter is not unloaded under it.
+    pub(crate) adapter: Option<Arc<AdapterBinding>>,
 }
 
-/// A cloneable handle to a model running on its own thread.
+/// What the engine thread is sent.
+pub(crate) enum Message {
+    Generate(Box<Job>),
+    /// Load the adapter at `path` under `id`; the reply says whether llama.cpp could.
+    LoadAdapter {
+        id: u64,
+        path: PathBuf,
+        scale: f32,
+        reply: std::sync::mpsc::SyncSender<Result<(), InferError>>,
+    },
+    /// Nothing refers to adapter `id` any more: free it.
+    UnloadAdapter(u64),
+}
+
+/// A LoRA adapter loaded into an engine; the engine frees it when the last handle bound to
+/// it and the last request on it are gone.
+pub(crate) struct AdapterBinding {
+    pub(crate) id: u64,
+    name: String,
+    path: PathBuf,
+    header: crate::adapter::AdapterHeader,
+    jobs: mpsc::UnboundedSender<Message>,
+}
+
+impl Drop for AdapterBinding {
+    fn drop(&mut self) {
+        let _ = self.jobs.send(Message::UnloadAdapter(self.id));
+    }
+}
+
+/// A LoRA adapter an [`LlmHandle`] generates with.
+#[derive(Debug, Clone)]
+pub struct AdapterInfo {
+    pub name: String,
+    pub path: PathBuf,
+    pub header: crate::adapter::AdapterHeader,
+}
+
+/// A cloneable handle to a model running on its own thread: the base model, or (from
+/// [`LlmHandle::load_adapter`]) the base model under one LoRA adapter, on the same engine.
 #[derive(Clone)]
 pub struct LlmHandle {
     shared: Arc<Shared>,
-    jobs: mpsc::Sender<Job>,
+    jobs: mpsc::UnboundedSender<Message>,
     queue_capacity: usize,
     max_queue_wait: std::time::Duration,
+    adapter: Option<Arc<AdapterBinding>>,
 }
 
 impl std::fmt::Debug for LlmHandle {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("LlmHandle")
             .field("info", &self.shared.info)
+            .field("adapter", &self.adapter.as_ref().map(|a| &a.name))
             .finish()
     }
 }
+
+/// Adapter ids are never reused, so a KV cache computed under an unloaded adapter can never
+/// be taken for another's.
+static NEXT_ADAPTER: AtomicU64 = AtomicU64::new(1);
 
 impl LlmHandle {
     /// Loads a GGUF model and starts its engine thread. Blocking (reads the weights): call it
@@ -526,13 +577,80 @@ impl LlmHandle {
             gauges: EngineGauges::default(),
             factory: OnceLock::new(),
         });
-        let (jobs, rx) = mpsc::channel(options.queue_capacity.max(1));
+        // Unbounded: the count of waiting requests is bounded by the queue gauge, taken
+        // before a job is sent (see `generate_for`).
+        let (jobs, rx) = mpsc::unbounded_channel();
         engine::start(shared.clone(), options.clone(), rx)?;
         Ok(LlmHandle {
             shared,
             jobs,
             queue_capacity: options.queue_capacity.max(1),
             max_queue_wait: options.max_queue_wait,
+            adapter: None,
+        })
+    }
+
+    /// Loads the LoRA adapter at `path` into this model's engine and returns a handle that
+    /// generates under it (scaled by `scale`; 1 is the adapter as trained), while this
+    /// handle and every other keep generating as before. The adapter is checked against the
+    /// model first (architecture, each weight's shape: the error names both). It is freed
+    /// when the returned handle, its clones and the requests made with them are all gone.
+    /// Blocking (reads the adapter): call it from `spawn_blocking`.
+    pub fn load_adapter(&self, name: &str, path: &Path, scale: f32) -> Result<Self, InferError> {
+        if self.adapter.is_some() {
+            return Err(InferError::InvalidParameter {
+                param: "base".into(),
+                message: format!(
+                    "'{}' is itself an adapter; an adapter applies to a base model",
+                    self.adapter_name().unwrap_or_default()
+                ),
+            });
+        }
+        if !scale.is_finite() {
+            return Err(InferError::InvalidParameter {
+                param: "scale".into(),
+                message: "must be a finite number".into(),
+            });
+        }
+        let header =
+            crate::adapter::check_fits(path, &self.shared.info.path, &self.shared.info.name)?;
+        let id = NEXT_ADAPTER.fetch_add(1, Ordering::Relaxed);
+        let (reply, answer) = std::sync::mpsc::sync_channel(1);
+        self.jobs
+            .send(Message::LoadAdapter {
+                id,
+                path: path.to_owned(),
+                scale,
+                reply,
+            })
+            .map_err(|_| InferError::EngineStopped)?;
+        answer.recv().map_err(|_| InferError::EngineStopped)??;
+        Ok(LlmHandle {
+            shared: self.shared.clone(),
+            jobs: self.jobs.clone(),
+            queue_capacity: self.queue_capacity,
+            max_queue_wait: self.max_queue_wait,
+            adapter: Some(Arc::new(AdapterBinding {
+                id,
+                name: name.to_owned(),
+                path: path.to_owned(),
+                header,
+                jobs: self.jobs.clone(),
+            })),
+        })
+    }
+
+    /// The adapter's name when this handle generates under one.
+    pub fn adapter_name(&self) -> Option<&str> {
+        self.adapter.as_deref().map(|a| a.name.as_str())
+    }
+
+    /// The adapter this handle generates under, if any.
+    pub fn adapter(&self) -> Option<AdapterInfo> {
+        self.adapter.as_deref().map(|a| AdapterInfo {
+            name: a.name.clone(),
+            path: a.path.clone(),
+            header: a.header.clone(),
         })
     }
 
@@ -754,6 +872,7 @@ impl LlmHandle {
             started: Some(started_tx),
             owner: owner.to_owned(),
             submitted: std::time::Instant::now(),
+            adapter: self.adapter.clone(),
         };
         // The engine moves jobs out of the channel into its own per-owner queues at every
         // step, so the bound is the count of requests waiting, taken before the job is sent.
@@ -764,21 +883,16 @@ impl LlmHandle {
                 capacity: self.queue_capacity,
             });
         }
-        match self.jobs.try_send(job) {
+        match self.jobs.send(Message::Generate(Box::new(job))) {
             Ok(()) => Ok(GenerationStream {
                 prompt_tokens,
                 events: rx,
                 started: Some(started_rx),
                 max_queue_wait: self.max_queue_wait,
             }),
-            Err(e) => {
+            Err(_) => {
                 queued.fetch_sub(1, Ordering::Relaxed);
-                Err(match e {
-                    mpsc::error::TrySendError::Full(_) => InferError::Overloaded {
-                        capacity: self.queue_capacity,
-                    },
-                    mpsc::error::TrySendError::Closed(_) => InferError::EngineStopped,
-                })
+                Err(InferError::EngineStopped)
             }
         }
     }

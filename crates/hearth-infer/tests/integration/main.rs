@@ -6,4 +6,5 @@ mod cross_encoder;
 mod embed;
 mod hub;
 mod llm;
+mod lora;
 mod registry;

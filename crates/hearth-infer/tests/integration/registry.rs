@@ -451,3 +451,166 @@ fn the_list_is_kept_and_refreshed_when_models_change() {
         ["HuggingFaceTB/SmolLM2-135M-Instruct-GGUF:smol"]
     );
 }
+
+fn adapter_file(name: &str) -> PathBuf {
+    test_models().join("adapters").join(format!("{name}.gguf"))
+}
+
+#[test]
+fn an_adapter_is_imported_onto_its_base_and_checked_against_it() {
+    let hub = tempfile::tempdir().unwrap();
+    let (_data, registry) = registry(hub.path());
+    registry
+        .import(&test_models().join(SMOLLM2), Some("smol"))
+        .unwrap();
+    registry
+        .import(&test_models().join(GEMMA3), Some("gemma"))
+        .unwrap();
+    registry
+        .import(&test_models().join(MINILM), Some("minilm"))
+        .unwrap();
+
+    let info = registry
+        .import_adapter(&adapter_file("smollm2-a"), "SMOL", None)
+        .unwrap();
+    assert_eq!(info.name, "smollm2-a", "named after the file");
+    assert_eq!(
+        info.base.as_deref(),
+        Some("smol"),
+        "the base's registry name"
+    );
+    assert_eq!(info.kind, ModelKind::Chat);
+    assert_eq!(info.architecture.as_deref(), Some("llama"));
+    assert_eq!(info.source, ModelSource::Imported);
+    assert_eq!(
+        registry.resolve("smollm2-a").unwrap().base.as_deref(),
+        Some("smol")
+    );
+    // It survives reopening (the record keeps the base).
+    let listed = registry.list().unwrap();
+    assert!(listed
+        .iter()
+        .any(|m| m.name == "smollm2-a" && m.base.is_some()));
+
+    // A model file given as an adapter, and an adapter given as a model.
+    let err = registry
+        .import_adapter(&test_models().join(SMOLLM2), "smol", Some("x"))
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("not an adapter"), "{err}");
+    let err = registry
+        .import(&adapter_file("smollm2-b"), None)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("--base"), "{err}");
+    // The wrong architecture names both; the wrong size names both shapes.
+    let err = registry
+        .import_adapter(&adapter_file("qwen05-a"), "smol", None)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("'qwen2'") && err.contains("'llama'") && err.contains("'smol'"),
+        "{err}"
+    );
+    let err = registry
+        .import_adapter(&adapter_file("smollm2-360m-shape"), "smol", None)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("[576, 576]") && err.contains("[960, 32]"),
+        "{err}"
+    );
+    // Bases that cannot take one.
+    for (base, why) in [
+        ("minilm", "an embedding model"),
+        ("smollm2-a", "itself an adapter"),
+        ("nothing-here", "no model named 'nothing-here'"),
+    ] {
+        let err = registry
+            .import_adapter(&adapter_file("smollm2-b"), base, Some("y"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains(why), "{base}: {err}");
+    }
+    let err = registry
+        .import_adapter(&adapter_file("smollm2-b"), "gemma", Some("y"))
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("'gemma3'"), "{err}");
+    // A name in use is refused; the base cannot be removed under its adapter.
+    assert!(registry
+        .import_adapter(&adapter_file("smollm2-b"), "smol", Some("gemma"))
+        .is_err());
+    let err = registry.remove("smol").unwrap_err().to_string();
+    assert!(err.contains("smollm2-a"), "{err}");
+    registry.remove("smollm2-a").unwrap();
+    registry.remove("smol").unwrap();
+    assert!(registry.list().unwrap().iter().all(|m| m.base.is_none()));
+}
+
+#[test]
+fn adapters_declared_in_configuration_are_checked_at_start() {
+    use hearth_infer::registry::DeclaredAdapter;
+    let hub = tempfile::tempdir().unwrap();
+    let data = tempfile::tempdir().unwrap();
+    let open = || {
+        ModelRegistry::open(RegistryOptions {
+            data_dir: data.path().join("data"),
+            hub_cache: hub.path().to_owned(),
+        })
+        .unwrap()
+    };
+    open()
+        .import(&test_models().join(SMOLLM2), Some("smol"))
+        .unwrap();
+    let declared = |name: &str, file: &str, base: &str| DeclaredAdapter {
+        name: name.into(),
+        path: adapter_file(file),
+        base: base.into(),
+    };
+    let registry = open()
+        .with_adapters(&[declared("tuned", "smollm2-a", "smol")])
+        .unwrap();
+    let tuned = registry.resolve("tuned").unwrap();
+    assert_eq!(
+        (tuned.base.as_deref(), &tuned.source),
+        (Some("smol"), &ModelSource::Config)
+    );
+    let err = registry.remove("tuned").unwrap_err().to_string();
+    assert!(err.contains("configuration"), "{err}");
+    let err = registry.remove("smol").unwrap_err().to_string();
+    assert!(err.contains("tuned"), "{err}");
+    // An import may not take a declared name.
+    assert!(registry
+        .import_adapter(&adapter_file("smollm2-b"), "smol", Some("TUNED"))
+        .is_err());
+    // Refusals name the adapter's problem at start.
+    for (adapters, why) in [
+        (
+            vec![declared("smol", "smollm2-a", "smol")],
+            "the name of the model smol",
+        ),
+        (
+            vec![declared("t", "smollm2-a", "missing")],
+            "no model named 'missing'",
+        ),
+        (
+            vec![declared("t", "smollm2-360m-shape", "smol")],
+            "[960, 32]",
+        ),
+        (vec![declared("t", "no-such-file", "smol")], "no such file"),
+        (
+            vec![
+                declared("t", "smollm2-a", "smol"),
+                declared("T", "smollm2-b", "smol"),
+            ],
+            "the name of the model t",
+        ),
+    ] {
+        let Err(err) = open().with_adapters(&adapters) else {
+            panic!("{why}: accepted");
+        };
+        let err = err.to_string();
+        assert!(err.contains(why), "{why}: {err}");
+    }
+}

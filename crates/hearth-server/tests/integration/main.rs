@@ -1,6 +1,7 @@
 //! hearth-server's integration tests, one module per area, in one binary: every test binary links the
 //! whole crate graph, llama.cpp included, so one binary links it once instead of once per file.
 
+mod adapters;
 mod common;
 mod gateway;
 mod http;
