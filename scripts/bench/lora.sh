@@ -25,12 +25,14 @@ a="$models_dir/adapters/$prefix-a.gguf"
 b="$models_dir/adapters/$prefix-b.gguf"
 date -u +"date: %Y-%m-%d %H:%M UTC"; nproc | sed 's/^/cores: /'; grep -m1 'model name' /proc/cpuinfo
 out=${OUT:-$(mktemp -d)}
+mkdir -p "$out"
+echo "logs in $out" >&2
 data=$(mktemp -d)
 trap 'kill ${spid:-} ${hpid:-} 2>/dev/null || true; wait 2>/dev/null || true; rm -rf "$data"' EXIT
 source scripts/bench/common.sh
-"$bin" --data-dir "$data" models import "$m" --name base >/dev/null
-"$bin" --data-dir "$data" models import "$a" --base base --name tuned-a >/dev/null
-"$bin" --data-dir "$data" models import "$b" --base base --name tuned-b >/dev/null
+"$bin" --data-dir "$data" models import "$m" --name base >/dev/null 2>&1
+"$bin" --data-dir "$data" models import "$a" --base base --name tuned-a >/dev/null 2>&1
+"$bin" --data-dir "$data" models import "$b" --base base --name tuned-b >/dev/null 2>&1
 p=$(free_port)
 "$peers/llama-server" -m "$m" --lora "$a" --lora "$b" --lora-init-without-apply -t "$threads" -fa on -np 8 -c 8192 \
   --host 127.0.0.1 --port "$p" >"$out/llama-server.log" 2>&1 &

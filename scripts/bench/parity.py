@@ -5,7 +5,8 @@ side, alternating round by round in one run (this machine is noisy: only ratios 
 
 MODEL may be several, comma-separated: the clients take them in turn (LoRA adapters under
 concurrent load). An item `lora:N` asks llama-server for its adapter N (`--lora` order,
-loaded with `--lora-init-without-apply`) with the per-request `lora` field.
+loaded with `--lora-init-without-apply`; `lora:-1` the base) with the per-request `lora`
+field, which names all LORA_COUNT of them.
 
 Every request streams `max_tokens` tokens (ignore_eos, temperature 0) from a distinct prompt. Per
 round and server it reports, for one client, the decode rate (tokens after the first / time
@@ -22,6 +23,9 @@ import time
 
 import openai
 
+# Adapters llama-server was started with (`lora:N` models).
+LORA_COUNT = 2
+
 WORDS = ["Amber", "Birch", "Cedar", "Dune", "Ember", "Fjord", "Grove", "Heath", "Isle", "Jade"]
 
 
@@ -32,9 +36,10 @@ def one_stream(client, model, max_tokens, tag):
     chunks = 0
     extra = {"ignore_eos": True}
     if model.startswith("lora:"):
-        # lora:-1: the base model (every adapter at its initial scale, 0).
+        # lora:-1: the base model. Every adapter is named: llama-server keeps a slot's
+        # previous adapters for a request that sends none.
         adapter = int(model[5:])
-        extra["lora"] = [{"id": adapter, "scale": 1.0}] if adapter >= 0 else []
+        extra["lora"] = [{"id": i, "scale": 1.0 if i == adapter else 0.0} for i in range(LORA_COUNT)]
         model = "default"
     stream = client.chat.completions.create(
         model=model,

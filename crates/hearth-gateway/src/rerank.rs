@@ -92,19 +92,45 @@ impl Gateway {
         if request.top_n == Some(0) {
             return Err(GatewayError::invalid("top_n", "must be at least 1"));
         }
-        let pairs = request
+        let pairs: Vec<(String, String)> = request
             .documents
             .iter()
             .map(|d| (request.query.clone(), d.text().to_owned()))
             .collect();
-        let (scored, model) = self
-            .score_as(
+        // Upstream: every document scored (this side picks the top ones), none sent back.
+        let mut body = serde_json::to_value(request).expect("requests serialize");
+        if let Some(fields) = body.as_object_mut() {
+            fields.remove("top_n");
+            fields.insert("return_documents".into(), false.into());
+        }
+        let documents = request.documents.len();
+        let ((scored, local), route) = self
+            .routed_json(
                 &request.model,
-                pairs,
-                request.instruction.as_deref(),
                 caller,
+                crate::routing::JsonCall {
+                    path: "rerank",
+                    body,
+                    texts: &["query", "documents"],
+                },
+                |local, owner| {
+                    let pairs = pairs.clone();
+                    async move {
+                        let scored = self
+                            .score_pairs_for(&local, pairs, request.instruction.as_deref(), &owner)
+                            .await?;
+                        Ok((scored, local))
+                    }
+                },
+                |answer, _| Ok((upstream_scores(&answer, documents)?, String::new())),
+                |(scored, _)| scored.prompt_tokens as u32,
             )
             .await?;
+        let model = if route.implicit {
+            local
+        } else {
+            route.alias.clone()
+        };
         let return_documents = request.return_documents.unwrap_or(true);
         let top = ranked(&scored.scores, request.top_n);
         Ok(RerankResponse {
@@ -527,6 +553,39 @@ fn judging_prompt(
             "a document could not be cut to fit the model's context",
         ))
     }
+}
+
+/// The scores of an upstream's `/rerank` answer (Jina's, Cohere's, vLLM's shape:
+/// `results[].index` and `relevance_score`, tokens in `usage`), one per document.
+fn upstream_scores(answer: &serde_json::Value, documents: usize) -> Result<PairScores, String> {
+    let results = answer["results"]
+        .as_array()
+        .ok_or("no `results` array in the answer")?;
+    let mut scores = vec![f64::NAN; documents];
+    for result in results {
+        let index = result["index"]
+            .as_u64()
+            .ok_or("a result without an `index`")? as usize;
+        let score = result["relevance_score"]
+            .as_f64()
+            .ok_or("a result without a `relevance_score`")?;
+        *scores
+            .get_mut(index)
+            .ok_or_else(|| format!("a result for document {index} of {documents}"))? = score;
+    }
+    if let Some(missing) = scores.iter().position(|s| s.is_nan()) {
+        return Err(format!("no score for document {missing}"));
+    }
+    let usage = &answer["usage"];
+    let tokens = usage["prompt_tokens"]
+        .as_u64()
+        .or_else(|| usage["total_tokens"].as_u64())
+        .unwrap_or(0);
+    Ok(PairScores {
+        raw: scores.clone(),
+        scores,
+        prompt_tokens: tokens as usize,
+    })
 }
 
 #[cfg(test)]

@@ -238,8 +238,17 @@ impl Routing {
     }
 }
 
+/// What [`Gateway::failover`] got: the answer and where it came from.
+struct Served<T> {
+    answer: T,
+    index: usize,
+    fallbacks: u32,
+    at: f64,
+    started: Instant,
+}
+
 /// One attempt's failure.
-enum Attempt {
+pub(crate) enum Attempt {
     /// The request itself is at fault: answer the client, try nothing else.
     Fatal(GatewayError),
     /// This deployment failed: retry or fail over.
@@ -417,6 +426,38 @@ impl Gateway {
         caller: &Caller,
         reservation: &mut Option<Reservation>,
     ) -> Result<ChatStream, GatewayError> {
+        let served = self
+            .failover(&route, |deployment| {
+                self.attempt(&route, deployment, request, checked, caller)
+            })
+            .await?;
+        let deployment = &route.deployments[served.index];
+        let (mut stream, audit) = served.answer;
+        stream.meter = Some(self.meter(
+            &route,
+            deployment,
+            caller,
+            (served.at, served.started, served.fallbacks),
+            bounds,
+            reservation.take(),
+            audit,
+        ));
+        Ok(stream)
+    }
+
+    /// Tries the route's deployments in order (`candidates`), each up to `attempts` times
+    /// with back-off, until one answers: the answer, which deployment, after how many
+    /// fallbacks, and when that attempt started. A failing deployment is counted, audited
+    /// (upstream) and may be taken out for a cool-down.
+    async fn failover<'r, T, F, Fut>(
+        &self,
+        route: &'r Route,
+        mut attempt: F,
+    ) -> Result<Served<T>, GatewayError>
+    where
+        F: FnMut(&'r Deployment) -> Fut,
+        Fut: std::future::Future<Output = Result<T, Attempt>>,
+    {
         let mut errors: Vec<String> = Vec::new();
         let mut last: Option<GatewayError> = None;
         for (fallbacks, index) in route.candidates().into_iter().enumerate() {
@@ -427,32 +468,26 @@ impl Gateway {
             } else {
                 self.settings.attempts.max(1)
             };
-            for attempt in 0..attempts {
-                if attempt > 0 {
+            for attempt_no in 0..attempts {
+                if attempt_no > 0 {
                     if deployment.cooling(Instant::now()) {
                         break;
                     }
-                    let backoff = self.settings.retry_backoff_ms << (attempt - 1).min(10);
+                    let backoff = self.settings.retry_backoff_ms << (attempt_no - 1).min(10);
                     tokio::time::sleep(Duration::from_millis(backoff)).await;
                 }
                 let started = Instant::now();
                 let at = crate::unix_now_f64();
-                let outcome = self
-                    .attempt(&route, deployment, request, checked, caller)
-                    .await;
-                match outcome {
-                    Ok((mut stream, audit)) => {
+                match attempt(deployment).await {
+                    Ok(answer) => {
                         deployment.succeeded();
-                        stream.meter = Some(self.meter(
-                            &route,
-                            deployment,
-                            caller,
-                            (at, started, fallbacks),
-                            bounds,
-                            reservation.take(),
-                            audit,
-                        ));
-                        return Ok(stream);
+                        return Ok(Served {
+                            answer,
+                            index,
+                            fallbacks,
+                            at,
+                            started,
+                        });
                     }
                     Err(Attempt::Fatal(e)) => return Err(e),
                     Err(Attempt::Failed(e)) => {
@@ -520,6 +555,34 @@ impl Gateway {
             errors: errors.join("; "),
             retry_after,
         })
+    }
+
+    /// The audit record of a call that reached an upstream: what was redacted, the raw
+    /// request only under `audit_raw_text`.
+    fn upstream_audit(
+        &self,
+        route: &Route,
+        deployment: &Deployment,
+        redactor: &Redactor,
+        body: &serde_json::Value,
+    ) -> AuditRecord {
+        AuditRecord {
+            at: crate::unix_now_f64(),
+            route: route.alias.clone(),
+            deployment: deployment.label.clone(),
+            model: deployment.model.clone(),
+            privacy: route.privacy.as_str().into(),
+            outcome: String::new(),
+            prompt_tokens: 0,
+            completion_tokens: 0,
+            redactions: redactor
+                .counts()
+                .into_iter()
+                .map(|(kind, n)| (kind.as_str().to_owned(), n))
+                .collect(),
+            raw_request: self.settings.audit_raw_text.then(|| body.to_string()),
+            raw_answer: None,
+        }
     }
 
     /// A request no deployment answered, in the ledger and the metrics (nothing spent).
@@ -690,33 +753,8 @@ impl Gateway {
         let answer = upstream
             .chat(&body, request.stream)
             .await
-            .map_err(|f| match f {
-                Failure::Rejected { status, message } if matches!(status, 400 | 413 | 422) => {
-                    Attempt::Fatal(GatewayError::UpstreamRejected {
-                        deployment: deployment.label.clone(),
-                        status,
-                        message,
-                    })
-                }
-                other => Attempt::Failed(GatewayError::Upstream(other.to_string())),
-            })?;
-        let audit = AuditRecord {
-            at: crate::unix_now_f64(),
-            route: route.alias.clone(),
-            deployment: deployment.label.clone(),
-            model: deployment.model.clone(),
-            privacy: route.privacy.as_str().into(),
-            outcome: String::new(),
-            prompt_tokens: 0,
-            completion_tokens: 0,
-            redactions: redactor
-                .counts()
-                .into_iter()
-                .map(|(kind, n)| (kind.as_str().to_owned(), n))
-                .collect(),
-            raw_request: self.settings.audit_raw_text.then(|| body.to_string()),
-            raw_answer: None,
-        };
+            .map_err(|f| upstream_failure(deployment, f))?;
+        let audit = self.upstream_audit(route, deployment, &redactor, &body);
         let restoring = (route.privacy == Privacy::Redact && redactor.total() > 0)
             .then(|| Restoring::new(redactor));
         let (tx, rx) = mpsc::channel(64);
@@ -766,7 +804,7 @@ impl Gateway {
                 GatewayError::invalid(
                     "model",
                     format!(
-                        "route '{}' has no local deployment; only chat completions and messages go upstream",
+                        "route '{}' has no local deployment; this endpoint is served on this machine only (chat, responses, messages, embeddings and /v1/rerank go upstream)",
                         route.alias
                     ),
                 )
@@ -824,20 +862,31 @@ impl Gateway {
         Ok(streams)
     }
 
-    /// Embeddings for `caller`, metered.
+    /// Embeddings for `caller` by the route `request.model` names (local engines, or an
+    /// upstream's `/embeddings`), metered.
     pub async fn embed_as(
         &self,
         request: &hearth_types::EmbeddingRequest,
         caller: &Caller,
     ) -> Result<hearth_types::EmbeddingResponse, GatewayError> {
+        let body = serde_json::to_value(request).expect("requests serialize");
         let (mut response, route) = self
-            .metered_local(
+            .routed_json(
                 &request.model,
                 caller,
+                JsonCall {
+                    path: "embeddings",
+                    body,
+                    texts: &["input"],
+                },
                 |model, owner| async move {
                     let mut local = request.clone();
                     local.model = model;
                     self.embed_for(&local, &owner).await
+                },
+                |answer, _| {
+                    serde_json::from_value::<hearth_types::EmbeddingResponse>(answer)
+                        .map_err(|e| format!("not an OpenAI embeddings answer: {e}"))
                 },
                 |response| response.usage.prompt_tokens,
             )
@@ -846,6 +895,124 @@ impl Gateway {
             response.model = route.alias.clone();
         }
         Ok(response)
+    }
+
+    /// A JSON endpoint (embeddings, rerank) for `caller` by the route `model` names: its
+    /// deployments in failover order, a local one answered by `local(model, owner)`, an
+    /// upstream one sent `call.body` (its model renamed; on a `redact` route the texts of
+    /// `call.texts` redacted) and its answer read by `upstream`. The key's permission, the
+    /// route's refused kinds of personal data, limits and budget come first; the answer is
+    /// metered as prompt tokens (`prompt_tokens`). Returns the answer and the route.
+    pub(crate) async fn routed_json<T, L, LFut, U>(
+        &self,
+        model: &str,
+        caller: &Caller,
+        call: JsonCall<'_>,
+        local: L,
+        upstream: U,
+        prompt_tokens: impl Fn(&T) -> u32,
+    ) -> Result<(T, Arc<Route>), GatewayError>
+    where
+        L: Fn(String, String) -> LFut,
+        LFut: std::future::Future<Output = Result<T, GatewayError>>,
+        U: Fn(serde_json::Value, &Redactor) -> Result<T, String>,
+    {
+        let route = self.routing.route(model);
+        let mut texts = serde_json::Map::new();
+        if let Some(body) = call.body.as_object() {
+            for field in call.texts {
+                if let Some(value) = body.get(*field) {
+                    texts.insert((*field).to_owned(), value.clone());
+                }
+            }
+        }
+        if !route.refuse.is_empty() {
+            let found = crate::privacy::find_kinds(
+                serde_json::Value::Object(texts.clone()),
+                &KnownPii::default(),
+                &route.refuse,
+            );
+            if let Some((param, kind)) = found {
+                return Err(GatewayError::PiiRefused {
+                    route: route.alias.clone(),
+                    kind: kind.as_str(),
+                    param,
+                });
+            }
+        }
+        // Every tokenizer spends at most one token per byte of text (see `prompt_bound`).
+        let bound = serde_json::to_vec(&texts).map(|b| b.len()).unwrap_or(0) as u64;
+        let mut reservation = self.admit(caller, &route, (bound, 0))?;
+        let (at, started) = (crate::unix_now_f64(), Instant::now());
+        let owner = caller.owner().unwrap_or_default();
+        let result = self
+            .failover(&route, |deployment| {
+                let (route, local, upstream, call, owner) =
+                    (&route, &local, &upstream, &call, &owner);
+                async move {
+                    let up = match &deployment.target {
+                        Target::Local => {
+                            return match local(deployment.model.clone(), owner.clone()).await {
+                                Ok(answer) => Ok((answer, None)),
+                                Err(e)
+                                    if e.is_clients_fault()
+                                        || (route.implicit && unknown_model(&e)) =>
+                                {
+                                    Err(Attempt::Fatal(e))
+                                }
+                                Err(e) => Err(Attempt::Failed(e)),
+                            };
+                        }
+                        Target::Upstream(up) => up,
+                    };
+                    let mut body = call.body.clone();
+                    let mut redactor = Redactor::new(KnownPii::default());
+                    if let Some(fields) = body.as_object_mut() {
+                        fields.insert("model".into(), deployment.model.clone().into());
+                        if route.privacy == Privacy::Redact {
+                            for field in call.texts {
+                                if let Some(value) = fields.get_mut(*field) {
+                                    crate::privacy::redact_json(value, &mut redactor);
+                                }
+                            }
+                        }
+                    }
+                    let answer = up
+                        .post_json(call.path, &body)
+                        .await
+                        .map_err(|f| upstream_failure(deployment, f))?;
+                    let answer = upstream(answer, &redactor).map_err(|e| {
+                        Attempt::Failed(GatewayError::Upstream(format!("/{}: {e}", call.path)))
+                    })?;
+                    let audit = self.upstream_audit(route, deployment, &redactor, &body);
+                    Ok((answer, Some(audit)))
+                }
+            })
+            .await;
+        let served = match result {
+            Ok(served) => served,
+            Err(e) => {
+                if let Some(reservation) = reservation.take() {
+                    reservation.settle(0, 0.0);
+                }
+                if !e.is_clients_fault() && !unknown_model(&e) {
+                    self.record_failure(&route, caller, at, started);
+                }
+                return Err(e);
+            }
+        };
+        let (answer, audit) = served.answer;
+        let mut meter = self.meter(
+            &route,
+            &route.deployments[served.index],
+            caller,
+            (served.at, served.started, served.fallbacks),
+            (bound, 0),
+            reservation,
+            audit,
+        );
+        finish_json(&mut meter, prompt_tokens(&answer), served.started.elapsed());
+        Ok((answer, route))
     }
 
     /// Runs `work` on the local model serving `model` for `caller` (the key's permission,
@@ -879,24 +1046,7 @@ impl Gateway {
             None,
         );
         match &result {
-            Ok(answer) => {
-                let elapsed = started.elapsed();
-                let tokens = prompt_tokens(answer);
-                meter.observe(&crate::ChatEvent::Finished {
-                    finish_reason: "stop".into(),
-                    usage: hearth_types::Usage::new(tokens, 0),
-                    summary: hearth_infer::llm::GenerationSummary {
-                        finish_reason: hearth_infer::llm::FinishReason::Stop,
-                        prompt_tokens: tokens as usize,
-                        cached_prompt_tokens: 0,
-                        completion_tokens: 0,
-                        queued: Duration::ZERO,
-                        time_to_first_token: elapsed,
-                        total: elapsed,
-                        stop_sequence: None,
-                    },
-                });
-            }
+            Ok(answer) => finish_json(&mut meter, prompt_tokens(answer), started.elapsed()),
             Err(e) => meter.observe(&crate::ChatEvent::Failed(GatewayError::Upstream(
                 e.to_string(),
             ))),
@@ -904,4 +1054,48 @@ impl Gateway {
         let answer = result?;
         Ok((answer, route))
     }
+}
+
+/// Where a JSON endpoint's request goes upstream, and which of its fields are texts.
+pub(crate) struct JsonCall<'a> {
+    /// Below the provider's base URL: `embeddings`, `rerank`.
+    pub path: &'static str,
+    /// The client's request as it would be sent (its `model` is set per deployment).
+    pub body: serde_json::Value,
+    /// Top-level fields holding the texts: checked for refused personal data, redacted on
+    /// `redact` routes, counted for the budget's bound.
+    pub texts: &'a [&'a str],
+}
+
+/// An upstream failure as an attempt's: a refusal of the request itself (400, 413, 422) is
+/// the client's to see; anything else fails over.
+fn upstream_failure(deployment: &Deployment, failure: Failure) -> Attempt {
+    match failure {
+        Failure::Rejected { status, message } if matches!(status, 400 | 413 | 422) => {
+            Attempt::Fatal(GatewayError::UpstreamRejected {
+                deployment: deployment.label.clone(),
+                status,
+                message,
+            })
+        }
+        other => Attempt::Failed(GatewayError::Upstream(other.to_string())),
+    }
+}
+
+/// Meters a whole answer that read `tokens` prompt tokens and generated none.
+fn finish_json(meter: &mut Meter, tokens: u32, elapsed: Duration) {
+    meter.observe(&crate::ChatEvent::Finished {
+        finish_reason: "stop".into(),
+        usage: hearth_types::Usage::new(tokens, 0),
+        summary: hearth_infer::llm::GenerationSummary {
+            finish_reason: hearth_infer::llm::FinishReason::Stop,
+            prompt_tokens: tokens as usize,
+            cached_prompt_tokens: 0,
+            completion_tokens: 0,
+            queued: Duration::ZERO,
+            time_to_first_token: elapsed,
+            total: elapsed,
+            stop_sequence: None,
+        },
+    });
 }

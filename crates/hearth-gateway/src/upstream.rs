@@ -110,9 +110,52 @@ impl Upstream {
     /// Sends `body` (an OpenAI chat request) and waits for the answer to start: the whole
     /// answer when not streaming, the response head when streaming.
     pub async fn chat(&self, body: &serde_json::Value, stream: bool) -> Result<Answer, Failure> {
-        let mut request = self
-            .client
-            .post(format!("{}/chat/completions", self.base_url));
+        let response = self.send("chat/completions", body).await?;
+        // Some servers answer a streaming request with one JSON body: take it whole.
+        let json_body = response
+            .headers()
+            .get(reqwest::header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.starts_with("application/json"));
+        if stream && !json_body {
+            return Ok(Answer::Stream(response));
+        }
+        let bytes = self.read_body(response).await?;
+        let answer: ChatCompletionResponse = serde_json::from_slice(bytes.as_ref())
+            .map_err(|e| Failure::Retryable(format!("not an OpenAI chat completion: {e}")))?;
+        Ok(Answer::Whole(Box::new(answer)))
+    }
+
+    /// Posts `body` to `path` (`embeddings`, `rerank` …) and reads the whole JSON answer.
+    pub async fn post_json(
+        &self,
+        path: &str,
+        body: &serde_json::Value,
+    ) -> Result<serde_json::Value, Failure> {
+        let response = self.send(path, body).await?;
+        let bytes = self.read_body(response).await?;
+        serde_json::from_slice(bytes.as_ref())
+            .map_err(|e| Failure::Retryable(format!("not a JSON answer from /{path}: {e}")))
+    }
+
+    /// The whole body of an answer, within the provider's timeout.
+    async fn read_body(&self, response: reqwest::Response) -> Result<impl AsRef<[u8]>, Failure> {
+        tokio::time::timeout(self.timeout, response.bytes())
+            .await
+            .map_err(|_| {
+                Failure::Retryable(format!("answer not complete within {:?}", self.timeout))
+            })?
+            .map_err(|e| Failure::Retryable(format!("answer cut: {e}")))
+    }
+
+    /// Posts `body` (the extension fields left out where the provider refuses them) and
+    /// waits for the response head: a non-2xx answer is a [`Failure`].
+    async fn send(
+        &self,
+        path: &str,
+        body: &serde_json::Value,
+    ) -> Result<reqwest::Response, Failure> {
+        let mut request = self.client.post(format!("{}/{path}", self.base_url));
         request = match body.as_object() {
             Some(fields) if !self.extensions => {
                 let mut fields = fields.clone();
@@ -145,24 +188,7 @@ impl Upstream {
                 }
             });
         }
-        // Some servers answer a streaming request with one JSON body: take it whole.
-        let json_body = response
-            .headers()
-            .get(reqwest::header::CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .is_some_and(|v| v.starts_with("application/json"));
-        if stream && !json_body {
-            return Ok(Answer::Stream(response));
-        }
-        let bytes = tokio::time::timeout(self.timeout, response.bytes())
-            .await
-            .map_err(|_| {
-                Failure::Retryable(format!("answer not complete within {:?}", self.timeout))
-            })?
-            .map_err(|e| Failure::Retryable(format!("answer cut: {e}")))?;
-        let answer: ChatCompletionResponse = serde_json::from_slice(&bytes)
-            .map_err(|e| Failure::Retryable(format!("not an OpenAI chat completion: {e}")))?;
-        Ok(Answer::Whole(Box::new(answer)))
+        Ok(response)
     }
 }
 

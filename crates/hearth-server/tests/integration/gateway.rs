@@ -87,6 +87,8 @@ impl Fake {
         };
         let app = Router::new()
             .route("/v1/chat/completions", post(fake_chat))
+            .route("/v1/embeddings", post(fake_embeddings))
+            .route("/v1/rerank", post(fake_rerank))
             .with_state(fake.clone());
         tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
         fake
@@ -263,6 +265,94 @@ async fn fake_chat(State(fake): State<Fake>, headers: HeaderMap, body: Bytes) ->
         .header(header::CONTENT_TYPE, "text/event-stream")
         .body(Body::from_stream(stream))
         .unwrap()
+}
+
+/// Records a JSON endpoint's request; answers its failure modes. `None`: go on and answer.
+fn fake_json_call(fake: &Fake, body: &Bytes) -> (Value, Option<Response>) {
+    fake.hits.fetch_add(1, Ordering::SeqCst);
+    let body: Value = serde_json::from_slice(body).unwrap_or(Value::Null);
+    fake.bodies.lock().unwrap().push(body.clone());
+    let failure = match *fake.mode.lock().unwrap() {
+        Mode::Fail500 => Some(StatusCode::INTERNAL_SERVER_ERROR),
+        Mode::Reject400 => Some(StatusCode::BAD_REQUEST),
+        _ => None,
+    };
+    let failure = failure.map(|status| {
+        (
+            status,
+            axum::Json(
+                json!({"error": {"message": "the fake upstream fails this", "type": "error"}}),
+            ),
+        )
+            .into_response()
+    });
+    (body, failure)
+}
+
+/// OpenAI's embeddings answer: for each input text, [its length in characters, 1, 0].
+async fn fake_embeddings(State(fake): State<Fake>, body: Bytes) -> Response {
+    let (body, failure) = fake_json_call(&fake, &body);
+    if let Some(failure) = failure {
+        return failure;
+    }
+    let texts: Vec<String> = match &body["input"] {
+        Value::String(s) => vec![s.clone()],
+        Value::Array(items) => items
+            .iter()
+            .map(|t| t.as_str().unwrap_or("").to_owned())
+            .collect(),
+        _ => Vec::new(),
+    };
+    axum::Json(json!({
+        "object": "list",
+        "model": body["model"],
+        "data": texts.iter().enumerate().map(|(i, t)| json!({
+            "object": "embedding", "index": i, "embedding": [t.chars().count() as f64, 1.0, 0.0],
+        })).collect::<Vec<_>>(),
+        "usage": {"prompt_tokens": PROMPT_TOKENS, "total_tokens": PROMPT_TOKENS},
+    }))
+    .into_response()
+}
+
+/// Jina's rerank answer: a document's score is the share of the query's words it holds; the
+/// results best first, only `top_n` of them when asked.
+async fn fake_rerank(State(fake): State<Fake>, body: Bytes) -> Response {
+    let (body, failure) = fake_json_call(&fake, &body);
+    if let Some(failure) = failure {
+        return failure;
+    }
+    let query: Vec<String> = body["query"]
+        .as_str()
+        .unwrap_or("")
+        .split_whitespace()
+        .map(str::to_lowercase)
+        .collect();
+    let mut results: Vec<(usize, f64)> = body["documents"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+        .iter()
+        .enumerate()
+        .map(|(i, d)| {
+            let text = d
+                .as_str()
+                .or(d["text"].as_str())
+                .unwrap_or("")
+                .to_lowercase();
+            let shared = query.iter().filter(|w| text.contains(w.as_str())).count();
+            (i, shared as f64 / query.len().max(1) as f64)
+        })
+        .collect();
+    results.sort_by(|a, b| b.1.total_cmp(&a.1));
+    if let Some(n) = body["top_n"].as_u64() {
+        results.truncate(n as usize);
+    }
+    axum::Json(json!({
+        "model": body["model"],
+        "results": results.iter().map(|(i, s)| json!({"index": i, "relevance_score": s})).collect::<Vec<_>>(),
+        "usage": {"total_tokens": PROMPT_TOKENS},
+    }))
+    .into_response()
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -2393,4 +2483,151 @@ async fn an_upstream_that_never_streams_still_answers_a_streaming_client() {
     let (p, _dir) = open(&toml);
     assert_eq!(streamed(&p, &chat_body("r", "hi", true)).await, OK_TEXT);
     assert_eq!(fake.hits(), 1);
+}
+
+/// POSTs `body` to `path` without a key: the status and the body.
+async fn post_anon(platform: &Platform, path: &str, body: &Value) -> (StatusCode, Vec<u8>) {
+    let (status, _, bytes) = common::call(platform, post_json(path, body, None)).await;
+    (status, bytes)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn embeddings_and_rerank_go_upstream_with_failover_privacy_and_the_ledger() {
+    let bad = Fake::start(Mode::Fail500).await;
+    let ok = Fake::start(Mode::Ok).await;
+    let toml = format!(
+        "[gateway]\nattempts = 1\nfailures_before_cooldown = 100\n{}{}{}{}{}",
+        provider("bad", &bad.url, 10.0),
+        provider("ok", &ok.url, 10.0),
+        route(
+            "emb",
+            "redact",
+            &[
+                r#"{ provider = "bad", model = "e" }"#,
+                r#"{ provider = "ok", model = "e-remote" }"#
+            ]
+        ),
+        route("rank", "redact", &[r#"{ provider = "ok", model = "r-remote" }"#]),
+        "[[gateway.routes]]\nalias = \"strict\"\nprivacy = \"allow\"\nrefuse = [\"card\"]\ndeployments = [{ provider = \"ok\", model = \"e\" }]\n",
+    );
+    let (p, _dir) = open(&toml);
+    let secret = EMAILS[0];
+    let texts = [format!("write to {secret} today"), "hello".to_owned()];
+    let (status, bytes) = post_anon(
+        &p,
+        "/v1/embeddings",
+        &json!({"model": "emb", "input": texts}),
+    )
+    .await;
+    assert_eq!(
+        status,
+        StatusCode::OK,
+        "{}",
+        String::from_utf8_lossy(&bytes)
+    );
+    let answer = json_of(&bytes);
+    assert_eq!(answer["model"], "emb", "answered under the route's name");
+    assert_eq!(answer["data"].as_array().unwrap().len(), 2);
+    assert_eq!(
+        answer["data"][1]["embedding"][0], 5.0,
+        "the upstream's vectors"
+    );
+    assert_eq!((bad.hits(), ok.hits()), (1, 1), "failed over");
+    // What left the machine: the deployment's model name, the personal data redacted.
+    let sent = ok.bodies().pop().unwrap();
+    assert_eq!(sent["model"], "e-remote");
+    assert!(!sent.to_string().contains(secret), "{sent}");
+    assert_nothing_left(&ok.bodies(), &[secret.to_string()]);
+
+    let documents = [
+        "Refunds take five days.".to_owned(),
+        format!("Mail {secret} for refunds of damaged parcels."),
+        "Parcels ship on Monday.".to_owned(),
+    ];
+    let (status, bytes) = post_anon(&p, "/v1/rerank", &json!({"model": "rank", "query": "refunds damaged parcels", "documents": documents, "top_n": 2})).await;
+    assert_eq!(
+        status,
+        StatusCode::OK,
+        "{}",
+        String::from_utf8_lossy(&bytes)
+    );
+    let ranked = json_of(&bytes);
+    assert_eq!(ranked["model"], "rank");
+    let results = ranked["results"].as_array().unwrap();
+    assert_eq!(results.len(), 2, "top_n applied");
+    assert_eq!(results[0]["index"], 1);
+    assert_eq!(results[0]["relevance_score"], 1.0);
+    // The document comes back as the client wrote it, personal data included.
+    assert_eq!(results[0]["document"]["text"], documents[1].as_str());
+    assert_eq!(
+        ranked["usage"]["prompt_tokens"], PROMPT_TOKENS,
+        "as the upstream said"
+    );
+    assert_nothing_left(&ok.bodies(), &[secret.to_string()]);
+    let sent = ok.bodies().pop().unwrap();
+    assert_eq!(sent["model"], "r-remote");
+    assert!(
+        sent.get("top_n").is_none(),
+        "every document is scored upstream: {sent}"
+    );
+
+    // A refused kind never leaves, and nothing is charged for it.
+    let before = ok.hits();
+    let (status, bytes) = post_anon(
+        &p,
+        "/v1/embeddings",
+        &json!({"model": "strict", "input": format!("card {}", CARDS[0])}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(json_of(&bytes)["error"]["code"], "pii_refused");
+    assert_eq!(ok.hits(), before);
+
+    // The ledger and the audit log have both, under their routes and deployments.
+    let report = usage(&p, "by=deployment").await;
+    assert_eq!(row(&report, "ok/e-remote")["requests"], 1);
+    assert_eq!(row(&report, "ok/r-remote")["requests"], 1);
+    // Each call is billed what the upstream reports, at most one token per byte of the
+    // texts sent (these texts are shorter than the 100 tokens the fake claims).
+    for (route, texts) in [
+        ("emb", json!({"input": texts}).to_string()),
+        (
+            "rank",
+            json!({"query": "refunds damaged parcels", "documents": documents}).to_string(),
+        ),
+    ] {
+        let billed = ledger_sum(
+            &p,
+            &format!("SELECT SUM(prompt_tokens) FROM gateway_usage WHERE route = '{route}'"),
+        );
+        assert!(
+            billed > 0 && billed <= texts.len() as i64,
+            "{route}: {billed}"
+        );
+    }
+    let records = audit(&p);
+    let emb = records
+        .iter()
+        .find(|r| r.deployment == "ok/e-remote")
+        .expect("an audit record of the embeddings call");
+    assert_eq!(emb.redactions.get("email"), Some(&1));
+    assert!(records
+        .iter()
+        .any(|r| r.deployment == "bad/e" && r.outcome.contains("500")));
+
+    // An upstream refusing the request is answered as such, not failed over.
+    ok.set_mode(Mode::Reject400);
+    let (status, bytes) = post_anon(
+        &p,
+        "/v1/rerank",
+        &json!({"model": "rank", "query": "q", "documents": ["d"]}),
+    )
+    .await;
+    assert_eq!(
+        status,
+        StatusCode::BAD_REQUEST,
+        "{}",
+        String::from_utf8_lossy(&bytes)
+    );
+    assert_eq!(json_of(&bytes)["error"]["code"], "upstream_rejected");
 }
