@@ -870,6 +870,11 @@ impl Gateway {
         caller: &Caller,
     ) -> Result<hearth_types::EmbeddingResponse, GatewayError> {
         let body = serde_json::to_value(request).expect("requests serialize");
+        let inputs = match &request.input {
+            hearth_types::EmbeddingInput::Text(_) | hearth_types::EmbeddingInput::Tokens(_) => 1,
+            hearth_types::EmbeddingInput::Texts(texts) => texts.len(),
+            hearth_types::EmbeddingInput::TokenLists(lists) => lists.len(),
+        };
         let (mut response, route) = self
             .routed_json(
                 &request.model,
@@ -885,8 +890,12 @@ impl Gateway {
                     self.embed_for(&local, &owner).await
                 },
                 |answer, _| {
-                    serde_json::from_value::<hearth_types::EmbeddingResponse>(answer)
-                        .map_err(|e| format!("not an OpenAI embeddings answer: {e}"))
+                    let answer = serde_json::from_value::<hearth_types::EmbeddingResponse>(answer)
+                        .map_err(|e| format!("not an OpenAI embeddings answer: {e}"))?;
+                    if answer.data.len() != inputs {
+                        return Err(format!("{} vectors for {inputs} inputs", answer.data.len()));
+                    }
+                    Ok(answer)
                 },
                 |response| response.usage.prompt_tokens,
             )

@@ -54,6 +54,8 @@ enum Mode {
     NeverStreams,
     /// Answers [`OK_TEXT`], reporting [`OVERREPORTED_TOKENS`] prompt and completion tokens.
     Overreport,
+    /// Embeddings: one vector fewer than the inputs.
+    ShortAnswer,
 }
 
 const OK_TEXT: &str = "The fake upstream says hello.";
@@ -302,6 +304,11 @@ async fn fake_embeddings(State(fake): State<Fake>, body: Bytes) -> Response {
             .map(|t| t.as_str().unwrap_or("").to_owned())
             .collect(),
         _ => Vec::new(),
+    };
+    let texts = if *fake.mode.lock().unwrap() == Mode::ShortAnswer {
+        texts[1..].to_vec()
+    } else {
+        texts
     };
     axum::Json(json!({
         "object": "list",
@@ -2614,6 +2621,22 @@ async fn embeddings_and_rerank_go_upstream_with_failover_privacy_and_the_ledger(
     assert!(records
         .iter()
         .any(|r| r.deployment == "bad/e" && r.outcome.contains("500")));
+
+    // An answer with a vector missing is the upstream's failure, not an answer.
+    ok.set_mode(Mode::ShortAnswer);
+    let (status, bytes) = post_anon(
+        &p,
+        "/v1/embeddings",
+        &json!({"model": "emb", "input": ["a", "b"]}),
+    )
+    .await;
+    assert_eq!(
+        status,
+        StatusCode::SERVICE_UNAVAILABLE,
+        "{}",
+        String::from_utf8_lossy(&bytes)
+    );
+    assert!(String::from_utf8_lossy(&bytes).contains("1 vectors for 2 inputs"));
 
     // An upstream refusing the request is answered as such, not failed over.
     ok.set_mode(Mode::Reject400);
