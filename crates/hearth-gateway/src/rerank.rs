@@ -122,7 +122,7 @@ impl Gateway {
                         Ok((scored, local))
                     }
                 },
-                |answer, _| Ok((upstream_scores(&answer, documents)?, String::new())),
+                |answer| Ok((upstream_scores(&answer, documents)?, String::new())),
                 |(scored, _)| scored.prompt_tokens as u32,
             )
             .await?;

@@ -889,7 +889,7 @@ impl Gateway {
                     local.model = model;
                     self.embed_for(&local, &owner).await
                 },
-                |answer, _| {
+                |answer| {
                     let answer = serde_json::from_value::<hearth_types::EmbeddingResponse>(answer)
                         .map_err(|e| format!("not an OpenAI embeddings answer: {e}"))?;
                     if answer.data.len() != inputs {
@@ -924,7 +924,7 @@ impl Gateway {
     where
         L: Fn(String, String) -> LFut,
         LFut: std::future::Future<Output = Result<T, GatewayError>>,
-        U: Fn(serde_json::Value, &Redactor) -> Result<T, String>,
+        U: Fn(serde_json::Value) -> Result<T, String>,
     {
         let route = self.routing.route(model);
         let mut texts = serde_json::Map::new();
@@ -990,7 +990,7 @@ impl Gateway {
                         .post_json(call.path, &body)
                         .await
                         .map_err(|f| upstream_failure(deployment, f))?;
-                    let answer = upstream(answer, &redactor).map_err(|e| {
+                    let answer = upstream(answer).map_err(|e| {
                         Attempt::Failed(GatewayError::Upstream(format!("/{}: {e}", call.path)))
                     })?;
                     let audit = self.upstream_audit(route, deployment, &redactor, &body);

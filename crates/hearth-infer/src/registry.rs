@@ -162,12 +162,12 @@ impl ModelRegistry {
     /// must be a model of this registry) as `hearth models import --base` checks one. An
     /// error names the adapter.
     pub fn with_adapters(mut self, adapters: &[DeclaredAdapter]) -> Result<Self, InferError> {
+        let models = self.models()?;
         for declared in adapters {
             let mut info = self.adapter_info(&declared.path, &declared.base)?;
             info.name = declared.name.trim().to_owned();
             info.source = ModelSource::Config;
             validate_name(&info.name)?;
-            let models = self.models()?;
             if let Some(existing) = models
                 .iter()
                 .chain(self.declared.iter())
