@@ -35,7 +35,7 @@ PERSONA = [
 FIRST_PERSON = [
     (r"\bYour\b", "My"), (r"\byour\b", "my"), (r"\bYou are\b", "I am"), (r"\byou are\b", "I am"),
     (r"\bYou've\b", "I've"), (r"\byou've\b", "I've"), (r"\byou'd\b", "I'd"), (r"\bYou'd\b", "I'd"),
-    (r"\byou'll\b", "I'll"), (r"\bYou'll\b", "I'll"), (r"\bYou do't\b", "I don't"),
+    (r"\byou'll\b", "I'll"), (r"\byou're\b", "I'm"), (r"\bYou're\b", "I'm"), (r"\bYou'll\b", "I'll"), (r"\bYou do't\b", "I don't"),
     (r"\byou (?=(won't|will|want|would|wo|can|cannot|don't|do|did|realize|realized|have|are|were"
      r"|need|simply|also|just|prefer|think|know|like|wish|only|received|ordered|bought|placed"
      r"|decided|return|get|see|feel|remember|forgot|changed|moved|live|had|may|might|must"

@@ -115,6 +115,20 @@ pub struct RecsConfig {
     /// rating 1; save 2; cart 3; purchase 4; any other type 1), e.g. `purchase = 8.0`.
     #[serde(skip_serializing_if = "std::collections::BTreeMap::is_empty")]
     pub event_weights: std::collections::BTreeMap<String, f32>,
+    /// A second stage for catalogue search (`/v1/search`, the shopping assistant): the
+    /// hybrid ranking's best `rerank_depth` items scored again with the shopper's words by
+    /// this model (a cross-encoder, a chat model judging yes/no, or an embedding model).
+    /// Default: none; measure one first with `hearth recs search-eval`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rerank_model: Option<String>,
+    /// Items the reranker reads per search.
+    pub rerank_depth: usize,
+    /// What relevance means, for a chat model reranker.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rerank_instruction: Option<String>,
+    /// Fuse the reranker's order with the hybrid ranking's (reciprocal rank) instead of
+    /// replacing it.
+    pub rerank_fuse: bool,
 }
 
 impl RecsConfig {
@@ -165,6 +179,9 @@ pub struct SupportConfig {
     /// What relevance means, for a chat model reranker.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub rerank_instruction: Option<String>,
+    /// Fuse the reranker's order with the hybrid ranking's (reciprocal rank) instead of
+    /// replacing it.
+    pub rerank_fuse: bool,
 }
 
 impl Default for SupportConfig {
@@ -180,6 +197,7 @@ impl Default for SupportConfig {
             rerank_model: None,
             rerank_depth: 20,
             rerank_instruction: None,
+            rerank_fuse: false,
         }
     }
 }
@@ -278,6 +296,10 @@ impl Default for RecsConfig {
             assistant_model: None,
             train_interval_seconds: 3600,
             event_weights: std::collections::BTreeMap::new(),
+            rerank_model: None,
+            rerank_depth: 20,
+            rerank_instruction: None,
+            rerank_fuse: false,
         }
     }
 }

@@ -8,6 +8,7 @@
 
 use std::sync::Arc;
 
+use hearth_gateway::rerank::RerankStage;
 use hearth_infer::registry::ModelKind;
 use hearth_recs::assistant::{AssistRequest, AssistantEvent, Suggestion, Wish};
 use hearth_recs::serve::{ItemFilter, Recommendation, Recommender};
@@ -85,6 +86,71 @@ pub struct SearchQuery {
     /// Personalise: this user's history reorders the matches.
     pub user: Option<String>,
     pub filter: ItemFilter,
+}
+
+/// A query whose right answers are known, for [`Platform::search_eval`].
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SearchLabel {
+    pub query: String,
+    /// The items that answer it (any one of them counts).
+    pub items: Vec<String>,
+    /// Search as this user (their history reorders the matches).
+    #[serde(default)]
+    pub user: Option<String>,
+}
+
+/// Reads labelled search queries: JSONL, one `{"query", "items": [...]}` per line (blank
+/// lines skipped); a bad line is an error naming the file and line.
+pub fn read_search_labels(path: &std::path::Path) -> Result<Vec<SearchLabel>, RecsError> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| invalid("labels", format!("cannot read {}: {e}", path.display())))?;
+    let mut labels = Vec::new();
+    for (line, row) in text.lines().enumerate() {
+        if row.trim().is_empty() {
+            continue;
+        }
+        let at = |message: String| {
+            invalid(
+                "labels",
+                format!("{}, line {}: {message}", path.display(), line + 1),
+            )
+        };
+        let label: SearchLabel = serde_json::from_str(row).map_err(|e| at(e.to_string()))?;
+        if label.query.trim().is_empty() {
+            return Err(at("'query' must not be empty".into()));
+        }
+        if label.items.is_empty() {
+            return Err(at("'items' must name at least one item".into()));
+        }
+        labels.push(label);
+    }
+    if labels.is_empty() {
+        return Err(invalid(
+            "labels",
+            format!("{} holds no labelled queries", path.display()),
+        ));
+    }
+    Ok(labels)
+}
+
+/// How well catalogue search finds the items labelled for each query.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct SearchReport {
+    pub queries: usize,
+    pub k: usize,
+    /// The reranker, if a second stage ran.
+    pub rerank: Option<String>,
+    /// Whether its order was fused with the hybrid ranking's.
+    pub fused: bool,
+    /// Share of queries whose first item is a labelled one.
+    pub hit_at_1: f64,
+    /// Share of queries with a labelled item among the first `k`.
+    pub recall_at_k: f64,
+    /// Mean of 1 / rank of the first labelled item (0 beyond `k`).
+    pub mrr_at_k: f64,
+    /// Mean seconds per search.
+    pub seconds_per_query: f64,
 }
 
 /// A shopper's wish for [`Platform::assist`].
@@ -363,6 +429,34 @@ impl Platform {
     /// Catalogue items for a text query: BM25 and, when the trained bundle has item vectors,
     /// embedding similarity, fused; a user's history reorders the matches.
     pub async fn search(&self, query: SearchQuery) -> Result<RecommendationList, RecsError> {
+        let stage = self.recs_rerank(None);
+        self.search_with(query, stage.as_ref()).await
+    }
+
+    /// The catalogue's rerank stage as `[recs]` configures it, with `model` in place of
+    /// `rerank_model` when given (none: no stage unless the config names a model).
+    pub fn recs_rerank(&self, model: Option<&str>) -> Option<RerankStage> {
+        let recs = &self.config().recs;
+        model
+            .or(recs.rerank_model.as_deref())
+            .map(|model| RerankStage {
+                model: model.to_owned(),
+                depth: recs.rerank_depth.max(1),
+                instruction: recs
+                    .rerank_instruction
+                    .clone()
+                    .unwrap_or_else(|| hearth_recs::rerank::RERANK_INSTRUCTION.to_owned()),
+                fuse: recs.rerank_fuse,
+            })
+    }
+
+    /// [`Platform::search`] with `rerank` as its second stage (none: the hybrid ranking
+    /// alone), whatever the config says.
+    pub async fn search_with(
+        &self,
+        query: SearchQuery,
+        rerank: Option<&RerankStage>,
+    ) -> Result<RecommendationList, RecsError> {
         if query.query.trim().is_empty() {
             return Err(invalid("query", "'query' must not be empty"));
         }
@@ -376,19 +470,83 @@ impl Platform {
                 .pop(),
             None => None,
         };
+        let hybrid = vector.is_some();
         let store = self.recs_store()?;
-        blocking(move || {
+        let pool = rerank.map_or(n, |stage| n.max(stage.depth.min(MAX_N)));
+        let text = query.query.clone();
+        let searcher = recommender.clone();
+        let data = blocking(move || {
             let history = match &query.user {
                 Some(user) => store.user_events(&UserId(user.clone()), HISTORY)?,
                 None => Vec::new(),
             };
-            let data =
-                recommender.search(&query.query, vector.as_deref(), &history, n, &query.filter)?;
-            let mut list = RecommendationList::new(&recommender, data);
-            list.hybrid = Some(vector.is_some());
-            Ok(list)
+            searcher.search(
+                &query.query,
+                vector.as_deref(),
+                &history,
+                pool,
+                &query.filter,
+            )
         })
-        .await
+        .await?;
+        let mut data = match rerank {
+            Some(stage) if data.len() > 1 => {
+                hearth_recs::rerank::rerank(self.gateway(), &recommender, stage, &text, data)
+                    .await?
+            }
+            _ => data,
+        };
+        data.truncate(n);
+        let mut list = RecommendationList::new(&recommender, data);
+        list.hybrid = Some(hybrid);
+        Ok(list)
+    }
+
+    /// Runs every labelled query through catalogue search (with `rerank` as its second
+    /// stage, or none) and measures the ranking; `on_done` is called after each query.
+    pub async fn search_eval(
+        &self,
+        labels: &[SearchLabel],
+        k: usize,
+        rerank: Option<&RerankStage>,
+        on_done: &(dyn Fn() + Sync),
+    ) -> Result<SearchReport, RecsError> {
+        let k =
+            check_n(k).map_err(|_| invalid("k", format!("'k' must be between 1 and {MAX_N}")))?;
+        let started = std::time::Instant::now();
+        let (mut hits, mut found, mut reciprocal) = (0usize, 0usize, 0f64);
+        for label in labels {
+            let query = SearchQuery {
+                query: label.query.clone(),
+                n: k,
+                user: label.user.clone(),
+                filter: ItemFilter::default(),
+            };
+            let list = self.search_with(query, rerank).await?;
+            let first = list
+                .data
+                .iter()
+                .position(|r| label.items.contains(&r.item.0));
+            if first == Some(0) {
+                hits += 1;
+            }
+            if let Some(rank) = first {
+                found += 1;
+                reciprocal += 1.0 / (rank + 1) as f64;
+            }
+            on_done();
+        }
+        let n = labels.len().max(1) as f64;
+        Ok(SearchReport {
+            queries: labels.len(),
+            k,
+            rerank: rerank.map(|r| r.model.clone()),
+            fused: rerank.is_some_and(|r| r.fuse),
+            hit_at_1: hits as f64 / n,
+            recall_at_k: found as f64 / n,
+            mrr_at_k: reciprocal / n,
+            seconds_per_query: started.elapsed().as_secs_f64() / n,
+        })
     }
 
     /// The shopping assistant's chat model: `asked`, else `[recs] assistant_model`, else the
@@ -448,6 +606,7 @@ impl Platform {
             history,
             filter: ask.filter,
             candidates: ask.candidates,
+            rerank: self.recs_rerank(None),
         };
         let (tx, events) = mpsc::channel::<AssistantEvent>(64);
         let platform = self.clone();

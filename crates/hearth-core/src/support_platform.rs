@@ -454,6 +454,7 @@ impl Platform {
                     .rerank_instruction
                     .clone()
                     .unwrap_or_else(|| hearth_support::kb::RERANK_INSTRUCTION.to_owned()),
+                fuse: support.rerank_fuse,
             })
     }
 

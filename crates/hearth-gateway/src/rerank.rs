@@ -44,6 +44,39 @@ pub struct PairScores {
     pub prompt_tokens: usize,
 }
 
+/// A second stage for an app's search: the first stage's best `depth` candidates scored
+/// again by `model` (any model `/v1/rerank` takes), then ordered by that score alone, or, with
+/// `fuse`, by reciprocal-rank fusion of the reranker's order with the first stage's (so a weak
+/// judge cannot bury a candidate the first stage put on top).
+#[derive(Debug, Clone, PartialEq)]
+pub struct RerankStage {
+    pub model: String,
+    pub depth: usize,
+    /// What relevance means, for a chat model judging yes/no.
+    pub instruction: String,
+    pub fuse: bool,
+}
+
+/// The constant of reciprocal-rank fusion (as the apps' first stages use).
+const FUSION_K: f64 = 60.0;
+
+/// The new order of candidates (indices into the first stage's order) from their `scores`:
+/// by score, ties in the first stage's order; with `fuse`, by `1/(K + first rank) + 1/(K +
+/// reranker rank)`, ties again in the first stage's order.
+pub fn stage_order(scores: &[f64], fuse: bool) -> Vec<usize> {
+    let by_score = ranked(scores, None);
+    if !fuse {
+        return by_score;
+    }
+    let mut fused = vec![0f64; scores.len()];
+    for (rank, &i) in by_score.iter().enumerate() {
+        fused[i] = 1.0 / (FUSION_K + (i + 1) as f64) + 1.0 / (FUSION_K + (rank + 1) as f64);
+    }
+    let mut order: Vec<usize> = (0..scores.len()).collect();
+    order.sort_by(|&a, &b| fused[b].total_cmp(&fused[a]));
+    order
+}
+
 impl Gateway {
     /// Scores `(query, document)` pairs on local model `model` (a cross-encoder, a chat model
     /// or an embedding model) for the apps' own calls.
@@ -54,6 +87,32 @@ impl Gateway {
         instruction: Option<&str>,
     ) -> Result<PairScores, GatewayError> {
         self.score_pairs_for(model, pairs, instruction, "").await
+    }
+
+    /// Reorders an app's first-stage candidates (`documents`, best first) for `query` with
+    /// `stage`: the new order as indices into `documents`, and the reranker's score of each
+    /// candidate it read. Only the first `stage.depth` are read; the rest keep their places
+    /// after them.
+    pub async fn rerank_stage(
+        &self,
+        stage: &RerankStage,
+        query: &str,
+        documents: &[String],
+    ) -> Result<(Vec<usize>, Vec<f64>), GatewayError> {
+        let depth = stage.depth.max(1).min(documents.len());
+        if depth < 2 {
+            return Ok(((0..documents.len()).collect(), Vec::new()));
+        }
+        let pairs = documents[..depth]
+            .iter()
+            .map(|d| (query.to_owned(), d.clone()))
+            .collect();
+        let scored = self
+            .score_pairs(&stage.model, pairs, Some(&stage.instruction))
+            .await?;
+        let mut order = stage_order(&scored.scores, stage.fuse);
+        order.extend(depth..documents.len());
+        Ok((order, scored.scores))
     }
 
     /// [`Gateway::score_pairs`] on behalf of `owner` (key or tenant), for the engines' turns.
@@ -270,8 +329,8 @@ impl Gateway {
         instruction: Option<&str>,
         caller: &Caller,
     ) -> Result<(PairScores, String), GatewayError> {
-        let (scored, route) = self
-            .metered_local(
+        let (scored, route) = if self.only_local(model) {
+            self.metered_local(
                 model,
                 caller,
                 |local, owner| async move {
@@ -282,7 +341,53 @@ impl Gateway {
                 },
                 |(scored, _)| scored.prompt_tokens as u32,
             )
-            .await?;
+            .await?
+        } else {
+            // Upstream: one query against every text is a rerank (Jina, Cohere, vLLM, TEI
+            // behind a router); pairs with their own queries are vLLM's `/score`.
+            let count = pairs.len();
+            let one_query = pairs.iter().all(|(q, _)| *q == pairs[0].0);
+            let documents: Vec<&str> = pairs.iter().map(|(_, d)| d.as_str()).collect();
+            let (path, mut body, texts): (&'static str, serde_json::Value, &[&str]) = if one_query {
+                (
+                    "rerank",
+                    serde_json::json!({"query": pairs[0].0, "documents": documents, "return_documents": false}),
+                    &["query", "documents"],
+                )
+            } else {
+                let queries: Vec<&str> = pairs.iter().map(|(q, _)| q.as_str()).collect();
+                (
+                    "score",
+                    serde_json::json!({"text_1": queries, "text_2": documents}),
+                    &["text_1", "text_2"],
+                )
+            };
+            if let Some(instruction) = instruction {
+                body["instruction"] = instruction.into();
+            }
+            let pairs = &pairs;
+            self.routed_json(
+                model,
+                caller,
+                crate::routing::JsonCall { path, body, texts },
+                |local, owner| async move {
+                    let scored = self
+                        .score_pairs_for(&local, pairs.clone(), instruction, &owner)
+                        .await?;
+                    Ok((scored, local))
+                },
+                |answer| {
+                    let scored = if one_query {
+                        upstream_scores(&answer, count)?
+                    } else {
+                        upstream_score_data(&answer, count)?
+                    };
+                    Ok((scored, String::new()))
+                },
+                |(scored, _)| scored.prompt_tokens as u32,
+            )
+            .await?
+        };
         let (scored, local) = scored;
         let name = if route.implicit {
             local
@@ -588,9 +693,36 @@ fn upstream_scores(answer: &serde_json::Value, documents: usize) -> Result<PairS
     })
 }
 
+/// vLLM's `/score` answer (`data[].index`, `data[].score`) as the scores of `count` pairs.
+fn upstream_score_data(answer: &serde_json::Value, count: usize) -> Result<PairScores, String> {
+    let data = answer["data"]
+        .as_array()
+        .ok_or("no `data` array in the answer")?;
+    let mut scores = vec![f64::NAN; count];
+    for item in data {
+        let index = item["index"].as_u64().ok_or("a score without an `index`")? as usize;
+        let score = item["score"].as_f64().ok_or("an item without a `score`")?;
+        *scores
+            .get_mut(index)
+            .ok_or_else(|| format!("a score for pair {index} of {count}"))? = score;
+    }
+    if let Some(missing) = scores.iter().position(|s| s.is_nan()) {
+        return Err(format!("no score for pair {missing}"));
+    }
+    let tokens = answer["usage"]["prompt_tokens"]
+        .as_u64()
+        .or_else(|| answer["usage"]["total_tokens"].as_u64())
+        .unwrap_or(0);
+    Ok(PairScores {
+        raw: scores.clone(),
+        scores,
+        prompt_tokens: tokens as usize,
+    })
+}
+
 #[cfg(test)]
 mod tests {
-    use super::ranked;
+    use super::{ranked, stage_order};
 
     #[test]
     fn ranking_is_best_first_with_ties_in_input_order() {
@@ -598,5 +730,16 @@ mod tests {
         assert_eq!(ranked(&[0.1, 0.9, 0.5, 0.9], Some(2)), [1, 3]);
         assert_eq!(ranked(&[0.1], Some(5)), [0]);
         assert!(ranked(&[], None).is_empty());
+    }
+
+    #[test]
+    fn a_fused_stage_keeps_what_both_orders_agree_on() {
+        // The reranker alone would put the first stage's last candidate first.
+        let scores = [0.2, 0.1, 0.3, 0.9];
+        assert_eq!(stage_order(&scores, false), [3, 2, 0, 1]);
+        // Fused, 1/(K + first rank) + 1/(K + reranker rank): 0 = 1/61 + 1/63 first, then
+        // 3 = 1/64 + 1/61, 2 = 1/63 + 1/62, 1 = 1/62 + 1/64.
+        assert_eq!(stage_order(&scores, true), [0, 3, 2, 1]);
+        assert!(stage_order(&[], true).is_empty());
     }
 }

@@ -19,7 +19,9 @@ use crate::ledger::{AuditRecord, UsageRecord};
 use crate::meter::Meter;
 use crate::prices::{Price, PriceTable};
 use crate::privacy::{KnownPii, Redactor};
-use crate::upstream::{relay_stream, relay_whole, Answer, Failure, Restoring, Upstream};
+use crate::upstream::{
+    relay_stream, relay_whole, Answer, CompletionAnswer, Failure, Restoring, Upstream,
+};
 use crate::{unix_now, ChatStream, Gateway, GatewayError};
 
 /// Who is asking: the API key of an HTTP request; none for the apps' own calls.
@@ -768,6 +770,7 @@ impl Gateway {
                     upstream.timeout(),
                     started,
                     tx,
+                    false,
                 ));
             }
         }
@@ -784,6 +787,15 @@ impl Gateway {
 }
 
 impl Gateway {
+    /// Whether every deployment of the route `model` names runs on this machine.
+    pub(crate) fn only_local(&self, model: &str) -> bool {
+        self.routing
+            .route(model)
+            .deployments
+            .iter()
+            .all(Deployment::is_local)
+    }
+
     /// The local model serving `model` for requests that only local engines serve (text
     /// completions, embeddings): the route's first local deployment, or `model` itself.
     fn local_for(&self, model: &str, caller: &Caller) -> Result<(Arc<Route>, usize), GatewayError> {
@@ -804,7 +816,7 @@ impl Gateway {
                 GatewayError::invalid(
                     "model",
                     format!(
-                        "route '{}' has no local deployment; this endpoint is served on this machine only (chat, responses, messages, embeddings and /v1/rerank go upstream)",
+                        "route '{}' has no local deployment; this endpoint is served on this machine only (chat, completions, responses, messages, embeddings, rerank and score go upstream)",
                         route.alias
                     ),
                 )
@@ -823,12 +835,17 @@ impl Gateway {
         }
     }
 
-    /// Text completions for `caller`, metered.
+    /// Text completions for `caller` by the route `request.model` names (local engines, or
+    /// an upstream's `/completions`), metered: one stream per prompt.
     pub async fn completion_as(
         &self,
         request: &hearth_types::CompletionRequest,
         caller: &Caller,
     ) -> Result<Vec<ChatStream>, GatewayError> {
+        let route = self.routing.route(&request.model);
+        if !route.deployments.iter().all(Deployment::is_local) {
+            return self.routed_completion(route, request, caller).await;
+        }
         let (route, index) = self.local_for(&request.model, caller)?;
         let params = crate::chat::sampling_params(&request.sampling)?;
         let deployment = &route.deployments[index];
@@ -862,6 +879,203 @@ impl Gateway {
         Ok(streams)
     }
 
+    /// Text completions on a route with an upstream: its deployments in failover order, as
+    /// chat is routed (refused kinds of personal data, redaction, keys, budget, ledger).
+    async fn routed_completion(
+        &self,
+        route: Arc<Route>,
+        request: &hearth_types::CompletionRequest,
+        caller: &Caller,
+    ) -> Result<Vec<ChatStream>, GatewayError> {
+        use hearth_types::CompletionPrompt;
+        let params = crate::chat::sampling_params(&request.sampling)?;
+        let (prompts, tokens) = match &request.prompt {
+            CompletionPrompt::Text(_) => (1, false),
+            CompletionPrompt::Texts(texts) => (texts.len(), false),
+            CompletionPrompt::Tokens(_) => (1, true),
+            CompletionPrompt::TokenLists(lists) => (lists.len(), true),
+        };
+        if prompts == 0 {
+            return Err(GatewayError::invalid("prompt", "must not be empty"));
+        }
+        if request.stream && prompts > 1 {
+            return Err(GatewayError::invalid(
+                "prompt",
+                "streaming takes a single prompt",
+            ));
+        }
+        let prompt = serde_json::to_value(&request.prompt).expect("prompts serialize");
+        // Token ids cannot be read for personal data: a route that checks or redacts what it
+        // sends takes text only.
+        if tokens && (!route.refuse.is_empty() || route.privacy == Privacy::Redact) {
+            return Err(GatewayError::invalid(
+                "prompt",
+                format!(
+                    "route '{}' checks what it sends for personal data, which token ids hide: send the prompt as text",
+                    route.alias
+                ),
+            ));
+        }
+        if !route.refuse.is_empty() {
+            let found = crate::privacy::find_kinds(
+                serde_json::json!({ "prompt": prompt }),
+                &KnownPii::default(),
+                &route.refuse,
+            );
+            if let Some((param, kind)) = found {
+                return Err(GatewayError::PiiRefused {
+                    route: route.alias.clone(),
+                    kind: kind.as_str(),
+                    param,
+                });
+            }
+        }
+        let max = request
+            .sampling
+            .max_tokens
+            .unwrap_or(self.settings.max_tokens_estimate) as u64;
+        // Every tokenizer spends at most one token per byte (a token id: one token).
+        let prompt_bound = match &request.prompt {
+            CompletionPrompt::Tokens(t) => t.len() as u64,
+            CompletionPrompt::TokenLists(l) => l.iter().map(|t| t.len() as u64).sum(),
+            _ => serde_json::to_vec(&prompt).map_or(0, |b| b.len() as u64),
+        };
+        let bounds = (prompt_bound, max * prompts as u64);
+        let mut reservation = self.admit(caller, &route, bounds)?;
+        let (at, started) = (crate::unix_now_f64(), Instant::now());
+        let owner = caller.owner().unwrap_or_default();
+        let result = self
+            .failover(&route, |deployment| {
+                let (route, params, owner) = (&route, &params, &owner);
+                async move {
+                    let up = match &deployment.target {
+                        Target::Local => {
+                            let mut local = request.clone();
+                            local.model = deployment.model.clone();
+                            return match self.completion(&local, params.clone(), owner).await {
+                                Ok(streams) => Ok((streams, None)),
+                                Err(e) if e.is_clients_fault() => Err(Attempt::Fatal(e)),
+                                Err(e) => Err(Attempt::Failed(e)),
+                            };
+                        }
+                        Target::Upstream(up) => up,
+                    };
+                    self.upstream_completion(route, deployment, up, request, prompts)
+                        .await
+                        .map(|(streams, audit)| (streams, Some(audit)))
+                }
+            })
+            .await;
+        let served = match result {
+            Ok(served) => served,
+            Err(e) => {
+                if let Some(reservation) = reservation.take() {
+                    reservation.settle(0, 0.0);
+                }
+                if !e.is_clients_fault() && !unknown_model(&e) {
+                    self.record_failure(&route, caller, at, started);
+                }
+                return Err(e);
+            }
+        };
+        let deployment = &route.deployments[served.index];
+        let (mut streams, mut audit) = served.answer;
+        let per_stream = (bounds.0, max);
+        for (i, stream) in streams.iter_mut().enumerate() {
+            stream.model = route.alias.clone();
+            // An upstream answers every prompt in one call, billed on the first stream.
+            if deployment.is_local() || i == 0 {
+                stream.meter = Some(self.meter(
+                    &route,
+                    deployment,
+                    caller,
+                    (served.at, served.started, served.fallbacks),
+                    if i == 0 { bounds } else { per_stream },
+                    reservation.take(),
+                    audit.take(),
+                ));
+            }
+        }
+        Ok(streams)
+    }
+
+    /// One attempt at an upstream's `/completions`: the request with the deployment's model,
+    /// a limit on what it may generate, usage asked for, the prompt redacted on a `redact`
+    /// route; one stream per prompt, placeholders restored in what comes back.
+    async fn upstream_completion(
+        &self,
+        route: &Route,
+        deployment: &Deployment,
+        upstream: &Upstream,
+        request: &hearth_types::CompletionRequest,
+        prompts: usize,
+    ) -> Result<(Vec<ChatStream>, AuditRecord), Attempt> {
+        let mut request = request.clone();
+        request.model = deployment.model.clone();
+        if request.stream {
+            request.stream_options = Some(hearth_types::StreamOptions {
+                include_usage: true,
+            });
+        }
+        if request.sampling.max_tokens.is_none() {
+            request.sampling.max_tokens = Some(self.settings.max_tokens_estimate);
+        }
+        let mut body = serde_json::to_value(&request).expect("requests serialize");
+        let mut redactor = Redactor::new(KnownPii::default());
+        if route.privacy == Privacy::Redact {
+            if let Some(prompt) = body.get_mut("prompt") {
+                crate::privacy::redact_json(prompt, &mut redactor);
+            }
+        }
+        let started = Instant::now();
+        let answer = upstream
+            .completion(&body, request.stream)
+            .await
+            .map_err(|f| upstream_failure(deployment, f))?;
+        let audit = self.upstream_audit(route, deployment, &redactor, &body);
+        let restoring = || {
+            (route.privacy == Privacy::Redact && redactor.total() > 0)
+                .then(|| Restoring::new(redactor.clone()))
+        };
+        let stream_of = |rx| {
+            ChatStream::new(
+                format!("cmpl-{}", uuid::Uuid::new_v4().simple()),
+                route.alias.clone(),
+                unix_now(),
+                rx,
+            )
+        };
+        let mut streams = Vec::new();
+        match answer {
+            CompletionAnswer::Whole(answers) => {
+                if answers.len() != prompts {
+                    return Err(Attempt::Failed(GatewayError::Upstream(format!(
+                        "/completions: {} answers to {prompts} prompts",
+                        answers.len()
+                    ))));
+                }
+                for answer in answers {
+                    let (tx, rx) = mpsc::channel(64);
+                    relay_whole(answer, restoring(), started, tx).await;
+                    streams.push(stream_of(rx));
+                }
+            }
+            CompletionAnswer::Stream(response) => {
+                let (tx, rx) = mpsc::channel(64);
+                tokio::spawn(relay_stream(
+                    response,
+                    restoring(),
+                    upstream.timeout(),
+                    started,
+                    tx,
+                    true,
+                ));
+                streams.push(stream_of(rx));
+            }
+        }
+        Ok((streams, audit))
+    }
+
     /// Embeddings for `caller` by the route `request.model` names (local engines, or an
     /// upstream's `/embeddings`), metered.
     pub async fn embed_as(
@@ -875,6 +1089,19 @@ impl Gateway {
             hearth_types::EmbeddingInput::Texts(texts) => texts.len(),
             hearth_types::EmbeddingInput::TokenLists(lists) => lists.len(),
         };
+        // The same limits whichever deployment answers: an upstream is not sent more.
+        if inputs == 0 {
+            return Err(GatewayError::invalid("input", "must not be empty"));
+        }
+        let most = self.options.max_embedding_inputs;
+        if inputs > most {
+            return Err(GatewayError::invalid(
+                "input",
+                format!(
+                    "{inputs} inputs in one request; at most {most} ([embeddings] max_inputs_per_request)"
+                ),
+            ));
+        }
         let (mut response, route) = self
             .routed_json(
                 &request.model,

@@ -55,6 +55,13 @@ impl std::fmt::Display for Failure {
     }
 }
 
+/// A started upstream text completion.
+pub(crate) enum CompletionAnswer {
+    /// One answer per prompt, in order; the request's usage on the first.
+    Whole(Vec<ChatCompletionResponse>),
+    Stream(reqwest::Response),
+}
+
 /// A started upstream answer.
 pub(crate) enum Answer {
     Whole(Box<ChatCompletionResponse>),
@@ -124,6 +131,77 @@ impl Upstream {
         let answer: ChatCompletionResponse = serde_json::from_slice(bytes.as_ref())
             .map_err(|e| Failure::Retryable(format!("not an OpenAI chat completion: {e}")))?;
         Ok(Answer::Whole(Box::new(answer)))
+    }
+
+    /// Sends `body` (an OpenAI text-completion request) and waits for the answer to start:
+    /// the whole answer (its choices read as chat messages) when not streaming, the response
+    /// head when streaming (read with [`relay_stream`]'s `text`).
+    pub async fn completion(
+        &self,
+        body: &serde_json::Value,
+        stream: bool,
+    ) -> Result<CompletionAnswer, Failure> {
+        let response = self.send("completions", body).await?;
+        let json_body = response
+            .headers()
+            .get(reqwest::header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.starts_with("application/json"));
+        if stream && !json_body {
+            return Ok(CompletionAnswer::Stream(response));
+        }
+        let bytes = self.read_body(response).await?;
+        let mut answer: serde_json::Value = serde_json::from_slice(bytes.as_ref())
+            .map_err(|e| Failure::Retryable(format!("not a JSON answer from /completions: {e}")))?;
+        let usage: Usage = serde_json::from_value(answer["usage"].take()).unwrap_or_default();
+        let mut choices: Vec<(u32, ChatCompletionResponse)> = Vec::new();
+        for mut choice in answer["choices"]
+            .as_array_mut()
+            .map(std::mem::take)
+            .unwrap_or_default()
+        {
+            let index = choice["index"].as_u64().unwrap_or(choices.len() as u64) as u32;
+            let Some(text) = choice["text"].as_str().map(str::to_owned) else {
+                return Err(Failure::Retryable(
+                    "not an OpenAI text completion: a choice has no text".into(),
+                ));
+            };
+            choices.push((
+                index,
+                ChatCompletionResponse {
+                    id: String::new(),
+                    object: "chat.completion".into(),
+                    created: 0,
+                    model: String::new(),
+                    choices: vec![hearth_types::ChatChoice {
+                        index: 0,
+                        message: hearth_types::AssistantMessage {
+                            role: "assistant".into(),
+                            content: Some(text),
+                            reasoning_content: None,
+                            tool_calls: None,
+                            refusal: None,
+                        },
+                        finish_reason: choice["finish_reason"].take().as_str().map(str::to_owned),
+                        logprobs: None,
+                    }],
+                    usage: Usage::default(),
+                    system_fingerprint: None,
+                },
+            ));
+        }
+        choices.sort_by_key(|c| c.0);
+        let mut choices: Vec<ChatCompletionResponse> = choices.into_iter().map(|c| c.1).collect();
+        // The whole request's usage goes with the first prompt's answer.
+        match choices.first_mut() {
+            Some(first) => first.usage = usage,
+            None => {
+                return Err(Failure::Retryable(
+                    "not an OpenAI text completion: no choices".into(),
+                ))
+            }
+        }
+        Ok(CompletionAnswer::Whole(choices))
     }
 
     /// Posts `body` to `path` (`embeddings`, `rerank` …) and reads the whole JSON answer.
@@ -355,6 +433,7 @@ pub(crate) async fn relay_stream(
     idle: Duration,
     started: Instant,
     tx: mpsc::Sender<ChatEvent>,
+    text: bool,
 ) {
     let mut events = response.bytes_stream().eventsource();
     let mut finish: Option<String> = None;
@@ -370,7 +449,12 @@ pub(crate) async fn relay_stream(
         if event.data.trim() == "[DONE]" {
             break Ok(());
         }
-        let chunk: ChatCompletionChunk = match serde_json::from_str(&event.data) {
+        let parsed = if text {
+            serde_json::from_str(&event.data).and_then(|v| serde_json::from_value(text_chunk(v)))
+        } else {
+            serde_json::from_str(&event.data)
+        };
+        let chunk: ChatCompletionChunk = match parsed {
             Ok(chunk) => chunk,
             Err(_) => {
                 let message = error_message(&event.data);
@@ -430,9 +514,45 @@ pub(crate) async fn relay_stream(
         .await;
 }
 
+/// A text-completion chunk (`choices[].text`) in a chat chunk's shape (`choices[].delta.content`).
+fn text_chunk(mut chunk: serde_json::Value) -> serde_json::Value {
+    if let Some(choices) = chunk["choices"].as_array_mut() {
+        for choice in choices {
+            let text = choice["text"].take();
+            choice["delta"] = serde_json::json!({ "content": text });
+        }
+    }
+    for (field, empty) in [("id", ""), ("object", "text_completion"), ("model", "")] {
+        if chunk.get(field).is_none_or(|v| !v.is_string()) {
+            chunk[field] = empty.into();
+        }
+    }
+    if chunk.get("created").is_none_or(|v| !v.is_u64()) {
+        chunk["created"] = 0.into();
+    }
+    chunk
+}
+
 #[cfg(test)]
 mod tests {
-    use super::takes_extensions;
+    use super::{takes_extensions, text_chunk};
+
+    #[test]
+    fn a_text_completion_chunk_reads_as_a_chat_chunk() {
+        let chunk = serde_json::json!({"object": "text_completion", "choices": [
+            {"index": 0, "text": "Hel", "finish_reason": null, "logprobs": null}]});
+        let chunk: hearth_types::ChatCompletionChunk =
+            serde_json::from_value(text_chunk(chunk)).unwrap();
+        assert_eq!(chunk.choices[0].delta.content.as_deref(), Some("Hel"));
+        assert_eq!(chunk.choices[0].finish_reason, None);
+        let last = serde_json::json!({"id": "c", "created": 5, "model": "m", "choices": [
+            {"index": 0, "text": "", "finish_reason": "length"}],
+            "usage": {"prompt_tokens": 3, "completion_tokens": 2, "total_tokens": 5}});
+        let last: hearth_types::ChatCompletionChunk =
+            serde_json::from_value(text_chunk(last)).unwrap();
+        assert_eq!(last.choices[0].finish_reason.as_deref(), Some("length"));
+        assert_eq!(last.usage.flatten().map(|u| u.completion_tokens), Some(2));
+    }
 
     #[test]
     fn only_openais_own_api_is_assumed_to_refuse_extension_fields() {

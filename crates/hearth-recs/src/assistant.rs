@@ -60,6 +60,8 @@ pub struct AssistRequest {
     pub filter: ItemFilter,
     /// Items to offer the model (it names up to three).
     pub candidates: usize,
+    /// A second stage for the catalogue search (none: the hybrid ranking alone).
+    pub rerank: Option<hearth_gateway::rerank::RerankStage>,
 }
 
 /// The JSON schema the model's reading of a wish must follow; the category is one of the
@@ -362,6 +364,9 @@ pub async fn assist(
     if chosen.is_empty() {
         // Nothing matches the words: the shopper's recommendations under their own filters.
         chosen = recommender.recommend(&request_in.history, n, client);
+    } else if let Some(stage) = &request_in.rerank {
+        chosen =
+            crate::rerank::rerank(gateway, &recommender, stage, &request_in.wish, chosen).await?;
     }
     chosen.truncate(n);
     let items: Vec<Suggestion> = chosen

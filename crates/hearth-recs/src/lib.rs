@@ -15,6 +15,7 @@ pub mod import;
 pub mod limits;
 pub mod metrics;
 pub mod models;
+pub mod rerank;
 pub mod serve;
 pub mod sparse;
 pub mod store;

@@ -385,15 +385,8 @@ pub struct KbIndex {
     rerank: Option<Rerank>,
 }
 
-/// The second stage of a search: the first stage's best `depth` passages scored by `model`
-/// (any model `/v1/rerank` takes), best first.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Rerank {
-    pub model: String,
-    pub depth: usize,
-    /// What relevance means, for a chat model judging yes/no.
-    pub instruction: String,
-}
+/// The second stage of a search: the first stage's best passages scored again.
+pub use hearth_gateway::rerank::RerankStage as Rerank;
 
 /// What relevance means for the knowledge base's reranker unless the config says otherwise.
 pub const RERANK_INSTRUCTION: &str =
@@ -444,20 +437,16 @@ impl KbIndex {
         let mut hits = self
             .first_stage(gateway, query, k.max(rerank.depth))
             .await?;
-        if hits.len() > 1 {
-            let pairs = hits
-                .iter()
-                .map(|h| (query.to_owned(), format!("{}\n{}", h.title, h.text)))
-                .collect();
-            let scored = gateway
-                .score_pairs(&rerank.model, pairs, Some(&rerank.instruction))
-                .await?;
-            for (hit, score) in hits.iter_mut().zip(&scored.scores) {
-                hit.score = *score as f32;
-            }
-            // Stable: ties keep the first stage's order.
-            hits.sort_by(|a, b| b.score.total_cmp(&a.score));
+        let documents: Vec<String> = hits
+            .iter()
+            .map(|h| format!("{}\n{}", h.title, h.text))
+            .collect();
+        let (order, scores) = gateway.rerank_stage(rerank, query, &documents).await?;
+        for (hit, score) in hits.iter_mut().zip(&scores) {
+            hit.score = *score as f32;
         }
+        let mut slots: Vec<Option<Hit>> = hits.into_iter().map(Some).collect();
+        hits = order.iter().filter_map(|&i| slots[i].take()).collect();
         hits.truncate(k);
         Ok(hits)
     }

@@ -460,8 +460,30 @@ pub enum RecsCommand {
     /// Items like an item (as `GET /v1/items/{id}/similar` answers).
     Similar(RecsSimilarArgs),
     /// Search the catalogue with a text query (as `POST /v1/search` answers): words and, when
-    /// the model was trained with an embedding model, meaning.
+    /// the model was trained with an embedding model, meaning; then the rerank stage when
+    /// `[recs] rerank_model` (or --rerank) names one.
     Search(RecsSearchArgs),
+    /// Measure catalogue search on labelled queries: hit@1, recall@k and MRR@k of the items
+    /// that answer them.
+    ///
+    /// FILE is JSONL, one `{"query": "…", "items": ["ITEM_ID", …]}` per line (optionally
+    /// `"user"`: search as that user): a result answers when its id is listed. Run it with and
+    /// without --rerank to see what a second stage buys before setting `[recs]
+    /// rerank_model`.
+    SearchEval(RecsSearchEvalArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct RecsSearchEvalArgs {
+    pub labels: PathBuf,
+    /// Results per query.
+    #[arg(short = 'k', long, default_value_t = 10)]
+    pub k: usize,
+    #[command(flatten)]
+    pub rerank: RerankArgs,
+    /// Print the report as JSON.
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// How many items and which ones, for `recs recommend`, `similar` and `search`.
@@ -510,6 +532,8 @@ pub struct RecsSearchArgs {
     pub user: Option<String>,
     #[command(flatten)]
     pub list: RecsListArgs,
+    #[command(flatten)]
+    pub rerank: RerankArgs,
 }
 
 #[derive(Debug, Args)]
@@ -740,19 +764,43 @@ pub enum KbCommand {
     },
 }
 
-/// The knowledge base's second stage, overriding `[support] rerank_model`.
+/// A search's second stage, overriding the config's `rerank_model` (`[support]` for the
+/// knowledge base, `[recs]` for the catalogue).
 #[derive(Debug, clap::Args)]
 pub struct RerankArgs {
-    /// Rerank the hybrid ranking's best passages with this model (a cross-encoder, a chat
+    /// Rerank the hybrid ranking's best results with this model (a cross-encoder, a chat
     /// model judging yes/no, or an embedding model).
     #[arg(long, conflicts_with = "no_rerank")]
     pub rerank: Option<String>,
-    /// Passages the reranker reads (default: [support] rerank_depth).
+    /// Results the reranker reads (default: the config's rerank_depth, 20).
     #[arg(long)]
     pub rerank_depth: Option<usize>,
-    /// The hybrid ranking alone, even when [support] rerank_model is set.
+    /// Fuse the reranker's order with the hybrid ranking's (reciprocal rank) instead of
+    /// replacing it (default: the config's rerank_fuse).
+    #[arg(long)]
+    pub rerank_fuse: bool,
+    /// The hybrid ranking alone, even when the config sets rerank_model.
     #[arg(long)]
     pub no_rerank: bool,
+}
+
+impl RerankArgs {
+    /// The stage these flags ask for, over `configured` (the config's stage, or one for the
+    /// model named by --rerank): theirs, none, or the config's.
+    pub fn apply(
+        &self,
+        configured: Option<hearth_gateway::rerank::RerankStage>,
+    ) -> Option<hearth_gateway::rerank::RerankStage> {
+        if self.no_rerank {
+            return None;
+        }
+        let mut stage = configured?;
+        if let Some(depth) = self.rerank_depth {
+            stage.depth = depth.max(1);
+        }
+        stage.fuse |= self.rerank_fuse;
+        Some(stage)
+    }
 }
 
 #[derive(Debug, Subcommand)]

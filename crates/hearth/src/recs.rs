@@ -18,7 +18,7 @@ use hearth_core::{Config, Platform};
 use indicatif::{ProgressBar, ProgressStyle};
 
 use hearth_core::recs::serve::ItemFilter;
-use hearth_core::recs_service::{RecommendationList, SearchQuery};
+use hearth_core::recs_service::{read_search_labels, RecommendationList, SearchQuery};
 
 use crate::cli::{RecsCommand, RecsEvalArgs, RecsImportArgs, RecsListArgs, RecsTrainArgs};
 
@@ -48,8 +48,42 @@ pub async fn run(config: Config, command: RecsCommand) -> Result<()> {
                 user: args.user,
                 filter,
             };
-            let list = platform.search(query).await?;
+            let stage = args
+                .rerank
+                .apply(platform.recs_rerank(args.rerank.rerank.as_deref()));
+            let list = platform.search_with(query, stage.as_ref()).await?;
             print_list(&list, json)
+        }
+        RecsCommand::SearchEval(args) => {
+            let platform = Platform::open(config)?;
+            let labels = read_search_labels(&args.labels)?;
+            let stage = args
+                .rerank
+                .apply(platform.recs_rerank(args.rerank.rerank.as_deref()));
+            let bar = bar(labels.len() as u64, "searching");
+            let report = platform
+                .search_eval(&labels, args.k, stage.as_ref(), &|| bar.inc(1))
+                .await?;
+            bar.finish_and_clear();
+            if args.json {
+                println!("{}", serde_json::to_string(&report)?);
+            } else {
+                let k = report.k;
+                println!(
+                    "{} queries, {}: hit@1 {:.3}, recall@{k} {:.3}, MRR@{k} {:.3}, {:.3} s per search",
+                    report.queries,
+                    match (&report.rerank, report.fused) {
+                        (Some(model), false) => format!("hybrid + rerank by {model}"),
+                        (Some(model), true) => format!("hybrid fused with rerank by {model}"),
+                        (None, _) => "hybrid (BM25 + vectors)".to_owned(),
+                    },
+                    report.hit_at_1,
+                    report.recall_at_k,
+                    report.mrr_at_k,
+                    report.seconds_per_query
+                );
+            }
+            Ok(())
         }
     }
 }

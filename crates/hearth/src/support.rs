@@ -97,9 +97,10 @@ async fn kb(config: Config, command: KbCommand) -> Result<()> {
                 println!(
                     "{} queries, {}: hit@1 {:.3}, recall@{k} {:.3}, MRR@{k} {:.3}, {:.3} s per search",
                     report.queries,
-                    match &report.rerank {
-                        Some(model) => format!("hybrid + rerank by {model}"),
-                        None => "hybrid (BM25 + vectors)".to_owned(),
+                    match (&report.rerank, rerank.as_ref().is_some_and(|r| r.fuse)) {
+                        (Some(model), false) => format!("hybrid + rerank by {model}"),
+                        (Some(model), true) => format!("hybrid fused with rerank by {model}"),
+                        (None, _) => "hybrid (BM25 + vectors)".to_owned(),
                     },
                     report.hit_at_1,
                     report.recall_at_k,
@@ -117,14 +118,7 @@ fn rerank_stage(
     platform: &Platform,
     args: &crate::cli::RerankArgs,
 ) -> Option<hearth_core::support::kb::Rerank> {
-    if args.no_rerank {
-        return None;
-    }
-    let mut stage = platform.kb_rerank(args.rerank.as_deref());
-    if let (Some(stage), Some(depth)) = (stage.as_mut(), args.rerank_depth) {
-        stage.depth = depth.max(1);
-    }
-    stage
+    args.apply(platform.kb_rerank(args.rerank.as_deref()))
 }
 
 pub async fn demo_shop(args: DemoShopArgs) -> Result<()> {

@@ -509,6 +509,80 @@ fn recommend_similar_and_search_from_the_command_line() {
     let (ok, _, err) = hearth(data.path(), &["recs", "search", "  "]);
     assert!(!ok);
     assert!(err.contains("'query' must not be empty"), "{err}");
+
+    // Catalogue search measured on labelled queries, with and without a second stage.
+    let minilm = models_dir().join("all-MiniLM-L6-v2");
+    let (ok, _, err) = hearth(
+        data.path(),
+        &[
+            "models",
+            "import",
+            minilm.to_str().unwrap(),
+            "--name",
+            "minilm",
+        ],
+    );
+    assert!(ok, "{err}");
+    let labels = data.path().join("search-labels.jsonl");
+    std::fs::write(
+        &labels,
+        concat!(
+            r#"{"query": "star wars", "items": ["50"]}"#,
+            "\n\n",
+            r#"{"query": "toy story", "items": ["1", "no-such-item"]}"#,
+            "\n",
+        ),
+    )
+    .unwrap();
+    let eval = |extra: &[&str]| {
+        let mut args = vec!["recs", "search-eval", labels.to_str().unwrap(), "--json"];
+        args.extend(extra);
+        let (ok, out, err) = hearth(data.path(), &args);
+        assert!(ok, "{err}");
+        serde_json::from_str::<serde_json::Value>(&out).unwrap()
+    };
+    let words = eval(&[]);
+    assert_eq!(words["queries"], 2, "{words}");
+    assert!(words["rerank"].is_null());
+    assert_eq!(words["hit_at_1"], 1.0, "{words}");
+    let reranked = eval(&["--rerank", "minilm", "--rerank-fuse", "-k", "5"]);
+    assert_eq!(reranked["rerank"], "minilm");
+    assert_eq!(reranked["fused"], true);
+    assert_eq!(reranked["k"], 5);
+    assert_eq!(reranked["recall_at_k"], 1.0, "{reranked}");
+    let (ok, out, err) = hearth(
+        data.path(),
+        &[
+            "recs",
+            "search-eval",
+            labels.to_str().unwrap(),
+            "--rerank",
+            "minilm",
+        ],
+    );
+    assert!(ok, "{err}");
+    assert!(
+        out.contains("2 queries, hybrid + rerank by minilm: hit@1"),
+        "{out}"
+    );
+    // The stage runs: a reranker that does not exist fails the search.
+    let (ok, _, err) = hearth(
+        data.path(),
+        &["recs", "search", "star wars", "--rerank", "no-such-model"],
+    );
+    assert!(!ok);
+    assert!(err.contains("no-such-model"), "{err}");
+    std::fs::write(
+        &labels,
+        "{\"query\": \"a\", \"items\": [\"1\"]}\n{\"query\": \"b\"}\n",
+    )
+    .unwrap();
+    let (ok, _, err) = hearth(
+        data.path(),
+        &["recs", "search-eval", labels.to_str().unwrap()],
+    );
+    assert!(!ok);
+    assert!(err.contains("line 2"), "{err}");
 }
 
 #[test]

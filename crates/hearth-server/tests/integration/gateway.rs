@@ -89,8 +89,10 @@ impl Fake {
         };
         let app = Router::new()
             .route("/v1/chat/completions", post(fake_chat))
+            .route("/v1/completions", post(fake_completions))
             .route("/v1/embeddings", post(fake_embeddings))
             .route("/v1/rerank", post(fake_rerank))
+            .route("/v1/score", post(fake_score))
             .with_state(fake.clone());
         tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
         fake
@@ -291,6 +293,66 @@ fn fake_json_call(fake: &Fake, body: &Bytes) -> (Value, Option<Response>) {
     (body, failure)
 }
 
+/// OpenAI's text completion: each prompt echoed back in [`Mode::Echo`], else [`OK_TEXT`]; a
+/// stream of three-character pieces with usage last when asked.
+async fn fake_completions(State(fake): State<Fake>, body: Bytes) -> Response {
+    let (body, failure) = fake_json_call(&fake, &body);
+    if let Some(failure) = failure {
+        return failure;
+    }
+    let mode = *fake.mode.lock().unwrap();
+    let prompts: Vec<String> = match &body["prompt"] {
+        Value::String(s) => vec![s.clone()],
+        Value::Array(items) => items.iter().map(|p| p.to_string()).collect(),
+        _ => Vec::new(),
+    };
+    let text_of = |prompt: &String| match mode {
+        Mode::Echo => prompt.trim_matches('"').to_owned(),
+        _ => OK_TEXT.to_owned(),
+    };
+    let model = body["model"].clone();
+    if body["stream"] != true {
+        return axum::Json(json!({
+            "id": "cmpl-fake", "object": "text_completion", "created": 0, "model": model,
+            "choices": prompts.iter().enumerate().map(|(i, p)| json!({
+                "index": i, "text": text_of(p), "finish_reason": "length", "logprobs": null,
+            })).collect::<Vec<_>>(),
+            "usage": usage_json(mode),
+        }))
+        .into_response();
+    }
+    let text = text_of(&prompts[0]);
+    let mut events: Vec<String> = pieces(&text)
+        .into_iter()
+        .map(|piece| {
+            json!({"id": "cmpl-fake", "object": "text_completion", "created": 0, "model": model,
+                "choices": [{"index": 0, "text": piece, "finish_reason": null, "logprobs": null}]})
+            .to_string()
+        })
+        .collect();
+    events.push(
+        json!({"id": "cmpl-fake", "object": "text_completion", "created": 0, "model": model,
+            "choices": [{"index": 0, "text": "", "finish_reason": "stop", "logprobs": null}]})
+        .to_string(),
+    );
+    if body["stream_options"]["include_usage"] == true {
+        events.push(
+            json!({"id": "cmpl-fake", "object": "text_completion", "created": 0, "model": model,
+                "choices": [], "usage": usage_json(mode)})
+            .to_string(),
+        );
+    }
+    events.push("[DONE]".to_owned());
+    let items: Vec<Result<Bytes, std::io::Error>> = events
+        .into_iter()
+        .map(|e| Ok(Bytes::from(format!("data: {e}\n\n"))))
+        .collect();
+    Response::builder()
+        .header(header::CONTENT_TYPE, "text/event-stream")
+        .body(Body::from_stream(futures::stream::iter(items)))
+        .unwrap()
+}
+
 /// OpenAI's embeddings answer: for each input text, [its length in characters, 1, 0].
 async fn fake_embeddings(State(fake): State<Fake>, body: Bytes) -> Response {
     let (body, failure) = fake_json_call(&fake, &body);
@@ -358,6 +420,40 @@ async fn fake_rerank(State(fake): State<Fake>, body: Bytes) -> Response {
         "model": body["model"],
         "results": results.iter().map(|(i, s)| json!({"index": i, "relevance_score": s})).collect::<Vec<_>>(),
         "usage": {"total_tokens": PROMPT_TOKENS},
+    }))
+    .into_response()
+}
+
+/// The share of `query`'s words that `text` holds (the fake's relevance).
+fn shared_words(query: &str, text: &str) -> f64 {
+    let words: Vec<String> = query.split_whitespace().map(str::to_lowercase).collect();
+    let text = text.to_lowercase();
+    let shared = words.iter().filter(|w| text.contains(w.as_str())).count();
+    shared as f64 / words.len().max(1) as f64
+}
+
+/// vLLM's `/score` answer: pair by pair, the share of `text_1[i]`'s words in `text_2[i]`.
+async fn fake_score(State(fake): State<Fake>, body: Bytes) -> Response {
+    let (body, failure) = fake_json_call(&fake, &body);
+    if let Some(failure) = failure {
+        return failure;
+    }
+    let list = |v: &Value| -> Vec<String> {
+        v.as_array()
+            .map(|a| {
+                a.iter()
+                    .map(|t| t.as_str().unwrap_or("").to_owned())
+                    .collect()
+            })
+            .unwrap_or_else(|| vec![v.as_str().unwrap_or("").to_owned()])
+    };
+    let (queries, texts) = (list(&body["text_1"]), list(&body["text_2"]));
+    axum::Json(json!({
+        "object": "list", "model": body["model"],
+        "data": queries.iter().zip(&texts).enumerate().map(|(i, (q, t))| json!({
+            "index": i, "object": "score", "score": shared_words(q, t),
+        })).collect::<Vec<_>>(),
+        "usage": {"prompt_tokens": PROMPT_TOKENS, "total_tokens": PROMPT_TOKENS},
     }))
     .into_response()
 }
@@ -2503,7 +2599,7 @@ async fn embeddings_and_rerank_go_upstream_with_failover_privacy_and_the_ledger(
     let bad = Fake::start(Mode::Fail500).await;
     let ok = Fake::start(Mode::Ok).await;
     let toml = format!(
-        "[gateway]\nattempts = 1\nfailures_before_cooldown = 100\n{}{}{}{}{}",
+        "[embeddings]\nmax_inputs_per_request = 4\n[gateway]\nattempts = 1\nfailures_before_cooldown = 100\n{}{}{}{}{}",
         provider("bad", &bad.url, 10.0),
         provider("ok", &ok.url, 10.0),
         route(
@@ -2578,8 +2674,18 @@ async fn embeddings_and_rerank_go_upstream_with_failover_privacy_and_the_ledger(
         "every document is scored upstream: {sent}"
     );
 
-    // A refused kind never leaves, and nothing is charged for it.
+    // A refused kind never leaves, and nothing is charged for it; nor does a request over
+    // the local limits.
     let before = ok.hits();
+    let (status, bytes) = post_anon(
+        &p,
+        "/v1/embeddings",
+        &json!({"model": "emb", "input": ["a", "b", "c", "d", "e"]}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(json_of(&bytes)["error"]["param"], "input");
+    assert!(String::from_utf8_lossy(&bytes).contains("at most 4"));
     let (status, bytes) = post_anon(
         &p,
         "/v1/embeddings",
@@ -2653,4 +2759,251 @@ async fn embeddings_and_rerank_go_upstream_with_failover_privacy_and_the_ledger(
         String::from_utf8_lossy(&bytes)
     );
     assert_eq!(json_of(&bytes)["error"]["code"], "upstream_rejected");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn text_completions_go_upstream_with_failover_privacy_and_the_ledger() {
+    let bad = Fake::start(Mode::Fail500).await;
+    let ok = Fake::start(Mode::Echo).await;
+    let toml = format!(
+        "[gateway]\nattempts = 1\nfailures_before_cooldown = 100\n{}{}{}{}",
+        provider("bad", &bad.url, 10.0),
+        provider("ok", &ok.url, 10.0),
+        route(
+            "txt",
+            "redact",
+            &[
+                r#"{ provider = "bad", model = "t" }"#,
+                r#"{ provider = "ok", model = "t-remote" }"#
+            ]
+        ),
+        "[[gateway.routes]]\nalias = \"strict\"\nprivacy = \"allow\"\nrefuse = [\"card\"]\ndeployments = [{ provider = \"ok\", model = \"t\" }]\n",
+    );
+    let (p, _dir) = open(&toml);
+    let secret = EMAILS[0];
+    let prompts = [
+        format!("Dear {secret}, your parcel"),
+        "Once upon".to_owned(),
+    ];
+    let (status, bytes) = post_anon(
+        &p,
+        "/v1/completions",
+        &json!({"model": "txt", "prompt": prompts, "max_tokens": 16}),
+    )
+    .await;
+    assert_eq!(
+        status,
+        StatusCode::OK,
+        "{}",
+        String::from_utf8_lossy(&bytes)
+    );
+    let answer = json_of(&bytes);
+    assert_eq!(answer["object"], "text_completion");
+    assert_eq!(answer["model"], "txt", "answered under the route's name");
+    // Each prompt's own answer, in order; the placeholder the upstream echoed restored.
+    assert_eq!(answer["choices"][0]["text"], prompts[0].as_str());
+    assert_eq!(answer["choices"][1]["text"], prompts[1].as_str());
+    assert_eq!(answer["choices"][1]["index"], 1);
+    assert_eq!(answer["choices"][0]["finish_reason"], "length");
+    assert_eq!(answer["usage"]["prompt_tokens"], PROMPT_TOKENS);
+    assert_eq!(answer["usage"]["completion_tokens"], COMPLETION_TOKENS);
+    assert_eq!((bad.hits(), ok.hits()), (1, 1), "failed over");
+    let sent = ok.bodies().pop().unwrap();
+    assert_eq!(sent["model"], "t-remote");
+    assert_eq!(sent["max_tokens"], 16);
+    assert_nothing_left(&ok.bodies(), &[secret.to_string()]);
+
+    // Streaming: text_completion chunks, the placeholder restored across pieces, usage last.
+    let (status, _, bytes) = common::call(
+        &p,
+        post_json(
+            "/v1/completions",
+            &json!({"model": "txt", "prompt": prompts[0], "stream": true,
+                "stream_options": {"include_usage": true}}),
+            None,
+        ),
+    )
+    .await;
+    assert_eq!(
+        status,
+        StatusCode::OK,
+        "{}",
+        String::from_utf8_lossy(&bytes)
+    );
+    let body = String::from_utf8(bytes).unwrap();
+    let chunks: Vec<Value> = body
+        .lines()
+        .filter_map(|l| l.strip_prefix("data: "))
+        .filter(|d| *d != "[DONE]")
+        .map(|d| serde_json::from_str(d).unwrap())
+        .collect();
+    assert!(body.trim_end().ends_with("data: [DONE]"), "{body}");
+    let text: String = chunks
+        .iter()
+        .filter_map(|c| c["choices"][0]["text"].as_str())
+        .collect();
+    assert_eq!(text, prompts[0]);
+    assert!(
+        chunks.iter().all(|c| c["object"] == "text_completion"),
+        "{body}"
+    );
+    let last = chunks.last().unwrap();
+    assert_eq!(
+        last["usage"]["completion_tokens"], COMPLETION_TOKENS,
+        "{body}"
+    );
+    let sent = ok.bodies().pop().unwrap();
+    assert_eq!(sent["stream_options"]["include_usage"], true);
+    assert!(
+        sent["max_tokens"].as_u64().is_some(),
+        "a limit always travels: {sent}"
+    );
+    assert_nothing_left(&ok.bodies(), &[secret.to_string()]);
+
+    // What cannot be checked or is refused never leaves.
+    let before = ok.hits();
+    for (body, code) in [
+        (
+            json!({"model": "txt", "prompt": [1, 2, 3]}),
+            "invalid_request_error",
+        ),
+        (
+            json!({"model": "txt", "prompt": ["a", "b"], "stream": true}),
+            "invalid_request_error",
+        ),
+        (
+            json!({"model": "strict", "prompt": format!("card {}", CARDS[0])}),
+            "pii_refused",
+        ),
+    ] {
+        let (status, bytes) = post_anon(&p, "/v1/completions", &body).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+        let error = json_of(&bytes);
+        assert!(
+            error["error"]["code"] == code || error["error"]["type"] == code,
+            "{body}: {error}"
+        );
+        assert_eq!(error["error"]["param"], "prompt", "{error}");
+    }
+    assert_eq!(ok.hits(), before);
+
+    // The ledger has each call under the deployment that answered, the audit the redaction.
+    let report = usage(&p, "by=deployment").await;
+    assert_eq!(row(&report, "ok/t-remote")["requests"], 2);
+    // The first call may generate at most 2 prompts x 16 tokens and is billed no more than
+    // that, whatever the upstream reports; the stream what it reports.
+    assert_eq!(
+        row(&report, "ok/t-remote")["completion_tokens"],
+        2 * 16 + COMPLETION_TOKENS
+    );
+    let records = audit(&p);
+    assert!(records
+        .iter()
+        .any(|r| r.deployment == "ok/t-remote" && r.redactions.get("email") == Some(&1)));
+
+    // An upstream refusing the request is answered as such, not failed over; no upstream
+    // answering is a 503.
+    ok.set_mode(Mode::Reject400);
+    let (status, bytes) = post_anon(
+        &p,
+        "/v1/completions",
+        &json!({"model": "txt", "prompt": "x"}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(json_of(&bytes)["error"]["code"], "upstream_rejected");
+    ok.set_mode(Mode::Fail500);
+    let (status, _) = post_anon(
+        &p,
+        "/v1/completions",
+        &json!({"model": "txt", "prompt": "x"}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tei_rerank_and_score_go_upstream_redacted_and_metered() {
+    let ok = Fake::start(Mode::Ok).await;
+    let toml = format!(
+        "[gateway]\nattempts = 1\n{}{}",
+        provider("ok", &ok.url, 10.0),
+        route(
+            "rank",
+            "redact",
+            &[r#"{ provider = "ok", model = "r-remote" }"#]
+        ),
+    );
+    let (p, _dir) = open(&toml);
+    let secret = EMAILS[1];
+    let texts = [
+        "Parcels ship on Monday.".to_owned(),
+        format!("Write to {secret} about damaged parcels."),
+    ];
+    // TEI's shape: one query against every text, sent upstream as a rerank.
+    let (status, bytes) = post_anon(
+        &p,
+        "/rerank",
+        &json!({"model": "rank", "query": "damaged parcels", "texts": texts, "return_text": true}),
+    )
+    .await;
+    assert_eq!(
+        status,
+        StatusCode::OK,
+        "{}",
+        String::from_utf8_lossy(&bytes)
+    );
+    let ranks = json_of(&bytes);
+    assert_eq!(ranks[0]["index"], 1, "{ranks}");
+    assert_eq!(ranks[0]["score"], 1.0);
+    assert_eq!(ranks[1]["score"], 0.5);
+    assert_eq!(
+        ranks[0]["text"],
+        texts[1].as_str(),
+        "the client's own text comes back"
+    );
+    let sent = ok.bodies().pop().unwrap();
+    assert_eq!(sent["model"], "r-remote");
+    assert_eq!(sent["documents"].as_array().unwrap().len(), 2, "{sent}");
+
+    // vLLM's score: one text against many is a rerank upstream; two lists go to /score.
+    let (status, bytes) = post_anon(
+        &p,
+        "/v1/score",
+        &json!({"model": "rank", "text_1": "damaged parcels", "text_2": texts}),
+    )
+    .await;
+    assert_eq!(
+        status,
+        StatusCode::OK,
+        "{}",
+        String::from_utf8_lossy(&bytes)
+    );
+    let scored = json_of(&bytes);
+    assert_eq!(scored["model"], "rank");
+    assert_eq!(scored["data"][1]["score"], 1.0);
+    assert!(ok.bodies().last().unwrap().get("query").is_some());
+    let (status, bytes) = post_anon(
+        &p,
+        "/v1/score",
+        &json!({"model": "rank", "text_1": ["monday", format!("refund {secret}")], "text_2": texts}),
+    )
+    .await;
+    assert_eq!(
+        status,
+        StatusCode::OK,
+        "{}",
+        String::from_utf8_lossy(&bytes)
+    );
+    let scored = json_of(&bytes);
+    assert_eq!(scored["data"][0]["score"], 1.0, "{scored}");
+    // Half the words: the address, redacted alike in both texts, but not "refund".
+    assert_eq!(scored["data"][1]["score"], 0.5, "{scored}");
+    assert_eq!(scored["usage"]["prompt_tokens"], PROMPT_TOKENS);
+    let sent = ok.bodies().pop().unwrap();
+    assert_eq!(sent["text_1"].as_array().unwrap().len(), 2, "{sent}");
+    assert_nothing_left(&ok.bodies(), &[secret.to_string()]);
+    assert_eq!(ok.hits(), 3);
+    let report = usage(&p, "by=deployment").await;
+    assert_eq!(row(&report, "ok/r-remote")["requests"], 3);
 }

@@ -229,3 +229,146 @@ async fn search_and_assistant_answer_from_the_catalogue() {
     assert_eq!(status, StatusCode::BAD_REQUEST);
     assert_eq!(value["error"]["param"], "candidates");
 }
+
+/// Item ids of a list, best first.
+fn ids(list: &hearth_core::recs_service::RecommendationList) -> Vec<String> {
+    list.data.iter().map(|r| r.item.0.clone()).collect()
+}
+
+/// MiniLM's cosine of `query` with each item's catalogue text, in the order of `items`.
+async fn cosines(platform: &Platform, query: &str, items: &[String]) -> Vec<f64> {
+    let store = platform.recs_store().unwrap();
+    let pairs = items
+        .iter()
+        .map(|id| {
+            let item = store.item(&ItemId(id.clone())).unwrap().unwrap();
+            (query.to_owned(), item.text())
+        })
+        .collect();
+    platform
+        .gateway()
+        .score_pairs("minilm", pairs, None)
+        .await
+        .unwrap()
+        .scores
+}
+
+/// `items` by descending `scores`, ties in their own order.
+fn by_score(items: &[String], scores: &[f64]) -> Vec<String> {
+    let mut order: Vec<usize> = (0..items.len()).collect();
+    order.sort_by(|&a, &b| scores[b].total_cmp(&scores[a]));
+    order.into_iter().map(|i| items[i].clone()).collect()
+}
+
+#[tokio::test]
+async fn a_rerank_stage_reorders_catalogue_search_and_the_assistants_candidates() {
+    use hearth_core::recs_service::SearchQuery;
+    use hearth_gateway::rerank::RerankStage;
+    let dir = tempfile::tempdir().unwrap();
+    let platform = shop(dir.path()).await;
+    let query = "a robot lost in space";
+    let search = |n| SearchQuery {
+        query: query.into(),
+        n,
+        ..Default::default()
+    };
+    let first = ids(&platform.search_with(search(20), None).await.unwrap());
+    assert_eq!(first.len(), 20);
+    let scores = cosines(&platform, query, &first).await;
+
+    // Replacing: the same 20 items, in the reranker's order, with its scores.
+    let mut stage = RerankStage {
+        model: "minilm".into(),
+        depth: 20,
+        instruction: hearth_core::recs::rerank::RERANK_INSTRUCTION.into(),
+        fuse: false,
+    };
+    let reranked = platform
+        .search_with(search(20), Some(&stage))
+        .await
+        .unwrap();
+    let expected = by_score(&first, &scores);
+    assert_ne!(
+        expected, first,
+        "the reranker disagrees with the first stage here"
+    );
+    assert_eq!(ids(&reranked), expected);
+    for r in &reranked.data {
+        let i = first.iter().position(|id| *id == r.item.0).unwrap();
+        assert!((r.score as f64 - scores[i]).abs() < 1e-5, "{r:?}");
+    }
+    // Fewer items asked than the reranker reads: the best of what it read.
+    let five = platform.search_with(search(5), Some(&stage)).await.unwrap();
+    assert_eq!(ids(&five), expected[..5]);
+
+    // Fused: reciprocal ranks of both orders summed, ties in the first stage's order.
+    stage.fuse = true;
+    let fused = platform
+        .search_with(search(20), Some(&stage))
+        .await
+        .unwrap();
+    let fused_scores: Vec<f64> = first
+        .iter()
+        .enumerate()
+        .map(|(i, id)| {
+            let r = expected.iter().position(|e| e == id).unwrap();
+            1.0 / (61 + i) as f64 + 1.0 / (61 + r) as f64
+        })
+        .collect();
+    assert_eq!(ids(&fused), by_score(&first, &fused_scores));
+    assert_eq!(fused.data[0].item.0, by_score(&first, &fused_scores)[0]);
+
+    // From the config: `/v1/search` and the assistant both take the stage.
+    let configured = Platform::open(Config {
+        data_dir: dir.path().to_owned(),
+        recs: hearth_core::RecsConfig {
+            rerank_model: Some("minilm".into()),
+            ..Default::default()
+        },
+        ..Default::default()
+    })
+    .unwrap();
+    let (status, value) =
+        post_json(&configured, "/v1/search", json!({"query": query, "n": 20})).await;
+    assert_eq!(status, StatusCode::OK, "{value}");
+    let http: Vec<String> = value["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["item"].as_str().unwrap().to_owned())
+        .collect();
+    // (Against this platform's own first stage: an approximate vector index loaded apart
+    // may differ at the tail of the top 20.)
+    let own = ids(&configured.search_with(search(20), None).await.unwrap());
+    let own_scores = cosines(&configured, query, &own).await;
+    assert_eq!(http, by_score(&own, &own_scores));
+    let wish = "a film about a robot in space";
+    let (status, answer) = post_json(
+        &configured,
+        "/v1/assistant",
+        json!({"wish": wish, "candidates": 5, "stream": false}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{answer}");
+    let candidates: Vec<String> = answer["candidates"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["item"].as_str().unwrap().to_owned())
+        .collect();
+    assert!(candidates.len() >= 2, "{answer}");
+    let scores = cosines(&configured, wish, &candidates).await;
+    assert_eq!(
+        by_score(&candidates, &scores),
+        candidates,
+        "offered in the reranker's order: {scores:?}"
+    );
+
+    // A reranker that is not registered is an error naming it, not a silent first stage.
+    stage.model = "no-such-reranker".into();
+    let err = platform
+        .search_with(search(5), Some(&stage))
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("no-such-reranker"), "{err}");
+}
