@@ -466,7 +466,7 @@ pub enum RecsCommand {
     /// Measure catalogue search on labelled queries: hit@1, recall@k and MRR@k of the items
     /// that answer them.
     ///
-    /// FILE is JSONL, one `{"query": "…", "items": ["ITEM_ID", …]}` per line (optionally
+    /// LABELS is JSONL, one `{"query": "…", "items": ["ITEM_ID", …]}` per line (optionally
     /// `"user"`: search as that user): a result answers when its id is listed. Run it with and
     /// without --rerank to see what a second stage buys before setting `[recs]
     /// rerank_model`.
@@ -475,6 +475,7 @@ pub enum RecsCommand {
 
 #[derive(Debug, Args)]
 pub struct RecsSearchEvalArgs {
+    /// Labelled queries (JSONL, see above).
     pub labels: PathBuf,
     /// Results per query.
     #[arg(short = 'k', long, default_value_t = 10)]
@@ -749,7 +750,7 @@ pub enum KbCommand {
     /// Measure search on labelled queries: hit@1, recall@k and MRR@k of the passages that
     /// answer them.
     ///
-    /// FILE is JSONL, one `{"query": "…", "titles": ["Section › Subsection", …]}` per line: a
+    /// LABELS is JSONL, one `{"query": "…", "titles": ["Section › Subsection", …]}` per line: a
     /// passage answers when its title (as `search` prints it) is listed. Run it with and
     /// without --rerank to see what the second stage buys.
     Eval {
