@@ -275,7 +275,20 @@ fn refuse_forbidden_pii(
     if let Some(map) = body.as_object_mut() {
         map.remove("known_pii");
     }
-    match crate::privacy::find_kinds(body, &known, &route.refuse) {
+    refuse_kinds(route, body, &known)
+}
+
+/// A request whose `texts` carry a kind of personal data the route refuses, refused naming
+/// the field.
+fn refuse_kinds(
+    route: &Route,
+    texts: serde_json::Value,
+    known: &KnownPii,
+) -> Result<(), GatewayError> {
+    if route.refuse.is_empty() {
+        return Ok(());
+    }
+    match crate::privacy::find_kinds(texts, known, &route.refuse) {
         Some((param, kind)) => Err(GatewayError::PiiRefused {
             route: route.alias.clone(),
             kind: kind.as_str(),
@@ -358,14 +371,9 @@ impl Gateway {
             )
             .await;
         if let Err(e) = &result {
-            // No deployment answered: nothing was spent. (A request dropped while it waits
-            // for one keeps the reservation's charge.)
-            if let Some(reservation) = reservation.take() {
-                reservation.settle(0, 0.0);
-            }
-            if !e.is_clients_fault() && !unknown_model(e) {
-                self.record_failure(&route, caller, at, started);
-            }
+            // (A request dropped while it waits for a deployment keeps the reservation's
+            // charge.)
+            self.unanswered(&route, caller, reservation.take(), (at, started), e);
         }
         result
     }
@@ -584,6 +592,24 @@ impl Gateway {
                 .collect(),
             raw_request: self.settings.audit_raw_text.then(|| body.to_string()),
             raw_answer: None,
+        }
+    }
+
+    /// A request no deployment answered: nothing was spent, so its reservation is released;
+    /// unless it was the client's mistake, the failure is recorded.
+    fn unanswered(
+        &self,
+        route: &Route,
+        caller: &Caller,
+        reservation: Option<Reservation>,
+        (at, started): (f64, Instant),
+        e: &GatewayError,
+    ) {
+        if let Some(reservation) = reservation {
+            reservation.settle(0, 0.0);
+        }
+        if !e.is_clients_fault() && !unknown_model(e) {
+            self.record_failure(route, caller, at, started);
         }
     }
 
@@ -904,6 +930,14 @@ impl Gateway {
                 "streaming takes a single prompt",
             ));
         }
+        // The limit of this machine's engines holds for every deployment of the route.
+        let most = self.options.llm.queue_capacity.max(1);
+        if prompts > most {
+            return Err(GatewayError::invalid(
+                "prompt",
+                format!("{prompts} prompts in one request; at most {most} ([llm] queue_capacity)"),
+            ));
+        }
         let prompt = serde_json::to_value(&request.prompt).expect("prompts serialize");
         // Token ids cannot be read for personal data: a route that checks or redacts what it
         // sends takes text only.
@@ -916,20 +950,11 @@ impl Gateway {
                 ),
             ));
         }
-        if !route.refuse.is_empty() {
-            let found = crate::privacy::find_kinds(
-                serde_json::json!({ "prompt": prompt }),
-                &KnownPii::default(),
-                &route.refuse,
-            );
-            if let Some((param, kind)) = found {
-                return Err(GatewayError::PiiRefused {
-                    route: route.alias.clone(),
-                    kind: kind.as_str(),
-                    param,
-                });
-            }
-        }
+        refuse_kinds(
+            &route,
+            serde_json::json!({ "prompt": prompt }),
+            &KnownPii::default(),
+        )?;
         let max = request
             .sampling
             .max_tokens
@@ -969,12 +994,7 @@ impl Gateway {
         let served = match result {
             Ok(served) => served,
             Err(e) => {
-                if let Some(reservation) = reservation.take() {
-                    reservation.settle(0, 0.0);
-                }
-                if !e.is_clients_fault() && !unknown_model(&e) {
-                    self.record_failure(&route, caller, at, started);
-                }
+                self.unanswered(&route, caller, reservation.take(), (at, started), &e);
                 return Err(e);
             }
         };
@@ -1162,20 +1182,11 @@ impl Gateway {
                 }
             }
         }
-        if !route.refuse.is_empty() {
-            let found = crate::privacy::find_kinds(
-                serde_json::Value::Object(texts.clone()),
-                &KnownPii::default(),
-                &route.refuse,
-            );
-            if let Some((param, kind)) = found {
-                return Err(GatewayError::PiiRefused {
-                    route: route.alias.clone(),
-                    kind: kind.as_str(),
-                    param,
-                });
-            }
-        }
+        refuse_kinds(
+            &route,
+            serde_json::Value::Object(texts.clone()),
+            &KnownPii::default(),
+        )?;
         // Every tokenizer spends at most one token per byte of text (see `prompt_bound`).
         let bound = serde_json::to_vec(&texts).map(|b| b.len()).unwrap_or(0) as u64;
         let mut reservation = self.admit(caller, &route, (bound, 0))?;
@@ -1228,12 +1239,7 @@ impl Gateway {
         let served = match result {
             Ok(served) => served,
             Err(e) => {
-                if let Some(reservation) = reservation.take() {
-                    reservation.settle(0, 0.0);
-                }
-                if !e.is_clients_fault() && !unknown_model(&e) {
-                    self.record_failure(&route, caller, at, started);
-                }
+                self.unanswered(&route, caller, reservation.take(), (at, started), &e);
                 return Err(e);
             }
         };

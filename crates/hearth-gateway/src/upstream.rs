@@ -119,12 +119,7 @@ impl Upstream {
     pub async fn chat(&self, body: &serde_json::Value, stream: bool) -> Result<Answer, Failure> {
         let response = self.send("chat/completions", body).await?;
         // Some servers answer a streaming request with one JSON body: take it whole.
-        let json_body = response
-            .headers()
-            .get(reqwest::header::CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .is_some_and(|v| v.starts_with("application/json"));
-        if stream && !json_body {
+        if stream && !is_json(&response) {
             return Ok(Answer::Stream(response));
         }
         let bytes = self.read_body(response).await?;
@@ -142,12 +137,7 @@ impl Upstream {
         stream: bool,
     ) -> Result<CompletionAnswer, Failure> {
         let response = self.send("completions", body).await?;
-        let json_body = response
-            .headers()
-            .get(reqwest::header::CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .is_some_and(|v| v.starts_with("application/json"));
-        if stream && !json_body {
+        if stream && !is_json(&response) {
             return Ok(CompletionAnswer::Stream(response));
         }
         let bytes = self.read_body(response).await?;
@@ -268,6 +258,15 @@ impl Upstream {
         }
         Ok(response)
     }
+}
+
+/// Whether an answer is one JSON body (not a stream of events).
+fn is_json(response: &reqwest::Response) -> bool {
+    response
+        .headers()
+        .get(reqwest::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/json"))
 }
 
 /// The `error.message` of an OpenAI-shaped error body, or the body itself (shortened).

@@ -2766,7 +2766,7 @@ async fn text_completions_go_upstream_with_failover_privacy_and_the_ledger() {
     let bad = Fake::start(Mode::Fail500).await;
     let ok = Fake::start(Mode::Echo).await;
     let toml = format!(
-        "[gateway]\nattempts = 1\nfailures_before_cooldown = 100\n{}{}{}{}",
+        "[llm]\nqueue_capacity = 4\n[gateway]\nattempts = 1\nfailures_before_cooldown = 100\n{}{}{}{}",
         provider("bad", &bad.url, 10.0),
         provider("ok", &ok.url, 10.0),
         route(
@@ -2869,6 +2869,10 @@ async fn text_completions_go_upstream_with_failover_privacy_and_the_ledger() {
         ),
         (
             json!({"model": "txt", "prompt": ["a", "b"], "stream": true}),
+            "invalid_request_error",
+        ),
+        (
+            json!({"model": "txt", "prompt": vec!["a"; 5]}),
             "invalid_request_error",
         ),
         (
