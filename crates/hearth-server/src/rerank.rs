@@ -20,7 +20,8 @@ use crate::AppState;
         (status = 200, description = "The documents, best first", body = RerankResponse),
         (status = 400, description = "Invalid request; `error.param` names the field"),
         (status = 404, description = "Unknown model"),
-        (status = 503, description = "Engine busy (Retry-After)"),
+        (status = 502, description = "An upstream failed (upstream_error)"),
+        (status = 503, description = "Engine busy, or no deployment of the route answered (Retry-After)"),
     ),
     security(("bearer" = ["inference"])))]
 pub async fn rerank(
@@ -44,7 +45,8 @@ pub async fn rerank(
         (status = 200, description = "The texts, best first", body = Vec<TeiRank>),
         (status = 400, description = "Invalid request; `error.param` names the field"),
         (status = 404, description = "Unknown model"),
-        (status = 503, description = "Engine busy (Retry-After)"),
+        (status = 502, description = "An upstream failed (upstream_error)"),
+        (status = 503, description = "Engine busy, or no deployment of the route answered (Retry-After)"),
     ),
     security(("bearer" = ["inference"])))]
 pub async fn tei_rerank(
@@ -68,7 +70,8 @@ pub async fn tei_rerank(
         (status = 200, description = "One score per pair, in order", body = ScoreResponse),
         (status = 400, description = "Invalid request; `error.param` names the field"),
         (status = 404, description = "Unknown model"),
-        (status = 503, description = "Engine busy (Retry-After)"),
+        (status = 502, description = "An upstream failed (upstream_error)"),
+        (status = 503, description = "Engine busy, or no deployment of the route answered (Retry-After)"),
     ),
     security(("bearer" = ["inference"])))]
 pub async fn score(
