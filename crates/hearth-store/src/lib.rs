@@ -8,12 +8,14 @@
 //! statements, rows and transactions; no app sees the SQLite driver. It never speaks HTTP.
 
 mod artifacts;
+mod postgres;
 pub mod sql;
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 pub use artifacts::{ArtifactVersion, Artifacts};
+pub use postgres::for_postgres_ddl;
 pub use sql::{Backend, Row, Tx, Value};
 
 /// Every failure the store reports; each has a stable public code ([`StoreError::code`]).
@@ -29,6 +31,14 @@ pub enum StoreError {
         path: PathBuf,
         source: std::io::Error,
     },
+    #[error("database {target}: {source}")]
+    Postgres {
+        target: String,
+        source: tokio_postgres::Error,
+    },
+    /// The database cannot be reached (or went away mid-call): try again shortly.
+    #[error("database {target} is unavailable: {message}")]
+    Unavailable { target: String, message: String },
     /// A column that does not hold what the query's reader expects.
     #[error("column {index}: {message}")]
     Column { index: usize, message: String },
@@ -44,7 +54,10 @@ pub enum StoreError {
 impl StoreError {
     pub fn code(&self) -> hearth_types::ErrorCode {
         match self {
-            StoreError::Database { .. } => hearth_types::ErrorCode::DatabaseError,
+            StoreError::Database { .. } | StoreError::Postgres { .. } => {
+                hearth_types::ErrorCode::DatabaseError
+            }
+            StoreError::Unavailable { .. } => hearth_types::ErrorCode::DatabaseUnavailable,
             StoreError::Column { .. } => hearth_types::ErrorCode::DatabaseError,
             StoreError::Io { .. } => hearth_types::ErrorCode::IoError,
             StoreError::SchemaTooNew { .. } => hearth_types::ErrorCode::SchemaTooNew,
@@ -54,14 +67,19 @@ impl StoreError {
     /// Whether a write failed because a row with the same unique key exists (the caller
     /// usually answers it as a field already taken).
     pub fn is_unique_violation(&self) -> bool {
-        matches!(
-            self,
+        match self {
             StoreError::Database {
                 source: rusqlite::Error::SqliteFailure(e, _),
                 ..
-            } if e.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_UNIQUE
-                || e.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_PRIMARYKEY
-        )
+            } => {
+                e.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_UNIQUE
+                    || e.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_PRIMARYKEY
+            }
+            StoreError::Postgres { source, .. } => {
+                source.code() == Some(&tokio_postgres::error::SqlState::UNIQUE_VIOLATION)
+            }
+            _ => false,
+        }
     }
 
     pub fn io(path: &Path, source: std::io::Error) -> Self {
@@ -72,14 +90,24 @@ impl StoreError {
     }
 }
 
-/// The embedded database. Cheap to clone; one connection shared behind a mutex (SQLite
-/// serialises writers anyway). Calls block: async callers use `spawn_blocking`.
+/// The database: embedded SQLite, or a PostgreSQL server. Cheap to clone. Calls block (and
+/// may be made from any thread); long work on async threads goes through `spawn_blocking`.
 #[derive(Clone)]
 pub struct Database {
+    /// The SQLite file, or the PostgreSQL server's `postgres://host:port/dbname`.
     path: PathBuf,
-    conn: Arc<Mutex<rusqlite::Connection>>,
-    /// Idle read-only connections: WAL lets readers run beside the writer and each other.
-    readers: Arc<Mutex<Vec<rusqlite::Connection>>>,
+    pub(crate) engine: Engine,
+}
+
+#[derive(Clone)]
+pub(crate) enum Engine {
+    /// One writer connection behind a mutex (SQLite serialises writers anyway).
+    Sqlite {
+        conn: Arc<Mutex<rusqlite::Connection>>,
+        /// Idle read-only connections: WAL lets readers run beside the writer and each other.
+        readers: Arc<Mutex<Vec<rusqlite::Connection>>>,
+    },
+    Postgres(Arc<postgres::Pool>),
 }
 
 impl std::fmt::Debug for Database {
@@ -120,9 +148,30 @@ impl Database {
         .map_err(err)?;
         Ok(Database {
             path: path.to_owned(),
-            conn: Arc::new(Mutex::new(conn)),
-            readers: Arc::new(Mutex::new(Vec::new())),
+            engine: Engine::Sqlite {
+                conn: Arc::new(Mutex::new(conn)),
+                readers: Arc::new(Mutex::new(Vec::new())),
+            },
         })
+    }
+
+    /// Connects to the PostgreSQL database at `url` (`postgres://user:password@host:port/
+    /// dbname`) and makes its migration table. An unreachable server is
+    /// [`StoreError::Unavailable`].
+    pub fn connect(url: &str) -> Result<Database, StoreError> {
+        let pool = postgres::Pool::connect(url)?;
+        let db = Database {
+            path: PathBuf::from(&pool.target),
+            engine: Engine::Postgres(Arc::new(pool)),
+        };
+        db.execute(
+            "CREATE TABLE IF NOT EXISTS schema_versions (
+                 namespace TEXT PRIMARY KEY,
+                 version BIGINT NOT NULL
+             )",
+            &[],
+        )?;
+        Ok(db)
     }
 
     pub fn path(&self) -> &Path {
@@ -132,12 +181,19 @@ impl Database {
     /// Whether `other` is this same handle (one writer, one reader pool), not merely the same
     /// file opened again.
     pub fn is_same_handle(&self, other: &Database) -> bool {
-        Arc::ptr_eq(&self.conn, &other.conn)
+        match (&self.engine, &other.engine) {
+            (Engine::Sqlite { conn: a, .. }, Engine::Sqlite { conn: b, .. }) => Arc::ptr_eq(a, b),
+            (Engine::Postgres(a), Engine::Postgres(b)) => Arc::ptr_eq(a, b),
+            _ => false,
+        }
     }
 
     /// Applies the migrations of `namespace` not yet applied, each in its own transaction.
     /// Migration N (0-based) is applied once; never edit a released one, append a new one.
     pub fn migrate(&self, namespace: &str, migrations: &[&str]) -> Result<(), StoreError> {
+        if let Engine::Postgres(_) = &self.engine {
+            return self.migrate_postgres(namespace, migrations);
+        }
         let mut conn = self.conn();
         let err = |source| StoreError::Database {
             path: self.path.clone(),
@@ -176,11 +232,56 @@ impl Database {
         Ok(())
     }
 
-    /// The writer connection.
+    /// [`Database::migrate`] on PostgreSQL: each migration (its types mapped by
+    /// [`for_postgres_ddl`]) in a transaction that holds the namespace's advisory lock, so
+    /// replicas starting together apply it once.
+    fn migrate_postgres(&self, namespace: &str, migrations: &[&str]) -> Result<(), StoreError> {
+        loop {
+            let applied = self.write(|tx| {
+                tx.execute(
+                    "SELECT pg_advisory_xact_lock(hashtext($1))",
+                    crate::params![format!("hearth-migrate:{namespace}")],
+                )?;
+                let current: u32 = tx
+                    .query_one(
+                        "SELECT version FROM schema_versions WHERE namespace = $1",
+                        crate::params![namespace],
+                        |r| r.get(0),
+                    )?
+                    .unwrap_or(0);
+                if current as usize > migrations.len() {
+                    return Err(StoreError::SchemaTooNew {
+                        namespace: namespace.to_owned(),
+                        found: current,
+                        known: migrations.len() as u32,
+                    });
+                }
+                let Some(sql) = migrations.get(current as usize) else {
+                    return Ok(None);
+                };
+                tx.batch(&for_postgres_ddl(sql))?;
+                tx.execute(
+                    "INSERT INTO schema_versions (namespace, version) VALUES ($1, $2)
+                     ON CONFLICT (namespace) DO UPDATE SET version = excluded.version",
+                    crate::params![namespace, current + 1],
+                )?;
+                Ok(Some(current + 1))
+            })?;
+            match applied {
+                Some(version) => tracing::info!(namespace, version, "schema migrated"),
+                None => return Ok(()),
+            }
+        }
+    }
+
+    /// The SQLite writer connection.
     pub(crate) fn conn(&self) -> MutexGuard<'_, rusqlite::Connection> {
+        let Engine::Sqlite { conn, .. } = &self.engine else {
+            unreachable!("the SQLite writer of a PostgreSQL database")
+        };
         // A panic while holding the lock leaves SQLite consistent (an open transaction rolls
         // back when dropped), so a poisoned lock is still usable.
-        self.conn.lock().unwrap_or_else(|p| p.into_inner())
+        conn.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// Runs `read` on a read-only connection from a small pool, so concurrent reads neither
@@ -189,7 +290,10 @@ impl Database {
         &self,
         read: impl FnOnce(&rusqlite::Connection) -> Result<T, StoreError>,
     ) -> Result<T, StoreError> {
-        let pooled = self.readers.lock().unwrap_or_else(|p| p.into_inner()).pop();
+        let Engine::Sqlite { readers, .. } = &self.engine else {
+            unreachable!("a SQLite reader of a PostgreSQL database")
+        };
+        let pooled = readers.lock().unwrap_or_else(|p| p.into_inner()).pop();
         let conn = match pooled {
             Some(conn) => conn,
             None => {
@@ -204,7 +308,7 @@ impl Database {
         };
         let result = read(&conn);
         const KEEP: usize = 8;
-        let mut idle = self.readers.lock().unwrap_or_else(|p| p.into_inner());
+        let mut idle = readers.lock().unwrap_or_else(|p| p.into_inner());
         if idle.len() < KEEP {
             idle.push(conn);
         }

@@ -7,12 +7,14 @@
 
 use std::borrow::Cow;
 
-use crate::{Database, StoreError};
+use crate::postgres::{self, wait};
+use crate::{Database, Engine, StoreError};
 
 /// Which database engine a [`Database`] runs on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {
     Sqlite,
+    Postgres,
 }
 
 /// A value bound to a statement, in the types every backend has.
@@ -216,7 +218,12 @@ impl<T: FromColumn> FromColumn for Option<T> {
 
 /// One row of a query's answer.
 pub struct Row<'a> {
-    row: &'a rusqlite::Row<'a>,
+    row: RowOf<'a>,
+}
+
+enum RowOf<'a> {
+    Sqlite(&'a rusqlite::Row<'a>),
+    Postgres(&'a tokio_postgres::Row),
 }
 
 impl Row<'_> {
@@ -224,14 +231,17 @@ impl Row<'_> {
     pub fn get<T: FromColumn>(&self, index: usize) -> Result<T, StoreError> {
         use rusqlite::types::ValueRef;
         let bad = |message: String| StoreError::Column { index, message };
-        let column = match self.row.get_ref(index).map_err(|e| bad(e.to_string()))? {
-            ValueRef::Null => Column::Null,
-            ValueRef::Integer(v) => Column::Integer(v),
-            ValueRef::Real(v) => Column::Real(v),
-            ValueRef::Text(v) => Column::Text(
-                std::str::from_utf8(v).map_err(|_| bad("text that is not UTF-8".into()))?,
-            ),
-            ValueRef::Blob(v) => Column::Blob(v),
+        let column = match self.row {
+            RowOf::Sqlite(row) => match row.get_ref(index).map_err(|e| bad(e.to_string()))? {
+                ValueRef::Null => Column::Null,
+                ValueRef::Integer(v) => Column::Integer(v),
+                ValueRef::Real(v) => Column::Real(v),
+                ValueRef::Text(v) => Column::Text(
+                    std::str::from_utf8(v).map_err(|_| bad("text that is not UTF-8".into()))?,
+                ),
+                ValueRef::Blob(v) => Column::Blob(v),
+            },
+            RowOf::Postgres(row) => postgres::column(row, index).map_err(bad)?,
         };
         T::from_column(column).map_err(bad)
     }
@@ -289,7 +299,9 @@ fn run_query<T>(
         .map_err(|e| db.error(e))?;
     let mut out = Vec::new();
     while let Some(row) = rows.next().map_err(|e| db.error(e))? {
-        out.push(map(&Row { row })?);
+        out.push(map(&Row {
+            row: RowOf::Sqlite(row),
+        })?);
         if first {
             break;
         }
@@ -309,16 +321,57 @@ fn run_execute(
     Ok(changed as u64)
 }
 
-/// A transaction on the writer ([`Database::write`]).
+/// The rows of a query on a PostgreSQL connection or transaction, mapped; with `first`,
+/// only the first one.
+fn pg_query<T>(
+    client: &impl tokio_postgres::GenericClient,
+    pool: &postgres::Pool,
+    sql: &str,
+    params: &[Value],
+    first: bool,
+    mut map: impl FnMut(&Row<'_>) -> Result<T, StoreError>,
+) -> Result<Vec<T>, StoreError> {
+    let rows = wait(client.query(sql, &postgres::params(params))).map_err(|e| pool.error(e))?;
+    let mut out = Vec::with_capacity(if first { 1 } else { rows.len() });
+    for row in &rows {
+        out.push(map(&Row {
+            row: RowOf::Postgres(row),
+        })?);
+        if first {
+            break;
+        }
+    }
+    Ok(out)
+}
+
+fn pg_execute(
+    client: &impl tokio_postgres::GenericClient,
+    pool: &postgres::Pool,
+    sql: &str,
+    params: &[Value],
+) -> Result<u64, StoreError> {
+    wait(client.execute(sql, &postgres::params(params))).map_err(|e| pool.error(e))
+}
+
+/// A transaction ([`Database::write`]): on SQLite's one writer, or on a PostgreSQL
+/// connection of the pool.
 pub struct Tx<'a> {
-    tx: rusqlite::Transaction<'a>,
+    tx: TxOf<'a>,
     db: &'a Database,
+}
+
+enum TxOf<'a> {
+    Sqlite(rusqlite::Transaction<'a>),
+    Postgres(tokio_postgres::Transaction<'a>, &'a postgres::Pool),
 }
 
 impl Tx<'_> {
     /// Runs one statement; returns the rows it changed.
     pub fn execute(&self, sql: &str, params: &[Value]) -> Result<u64, StoreError> {
-        run_execute(&self.tx, self.db, sql, params)
+        match &self.tx {
+            TxOf::Sqlite(tx) => run_execute(tx, self.db, sql, params),
+            TxOf::Postgres(tx, pool) => pg_execute(tx, pool, sql, params),
+        }
     }
 
     /// Every row of a query, mapped.
@@ -328,7 +381,10 @@ impl Tx<'_> {
         params: &[Value],
         map: impl FnMut(&Row<'_>) -> Result<T, StoreError>,
     ) -> Result<Vec<T>, StoreError> {
-        run_query(&self.tx, self.db, sql, params, false, map)
+        match &self.tx {
+            TxOf::Sqlite(tx) => run_query(tx, self.db, sql, params, false, map),
+            TxOf::Postgres(tx, pool) => pg_query(tx, pool, sql, params, false, map),
+        }
     }
 
     /// The first row of a query, mapped (the rest are not read); None when there is none.
@@ -338,45 +394,106 @@ impl Tx<'_> {
         params: &[Value],
         map: impl FnMut(&Row<'_>) -> Result<T, StoreError>,
     ) -> Result<Option<T>, StoreError> {
-        Ok(run_query(&self.tx, self.db, sql, params, true, map)?.pop())
+        Ok(match &self.tx {
+            TxOf::Sqlite(tx) => run_query(tx, self.db, sql, params, true, map)?,
+            TxOf::Postgres(tx, pool) => pg_query(tx, pool, sql, params, true, map)?,
+        }
+        .pop())
+    }
+
+    /// Several statements without parameters (a migration).
+    pub(crate) fn batch(&self, sql: &str) -> Result<(), StoreError> {
+        match &self.tx {
+            TxOf::Sqlite(tx) => tx.execute_batch(sql).map_err(|e| self.db.error(e)),
+            TxOf::Postgres(tx, pool) => wait(tx.batch_execute(sql)).map_err(|e| pool.error(e)),
+        }
     }
 }
 
 impl Database {
     /// The engine behind this database.
     pub fn backend(&self) -> Backend {
-        Backend::Sqlite
+        match self.engine {
+            Engine::Sqlite { .. } => Backend::Sqlite,
+            Engine::Postgres(_) => Backend::Postgres,
+        }
     }
 
-    /// Runs `write` in one transaction on the one writer: committed when it returns `Ok`
-    /// (and synced to disk before this returns), rolled back when it returns an error.
+    /// Runs `write` in one transaction: committed when it returns `Ok` (and durable before
+    /// this returns), rolled back when it returns an error. On SQLite it runs on the one
+    /// writer; on PostgreSQL on a connection of its own, at READ COMMITTED: a decision that
+    /// must not race another replica's is one statement (`UPDATE … WHERE … RETURNING`) or
+    /// takes a row lock (`SELECT … FOR UPDATE`).
     pub fn write<T>(
         &self,
         write: impl FnOnce(&Tx<'_>) -> Result<T, StoreError>,
     ) -> Result<T, StoreError> {
-        let mut conn = self.conn();
-        let tx = Tx {
-            tx: conn.transaction().map_err(|e| self.error(e))?,
-            db: self,
-        };
-        let value = write(&tx)?;
-        tx.tx.commit().map_err(|e| self.error(e))?;
-        Ok(value)
+        match &self.engine {
+            Engine::Sqlite { .. } => {
+                let mut conn = self.conn();
+                let tx = Tx {
+                    tx: TxOf::Sqlite(conn.transaction().map_err(|e| self.error(e))?),
+                    db: self,
+                };
+                let value = write(&tx)?;
+                if let TxOf::Sqlite(tx) = tx.tx {
+                    tx.commit().map_err(|e| self.error(e))?;
+                }
+                Ok(value)
+            }
+            Engine::Postgres(pool) => {
+                let mut client = pool.client()?;
+                let result = (|| {
+                    let tx = Tx {
+                        tx: TxOf::Postgres(
+                            wait(client.transaction()).map_err(|e| pool.error(e))?,
+                            pool,
+                        ),
+                        db: self,
+                    };
+                    let value = write(&tx)?;
+                    if let TxOf::Postgres(tx, _) = tx.tx {
+                        wait(tx.commit()).map_err(|e| pool.error(e))?;
+                    }
+                    Ok(value)
+                })();
+                pool.put(client);
+                result
+            }
+        }
     }
 
-    /// One statement on the writer, committed on its own; returns the rows it changed.
+    /// One statement, committed on its own; returns the rows it changed.
     pub fn execute(&self, sql: &str, params: &[Value]) -> Result<u64, StoreError> {
-        run_execute(&self.conn(), self, sql, params)
+        match &self.engine {
+            Engine::Sqlite { .. } => run_execute(&self.conn(), self, sql, params),
+            Engine::Postgres(pool) => {
+                let client = pool.client()?;
+                let result = pg_execute(&client, pool, sql, params);
+                pool.put(client);
+                result
+            }
+        }
     }
 
-    /// Every row of a query, on a reader beside the writer.
+    /// Every row of a query (on SQLite, on a reader beside the writer).
     pub fn query<T>(
         &self,
         sql: &str,
         params: &[Value],
         map: impl FnMut(&Row<'_>) -> Result<T, StoreError>,
     ) -> Result<Vec<T>, StoreError> {
-        self.read(|conn| run_query(conn, self, sql, params, false, map))
+        match &self.engine {
+            Engine::Sqlite { .. } => {
+                self.read(|conn| run_query(conn, self, sql, params, false, map))
+            }
+            Engine::Postgres(pool) => {
+                let client = pool.client()?;
+                let result = pg_query(&client, pool, sql, params, false, map);
+                pool.put(client);
+                result
+            }
+        }
     }
 
     /// The first row of a query, mapped (the rest are not read); None when there is none.
@@ -386,9 +503,18 @@ impl Database {
         params: &[Value],
         map: impl FnMut(&Row<'_>) -> Result<T, StoreError>,
     ) -> Result<Option<T>, StoreError> {
-        Ok(self
-            .read(|conn| run_query(conn, self, sql, params, true, map))?
-            .pop())
+        Ok(match &self.engine {
+            Engine::Sqlite { .. } => {
+                self.read(|conn| run_query(conn, self, sql, params, true, map))?
+            }
+            Engine::Postgres(pool) => {
+                let client = pool.client()?;
+                let result = pg_query(&client, pool, sql, params, true, map);
+                pool.put(client);
+                result?
+            }
+        }
+        .pop())
     }
 }
 
@@ -407,81 +533,148 @@ mod tests {
         assert_eq!(for_sqlite("SELECT $a"), "SELECT $a");
     }
 
+    /// A fresh database on each backend: SQLite in a temporary directory, and a new database
+    /// on the test PostgreSQL server.
+    fn both() -> Vec<(Database, tempfile::TempDir)> {
+        let dir = tempfile::tempdir().unwrap();
+        let sqlite = Database::open(&dir.path().join("t.db")).unwrap();
+        let postgres = Database::connect(&hearth_testdata::postgres_database()).unwrap();
+        assert_eq!(postgres.backend(), Backend::Postgres);
+        vec![(sqlite, dir), (postgres, tempfile::tempdir().unwrap())]
+    }
+
     #[test]
     fn statements_bind_in_placeholder_order_and_rows_read_back_typed() {
-        let dir = tempfile::tempdir().unwrap();
-        let db = Database::open(&dir.path().join("t.db")).unwrap();
-        db.migrate(
-            "t",
-            &["CREATE TABLE t (id TEXT PRIMARY KEY, n INTEGER, x REAL, note TEXT)"],
-        )
-        .unwrap();
-        // $2 before $1 in the text: bound by number, not by appearance.
-        let changed = db
-            .execute(
-                "INSERT INTO t (n, id, x, note) VALUES ($2, $1, $3, $4)",
-                crate::params!["a", 7u64, 0.5, None::<String>],
+        for (db, _dir) in both() {
+            db.migrate(
+                "t",
+                &["CREATE TABLE t (id TEXT PRIMARY KEY, n INTEGER, x REAL, note TEXT, b BLOB)"],
             )
             .unwrap();
-        assert_eq!(changed, 1);
-        let row = db
-            .query_one(
-                "SELECT id, n, x, note FROM t WHERE id = $1",
-                crate::params!["a"],
-                |r| {
-                    Ok((
-                        r.get::<String>(0)?,
-                        r.get::<u64>(1)?,
-                        r.get::<f64>(2)?,
-                        r.get::<Option<String>>(3)?,
-                    ))
-                },
+            // $2 before $1 in the text: bound by number, not by appearance.
+            let changed = db
+                .execute(
+                    "INSERT INTO t (n, id, x, note, b) VALUES ($2, $1, $3, $4, $5)",
+                    crate::params!["a", 7u64, 0.1, None::<String>, vec![0u8, 255]],
+                )
+                .unwrap();
+            assert_eq!(changed, 1);
+            let row = db
+                .query_one(
+                    "SELECT id, n, x, note, b FROM t WHERE id = $1",
+                    crate::params!["a"],
+                    |r| {
+                        Ok((
+                            r.get::<String>(0)?,
+                            r.get::<u64>(1)?,
+                            r.get::<f64>(2)?,
+                            r.get::<Option<String>>(3)?,
+                            r.get::<Vec<u8>>(4)?,
+                        ))
+                    },
+                )
+                .unwrap();
+            // 0.1 comes back exactly: a REAL column is 64-bit on both.
+            assert_eq!(
+                row,
+                Some(("a".into(), 7, 0.1, None, vec![0, 255])),
+                "{db:?}"
+            );
+            // 64-bit integers, and SUM over them read as an integer (NUMERIC on PostgreSQL).
+            db.execute(
+                "INSERT INTO t (id, n) VALUES ($1, $2)",
+                crate::params!["big", i64::MAX / 2],
             )
             .unwrap();
-        assert_eq!(row, Some(("a".into(), 7, 0.5, None)));
-        // A type that does not fit is an error naming the column, not a panic.
-        let err = db
-            .query("SELECT id FROM t", crate::params![], |r| r.get::<i64>(0))
-            .unwrap_err();
-        assert!(err.to_string().contains("column 0"), "{err}");
-        assert!(db
-            .query_one("SELECT id FROM t WHERE id = $1", crate::params!["b"], |r| {
-                r.get::<String>(0)
-            })
-            .unwrap()
-            .is_none());
+            let sum = db
+                .query_one("SELECT SUM(n) FROM t", crate::params![], |r| {
+                    r.get::<i64>(0)
+                })
+                .unwrap();
+            assert_eq!(sum, Some(i64::MAX / 2 + 7), "{db:?}");
+            // A type that does not fit is an error naming the column, not a panic.
+            let err = db
+                .query("SELECT id FROM t", crate::params![], |r| r.get::<i64>(0))
+                .unwrap_err();
+            assert!(err.to_string().contains("column 0"), "{err}");
+            assert!(db
+                .query_one("SELECT id FROM t WHERE id = $1", crate::params!["b"], |r| {
+                    r.get::<String>(0)
+                })
+                .unwrap()
+                .is_none());
+        }
     }
 
     #[test]
     fn a_failed_write_rolls_back_and_a_unique_violation_is_told_apart() {
-        let dir = tempfile::tempdir().unwrap();
-        let db = Database::open(&dir.path().join("t.db")).unwrap();
-        db.migrate("t", &["CREATE TABLE t (id TEXT PRIMARY KEY)"])
-            .unwrap();
-        let failed = db.write(|tx| {
-            tx.execute("INSERT INTO t (id) VALUES ($1)", crate::params!["a"])?;
-            tx.execute("INSERT INTO t (id) VALUES ($1)", crate::params!["a"])
-        });
-        let err = failed.unwrap_err();
-        assert!(err.is_unique_violation(), "{err}");
-        let count = |db: &Database| {
-            db.query_one("SELECT COUNT(*) FROM t", crate::params![], |r| {
-                r.get::<u64>(0)
-            })
-            .unwrap()
-            .unwrap()
-        };
-        assert_eq!(
-            count(&db),
-            0,
-            "the first insert rolled back with the second"
-        );
-        db.write(|tx| tx.execute("INSERT INTO t (id) VALUES ($1)", crate::params!["a"]))
-            .unwrap();
-        assert_eq!(count(&db), 1);
-        let other = db
-            .execute("INSERT INTO nowhere VALUES (1)", crate::params![])
-            .unwrap_err();
-        assert!(!other.is_unique_violation());
+        for (db, _dir) in both() {
+            db.migrate("t", &["CREATE TABLE t (id TEXT PRIMARY KEY)"])
+                .unwrap();
+            let failed = db.write(|tx| {
+                tx.execute("INSERT INTO t (id) VALUES ($1)", crate::params!["a"])?;
+                tx.execute("INSERT INTO t (id) VALUES ($1)", crate::params!["a"])
+            });
+            let err = failed.unwrap_err();
+            assert!(err.is_unique_violation(), "{err}");
+            let count = |db: &Database| {
+                db.query_one("SELECT COUNT(*) FROM t", crate::params![], |r| {
+                    r.get::<u64>(0)
+                })
+                .unwrap()
+                .unwrap()
+            };
+            assert_eq!(
+                count(&db),
+                0,
+                "the first insert rolled back with the second"
+            );
+            db.write(|tx| tx.execute("INSERT INTO t (id) VALUES ($1)", crate::params!["a"]))
+                .unwrap();
+            assert_eq!(count(&db), 1);
+            let other = db
+                .execute("INSERT INTO nowhere VALUES (1)", crate::params![])
+                .unwrap_err();
+            assert!(!other.is_unique_violation());
+        }
+    }
+
+    #[test]
+    fn migrations_apply_once_even_when_started_together_and_a_rowid_key_numbers_itself() {
+        for (db, _dir) in both() {
+            let migrations = [
+                "CREATE TABLE log (id INTEGER PRIMARY KEY, at REAL NOT NULL)",
+                "CREATE INDEX log_at ON log (at)",
+            ];
+            std::thread::scope(|s| {
+                for _ in 0..3 {
+                    s.spawn(|| db.migrate("log", &migrations).unwrap());
+                }
+            });
+            db.migrate("log", &migrations).unwrap();
+            let version = db
+                .query_one(
+                    "SELECT version FROM schema_versions WHERE namespace = $1",
+                    crate::params!["log"],
+                    |r| r.get::<u32>(0),
+                )
+                .unwrap();
+            assert_eq!(version, Some(2));
+            for at in [1.5, 2.5] {
+                db.execute("INSERT INTO log (at) VALUES ($1)", crate::params![at])
+                    .unwrap();
+            }
+            let ids = db
+                .query("SELECT id FROM log ORDER BY id", crate::params![], |r| {
+                    r.get::<i64>(0)
+                })
+                .unwrap();
+            assert_eq!(ids, [1, 2], "{db:?}");
+            let err = db.migrate("log", &migrations[..1]).unwrap_err();
+            assert!(
+                matches!(err, StoreError::SchemaTooNew { found: 2, .. }),
+                "{err}"
+            );
+        }
     }
 }

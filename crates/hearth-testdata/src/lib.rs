@@ -6,8 +6,10 @@ use std::path::PathBuf;
 
 pub mod cross_encoders;
 pub mod pii;
+pub mod postgres;
 
 pub use cross_encoders::cross_encoder_dir;
+pub use postgres::postgres_database;
 
 fn cache() -> PathBuf {
     std::env::var_os("XDG_CACHE_HOME")

@@ -182,6 +182,8 @@ error_codes! {
         "The gateway's configuration is inconsistent.";
     DatabaseError = "database_error", 500, None,
         "The database failed.";
+    DatabaseUnavailable = "database_unavailable", 503, Some(After(2)),
+        "The database server cannot be reached; nothing was done, retry after `Retry-After`.";
     SchemaTooNew = "schema_too_new", 500, None,
         "The database was written by a newer hearth; upgrade.";
     ArtifactError = "artifact_error", 500, None,

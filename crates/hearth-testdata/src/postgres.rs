@@ -1,0 +1,147 @@
+//! A PostgreSQL server for tests: the one `HEARTH_TEST_POSTGRES_URL` names (CI starts it), or
+//! else one this process starts from the machine's server binaries (`initdb`, `pg_ctl`) in a
+//! temporary directory on a free loopback port, stopped when the process ends. Each call of
+//! [`postgres_database`] makes a fresh, empty database on it, so tests never share tables.
+
+use std::path::PathBuf;
+use std::process::Command;
+use std::sync::OnceLock;
+
+/// `postgres://user@host:port` of the test server, without a database name.
+fn server() -> &'static str {
+    static SERVER: OnceLock<String> = OnceLock::new();
+    SERVER.get_or_init(|| match std::env::var("HEARTH_TEST_POSTGRES_URL") {
+        Ok(url) if !url.trim().is_empty() => url.trim_end_matches('/').to_owned(),
+        _ => start_server(),
+    })
+}
+
+/// A new empty database on the test server: its URL.
+pub fn postgres_database() -> String {
+    static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    let name = format!("hearth_test_{}_{n}", std::process::id());
+    let server = server();
+    let status = Command::new("psql")
+        .args([
+            &format!("{server}/postgres"),
+            "-q",
+            "-v",
+            "ON_ERROR_STOP=1",
+            "-c",
+            &format!("DROP DATABASE IF EXISTS {name}"),
+            "-c",
+            &format!("CREATE DATABASE {name}"),
+        ])
+        .status()
+        .expect("psql runs (PostgreSQL's client is installed)");
+    assert!(
+        status.success(),
+        "could not create database {name} on {server}"
+    );
+    format!("{server}/{name}")
+}
+
+/// Starts a private server; a watchdog stops it when this process is gone.
+fn start_server() -> String {
+    let dir = std::env::temp_dir().join(format!("hearth-test-pg-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("a temporary directory");
+    let root = is_root();
+    if root {
+        // PostgreSQL refuses to run as root: the cluster belongs to `postgres`.
+        let ok = Command::new("chown")
+            .args(["postgres", dir.to_str().unwrap()])
+            .status()
+            .is_ok_and(|s| s.success());
+        assert!(ok, "chown postgres {}", dir.display());
+    }
+    let data = dir.join("data");
+    let port = {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("a free port");
+        listener.local_addr().unwrap().port()
+    };
+    let run = |script: String| {
+        let mut command = if root {
+            let mut c = Command::new("su");
+            c.args(["postgres", "-s", "/bin/sh", "-c", &script]);
+            c
+        } else {
+            let mut c = Command::new("sh");
+            c.args(["-c", &script]);
+            c
+        };
+        let status = command.status().expect("sh runs");
+        assert!(status.success(), "failed: {script}");
+    };
+    let bin = pg_bin();
+    run(format!(
+        "{bin}initdb -D {data} -A trust -U postgres --no-sync -E UTF8 > {dir}/initdb.log 2>&1",
+        data = data.display(),
+        dir = dir.display()
+    ));
+    run(format!(
+        "{bin}pg_ctl -D {data} -l {dir}/server.log -w -o '-p {port} -k {dir} -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=200' start > /dev/null",
+        data = data.display(),
+        dir = dir.display()
+    ));
+    // The watchdog: when this test process exits (or is killed), stop the server. (It may
+    // run as `postgres`, which cannot signal this process: it watches /proc instead.)
+    let watch = format!(
+        "while [ -d /proc/{pid} ]; do sleep 1; done; {bin}pg_ctl -D {data} -m immediate stop > /dev/null 2>&1; rm -rf {dir}",
+        pid = std::process::id(),
+        data = data.display(),
+        dir = dir.display()
+    );
+    let mut watchdog = if root {
+        let mut c = Command::new("su");
+        c.args(["postgres", "-s", "/bin/sh", "-c", &watch]);
+        c
+    } else {
+        let mut c = Command::new("sh");
+        c.args(["-c", &watch]);
+        c
+    };
+    let child = watchdog
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("the watchdog starts");
+    // It outlives this process on purpose (that is when it stops the server); a thread
+    // reaps it should it end first.
+    std::thread::spawn(move || {
+        let mut child = child;
+        let _ = child.wait();
+    });
+    format!("postgres://postgres@127.0.0.1:{port}")
+}
+
+/// Where `initdb` and `pg_ctl` are: on PATH, else Debian's versioned directory.
+fn pg_bin() -> String {
+    let on_path = Command::new("sh")
+        .args(["-c", "command -v initdb"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if on_path {
+        return String::new();
+    }
+    let debian = PathBuf::from("/usr/lib/postgresql");
+    let mut versions: Vec<PathBuf> = std::fs::read_dir(&debian)
+        .map(|d| d.flatten().map(|e| e.path().join("bin")).collect())
+        .unwrap_or_default();
+    versions.sort();
+    match versions.pop() {
+        Some(bin) if bin.join("initdb").exists() => format!("{}/", bin.display()),
+        _ => panic!(
+            "no PostgreSQL server binaries (initdb): install them (scripts/setup.sh) or set HEARTH_TEST_POSTGRES_URL"
+        ),
+    }
+}
+
+fn is_root() -> bool {
+    Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
+}
