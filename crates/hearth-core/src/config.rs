@@ -34,6 +34,8 @@ pub struct Config {
     /// Where hearth keeps its model registry and data. Default: `$XDG_DATA_HOME/hearth` or
     /// `~/.local/share/hearth`.
     pub data_dir: PathBuf,
+    /// Where durable state lives (`[store]`): the data directory, or PostgreSQL.
+    pub store: StoreConfig,
     pub server: ServerConfig,
     pub models: ModelsConfig,
     pub llm: LlmConfig,
@@ -42,6 +44,78 @@ pub struct Config {
     pub support: SupportConfig,
     /// Routes to local and upstream models, privacy, prices (`[gateway]`).
     pub gateway: hearth_gateway::GatewayConfig,
+}
+
+/// `[store]`: where keys, budgets, the ledger, recommendation data, support sessions, the
+/// knowledge base and stored responses live, and where trained models are published.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct StoreConfig {
+    /// A PostgreSQL database holding all of it, shared by every replica:
+    /// `postgres://user:password@host:5432/dbname` (`?sslmode=…` and libpq's other settings
+    /// too). Unset (the default): the embedded SQLite file `$DATA_DIR/hearth.db`.
+    /// `HEARTH_STORE_URL` overrides it; its password is never printed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub url: Option<StoreUrl>,
+    /// Where trained models (recommendations, intent routers) are published. Default:
+    /// `$DATA_DIR/artifacts`. Replicas sharing a PostgreSQL database share this path too (a
+    /// shared volume), so a model trained on one is served by all.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub artifacts_dir: Option<PathBuf>,
+}
+
+/// A database URL. It holds a password: `Debug` and `config show` print it without one.
+#[derive(Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(transparent)]
+pub struct StoreUrl(String);
+
+impl StoreUrl {
+    pub fn new(url: impl Into<String>) -> Self {
+        StoreUrl(url.into())
+    }
+
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+
+    /// The URL with any password (`user:password@`, `password=` settings) replaced.
+    pub fn redacted(&self) -> String {
+        redact_url(&self.0)
+    }
+}
+
+impl std::fmt::Debug for StoreUrl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{:?}", self.redacted())
+    }
+}
+
+/// `postgres://user:secret@host/db?password=x` → `postgres://user:<redacted>@host/db?password=<redacted>`;
+/// a key=value connection string's `password=` too.
+fn redact_url(url: &str) -> String {
+    const HIDDEN: &str = "<redacted>";
+    let mut out = url.to_owned();
+    if let Some(scheme_end) = out.find("://") {
+        let rest = scheme_end + 3;
+        let authority_end = out[rest..].find(['/', '?']).map_or(out.len(), |e| rest + e);
+        if let Some(at) = out[rest..authority_end].rfind('@') {
+            let userinfo = &out[rest..rest + at];
+            if let Some(colon) = userinfo.find(':') {
+                out.replace_range(rest + colon + 1..rest + at, HIDDEN);
+            }
+        }
+    }
+    // `password=…` up to the next `&` or space (URL query or key=value form).
+    let mut search = 0;
+    while let Some(found) = out[search..].to_ascii_lowercase().find("password=") {
+        let start = search + found + "password=".len();
+        let end = out[start..]
+            .find(['&', ' '])
+            .map_or(out.len(), |e| start + e);
+        out.replace_range(start..end, HIDDEN);
+        search = start + HIDDEN.len();
+    }
+    out
 }
 
 /// `[server]`: the HTTP API.
@@ -250,6 +324,7 @@ impl Default for Config {
     fn default() -> Self {
         Config {
             data_dir: default_data_dir(),
+            store: StoreConfig::default(),
             server: ServerConfig::default(),
             models: ModelsConfig::default(),
             llm: LlmConfig::default(),
@@ -348,6 +423,11 @@ impl Config {
             message,
         })?;
         let base = path.parent().unwrap_or(Path::new("."));
+        if let Some(dir) = config.store.artifacts_dir.as_mut() {
+            if dir.is_relative() {
+                *dir = base.join(&*dir);
+            }
+        }
         for adapter in config.models.adapters.iter_mut() {
             if adapter.path.is_relative() {
                 adapter.path = base.join(&adapter.path);
@@ -400,6 +480,9 @@ impl Config {
             .iter()
             .map(|_| ApiKey::new("<redacted>"))
             .collect();
+        if let Some(url) = &shown.store.url {
+            shown.store.url = Some(StoreUrl::new(url.redacted()));
+        }
         toml::to_string_pretty(&shown).expect("config serializes")
     }
 
@@ -411,6 +494,39 @@ impl Config {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_store_url_is_never_shown_with_its_password() {
+        let cases = [
+            (
+                "postgres://hearth:s3cr%40t@db.internal:5432/hearth",
+                "postgres://hearth:<redacted>@db.internal:5432/hearth",
+            ),
+            (
+                "postgresql://u:p@a@h/db?sslmode=require&password=again",
+                "postgresql://u:<redacted>@h/db?sslmode=require&password=<redacted>",
+            ),
+            ("postgres://h/db", "postgres://h/db"),
+            ("postgres://user@h/db", "postgres://user@h/db"),
+            (
+                "host=h user=u Password=pw dbname=d",
+                "host=h user=u Password=<redacted> dbname=d",
+            ),
+        ];
+        for (url, shown) in cases {
+            assert_eq!(super::StoreUrl::new(url).redacted(), shown, "{url}");
+        }
+        let config =
+            super::Config::from_toml("[store]\nurl = \"postgres://hearth:hunter2@db/hearth\"\n")
+                .unwrap();
+        let toml = config.to_toml_redacted();
+        assert!(!toml.contains("hunter2"), "{toml}");
+        assert!(
+            toml.contains("postgres://hearth:<redacted>@db/hearth"),
+            "{toml}"
+        );
+        assert!(!format!("{config:?}").contains("hunter2"));
+    }
+
     #[test]
     fn event_weights_override_the_defaults() {
         let config =

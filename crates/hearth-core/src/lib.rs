@@ -18,7 +18,7 @@ use hearth_infer::registry::{DeclaredAdapter, ModelRegistry, RegistryOptions};
 
 pub use config::{
     AdapterConfig, ApiKey, Config, ConfigError, EmbeddingConfig, LlmConfig, ModelsConfig,
-    RecsConfig, ServerConfig, SupportConfig,
+    RecsConfig, ServerConfig, StoreConfig, StoreUrl, SupportConfig,
 };
 pub use hearth_recs as recs;
 pub use hearth_store::StoreError;
@@ -73,7 +73,13 @@ impl Platform {
                 })
                 .collect::<Vec<_>>(),
         )?;
-        let store = hearth_store::Store::open(&config.data_dir)?;
+        let store = hearth_store::Store::open_with(
+            &config.data_dir,
+            &hearth_store::StoreOptions {
+                url: config.store.url.as_ref().map(|u| u.expose().to_owned()),
+                artifacts_dir: config.store.artifacts_dir.clone(),
+            },
+        )?;
         let gateway = Gateway::with_config(
             registry,
             gateway_options(&config),

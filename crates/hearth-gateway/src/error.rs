@@ -21,6 +21,9 @@ pub enum GatewayError {
     /// The API key may not use this model.
     #[error("the API key '{key}' may not use model '{model}'")]
     Forbidden { key: String, model: String },
+    /// The key was revoked (seen by the database when the request was admitted).
+    #[error("the API key '{key}' is revoked")]
+    KeyRevoked { key: String },
     /// A requests/min or tokens/min limit of the key.
     #[error("the API key '{key}' is over its {limit} limit; retry in {retry_after} s")]
     RateLimited {
@@ -73,6 +76,7 @@ impl GatewayError {
             GatewayError::Infer(e) => e.code(),
             GatewayError::Config(_) => hearth_types::ErrorCode::GatewayConfig,
             GatewayError::Forbidden { .. } => hearth_types::ErrorCode::ModelNotAllowed,
+            GatewayError::KeyRevoked { .. } => hearth_types::ErrorCode::InvalidApiKey,
             GatewayError::RateLimited { .. } => hearth_types::ErrorCode::RateLimitExceeded,
             GatewayError::BudgetExceeded { .. } => hearth_types::ErrorCode::BudgetExceeded,
             GatewayError::Upstream(_) => hearth_types::ErrorCode::UpstreamError,

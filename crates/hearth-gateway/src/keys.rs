@@ -286,12 +286,20 @@ struct KeyState {
 /// What a request holds while it runs; settles (or gives back) when it ends.
 #[derive(Debug)]
 pub struct Reservation {
-    state: Arc<Mutex<KeyState>>,
+    hold: Hold,
     pub key: Arc<KeyInfo>,
     tokens: f64,
     cost: f64,
     settled: bool,
     metrics: Option<Arc<GatewayMetrics>>,
+}
+
+#[derive(Debug)]
+enum Hold {
+    /// This process's state of the key (SQLite: one process serves the database).
+    Local(Arc<Mutex<KeyState>>),
+    /// A row of `gateway_reservations`, shared by every replica of the database.
+    Shared { db: Database, id: String },
 }
 
 impl Reservation {
@@ -305,15 +313,32 @@ impl Reservation {
             return;
         }
         self.settled = true;
-        let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
-        state.reserved -= self.cost;
-        state.spent += cost;
-        state.in_flight = state.in_flight.saturating_sub(1);
-        if let Some(bucket) = state.tokens.as_mut() {
-            bucket.adjust(tokens - self.tokens);
-        }
-        if let (Some(budget), Some(metrics)) = (self.key.budget, &self.metrics) {
-            metrics.set_budget_left(&self.key.name, budget - state.spent);
+        let spent = match &self.hold {
+            Hold::Local(state) => {
+                let mut state = state.lock().unwrap_or_else(|p| p.into_inner());
+                state.reserved -= self.cost;
+                state.spent += cost;
+                state.in_flight = state.in_flight.saturating_sub(1);
+                if let Some(bucket) = state.tokens.as_mut() {
+                    bucket.adjust(tokens - self.tokens);
+                }
+                Some(state.spent)
+            }
+            Hold::Shared { db, id } => {
+                match settle_shared(db, &self.key, id, tokens - self.tokens, cost) {
+                    Ok(spent) => spent,
+                    Err(e) => {
+                        // The reservation stays and expires: charged what it reserved.
+                        tracing::warn!(key = %self.key.name, error = %e,
+                            "a request's cost could not be settled; its reservation will be charged when it expires");
+                        None
+                    }
+                }
+            }
+        };
+        if let (Some(budget), Some(metrics), Some(spent)) = (self.key.budget, &self.metrics, spent)
+        {
+            metrics.set_budget_left(&self.key.name, budget - spent);
         }
     }
 }
@@ -327,6 +352,83 @@ impl Drop for Reservation {
     }
 }
 
+/// How long a shared reservation holds before it counts as its replica's loss (charged what
+/// it reserved): longer than any request runs.
+const RESERVATION_LEASE: f64 = 600.0;
+
+/// A token bucket kept in a row: its level at `at` (Unix seconds), refilled at `capacity` a
+/// minute. `None` (a limit the key did not have before) starts full.
+fn refilled(level: Option<f64>, at: Option<f64>, capacity: f64, now: f64) -> f64 {
+    match (level, at) {
+        (Some(level), Some(at)) => (level + (now - at).max(0.0) * capacity / 60.0).min(capacity),
+        _ => capacity,
+    }
+}
+
+/// Takes `amount` from a bucket at `level` (a request bigger than the whole bucket waits for
+/// a full one): the new level, or how long until it could.
+fn take_from(level: f64, capacity: f64, amount: f64) -> Result<f64, Duration> {
+    let need = amount.min(capacity);
+    if level >= need {
+        Ok(level - amount)
+    } else {
+        Err(Duration::from_secs_f64((need - level) * 60.0 / capacity))
+    }
+}
+
+/// A key's shared limits row, as read under its lock.
+struct LimitsRow {
+    period_start: f64,
+    spent: f64,
+    requests: (Option<f64>, Option<f64>),
+    tokens: (Option<f64>, Option<f64>),
+    revoked: bool,
+}
+
+/// Settles a shared reservation: its real cost joins the period's spend, its tokens estimate
+/// is corrected by `token_delta`. Returns the spend after, or `None` when the reservation
+/// had expired (and was charged already). The key's row is locked first, as an admission
+/// locks it, so the two never wait on each other.
+fn settle_shared(
+    db: &Database,
+    key: &KeyInfo,
+    id: &str,
+    token_delta: f64,
+    cost: f64,
+) -> Result<Option<f64>, StoreError> {
+    let now = unix_now_f64();
+    let (start, _) = key.period.bounds(now);
+    db.write(|tx| {
+        tx.execute(
+            "SELECT 1 FROM gateway_limits WHERE key_id = $1 FOR UPDATE",
+            hearth_store::params![&key.id],
+        )?;
+        if tx.execute(
+            "DELETE FROM gateway_reservations WHERE id = $1",
+            hearth_store::params![id],
+        )? == 0
+        {
+            return Ok(None);
+        }
+        tx.query_one(
+            "UPDATE gateway_limits SET
+                 spent = CASE WHEN period_start = $2 THEN spent + $3 ELSE $3 END,
+                 period_start = $2,
+                 tokens_level = CASE WHEN tokens_level IS NULL THEN NULL
+                                     ELSE LEAST($5, tokens_level - $4) END
+             WHERE key_id = $1 RETURNING spent",
+            hearth_store::params![
+                &key.id,
+                start,
+                cost,
+                token_delta,
+                key.tokens_per_minute.map_or(f64::MAX, |t| t as f64)
+            ],
+            |r| r.get::<f64>(0),
+        )
+    })
+}
+
 /// The keys table, cached, with each key's limits and spend.
 pub struct KeyStore {
     db: Database,
@@ -335,6 +437,10 @@ pub struct KeyStore {
     metrics: Option<Arc<GatewayMetrics>>,
     /// `[gateway] max_concurrent_per_key`.
     max_concurrent: Option<u32>,
+    /// Limits decided in the database, for every replica at once (PostgreSQL).
+    shared: bool,
+    /// Keys whose shared limits row this process has made sure of.
+    limit_rows: Mutex<std::collections::HashSet<String>>,
 }
 
 #[derive(Default)]
@@ -347,15 +453,20 @@ struct KeyCache {
 /// How long a server trusts its cached copy of the keys table (revocations take effect
 /// within this).
 const KEY_CACHE: Duration = Duration::from_secs(2);
+/// How soon a key the cache does not know may reload it (unknown keys cost at most one
+/// reload per this, however many are tried).
+const KEY_MISS_RELOAD: Duration = Duration::from_millis(200);
 
 impl KeyStore {
     pub(crate) fn new(db: Database, metrics: Option<Arc<GatewayMetrics>>) -> Self {
         KeyStore {
+            shared: db.backend() == hearth_store::Backend::Postgres,
             db,
             cache: Mutex::new(KeyCache::default()),
             states: Mutex::new(HashMap::new()),
             metrics,
             max_concurrent: None,
+            limit_rows: Mutex::new(std::collections::HashSet::new()),
         }
     }
 
@@ -520,9 +631,25 @@ impl KeyStore {
     }
 
     /// The live key whose secret is `presented`.
+    /// A key this cache does not know reloads it (at most every [`KEY_MISS_RELOAD`]), so a
+    /// key just created on another replica works at once there.
     pub fn authenticate(&self, presented: &str) -> Result<Option<Arc<KeyInfo>>, StoreError> {
         self.refresh()?;
         let digest = hash(presented);
+        {
+            let mut cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
+            if let Some(found) = cache.by_hash.get(&digest) {
+                return Ok(Some(found.clone()));
+            }
+            if !cache
+                .loaded
+                .is_some_and(|at| at.elapsed() >= KEY_MISS_RELOAD)
+            {
+                return Ok(None);
+            }
+            cache.loaded = None;
+        }
+        self.refresh()?;
         let cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
         Ok(cache.by_hash.get(&digest).cloned())
     }
@@ -557,12 +684,22 @@ impl KeyStore {
     }
 
     /// Admits a request of `key` estimated at `tokens` and `cost` USD, or says why not.
+    /// On PostgreSQL the decision is the database's (one transaction holding the key's row),
+    /// so every replica enforces one budget and one set of rate limits, and a key revoked on
+    /// any of them admits nothing more.
     pub fn admit(
         &self,
         key: &Arc<KeyInfo>,
         tokens: u64,
         cost: f64,
     ) -> Result<Reservation, GatewayError> {
+        let limited = key.budget.is_some()
+            || key.requests_per_minute.is_some()
+            || key.tokens_per_minute.is_some()
+            || self.max_concurrent.is_some();
+        if self.shared && limited {
+            return self.admit_shared(key, tokens, cost);
+        }
         let state = self.state(key).map_err(GatewayError::Store)?;
         {
             let mut s = state.lock().unwrap_or_else(|p| p.into_inner());
@@ -620,7 +757,180 @@ impl KeyStore {
             s.in_flight += 1;
         }
         Ok(Reservation {
-            state,
+            hold: Hold::Local(state),
+            key: key.clone(),
+            tokens: tokens as f64,
+            cost,
+            settled: false,
+            metrics: self.metrics.clone(),
+        })
+    }
+}
+
+impl KeyStore {
+    /// Makes sure `key` has its shared limits row, its spend this period taken from the
+    /// ledger when the row is new.
+    fn limits_row(&self, key: &KeyInfo, start: f64) -> Result<(), StoreError> {
+        if self
+            .limit_rows
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .contains(&key.id)
+        {
+            return Ok(());
+        }
+        let spent = crate::ledger::spent_since(&self.db, &key.name, start)?;
+        self.db.execute(
+            "INSERT INTO gateway_limits (key_id, period_start, spent) VALUES ($1, $2, $3)
+             ON CONFLICT (key_id) DO NOTHING",
+            hearth_store::params![&key.id, start, spent],
+        )?;
+        self.limit_rows
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(key.id.clone());
+        Ok(())
+    }
+
+    /// [`KeyStore::admit`] in the database: the key's row is locked, reservations whose
+    /// replica died are charged, and the budget, concurrency and bucket checks see every
+    /// replica's requests. A refusal still records what it charged and refilled.
+    fn admit_shared(
+        &self,
+        key: &Arc<KeyInfo>,
+        tokens: u64,
+        cost: f64,
+    ) -> Result<Reservation, GatewayError> {
+        let now = unix_now_f64();
+        let (start, end) = key.period.bounds(now);
+        self.limits_row(key, start)?;
+        let id = uuid::Uuid::new_v4().simple().to_string();
+        let max_concurrent = self.max_concurrent;
+        let decision = self.db.write(|tx| {
+            let row = tx.query_one(
+                "SELECT l.period_start, l.spent, l.requests_level, l.requests_at,
+                        l.tokens_level, l.tokens_at, k.revoked
+                 FROM gateway_limits l JOIN gateway_keys k ON k.id = l.key_id
+                 WHERE l.key_id = $1 FOR UPDATE OF l",
+                hearth_store::params![&key.id],
+                |r| {
+                    Ok(LimitsRow {
+                        period_start: r.get(0)?,
+                        spent: r.get(1)?,
+                        requests: (r.get(2)?, r.get(3)?),
+                        tokens: (r.get(4)?, r.get(5)?),
+                        revoked: r.get::<Option<f64>>(6)?.is_some(),
+                    })
+                },
+            )?;
+            let Some(row) = row.filter(|r| !r.revoked) else {
+                return Ok(Err(GatewayError::KeyRevoked {
+                    key: key.name.clone(),
+                }));
+            };
+            let expired: f64 = tx
+                .query_one(
+                    "WITH gone AS (DELETE FROM gateway_reservations
+                                   WHERE key_id = $1 AND expires <= $2 RETURNING cost)
+                     SELECT COALESCE(SUM(cost), 0) FROM gone",
+                    hearth_store::params![&key.id, now],
+                    |r| r.get(0),
+                )?
+                .unwrap_or(0.0);
+            let mut spent = if row.period_start == start {
+                row.spent
+            } else {
+                0.0
+            };
+            spent += expired;
+            let (reserved, in_flight): (f64, i64) = tx
+                .query_one(
+                    "SELECT COALESCE(SUM(cost), 0), COUNT(*) FROM gateway_reservations
+                     WHERE key_id = $1",
+                    hearth_store::params![&key.id],
+                    |r| Ok((r.get(0)?, r.get(1)?)),
+                )?
+                .unwrap_or((0.0, 0));
+            let mut requests = key
+                .requests_per_minute
+                .map(|c| refilled(row.requests.0, row.requests.1, c as f64, now));
+            let mut tokens_level = key
+                .tokens_per_minute
+                .map(|c| refilled(row.tokens.0, row.tokens.1, c as f64, now));
+            let decision = (|| {
+                if let Some(budget) = key.budget {
+                    if spent + reserved + cost > budget {
+                        return Err(GatewayError::BudgetExceeded {
+                            key: key.name.clone(),
+                            budget,
+                            spent,
+                            reserved,
+                            retry_after: end
+                                .is_finite()
+                                .then(|| (end - now).ceil().max(1.0) as u64),
+                        });
+                    }
+                }
+                if max_concurrent.is_some_and(|most| in_flight >= most as i64) {
+                    return Err(GatewayError::RateLimited {
+                        key: key.name.clone(),
+                        limit: "max_concurrent_per_key",
+                        retry_after: 1,
+                    });
+                }
+                let rate_limited = |limit, wait: Duration| GatewayError::RateLimited {
+                    key: key.name.clone(),
+                    limit,
+                    retry_after: wait.as_secs().max(1),
+                };
+                let requests_after = match (requests, key.requests_per_minute) {
+                    (Some(level), Some(c)) => Some(
+                        take_from(level, c as f64, 1.0)
+                            .map_err(|w| rate_limited("requests_per_minute", w))?,
+                    ),
+                    _ => None,
+                };
+                let tokens_after = match (tokens_level, key.tokens_per_minute) {
+                    (Some(level), Some(c)) => Some(
+                        take_from(level, c as f64, tokens as f64)
+                            .map_err(|w| rate_limited("tokens_per_minute", w))?,
+                    ),
+                    _ => None,
+                };
+                requests = requests_after.or(requests);
+                tokens_level = tokens_after.or(tokens_level);
+                Ok(())
+            })();
+            if decision.is_ok() {
+                tx.execute(
+                    "INSERT INTO gateway_reservations (id, key_id, cost, tokens, expires)
+                     VALUES ($1, $2, $3, $4, $5)",
+                    hearth_store::params![
+                        &id,
+                        &key.id,
+                        cost,
+                        tokens as f64,
+                        now + RESERVATION_LEASE
+                    ],
+                )?;
+            }
+            tx.execute(
+                "UPDATE gateway_limits SET period_start = $2, spent = $3,
+                     requests_level = $4, requests_at = $5, tokens_level = $6, tokens_at = $5
+                 WHERE key_id = $1",
+                hearth_store::params![&key.id, start, spent, requests, now, tokens_level],
+            )?;
+            Ok(decision.map(|()| spent))
+        })?;
+        let spent = decision?;
+        if let (Some(budget), Some(metrics)) = (key.budget, &self.metrics) {
+            metrics.set_budget_left(&key.name, budget - spent);
+        }
+        Ok(Reservation {
+            hold: Hold::Shared {
+                db: self.db.clone(),
+                id,
+            },
             key: key.clone(),
             tokens: tokens as f64,
             cost,
@@ -634,11 +944,50 @@ impl KeyStore {
 mod tests {
     use super::*;
 
-    fn store() -> (tempfile::TempDir, KeyStore) {
-        let dir = tempfile::tempdir().unwrap();
-        let db = Database::open(&dir.path().join("hearth.db")).unwrap();
-        crate::ledger::migrate(&db).unwrap();
-        (dir, KeyStore::new(db, None))
+    /// A key store on each backend: SQLite (limits kept by this process) and PostgreSQL
+    /// (limits decided in the database).
+    fn stores() -> Vec<(tempfile::TempDir, KeyStore)> {
+        hearth_testdata::store_urls()
+            .into_iter()
+            .map(|url| {
+                let dir = tempfile::tempdir().unwrap();
+                let db = match url {
+                    None => Database::open(&dir.path().join("hearth.db")).unwrap(),
+                    Some(url) => Database::connect(&url).unwrap(),
+                };
+                crate::ledger::migrate(&db).unwrap();
+                (dir, KeyStore::new(db, None))
+            })
+            .collect()
+    }
+
+    /// A key's spend this period and what running requests reserve, as the store decides
+    /// with them.
+    fn spent_and_reserved(keys: &KeyStore, key: &KeyInfo) -> (f64, f64) {
+        if !keys.shared {
+            let state = keys.state(key).unwrap();
+            let s = state.lock().unwrap();
+            return (s.spent, s.reserved);
+        }
+        let spent = keys
+            .db
+            .query_one(
+                "SELECT spent FROM gateway_limits WHERE key_id = $1",
+                hearth_store::params![&key.id],
+                |r| r.get(0),
+            )
+            .unwrap()
+            .unwrap();
+        let reserved = keys
+            .db
+            .query_one(
+                "SELECT COALESCE(SUM(cost), 0) FROM gateway_reservations WHERE key_id = $1",
+                hearth_store::params![&key.id],
+                |r| r.get(0),
+            )
+            .unwrap()
+            .unwrap();
+        (spent, reserved)
     }
 
     #[test]
@@ -656,65 +1005,172 @@ mod tests {
 
     #[test]
     fn keys_are_stored_hashed_and_revocable() {
-        let (_dir, keys) = store();
-        let (secret, info) = keys
-            .create(NewKey {
-                name: "team-a".into(),
-                routes: vec!["chat".into()],
-                ..Default::default()
-            })
-            .unwrap();
-        assert!(secret.starts_with("hk-") && secret.len() > 60);
-        let stored: String = keys
-            .db
-            .query_one(
-                "SELECT hash FROM gateway_keys",
-                hearth_store::params![],
-                |r| r.get(0),
-            )
-            .unwrap()
-            .unwrap();
-        assert_ne!(stored, secret);
-        assert_eq!(stored, hash(&secret));
-        let found = keys.authenticate(&secret).unwrap().unwrap();
-        assert_eq!(found.name, info.name);
-        assert!(found.allows("chat") && !found.allows("other"));
-        assert!(keys.authenticate("hk-wrong").unwrap().is_none());
-        assert!(keys
-            .create(NewKey {
-                name: "team-a".into(),
-                ..Default::default()
-            })
-            .is_err());
-        assert!(keys.revoke("team-a").unwrap());
-        assert!(keys.authenticate(&secret).unwrap().is_none());
-        assert!(keys.any().unwrap());
+        for (_dir, keys) in stores() {
+            let (secret, info) = keys
+                .create(NewKey {
+                    name: "team-a".into(),
+                    routes: vec!["chat".into()],
+                    ..Default::default()
+                })
+                .unwrap();
+            assert!(secret.starts_with("hk-") && secret.len() > 60);
+            let stored: String = keys
+                .db
+                .query_one(
+                    "SELECT hash FROM gateway_keys",
+                    hearth_store::params![],
+                    |r| r.get(0),
+                )
+                .unwrap()
+                .unwrap();
+            assert_ne!(stored, secret);
+            assert_eq!(stored, hash(&secret));
+            let found = keys.authenticate(&secret).unwrap().unwrap();
+            assert_eq!(found.name, info.name);
+            assert!(found.allows("chat") && !found.allows("other"));
+            assert!(keys.authenticate("hk-wrong").unwrap().is_none());
+            assert!(keys
+                .create(NewKey {
+                    name: "team-a".into(),
+                    ..Default::default()
+                })
+                .is_err());
+            assert!(keys.revoke("team-a").unwrap());
+            assert!(keys.authenticate(&secret).unwrap().is_none());
+            assert!(keys.any().unwrap());
+        }
     }
 
     #[test]
     fn a_budget_holds_under_many_concurrent_reservations() {
-        let (_dir, keys) = store();
-        let (secret, _) = keys
-            .create(NewKey {
-                name: "app".into(),
-                budget: Some(1.0),
-                ..Default::default()
-            })
-            .unwrap();
-        let key = keys.authenticate(&secret).unwrap().unwrap();
-        let keys = Arc::new(keys);
-        let admitted = Arc::new(std::sync::atomic::AtomicUsize::new(0));
-        // 16 threads × 50 requests reserving 0.03 each, settling 0.02: at most 1.0 spent.
-        let threads: Vec<_> = (0..16)
-            .map(|_| {
-                let (keys, key, admitted) = (keys.clone(), key.clone(), admitted.clone());
-                std::thread::spawn(move || {
-                    for _ in 0..50 {
-                        if let Ok(r) = keys.admit(&key, 10, 0.03) {
-                            admitted.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                            std::thread::yield_now();
-                            r.settle(10, 0.02);
+        for (_dir, keys) in stores() {
+            let (secret, _) = keys
+                .create(NewKey {
+                    name: "app".into(),
+                    budget: Some(1.0),
+                    ..Default::default()
+                })
+                .unwrap();
+            let key = keys.authenticate(&secret).unwrap().unwrap();
+            let keys = Arc::new(keys);
+            let admitted = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+            // 16 threads × 50 requests reserving 0.03 each, settling 0.02: at most 1.0 spent.
+            let threads: Vec<_> = (0..16)
+                .map(|_| {
+                    let (keys, key, admitted) = (keys.clone(), key.clone(), admitted.clone());
+                    std::thread::spawn(move || {
+                        for _ in 0..50 {
+                            if let Ok(r) = keys.admit(&key, 10, 0.03) {
+                                admitted.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                                std::thread::yield_now();
+                                r.settle(10, 0.02);
+                            }
                         }
+                    })
+                })
+                .collect();
+            for t in threads {
+                t.join().unwrap();
+            }
+            let (spent, reserved) = spent_and_reserved(&keys, &key);
+            assert!(spent <= 1.0 + 1e-9, "spent {spent}");
+            assert!(reserved.abs() < 1e-9, "reserved {reserved}");
+            let n = admitted.load(std::sync::atomic::Ordering::Relaxed);
+            // Every admitted request settled at 0.02; the last ones are refused once
+            // spent + 0.03 would pass 1.0, so 49 or 50 fit.
+            assert!((49..=50).contains(&n), "admitted {n}");
+            assert!(
+                (spent - 0.02 * n as f64).abs() < 1e-9,
+                "spent {spent}, {n} admitted"
+            );
+        }
+    }
+
+    #[test]
+    fn requests_per_minute_are_limited_with_a_wait() {
+        for (_dir, keys) in stores() {
+            let (secret, _) = keys
+                .create(NewKey {
+                    name: "slow".into(),
+                    requests_per_minute: Some(3),
+                    ..Default::default()
+                })
+                .unwrap();
+            let key = keys.authenticate(&secret).unwrap().unwrap();
+            for _ in 0..3 {
+                keys.admit(&key, 1, 0.0).unwrap().settle(1, 0.0);
+            }
+            match keys.admit(&key, 1, 0.0) {
+                Err(GatewayError::RateLimited {
+                    limit, retry_after, ..
+                }) => {
+                    assert_eq!(limit, "requests_per_minute");
+                    assert!((1..=20).contains(&retry_after), "{retry_after}");
+                }
+                other => panic!("expected a rate limit, got {other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn an_unsettled_reservation_is_charged_what_it_reserved() {
+        for (_dir, keys) in stores() {
+            let (secret, _) = keys
+                .create(NewKey {
+                    name: "c".into(),
+                    budget: Some(0.05),
+                    ..Default::default()
+                })
+                .unwrap();
+            let key = keys.authenticate(&secret).unwrap().unwrap();
+            drop(keys.admit(&key, 10, 0.04).unwrap());
+            assert!(matches!(
+                keys.admit(&key, 10, 0.02),
+                Err(GatewayError::BudgetExceeded { .. })
+            ));
+        }
+    }
+
+    /// Three key stores on one PostgreSQL database stand for three replicas.
+    fn replicas(n: usize) -> Vec<Arc<KeyStore>> {
+        let url = hearth_testdata::postgres_database();
+        (0..n)
+            .map(|_| {
+                let db = Database::connect(&url).unwrap();
+                crate::ledger::migrate(&db).unwrap();
+                Arc::new(KeyStore::new(db, None))
+            })
+            .collect()
+    }
+
+    /// The key `secret` as a replica knows it: one created on another replica is known
+    /// within [`KEY_MISS_RELOAD`].
+    fn known(keys: &KeyStore, secret: &str) -> Arc<KeyInfo> {
+        let deadline = Instant::now() + KEY_MISS_RELOAD * 5;
+        loop {
+            if let Some(key) = keys.authenticate(secret).unwrap() {
+                return key;
+            }
+            assert!(Instant::now() < deadline, "a new key stays unknown");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// 100 requests at once spread over the replicas: exactly as many are admitted as the
+    /// limit allows, whichever replica each reaches.
+    fn admitted_across(replicas: &[Arc<KeyStore>], secret: &str, cost: f64) -> usize {
+        let admitted = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let held = Arc::new(Mutex::new(Vec::new()));
+        let threads: Vec<_> = (0..100)
+            .map(|i| {
+                let keys = replicas[i % replicas.len()].clone();
+                let key = known(&keys, secret);
+                let (admitted, held) = (admitted.clone(), held.clone());
+                std::thread::spawn(move || {
+                    if let Ok(r) = keys.admit(&key, 10, cost) {
+                        admitted.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                        // Held until every request was decided: none settles early.
+                        held.lock().unwrap().push(r);
                     }
                 })
             })
@@ -722,57 +1178,106 @@ mod tests {
         for t in threads {
             t.join().unwrap();
         }
-        let state = keys.state(&key).unwrap();
-        let s = state.lock().unwrap();
-        assert!(s.spent <= 1.0 + 1e-9, "spent {}", s.spent);
-        assert!(s.reserved.abs() < 1e-9);
-        let n = admitted.load(std::sync::atomic::Ordering::Relaxed);
-        // Every admitted request settled at 0.02; the last ones are refused once
-        // spent + 0.03 would pass 1.0, so 49 or 50 fit.
-        assert!((49..=50).contains(&n), "admitted {n}");
-        assert!((s.spent - 0.02 * n as f64).abs() < 1e-9);
+        admitted.load(std::sync::atomic::Ordering::SeqCst)
     }
 
     #[test]
-    fn requests_per_minute_are_limited_with_a_wait() {
-        let (_dir, keys) = store();
-        let (secret, _) = keys
+    fn replicas_on_one_database_enforce_one_budget_and_one_rate_limit_exactly() {
+        let replicas = replicas(3);
+        let (secret, budget_key) = replicas[0]
             .create(NewKey {
-                name: "slow".into(),
-                requests_per_minute: Some(3),
+                name: "shop".into(),
+                budget: Some(1.0),
                 ..Default::default()
             })
             .unwrap();
-        let key = keys.authenticate(&secret).unwrap().unwrap();
-        for _ in 0..3 {
-            keys.admit(&key, 1, 0.0).unwrap().settle(1, 0.0);
-        }
-        match keys.admit(&key, 1, 0.0) {
-            Err(GatewayError::RateLimited {
-                limit, retry_after, ..
-            }) => {
-                assert_eq!(limit, "requests_per_minute");
-                assert!((1..=20).contains(&retry_after), "{retry_after}");
-            }
-            other => panic!("expected a rate limit, got {other:?}"),
-        }
-    }
-
-    #[test]
-    fn an_unsettled_reservation_is_charged_what_it_reserved() {
-        let (_dir, keys) = store();
-        let (secret, _) = keys
-            .create(NewKey {
-                name: "c".into(),
-                budget: Some(0.05),
-                ..Default::default()
-            })
-            .unwrap();
-        let key = keys.authenticate(&secret).unwrap().unwrap();
-        drop(keys.admit(&key, 10, 0.04).unwrap());
+        // 0.1 each: 10 fit in 1.0 (0.1 is not exact in binary: 10 × 0.1 sums to 0.999…).
+        assert_eq!(admitted_across(&replicas, &secret, 0.1), 10);
+        let (spent, reserved) = spent_and_reserved(&replicas[1], &budget_key);
+        assert!(spent <= 1.0 + 1e-9, "spent {spent}");
+        assert!(
+            reserved.abs() < 1e-9,
+            "every reservation settled: {reserved}"
+        );
+        assert!(
+            (spent - 1.0).abs() < 1e-9,
+            "ten charged what they reserved: {spent}"
+        );
+        // Spent is spent on every replica.
+        let key = known(&replicas[2], &secret);
         assert!(matches!(
-            keys.admit(&key, 10, 0.02),
+            replicas[2].admit(&key, 1, 0.01),
             Err(GatewayError::BudgetExceeded { .. })
         ));
+
+        let (secret, _) = replicas[1]
+            .create(NewKey {
+                name: "bursty".into(),
+                requests_per_minute: Some(10),
+                ..Default::default()
+            })
+            .unwrap();
+        assert_eq!(admitted_across(&replicas, &secret, 0.0), 10);
+    }
+
+    #[test]
+    fn a_key_revoked_on_one_replica_admits_nothing_on_another() {
+        let replicas = replicas(2);
+        let (secret, _) = replicas[0]
+            .create(NewKey {
+                name: "leaked".into(),
+                budget: Some(10.0),
+                ..Default::default()
+            })
+            .unwrap();
+        // Replica 1 has the key cached as live.
+        let key = known(&replicas[1], &secret);
+        replicas[1].admit(&key, 1, 0.01).unwrap().settle(1, 0.01);
+        assert!(replicas[0].revoke("leaked").unwrap());
+        assert!(matches!(
+            replicas[1].admit(&key, 1, 0.01),
+            Err(GatewayError::KeyRevoked { .. })
+        ));
+    }
+
+    #[test]
+    fn a_dead_replicas_reservation_expires_charged_what_it_reserved() {
+        let keys = replicas(1).pop().unwrap();
+        let keys = Arc::try_unwrap(keys)
+            .ok()
+            .unwrap()
+            .with_max_concurrent(Some(1));
+        let (secret, info) = keys
+            .create(NewKey {
+                name: "k".into(),
+                budget: Some(1.0),
+                ..Default::default()
+            })
+            .unwrap();
+        let key = keys.authenticate(&secret).unwrap().unwrap();
+        let running = keys.admit(&key, 10, 0.3).unwrap();
+        // Its replica dies: the reservation is never settled nor dropped.
+        std::mem::forget(running);
+        assert!(matches!(
+            keys.admit(&key, 10, 0.3),
+            Err(GatewayError::RateLimited {
+                limit: "max_concurrent_per_key",
+                ..
+            })
+        ));
+        // Its lease runs out.
+        keys.db
+            .execute(
+                "UPDATE gateway_reservations SET expires = 0 WHERE key_id = $1",
+                hearth_store::params![&info.id],
+            )
+            .unwrap();
+        keys.admit(&key, 10, 0.3).unwrap().settle(10, 0.1);
+        let (spent, reserved) = spent_and_reserved(&keys, &info);
+        assert!(
+            (spent - 0.4).abs() < 1e-9,
+            "0.3 charged for the lost one + 0.1: {spent}"
+        );
+        assert!(reserved.abs() < 1e-9);
     }
 }

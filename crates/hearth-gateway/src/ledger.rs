@@ -80,6 +80,28 @@ CREATE TABLE gateway_responses (
 );
 CREATE INDEX gateway_responses_expires ON gateway_responses(expires);
 ",
+    "
+-- Limits shared by every replica of one database (PostgreSQL): a key's spend this period and
+-- its requests/tokens buckets, and the reservations of requests running. A reservation whose
+-- replica died expires and is charged what it reserved.
+CREATE TABLE gateway_limits (
+    key_id TEXT PRIMARY KEY,
+    period_start REAL NOT NULL,
+    spent REAL NOT NULL,
+    requests_level REAL,
+    requests_at REAL,
+    tokens_level REAL,
+    tokens_at REAL
+);
+CREATE TABLE gateway_reservations (
+    id TEXT PRIMARY KEY,
+    key_id TEXT NOT NULL,
+    cost REAL NOT NULL,
+    tokens REAL NOT NULL,
+    expires REAL NOT NULL
+);
+CREATE INDEX gateway_reservations_key ON gateway_reservations(key_id, expires);
+",
 ];
 
 /// Opens (migrating) the gateway's tables.
@@ -389,33 +411,48 @@ pub fn report(
             ),
         )
     })?;
+    // The keys' names are bound ($2 …), never spliced in; no names at all matches nothing.
+    let keys_filter = match only_keys {
+        None => String::new(),
+        Some([]) => " AND 1 = 0".to_owned(),
+        Some(keys) => format!(
+            " AND api_key IN ({})",
+            (0..keys.len())
+                .map(|i| format!("${}", i + 2))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+    };
     let sql = format!(
-        "SELECT {group}, COUNT(*), SUM(status != 'ok'), SUM(local), SUM(prompt_tokens),
-                SUM(completion_tokens), SUM(cost), SUM(NOT priced), AVG(ttft_ms), AVG(duration_ms)
+        "SELECT {group}, COUNT(*), SUM(CASE WHEN status <> 'ok' THEN 1 ELSE 0 END), SUM(local),
+                SUM(prompt_tokens), SUM(completion_tokens), SUM(cost), SUM(1 - priced),
+                AVG(ttft_ms), AVG(duration_ms)
          FROM gateway_usage
-         WHERE at >= $1 AND ($2 IS NULL OR api_key IN (SELECT value FROM json_each($2)))
+         WHERE at >= $1{keys_filter}
          GROUP BY 1 ORDER BY SUM(cost) DESC, 1",
         group = by.column()
     );
-    let only_keys = only_keys.map(|k| serde_json::to_string(k).expect("strings serialize"));
-    let raw = db.query(
-        &sql,
-        hearth_store::params![since.unwrap_or(0.0), only_keys],
-        |r| {
-            Ok(RawRow {
-                group: r.get(0)?,
-                requests: r.get(1)?,
-                errors: r.get(2)?,
-                local: r.get(3)?,
-                prompt: r.get(4)?,
-                completion: r.get(5)?,
-                cost: r.get(6)?,
-                unpriced: r.get(7)?,
-                ttft: r.get(8)?,
-                duration: r.get(9)?,
-            })
-        },
-    )?;
+    let mut params = hearth_store::params![since.unwrap_or(0.0)].to_vec();
+    params.extend(
+        only_keys
+            .unwrap_or_default()
+            .iter()
+            .map(hearth_store::Value::from),
+    );
+    let raw = db.query(&sql, &params, |r| {
+        Ok(RawRow {
+            group: r.get(0)?,
+            requests: r.get(1)?,
+            errors: r.get(2)?,
+            local: r.get(3)?,
+            prompt: r.get(4)?,
+            completion: r.get(5)?,
+            cost: r.get(6)?,
+            unpriced: r.get(7)?,
+            ttft: r.get(8)?,
+            duration: r.get(9)?,
+        })
+    })?;
     let row = |r: &RawRow| {
         let reference_cost = reference.cost(r.prompt, r.completion);
         let savings = reference_cost - r.cost;
@@ -650,16 +687,29 @@ mod tests {
 
     #[test]
     fn the_report_groups_spend_and_prices_savings_from_the_same_tokens() {
-        let dir = tempfile::tempdir().unwrap();
-        let db = Database::open(&dir.path().join("hearth.db")).unwrap();
-        migrate(&db).unwrap();
+        for url in hearth_testdata::store_urls() {
+            let dir = tempfile::tempdir().unwrap();
+            let db = match url {
+                None => Database::open(&dir.path().join("hearth.db")).unwrap(),
+                Some(url) => Database::connect(&url).unwrap(),
+            };
+            report_on(&db);
+        }
+    }
+
+    fn report_on(db: &Database) {
+        migrate(db).unwrap();
         let ledger = Ledger::start(db.clone());
         ledger.record(record(Some("a"), "chat", true, 1_000_000, 0, 0.10));
         ledger.record(record(Some("a"), "chat", true, 0, 1_000_000, 0.20));
         ledger.record(record(Some("b"), "big", false, 1_000_000, 1_000_000, 3.0));
+        let mut failed = record(Some("c"), "big", false, 10, 0, 0.0);
+        failed.status = "upstream_error".into();
+        failed.priced = false;
+        ledger.record(failed);
         ledger.flush();
         let prices = PriceTable::new(&BTreeMap::new());
-        let report = report(&db, None, None, GroupBy::Route, &prices, "gpt-4o", 1.0).unwrap();
+        let report = report(db, None, None, GroupBy::Route, &prices, "gpt-4o", 1.0).unwrap();
         assert_eq!(report.rows.len(), 2);
         let chat = report.rows.iter().find(|r| r.group == "chat").unwrap();
         // gpt-4o: $2.50 per 1M in, $10 per 1M out.
@@ -667,7 +717,10 @@ mod tests {
         assert!((chat.cost - 0.30).abs() < 1e-9);
         assert!((chat.savings_percent.unwrap() - 100.0 * 12.2 / 12.5).abs() < 1e-9);
         assert_eq!(chat.local_requests, 2);
-        assert_eq!(report.total.requests, 3);
+        assert_eq!((chat.errors, chat.unpriced_requests), (0, 0));
+        let big = report.rows.iter().find(|r| r.group == "big").unwrap();
+        assert_eq!((big.requests, big.errors, big.unpriced_requests), (2, 1, 1));
+        assert_eq!(report.total.requests, 4);
         assert!((report.total.cost - 3.30).abs() < 1e-9);
         let by_key = super::report(
             &db,
@@ -692,6 +745,13 @@ mod tests {
         .unwrap();
         assert_eq!(only_b.total.requests, 1);
         assert_eq!(only_b.rows[0].group, "b");
+        let two = ["a".to_owned(), "c".to_owned()];
+        let a_and_c =
+            super::report(&db, None, Some(&two), GroupBy::Key, &prices, "gpt-4o", 1.0).unwrap();
+        assert_eq!(a_and_c.total.requests, 3);
+        let none =
+            super::report(&db, None, Some(&[]), GroupBy::Key, &prices, "gpt-4o", 1.0).unwrap();
+        assert_eq!(none.total.requests, 0);
         assert!(super::report(
             &db,
             None,

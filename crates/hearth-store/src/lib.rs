@@ -90,6 +90,15 @@ impl StoreError {
     }
 }
 
+/// One schema migration of [`Database::migrate_each`].
+#[derive(Debug, Clone, Copy)]
+pub enum Migration<'a> {
+    /// Written for SQLite; PostgreSQL runs it with its types mapped ([`for_postgres_ddl`]).
+    Both(&'a str),
+    /// One text per backend, each run as written (an empty one changes nothing there).
+    Each { sqlite: &'a str, postgres: &'a str },
+}
+
 /// The database: embedded SQLite, or a PostgreSQL server. Cheap to clone. Calls block (and
 /// may be made from any thread); long work on async threads goes through `spawn_blocking`.
 #[derive(Clone)]
@@ -174,6 +183,12 @@ impl Database {
         Ok(db)
     }
 
+    /// Whether the database answers (one round trip): readiness checks call it.
+    pub fn ping(&self) -> Result<(), StoreError> {
+        self.query_one("SELECT 1", &[], |r| r.get::<i64>(0))
+            .map(|_| ())
+    }
+
     pub fn path(&self) -> &Path {
         &self.path
     }
@@ -190,7 +205,21 @@ impl Database {
 
     /// Applies the migrations of `namespace` not yet applied, each in its own transaction.
     /// Migration N (0-based) is applied once; never edit a released one, append a new one.
+    /// Each is written for SQLite; PostgreSQL runs it with its types mapped
+    /// ([`for_postgres_ddl`]).
     pub fn migrate(&self, namespace: &str, migrations: &[&str]) -> Result<(), StoreError> {
+        let both: Vec<Migration<'_>> = migrations.iter().map(|m| Migration::Both(m)).collect();
+        self.migrate_each(namespace, &both)
+    }
+
+    /// [`Database::migrate`] where a migration may differ between the backends. Both
+    /// backends count the same list, so a database keeps its version when it moves from
+    /// one to the other.
+    pub fn migrate_each(
+        &self,
+        namespace: &str,
+        migrations: &[Migration<'_>],
+    ) -> Result<(), StoreError> {
         if let Engine::Postgres(_) = &self.engine {
             return self.migrate_postgres(namespace, migrations);
         }
@@ -217,7 +246,10 @@ impl Database {
                 known: migrations.len() as u32,
             });
         }
-        for (n, sql) in migrations.iter().enumerate().skip(current as usize) {
+        for (n, migration) in migrations.iter().enumerate().skip(current as usize) {
+            let sql = match migration {
+                Migration::Both(sql) | Migration::Each { sqlite: sql, .. } => sql,
+            };
             let tx = conn.transaction().map_err(err)?;
             tx.execute_batch(sql).map_err(err)?;
             tx.execute(
@@ -235,7 +267,11 @@ impl Database {
     /// [`Database::migrate`] on PostgreSQL: each migration (its types mapped by
     /// [`for_postgres_ddl`]) in a transaction that holds the namespace's advisory lock, so
     /// replicas starting together apply it once.
-    fn migrate_postgres(&self, namespace: &str, migrations: &[&str]) -> Result<(), StoreError> {
+    fn migrate_postgres(
+        &self,
+        namespace: &str,
+        migrations: &[Migration<'_>],
+    ) -> Result<(), StoreError> {
         loop {
             let applied = self.write(|tx| {
                 tx.execute(
@@ -256,10 +292,12 @@ impl Database {
                         known: migrations.len() as u32,
                     });
                 }
-                let Some(sql) = migrations.get(current as usize) else {
-                    return Ok(None);
+                let sql = match migrations.get(current as usize) {
+                    None => return Ok(None),
+                    Some(Migration::Both(sql)) => for_postgres_ddl(sql),
+                    Some(Migration::Each { postgres, .. }) => postgres.to_string(),
                 };
-                tx.batch(&for_postgres_ddl(sql))?;
+                tx.batch(&sql)?;
                 tx.execute(
                     "INSERT INTO schema_versions (namespace, version) VALUES ($1, $2)
                      ON CONFLICT (namespace) DO UPDATE SET version = excluded.version",
@@ -324,19 +362,42 @@ impl Database {
     }
 }
 
-/// The data directory: `hearth.db` and `artifacts/`.
+/// Where durable state lives: the database (the data directory's `hearth.db`, or a
+/// PostgreSQL server) and the artifacts directory (`$DATA_DIR/artifacts`, or a path shared by
+/// every replica).
 #[derive(Debug, Clone)]
 pub struct Store {
-    root: PathBuf,
+    artifacts: PathBuf,
     db: Database,
 }
 
+/// Where [`Store::open_with`] keeps things; `None` takes the data directory's default.
+#[derive(Debug, Clone, Default)]
+pub struct StoreOptions {
+    /// A PostgreSQL URL (`postgres://user:password@host:port/dbname`).
+    pub url: Option<String>,
+    pub artifacts_dir: Option<PathBuf>,
+}
+
 impl Store {
+    /// The embedded store: `data_dir/hearth.db` and `data_dir/artifacts`.
     pub fn open(data_dir: &Path) -> Result<Store, StoreError> {
-        std::fs::create_dir_all(data_dir).map_err(|e| StoreError::io(data_dir, e))?;
-        let db = Database::open(&data_dir.join("hearth.db"))?;
+        Self::open_with(data_dir, &StoreOptions::default())
+    }
+
+    pub fn open_with(data_dir: &Path, options: &StoreOptions) -> Result<Store, StoreError> {
+        let db = match &options.url {
+            Some(url) => Database::connect(url)?,
+            None => {
+                std::fs::create_dir_all(data_dir).map_err(|e| StoreError::io(data_dir, e))?;
+                Database::open(&data_dir.join("hearth.db"))?
+            }
+        };
         Ok(Store {
-            root: data_dir.to_owned(),
+            artifacts: options
+                .artifacts_dir
+                .clone()
+                .unwrap_or_else(|| data_dir.join("artifacts")),
             db,
         })
     }
@@ -347,6 +408,6 @@ impl Store {
 
     /// Versioned artifacts of one kind (e.g. `recs`).
     pub fn artifacts(&self, kind: &str) -> Artifacts {
-        Artifacts::new(self.root.join("artifacts").join(kind))
+        Artifacts::new(self.artifacts.join(kind))
     }
 }

@@ -7,7 +7,7 @@
 //! rows read as [`Column`]s. Their migrations are written once; [`for_postgres_ddl`] maps
 //! SQLite's column types to PostgreSQL's (64-bit integers, double precision, bytea).
 
-use std::sync::Mutex;
+use std::sync::{Condvar, Mutex};
 use std::time::Duration;
 
 use tokio_postgres::types::{FromSql, IsNull, ToSql, Type};
@@ -15,15 +15,27 @@ use tokio_postgres::types::{FromSql, IsNull, ToSql, Type};
 use crate::sql::{Column, Value};
 use crate::StoreError;
 
-/// Idle connections kept for the next call.
-const KEEP: usize = 16;
+/// Connections one process opens at most (PostgreSQL allows 100 by default, for every
+/// replica together); a call finding them all busy waits for one.
+const MAX_CONNECTIONS: usize = 16;
+/// How long a call waits for a free connection before it answers "unavailable".
+const WAIT_FOR_CONNECTION: Duration = Duration::from_secs(10);
 /// How long a new connection may take before the database counts as unreachable.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
+#[derive(Default)]
+pub(crate) struct Connections {
+    idle: Vec<tokio_postgres::Client>,
+    /// Connections open or opening, idle ones included.
+    open: usize,
+}
+
 pub(crate) struct Pool {
-    runtime: tokio::runtime::Runtime,
+    /// Taken only by `Drop`.
+    runtime: Option<tokio::runtime::Runtime>,
     config: tokio_postgres::Config,
-    idle: Mutex<Vec<tokio_postgres::Client>>,
+    idle: Mutex<Connections>,
+    freed: Condvar,
     /// `host:port/dbname`, for messages (never the password).
     pub(crate) target: String,
 }
@@ -58,29 +70,59 @@ impl Pool {
                 message: format!("cannot start the connection runtime: {e}"),
             })?;
         let pool = Pool {
-            runtime,
+            runtime: Some(runtime),
             config,
-            idle: Mutex::new(Vec::new()),
+            idle: Mutex::new(Connections::default()),
+            freed: Condvar::new(),
             target,
         };
-        let first = pool.client()?;
-        pool.put(first);
+        drop(pool.client()?);
         Ok(pool)
     }
 
-    /// An open connection: an idle one, or a new one.
-    pub(crate) fn client(&self) -> Result<tokio_postgres::Client, StoreError> {
+    /// An open connection: an idle one, or a new one while fewer than [`MAX_CONNECTIONS`]
+    /// are open, or the next one given back. It returns to the pool when dropped.
+    pub(crate) fn client(&self) -> Result<Lease<'_>, StoreError> {
+        let deadline = std::time::Instant::now() + WAIT_FOR_CONNECTION;
+        let mut pool = self.idle.lock().unwrap_or_else(|p| p.into_inner());
         loop {
-            let idle = self.idle.lock().unwrap_or_else(|p| p.into_inner()).pop();
-            match idle {
-                Some(client) if !client.is_closed() => return Ok(client),
-                Some(_) => continue,
-                None => break,
+            while let Some(client) = pool.idle.pop() {
+                if !client.is_closed() {
+                    return Ok(Lease {
+                        pool: self,
+                        client: Some(client),
+                    });
+                }
+                pool.open -= 1;
             }
+            if pool.open < MAX_CONNECTIONS {
+                break;
+            }
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            if left.is_zero() {
+                return Err(StoreError::Unavailable {
+                    target: self.target.clone(),
+                    message: format!(
+                        "all {MAX_CONNECTIONS} connections stayed busy for {}s",
+                        WAIT_FOR_CONNECTION.as_secs()
+                    ),
+                });
+            }
+            pool = self
+                .freed
+                .wait_timeout(pool, left)
+                .unwrap_or_else(|p| p.into_inner())
+                .0;
         }
+        pool.open += 1;
+        drop(pool);
         let config = self.config.clone();
         let target = self.target.clone();
-        let connecting = self.runtime.spawn(async move {
+        let runtime = self
+            .runtime
+            .as_ref()
+            .expect("the runtime lives until the pool drops");
+        let connecting = runtime.spawn(async move {
             let (client, connection) = config.connect(tokio_postgres::NoTls).await?;
             tokio::spawn(async move {
                 if let Err(e) = connection.await {
@@ -89,30 +131,51 @@ impl Pool {
             });
             Ok::<_, tokio_postgres::Error>(client)
         });
-        match wait(connecting) {
+        let connected = match wait(connecting) {
             Ok(connected) => connected.map_err(|e| self.error(e)),
             Err(e) => Err(StoreError::Unavailable {
                 target: self.target.clone(),
                 message: format!("the connection task failed: {e}"),
             }),
+        };
+        match connected {
+            Ok(client) => Ok(Lease {
+                pool: self,
+                client: Some(client),
+            }),
+            Err(e) => {
+                self.idle.lock().unwrap_or_else(|p| p.into_inner()).open -= 1;
+                self.freed.notify_one();
+                Err(e)
+            }
         }
     }
 
-    /// Returns a connection for the next call (a closed one is dropped).
-    pub(crate) fn put(&self, client: tokio_postgres::Client) {
+    /// Takes back a connection (a closed one is dropped).
+    fn put(&self, client: tokio_postgres::Client) {
+        let mut pool = self.idle.lock().unwrap_or_else(|p| p.into_inner());
         if client.is_closed() {
-            return;
+            pool.open -= 1;
+        } else {
+            pool.idle.push(client);
         }
-        let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
-        if idle.len() < KEEP {
-            idle.push(client);
-        }
+        drop(pool);
+        self.freed.notify_one();
     }
 
     /// A driver error as the store's: a database that cannot be reached (or went away
     /// mid-call) is [`StoreError::Unavailable`], answered 503 with Retry-After.
     pub(crate) fn error(&self, source: tokio_postgres::Error) -> StoreError {
-        if source.as_db_error().is_none() {
+        // No answer from the server, or one saying it is going away or cannot take more:
+        // connection exceptions (08), insufficient resources (53), operator intervention
+        // (57: shut down, restarting).
+        let unavailable = match source.code() {
+            None => true,
+            Some(code) => ["08", "53", "57"]
+                .iter()
+                .any(|class| code.code().starts_with(class)),
+        };
+        if unavailable {
             return StoreError::Unavailable {
                 target: self.target.clone(),
                 message: source.to_string(),
@@ -121,6 +184,47 @@ impl Pool {
         StoreError::Postgres {
             target: self.target.clone(),
             source,
+        }
+    }
+}
+
+impl Drop for Pool {
+    /// The connections' runtime stops without waiting: a pool may be dropped on an async
+    /// thread, where a blocking shutdown panics.
+    fn drop(&mut self) {
+        if let Some(runtime) = self.runtime.take() {
+            runtime.shutdown_background();
+        }
+    }
+}
+
+/// A connection taken from the pool, given back when dropped (a panic included).
+pub(crate) struct Lease<'a> {
+    pool: &'a Pool,
+    client: Option<tokio_postgres::Client>,
+}
+
+impl std::ops::Deref for Lease<'_> {
+    type Target = tokio_postgres::Client;
+    fn deref(&self) -> &Self::Target {
+        self.client
+            .as_ref()
+            .expect("a lease holds its client until dropped")
+    }
+}
+
+impl std::ops::DerefMut for Lease<'_> {
+    fn deref_mut(&mut self) -> &mut Self::Target {
+        self.client
+            .as_mut()
+            .expect("a lease holds its client until dropped")
+    }
+}
+
+impl Drop for Lease<'_> {
+    fn drop(&mut self) {
+        if let Some(client) = self.client.take() {
+            self.pool.put(client);
         }
     }
 }
@@ -291,7 +395,10 @@ pub fn for_postgres_ddl(sql: &str) -> String {
     // Word spans outside quotes.
     while i < bytes.len() {
         let c = bytes[i];
-        if c == b'\'' || c == b'"' {
+        if c == b'-' && bytes.get(i + 1) == Some(&b'-') {
+            // A comment, to the end of its line (its words and apostrophes are not SQL).
+            i = sql[i..].find('\n').map_or(sql.len(), |e| i + e);
+        } else if c == b'\'' || c == b'"' {
             let end = sql[i + 1..]
                 .find(c as char)
                 .map_or(sql.len(), |e| i + 1 + e + 1);
@@ -365,6 +472,11 @@ mod tests {
             for_postgres_ddl("CREATE TABLE l (id INTEGER PRIMARY KEY, at REAL NOT NULL)"),
             "CREATE TABLE l (id BIGINT GENERATED BY DEFAULT AS IDENTITY PRIMARY KEY, \
              at DOUBLE PRECISION NOT NULL)"
+        );
+        // A comment's apostrophe opens no quote; its words are left as they are.
+        assert_eq!(
+            for_postgres_ddl("-- the key's REAL spend\nCREATE TABLE s (spent REAL) -- it's\n"),
+            "-- the key's REAL spend\nCREATE TABLE s (spent DOUBLE PRECISION) -- it's\n"
         );
         assert_eq!(
             for_postgres_ddl("CREATE INDEX i ON t (n)"),

@@ -457,7 +457,6 @@ impl Database {
                     }
                     Ok(value)
                 })();
-                pool.put(client);
                 result
             }
         }
@@ -469,9 +468,7 @@ impl Database {
             Engine::Sqlite { .. } => run_execute(&self.conn(), self, sql, params),
             Engine::Postgres(pool) => {
                 let client = pool.client()?;
-                let result = pg_execute(&client, pool, sql, params);
-                pool.put(client);
-                result
+                pg_execute(&*client, pool, sql, params)
             }
         }
     }
@@ -489,9 +486,7 @@ impl Database {
             }
             Engine::Postgres(pool) => {
                 let client = pool.client()?;
-                let result = pg_query(&client, pool, sql, params, false, map);
-                pool.put(client);
-                result
+                pg_query(&*client, pool, sql, params, false, map)
             }
         }
     }
@@ -509,9 +504,7 @@ impl Database {
             }
             Engine::Postgres(pool) => {
                 let client = pool.client()?;
-                let result = pg_query(&client, pool, sql, params, true, map);
-                pool.put(client);
-                result?
+                pg_query(&*client, pool, sql, params, true, map)?
             }
         }
         .pop())
@@ -541,6 +534,25 @@ mod tests {
         let postgres = Database::connect(&hearth_testdata::postgres_database()).unwrap();
         assert_eq!(postgres.backend(), Backend::Postgres);
         vec![(sqlite, dir), (postgres, tempfile::tempdir().unwrap())]
+    }
+
+    #[test]
+    fn a_postgres_database_is_used_and_dropped_on_async_threads() {
+        let url = hearth_testdata::postgres_database();
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .build()
+            .unwrap();
+        runtime.block_on(async move {
+            let db = Database::connect(&url).unwrap();
+            db.ping().unwrap();
+            let other = db.clone();
+            tokio::spawn(async move { other.ping().unwrap() })
+                .await
+                .unwrap();
+            // The last handle (and its connections' runtime) goes here, on a worker.
+            drop(db);
+        });
     }
 
     #[test]

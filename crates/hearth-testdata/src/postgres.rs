@@ -42,6 +42,12 @@ pub fn postgres_database() -> String {
     format!("{server}/{name}")
 }
 
+/// The stores a store-level test runs on: `None`, the embedded SQLite file, and a fresh
+/// PostgreSQL database (its URL).
+pub fn store_urls() -> [Option<String>; 2] {
+    [None, Some(postgres_database())]
+}
+
 /// Starts a private server; a watchdog stops it when this process is gone.
 fn start_server() -> String {
     let dir = std::env::temp_dir().join(format!("hearth-test-pg-{}", std::process::id()));

@@ -61,6 +61,13 @@ fn load_config(global: &GlobalArgs) -> Result<Config> {
     if let Some(dir) = &global.data_dir {
         config.data_dir = dir.clone();
     }
+    // Read from the environment only: a password on the command line is seen by `ps`.
+    if let Some(url) = std::env::var("HEARTH_STORE_URL")
+        .ok()
+        .filter(|u| !u.trim().is_empty())
+    {
+        config.store.url = Some(hearth_core::StoreUrl::new(url.trim()));
+    }
     if let Some(threads) = global.threads {
         if threads == 0 {
             bail!("--threads must be at least 1");

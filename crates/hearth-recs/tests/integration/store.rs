@@ -3,14 +3,30 @@
 use hearth_recs::import::ColumnMapping;
 use hearth_recs::store::{import_file, ImportOptions, RecsStore};
 use hearth_recs::{Event, EventWeights, Item, ItemId, User, UserId};
-use hearth_store::Store;
+use hearth_store::{Store, StoreOptions};
 
-fn open_store(dir: &std::path::Path) -> RecsStore {
-    RecsStore::open(Store::open(dir).unwrap().db().clone()).unwrap()
+/// The recommendation tables of the store at `dir` (SQLite) or `url` (PostgreSQL).
+fn open_store(dir: &std::path::Path, url: Option<&str>) -> RecsStore {
+    let options = StoreOptions {
+        url: url.map(str::to_owned),
+        artifacts_dir: None,
+    };
+    RecsStore::open(Store::open_with(dir, &options).unwrap().db().clone()).unwrap()
+}
+
+/// A second, separate store on the same backend as `url`.
+fn another(url: Option<&str>) -> Option<String> {
+    url.map(|_| hearth_testdata::postgres_database())
 }
 
 #[test]
 fn imports_are_idempotent_and_strict_imports_store_nothing_from_a_bad_file() {
+    for url in hearth_testdata::store_urls() {
+        imports_are_idempotent_on(url.as_deref());
+    }
+}
+
+fn imports_are_idempotent_on(url: Option<&str>) {
     let dir = tempfile::tempdir().unwrap();
     let events = dir.path().join("events.csv");
     std::fs::write(
@@ -25,7 +41,7 @@ fn imports_are_idempotent_and_strict_imports_store_nothing_from_a_bad_file() {
     )
     .unwrap();
     let data = dir.path().join("data");
-    let store = open_store(&data);
+    let store = open_store(&data, url);
     let mapping = ColumnMapping::default();
     let mut bad = Vec::new();
     let options = ImportOptions {
@@ -49,7 +65,8 @@ fn imports_are_idempotent_and_strict_imports_store_nothing_from_a_bad_file() {
     assert_eq!(store.counts().unwrap(), (0, 0, 3));
 
     // Strict: the bad row rejects the file before anything is written.
-    let fresh = open_store(&dir.path().join("strict"));
+    let strict_url = another(url);
+    let fresh = open_store(&dir.path().join("strict"), strict_url.as_deref());
     let strict = import_file::<Event>(
         &fresh,
         &events,
@@ -74,6 +91,9 @@ fn imports_are_idempotent_and_strict_imports_store_nothing_from_a_bad_file() {
             ..Default::default()
         }])
         .unwrap();
+    // The catalogue reads in the order items were first stored; a replaced item keeps its place.
+    let order: Vec<String> = store.items().unwrap().into_iter().map(|i| i.id.0).collect();
+    assert_eq!(order, ["i1", "i2"]);
     let kettle = store.item(&ItemId("i1".into())).unwrap().unwrap();
     assert_eq!(
         (kettle.title.as_str(), kettle.price, kettle.available),
@@ -98,7 +118,7 @@ fn imports_are_idempotent_and_strict_imports_store_nothing_from_a_bad_file() {
 
     // The stored data is what the models train on; it survives reopening.
     drop(store);
-    let reopened = open_store(&data);
+    let reopened = open_store(&data, url);
     let dataset = reopened.dataset(&EventWeights::default()).unwrap();
     assert_eq!(
         (
@@ -128,8 +148,14 @@ fn imports_are_idempotent_and_strict_imports_store_nothing_from_a_bad_file() {
 
 #[test]
 fn id_less_files_with_the_same_name_are_both_stored_and_reimports_store_nothing() {
+    for url in hearth_testdata::store_urls() {
+        id_less_files_on(url.as_deref());
+    }
+}
+
+fn id_less_files_on(url: Option<&str>) {
     let dir = tempfile::tempdir().unwrap();
-    let store = open_store(&dir.path().join("data"));
+    let store = open_store(&dir.path().join("data"), url);
     let mapping = ColumnMapping::default();
     let options = ImportOptions::default();
     let mut paths = Vec::new();

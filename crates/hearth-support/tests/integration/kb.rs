@@ -12,6 +12,14 @@ use hearth_testdata::models_dir;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn documents_are_searchable_replaced_and_dropped() {
+    for url in hearth_testdata::store_urls() {
+        documents_on(url).await;
+    }
+}
+
+/// The whole life of a knowledge base on the store at `url` (PostgreSQL) or in the data
+/// directory (SQLite, `None`).
+async fn documents_on(url: Option<String>) {
     let dir = tempfile::tempdir().unwrap();
     let registry = ModelRegistry::open(RegistryOptions {
         data_dir: dir.path().to_owned(),
@@ -28,7 +36,14 @@ async fn documents_are_searchable_replaced_and_dropped() {
         )
         .unwrap();
     let gateway = Gateway::new(registry, GatewayOptions::default());
-    let store = hearth_store::Store::open(dir.path()).unwrap();
+    let store = hearth_store::Store::open_with(
+        dir.path(),
+        &hearth_store::StoreOptions {
+            url,
+            artifacts_dir: None,
+        },
+    )
+    .unwrap();
     let kb = KnowledgeBase::open(store.db().clone()).unwrap();
 
     let docs = dir.path().join("help");
