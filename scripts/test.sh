@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The whole test suite: formatting, lints, unit and integration tests on the real small
-# models, and the official OpenAI Python client against a live `hearth serve`.
+# models (and on PostgreSQL), and the official OpenAI Python client against a live `hearth serve`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh
@@ -19,8 +19,18 @@ scripts/chat-template-reference.sh --check
 # One build of everything with one feature set (tests included), reused by every step below.
 cargo build --release --workspace --all-targets
 cargo clippy --release --workspace --all-targets -- -D warnings
+# One PostgreSQL server for every test that needs one (store-level tests run on SQLite and on
+# it), on a free loopback port in a temporary directory, stopped when this script ends.
+pg_dir=$(mktemp -d -u "${TMPDIR:-/tmp}/hearth-ci-pg.XXXXXX")
+trap 'scripts/test-postgres.sh stop "$pg_dir"' EXIT
+HEARTH_TEST_POSTGRES_URL=$(scripts/test-postgres.sh start "$pg_dir")
+export HEARTH_TEST_POSTGRES_URL
 # Model tests share 2 cores: one test at a time inside each binary (binaries run in turn).
 cargo test --release --workspace -- --test-threads=1
+# The platform's own tests of keys and budgets, the gateway, stored responses, support
+# sessions and recommendations again, with all durable state in PostgreSQL.
+HEARTH_TEST_STORE=postgres cargo test --release -p hearth-server --test integration -- \
+  --test-threads=1 gateway:: responses:: support_sessions:: recs::
 scripts/openai-client-test.sh
 # Every operation of /openapi.json, fuzzed by Schemathesis against the live server: no 5xx, no
 # response outside the documented statuses, content types and schemas, no invalid request

@@ -43,6 +43,23 @@ struct Inner {
     /// Held while a newly published recommender loads.
     loading: tokio::sync::Mutex<()>,
     support: support_platform::SupportState,
+    /// Whether `[models] preload` has loaded (true when it names none).
+    preloaded: std::sync::atomic::AtomicBool,
+}
+
+/// What a readiness check found ([`Platform::readiness`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Readiness {
+    /// The database answered a query.
+    pub store: bool,
+    /// Every `[models] preload` model is loaded.
+    pub models: bool,
+}
+
+impl Readiness {
+    pub fn ready(&self) -> bool {
+        self.store && self.models
+    }
 }
 
 #[derive(Clone, Default)]
@@ -86,8 +103,10 @@ impl Platform {
             &config.gateway,
             Some(store.db().clone()),
         )?;
+        let preloaded = std::sync::atomic::AtomicBool::new(config.models.preload.is_empty());
         Ok(Platform {
             inner: Arc::new(Inner {
+                preloaded,
                 config,
                 store,
                 gateway,
@@ -267,7 +286,32 @@ impl Platform {
         for name in &self.inner.config.models.preload {
             self.inner.gateway.load(name).await?;
         }
+        self.inner
+            .preloaded
+            .store(true, std::sync::atomic::Ordering::SeqCst);
         Ok(())
+    }
+
+    /// Whether this process can serve: its database answers (one round trip, off the async
+    /// threads) and its preloaded models are loaded. A database that went away makes it
+    /// unready until it is back; nothing needs restarting.
+    pub async fn readiness(&self) -> Readiness {
+        let db = self.inner.store.db().clone();
+        let store = match tokio::task::spawn_blocking(move || db.ping()).await {
+            Ok(Ok(())) => true,
+            Ok(Err(e)) => {
+                tracing::warn!(error = %e, "readiness: the database does not answer");
+                false
+            }
+            Err(_) => false,
+        };
+        Readiness {
+            store,
+            models: self
+                .inner
+                .preloaded
+                .load(std::sync::atomic::Ordering::SeqCst),
+        }
     }
 }
 

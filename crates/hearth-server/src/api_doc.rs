@@ -22,7 +22,7 @@ use crate::{anthropic, openai, recs, rerank, responses, shopping, support, usage
             recommendations and a shopping assistant trained on your events, and a support \
             agent. Send `Authorization: Bearer <key>` (or `x-api-key: <key>`) when the server \
             has API keys (every route \
-            but /health and /openapi.json); a key calls only the routes of its scopes \
+            but /health, /ready and /openapi.json); a key calls only the routes of its scopes \
             (each operation's `security` names the one it needs; `admin` opens all)."
     ),
     paths(
@@ -40,6 +40,7 @@ use crate::{anthropic, openai, recs, rerank, responses, shopping, support, usage
         anthropic::messages,
         anthropic::count_tokens,
         crate::health,
+        crate::ready,
         crate::metrics_route,
         crate::openapi,
         recs::for_user,

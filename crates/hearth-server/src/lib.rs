@@ -123,6 +123,7 @@ pub fn router(platform: Platform) -> Router {
     let cors = cors(&state.platform.config().server.allowed_origins);
     let app = Router::new()
         .route("/health", get(health))
+        .route("/ready", get(ready))
         .route("/openapi.json", get(openapi))
         .merge(protected)
         .fallback(not_found)
@@ -255,6 +256,52 @@ fn ok() -> utoipa::openapi::schema::ObjectBuilder {
     responses((status = 200, description = "The server answers", body = Health)))]
 async fn health() -> axum::Json<Health> {
     axum::Json(Health { status: "ok" })
+}
+
+/// The answer of /ready.
+#[derive(serde::Serialize, utoipa::ToSchema)]
+pub struct Ready {
+    /// `ready`, or `not_ready`.
+    status: &'static str,
+    /// `ok`, or `unavailable` (the database does not answer; details are in the log).
+    store: &'static str,
+    /// `loaded`, or `loading` (`[models] preload` is not loaded yet).
+    models: &'static str,
+}
+
+/// Readiness (never needs a key): 200 when the database answers and the preloaded models are
+/// loaded, else 503 with Retry-After. A load balancer sends traffic only to ready replicas;
+/// liveness is /health.
+#[utoipa::path(get, path = "/ready", tag = "operations",
+    responses(
+        (status = 200, description = "Ready to serve", body = Ready),
+        (status = 503, description = "Not ready (Retry-After): the body says what is missing", body = Ready),
+    ))]
+async fn ready(State(state): State<AppState>) -> Response {
+    let readiness = state.platform.readiness().await;
+    let body = Ready {
+        status: if readiness.ready() {
+            "ready"
+        } else {
+            "not_ready"
+        },
+        store: if readiness.store { "ok" } else { "unavailable" },
+        models: if readiness.models {
+            "loaded"
+        } else {
+            "loading"
+        },
+    };
+    if readiness.ready() {
+        axum::Json(body).into_response()
+    } else {
+        (
+            axum::http::StatusCode::SERVICE_UNAVAILABLE,
+            [(header::RETRY_AFTER, "2")],
+            axum::Json(body),
+        )
+            .into_response()
+    }
 }
 
 /// This document: every route, its parameters, bodies, answers and scope, and the table of

@@ -33,6 +33,7 @@ pub fn postgres_database() -> String {
             "-c",
             &format!("CREATE DATABASE {name}"),
         ])
+        .env("PGOPTIONS", "-c client_min_messages=warning")
         .status()
         .expect("psql runs (PostgreSQL's client is installed)");
     assert!(
@@ -46,6 +47,28 @@ pub fn postgres_database() -> String {
 /// PostgreSQL database (its URL).
 pub fn store_urls() -> [Option<String>; 2] {
     [None, Some(postgres_database())]
+}
+
+/// The store a test of the whole platform on data directory `dir` uses: `None` (SQLite in
+/// `dir`) unless `HEARTH_TEST_STORE=postgres`, which gives each directory a PostgreSQL
+/// database of its own (the same one each time it is asked for `dir`, so a platform
+/// reopened on it finds its data).
+pub fn test_store_url(dir: &std::path::Path) -> Option<String> {
+    if std::env::var("HEARTH_TEST_STORE").as_deref() != Ok("postgres") {
+        return None;
+    }
+    static BY_DIR: OnceLock<std::sync::Mutex<std::collections::HashMap<PathBuf, String>>> =
+        OnceLock::new();
+    let mut by_dir = BY_DIR
+        .get_or_init(Default::default)
+        .lock()
+        .unwrap_or_else(|p| p.into_inner());
+    Some(
+        by_dir
+            .entry(dir.to_owned())
+            .or_insert_with(postgres_database)
+            .clone(),
+    )
 }
 
 /// Starts a private server; a watchdog stops it when this process is gone.

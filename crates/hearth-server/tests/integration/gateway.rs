@@ -19,7 +19,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::Router;
 use futures::StreamExt;
-use hearth_core::{Config, Platform};
+use hearth_core::{Config, Platform, StoreUrl};
 use hearth_gateway::keys::NewKey;
 use hearth_gateway::Scope;
 use proptest::prelude::*;
@@ -466,6 +466,7 @@ fn open(toml: &str) -> (Platform, tempfile::TempDir) {
     let dir = tempfile::tempdir().unwrap();
     let mut config = Config::from_toml(toml).unwrap_or_else(|e| panic!("{e}\n{toml}"));
     config.data_dir = dir.path().to_owned();
+    config.store.url = hearth_testdata::test_store_url(dir.path()).map(StoreUrl::new);
     match Platform::open(config) {
         Ok(platform) => (platform, dir),
         Err(e) => panic!("Platform::open: {e}\n{toml}"),
@@ -1159,6 +1160,7 @@ async fn the_providers_key_goes_upstream_and_the_clients_key_does_not() {
     let dir = tempfile::tempdir().unwrap();
     let mut config = Config::from_toml(&toml).unwrap();
     config.data_dir = dir.path().to_owned();
+    config.store.url = hearth_testdata::test_store_url(dir.path()).map(StoreUrl::new);
     match Platform::open(config) {
         Ok(_) => panic!("a provider without its key was accepted"),
         Err(e) => assert!(e.to_string().contains(&var), "{e}"),

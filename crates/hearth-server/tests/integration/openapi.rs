@@ -187,6 +187,7 @@ async fn every_answer_of_every_route_is_as_the_document_says() {
 
     // Operations.
     c.call(&p, "GET", "/health", "/health", None).await;
+    c.call(&p, "GET", "/ready", "/ready", None).await;
     c.call(&p, "GET", "/openapi.json", "/openapi.json", None)
         .await;
     c.call(&p, "GET", "/metrics", "/metrics", None).await;

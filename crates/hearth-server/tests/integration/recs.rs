@@ -8,7 +8,7 @@ use hearth_core::recs::import::ColumnMapping;
 use hearth_core::recs::models::ModelKind;
 use hearth_core::recs::store::{import_file, ImportOptions};
 use hearth_core::recs::{Event, EventWeights, Item, ItemId, UserId};
-use hearth_core::{Config, Platform};
+use hearth_core::{Config, Platform, StoreUrl};
 use hearth_testdata::movielens_dir;
 
 use crate::common;
@@ -40,6 +40,10 @@ async fn recommendations_for_users_items_and_sessions() {
     let dir = tempfile::tempdir().unwrap();
     let platform = Platform::open(Config {
         data_dir: dir.path().to_owned(),
+        store: hearth_core::StoreConfig {
+            url: hearth_testdata::test_store_url(dir.path()).map(StoreUrl::new),
+            ..Default::default()
+        },
         ..Default::default()
     })
     .unwrap();
@@ -188,6 +192,10 @@ async fn items_users_and_events_are_written_read_and_deleted_over_http() {
     let dir = tempfile::tempdir().unwrap();
     let platform = Platform::open(Config {
         data_dir: dir.path().to_owned(),
+        store: hearth_core::StoreConfig {
+            url: hearth_testdata::test_store_url(dir.path()).map(StoreUrl::new),
+            ..Default::default()
+        },
         ..Default::default()
     })
     .unwrap();
@@ -290,6 +298,10 @@ async fn the_server_retrains_on_schedule_and_swaps_the_model_in() {
     let dir = tempfile::tempdir().unwrap();
     let mut config = Config {
         data_dir: dir.path().to_owned(),
+        store: hearth_core::StoreConfig {
+            url: hearth_testdata::test_store_url(dir.path()).map(StoreUrl::new),
+            ..Default::default()
+        },
         ..Default::default()
     };
     config.recs.train_interval_seconds = 1;

@@ -6,7 +6,7 @@
 
 use axum::body::Body;
 use axum::http::{header, Request, StatusCode};
-use hearth_core::{Config, Platform};
+use hearth_core::{Config, Platform, StoreUrl};
 use hearth_gateway::keys::NewKey;
 use hearth_gateway::Scope;
 use serde_json::{json, Value};
@@ -18,6 +18,7 @@ fn platform(dir: &tempfile::TempDir, ttl_hours: f64) -> Platform {
         data_dir: dir.path().to_owned(),
         ..Default::default()
     };
+    config.store.url = hearth_testdata::test_store_url(dir.path()).map(StoreUrl::new);
     config.llm.context_length = 2048;
     config.gateway.responses_ttl_hours = ttl_hours;
     let platform = Platform::open(config).unwrap();

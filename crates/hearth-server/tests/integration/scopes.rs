@@ -15,6 +15,7 @@ use crate::common;
 /// (admin opens everything). `None`: public.
 const TABLE: &[(&str, &str, Option<Scope>)] = &[
     ("GET", "/health", None),
+    ("GET", "/ready", None),
     ("GET", "/openapi.json", None),
     ("POST", "/v1/chat/completions", Some(Scope::Inference)),
     ("POST", "/v1/completions", Some(Scope::Inference)),

@@ -8,7 +8,7 @@ use axum::body::Body;
 use axum::http::{header, Request, StatusCode};
 use hearth_core::support::demo_shop::RetailStore;
 use hearth_core::support::intents::{read_labelled_csv, IntentTrainOptions, NoProgress};
-use hearth_core::{Config, Platform};
+use hearth_core::{Config, Platform, StoreUrl};
 use hearth_testdata::shared_data_dir;
 use serde_json::{json, Value};
 
@@ -46,6 +46,7 @@ fn config(dir: &std::path::Path, shop_url: &str) -> Config {
         data_dir: dir.to_owned(),
         ..Default::default()
     };
+    config.store.url = hearth_testdata::test_store_url(dir).map(StoreUrl::new);
     config.support.policy = Some(shared_data_dir().join("retail/policy.md"));
     config.support.tools =
         Some(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../examples/retail/tools.toml"));
