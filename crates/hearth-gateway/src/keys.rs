@@ -352,6 +352,15 @@ impl Drop for Reservation {
     }
 }
 
+/// Shared limit decisions commit without waiting for the disk: a key's decisions queue on
+/// its row, and a flush per decision would cap a key at a few hundred requests/s. They stay
+/// atomic and exact across replicas; a crash of PostgreSQL itself may forget the last
+/// fraction of a second of them (its `wal_writer_delay`), never a replica's crash.
+///
+/// Locks the key's limits row for the transaction, which so commits.
+const LOCK_KEY_ROW: &str = "SELECT set_config('synchronous_commit', 'off', true)
+     FROM gateway_limits WHERE key_id = $1 FOR UPDATE";
+
 /// How long a shared reservation holds before it counts as its replica's loss (charged what
 /// it reserved): longer than any request runs.
 const RESERVATION_LEASE: f64 = 600.0;
@@ -387,8 +396,9 @@ struct LimitsRow {
 
 /// Settles a shared reservation: its real cost joins the period's spend, its tokens estimate
 /// is corrected by `token_delta`. Returns the spend after, or `None` when the reservation
-/// had expired (and was charged already). The key's row is locked first, as an admission
-/// locks it, so the two never wait on each other.
+/// had expired (and was charged what it reserved). A reservation the database lost (it
+/// crashed after the admission) is charged the real cost: a budget errs on holding. The
+/// key's row is locked first, as an admission locks it, so the two never wait on each other.
 fn settle_shared(
     db: &Database,
     key: &KeyInfo,
@@ -399,30 +409,25 @@ fn settle_shared(
     let now = unix_now_f64();
     let (start, _) = key.period.bounds(now);
     db.write(|tx| {
-        tx.execute(
-            "SELECT 1 FROM gateway_limits WHERE key_id = $1 FOR UPDATE",
-            hearth_store::params![&key.id],
-        )?;
-        if tx.execute(
-            "DELETE FROM gateway_reservations WHERE id = $1",
-            hearth_store::params![id],
-        )? == 0
-        {
-            return Ok(None);
-        }
+        // Four round trips: begin, the key's row locked (and this commit made not to wait
+        // for the disk), the reservation gone and its cost added, commit.
+        tx.execute(LOCK_KEY_ROW, hearth_store::params![&key.id])?;
         tx.query_one(
-            "UPDATE gateway_limits SET
+            "WITH gone AS (DELETE FROM gateway_reservations WHERE id = $6 RETURNING charged)
+             UPDATE gateway_limits SET
                  spent = CASE WHEN period_start = $2 THEN spent + $3 ELSE $3 END,
                  period_start = $2,
                  tokens_level = CASE WHEN tokens_level IS NULL THEN NULL
                                      ELSE LEAST($5, tokens_level - $4) END
-             WHERE key_id = $1 RETURNING spent",
+             WHERE key_id = $1 AND NOT EXISTS (SELECT 1 FROM gone WHERE charged = 1)
+             RETURNING spent",
             hearth_store::params![
                 &key.id,
                 start,
                 cost,
                 token_delta,
-                key.tokens_per_minute.map_or(f64::MAX, |t| t as f64)
+                key.tokens_per_minute.map_or(f64::MAX, |t| t as f64),
+                id
             ],
             |r| r.get::<f64>(0),
         )
@@ -641,10 +646,7 @@ impl KeyStore {
             if let Some(found) = cache.by_hash.get(&digest) {
                 return Ok(Some(found.clone()));
             }
-            if !cache
-                .loaded
-                .is_some_and(|at| at.elapsed() >= KEY_MISS_RELOAD)
-            {
+            if cache.loaded.is_none_or(|at| at.elapsed() < KEY_MISS_RELOAD) {
                 return Ok(None);
             }
             cache.loaded = None;
@@ -807,9 +809,12 @@ impl KeyStore {
         let id = uuid::Uuid::new_v4().simple().to_string();
         let max_concurrent = self.max_concurrent;
         let decision = self.db.write(|tx| {
+            // Five round trips: begin, the key's row locked and read, what running requests
+            // hold, the decision written, commit.
             let row = tx.query_one(
                 "SELECT l.period_start, l.spent, l.requests_level, l.requests_at,
-                        l.tokens_level, l.tokens_at, k.revoked
+                        l.tokens_level, l.tokens_at, k.revoked,
+                        set_config('synchronous_commit', 'off', true)
                  FROM gateway_limits l JOIN gateway_keys k ON k.id = l.key_id
                  WHERE l.key_id = $1 FOR UPDATE OF l",
                 hearth_store::params![&key.id],
@@ -828,29 +833,31 @@ impl KeyStore {
                     key: key.name.clone(),
                 }));
             };
-            let expired: f64 = tx
+            // Reservations whose replica died are charged what they reserved; long after,
+            // they go. (One statement sees the rows as they were before it: the lost ones
+            // are taken off what is held.)
+            let (expired, lost, held, holding): (f64, i64, f64, i64) = tx
                 .query_one(
-                    "WITH gone AS (DELETE FROM gateway_reservations
-                                   WHERE key_id = $1 AND expires <= $2 RETURNING cost)
-                     SELECT COALESCE(SUM(cost), 0) FROM gone",
-                    hearth_store::params![&key.id, now],
-                    |r| r.get(0),
+                    "WITH lost AS (UPDATE gateway_reservations SET charged = 1
+                                   WHERE key_id = $1 AND charged = 0 AND expires <= $2
+                                   RETURNING cost),
+                          purged AS (DELETE FROM gateway_reservations
+                                     WHERE key_id = $1 AND charged = 1 AND expires <= $3)
+                     SELECT (SELECT COALESCE(SUM(cost), 0) FROM lost),
+                            (SELECT COUNT(*) FROM lost),
+                            COALESCE(SUM(cost), 0), COUNT(*)
+                     FROM gateway_reservations WHERE key_id = $1 AND charged = 0",
+                    hearth_store::params![&key.id, now, now - RESERVATION_LEASE],
+                    |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
                 )?
-                .unwrap_or(0.0);
+                .unwrap_or((0.0, 0, 0.0, 0));
             let mut spent = if row.period_start == start {
                 row.spent
             } else {
                 0.0
             };
             spent += expired;
-            let (reserved, in_flight): (f64, i64) = tx
-                .query_one(
-                    "SELECT COALESCE(SUM(cost), 0), COUNT(*) FROM gateway_reservations
-                     WHERE key_id = $1",
-                    hearth_store::params![&key.id],
-                    |r| Ok((r.get(0)?, r.get(1)?)),
-                )?
-                .unwrap_or((0.0, 0));
+            let (reserved, in_flight) = ((held - expired).max(0.0), holding - lost);
             let mut requests = key
                 .requests_per_minute
                 .map(|c| refilled(row.requests.0, row.requests.1, c as f64, now));
@@ -901,24 +908,26 @@ impl KeyStore {
                 tokens_level = tokens_after.or(tokens_level);
                 Ok(())
             })();
-            if decision.is_ok() {
-                tx.execute(
-                    "INSERT INTO gateway_reservations (id, key_id, cost, tokens, expires)
-                     VALUES ($1, $2, $3, $4, $5)",
-                    hearth_store::params![
-                        &id,
-                        &key.id,
-                        cost,
-                        tokens as f64,
-                        now + RESERVATION_LEASE
-                    ],
-                )?;
-            }
+            // The reservation (when admitted) and the row's new state, in one statement.
             tx.execute(
-                "UPDATE gateway_limits SET period_start = $2, spent = $3,
+                "WITH held AS (INSERT INTO gateway_reservations (id, key_id, cost, tokens, expires)
+                               SELECT $7, $1, $8, $9, $10 WHERE $11 = 1)
+                 UPDATE gateway_limits SET period_start = $2, spent = $3,
                      requests_level = $4, requests_at = $5, tokens_level = $6, tokens_at = $5
                  WHERE key_id = $1",
-                hearth_store::params![&key.id, start, spent, requests, now, tokens_level],
+                hearth_store::params![
+                    &key.id,
+                    start,
+                    spent,
+                    requests,
+                    now,
+                    tokens_level,
+                    &id,
+                    cost,
+                    tokens as f64,
+                    now + RESERVATION_LEASE,
+                    decision.is_ok() as i64
+                ],
             )?;
             Ok(decision.map(|()| spent))
         })?;
@@ -981,7 +990,8 @@ mod tests {
         let reserved = keys
             .db
             .query_one(
-                "SELECT COALESCE(SUM(cost), 0) FROM gateway_reservations WHERE key_id = $1",
+                "SELECT COALESCE(SUM(cost), 0) FROM gateway_reservations
+                 WHERE key_id = $1 AND charged = 0",
                 hearth_store::params![&key.id],
                 |r| r.get(0),
             )
@@ -1279,5 +1289,34 @@ mod tests {
             "0.3 charged for the lost one + 0.1: {spent}"
         );
         assert!(reserved.abs() < 1e-9);
+
+        // A request that outlives its lease is charged its reservation once, not again when
+        // it settles late.
+        let slow = keys.admit(&key, 10, 0.2).unwrap();
+        let expire = || {
+            keys.db
+                .execute(
+                    "UPDATE gateway_reservations SET expires = $2 WHERE key_id = $1",
+                    hearth_store::params![&info.id, unix_now_f64() - 1.0],
+                )
+                .unwrap()
+        };
+        expire();
+        keys.admit(&key, 10, 0.1).unwrap().settle(10, 0.1);
+        slow.settle(10, 0.05);
+        let (spent, _) = spent_and_reserved(&keys, &info);
+        assert!((spent - 0.7).abs() < 1e-9, "0.4 + 0.2 + 0.1: {spent}");
+        // A reservation the database lost (it crashed after admitting) is charged what the
+        // request cost.
+        let lost = keys.admit(&key, 10, 0.1).unwrap();
+        keys.db
+            .execute(
+                "DELETE FROM gateway_reservations WHERE key_id = $1 AND charged = 0",
+                hearth_store::params![&info.id],
+            )
+            .unwrap();
+        lost.settle(10, 0.05);
+        let (spent, _) = spent_and_reserved(&keys, &info);
+        assert!((spent - 0.75).abs() < 1e-9, "0.7 + 0.05: {spent}");
     }
 }

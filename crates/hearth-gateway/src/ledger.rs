@@ -83,7 +83,8 @@ CREATE INDEX gateway_responses_expires ON gateway_responses(expires);
     "
 -- Limits shared by every replica of one database (PostgreSQL): a key's spend this period and
 -- its requests/tokens buckets, and the reservations of requests running. A reservation whose
--- replica died expires and is charged what it reserved.
+-- replica died expires and is charged what it reserved (charged = 1, kept a while so its late
+-- settlement knows it was).
 CREATE TABLE gateway_limits (
     key_id TEXT PRIMARY KEY,
     period_start REAL NOT NULL,
@@ -98,7 +99,8 @@ CREATE TABLE gateway_reservations (
     key_id TEXT NOT NULL,
     cost REAL NOT NULL,
     tokens REAL NOT NULL,
-    expires REAL NOT NULL
+    expires REAL NOT NULL,
+    charged INTEGER NOT NULL DEFAULT 0
 );
 CREATE INDEX gateway_reservations_key ON gateway_reservations(key_id, expires);
 ",
@@ -722,19 +724,11 @@ mod tests {
         assert_eq!((big.requests, big.errors, big.unpriced_requests), (2, 1, 1));
         assert_eq!(report.total.requests, 4);
         assert!((report.total.cost - 3.30).abs() < 1e-9);
-        let by_key = super::report(
-            &db,
-            Some(2000.0),
-            None,
-            GroupBy::Key,
-            &prices,
-            "gpt-4o",
-            1.0,
-        )
-        .unwrap();
+        let by_key =
+            super::report(db, Some(2000.0), None, GroupBy::Key, &prices, "gpt-4o", 1.0).unwrap();
         assert!(by_key.rows.is_empty());
         let only_b = super::report(
-            &db,
+            db,
             None,
             Some(&["b".to_owned()]),
             GroupBy::Key,
@@ -747,13 +741,13 @@ mod tests {
         assert_eq!(only_b.rows[0].group, "b");
         let two = ["a".to_owned(), "c".to_owned()];
         let a_and_c =
-            super::report(&db, None, Some(&two), GroupBy::Key, &prices, "gpt-4o", 1.0).unwrap();
+            super::report(db, None, Some(&two), GroupBy::Key, &prices, "gpt-4o", 1.0).unwrap();
         assert_eq!(a_and_c.total.requests, 3);
         let none =
-            super::report(&db, None, Some(&[]), GroupBy::Key, &prices, "gpt-4o", 1.0).unwrap();
+            super::report(db, None, Some(&[]), GroupBy::Key, &prices, "gpt-4o", 1.0).unwrap();
         assert_eq!(none.total.requests, 0);
         assert!(super::report(
-            &db,
+            db,
             None,
             Some(&["a".to_owned()]),
             GroupBy::Key,

@@ -25,7 +25,7 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
 #[derive(Default)]
 pub(crate) struct Connections {
-    idle: Vec<tokio_postgres::Client>,
+    idle: Vec<Conn>,
     /// Connections open or opening, idle ones included.
     open: usize,
 }
@@ -38,6 +38,18 @@ pub(crate) struct Pool {
     freed: Condvar,
     /// `host:port/dbname`, for messages (never the password).
     pub(crate) target: String,
+}
+
+/// Runs `call` (which waits for the database) so that an async runtime's worker making it
+/// hands its other tasks to another worker first: a replica waiting on PostgreSQL keeps
+/// serving everything else. Off a multi-threaded runtime's worker it just runs.
+pub(crate) fn off_the_workers<T>(call: impl FnOnce() -> T) -> T {
+    match tokio::runtime::Handle::try_current() {
+        Ok(handle) if handle.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => {
+            tokio::task::block_in_place(call)
+        }
+        _ => call(),
+    }
 }
 
 /// Waits for `future` on this thread without a runtime of its own.
@@ -59,6 +71,10 @@ impl Pool {
             config.connect_timeout(CONNECT_TIMEOUT);
         }
         config.application_name("hearth");
+        if config.get_options().is_none() {
+            // "relation … already exists, skipping" at every start is not news.
+            config.options("-c client_min_messages=warning");
+        }
         let target = target_of(&config);
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(1)
@@ -86,11 +102,11 @@ impl Pool {
         let deadline = std::time::Instant::now() + WAIT_FOR_CONNECTION;
         let mut pool = self.idle.lock().unwrap_or_else(|p| p.into_inner());
         loop {
-            while let Some(client) = pool.idle.pop() {
-                if !client.is_closed() {
+            while let Some(conn) = pool.idle.pop() {
+                if !conn.client.is_closed() {
                     return Ok(Lease {
                         pool: self,
-                        client: Some(client),
+                        conn: Some(conn),
                     });
                 }
                 pool.open -= 1;
@@ -141,7 +157,10 @@ impl Pool {
         match connected {
             Ok(client) => Ok(Lease {
                 pool: self,
-                client: Some(client),
+                conn: Some(Conn {
+                    client,
+                    statements: Statements::default(),
+                }),
             }),
             Err(e) => {
                 self.idle.lock().unwrap_or_else(|p| p.into_inner()).open -= 1;
@@ -152,12 +171,12 @@ impl Pool {
     }
 
     /// Takes back a connection (a closed one is dropped).
-    fn put(&self, client: tokio_postgres::Client) {
+    fn put(&self, conn: Conn) {
         let mut pool = self.idle.lock().unwrap_or_else(|p| p.into_inner());
-        if client.is_closed() {
+        if conn.client.is_closed() {
             pool.open -= 1;
         } else {
-            pool.idle.push(client);
+            pool.idle.push(conn);
         }
         drop(pool);
         self.freed.notify_one();
@@ -198,33 +217,85 @@ impl Drop for Pool {
     }
 }
 
+/// One pooled connection and the statements prepared on it.
+pub(crate) struct Conn {
+    client: tokio_postgres::Client,
+    statements: Statements,
+}
+
+/// Statements prepared on one connection, by their text: a statement run again is one round
+/// trip (bind and execute), not two (prepare first).
+#[derive(Default)]
+pub(crate) struct Statements(Mutex<std::collections::HashMap<String, tokio_postgres::Statement>>);
+
+/// Statements one connection keeps prepared; past this it starts again (queries whose text
+/// varies, such as an `IN` list, would otherwise grow it without end).
+const MAX_STATEMENTS: usize = 256;
+
+impl Statements {
+    /// `sql` prepared on `client` (the connection these statements belong to).
+    pub(crate) fn get(
+        &self,
+        client: &impl tokio_postgres::GenericClient,
+        pool: &Pool,
+        sql: &str,
+    ) -> Result<tokio_postgres::Statement, StoreError> {
+        if let Some(statement) = self.0.lock().unwrap_or_else(|p| p.into_inner()).get(sql) {
+            return Ok(statement.clone());
+        }
+        let statement = wait(client.prepare(sql)).map_err(|e| pool.error(e))?;
+        let mut cached = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        if cached.len() >= MAX_STATEMENTS {
+            cached.clear();
+        }
+        cached.insert(sql.to_owned(), statement.clone());
+        Ok(statement)
+    }
+
+    /// Forgets `sql` (it failed: the tables it reads may have changed under it).
+    pub(crate) fn forget(&self, sql: &str) {
+        self.0.lock().unwrap_or_else(|p| p.into_inner()).remove(sql);
+    }
+}
+
 /// A connection taken from the pool, given back when dropped (a panic included).
 pub(crate) struct Lease<'a> {
     pool: &'a Pool,
-    client: Option<tokio_postgres::Client>,
+    conn: Option<Conn>,
+}
+
+impl Lease<'_> {
+    fn conn(&self) -> &Conn {
+        self.conn
+            .as_ref()
+            .expect("a lease holds its connection until dropped")
+    }
+
+    pub(crate) fn statements(&self) -> &Statements {
+        &self.conn().statements
+    }
+
+    /// The client, to start a transaction on, beside its statements.
+    pub(crate) fn parts_mut(&mut self) -> (&mut tokio_postgres::Client, &Statements) {
+        let conn = self
+            .conn
+            .as_mut()
+            .expect("a lease holds its connection until dropped");
+        (&mut conn.client, &conn.statements)
+    }
 }
 
 impl std::ops::Deref for Lease<'_> {
     type Target = tokio_postgres::Client;
     fn deref(&self) -> &Self::Target {
-        self.client
-            .as_ref()
-            .expect("a lease holds its client until dropped")
-    }
-}
-
-impl std::ops::DerefMut for Lease<'_> {
-    fn deref_mut(&mut self) -> &mut Self::Target {
-        self.client
-            .as_mut()
-            .expect("a lease holds its client until dropped")
+        &self.conn().client
     }
 }
 
 impl Drop for Lease<'_> {
     fn drop(&mut self) {
-        if let Some(client) = self.client.take() {
-            self.pool.put(client);
+        if let Some(conn) = self.conn.take() {
+            self.pool.put(conn);
         }
     }
 }

@@ -325,13 +325,18 @@ fn run_execute(
 /// only the first one.
 fn pg_query<T>(
     client: &impl tokio_postgres::GenericClient,
+    statements: &postgres::Statements,
     pool: &postgres::Pool,
     sql: &str,
     params: &[Value],
     first: bool,
     mut map: impl FnMut(&Row<'_>) -> Result<T, StoreError>,
 ) -> Result<Vec<T>, StoreError> {
-    let rows = wait(client.query(sql, &postgres::params(params))).map_err(|e| pool.error(e))?;
+    let statement = statements.get(client, pool, sql)?;
+    let rows = wait(client.query(&statement, &postgres::params(params))).map_err(|e| {
+        statements.forget(sql);
+        pool.error(e)
+    })?;
     let mut out = Vec::with_capacity(if first { 1 } else { rows.len() });
     for row in &rows {
         out.push(map(&Row {
@@ -346,11 +351,16 @@ fn pg_query<T>(
 
 fn pg_execute(
     client: &impl tokio_postgres::GenericClient,
+    statements: &postgres::Statements,
     pool: &postgres::Pool,
     sql: &str,
     params: &[Value],
 ) -> Result<u64, StoreError> {
-    wait(client.execute(sql, &postgres::params(params))).map_err(|e| pool.error(e))
+    let statement = statements.get(client, pool, sql)?;
+    wait(client.execute(&statement, &postgres::params(params))).map_err(|e| {
+        statements.forget(sql);
+        pool.error(e)
+    })
 }
 
 /// A transaction ([`Database::write`]): on SQLite's one writer, or on a PostgreSQL
@@ -362,7 +372,11 @@ pub struct Tx<'a> {
 
 enum TxOf<'a> {
     Sqlite(rusqlite::Transaction<'a>),
-    Postgres(tokio_postgres::Transaction<'a>, &'a postgres::Pool),
+    Postgres(
+        tokio_postgres::Transaction<'a>,
+        &'a postgres::Pool,
+        &'a postgres::Statements,
+    ),
 }
 
 impl Tx<'_> {
@@ -370,7 +384,7 @@ impl Tx<'_> {
     pub fn execute(&self, sql: &str, params: &[Value]) -> Result<u64, StoreError> {
         match &self.tx {
             TxOf::Sqlite(tx) => run_execute(tx, self.db, sql, params),
-            TxOf::Postgres(tx, pool) => pg_execute(tx, pool, sql, params),
+            TxOf::Postgres(tx, pool, statements) => pg_execute(tx, statements, pool, sql, params),
         }
     }
 
@@ -383,7 +397,9 @@ impl Tx<'_> {
     ) -> Result<Vec<T>, StoreError> {
         match &self.tx {
             TxOf::Sqlite(tx) => run_query(tx, self.db, sql, params, false, map),
-            TxOf::Postgres(tx, pool) => pg_query(tx, pool, sql, params, false, map),
+            TxOf::Postgres(tx, pool, statements) => {
+                pg_query(tx, statements, pool, sql, params, false, map)
+            }
         }
     }
 
@@ -396,7 +412,9 @@ impl Tx<'_> {
     ) -> Result<Option<T>, StoreError> {
         Ok(match &self.tx {
             TxOf::Sqlite(tx) => run_query(tx, self.db, sql, params, true, map)?,
-            TxOf::Postgres(tx, pool) => pg_query(tx, pool, sql, params, true, map)?,
+            TxOf::Postgres(tx, pool, statements) => {
+                pg_query(tx, statements, pool, sql, params, true, map)?
+            }
         }
         .pop())
     }
@@ -405,7 +423,7 @@ impl Tx<'_> {
     pub(crate) fn batch(&self, sql: &str) -> Result<(), StoreError> {
         match &self.tx {
             TxOf::Sqlite(tx) => tx.execute_batch(sql).map_err(|e| self.db.error(e)),
-            TxOf::Postgres(tx, pool) => wait(tx.batch_execute(sql)).map_err(|e| pool.error(e)),
+            TxOf::Postgres(tx, pool, _) => wait(tx.batch_execute(sql)).map_err(|e| pool.error(e)),
         }
     }
 }
@@ -441,24 +459,26 @@ impl Database {
                 }
                 Ok(value)
             }
-            Engine::Postgres(pool) => {
-                let mut client = pool.client()?;
+            Engine::Postgres(pool) => postgres::off_the_workers(|| {
+                let mut lease = pool.client()?;
+                let (client, statements) = lease.parts_mut();
                 let result = (|| {
                     let tx = Tx {
                         tx: TxOf::Postgres(
                             wait(client.transaction()).map_err(|e| pool.error(e))?,
                             pool,
+                            statements,
                         ),
                         db: self,
                     };
                     let value = write(&tx)?;
-                    if let TxOf::Postgres(tx, _) = tx.tx {
+                    if let TxOf::Postgres(tx, _, _) = tx.tx {
                         wait(tx.commit()).map_err(|e| pool.error(e))?;
                     }
                     Ok(value)
                 })();
                 result
-            }
+            }),
         }
     }
 
@@ -466,10 +486,10 @@ impl Database {
     pub fn execute(&self, sql: &str, params: &[Value]) -> Result<u64, StoreError> {
         match &self.engine {
             Engine::Sqlite { .. } => run_execute(&self.conn(), self, sql, params),
-            Engine::Postgres(pool) => {
+            Engine::Postgres(pool) => postgres::off_the_workers(|| {
                 let client = pool.client()?;
-                pg_execute(&*client, pool, sql, params)
-            }
+                pg_execute(&*client, client.statements(), pool, sql, params)
+            }),
         }
     }
 
@@ -484,10 +504,10 @@ impl Database {
             Engine::Sqlite { .. } => {
                 self.read(|conn| run_query(conn, self, sql, params, false, map))
             }
-            Engine::Postgres(pool) => {
+            Engine::Postgres(pool) => postgres::off_the_workers(|| {
                 let client = pool.client()?;
-                pg_query(&*client, pool, sql, params, false, map)
-            }
+                pg_query(&*client, client.statements(), pool, sql, params, false, map)
+            }),
         }
     }
 
@@ -502,10 +522,10 @@ impl Database {
             Engine::Sqlite { .. } => {
                 self.read(|conn| run_query(conn, self, sql, params, true, map))?
             }
-            Engine::Postgres(pool) => {
+            Engine::Postgres(pool) => postgres::off_the_workers(|| {
                 let client = pool.client()?;
-                pg_query(&*client, pool, sql, params, true, map)?
-            }
+                pg_query(&*client, client.statements(), pool, sql, params, true, map)
+            })?,
         }
         .pop())
     }

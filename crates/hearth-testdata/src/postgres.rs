@@ -12,16 +12,25 @@ fn server() -> &'static str {
     static SERVER: OnceLock<String> = OnceLock::new();
     SERVER.get_or_init(|| match std::env::var("HEARTH_TEST_POSTGRES_URL") {
         Ok(url) if !url.trim().is_empty() => url.trim_end_matches('/').to_owned(),
-        _ => start_server(),
+        _ => {
+            // Kept for the whole process; its watchdog stops it when the process ends.
+            let server = PostgresServer::start();
+            let url = server.url();
+            std::mem::forget(server);
+            url
+        }
     })
 }
 
 /// A new empty database on the test server: its URL.
 pub fn postgres_database() -> String {
+    create_database(server())
+}
+
+fn create_database(server: &str) -> String {
     static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
     let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
     let name = format!("hearth_test_{}_{n}", std::process::id());
-    let server = server();
     let status = Command::new("psql")
         .args([
             &format!("{server}/postgres"),
@@ -71,79 +80,132 @@ pub fn test_store_url(dir: &std::path::Path) -> Option<String> {
     )
 }
 
-/// Starts a private server; a watchdog stops it when this process is gone.
-fn start_server() -> String {
-    let dir = std::env::temp_dir().join(format!("hearth-test-pg-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).expect("a temporary directory");
-    let root = is_root();
-    if root {
-        // PostgreSQL refuses to run as root: the cluster belongs to `postgres`.
-        let ok = Command::new("chown")
-            .args(["postgres", dir.to_str().unwrap()])
-            .status()
-            .is_ok_and(|s| s.success());
-        assert!(ok, "chown postgres {}", dir.display());
+/// A private PostgreSQL server of one test, which it may stop and start again (a database
+/// that goes away and comes back). Removed when dropped; a watchdog stops it should the test
+/// process die first.
+pub struct PostgresServer {
+    dir: PathBuf,
+    port: u16,
+    root: bool,
+}
+
+impl PostgresServer {
+    /// initdb and start, on a free loopback port in a temporary directory.
+    pub fn start() -> PostgresServer {
+        static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        let dir = std::env::temp_dir().join(format!("hearth-test-pg-{}-{n}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("a temporary directory");
+        let root = is_root();
+        if root {
+            // PostgreSQL refuses to run as root: the cluster belongs to `postgres`.
+            let ok = Command::new("chown")
+                .args(["postgres", dir.to_str().unwrap()])
+                .status()
+                .is_ok_and(|s| s.success());
+            assert!(ok, "chown postgres {}", dir.display());
+        }
+        let port = {
+            let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("a free port");
+            listener.local_addr().unwrap().port()
+        };
+        let server = PostgresServer { dir, port, root };
+        server.run(&format!(
+            "{bin}initdb -D {data} -A trust -U postgres --no-sync -E UTF8 > {dir}/initdb.log 2>&1",
+            bin = pg_bin(),
+            data = server.data(),
+            dir = server.dir.display()
+        ));
+        server.resume();
+        // The watchdog: when this test process exits (or is killed), stop the server. (It
+        // may run as `postgres`, which cannot signal this process: it watches /proc.)
+        let watch = format!(
+            "while [ -d /proc/{pid} ]; do sleep 1; done; {bin}pg_ctl -D {data} -m immediate stop > /dev/null 2>&1; rm -rf {dir}",
+            pid = std::process::id(),
+            bin = pg_bin(),
+            data = server.data(),
+            dir = server.dir.display()
+        );
+        let child = server
+            .command(&watch)
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("the watchdog starts");
+        // It outlives this process on purpose (that is when it stops the server); a thread
+        // reaps it should it end first.
+        std::thread::spawn(move || {
+            let mut child = child;
+            let _ = child.wait();
+        });
+        server
     }
-    let data = dir.join("data");
-    let port = {
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("a free port");
-        listener.local_addr().unwrap().port()
-    };
-    let run = |script: String| {
-        let mut command = if root {
+
+    /// `postgres://postgres@127.0.0.1:PORT`, without a database name.
+    pub fn url(&self) -> String {
+        format!("postgres://postgres@127.0.0.1:{}", self.port)
+    }
+
+    /// A new empty database on this server: its URL.
+    pub fn database(&self) -> String {
+        create_database(&self.url())
+    }
+
+    /// Stops the server at once (`immediate`: as a crash would), its data kept.
+    pub fn stop(&self) {
+        self.run(&format!(
+            "{}pg_ctl -D {} -m immediate -w stop > /dev/null 2>&1",
+            pg_bin(),
+            self.data()
+        ));
+    }
+
+    /// Starts the (stopped) server again on the same port.
+    pub fn resume(&self) {
+        self.run(&format!(
+            "{bin}pg_ctl -D {data} -l {dir}/server.log -w -o '-p {port} -k {dir} -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=200' start > /dev/null",
+            bin = pg_bin(),
+            data = self.data(),
+            dir = self.dir.display(),
+            port = self.port
+        ));
+    }
+
+    fn data(&self) -> String {
+        self.dir.join("data").display().to_string()
+    }
+
+    fn command(&self, script: &str) -> Command {
+        if self.root {
             let mut c = Command::new("su");
-            c.args(["postgres", "-s", "/bin/sh", "-c", &script]);
+            c.args(["postgres", "-s", "/bin/sh", "-c", script]);
             c
         } else {
             let mut c = Command::new("sh");
-            c.args(["-c", &script]);
+            c.args(["-c", script]);
             c
-        };
-        let status = command.status().expect("sh runs");
+        }
+    }
+
+    fn run(&self, script: &str) {
+        let status = self.command(script).status().expect("sh runs");
         assert!(status.success(), "failed: {script}");
-    };
-    let bin = pg_bin();
-    run(format!(
-        "{bin}initdb -D {data} -A trust -U postgres --no-sync -E UTF8 > {dir}/initdb.log 2>&1",
-        data = data.display(),
-        dir = dir.display()
-    ));
-    run(format!(
-        "{bin}pg_ctl -D {data} -l {dir}/server.log -w -o '-p {port} -k {dir} -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=200' start > /dev/null",
-        data = data.display(),
-        dir = dir.display()
-    ));
-    // The watchdog: when this test process exits (or is killed), stop the server. (It may
-    // run as `postgres`, which cannot signal this process: it watches /proc instead.)
-    let watch = format!(
-        "while [ -d /proc/{pid} ]; do sleep 1; done; {bin}pg_ctl -D {data} -m immediate stop > /dev/null 2>&1; rm -rf {dir}",
-        pid = std::process::id(),
-        data = data.display(),
-        dir = dir.display()
-    );
-    let mut watchdog = if root {
-        let mut c = Command::new("su");
-        c.args(["postgres", "-s", "/bin/sh", "-c", &watch]);
-        c
-    } else {
-        let mut c = Command::new("sh");
-        c.args(["-c", &watch]);
-        c
-    };
-    let child = watchdog
-        .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .expect("the watchdog starts");
-    // It outlives this process on purpose (that is when it stops the server); a thread
-    // reaps it should it end first.
-    std::thread::spawn(move || {
-        let mut child = child;
-        let _ = child.wait();
-    });
-    format!("postgres://postgres@127.0.0.1:{port}")
+    }
+}
+
+impl Drop for PostgresServer {
+    fn drop(&mut self) {
+        let _ = self
+            .command(&format!(
+                "{}pg_ctl -D {} -m immediate stop > /dev/null 2>&1",
+                pg_bin(),
+                self.data()
+            ))
+            .status();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
 }
 
 /// Where `initdb` and `pg_ctl` are: on PATH, else Debian's versioned directory.

@@ -516,6 +516,8 @@ struct Path {
     name: &'static str,
     url: String,
     model: String,
+    /// A bearer key to send.
+    key: Option<String>,
 }
 
 fn chat_body(model: &str) -> String {
@@ -535,22 +537,21 @@ async fn fixed_rate(
 ) -> (Vec<f64>, usize, f64) {
     let url = format!("{}/chat/completions", path.url);
     let body = chat_body(&path.model);
+    let auth = path.key.as_ref().map(|k| format!("Bearer {k}"));
     let total = rps as u64 * seconds as u64;
     let period = Duration::from_secs_f64(1.0 / rps as f64);
     let started = tokio::time::Instant::now();
     let mut tasks = Vec::with_capacity(total as usize);
     for n in 0..total {
         tokio::time::sleep_until(started + period * n as u32).await;
-        let (client, url, body) = (client.clone(), url.clone(), body.clone());
+        let (client, url, body, auth) = (client.clone(), url.clone(), body.clone(), auth.clone());
         tasks.push(tokio::spawn(async move {
             let sent = Instant::now();
-            let ok = match client
-                .post(url)
-                .header("content-type", "application/json")
-                .body(body)
-                .send()
-                .await
-            {
+            let mut request = client.post(url).header("content-type", "application/json");
+            if let Some(auth) = auth {
+                request = request.header("authorization", auth);
+            }
+            let ok = match request.body(body).send().await {
                 Ok(r) => r.status().is_success() && r.bytes().await.is_ok(),
                 Err(_) => false,
             };
@@ -578,21 +579,21 @@ async fn throughput(
 ) -> f64 {
     let url = format!("{}/chat/completions", path.url);
     let body = chat_body(&path.model);
+    let auth = path.key.as_ref().map(|k| format!("Bearer {k}"));
     let deadline = Instant::now() + Duration::from_secs(seconds as u64);
     let started = Instant::now();
     let workers: Vec<_> = (0..concurrency)
         .map(|_| {
-            let (client, url, body) = (client.clone(), url.clone(), body.clone());
+            let (client, url, body, auth) =
+                (client.clone(), url.clone(), body.clone(), auth.clone());
             tokio::spawn(async move {
                 let mut done = 0u64;
                 while Instant::now() < deadline {
-                    let ok = match client
-                        .post(&url)
-                        .header("content-type", "application/json")
-                        .body(body.clone())
-                        .send()
-                        .await
-                    {
+                    let mut request = client.post(&url).header("content-type", "application/json");
+                    if let Some(auth) = &auth {
+                        request = request.header("authorization", auth);
+                    }
+                    let ok = match request.body(body.clone()).send().await {
                         Ok(r) => r.status().is_success() && r.bytes().await.is_ok(),
                         Err(_) => false,
                     };
@@ -625,7 +626,7 @@ async fn gateway(args: BenchGatewayArgs) -> Result<()> {
         None => spawn_router(fast_upstream()).await?,
     };
     let data = tempfile::tempdir()?;
-    let config = hearth_core::Config::from_toml(&format!(
+    let config_text = format!(
         r#"
 data_dir = {data:?}
 [gateway]
@@ -641,27 +642,78 @@ deployments = [{{ provider = "bench-upstream", model = "{model}", price = "gpt-4
         data = data.path().display().to_string(),
         privacy = args.privacy,
         model = args.upstream_model,
-    ))
-    .map_err(anyhow::Error::msg)?;
-    let platform = hearth_core::Platform::open(config)?;
+    );
+    let config = hearth_core::Config::from_toml(&config_text).map_err(anyhow::Error::msg)?;
+    let platform = hearth_core::Platform::open(config.clone())?;
     let hearth = spawn_router(hearth_server::router(platform.clone())).await?;
     let mut paths = vec![
         Path {
             name: "direct",
             url: upstream.clone(),
             model: args.upstream_model.clone(),
+            key: None,
         },
         Path {
             name: "hearth",
-            url: hearth,
+            url: hearth.clone(),
             model: "bench".into(),
+            key: None,
         },
     ];
+    // A budget no request reaches: every request is reserved and settled, none refused.
+    let key = |platform: &hearth_core::Platform, budget: Option<f64>| -> Result<String> {
+        let keys = platform
+            .gateway()
+            .keys()
+            .context("the gateway has no key store")?;
+        Ok(keys
+            .create(hearth_gateway::keys::NewKey {
+                name: format!(
+                    "bench-{}-{}",
+                    if budget.is_some() { "budget" } else { "plain" },
+                    std::time::SystemTime::now()
+                        .duration_since(std::time::UNIX_EPOCH)
+                        .map_or(0, |d| d.as_micros())
+                ),
+                budget,
+                ..Default::default()
+            })?
+            .0)
+    };
+    let budget_key = |platform: &hearth_core::Platform| key(platform, Some(1e9));
+    if args.budgets {
+        // Once a key exists every request needs one: the plain path sends one without limits.
+        paths[1].key = Some(key(&platform, None)?);
+        paths.push(Path {
+            name: "hearth+budget",
+            url: hearth.clone(),
+            model: "bench".into(),
+            key: Some(budget_key(&platform)?),
+        });
+    }
+    let mut on_postgres = None;
+    if let Some(url) = std::env::var("HEARTH_STORE_URL")
+        .ok()
+        .filter(|u| args.budgets && !u.trim().is_empty())
+    {
+        let mut config = config.clone();
+        config.store.url = Some(hearth_core::StoreUrl::new(url.trim()));
+        let platform = hearth_core::Platform::open(config)?;
+        let served = spawn_router(hearth_server::router(platform.clone())).await?;
+        paths.push(Path {
+            name: "hearth+budget on PostgreSQL",
+            url: served,
+            model: "bench".into(),
+            key: Some(budget_key(&platform)?),
+        });
+        on_postgres = Some(platform);
+    }
     if let Some(peer) = &args.peer {
         paths.push(Path {
             name: "peer",
             url: peer.trim_end_matches('/').to_owned(),
             model: args.peer_model.clone(),
+            key: None,
         });
     }
     let client = reqwest::Client::builder()
@@ -734,11 +786,13 @@ deployments = [{{ provider = "bench-upstream", model = "{model}", price = "gpt-4
         "hearth_added_p99_ms": added("p99_ms", 1),
         "hearth_throughput_ratio": ratio(1),
     });
-    if paths.len() > 2 {
-        hops["peer_added_p50_ms"] = json!(added("p50_ms", 2));
-        hops["peer_added_p99_ms"] = json!(added("p99_ms", 2));
-        hops["peer_throughput_ratio"] = json!(ratio(2));
+    for (i, path) in paths.iter().enumerate().skip(2) {
+        let name = path.name.replace(['+', ' '], "_").to_lowercase();
+        hops[format!("{name}_added_p50_ms")] = json!(added("p50_ms", i));
+        hops[format!("{name}_added_p99_ms")] = json!(added("p99_ms", i));
+        hops[format!("{name}_throughput_ratio")] = json!(ratio(i));
     }
+    drop(on_postgres);
     let metered = platform
         .gateway()
         .usage_report(None, None, Default::default(), None)?;

@@ -354,6 +354,11 @@ pub struct BenchGatewayArgs {
     /// Privacy of hearth's route: allow, or redact (scans every message for personal data).
     #[arg(long, default_value = "allow")]
     pub privacy: String,
+    /// Also send hearth's requests with a key that has a budget, so each takes the exact
+    /// budget decision (reserve, then settle): on the embedded store, and, when
+    /// HEARTH_STORE_URL names a PostgreSQL database, on it (a second hearth, in the database).
+    #[arg(long)]
+    pub budgets: bool,
 }
 
 #[derive(Debug, Args)]

@@ -15,5 +15,6 @@ mod responses;
 mod scopes;
 mod security;
 mod shopping;
+mod store;
 mod support_eval;
 mod support_sessions;
