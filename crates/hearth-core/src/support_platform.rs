@@ -11,7 +11,7 @@ use hearth_support::desk;
 use hearth_support::eval::read_tools_file;
 use hearth_support::intents::{IntentModel, IntentProgress, IntentTrainOptions, LabelledText};
 use hearth_support::kb::{AddReport, KbIndex, KnowledgeBase};
-use hearth_support::sessions::{Session, SessionStore};
+use hearth_support::sessions::{Session, SessionStore, TurnStart};
 
 /// The most a session's metadata may take, as JSON.
 pub const MAX_SESSION_METADATA_BYTES: usize = 16 * 1024;
@@ -118,6 +118,29 @@ pub enum TurnEvent {
 pub struct Desk {
     pub policy: String,
     pub tools: ToolBox,
+}
+
+/// How long one turn may hold a session before another replica may take it (a turn whose
+/// replica died mid-way frees its session after this).
+const TURN_LEASE: std::time::Duration = std::time::Duration::from_secs(300);
+/// How long a message waits for another turn on its session before 409 `session_busy`.
+const TURN_WAIT: std::time::Duration = std::time::Duration::from_secs(60);
+/// How often a waiting message looks again.
+const TURN_POLL: std::time::Duration = std::time::Duration::from_millis(100);
+
+/// A turn's hold on its session, ended when dropped (an error or a cancelled turn too).
+struct TurnHold {
+    sessions: SessionStore,
+    id: String,
+}
+
+impl Drop for TurnHold {
+    fn drop(&mut self) {
+        if let Err(e) = self.sessions.end_turn(&self.id) {
+            tracing::warn!(session = %self.id, error = %e,
+                "a turn's hold on its session could not be ended; it lapses by itself");
+        }
+    }
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -272,6 +295,34 @@ impl Platform {
         Ok(Some(model))
     }
 
+    /// Holds session `id` for one turn across every replica of the database: waits (up to
+    /// [`TURN_WAIT`]) while another turn holds it, then 409 `session_busy`. The in-process
+    /// lock is taken first, so this process's own turns queue without polling.
+    async fn begin_turn(&self, id: &str) -> Result<TurnHold, SupportError> {
+        let sessions = self.support_sessions()?;
+        let deadline = std::time::Instant::now() + TURN_WAIT;
+        loop {
+            let until = hearth_types::clock::unix_now_f64() + TURN_LEASE.as_secs_f64();
+            let (store, key) = (sessions.clone(), id.to_owned());
+            let started = tokio::task::spawn_blocking(move || store.begin_turn(&key, until))
+                .await
+                .map_err(|e| SupportError::Artifact(format!("turn: {e}")))??;
+            match started {
+                TurnStart::Begun => {
+                    return Ok(TurnHold {
+                        sessions,
+                        id: id.to_owned(),
+                    })
+                }
+                TurnStart::Missing => return Err(SupportError::UnknownSession(id.to_owned())),
+                TurnStart::Busy if std::time::Instant::now() >= deadline => {
+                    return Err(SupportError::SessionBusy(id.to_owned()))
+                }
+                TurnStart::Busy => tokio::time::sleep(TURN_POLL).await,
+            }
+        }
+    }
+
     fn session_lock(&self, id: &str) -> Arc<tokio::sync::Mutex<()>> {
         lock(&self.inner.support.locks)
             .entry(id.to_string())
@@ -330,6 +381,7 @@ impl Platform {
     ) -> Result<(Session, TurnOutcome), SupportError> {
         let guard = self.session_lock(id);
         let _turn = guard.lock().await;
+        let _held = self.begin_turn(id).await?;
         let mut session = self.support_session(id)?;
         let desk = self.support_desk()?;
         let mut options = AgentOptions::new(self.support_chat_model(None).await?);
@@ -407,6 +459,7 @@ impl Platform {
         check_message(text)?;
         let guard = self.session_lock(id);
         let _turn = guard.lock().await;
+        let _held = self.begin_turn(id).await?;
         let mut session = self.support_session(id)?;
         desk::human_message(&mut session, text, hand_back)?;
         self.support_sessions()?.save(&session)?;

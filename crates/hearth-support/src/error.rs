@@ -29,6 +29,9 @@ pub enum SupportError {
     /// A human's message while the agent has the session.
     #[error("a human replies only after a handoff; session '{0}' is with the agent")]
     NotHandedOver(String),
+    /// Another message's turn held the session for longer than a message waits.
+    #[error("session '{0}' is answering another message; retry shortly")]
+    SessionBusy(String),
     /// The agent is not set up: no policy or tool config where the config points.
     #[error("support agent not configured: {0}")]
     NotConfigured(String),
@@ -50,6 +53,7 @@ impl SupportError {
             SupportError::NotTrained => hearth_types::ErrorCode::NotTrained,
             SupportError::UnknownSession(_) => hearth_types::ErrorCode::SessionNotFound,
             SupportError::NotHandedOver(_) => hearth_types::ErrorCode::SessionNotHandedOver,
+            SupportError::SessionBusy(_) => hearth_types::ErrorCode::SessionBusy,
             SupportError::NotConfigured(_) => hearth_types::ErrorCode::NotConfigured,
         }
     }

@@ -9,12 +9,27 @@ use crate::agent::Conversation;
 use crate::intents::IntentPrediction;
 use crate::SupportError;
 
-const MIGRATIONS: &[&str] = &["CREATE TABLE support_sessions (
+const MIGRATIONS: &[&str] = &[
+    "CREATE TABLE support_sessions (
         id TEXT PRIMARY KEY,
         created_at INTEGER NOT NULL,
         updated_at INTEGER NOT NULL,
         body TEXT NOT NULL
-    );"];
+    );",
+    // Until when a turn holds the session (Unix seconds), whichever replica runs it.
+    "ALTER TABLE support_sessions ADD COLUMN turn_until REAL;",
+];
+
+/// What [`SessionStore::begin_turn`] found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TurnStart {
+    /// The turn holds the session now.
+    Begun,
+    /// Another turn holds it.
+    Busy,
+    /// There is no such session.
+    Missing,
+}
 
 /// Who is answering the customer.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
@@ -102,6 +117,40 @@ impl SessionStore {
                 .map_err(|e| SupportError::Artifact(format!("session {id}: {e}")))
         })
         .transpose()
+    }
+
+    /// Takes session `id` for one turn until `until` (Unix seconds), unless another turn
+    /// holds it: one statement, so two replicas never both begin. A turn whose replica died
+    /// holds it only until its `until`.
+    pub fn begin_turn(&self, id: &str, until: f64) -> Result<TurnStart, SupportError> {
+        let now = hearth_types::clock::unix_now_f64();
+        let taken = self.db.execute(
+            "UPDATE support_sessions SET turn_until = $2
+             WHERE id = $1 AND (turn_until IS NULL OR turn_until <= $3)",
+            params![id, until, now],
+        )?;
+        if taken == 1 {
+            return Ok(TurnStart::Begun);
+        }
+        let exists = self.db.query_one(
+            "SELECT 1 FROM support_sessions WHERE id = $1",
+            params![id],
+            |r| r.get::<i64>(0),
+        )?;
+        Ok(if exists.is_some() {
+            TurnStart::Busy
+        } else {
+            TurnStart::Missing
+        })
+    }
+
+    /// Ends the turn [`SessionStore::begin_turn`] began.
+    pub fn end_turn(&self, id: &str) -> Result<(), SupportError> {
+        self.db.execute(
+            "UPDATE support_sessions SET turn_until = NULL WHERE id = $1",
+            params![id],
+        )?;
+        Ok(())
     }
 
     /// Writes the session (insert or replace), stamping `updated_at`.

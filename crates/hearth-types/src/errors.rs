@@ -118,6 +118,8 @@ error_codes! {
         "No stored response of that id is visible to this key (never stored, deleted or expired).";
     SessionNotHandedOver = "session_not_handed_over", 409, None,
         "A human's message to a session the agent still has: a human answers only after a handoff.";
+    SessionBusy = "session_busy", 409, None,
+        "The session was answering another message (on this replica or another) for longer than a message waits; retry.";
     // Limits.
     RateLimitExceeded = "rate_limit_exceeded", 429, Some(AsSent),
         "The key sent more requests or tokens this minute than its limit; retry after `Retry-After`.";

@@ -7,6 +7,10 @@ use clap::{Args, Parser, Subcommand};
 ///
 /// Configuration layers, lowest first: built-in defaults < hearth.toml < HEARTH_* environment
 /// variables < flags. `hearth config show` prints the effective configuration.
+///
+/// State lives in $DATA_DIR/hearth.db (SQLite) unless HEARTH_STORE_URL (or [store] url) names
+/// a PostgreSQL database (postgres://user:password@host:5432/db), which any number of
+/// `hearth serve` replicas share; `GET /ready` tells a load balancer when one can serve.
 #[derive(Debug, Parser)]
 #[command(name = "hearth", version, propagate_version = true)]
 pub struct Cli {

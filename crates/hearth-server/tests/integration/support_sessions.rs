@@ -8,6 +8,7 @@ use axum::body::Body;
 use axum::http::{header, Request, StatusCode};
 use hearth_core::support::demo_shop::RetailStore;
 use hearth_core::support::intents::{read_labelled_csv, IntentTrainOptions, NoProgress};
+use hearth_core::support::sessions::TurnStart;
 use hearth_core::{Config, Platform, StoreUrl};
 use hearth_testdata::shared_data_dir;
 use serde_json::{json, Value};
@@ -235,4 +236,116 @@ async fn sessions_route_hand_over_stream_and_survive_a_restart() {
         .as_str()
         .unwrap()
         .contains("Out of the agent's scope"));
+}
+
+/// Two replicas on one PostgreSQL database: a conversation whose messages alternate between
+/// them keeps one transcript, and two messages sent at once to one session on the two
+/// replicas are answered one after the other (none lost).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_replicas_keep_one_transcript_and_take_turns_on_a_session() {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let shop_url = format!("http://{}", listener.local_addr().unwrap());
+    hearth_server::spawn_demo_shop(
+        listener,
+        RetailStore::load(&shared_data_dir().join("retail")).unwrap(),
+    );
+    let url = hearth_testdata::postgres_database();
+    let (dir_a, dir_b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let replica = |dir: &std::path::Path| {
+        let mut config = config(dir, &shop_url);
+        config.store.url = Some(StoreUrl::new(url.clone()));
+        config.support.max_tool_rounds = 1;
+        let platform = Platform::open(config).unwrap();
+        common::register_test_models(&platform);
+        platform
+    };
+    let (a, b) = (replica(dir_a.path()), replica(dir_b.path()));
+
+    let (status, session) = json_call(&a, "POST", "/v1/support/sessions", json!({})).await;
+    assert_eq!(status, StatusCode::CREATED, "{session}");
+    let id = session["id"].as_str().unwrap().to_string();
+    let messages = format!("/v1/support/sessions/{id}/messages");
+    let say = |text: &str| json!({"content": text, "stream": false});
+
+    // Alternating: the first on A, the second on B.
+    let (status, body) = json_call(&a, "POST", &messages, say("Hello, I have a question.")).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let (status, body) = json_call(&b, "POST", &messages, say("It is about shipping.")).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+
+    // A turn running on A holds the session: B's message waits for it, then is answered.
+    let sessions = a.support_sessions().unwrap();
+    let until = hearth_types::clock::unix_now_f64() + 60.0;
+    assert_eq!(sessions.begin_turn(&id, until).unwrap(), TurnStart::Begun);
+    let waiting = {
+        let (b, messages) = (b.clone(), messages.clone());
+        tokio::spawn(async move {
+            json_call(
+                &b,
+                "POST",
+                &messages,
+                json!({"content": "Are you there?", "stream": false}),
+            )
+            .await
+        })
+    };
+    tokio::time::sleep(std::time::Duration::from_millis(700)).await;
+    assert!(
+        !waiting.is_finished(),
+        "B answered while a turn on A held the session"
+    );
+    sessions.end_turn(&id).unwrap();
+    let (status, body) = waiting.await.unwrap();
+    assert_eq!(status, StatusCode::OK, "{body}");
+    // A message to a session that does not exist does not wait for a turn.
+    let (status, body) = json_call(
+        &b,
+        "POST",
+        "/v1/support/sessions/sess_none/messages",
+        say("Hello?"),
+    )
+    .await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
+
+    // At once, one on each replica.
+    let (first, second) = tokio::join!(
+        json_call(&a, "POST", &messages, say("Do you ship to Canada?")),
+        json_call(&b, "POST", &messages, say("And how long does it take?")),
+    );
+    assert_eq!(first.0, StatusCode::OK, "{}", first.1);
+    assert_eq!(second.0, StatusCode::OK, "{}", second.1);
+
+    // Either replica shows the one transcript, every message in it.
+    for replica in [&a, &b] {
+        let (status, session) = json_call(
+            replica,
+            "GET",
+            &format!("/v1/support/sessions/{id}"),
+            Value::Null,
+        )
+        .await;
+        assert_eq!(status, StatusCode::OK);
+        let entries = session["conversation"]["entries"].as_array().unwrap();
+        let customers: Vec<&str> = entries
+            .iter()
+            .filter(|e| e["kind"] == "customer")
+            .map(|e| e["text"].as_str().unwrap_or_default())
+            .collect();
+        // Two turns read and saved at once would keep only one of the last two messages.
+        assert_eq!(customers.len(), 5, "a message was lost: {session}");
+        assert_eq!(
+            customers[..3],
+            [
+                "Hello, I have a question.",
+                "It is about shipping.",
+                "Are you there?"
+            ]
+        );
+        let mut last_two = customers[3..].to_vec();
+        last_two.sort();
+        assert_eq!(
+            last_two,
+            ["And how long does it take?", "Do you ship to Canada?"]
+        );
+    }
 }
