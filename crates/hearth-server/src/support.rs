@@ -149,7 +149,8 @@ fn yes() -> bool {
         (status = 400, description = "Empty content or an unknown role (param names the field)"),
         (status = 404, description = "Unknown session"),
         (status = 409, description = "A human's message while the agent has the session \
-            (session_not_handed_over)"),
+            (session_not_handed_over), or another message's turn held the session too long, \
+            here or on another replica (session_busy)"),
         (status = 503, description = "The agent is not configured ([support] policy), no chat model \
             is registered, or the model is busy (Retry-After)"),
     ),

@@ -610,6 +610,37 @@ async fn throughput(
     done as f64 / started.elapsed().as_secs_f64()
 }
 
+/// Mean milliseconds of one exact budget decision (reserve, then settle) of a key with a
+/// budget on `platform`'s store, over 500 in a row.
+async fn budget_decision_ms(platform: &hearth_core::Platform) -> Result<f64> {
+    let platform = platform.clone();
+    tokio::task::spawn_blocking(move || -> Result<f64> {
+        let keys = platform
+            .gateway()
+            .keys()
+            .context("the gateway has no key store")?;
+        let (secret, _) = keys.create(hearth_gateway::keys::NewKey {
+            name: format!(
+                "bench-decision-{}",
+                std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0, |d| d.as_micros())
+            ),
+            budget: Some(1e9),
+            ..Default::default()
+        })?;
+        let key = keys.authenticate(&secret)?.context("the new key")?;
+        const N: u32 = 500;
+        keys.admit(&key, 10, 1e-6)?.settle(10, 1e-6);
+        let started = Instant::now();
+        for _ in 0..N {
+            keys.admit(&key, 10, 1e-6)?.settle(10, 1e-6);
+        }
+        Ok(started.elapsed().as_secs_f64() * 1000.0 / N as f64)
+    })
+    .await?
+}
+
 fn percentile(sorted: &[f64], p: f64) -> f64 {
     sorted
         .get(((sorted.len() as f64 * p).ceil() as usize).saturating_sub(1))
@@ -792,6 +823,16 @@ deployments = [{{ provider = "bench-upstream", model = "{model}", price = "gpt-4
         hops[format!("{name}_added_p99_ms")] = json!(added("p99_ms", i));
         hops[format!("{name}_throughput_ratio")] = json!(ratio(i));
     }
+    // One key's decision alone: reserve then settle, one request at a time, on each store.
+    let mut decisions = serde_json::Map::new();
+    if args.budgets {
+        let stores = std::iter::once(("sqlite", &platform))
+            .chain(on_postgres.as_ref().map(|p| ("postgresql", p)));
+        for (name, p) in stores {
+            decisions.insert(name.into(), json!(budget_decision_ms(p).await?));
+        }
+    }
+    hops["budget_decision_ms"] = json!(decisions);
     drop(on_postgres);
     let metered = platform
         .gateway()
