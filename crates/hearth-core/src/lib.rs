@@ -68,6 +68,18 @@ struct LiveRecommender {
     checked: Option<std::time::Instant>,
 }
 
+/// The lease a scheduled training holds, and for how long at a time (renewed while it runs).
+const SCHEDULE_LEASE: &str = "recs.schedule";
+const SCHEDULE_LEASE_LENGTH: std::time::Duration = std::time::Duration::from_secs(600);
+
+/// Runs blocking store work off the async threads (a panic in it goes on in the caller).
+async fn blocking<T: Send + 'static>(work: impl FnOnce() -> T + Send + 'static) -> T {
+    match tokio::task::spawn_blocking(work).await {
+        Ok(value) => value,
+        Err(e) => std::panic::resume_unwind(e.into_panic()),
+    }
+}
+
 /// How often a serving process looks for a newly published recommendation model.
 const RECOMMENDER_CHECK: std::time::Duration = std::time::Duration::from_secs(2);
 
@@ -246,7 +258,10 @@ impl Platform {
     }
 
     /// While the returned task runs, retrains every `[recs] train_interval_seconds` when the
-    /// stored events changed since the last training (or nothing is published yet).
+    /// stored events changed since the last training (or nothing is published yet). Replicas
+    /// on one database take turns: each run holds the store's `recs.schedule` lease, and the
+    /// lease keeps what the last run trained on, so a schedule firing on every replica trains
+    /// once.
     pub fn spawn_recs_schedule(&self) -> Option<tokio::task::JoinHandle<()>> {
         let every = self.inner.config.recs.train_interval_seconds;
         if every == 0 {
@@ -254,31 +269,99 @@ impl Platform {
         }
         let platform = self.clone();
         Some(tokio::spawn(async move {
-            let mut trained_on: Option<(u64, u64, u64)> = None;
+            let mut leases = None;
             let mut tick = tokio::time::interval(std::time::Duration::from_secs(every));
             tick.tick().await; // the first tick is immediate: wait one interval after start
             loop {
                 tick.tick().await;
-                let Ok(store) = platform.recs_store() else {
-                    continue;
-                };
-                let counts = match tokio::task::spawn_blocking(move || store.counts()).await {
-                    Ok(Ok(counts)) => counts,
-                    _ => continue,
-                };
-                let published = matches!(platform.recs_artifacts().current(), Ok(Some(_)));
-                if counts.2 == 0 || (published && trained_on == Some(counts)) {
-                    continue;
-                }
-                match platform.train_recs(Default::default(), Box::new(())).await {
-                    Ok((report, version)) => {
-                        trained_on = Some(counts);
-                        tracing::info!(version, model = %report.chosen.kind(), "scheduled training published");
+                if leases.is_none() {
+                    let db = platform.inner.store.db().clone();
+                    match blocking(move || hearth_store::Leases::open(&db)).await {
+                        Ok(opened) => leases = Some(opened),
+                        Err(e) => {
+                            tracing::warn!(error = %e, "scheduled training: no lease table");
+                            continue;
+                        }
                     }
-                    Err(e) => tracing::warn!(error = %e, "scheduled training failed"),
+                }
+                if let Some(leases) = &leases {
+                    platform.scheduled_training(leases).await;
                 }
             }
         }))
+    }
+
+    /// One firing of the schedule: trains if this replica takes the lease and the stored
+    /// events differ from what the last run (on any replica) trained on.
+    async fn scheduled_training(&self, leases: &hearth_store::Leases) {
+        let taken = {
+            let leases = leases.clone();
+            blocking(move || leases.try_take(SCHEDULE_LEASE, SCHEDULE_LEASE_LENGTH)).await
+        };
+        let last = match taken {
+            Ok(Some(last)) => last,
+            Ok(None) => return, // another replica is training
+            Err(e) => {
+                tracing::warn!(error = %e, "scheduled training: the lease is unavailable");
+                return;
+            }
+        };
+        let release = |state: Option<String>| {
+            let leases = leases.clone();
+            async move {
+                if let Err(e) =
+                    blocking(move || leases.release(SCHEDULE_LEASE, state.as_deref())).await
+                {
+                    tracing::warn!(error = %e, "scheduled training: releasing the lease");
+                }
+            }
+        };
+        let counts = match self.recs_store() {
+            Ok(store) => blocking(move || store.counts())
+                .await
+                .map_err(|e| e.to_string()),
+            Err(e) => Err(e.to_string()),
+        };
+        let counts = match counts {
+            Ok(counts) => counts,
+            Err(e) => {
+                tracing::warn!(error = %e, "scheduled training: counting the events");
+                return release(None).await;
+            }
+        };
+        let now = format!("items={} users={} events={}", counts.0, counts.1, counts.2);
+        let published = matches!(self.recs_artifacts().current(), Ok(Some(_)));
+        if counts.2 == 0 || (published && last == now) {
+            return release(None).await;
+        }
+        // Training may outlast the lease: renew it while training runs.
+        let train = self.train_recs(Default::default(), Box::new(()));
+        tokio::pin!(train);
+        let mut renew = tokio::time::interval(SCHEDULE_LEASE_LENGTH / 3);
+        renew.tick().await;
+        let result = loop {
+            tokio::select! {
+                result = &mut train => break result,
+                _ = renew.tick() => {
+                    let leases = leases.clone();
+                    match blocking(move || leases.renew(SCHEDULE_LEASE, SCHEDULE_LEASE_LENGTH)).await {
+                        Ok(true) => {}
+                        Ok(false) => tracing::warn!("scheduled training outlasted its lease"),
+                        Err(e) => tracing::warn!(error = %e, "scheduled training: renewing the lease"),
+                    }
+                }
+            }
+        };
+        match result {
+            Ok((report, version)) => {
+                tracing::info!(version, model = %report.chosen.kind(), "scheduled training published");
+                release(Some(now)).await;
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "scheduled training failed");
+                release(None).await;
+            }
+        }
     }
 
     /// Starts the engines of the configured `models.preload` list.

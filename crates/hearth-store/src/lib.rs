@@ -8,6 +8,8 @@
 //! statements, rows and transactions; no app sees the SQLite driver. It never speaks HTTP.
 
 mod artifacts;
+mod copy;
+mod lease;
 mod postgres;
 pub mod sql;
 
@@ -15,6 +17,8 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 pub use artifacts::{ArtifactVersion, Artifacts};
+pub use copy::CopiedTable;
+pub use lease::Leases;
 pub use postgres::for_postgres_ddl;
 pub use sql::{Backend, Row, Tx, Value};
 
@@ -49,6 +53,9 @@ pub enum StoreError {
         found: u32,
         known: u32,
     },
+    /// An operation the store will not do as asked (the message says why and what to do).
+    #[error("{0}")]
+    Refused(String),
 }
 
 impl StoreError {
@@ -61,6 +68,7 @@ impl StoreError {
             StoreError::Column { .. } => hearth_types::ErrorCode::DatabaseError,
             StoreError::Io { .. } => hearth_types::ErrorCode::IoError,
             StoreError::SchemaTooNew { .. } => hearth_types::ErrorCode::SchemaTooNew,
+            StoreError::Refused(_) => hearth_types::ErrorCode::DatabaseError,
         }
     }
 

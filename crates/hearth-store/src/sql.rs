@@ -207,6 +207,19 @@ impl FromColumn for Vec<u8> {
     }
 }
 
+impl FromColumn for Value {
+    /// Whatever the column holds.
+    fn from_column(c: Column<'_>) -> Result<Self, String> {
+        Ok(match c {
+            Column::Null => Value::Null,
+            Column::Integer(v) => Value::Integer(v),
+            Column::Real(v) => Value::Real(v),
+            Column::Text(v) => Value::Text(v.to_owned()),
+            Column::Blob(v) => Value::Blob(v.to_owned()),
+        })
+    }
+}
+
 impl<T: FromColumn> FromColumn for Option<T> {
     fn from_column(c: Column<'_>) -> Result<Self, String> {
         match c {
