@@ -143,6 +143,17 @@ impl Platform {
         &self.inner.store
     }
 
+    /// Brings every app's tables to this hearth's schema (each app's migrations otherwise
+    /// run on its first use): what `hearth store migrate` does to both ends before copying.
+    /// The gateway's ran when the platform opened.
+    pub fn migrate_store(&self) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+        self.recs_store()?;
+        self.support_sessions()?;
+        self.knowledge_base()?;
+        hearth_store::Leases::open(self.store().db())?;
+        Ok(())
+    }
+
     /// The recommendation engine's tables in the data directory's database.
     pub fn recs_store(&self) -> Result<recs::store::RecsStore, recs::RecsError> {
         let mut slot = self.inner.recs.lock().unwrap_or_else(|p| p.into_inner());

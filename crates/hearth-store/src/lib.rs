@@ -35,10 +35,12 @@ pub enum StoreError {
         path: PathBuf,
         source: std::io::Error,
     },
-    #[error("database {target}: {source}")]
+    /// The server's own words (its message, and detail or hint when it gave them), not the
+    /// driver's wrapping of them.
+    #[error("database {target}: {}", postgres::describe(error))]
     Postgres {
         target: String,
-        source: tokio_postgres::Error,
+        error: tokio_postgres::Error,
     },
     /// The database cannot be reached (or went away mid-call): try again shortly.
     #[error("database {target} is unavailable: {message}")]
@@ -83,8 +85,8 @@ impl StoreError {
                 e.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_UNIQUE
                     || e.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_PRIMARYKEY
             }
-            StoreError::Postgres { source, .. } => {
-                source.code() == Some(&tokio_postgres::error::SqlState::UNIQUE_VIOLATION)
+            StoreError::Postgres { error, .. } => {
+                error.code() == Some(&tokio_postgres::error::SqlState::UNIQUE_VIOLATION)
             }
             _ => false,
         }

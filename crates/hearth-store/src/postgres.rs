@@ -197,13 +197,34 @@ impl Pool {
         if unavailable {
             return StoreError::Unavailable {
                 target: self.target.clone(),
-                message: source.to_string(),
+                message: describe(&source),
             };
         }
         StoreError::Postgres {
             target: self.target.clone(),
-            source,
+            error: source,
         }
+    }
+}
+
+/// What the server said (`ERROR: relation "x" does not exist`), or the driver's own words
+/// when the server said nothing.
+pub(crate) fn describe(error: &tokio_postgres::Error) -> String {
+    match error.as_db_error() {
+        Some(db) => {
+            let mut text = format!("{}: {}", db.severity(), db.message());
+            if let Some(detail) = db.detail() {
+                text.push_str(&format!(" ({detail})"));
+            }
+            if let Some(hint) = db.hint() {
+                text.push_str(&format!("; hint: {hint}"));
+            }
+            text
+        }
+        None => match std::error::Error::source(error) {
+            Some(cause) => format!("{error}: {cause}"),
+            None => error.to_string(),
+        },
     }
 }
 

@@ -98,6 +98,12 @@ pub enum Command {
         #[command(subcommand)]
         command: BenchCommand,
     },
+    /// The store: where durable state lives (the data directory's SQLite file, or the
+    /// PostgreSQL database of [store] url / HEARTH_STORE_URL).
+    Store {
+        #[command(subcommand)]
+        command: StoreCommand,
+    },
     /// Configuration.
     Config {
         #[command(subcommand)]
@@ -262,6 +268,32 @@ pub enum UsageCommand {
         #[arg(long)]
         json: bool,
     },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum StoreCommand {
+    /// Copy this data directory's embedded store (hearth.db: keys, budgets, ledger, audit,
+    /// stored responses, recommendation data, support sessions, knowledge base) into an empty
+    /// PostgreSQL database, for replicas that then run with HEARTH_STORE_URL set to it.
+    ///
+    /// Stop `hearth serve` first: writes made while copying are not moved. Both ends are
+    /// brought to this hearth's schema, then every table is copied in one transaction, so a
+    /// failed copy leaves the target empty. A target that already holds rows is refused.
+    /// Published models (DATA_DIR/artifacts) are copied to --artifacts-dir (the replicas'
+    /// [store] artifacts_dir) when given. The SQLite file is left as it was.
+    Migrate(StoreMigrateArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct StoreMigrateArgs {
+    /// The PostgreSQL database to fill: postgres://user:password@host:port/dbname. Set
+    /// HEARTH_MIGRATE_TO instead to keep the password off the command line.
+    #[arg(long, env = "HEARTH_MIGRATE_TO", hide_env_values = true)]
+    pub to: String,
+    /// Copy published models (DATA_DIR/artifacts) to this directory: the path every replica
+    /// names as [store] artifacts_dir.
+    #[arg(long)]
+    pub artifacts_dir: Option<PathBuf>,
 }
 
 #[derive(Debug, Subcommand)]

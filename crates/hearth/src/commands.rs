@@ -30,6 +30,7 @@ pub async fn run(cli: Cli) -> Result<()> {
         Command::Keys { command } => crate::gateway::keys(config, command),
         Command::Usage { command } => crate::gateway::usage(config, command),
         Command::Routes { json } => crate::gateway::routes(config, json),
+        Command::Store { command } => crate::store::run(config, command).await,
         Command::Bench { command } => crate::bench::run(command, config.llm.threads).await,
         Command::Config {
             command: ConfigCommand::Show,

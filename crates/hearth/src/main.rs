@@ -6,6 +6,7 @@ mod cli;
 mod commands;
 mod gateway;
 mod recs;
+mod store;
 mod support;
 
 use clap::Parser;

@@ -802,3 +802,109 @@ fn lora_adapters_are_imported_listed_and_chatted_with() {
     assert!(hearth(data.path(), &["models", "remove", "tuned"]).0);
     assert!(hearth(data.path(), &["models", "remove", "smol"]).0);
 }
+
+/// `hearth` with extra environment variables.
+fn hearth_env(
+    data: &std::path::Path,
+    env: &[(&str, &str)],
+    args: &[&str],
+) -> (bool, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_hearth"))
+        .arg("--data-dir")
+        .arg(data)
+        .args(args)
+        .env("HEARTH_LOG", "warn")
+        .env_remove("HEARTH_API_KEYS")
+        .env_remove("HEARTH_STORE_URL")
+        .envs(env.iter().copied())
+        .output()
+        .unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn an_embedded_install_moves_into_postgresql_and_is_served_from_there() {
+    let (one_box, replica, shared) = (
+        tempfile::tempdir().unwrap(),
+        tempfile::tempdir().unwrap(),
+        tempfile::tempdir().unwrap(),
+    );
+    let (ok, _, err) = hearth(one_box.path(), &["keys", "create", "app", "--budget", "5"]);
+    assert!(ok, "{err}");
+    let events = one_box.path().join("events.csv");
+    let mut csv = String::from("user_id,item_id,timestamp\n");
+    for i in 0..300 {
+        csv.push_str(&format!("u{},i{},{i}\n", i % 17, (i * 7) % 23));
+    }
+    std::fs::write(&events, csv).unwrap();
+    let (ok, _, err) = hearth(
+        one_box.path(),
+        &["recs", "import", "--events", events.to_str().unwrap()],
+    );
+    assert!(ok, "{err}");
+    let (ok, _, err) = hearth(one_box.path(), &["recs", "train"]);
+    assert!(ok, "{err}");
+    let (ok, before, err) = hearth(one_box.path(), &["recs", "recommend", "u3", "-n", "5"]);
+    assert!(ok, "{err}");
+
+    let url = hearth_testdata::postgres_database();
+    let shared_artifacts = shared.path().join("artifacts");
+    let migrate = |extra: &[&str]| {
+        let mut args = vec!["store", "migrate"];
+        args.extend_from_slice(extra);
+        hearth_env(
+            one_box.path(),
+            &[("HEARTH_MIGRATE_TO", url.as_str())],
+            &args,
+        )
+    };
+    let (ok, out, err) = migrate(&["--artifacts-dir", shared_artifacts.to_str().unwrap()]);
+    assert!(ok, "{err}");
+    assert!(
+        out.contains("recs_events") && out.contains("300 rows"),
+        "{out}"
+    );
+
+    // A replica with the URL and the shared path has the keys, the events and the model.
+    std::fs::write(
+        replica.path().join("hearth.toml"),
+        format!(
+            "[store]\nartifacts_dir = {:?}\n",
+            shared_artifacts.to_str().unwrap()
+        ),
+    )
+    .unwrap();
+    let on_replica =
+        |args: &[&str]| hearth_env(replica.path(), &[("HEARTH_STORE_URL", &url)], args);
+    let (ok, keys, err) = on_replica(&["keys", "list"]);
+    assert!(ok, "{err}");
+    assert!(keys.contains("app") && keys.contains("5.00"), "{keys}");
+    let (ok, after, err) = on_replica(&["recs", "recommend", "u3", "-n", "5"]);
+    assert!(ok, "{err}");
+    assert_eq!(after, before, "the replica recommends as the one box did");
+    let db = hearth_store::Database::connect(&url).unwrap();
+    let count = |table: &str| {
+        db.query_one(&format!("SELECT COUNT(*) FROM {table}"), &[], |r| {
+            r.get::<i64>(0)
+        })
+        .unwrap()
+    };
+    assert_eq!(count("recs_events"), Some(300));
+    assert_eq!(count("gateway_keys"), Some(1));
+    assert!(
+        !replica.path().join("hearth.db").exists(),
+        "the replica made no SQLite file"
+    );
+
+    // Again into the same database: refused, nothing doubled; a bad URL is named as such.
+    let (ok, _, err) = migrate(&[]);
+    assert!(!ok);
+    assert!(err.contains("already holds rows"), "{err}");
+    assert_eq!(count("recs_events"), Some(300));
+    let (ok, _, err) = hearth(one_box.path(), &["store", "migrate", "--to", "mysql://x"]);
+    assert!(!ok && err.contains("PostgreSQL URL"), "{err}");
+}
