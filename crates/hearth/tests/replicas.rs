@@ -60,13 +60,14 @@ fn config_dir(artifacts: &Path) -> tempfile::TempDir {
     dir
 }
 
-fn recommend(http: &reqwest::blocking::Client, replica: &Replica, user: &str) -> Value {
+async fn recommend(http: &reqwest::Client, replica: &Replica, user: &str) -> Value {
     let response = http
         .get(format!("{}/v1/recommendations/{user}?n=5", replica.url))
         .send()
+        .await
         .unwrap();
     let status = response.status();
-    let body: Value = response.json().unwrap_or(Value::Null);
+    let body: Value = response.json().await.unwrap_or(Value::Null);
     if status.is_success() {
         body
     } else {
@@ -102,8 +103,8 @@ fn published_versions(artifacts: &Path) -> Vec<String> {
     names
 }
 
-#[test]
-fn three_replicas_share_events_and_models_and_train_on_schedule_once() {
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_replicas_share_events_and_models_and_train_on_schedule_once() {
     let store = hearth_testdata::postgres_database();
     let shared = tempfile::tempdir().unwrap();
     let artifacts = shared.path().join("artifacts");
@@ -135,34 +136,35 @@ fn three_replicas_share_events_and_models_and_train_on_schedule_once() {
     cli(&["recs", "import", "--events", events.to_str().unwrap()]);
 
     let replicas: Vec<Replica> = dirs.iter().map(|d| replica(d.path(), &store)).collect();
-    let http = reqwest::blocking::Client::new();
+    let http = reqwest::Client::new();
 
     // Every replica's schedule fires on the same events: one of them trains.
     let deadline = Instant::now() + Duration::from_secs(60);
-    while version(&recommend(&http, &replicas[0], "u3")).is_none() {
+    while version(&recommend(&http, &replicas[0], "u3").await).is_none() {
         assert!(Instant::now() < deadline, "no scheduled training published");
-        std::thread::sleep(Duration::from_millis(200));
+        tokio::time::sleep(Duration::from_millis(200)).await;
     }
     // Three more firings of each schedule, with nothing new to train on.
-    std::thread::sleep(Duration::from_secs(7));
+    tokio::time::sleep(Duration::from_secs(7)).await;
     assert_eq!(published_versions(&artifacts), ["v000001"]);
     for replica in &replicas {
-        assert_eq!(version(&recommend(&http, replica, "u3")), Some(1));
+        assert_eq!(version(&recommend(&http, replica, "u3").await), Some(1));
     }
 
     // An event posted to A counts on B at once: the item B ranked first is now seen.
-    let first = items(&recommend(&http, &replicas[1], "u3"))[0].clone();
+    let first = items(&recommend(&http, &replicas[1], "u3").await)[0].clone();
     let response = http
         .post(format!("{}/v1/events", replicas[0].url))
         .json(&json!({"events": [{"id": "late-1", "user": "u3", "item": first, "type": "view"}]}))
         .send()
+        .await
         .unwrap();
     assert!(
         response.status().is_success(),
         "{}",
-        response.text().unwrap()
+        response.text().await.unwrap()
     );
-    let after = items(&recommend(&http, &replicas[1], "u3"));
+    let after = items(&recommend(&http, &replicas[1], "u3").await);
     assert!(
         !after.contains(&first),
         "B still recommends {first}: {after:?}"
@@ -179,13 +181,13 @@ fn three_replicas_share_events_and_models_and_train_on_schedule_once() {
     assert!(published >= 2, "{out}");
     for replica in [&replicas[0], &replicas[2]] {
         let deadline = Instant::now() + Duration::from_secs(10);
-        while version(&recommend(&http, replica, "u3")).unwrap_or(0) < published {
+        while version(&recommend(&http, replica, "u3").await).unwrap_or(0) < published {
             assert!(
                 Instant::now() < deadline,
                 "{} did not load version {published}",
                 replica.url
             );
-            std::thread::sleep(Duration::from_millis(100));
+            tokio::time::sleep(Duration::from_millis(100)).await;
         }
     }
 
@@ -194,8 +196,8 @@ fn three_replicas_share_events_and_models_and_train_on_schedule_once() {
     let mut replicas = replicas;
     let c = replicas.pop().unwrap();
     let c_url = c.url.clone();
-    let writer = std::thread::spawn(move || {
-        let http = reqwest::blocking::Client::new();
+    let writer = tokio::spawn(async move {
+        let http = reqwest::Client::new();
         let mut acknowledged = Vec::new();
         for batch in 0..10_000 {
             let events: Vec<Value> = (0..50)
@@ -205,6 +207,7 @@ fn three_replicas_share_events_and_models_and_train_on_schedule_once() {
                 .post(format!("{c_url}/v1/events"))
                 .json(&json!({ "events": events }))
                 .send()
+                .await
             {
                 Ok(r) if r.status().is_success() => acknowledged.push(batch),
                 _ => break,
@@ -212,9 +215,9 @@ fn three_replicas_share_events_and_models_and_train_on_schedule_once() {
         }
         acknowledged
     });
-    std::thread::sleep(Duration::from_millis(1500));
+    tokio::time::sleep(Duration::from_millis(1500)).await;
     drop(c); // SIGKILL
-    let acknowledged = writer.join().unwrap();
+    let acknowledged = writer.await.unwrap();
     assert!(!acknowledged.is_empty() && acknowledged.len() < 10_000);
     let db = hearth_store::Database::connect(&store).unwrap();
     let stored = db
@@ -241,6 +244,6 @@ fn three_replicas_share_events_and_models_and_train_on_schedule_once() {
         assert_eq!(n, Some(50), "batch {batch} acknowledged but not whole");
     }
     for replica in &replicas {
-        assert!(version(&recommend(&http, replica, "u3")).is_some());
+        assert!(version(&recommend(&http, replica, "u3").await).is_some());
     }
 }
