@@ -5,19 +5,7 @@ use std::process::Command;
 use hearth_testdata::{models_dir, movielens_dir};
 
 fn hearth(data: &std::path::Path, args: &[&str]) -> (bool, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_hearth"))
-        .arg("--data-dir")
-        .arg(data)
-        .args(args)
-        .env("HEARTH_LOG", "warn")
-        .env_remove("HEARTH_API_KEYS")
-        .output()
-        .unwrap();
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
+    hearth_env(data, &[], args)
 }
 
 #[test]
@@ -803,7 +791,8 @@ fn lora_adapters_are_imported_listed_and_chatted_with() {
     assert!(hearth(data.path(), &["models", "remove", "smol"]).0);
 }
 
-/// `hearth` with extra environment variables.
+/// `hearth` as a user runs it on `data` (no keys or store URL from this environment), with
+/// `env` set.
 fn hearth_env(
     data: &std::path::Path,
     env: &[(&str, &str)],
