@@ -11,6 +11,8 @@ pub mod usage_service;
 
 use std::sync::Arc;
 
+use recs_service::blocking;
+
 use hearth_gateway::{Gateway, GatewayError, GatewayOptions};
 use hearth_infer::embed::EmbedOptions;
 use hearth_infer::llm::LlmOptions;
@@ -71,14 +73,6 @@ struct LiveRecommender {
 /// The lease a scheduled training holds, and for how long at a time (renewed while it runs).
 const SCHEDULE_LEASE: &str = "recs.schedule";
 const SCHEDULE_LEASE_LENGTH: std::time::Duration = std::time::Duration::from_secs(600);
-
-/// Runs blocking store work off the async threads (a panic in it goes on in the caller).
-async fn blocking<T: Send + 'static>(work: impl FnOnce() -> T + Send + 'static) -> T {
-    match tokio::task::spawn_blocking(work).await {
-        Ok(value) => value,
-        Err(e) => std::panic::resume_unwind(e.into_panic()),
-    }
-}
 
 /// How often a serving process looks for a newly published recommendation model.
 const RECOMMENDER_CHECK: std::time::Duration = std::time::Duration::from_secs(2);
@@ -287,7 +281,7 @@ impl Platform {
                 tick.tick().await;
                 if leases.is_none() {
                     let db = platform.inner.store.db().clone();
-                    match blocking(move || hearth_store::Leases::open(&db)).await {
+                    match blocking(move || Ok(hearth_store::Leases::open(&db)?)).await {
                         Ok(opened) => leases = Some(opened),
                         Err(e) => {
                             tracing::warn!(error = %e, "scheduled training: no lease table");
@@ -307,7 +301,7 @@ impl Platform {
     async fn scheduled_training(&self, leases: &hearth_store::Leases) {
         let taken = {
             let leases = leases.clone();
-            blocking(move || leases.try_take(SCHEDULE_LEASE, SCHEDULE_LEASE_LENGTH)).await
+            blocking(move || Ok(leases.try_take(SCHEDULE_LEASE, SCHEDULE_LEASE_LENGTH)?)).await
         };
         let last = match taken {
             Ok(Some(last)) => last,
@@ -321,17 +315,15 @@ impl Platform {
             let leases = leases.clone();
             async move {
                 if let Err(e) =
-                    blocking(move || leases.release(SCHEDULE_LEASE, state.as_deref())).await
+                    blocking(move || Ok(leases.release(SCHEDULE_LEASE, state.as_deref())?)).await
                 {
                     tracing::warn!(error = %e, "scheduled training: releasing the lease");
                 }
             }
         };
         let counts = match self.recs_store() {
-            Ok(store) => blocking(move || store.counts())
-                .await
-                .map_err(|e| e.to_string()),
-            Err(e) => Err(e.to_string()),
+            Ok(store) => blocking(move || Ok(store.counts()?)).await,
+            Err(e) => Err(e),
         };
         let counts = match counts {
             Ok(counts) => counts,
@@ -355,7 +347,7 @@ impl Platform {
                 result = &mut train => break result,
                 _ = renew.tick() => {
                     let leases = leases.clone();
-                    match blocking(move || leases.renew(SCHEDULE_LEASE, SCHEDULE_LEASE_LENGTH)).await {
+                    match blocking(move || Ok(leases.renew(SCHEDULE_LEASE, SCHEDULE_LEASE_LENGTH)?)).await {
                         Ok(true) => {}
                         Ok(false) => tracing::warn!("scheduled training outlasted its lease"),
                         Err(e) => tracing::warn!(error = %e, "scheduled training: renewing the lease"),

@@ -323,7 +323,7 @@ fn check_records<T>(
 /// Runs store reads and scoring without holding up the async workers: on a multi-threaded
 /// runtime the calling worker hands its other tasks to another thread and runs `f` itself
 /// (no hand-over of the request, which showed in the p99); elsewhere on a blocking thread.
-async fn blocking<T: Send + 'static>(
+pub(crate) async fn blocking<T: Send + 'static>(
     f: impl FnOnce() -> Result<T, RecsError> + Send + 'static,
 ) -> Result<T, RecsError> {
     use tokio::runtime::{Handle, RuntimeFlavor};
