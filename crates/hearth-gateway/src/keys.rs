@@ -455,12 +455,9 @@ struct KeyCache {
     any: bool,
 }
 
-/// How long a server trusts its cached copy of the keys table (revocations take effect
-/// within this).
+/// How long a server trusts its cached copy of the keys table (its limits and scopes;
+/// revocation is asked of the database on every request).
 const KEY_CACHE: Duration = Duration::from_secs(2);
-/// How soon a key the cache does not know may reload it (unknown keys cost at most one
-/// reload per this, however many are tried).
-const KEY_MISS_RELOAD: Duration = Duration::from_millis(200);
 
 impl KeyStore {
     pub(crate) fn new(db: Database, metrics: Option<Arc<GatewayMetrics>>) -> Self {
@@ -610,10 +607,27 @@ impl KeyStore {
         )
     }
 
-    /// Whether any key was ever created (a server with keys requires one).
+    /// Whether any key was ever created (a server with keys requires one). Once true it stays
+    /// true (revoked keys are kept); until then the table is asked every time, so the first
+    /// key made by another process or replica closes the open door from the next request.
     pub fn any(&self) -> Result<bool, StoreError> {
         self.refresh()?;
-        Ok(self.cache.lock().unwrap_or_else(|p| p.into_inner()).any)
+        if self.cache.lock().unwrap_or_else(|p| p.into_inner()).any {
+            return Ok(true);
+        }
+        let exists = self
+            .db
+            .query_one(
+                "SELECT 1 FROM gateway_keys LIMIT 1",
+                hearth_store::params![],
+                |r| r.get::<i64>(0),
+            )?
+            .is_some();
+        if exists {
+            self.cache.lock().unwrap_or_else(|p| p.into_inner()).loaded = None;
+            self.refresh()?;
+        }
+        Ok(exists)
     }
 
     fn refresh(&self) -> Result<(), StoreError> {
@@ -635,22 +649,33 @@ impl KeyStore {
         Ok(())
     }
 
-    /// The live key whose secret is `presented`.
-    /// A key this cache does not know reloads it (at most every [`KEY_MISS_RELOAD`]), so a
-    /// key just created on another replica works at once there.
+    /// The live key whose secret is `presented`. The cache gives its scopes and limits;
+    /// whether it exists and is live is the database's word, asked each time (one read by
+    /// the unique hash): a key just created by another process or replica works there at
+    /// once, and a key revoked anywhere admits nothing from the next request on, whatever
+    /// its limits. An unknown secret costs that one read, never a reload of the table.
     pub fn authenticate(&self, presented: &str) -> Result<Option<Arc<KeyInfo>>, StoreError> {
         self.refresh()?;
         let digest = hash(presented);
-        {
-            let mut cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
-            if let Some(found) = cache.by_hash.get(&digest) {
-                return Ok(Some(found.clone()));
-            }
-            if cache.loaded.is_none_or(|at| at.elapsed() < KEY_MISS_RELOAD) {
-                return Ok(None);
-            }
-            cache.loaded = None;
+        let live = self
+            .db
+            .query_one(
+                "SELECT revoked FROM gateway_keys WHERE hash = $1",
+                hearth_store::params![&digest],
+                |r| r.get::<Option<f64>>(0),
+            )?
+            .is_some_and(|revoked| revoked.is_none());
+        let mut cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
+        if !live {
+            cache.by_hash.remove(&digest);
+            return Ok(None);
         }
+        if let Some(found) = cache.by_hash.get(&digest) {
+            return Ok(Some(found.clone()));
+        }
+        // Made since this cache was loaded.
+        cache.loaded = None;
+        drop(cache);
         self.refresh()?;
         let cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
         Ok(cache.by_hash.get(&digest).cloned())
@@ -1153,17 +1178,12 @@ mod tests {
             .collect()
     }
 
-    /// The key `secret` as a replica knows it: one created on another replica is known
-    /// within [`KEY_MISS_RELOAD`].
+    /// The key `secret` as a replica knows it (one created on another replica is known at
+    /// once).
     fn known(keys: &KeyStore, secret: &str) -> Arc<KeyInfo> {
-        let deadline = Instant::now() + KEY_MISS_RELOAD * 5;
-        loop {
-            if let Some(key) = keys.authenticate(secret).unwrap() {
-                return key;
-            }
-            assert!(Instant::now() < deadline, "a new key stays unknown");
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        keys.authenticate(secret)
+            .unwrap()
+            .expect("a key made on another replica is known at once")
     }
 
     /// 100 requests at once spread over the replicas: exactly as many are admitted as the
@@ -1248,6 +1268,49 @@ mod tests {
             replicas[1].admit(&key, 1, 0.01),
             Err(GatewayError::KeyRevoked { .. })
         ));
+    }
+
+    /// Two processes on one store (a server and the CLI beside it, or two replicas): the
+    /// first key made by one closes the other's open door at once, a key made by one works on
+    /// the other at once, and a key revoked by one, even without limits, admits nothing on
+    /// the other from the next request (no cache lets it through).
+    #[test]
+    fn keys_made_and_revoked_by_one_process_count_at_once_in_another() {
+        for url in hearth_testdata::store_urls() {
+            let dir = tempfile::tempdir().unwrap();
+            let open = || {
+                let db = match &url {
+                    None => Database::open(&dir.path().join("hearth.db")).unwrap(),
+                    Some(url) => Database::connect(url).unwrap(),
+                };
+                crate::ledger::migrate(&db).unwrap();
+                KeyStore::new(db, None)
+            };
+            let (server, cli) = (open(), open());
+            assert!(!server.any().unwrap());
+            let (secret, _) = cli
+                .create(NewKey {
+                    name: "open".into(),
+                    ..Default::default()
+                })
+                .unwrap();
+            assert!(server.any().unwrap(), "{url:?}: the server stays open");
+            assert_eq!(known(&server, &secret).name, "open");
+            let (other, _) = cli
+                .create(NewKey {
+                    name: "second".into(),
+                    ..Default::default()
+                })
+                .unwrap();
+            assert_eq!(known(&server, &other).name, "second");
+            assert!(cli.revoke("open").unwrap());
+            assert!(
+                server.authenticate(&secret).unwrap().is_none(),
+                "{url:?}: a revoked key still admitted"
+            );
+            assert!(server.authenticate("hk-not-a-key").unwrap().is_none());
+            assert!(server.authenticate(&other).unwrap().is_some());
+        }
     }
 
     #[test]
