@@ -11,8 +11,8 @@ use hearth_infer::llm::{
 use serde_json::json;
 
 use crate::cli::{
-    BenchCommand, BenchGatewayArgs, BenchHttpArgs, BenchIndexArgs, BenchLlmArgs, BenchPrefixArgs,
-    BenchServeArgs,
+    BenchCommand, BenchEventsArgs, BenchGatewayArgs, BenchHttpArgs, BenchIndexArgs, BenchLlmArgs,
+    BenchPrefixArgs, BenchServeArgs,
 };
 
 pub async fn run(command: BenchCommand, threads: Option<usize>) -> Result<()> {
@@ -21,6 +21,7 @@ pub async fn run(command: BenchCommand, threads: Option<usize>) -> Result<()> {
         BenchCommand::Prefix(args) => prefix(args, threads).await,
         BenchCommand::Serve(args) => serve(args).await,
         BenchCommand::Http(args) => http(args).await,
+        BenchCommand::Events(args) => events(args).await,
         BenchCommand::Gateway(args) => gateway(args).await,
         BenchCommand::Upstream { listen } => {
             let listener = tokio::net::TcpListener::bind(&listen).await?;
@@ -362,6 +363,97 @@ async fn http(args: BenchHttpArgs) -> Result<()> {
         // How late the generator sent requests (tokio's timer has 1 ms granularity and the
         // generator shares the machine): a large figure means the rate was not really held.
         "send_lateness_p99_ms": lateness[(lateness.len() * 99 / 100).min(lateness.len() - 1)],
+    });
+    println!("{}", serde_json::to_string_pretty(&result)?);
+    Ok(())
+}
+
+async fn events(args: BenchEventsArgs) -> Result<()> {
+    if args.batch == 0 || args.concurrency == 0 || args.seconds == 0 {
+        bail!("--batch, --concurrency and --seconds must be at least 1");
+    }
+    if args.users == 0 || args.items == 0 {
+        bail!("--users and --items must be at least 1");
+    }
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(60))
+        .build()?;
+    let url = format!("{}/v1/events", args.url.trim_end_matches('/'));
+    // Ids unique to this run, so that no event is one the store already holds.
+    let run = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_micros());
+    let body = move |client_n: u32, batch_n: u64| {
+        let events: Vec<_> = (0..args.batch as u64)
+            .map(|i| {
+                let n = (batch_n * args.batch as u64 + i).wrapping_mul(2_654_435_761);
+                json!({
+                    "id": format!("bench-{run}-{client_n}-{batch_n}-{i}"),
+                    "user": (1 + n % args.users as u64).to_string(),
+                    "item": (1 + (n / 7) % args.items as u64).to_string(),
+                    "type": "view",
+                })
+            })
+            .collect();
+        json!({ "events": events })
+    };
+    let key = args.key.clone();
+    let send = move |client: reqwest::Client, body: serde_json::Value| {
+        let mut request = client.post(&url).json(&body);
+        if let Some(key) = &key {
+            request = request.bearer_auth(key);
+        }
+        async move {
+            match request.send().await {
+                Ok(r) if r.status().is_success() => Ok(()),
+                Ok(r) => Err(format!(
+                    "{}: {}",
+                    r.status(),
+                    r.text().await.unwrap_or_default()
+                )),
+                Err(e) => Err(e.to_string()),
+            }
+        }
+    };
+    // One batch first: a server that refuses them says why before any figure is made.
+    if let Err(e) = send(client.clone(), body(u32::MAX, 0)).await {
+        bail!("{}/v1/events does not take events: {e}", args.url);
+    }
+    let deadline = Instant::now() + Duration::from_secs(args.seconds as u64);
+    let started = Instant::now();
+    let workers: Vec<_> = (0..args.concurrency)
+        .map(|c| {
+            let (client, body, send) = (client.clone(), body, send.clone());
+            tokio::spawn(async move {
+                let (mut latencies, mut errors) = (Vec::new(), 0u64);
+                let mut n = 0;
+                while Instant::now() < deadline {
+                    let sent = Instant::now();
+                    match send(client.clone(), body(c, n)).await {
+                        Ok(()) => latencies.push(sent.elapsed().as_secs_f64()),
+                        Err(_) => errors += 1,
+                    }
+                    n += 1;
+                }
+                (latencies, errors)
+            })
+        })
+        .collect();
+    let (mut latencies, mut errors) = (Vec::new(), 0);
+    for w in workers {
+        let (l, e) = w.await?;
+        latencies.extend(l);
+        errors += e;
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+    latencies.sort_by(|a, b| a.total_cmp(b));
+    let stored = latencies.len() as f64 * args.batch as f64;
+    let result = json!({
+        "url": args.url, "batch": args.batch, "concurrency": args.concurrency,
+        "seconds": elapsed, "batches": latencies.len(), "errors": errors,
+        "events_per_second": stored / elapsed,
+        "batch_p50_ms": percentile(&latencies, 0.50), "batch_p99_ms": percentile(&latencies, 0.99),
+        "batch_max_ms": percentile(&latencies, 1.0),
     });
     println!("{}", serde_json::to_string_pretty(&result)?);
     Ok(())
@@ -725,18 +817,32 @@ deployments = [{{ provider = "bench-upstream", model = "{model}", price = "gpt-4
     let mut on_postgres = None;
     if let Some(url) = std::env::var("HEARTH_STORE_URL")
         .ok()
-        .filter(|u| args.budgets && !u.trim().is_empty())
+        .filter(|u| !u.trim().is_empty())
     {
+        // The same hearth on PostgreSQL, as a replica: every request authenticated (its key
+        // read from the database) and metered into it; with --budgets also a budget key.
+        // The embedded hearth then takes a key too, so the two differ only in their store.
+        if paths[1].key.is_none() {
+            paths[1].key = Some(key(&platform, None)?);
+        }
         let mut config = config.clone();
         config.store.url = Some(hearth_core::StoreUrl::new(url.trim()));
         let platform = hearth_core::Platform::open(config)?;
         let served = spawn_router(hearth_server::router(platform.clone())).await?;
         paths.push(Path {
-            name: "hearth+budget on PostgreSQL",
-            url: served,
+            name: "hearth on PostgreSQL",
+            url: served.clone(),
             model: "bench".into(),
-            key: Some(budget_key(&platform)?),
+            key: Some(key(&platform, None)?),
         });
+        if args.budgets {
+            paths.push(Path {
+                name: "hearth+budget on PostgreSQL",
+                url: served,
+                model: "bench".into(),
+                key: Some(budget_key(&platform)?),
+            });
+        }
         on_postgres = Some(platform);
     }
     if let Some(peer) = &args.peer {

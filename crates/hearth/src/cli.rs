@@ -314,11 +314,17 @@ pub enum BenchCommand {
     /// schedule whether or not earlier ones have answered), e.g. recommendations:
     /// --path '/v1/recommendations/{user}?n=10' --users 943.
     Http(BenchHttpArgs),
+    /// Event ingestion: N clients POSTing batches of events to /v1/events back to back for a
+    /// while (closed loop); events stored per second and each batch's latency. Every event
+    /// has a fresh id, so each one is a new row.
+    Events(BenchEventsArgs),
     /// What the gateway hop costs: the same chat requests at a fixed rate straight to a fast
     /// OpenAI-compatible upstream and through hearth (a route to it), interleaved rounds in
     /// one run; then the most requests/s each sustains with N concurrent clients. Without
     /// --upstream, a built-in upstream on loopback answers at once. --peer adds another
-    /// proxy in front of the same upstream (e.g. LiteLLM's).
+    /// proxy in front of the same upstream (e.g. LiteLLM's). With HEARTH_STORE_URL naming a
+    /// PostgreSQL database, a second hearth on it (keys read and usage metered there, as a
+    /// replica does) runs beside the embedded one, both with a key.
     Gateway(BenchGatewayArgs),
     /// Serve the fast upstream of `bench gateway` on its own (a fixed chat completion,
     /// answered at once), to put other proxies in front of it.
@@ -412,6 +418,29 @@ pub struct BenchHttpArgs {
     pub rps: u32,
     #[arg(long, default_value_t = 10)]
     pub seconds: u32,
+}
+
+#[derive(Debug, Args)]
+pub struct BenchEventsArgs {
+    /// Base URL of the server (without /v1).
+    #[arg(long)]
+    pub url: String,
+    /// A key with the recs:write scope, when the server requires keys.
+    #[arg(long, env = "HEARTH_BENCH_KEY", hide_env_values = true)]
+    pub key: Option<String>,
+    /// Events per request.
+    #[arg(long, default_value_t = 100)]
+    pub batch: u32,
+    /// Clients sending at once.
+    #[arg(long, default_value_t = 4)]
+    pub concurrency: u32,
+    #[arg(long, default_value_t = 10)]
+    pub seconds: u32,
+    /// Users and items the events are spread over (ids 1..=N, as MovieLens numbers them).
+    #[arg(long, default_value_t = 943)]
+    pub users: u32,
+    #[arg(long, default_value_t = 1682)]
+    pub items: u32,
 }
 
 #[derive(Debug, Args)]

@@ -942,3 +942,52 @@ async fn postgresql_restarted_under_load_gives_503_then_service_resumes_without_
         }
     }
 }
+
+/// `hearth bench events` against a replica that requires keys: every batch it counts is
+/// stored (plus its one opening batch), and a key without recs:write is refused up front.
+#[test]
+fn bench_events_counts_what_the_replica_stored() {
+    let store = hearth_testdata::postgres_database();
+    let dir = config_dir("");
+    let server = replica(dir.path(), &store);
+    let writer = create_key(dir.path(), &store, "writer", &["--scope", "recs:write"]);
+    let reader = create_key(dir.path(), &store, "reader", &["--scope", "recs:read"]);
+    let bench = |key: &str| {
+        Command::new(env!("CARGO_BIN_EXE_hearth"))
+            .args(["bench", "events", "--url", &server.url, "--batch", "7"])
+            .args(["--concurrency", "2", "--seconds", "1"])
+            .env("HEARTH_BENCH_KEY", key)
+            .env("HEARTH_LOG", "warn")
+            .output()
+            .unwrap()
+    };
+    let out = bench(&writer);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let batches = report["batches"].as_u64().unwrap();
+    assert!(batches > 0 && report["errors"] == 0, "{report}");
+    let db = hearth_store::Database::connect(&store).unwrap();
+    let stored = db
+        .query_one("SELECT COUNT(*) FROM recs_events", &[], |r| r.get::<i64>(0))
+        .unwrap()
+        .unwrap();
+    assert_eq!(stored as u64, (batches + 1) * 7);
+    let rate = report["events_per_second"].as_f64().unwrap();
+    let seconds = report["seconds"].as_f64().unwrap();
+    assert!(
+        (rate * seconds - (batches * 7) as f64).abs() < 1e-6,
+        "{report}"
+    );
+
+    let out = bench(&reader);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("does not take events") && err.contains("403"),
+        "{err}"
+    );
+}

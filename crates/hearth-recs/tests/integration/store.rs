@@ -182,3 +182,47 @@ fn id_less_files_on(url: Option<&str>) {
     }
     assert_eq!(store.counts().unwrap().2, 5);
 }
+
+/// Batches larger than one statement's rows, holding events stored before and ids repeated
+/// within the batch: each event is stored once (its first copy), and the counts say so.
+#[test]
+fn large_batches_store_each_event_once_and_count_the_duplicates() {
+    for url in hearth_testdata::store_urls() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = open_store(dir.path(), url.as_deref());
+        let event = |n: usize, kind: &str| Event {
+            id: format!("e{n}"),
+            user: UserId(format!("u{}", n % 7)),
+            item: ItemId(format!("i{n}")),
+            kind: kind.into(),
+            value: n.is_multiple_of(3).then_some(n as f64 / 2.0),
+            timestamp: n as i64,
+        };
+        let n = hearth_recs::store::EVENTS_PER_STATEMENT * 2 + 37;
+        let first: Vec<Event> = (0..100).map(|i| event(i, "view")).collect();
+        let counts = store.insert_events(&first).unwrap();
+        assert_eq!((counts.written, counts.duplicates), (100, 0), "{url:?}");
+        // 0..n again (100 of them stored already), and every 10th of them twice more.
+        let mut batch: Vec<Event> = (0..n).map(|i| event(i, "cart")).collect();
+        batch.extend((0..n).step_by(10).map(|i| event(i, "purchase")));
+        let counts = store.insert_events(&batch).unwrap();
+        let repeated = n.div_ceil(10);
+        assert_eq!(
+            (counts.written, counts.duplicates),
+            ((n - 100) as u64, (100 + repeated) as u64),
+            "{url:?}"
+        );
+        assert_eq!(store.counts().unwrap().2, n as u64);
+        // The first copy of each id is the one kept, whole.
+        let seen = store.user_events(&UserId("u3".into()), 10_000).unwrap();
+        assert_eq!(seen.len(), (0..n).filter(|i| i % 7 == 3).count());
+        for e in &seen {
+            let i: usize = e.id[1..].parse().unwrap();
+            assert_eq!(
+                e,
+                &event(i, if i < 100 { "view" } else { "cart" }),
+                "{url:?}"
+            );
+        }
+    }
+}
