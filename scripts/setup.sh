@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs what building hearth needs on a fresh Debian/Ubuntu machine: cmake and clang/libclang
 # (llama.cpp is compiled from source by llama-cpp-sys-2; bindgen needs libclang) and Python's
-# venv module (test tooling), PostgreSQL's server and client (tests on PostgreSQL). Idempotent; does nothing when everything is there.
+# venv module (test tooling), PostgreSQL's server and client (tests on PostgreSQL), openssl (test certificates). Idempotent; does nothing when everything is there.
 set -euo pipefail
 need=()
 command -v cmake >/dev/null || need+=(cmake)
@@ -12,6 +12,8 @@ python3 -c 'import venv, ensurepip' 2>/dev/null || need+=(python3-venv)
 # The tests run every store-level test on PostgreSQL too: its server binaries and psql.
 command -v psql >/dev/null || need+=(postgresql-client)
 command -v initdb >/dev/null || ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need+=(postgresql)
+# The TLS tests make a certificate authority and a server certificate with it.
+command -v openssl >/dev/null || need+=(openssl)
 if [ ${#need[@]} -gt 0 ]; then
   echo "setup: installing ${need[*]}" >&2
   sudo=""

@@ -12,6 +12,7 @@ mod copy;
 mod lease;
 mod postgres;
 pub mod sql;
+mod tls;
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};

@@ -34,6 +34,8 @@ pub(crate) struct Pool {
     /// Taken only by `Drop`.
     runtime: Option<tokio::runtime::Runtime>,
     config: tokio_postgres::Config,
+    /// TLS as the URL's `sslmode` and `sslrootcert` ask (see [`crate::tls`]).
+    tls: tokio_postgres_rustls::MakeRustlsConnect,
     idle: Mutex<Connections>,
     freed: Condvar,
     /// `host:port/dbname`, for messages (never the password).
@@ -61,6 +63,10 @@ impl Pool {
     /// Parses `url` (`postgres://user:password@host:port/dbname?…`) and opens a first
     /// connection, so a wrong address or password is told at start.
     pub(crate) fn connect(url: &str) -> Result<Pool, StoreError> {
+        let (url, tls) = crate::tls::from_url(url).map_err(|message| StoreError::Unavailable {
+            target: "the [store] url".into(),
+            message,
+        })?;
         let mut config: tokio_postgres::Config =
             url.parse()
                 .map_err(|e: tokio_postgres::Error| StoreError::Unavailable {
@@ -88,6 +94,7 @@ impl Pool {
         let pool = Pool {
             runtime: Some(runtime),
             config,
+            tls,
             idle: Mutex::new(Connections::default()),
             freed: Condvar::new(),
             target,
@@ -132,14 +139,14 @@ impl Pool {
         }
         pool.open += 1;
         drop(pool);
-        let config = self.config.clone();
+        let (config, tls) = (self.config.clone(), self.tls.clone());
         let target = self.target.clone();
         let runtime = self
             .runtime
             .as_ref()
             .expect("the runtime lives until the pool drops");
         let connecting = runtime.spawn(async move {
-            let (client, connection) = config.connect(tokio_postgres::NoTls).await?;
+            let (client, connection) = config.connect(tls).await?;
             tokio::spawn(async move {
                 if let Err(e) = connection.await {
                     tracing::warn!(database = %target, error = %e, "PostgreSQL connection closed");

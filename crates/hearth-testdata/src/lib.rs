@@ -9,7 +9,7 @@ pub mod pii;
 pub mod postgres;
 
 pub use cross_encoders::cross_encoder_dir;
-pub use postgres::{postgres_database, store_urls, test_store_url, PostgresServer};
+pub use postgres::{postgres_database, store_urls, test_store_url, PostgresServer, TLS_HOST};
 
 fn cache() -> PathBuf {
     std::env::var_os("XDG_CACHE_HOME")

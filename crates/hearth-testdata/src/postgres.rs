@@ -87,11 +87,32 @@ pub struct PostgresServer {
     dir: PathBuf,
     port: u16,
     root: bool,
+    /// Serves TLS with a certificate for [`TLS_HOST`] signed by [`PostgresServer::ca_file`].
+    tls: bool,
 }
+
+/// The one name the TLS server's certificate is for (not the address it listens on).
+pub const TLS_HOST: &str = "hearth-db.test";
 
 impl PostgresServer {
     /// initdb and start, on a free loopback port in a temporary directory.
     pub fn start() -> PostgresServer {
+        Self::start_with(false)
+    }
+
+    /// The same, serving TLS (plain connections stay allowed) with a certificate for
+    /// [`TLS_HOST`] only, signed by a certificate authority of its own
+    /// ([`PostgresServer::ca_file`]). Needs the `openssl` command.
+    pub fn start_tls() -> PostgresServer {
+        Self::start_with(true)
+    }
+
+    /// The TLS server's certificate authority (PEM).
+    pub fn ca_file(&self) -> PathBuf {
+        self.dir.join("ca.crt")
+    }
+
+    fn start_with(tls: bool) -> PostgresServer {
         static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
         let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         let dir = std::env::temp_dir().join(format!("hearth-test-pg-{}-{n}", std::process::id()));
@@ -110,7 +131,15 @@ impl PostgresServer {
             let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("a free port");
             listener.local_addr().unwrap().port()
         };
-        let server = PostgresServer { dir, port, root };
+        let server = PostgresServer {
+            dir,
+            port,
+            root,
+            tls,
+        };
+        if tls {
+            server.make_certificates();
+        }
         server.run(&format!(
             "{bin}initdb -D {data} -A trust -U postgres --no-sync -E UTF8 > {dir}/initdb.log 2>&1",
             bin = pg_bin(),
@@ -164,13 +193,55 @@ impl PostgresServer {
 
     /// Starts the (stopped) server again on the same port.
     pub fn resume(&self) {
+        let tls = if self.tls {
+            format!(
+                " -c ssl=on -c ssl_cert_file={dir}/server.crt -c ssl_key_file={dir}/server.key",
+                dir = self.dir.display()
+            )
+        } else {
+            String::new()
+        };
         self.run(&format!(
-            "{bin}pg_ctl -D {data} -l {dir}/server.log -w -o '-p {port} -k {dir} -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=200' start > /dev/null",
+            "{bin}pg_ctl -D {data} -l {dir}/server.log -w -o '-p {port} -k {dir} -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=200{tls}' start > /dev/null",
             bin = pg_bin(),
             data = self.data(),
             dir = self.dir.display(),
             port = self.port
         ));
+    }
+
+    /// A certificate authority, and the server's key and certificate for [`TLS_HOST`] signed
+    /// by it (the key readable by the server's user only, as PostgreSQL requires).
+    fn make_certificates(&self) {
+        let dir = self.dir.display();
+        let script = format!(
+            "set -e; cd {dir}
+             openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes \\
+               -keyout ca.key -out ca.crt -days 2 -subj /CN=hearth-test-ca
+             openssl req -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes \\
+               -keyout server.key -out server.csr -subj /CN={TLS_HOST}
+             printf 'subjectAltName=DNS:{TLS_HOST}\\n' > san.ext
+             openssl x509 -req -in server.csr -CA ca.crt -CAkey ca.key -CAcreateserial \\
+               -out server.crt -days 2 -extfile san.ext
+             chmod 600 server.key"
+        );
+        let out = Command::new("sh")
+            .args(["-c", &script])
+            .output()
+            .expect("sh runs");
+        assert!(
+            out.status.success(),
+            "making the test certificates (needs openssl): {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        if self.root {
+            let key = self.dir.join("server.key");
+            let ok = Command::new("chown")
+                .args(["postgres", key.to_str().unwrap()])
+                .status()
+                .is_ok_and(|s| s.success());
+            assert!(ok, "chown postgres {}", key.display());
+        }
     }
 
     fn data(&self) -> String {
