@@ -74,6 +74,11 @@ struct LiveRecommender {
 const SCHEDULE_LEASE: &str = "recs.schedule";
 const SCHEDULE_LEASE_LENGTH: std::time::Duration = std::time::Duration::from_secs(600);
 
+/// What a training ran on, as the schedule's lease keeps it: the store's row counts.
+fn schedule_state((items, users, events): (u64, u64, u64)) -> String {
+    format!("items={items} users={users} events={events}")
+}
+
 /// How often a serving process looks for a newly published recommendation model.
 const RECOMMENDER_CHECK: std::time::Duration = std::time::Duration::from_secs(2);
 
@@ -235,9 +240,13 @@ impl Platform {
     ) -> Result<(recs::bundle::TrainReport, u64), recs::RecsError> {
         let store = self.recs_store()?;
         let weights = self.inner.config.recs.weights();
-        let data = tokio::task::spawn_blocking(move || store.dataset(&weights))
-            .await
-            .map_err(|e| recs::RecsError::Artifact(e.to_string()))??;
+        // What it trains on, counted first (an event arriving meanwhile makes the count
+        // differ, so the schedule retrains: it errs on training again).
+        let (trained_on, data) = tokio::task::spawn_blocking(move || {
+            Ok::<_, recs::RecsError>((schedule_state(store.counts()?), store.dataset(&weights)?))
+        })
+        .await
+        .map_err(|e| recs::RecsError::Artifact(e.to_string()))??;
         if data.interactions.is_empty() {
             return Err(recs::RecsError::NotEnoughData(
                 "no events to train on: import some with `hearth recs import --events FILE`".into(),
@@ -251,11 +260,18 @@ impl Platform {
         };
         options.embedding_model = self.inner.config.recs.embedding_model.clone();
         let artifacts = self.recs_artifacts();
+        let db = self.inner.store.db().clone();
         tokio::task::spawn_blocking(move || {
             let bundle =
                 recs::bundle::train_bundle(&data, vectors.as_ref(), &options, progress.as_ref())?;
             let published = artifacts.publish(|dir| bundle.save(dir))?;
             artifacts.prune(3)?;
+            // The schedule (on any replica) need not train on these events again.
+            let recorded = hearth_store::Leases::open(&db)
+                .and_then(|leases| leases.record_state(SCHEDULE_LEASE, &trained_on));
+            if let Err(e) = recorded {
+                tracing::warn!(error = %e, "recording what the training used for the schedule");
+            }
             Ok((bundle.report, published.version))
         })
         .await
@@ -332,7 +348,7 @@ impl Platform {
                 return release(None).await;
             }
         };
-        let now = format!("items={} users={} events={}", counts.0, counts.1, counts.2);
+        let now = schedule_state(counts);
         let published = matches!(self.recs_artifacts().current(), Ok(Some(_)));
         if counts.2 == 0 || (published && last == now) {
             return release(None).await;

@@ -43,28 +43,51 @@ impl Artifacts {
 
     /// Writes a new version with `write` (into an empty directory) and makes it current.
     /// Older versions stay on disk (the live server may still be reading one) until
-    /// [`Artifacts::prune`].
+    /// [`Artifacts::prune`]. Publishers are serialised on a lock file in the directory
+    /// (replicas sharing the path, threads of one process): each takes the next number and
+    /// points `current` at it, so two trainings finishing together publish two versions
+    /// and the later one is live.
     pub fn publish<E: From<StoreError>>(
         &self,
         write: impl FnOnce(&Path) -> Result<(), E>,
     ) -> Result<ArtifactVersion, E> {
         std::fs::create_dir_all(&self.root).map_err(|e| StoreError::io(&self.root, e))?;
-        let version = self.versions()?.last().copied().unwrap_or(0) + 1;
         let staging = self
             .root
-            .join(format!(".staging-{}-{version}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&staging);
+            .join(format!(".staging-{}", uuid::Uuid::new_v4().simple()));
         std::fs::create_dir_all(&staging).map_err(|e| StoreError::io(&staging, e))?;
         if let Err(e) = write(&staging) {
             let _ = std::fs::remove_dir_all(&staging);
             return Err(e);
         }
+        let published = self.place(&staging);
+        if published.is_err() {
+            let _ = std::fs::remove_dir_all(&staging);
+        }
+        Ok(published?)
+    }
+
+    /// Under the publishing lock: `staging` becomes the next version, and current.
+    fn place(&self, staging: &Path) -> Result<ArtifactVersion, StoreError> {
+        let lock_path = self.root.join(".publish.lock");
+        let lock = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&lock_path)
+            .map_err(|e| StoreError::io(&lock_path, e))?;
+        lock.lock().map_err(|e| StoreError::io(&lock_path, e))?;
+        let version = self.versions()?.last().copied().unwrap_or(0) + 1;
         let dir = self.root.join(Self::name(version));
-        std::fs::rename(&staging, &dir).map_err(|e| StoreError::io(&dir, e))?;
+        std::fs::rename(staging, &dir).map_err(|e| StoreError::io(&dir, e))?;
         let pointer = self.root.join("current");
-        let tmp = self.root.join(format!(".current-{}", std::process::id()));
+        let tmp = self
+            .root
+            .join(format!(".current-{}", uuid::Uuid::new_v4().simple()));
         std::fs::write(&tmp, Self::name(version)).map_err(|e| StoreError::io(&tmp, e))?;
         std::fs::rename(&tmp, &pointer).map_err(|e| StoreError::io(&pointer, e))?;
+        // The lock goes with the file's closing.
+        drop(lock);
         Ok(ArtifactVersion { version, dir })
     }
 
@@ -142,5 +165,49 @@ mod tests {
             std::fs::read_to_string(v2.dir.join("model")).unwrap(),
             "two"
         );
+    }
+
+    /// Eight publishers at once (as replicas sharing the path, or a training beside the
+    /// schedule): eight versions, each whole and its own, the last placed one current.
+    #[test]
+    fn publishers_at_once_each_get_a_version_of_their_own() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("recs");
+        let barrier = std::sync::Arc::new(std::sync::Barrier::new(8));
+        let threads: Vec<_> = (0..8)
+            .map(|n| {
+                let (artifacts, barrier) = (Artifacts::new(root.clone()), barrier.clone());
+                std::thread::spawn(move || {
+                    artifacts
+                        .publish(|d| {
+                            barrier.wait();
+                            std::fs::write(d.join("model"), format!("{n}"))
+                                .map_err(|e| StoreError::io(d, e))
+                        })
+                        .unwrap()
+                })
+            })
+            .collect();
+        let mut published: Vec<ArtifactVersion> =
+            threads.into_iter().map(|t| t.join().unwrap()).collect();
+        published.sort_by_key(|v| v.version);
+        assert_eq!(
+            published.iter().map(|v| v.version).collect::<Vec<_>>(),
+            (1..=8).collect::<Vec<_>>()
+        );
+        let mut writers: Vec<String> = published
+            .iter()
+            .map(|v| std::fs::read_to_string(v.dir.join("model")).unwrap())
+            .collect();
+        writers.sort();
+        assert_eq!(writers, (0..8).map(|n| n.to_string()).collect::<Vec<_>>());
+        let artifacts = Artifacts::new(root.clone());
+        assert_eq!(artifacts.current().unwrap().map(|c| c.version), Some(8));
+        let leftovers: Vec<_> = std::fs::read_dir(&root)
+            .unwrap()
+            .filter_map(|e| e.ok()?.file_name().into_string().ok())
+            .filter(|n| n.starts_with(".staging") || n.starts_with(".current-"))
+            .collect();
+        assert!(leftovers.is_empty(), "{leftovers:?}");
     }
 }

@@ -78,6 +78,18 @@ impl Leases {
         Ok(changed == 1)
     }
 
+    /// Leaves `state` on lease `name` for its next holder without holding it (work done
+    /// outside the lease, e.g. a training run by hand, that the holder need not repeat). A
+    /// holder releasing it later with a state of its own overwrites this one.
+    pub fn record_state(&self, name: &str, state: &str) -> Result<(), StoreError> {
+        self.db.execute(
+            "INSERT INTO store_leases (name, holder, until_ms, state) VALUES ($1, '', 0, $2)
+             ON CONFLICT (name) DO UPDATE SET state = excluded.state",
+            crate::params![name, state],
+        )?;
+        Ok(())
+    }
+
     /// Lets lease `name` go (if this handle holds it), leaving `state` for the next holder
     /// (None keeps the state as it was). False when it was not this handle's any more.
     pub fn release(&self, name: &str, state: Option<&str>) -> Result<bool, StoreError> {

@@ -49,6 +49,17 @@ fn replica(dir: &Path, store: &str) -> Replica {
     Replica { child, url }
 }
 
+/// 400 events of 19 users on 29 items, as a CSV file in `dir`.
+fn events_file(dir: &Path) -> std::path::PathBuf {
+    let events = dir.join("events.csv");
+    let mut csv = String::from("user_id,item_id,timestamp\n");
+    for i in 0..400 {
+        csv.push_str(&format!("u{},i{},{i}\n", i % 19, (i * 7 + i / 19) % 29));
+    }
+    std::fs::write(&events, csv).unwrap();
+    events
+}
+
 /// A replica's data directory with `toml` as its hearth.toml.
 fn config_dir(toml: &str) -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
@@ -118,12 +129,7 @@ async fn three_replicas_share_events_and_models_and_train_on_schedule_once() {
         .collect();
 
     // The catalogue's events, imported once into the shared database.
-    let events = shared.path().join("events.csv");
-    let mut csv = String::from("user_id,item_id,timestamp\n");
-    for i in 0..400 {
-        csv.push_str(&format!("u{},i{},{i}\n", i % 19, (i * 7 + i / 19) % 29));
-    }
-    std::fs::write(&events, csv).unwrap();
+    let events = events_file(shared.path());
     let cli = |args: &[&str]| hearth_cli(dirs[1].path(), &store, args);
 
     cli(&["recs", "import", "--events", events.to_str().unwrap()]);
@@ -990,4 +996,44 @@ fn bench_events_counts_what_the_replica_stored() {
         err.contains("does not take events") && err.contains("403"),
         "{err}"
     );
+}
+
+/// A training run by hand beside the servers counts for the schedule: a replica retraining
+/// every 2 s does not train the same events again, and trains new ones.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_training_by_hand_is_not_repeated_by_the_schedule() {
+    let store = hearth_testdata::postgres_database();
+    let shared = tempfile::tempdir().unwrap();
+    let artifacts = shared.path().join("artifacts");
+    let dir = config_dir(&recs_config(&artifacts));
+    let events = events_file(shared.path());
+    hearth_cli(
+        dir.path(),
+        &store,
+        &["recs", "import", "--events", events.to_str().unwrap()],
+    );
+    hearth_cli(dir.path(), &store, &["recs", "train"]);
+    assert_eq!(published_versions(&artifacts), ["v000001"]);
+
+    let server = replica(dir.path(), &store);
+    // Two firings and more.
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    assert_eq!(published_versions(&artifacts), ["v000001"]);
+
+    let http = reqwest::Client::new();
+    let response = http
+        .post(format!("{}/v1/events", server.url))
+        .json(&json!({"events": [{"id": "new-1", "user": "u1", "item": "i2", "type": "view"}]}))
+        .send()
+        .await
+        .unwrap();
+    assert!(response.status().is_success());
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while published_versions(&artifacts).len() < 2 {
+        assert!(
+            Instant::now() < deadline,
+            "the new event was never trained on"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
 }
