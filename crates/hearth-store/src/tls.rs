@@ -37,6 +37,14 @@ enum Check {
 /// connector that checks what the URL asked for. Errors name the option, never the URL (it
 /// may hold a password).
 pub(crate) fn from_url(url: &str) -> Result<(String, MakeRustlsConnect), String> {
+    if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
+        // libpq's `key=value` form: the driver reads its sslmode (disable, prefer, require),
+        // the certificate unchecked.
+        return Ok((
+            url.to_owned(),
+            MakeRustlsConnect::new(client_config(Check::Nothing, None)?),
+        ));
+    }
     let (base, query) = url.split_once('?').unwrap_or((url, ""));
     let (mut mode, mut root) = (None, None);
     let mut kept: Vec<String> = Vec::new();
@@ -204,6 +212,8 @@ mod tests {
         );
         let (url, _) = from_url("postgres://u@h/db?sslmode=disable").unwrap();
         assert!(url.ends_with("?sslmode=disable"));
+        let (url, _) = from_url("host=h dbname=db sslmode=require").unwrap();
+        assert_eq!(url, "host=h dbname=db sslmode=require");
         let err = from_url("postgres://u:secret@h/db?sslmode=verify-everything")
             .err()
             .unwrap();
