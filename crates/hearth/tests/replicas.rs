@@ -49,6 +49,13 @@ fn replica(dir: &Path, store: &str) -> Replica {
     Replica { child, url }
 }
 
+/// The one number `sql` (a `SELECT COUNT(*) …`) answers on `db`.
+fn count(db: &hearth_store::Database, sql: &str, params: &[hearth_store::Value]) -> i64 {
+    db.query_one(sql, params, |r| r.get::<i64>(0))
+        .unwrap()
+        .unwrap()
+}
+
 /// 400 events of 19 users on 29 items, as a CSV file in `dir`.
 fn events_file(dir: &Path) -> std::path::PathBuf {
     let events = dir.join("events.csv");
@@ -219,28 +226,23 @@ async fn three_replicas_share_events_and_models_and_train_on_schedule_once() {
     let acknowledged = writer.await.unwrap();
     assert!(!acknowledged.is_empty() && acknowledged.len() < 10_000);
     let db = hearth_store::Database::connect(&store).unwrap();
-    let stored = db
-        .query_one(
-            "SELECT COUNT(*) FROM recs_events WHERE id LIKE 'k%'",
-            &[],
-            |r| r.get::<i64>(0),
-        )
-        .unwrap()
-        .unwrap() as usize;
+    let stored = count(
+        &db,
+        "SELECT COUNT(*) FROM recs_events WHERE id LIKE 'k%'",
+        &[],
+    ) as usize;
     assert!(
         stored >= acknowledged.len() * 50,
         "{stored} stored of {} acknowledged",
         acknowledged.len() * 50
     );
     for batch in &acknowledged {
-        let n = db
-            .query_one(
-                "SELECT COUNT(*) FROM recs_events WHERE id LIKE $1",
-                hearth_store::params![format!("k{batch}-%")],
-                |r| r.get::<i64>(0),
-            )
-            .unwrap();
-        assert_eq!(n, Some(50), "batch {batch} acknowledged but not whole");
+        let n = count(
+            &db,
+            "SELECT COUNT(*) FROM recs_events WHERE id LIKE $1",
+            hearth_store::params![format!("k{batch}-%")],
+        );
+        assert_eq!(n, 50, "batch {batch} acknowledged but not whole");
     }
     for replica in &replicas {
         assert!(version(&recommend(&http, replica, "u3").await).is_some());
@@ -744,14 +746,11 @@ async fn a_replica_killed_mid_stream_breaks_only_its_own_stream() {
     let db = hearth_store::Database::connect(&store).unwrap();
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
-        let ok = db
-            .query_one(
-                "SELECT COUNT(*) FROM gateway_usage WHERE status = 'ok'",
-                &[],
-                |r| r.get::<i64>(0),
-            )
-            .unwrap()
-            .unwrap();
+        let ok = count(
+            &db,
+            "SELECT COUNT(*) FROM gateway_usage WHERE status = 'ok'",
+            &[],
+        );
         assert!(ok <= 2, "{ok} answers recorded");
         if ok == 2 {
             break;
@@ -930,14 +929,11 @@ async fn postgresql_restarted_under_load_gives_503_then_service_resumes_without_
         }
         // A batch is stored whole or not at all, and whole when it was acknowledged.
         for (prefix, o) in &batches {
-            let stored = db
-                .query_one(
-                    "SELECT COUNT(*) FROM recs_events WHERE id LIKE $1",
-                    hearth_store::params![format!("{prefix}%")],
-                    |row| row.get::<i64>(0),
-                )
-                .unwrap()
-                .unwrap();
+            let stored = count(
+                &db,
+                "SELECT COUNT(*) FROM recs_events WHERE id LIKE $1",
+                hearth_store::params![format!("{prefix}%")],
+            );
             assert!(
                 stored == 0 || stored == 20,
                 "{prefix}: {stored} of 20 stored"
@@ -977,10 +973,7 @@ fn bench_events_counts_what_the_replica_stored() {
     let batches = report["batches"].as_u64().unwrap();
     assert!(batches > 0 && report["errors"] == 0, "{report}");
     let db = hearth_store::Database::connect(&store).unwrap();
-    let stored = db
-        .query_one("SELECT COUNT(*) FROM recs_events", &[], |r| r.get::<i64>(0))
-        .unwrap()
-        .unwrap();
+    let stored = count(&db, "SELECT COUNT(*) FROM recs_events", &[]);
     assert_eq!(stored as u64, (batches + 1) * 7);
     let rate = report["events_per_second"].as_f64().unwrap();
     let seconds = report["seconds"].as_f64().unwrap();
