@@ -316,7 +316,8 @@ pub enum BenchCommand {
     Http(BenchHttpArgs),
     /// Event ingestion: N clients POSTing batches of events to /v1/events back to back for a
     /// while (closed loop); events stored per second and each batch's latency. Every event
-    /// has a fresh id, so each one is a new row.
+    /// has a fresh id, so each one is a new row. The events are stored for real (and count
+    /// for recommendations): point it at a server whose store is for measuring.
     Events(BenchEventsArgs),
     /// What the gateway hop costs: the same chat requests at a fixed rate straight to a fast
     /// OpenAI-compatible upstream and through hearth (a route to it), interleaved rounds in
@@ -434,11 +435,13 @@ pub struct BenchEventsArgs {
     /// Clients sending at once.
     #[arg(long, default_value_t = 4)]
     pub concurrency: u32,
+    /// How long the clients send, in seconds.
     #[arg(long, default_value_t = 10)]
     pub seconds: u32,
-    /// Users and items the events are spread over (ids 1..=N, as MovieLens numbers them).
+    /// Users the events are spread over (ids 1..=N, as MovieLens numbers them).
     #[arg(long, default_value_t = 943)]
     pub users: u32,
+    /// Items the events are spread over (ids 1..=N).
     #[arg(long, default_value_t = 1682)]
     pub items: u32,
 }
