@@ -6,7 +6,7 @@ use std::io::BufRead;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
@@ -281,15 +281,12 @@ fn create_key(dir: &Path, store: &str, name: &str, flags: &[&str]) -> String {
 
 /// Answers every chat after `delay` with the last user message, claiming far more tokens than
 /// any request can use (so each answer is charged at its request's bounds: what it reserved),
-/// and streams in pieces 100 ms apart. Counts calls, and the most at once.
+/// and streams in pieces 100 ms apart. Counts calls.
 #[derive(Clone)]
 struct Upstream {
     /// Base URL including `/v1`.
     url: String,
     hits: Arc<AtomicUsize>,
-    in_flight: Arc<AtomicUsize>,
-    most_in_flight: Arc<AtomicUsize>,
-    bodies: Arc<Mutex<Vec<Value>>>,
     delay: Duration,
 }
 
@@ -299,9 +296,6 @@ impl Upstream {
         let upstream = Upstream {
             url: format!("http://{}/v1", listener.local_addr().unwrap()),
             hits: Arc::default(),
-            in_flight: Arc::default(),
-            most_in_flight: Arc::default(),
-            bodies: Arc::default(),
             delay,
         };
         let app = axum::Router::new()
@@ -348,11 +342,7 @@ async fn upstream_chat(
 ) -> axum::response::Response {
     use axum::response::IntoResponse;
     upstream.hits.fetch_add(1, Ordering::SeqCst);
-    let now = upstream.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
-    upstream.most_in_flight.fetch_max(now, Ordering::SeqCst);
-    upstream.bodies.lock().unwrap().push(body.clone());
     tokio::time::sleep(upstream.delay).await;
-    upstream.in_flight.fetch_sub(1, Ordering::SeqCst);
     let text = body["messages"]
         .as_array()
         .and_then(|m| m.iter().rev().find(|m| m["role"] == "user"))
@@ -553,7 +543,7 @@ async fn three_replicas_enforce_one_budget_one_rate_limit_and_one_revocation_exa
 
 /// A replica's data directory for the support agent: the retail policy and tools, and the
 /// small real chat model SmolLM2 imported as "smol", its chat model.
-fn support_dir() -> tempfile::TempDir {
+fn support_dir(store: &str) -> tempfile::TempDir {
     let data = hearth_testdata::shared_data_dir();
     let tools = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/retail/tools.toml");
     let dir = config_dir(&format!(
@@ -563,17 +553,11 @@ fn support_dir() -> tempfile::TempDir {
         tools.to_str().unwrap()
     ));
     let smol = hearth_testdata::models_dir().join("SmolLM2-135M-Instruct.Q4_1.gguf");
-    let out = Command::new(env!("CARGO_BIN_EXE_hearth"))
-        .arg("--data-dir")
-        .arg(dir.path())
-        .args(["models", "import", smol.to_str().unwrap(), "--name", "smol"])
-        .env("HEARTH_LOG", "warn")
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    let smol = smol.to_str().unwrap();
+    hearth_cli(
+        dir.path(),
+        store,
+        &["models", "import", smol, "--name", "smol"],
     );
     dir
 }
@@ -620,7 +604,7 @@ async fn customer_messages(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_support_conversation_over_three_replicas_keeps_one_transcript() {
     let store = hearth_testdata::postgres_database();
-    let dirs: Vec<_> = (0..3).map(|_| support_dir()).collect();
+    let dirs: Vec<_> = (0..3).map(|_| support_dir(&store)).collect();
     let replicas: Vec<Replica> = dirs.iter().map(|d| replica(d.path(), &store)).collect();
     let http = reqwest::Client::new();
 
