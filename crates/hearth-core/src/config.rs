@@ -42,6 +42,8 @@ pub struct Config {
     pub embeddings: EmbeddingConfig,
     pub recs: RecsConfig,
     pub support: SupportConfig,
+    /// The web console at `/console` (`[console]`).
+    pub console: ConsoleConfig,
     /// Routes to local and upstream models, privacy, prices (`[gateway]`).
     pub gateway: hearth_gateway::GatewayConfig,
 }
@@ -331,7 +333,53 @@ impl Default for Config {
             embeddings: EmbeddingConfig::default(),
             recs: RecsConfig::default(),
             support: SupportConfig::default(),
+            console: ConsoleConfig::default(),
             gateway: hearth_gateway::GatewayConfig::default(),
+        }
+    }
+}
+
+/// `[console]`: the web console's sign-in (accounts are made with `hearth users create`).
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ConsoleConfig {
+    /// Serve the console at `/console`.
+    pub enabled: bool,
+    /// Failed sign-ins one account may take within `login_window_minutes`; past it every
+    /// sign-in of that account is refused (429, Retry-After) until the window moves on.
+    pub login_failures_per_account: u32,
+    /// The same for one client address (the connection's peer), over all accounts.
+    pub login_failures_per_address: u32,
+    pub login_window_minutes: u32,
+    /// How long a sign-in lasts.
+    pub session_hours: f64,
+    /// The session cookie's `Secure` flag: `true` always, `false` never; unset (the default):
+    /// when the request came over HTTPS as a proxy in front reports it
+    /// (`X-Forwarded-Proto: https`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub secure_cookies: Option<bool>,
+}
+
+impl Default for ConsoleConfig {
+    fn default() -> Self {
+        ConsoleConfig {
+            enabled: true,
+            login_failures_per_account: 5,
+            login_failures_per_address: 20,
+            login_window_minutes: 15,
+            session_hours: 12.0,
+            secure_cookies: None,
+        }
+    }
+}
+
+impl ConsoleConfig {
+    pub fn login_limits(&self) -> crate::console::LoginLimits {
+        crate::console::LoginLimits {
+            per_account: self.login_failures_per_account.max(1),
+            per_address: self.login_failures_per_address.max(1),
+            window_seconds: f64::from(self.login_window_minutes.max(1)) * 60.0,
+            session_seconds: (self.session_hours.clamp(0.01, 24.0 * 30.0)) * 3600.0,
         }
     }
 }

@@ -5,6 +5,8 @@
 //! hearth-server serves the platform.
 
 mod config;
+pub mod console;
+pub mod inbox_service;
 pub mod recs_service;
 pub mod support_platform;
 pub mod usage_service;
@@ -19,8 +21,8 @@ use hearth_infer::llm::LlmOptions;
 use hearth_infer::registry::{DeclaredAdapter, ModelRegistry, RegistryOptions};
 
 pub use config::{
-    AdapterConfig, ApiKey, Config, ConfigError, EmbeddingConfig, LlmConfig, ModelsConfig,
-    RecsConfig, ServerConfig, StoreConfig, StoreUrl, SupportConfig,
+    AdapterConfig, ApiKey, Config, ConfigError, ConsoleConfig, EmbeddingConfig, LlmConfig,
+    ModelsConfig, RecsConfig, ServerConfig, StoreConfig, StoreUrl, SupportConfig,
 };
 pub use hearth_recs as recs;
 pub use hearth_store::StoreError;
@@ -38,6 +40,8 @@ struct Inner {
     /// every app's typed store sits over this one writer and its reader pool.
     store: hearth_store::Store,
     gateway: Gateway,
+    /// The console's accounts, opened (and migrated) on first use.
+    accounts: std::sync::Mutex<Option<console::Accounts>>,
     /// The recommendation tables, opened (and migrated) on first use.
     recs: std::sync::Mutex<Option<recs::store::RecsStore>>,
     /// The live recommender and when the artifact pointer was last checked.
@@ -121,6 +125,7 @@ impl Platform {
                 config,
                 store,
                 gateway,
+                accounts: std::sync::Mutex::new(None),
                 recs: std::sync::Mutex::new(None),
                 recommender: std::sync::Mutex::new(LiveRecommender::default()),
                 loading: tokio::sync::Mutex::new(()),
@@ -147,10 +152,29 @@ impl Platform {
     /// The gateway's ran when the platform opened.
     pub fn migrate_store(&self) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
         self.recs_store()?;
+        self.accounts()?;
         self.support_sessions()?;
         self.knowledge_base()?;
         hearth_store::Leases::open(self.store().db())?;
         Ok(())
+    }
+
+    /// The console's accounts and sessions in the data directory's database.
+    pub fn accounts(&self) -> Result<console::Accounts, console::ConsoleError> {
+        let mut slot = self
+            .inner
+            .accounts
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        if let Some(accounts) = slot.as_ref() {
+            return Ok(accounts.clone());
+        }
+        let accounts = console::Accounts::open(
+            self.inner.store.db().clone(),
+            self.inner.config.console.login_limits(),
+        )?;
+        *slot = Some(accounts.clone());
+        Ok(accounts)
     }
 
     /// The recommendation engine's tables in the data directory's database.

@@ -43,7 +43,7 @@ struct LoadedKb {
 /// The most one message may hold, in bytes.
 pub const MAX_MESSAGE_BYTES: usize = 32 * 1024;
 
-fn check_message(text: &str) -> Result<(), SupportError> {
+pub(crate) fn check_message(text: &str) -> Result<(), SupportError> {
     if text.len() > MAX_MESSAGE_BYTES {
         return Err(SupportError::invalid(
             "content",
@@ -455,13 +455,26 @@ impl Platform {
         id: &str,
         text: &str,
         hand_back: bool,
+        author: Option<&str>,
     ) -> Result<Session, SupportError> {
         check_message(text)?;
+        self.support_change(id, |session| {
+            desk::human_message(session, text, hand_back, author)
+        })
+        .await
+    }
+
+    /// Changes session `id` under its turn (one at a time, on any replica) and saves it.
+    pub(crate) async fn support_change(
+        &self,
+        id: &str,
+        change: impl FnOnce(&mut Session) -> Result<(), SupportError>,
+    ) -> Result<Session, SupportError> {
         let guard = self.session_lock(id);
         let _turn = guard.lock().await;
         let _held = self.begin_turn(id).await?;
         let mut session = self.support_session(id)?;
-        desk::human_message(&mut session, text, hand_back)?;
+        change(&mut session)?;
         self.support_sessions()?.save(&session)?;
         Ok(session)
     }

@@ -7,13 +7,14 @@
 use std::collections::BTreeMap;
 use std::sync::mpsc;
 
-use hearth_store::{Database, StoreError};
+use hearth_store::{Database, Migration, StoreError};
 use serde::Serialize;
 
 use crate::prices::{PriceTable, SHIPPED_PRICES_AS_OF};
 
-const MIGRATIONS: &[&str] = &[
-    "
+const MIGRATIONS: &[Migration<'static>] = &[
+    Migration::Both(
+        "
 CREATE TABLE gateway_usage (
     id INTEGER PRIMARY KEY,
     at REAL NOT NULL,
@@ -62,12 +63,16 @@ CREATE TABLE gateway_keys (
     revoked REAL
 );
 ",
-    "
+    ),
+    Migration::Both(
+        "
 -- Keys made before scopes existed were meant for models: they keep inference only.
 ALTER TABLE gateway_keys ADD COLUMN scopes TEXT NOT NULL DEFAULT '[\"inference\"]';
 ALTER TABLE gateway_keys ADD COLUMN tenant TEXT;
 ",
-    "
+    ),
+    Migration::Both(
+        "
 -- Stored responses (/v1/responses): the answer, and the conversation a continuation starts
 -- from, seen only by the key (owner) that made them, until they expire.
 CREATE TABLE gateway_responses (
@@ -80,7 +85,9 @@ CREATE TABLE gateway_responses (
 );
 CREATE INDEX gateway_responses_expires ON gateway_responses(expires);
 ",
-    "
+    ),
+    Migration::Both(
+        "
 -- Limits shared by every replica of one database (PostgreSQL): a key's spend this period and
 -- its requests/tokens buckets, and the reservations of requests running. A reservation whose
 -- replica died expires and is charged what it reserved (charged = 1, kept a while so its late
@@ -104,11 +111,70 @@ CREATE TABLE gateway_reservations (
 );
 CREATE INDEX gateway_reservations_key ON gateway_reservations(key_id, expires);
 ",
+    ),
+    // Daily rollups of the ledger, kept in the same transaction as the rows they sum, so
+    // reports over months read one row per day and group instead of every request.
+    Migration::Each {
+        sqlite: "
+CREATE TABLE gateway_usage_daily (
+    day INTEGER NOT NULL,
+    api_key TEXT NOT NULL,
+    route TEXT NOT NULL,
+    deployment TEXT NOT NULL,
+    model TEXT NOT NULL,
+    requests INTEGER NOT NULL,
+    errors INTEGER NOT NULL,
+    local_requests INTEGER NOT NULL,
+    prompt_tokens INTEGER NOT NULL,
+    completion_tokens INTEGER NOT NULL,
+    cost REAL NOT NULL,
+    unpriced INTEGER NOT NULL,
+    ttft_ms_sum REAL NOT NULL,
+    ttft_count INTEGER NOT NULL,
+    duration_ms_sum REAL NOT NULL,
+    PRIMARY KEY (day, api_key, route, deployment, model)
+);
+CREATE INDEX gateway_usage_daily_key ON gateway_usage_daily(api_key, day);
+INSERT INTO gateway_usage_daily
+SELECT CAST(at / 86400 AS INTEGER), COALESCE(api_key, ''), route, deployment, model, COUNT(*),
+       SUM(CASE WHEN status <> 'ok' THEN 1 ELSE 0 END), SUM(local), SUM(prompt_tokens),
+       SUM(completion_tokens), SUM(cost), SUM(1 - priced), COALESCE(SUM(ttft_ms), 0),
+       COUNT(ttft_ms), SUM(duration_ms)
+FROM gateway_usage GROUP BY 1, 2, 3, 4, 5;
+",
+        postgres: "
+CREATE TABLE gateway_usage_daily (
+    day BIGINT NOT NULL,
+    api_key TEXT NOT NULL,
+    route TEXT NOT NULL,
+    deployment TEXT NOT NULL,
+    model TEXT NOT NULL,
+    requests BIGINT NOT NULL,
+    errors BIGINT NOT NULL,
+    local_requests BIGINT NOT NULL,
+    prompt_tokens BIGINT NOT NULL,
+    completion_tokens BIGINT NOT NULL,
+    cost DOUBLE PRECISION NOT NULL,
+    unpriced BIGINT NOT NULL,
+    ttft_ms_sum DOUBLE PRECISION NOT NULL,
+    ttft_count BIGINT NOT NULL,
+    duration_ms_sum DOUBLE PRECISION NOT NULL,
+    PRIMARY KEY (day, api_key, route, deployment, model)
+);
+CREATE INDEX gateway_usage_daily_key ON gateway_usage_daily(api_key, day);
+INSERT INTO gateway_usage_daily
+SELECT FLOOR(at / 86400)::BIGINT, COALESCE(api_key, ''), route, deployment, model, COUNT(*),
+       SUM(CASE WHEN status <> 'ok' THEN 1 ELSE 0 END), SUM(local), SUM(prompt_tokens),
+       SUM(completion_tokens), SUM(cost), SUM(1 - priced), COALESCE(SUM(ttft_ms), 0),
+       COUNT(ttft_ms), SUM(duration_ms)
+FROM gateway_usage GROUP BY 1, 2, 3, 4, 5;
+",
+    },
 ];
 
 /// Opens (migrating) the gateway's tables.
 pub(crate) fn migrate(db: &Database) -> Result<(), StoreError> {
-    db.migrate("gateway", MIGRATIONS)
+    db.migrate_each("gateway", MIGRATIONS)
 }
 
 /// One request, as metered.
@@ -251,8 +317,14 @@ fn write_batch(
     batch: Vec<Message>,
     waiting: &mut Vec<mpsc::Sender<()>>,
 ) -> Result<(), StoreError> {
+    let mut days: BTreeMap<DayKey, DayTotals> = BTreeMap::new();
+    for message in &batch {
+        if let Message::Usage(r) = message {
+            days.entry(DayKey::of(r)).or_default().add(r);
+        }
+    }
     db.write(|tx| {
-        for message in batch {
+        for message in &batch {
             match message {
                 Message::Usage(r) => {
                     tx.execute(
@@ -262,12 +334,12 @@ fn write_batch(
                          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)",
                         hearth_store::params![
                             r.at,
-                            r.api_key,
-                            r.route,
-                            r.deployment,
-                            r.model,
+                            &r.api_key,
+                            &r.route,
+                            &r.deployment,
+                            &r.model,
                             r.local,
-                            r.status,
+                            &r.status,
                             r.prompt_tokens,
                             r.completion_tokens,
                             r.ttft_ms,
@@ -286,24 +358,125 @@ fn write_batch(
                          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
                         hearth_store::params![
                             r.at,
-                            r.route,
-                            r.deployment,
-                            r.model,
-                            r.privacy,
-                            r.outcome,
+                            &r.route,
+                            &r.deployment,
+                            &r.model,
+                            &r.privacy,
+                            &r.outcome,
                             r.prompt_tokens,
                             r.completion_tokens,
                             serde_json::to_string(&r.redactions).unwrap_or_default(),
-                            r.raw_request,
-                            r.raw_answer,
+                            &r.raw_request,
+                            &r.raw_answer,
                         ],
                     )?;
                 }
-                Message::Flush(done) => waiting.push(done),
+                Message::Flush(_) => {}
             }
         }
+        for (key, t) in &days {
+            tx.execute(
+                "INSERT INTO gateway_usage_daily (day, api_key, route, deployment, model, requests,
+                     errors, local_requests, prompt_tokens, completion_tokens, cost, unpriced,
+                     ttft_ms_sum, ttft_count, duration_ms_sum)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)
+                 ON CONFLICT (day, api_key, route, deployment, model) DO UPDATE SET
+                     requests = gateway_usage_daily.requests + excluded.requests,
+                     errors = gateway_usage_daily.errors + excluded.errors,
+                     local_requests = gateway_usage_daily.local_requests + excluded.local_requests,
+                     prompt_tokens = gateway_usage_daily.prompt_tokens + excluded.prompt_tokens,
+                     completion_tokens = gateway_usage_daily.completion_tokens + excluded.completion_tokens,
+                     cost = gateway_usage_daily.cost + excluded.cost,
+                     unpriced = gateway_usage_daily.unpriced + excluded.unpriced,
+                     ttft_ms_sum = gateway_usage_daily.ttft_ms_sum + excluded.ttft_ms_sum,
+                     ttft_count = gateway_usage_daily.ttft_count + excluded.ttft_count,
+                     duration_ms_sum = gateway_usage_daily.duration_ms_sum + excluded.duration_ms_sum",
+                hearth_store::params![
+                    key.day,
+                    &key.api_key,
+                    &key.route,
+                    &key.deployment,
+                    &key.model,
+                    t.requests,
+                    t.errors,
+                    t.local,
+                    t.prompt,
+                    t.completion,
+                    t.cost,
+                    t.unpriced,
+                    t.ttft_sum,
+                    t.ttft_count,
+                    t.duration_sum,
+                ],
+            )?;
+        }
         Ok(())
-    })
+    })?;
+    for message in batch {
+        if let Message::Flush(done) = message {
+            waiting.push(done);
+        }
+    }
+    Ok(())
+}
+
+/// The UTC day (days since 1970-01-01) unix time `at` falls in.
+pub fn day_of(at: f64) -> i64 {
+    (at / 86_400.0).floor() as i64
+}
+
+/// One row of the daily rollup.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+struct DayKey {
+    day: i64,
+    /// `''` for requests without a key.
+    api_key: String,
+    route: String,
+    deployment: String,
+    model: String,
+}
+
+impl DayKey {
+    fn of(r: &UsageRecord) -> DayKey {
+        DayKey {
+            day: day_of(r.at),
+            api_key: r.api_key.clone().unwrap_or_default(),
+            route: r.route.clone(),
+            deployment: r.deployment.clone(),
+            model: r.model.clone(),
+        }
+    }
+}
+
+#[derive(Debug, Default)]
+struct DayTotals {
+    requests: u64,
+    errors: u64,
+    local: u64,
+    prompt: u64,
+    completion: u64,
+    cost: f64,
+    unpriced: u64,
+    ttft_sum: f64,
+    ttft_count: u64,
+    duration_sum: f64,
+}
+
+impl DayTotals {
+    fn add(&mut self, r: &UsageRecord) {
+        self.requests += 1;
+        self.errors += u64::from(r.status != "ok");
+        self.local += u64::from(r.local);
+        self.prompt += r.prompt_tokens;
+        self.completion += r.completion_tokens;
+        self.cost += r.cost;
+        self.unpriced += u64::from(!r.priced);
+        if let Some(t) = r.ttft_ms {
+            self.ttft_sum += t;
+            self.ttft_count += 1;
+        }
+        self.duration_sum += r.duration_ms;
+    }
 }
 
 /// How `usage report` groups requests.
@@ -333,6 +506,14 @@ impl GroupBy {
             GroupBy::Route => "route",
             GroupBy::Model => "model",
             GroupBy::Deployment => "deployment",
+        }
+    }
+
+    /// The column of the daily rollup (requests without a key are stored as `''`).
+    fn rollup_column(self) -> &'static str {
+        match self {
+            GroupBy::Key => "CASE WHEN api_key = '' THEN '(no key)' ELSE api_key END",
+            other => other.column(),
         }
     }
 
@@ -403,7 +584,197 @@ pub fn report(
     reference_model: &str,
     machine_cost_per_hour: f64,
 ) -> Result<UsageReport, crate::GatewayError> {
-    let reference = prices.get(reference_model).ok_or_else(|| {
+    reference_price(prices, reference_model)?;
+    let sql = format!(
+        "SELECT {group}, COUNT(*), SUM(CASE WHEN status <> 'ok' THEN 1 ELSE 0 END), SUM(local),
+                SUM(prompt_tokens), SUM(completion_tokens), SUM(cost), SUM(1 - priced),
+                AVG(ttft_ms), AVG(duration_ms)
+         FROM gateway_usage
+         WHERE at >= $1{keys}
+         GROUP BY 1 ORDER BY SUM(cost) DESC, 1",
+        group = by.column(),
+        keys = keys_filter(only_keys, 2),
+    );
+    let raw = db.query(
+        &sql,
+        &with_keys(hearth_store::Value::from(since.unwrap_or(0.0)), only_keys),
+        raw_row,
+    )?;
+    assemble(
+        raw,
+        since,
+        by,
+        prices,
+        reference_model,
+        machine_cost_per_hour,
+    )
+}
+
+/// The same report from the daily rollups: whole UTC days from `from_day` (days since
+/// 1970-01-01) on, one row read per day and group however many requests they hold.
+pub fn daily_report(
+    db: &Database,
+    from_day: i64,
+    only_keys: Option<&[String]>,
+    by: GroupBy,
+    prices: &PriceTable,
+    reference_model: &str,
+    machine_cost_per_hour: f64,
+) -> Result<UsageReport, crate::GatewayError> {
+    reference_price(prices, reference_model)?;
+    let sql = format!(
+        "SELECT {group}, SUM(requests), SUM(errors), SUM(local_requests), SUM(prompt_tokens),
+                SUM(completion_tokens), SUM(cost), SUM(unpriced),
+                CASE WHEN SUM(ttft_count) > 0 THEN SUM(ttft_ms_sum) / SUM(ttft_count) END,
+                SUM(duration_ms_sum) / SUM(requests)
+         FROM gateway_usage_daily
+         WHERE day >= $1{keys}
+         GROUP BY 1 ORDER BY SUM(cost) DESC, 1",
+        group = by.rollup_column(),
+        keys = keys_filter(only_keys, 2),
+    );
+    let raw = db.query(
+        &sql,
+        &with_keys(hearth_store::Value::from(from_day), only_keys),
+        raw_row,
+    )?;
+    assemble(
+        raw,
+        Some(from_day as f64 * 86_400.0),
+        by,
+        prices,
+        reference_model,
+        machine_cost_per_hour,
+    )
+}
+
+/// One day of one group, from the daily rollups.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct DayRow {
+    /// Days since 1970-01-01 (UTC).
+    #[serde(rename = "day_number")]
+    pub day: i64,
+    pub group: String,
+    pub requests: u64,
+    pub errors: u64,
+    pub prompt_tokens: u64,
+    pub completion_tokens: u64,
+    pub cost: f64,
+    /// What the same tokens would have cost on the reference model.
+    pub reference_cost: f64,
+    pub savings: f64,
+}
+
+/// Spend per UTC day and group from `from_day` on, from the daily rollups.
+pub fn daily_series(
+    db: &Database,
+    from_day: i64,
+    only_keys: Option<&[String]>,
+    by: GroupBy,
+    prices: &PriceTable,
+    reference_model: &str,
+) -> Result<Vec<DayRow>, crate::GatewayError> {
+    let reference = reference_price(prices, reference_model)?;
+    let sql = format!(
+        "SELECT day, {group}, SUM(requests), SUM(errors), SUM(prompt_tokens),
+                SUM(completion_tokens), SUM(cost)
+         FROM gateway_usage_daily
+         WHERE day >= $1{keys}
+         GROUP BY 1, 2 ORDER BY 1, 2",
+        group = by.rollup_column(),
+        keys = keys_filter(only_keys, 2),
+    );
+    Ok(db.query(
+        &sql,
+        &with_keys(hearth_store::Value::from(from_day), only_keys),
+        |r| {
+            let (prompt, completion, cost): (u64, u64, f64) = (r.get(4)?, r.get(5)?, r.get(6)?);
+            let reference_cost = reference.cost(prompt, completion);
+            Ok(DayRow {
+                day: r.get(0)?,
+                group: r.get(1)?,
+                requests: r.get(2)?,
+                errors: r.get(3)?,
+                prompt_tokens: prompt,
+                completion_tokens: completion,
+                cost,
+                reference_cost,
+                savings: reference_cost - cost,
+            })
+        },
+    )?)
+}
+
+/// USD spent by key `name` from UTC day `from_day` on, from the daily rollups.
+pub fn spent_from_day(db: &Database, name: &str, from_day: i64) -> Result<f64, StoreError> {
+    Ok(db
+        .query_one(
+            "SELECT COALESCE(SUM(cost), 0) FROM gateway_usage_daily WHERE api_key = $1 AND day >= $2",
+            hearth_store::params![name, from_day],
+            |r| r.get(0),
+        )?
+        .unwrap_or(0.0))
+}
+
+/// One request of the request log (never its text: that is only in the audit log, and only
+/// with `[gateway] audit_raw_text`).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct LoggedRequest {
+    pub id: i64,
+    #[serde(flatten)]
+    pub record: UsageRecord,
+}
+
+/// The newest requests, newest first: at most `limit`, older than id `before` when given,
+/// only those keys' with `only_keys`.
+pub fn request_log(
+    db: &Database,
+    limit: usize,
+    before: Option<i64>,
+    only_keys: Option<&[String]>,
+) -> Result<Vec<LoggedRequest>, StoreError> {
+    let sql = format!(
+        "SELECT id, at, api_key, route, deployment, model, local, status, prompt_tokens,
+                completion_tokens, ttft_ms, duration_ms, busy_ms, cost, priced, fallbacks
+         FROM gateway_usage WHERE id < $1{keys} ORDER BY id DESC LIMIT {limit}",
+        keys = keys_filter(only_keys, 2),
+    );
+    db.query(
+        &sql,
+        &with_keys(
+            hearth_store::Value::from(before.unwrap_or(i64::MAX)),
+            only_keys,
+        ),
+        |r| {
+            Ok(LoggedRequest {
+                id: r.get(0)?,
+                record: UsageRecord {
+                    at: r.get(1)?,
+                    api_key: r.get(2)?,
+                    route: r.get(3)?,
+                    deployment: r.get(4)?,
+                    model: r.get(5)?,
+                    local: r.get(6)?,
+                    status: r.get(7)?,
+                    prompt_tokens: r.get(8)?,
+                    completion_tokens: r.get(9)?,
+                    ttft_ms: r.get(10)?,
+                    duration_ms: r.get(11)?,
+                    busy_ms: r.get(12)?,
+                    cost: r.get(13)?,
+                    priced: r.get(14)?,
+                    fallbacks: r.get(15)?,
+                },
+            })
+        },
+    )
+}
+
+fn reference_price(
+    prices: &PriceTable,
+    reference_model: &str,
+) -> Result<crate::prices::Price, crate::GatewayError> {
+    prices.get(reference_model).ok_or_else(|| {
         let known: Vec<&str> = prices.names().collect();
         crate::GatewayError::invalid(
             "reference",
@@ -412,49 +783,60 @@ pub fn report(
                 known.join(", ")
             ),
         )
-    })?;
-    // The keys' names are bound ($2 …), never spliced in; no names at all matches nothing.
-    let keys_filter = match only_keys {
+    })
+}
+
+/// ` AND api_key IN ($first, …)` for `only_keys`: the names are bound, never spliced in; no
+/// names at all matches nothing.
+fn keys_filter(only_keys: Option<&[String]>, first: usize) -> String {
+    match only_keys {
         None => String::new(),
         Some([]) => " AND 1 = 0".to_owned(),
         Some(keys) => format!(
             " AND api_key IN ({})",
             (0..keys.len())
-                .map(|i| format!("${}", i + 2))
+                .map(|i| format!("${}", i + first))
                 .collect::<Vec<_>>()
                 .join(", ")
         ),
-    };
-    let sql = format!(
-        "SELECT {group}, COUNT(*), SUM(CASE WHEN status <> 'ok' THEN 1 ELSE 0 END), SUM(local),
-                SUM(prompt_tokens), SUM(completion_tokens), SUM(cost), SUM(1 - priced),
-                AVG(ttft_ms), AVG(duration_ms)
-         FROM gateway_usage
-         WHERE at >= $1{keys_filter}
-         GROUP BY 1 ORDER BY SUM(cost) DESC, 1",
-        group = by.column()
-    );
-    let mut params = hearth_store::params![since.unwrap_or(0.0)].to_vec();
+    }
+}
+
+fn with_keys(first: hearth_store::Value, only_keys: Option<&[String]>) -> Vec<hearth_store::Value> {
+    let mut params = vec![first];
     params.extend(
         only_keys
             .unwrap_or_default()
             .iter()
             .map(hearth_store::Value::from),
     );
-    let raw = db.query(&sql, &params, |r| {
-        Ok(RawRow {
-            group: r.get(0)?,
-            requests: r.get(1)?,
-            errors: r.get(2)?,
-            local: r.get(3)?,
-            prompt: r.get(4)?,
-            completion: r.get(5)?,
-            cost: r.get(6)?,
-            unpriced: r.get(7)?,
-            ttft: r.get(8)?,
-            duration: r.get(9)?,
-        })
-    })?;
+    params
+}
+
+fn raw_row(r: &hearth_store::Row<'_>) -> Result<RawRow, StoreError> {
+    Ok(RawRow {
+        group: r.get(0)?,
+        requests: r.get(1)?,
+        errors: r.get(2)?,
+        local: r.get(3)?,
+        prompt: r.get(4)?,
+        completion: r.get(5)?,
+        cost: r.get(6)?,
+        unpriced: r.get(7)?,
+        ttft: r.get(8)?,
+        duration: r.get(9)?,
+    })
+}
+
+fn assemble(
+    raw: Vec<RawRow>,
+    since: Option<f64>,
+    by: GroupBy,
+    prices: &PriceTable,
+    reference_model: &str,
+    machine_cost_per_hour: f64,
+) -> Result<UsageReport, crate::GatewayError> {
+    let reference = reference_price(prices, reference_model)?;
     let row = |r: &RawRow| {
         let reference_cost = reference.cost(r.prompt, r.completion);
         let savings = reference_cost - r.cost;
@@ -488,7 +870,8 @@ pub fn report(
         local: raw.iter().map(|r| r.local).sum(),
         prompt: raw.iter().map(|r| r.prompt).sum(),
         completion: raw.iter().map(|r| r.completion).sum(),
-        cost: raw.iter().map(|r| r.cost).sum(),
+        // An empty sum of f64 is -0.0: + 0.0 makes it 0.
+        cost: raw.iter().map(|r| r.cost).sum::<f64>() + 0.0,
         unpriced: raw.iter().map(|r| r.unpriced).sum(),
         ttft: (ttft_n > 0).then(|| {
             raw.iter()
@@ -500,7 +883,8 @@ pub fn report(
             .iter()
             .map(|r| r.duration * r.requests as f64)
             .sum::<f64>()
-            / n,
+            / n
+            + 0.0,
     });
     Ok(UsageReport {
         since,
@@ -630,6 +1014,132 @@ pub fn parse_since(text: &str, now: f64) -> Result<f64, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn usage(at: f64, key: Option<&str>, route: &str, status: &str, cost: f64) -> UsageRecord {
+        UsageRecord {
+            at,
+            api_key: key.map(str::to_owned),
+            route: route.into(),
+            deployment: format!("local/{route}"),
+            model: route.into(),
+            local: true,
+            status: status.into(),
+            prompt_tokens: 100,
+            completion_tokens: 20,
+            ttft_ms: (status == "ok").then_some(50.0),
+            duration_ms: 200.0,
+            busy_ms: 150.0,
+            cost,
+            priced: cost > 0.0,
+            fallbacks: 0,
+        }
+    }
+
+    #[test]
+    fn daily_rollups_match_the_ledger_and_are_filled_from_older_rows() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Database::open(&dir.path().join("hearth.db")).unwrap();
+        // A ledger from before the rollups: its rows are summed by the migration.
+        db.migrate_each("gateway", &MIGRATIONS[..4]).unwrap();
+        let day = 20_000.0 * 86_400.0;
+        let before = [
+            usage(day + 10.0, Some("shop"), "chat", "ok", 0.5),
+            usage(day + 20.0, None, "chat", "error", 0.0),
+        ];
+        for r in &before {
+            db.execute(
+                "INSERT INTO gateway_usage (at, api_key, route, deployment, model, local, status,
+                     prompt_tokens, completion_tokens, ttft_ms, duration_ms, busy_ms, cost,
+                     priced, fallbacks)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)",
+                hearth_store::params![
+                    r.at,
+                    &r.api_key,
+                    &r.route,
+                    &r.deployment,
+                    &r.model,
+                    r.local,
+                    &r.status,
+                    r.prompt_tokens,
+                    r.completion_tokens,
+                    r.ttft_ms,
+                    r.duration_ms,
+                    r.busy_ms,
+                    r.cost,
+                    r.priced,
+                    r.fallbacks
+                ],
+            )
+            .unwrap();
+        }
+        migrate(&db).unwrap();
+        // New records: the same day and the next, another route, in one batch.
+        let after = [
+            usage(day + 30.0, Some("shop"), "chat", "ok", 0.25),
+            usage(day + 86_400.0 + 5.0, Some("shop"), "embed", "ok", 0.125),
+            usage(day + 86_400.0 + 6.0, Some("crm"), "chat", "ok", 1.0),
+        ];
+        write_batch(
+            &db,
+            after.iter().cloned().map(Message::Usage).collect(),
+            &mut Vec::new(),
+        )
+        .unwrap();
+        let prices = PriceTable::new(&Default::default());
+        for by in [
+            GroupBy::Key,
+            GroupBy::Route,
+            GroupBy::Model,
+            GroupBy::Deployment,
+        ] {
+            for only in [None, Some(&["shop".to_owned()][..])] {
+                let raw = report(&db, Some(day), only, by, &prices, "gpt-4o", 1.0).unwrap();
+                let rolled =
+                    daily_report(&db, day_of(day), only, by, &prices, "gpt-4o", 1.0).unwrap();
+                assert_eq!(raw.rows.len(), rolled.rows.len(), "{by:?}");
+                for (a, b) in raw.rows.iter().zip(&rolled.rows) {
+                    assert_eq!(a.group, b.group);
+                    assert_eq!(
+                        (a.requests, a.errors, a.local_requests, a.unpriced_requests),
+                        (b.requests, b.errors, b.local_requests, b.unpriced_requests)
+                    );
+                    assert_eq!(
+                        (a.prompt_tokens, a.completion_tokens),
+                        (b.prompt_tokens, b.completion_tokens)
+                    );
+                    assert!((a.cost - b.cost).abs() < 1e-12, "{by:?} {a:?} {b:?}");
+                    assert_eq!(a.mean_ttft_ms, b.mean_ttft_ms);
+                    assert!((a.mean_duration_ms - b.mean_duration_ms).abs() < 1e-9);
+                }
+                assert!((raw.total.savings - rolled.total.savings).abs() < 1e-12);
+            }
+        }
+        let series = daily_series(&db, day_of(day), None, GroupBy::Key, &prices, "gpt-4o").unwrap();
+        let cells: Vec<(i64, &str, u64)> = series
+            .iter()
+            .map(|p| (p.day, p.group.as_str(), p.requests))
+            .collect();
+        let d = day_of(day);
+        assert_eq!(
+            cells,
+            [
+                (d, "(no key)", 1),
+                (d, "shop", 2),
+                (d + 1, "crm", 1),
+                (d + 1, "shop", 1)
+            ]
+        );
+        assert_eq!(spent_from_day(&db, "shop", d).unwrap(), 0.875);
+        assert_eq!(spent_from_day(&db, "shop", d + 1).unwrap(), 0.125);
+        let log = request_log(&db, 2, None, None).unwrap();
+        assert_eq!(log.len(), 2);
+        assert_eq!(log[0].record, after[2]);
+        let older = request_log(&db, 10, Some(log[1].id), Some(&["shop".to_owned()])).unwrap();
+        assert_eq!(
+            older.iter().map(|r| r.record.at).collect::<Vec<_>>(),
+            [day + 30.0, day + 10.0]
+        );
+    }
 
     #[test]
     fn since_takes_durations_dates_and_unix_seconds() {

@@ -7,6 +7,7 @@
 
 mod anthropic;
 mod api_doc;
+mod console;
 mod demo_shop;
 mod error;
 mod extract;
@@ -121,11 +122,17 @@ pub fn router(platform: Platform) -> Router {
             require_api_key,
         ));
     let cors = cors(&state.platform.config().server.allowed_origins);
+    let console = if state.platform.config().console.enabled {
+        console::routes(&state)
+    } else {
+        Router::new()
+    };
     let app = Router::new()
         .route("/health", get(health))
         .route("/ready", get(ready))
         .route("/openapi.json", get(openapi))
         .merge(protected)
+        .merge(console)
         .fallback(not_found)
         .layer(axum::extract::DefaultBodyLimit::max(max_body))
         .layer(middleware::from_fn_with_state(
@@ -214,7 +221,9 @@ pub async fn serve(
     let grace = Duration::from_secs(platform.config().server.shutdown_grace_seconds);
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let ledger_platform = platform.clone();
-    let server = axum::serve(listener, router(platform)).with_graceful_shutdown(async move {
+    // The peer's address reaches the handlers (the console's sign-in limit per address).
+    let app = router(platform).into_make_service_with_connect_info::<std::net::SocketAddr>();
+    let server = axum::serve(listener, app).with_graceful_shutdown(async move {
         shutdown.await;
         tracing::info!("shutting down: draining open requests");
         let _ = stop_tx.send(true);

@@ -168,7 +168,7 @@ pub async fn post_message(
         "human" => {
             let session = state
                 .platform
-                .support_human_message(&id, &message.content, message.hand_back)
+                .support_human_message(&id, &message.content, message.hand_back, None)
                 .await?;
             return Ok(Json(MessageAnswer::Session(Box::new(session))).into_response());
         }

@@ -42,6 +42,9 @@ pub enum Entry {
     /// A human agent's message (after a handoff).
     Human {
         text: String,
+        /// The console account that wrote it, when it came from the console.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        author: Option<String>,
     },
     ToolCall {
         name: String,
@@ -354,7 +357,9 @@ impl Agent<'_> {
         for entry in &conversation.entries {
             let (role, text) = match entry {
                 Entry::Customer { text } => ("user", text.clone()),
-                Entry::Agent { text, .. } | Entry::Human { text } => ("assistant", text.clone()),
+                Entry::Agent { text, .. } | Entry::Human { text, .. } => {
+                    ("assistant", text.clone())
+                }
                 Entry::ToolCall {
                     name,
                     arguments,

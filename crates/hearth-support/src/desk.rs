@@ -60,6 +60,10 @@ pub async fn customer_message(
     }
     tracing::info!(session = %session.id, message = %mask_pii(text), "customer message");
     let mut outcome = TurnOutcome::default();
+    if session.status == SessionStatus::Resolved {
+        // A resolved conversation the customer writes to again is the agent's once more.
+        session.status = SessionStatus::Active;
+    }
     if session.status == SessionStatus::Handoff {
         let entry = Entry::Customer { text: text.into() };
         on_event(&entry);
@@ -121,15 +125,16 @@ pub fn human_message(
     session: &mut Session,
     text: &str,
     hand_back: bool,
+    author: Option<&str>,
 ) -> Result<(), SupportError> {
     if session.status != SessionStatus::Handoff {
         return Err(SupportError::NotHandedOver(session.id.clone()));
     }
     if !text.trim().is_empty() {
-        session
-            .conversation
-            .entries
-            .push(Entry::Human { text: text.into() });
+        session.conversation.entries.push(Entry::Human {
+            text: text.into(),
+            author: author.map(str::to_owned),
+        });
     }
     if hand_back {
         session.status = SessionStatus::Active;
@@ -137,6 +142,14 @@ pub fn human_message(
         session.conversation.pending = None;
     }
     Ok(())
+}
+
+/// A human closes the conversation: nobody answers until the customer writes again, and
+/// then the agent does.
+pub fn resolve(session: &mut Session) {
+    session.status = SessionStatus::Resolved;
+    session.conversation.handed_over = None;
+    session.conversation.pending = None;
 }
 
 #[cfg(test)]
@@ -156,20 +169,25 @@ mod tests {
             handoff_summary: None,
             conversation: Default::default(),
         };
-        assert!(human_message(&mut session, "hi", false).is_err());
+        assert!(human_message(&mut session, "hi", false, None).is_err());
         session.status = SessionStatus::Handoff;
         session.conversation.handed_over = Some("why".into());
-        human_message(&mut session, "Hello, I'm Sam.", false).unwrap();
+        human_message(&mut session, "Hello, I'm Sam.", false, Some("sam")).unwrap();
         assert_eq!(session.status, SessionStatus::Handoff);
-        human_message(&mut session, "", true).unwrap();
+        human_message(&mut session, "", true, None).unwrap();
         assert_eq!(session.status, SessionStatus::Active);
         assert!(session.conversation.handed_over.is_none());
         assert_eq!(
             session.conversation.entries,
             vec![Entry::Human {
-                text: "Hello, I'm Sam.".into()
+                text: "Hello, I'm Sam.".into(),
+                author: Some("sam".into()),
             }]
         );
+        session.status = SessionStatus::Handoff;
+        resolve(&mut session);
+        assert_eq!(session.status, SessionStatus::Resolved);
+        assert!(human_message(&mut session, "late", false, None).is_err());
     }
 
     #[test]

@@ -103,6 +103,14 @@ error_codes! {
         "The `Host` header is not a name this server answers to (`[server] allowed_hosts`).";
     OriginNotAllowed = "origin_not_allowed", 403, None,
         "A browser page from a foreign `Origin` tried to change something (`[server] allowed_origins`).";
+    NotSignedIn = "not_signed_in", 401, None,
+        "A console request without a live session cookie: sign in at /console.";
+    InvalidCredentials = "invalid_credentials", 401, None,
+        "The console account name or password is wrong.";
+    CsrfRejected = "csrf_rejected", 403, None,
+        "A console request that changes something lacks the session's `X-CSRF-Token` header, or carries another session's.";
+    RoleForbidden = "role_forbidden", 403, None,
+        "The console account's role may not do this (admin, support, viewer: docs/console.md).";
     // What is asked for.
     RouteNotFound = "route_not_found", 404, None,
         "No such route; /openapi.json lists them.";
@@ -120,7 +128,11 @@ error_codes! {
         "A human's message to a session the agent still has: a human answers only after a handoff.";
     SessionBusy = "session_busy", 409, None,
         "The session was answering another message (on this replica or another) for longer than a message waits; retry.";
+    AccountNotFound = "account_not_found", 404, None,
+        "No console account of that name exists.";
     // Limits.
+    TooManyLoginAttempts = "too_many_login_attempts", 429, Some(AsSent),
+        "Too many failed console sign-ins for this account or address; retry after `Retry-After`.";
     RateLimitExceeded = "rate_limit_exceeded", 429, Some(AsSent),
         "The key sent more requests or tokens this minute than its limit; retry after `Retry-After`.";
     BudgetExceeded = "budget_exceeded", 429, Some(AsSent),

@@ -78,6 +78,18 @@ pub enum Command {
         #[command(subcommand)]
         command: KeysCommand,
     },
+    /// Console accounts: the people who sign in to the web console at /console (the
+    /// support team, the platform owner, viewers). Not API keys: a browser never needs one.
+    ///
+    /// Roles: admin (everything: keys, every page, the inbox), support (the support inbox:
+    /// reply, private notes, assign, hand back, resolve; and every read-only page), viewer
+    /// (read-only pages: spend, models and routes, recommendations, knowledge base).
+    /// Passwords are read from the terminal without echo (twice), or as the first line of
+    /// standard input when it is not a terminal; they are stored only as Argon2id hashes.
+    Users {
+        #[command(subcommand)]
+        command: UsersCommand,
+    },
     /// Spend, tokens and savings from the usage ledger (also GET /v1/usage).
     ///
     /// Savings are the same token counts priced at the reference model's list price, minus
@@ -237,6 +249,36 @@ pub enum KeysCommand {
     },
     /// Revoke a key; servers refuse it within 2 seconds.
     Revoke { name: String },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum UsersCommand {
+    /// Create a console account (prompts for its password).
+    ///
+    /// e.g. `hearth users create ana --role support`, or from a script:
+    /// `printf '%s\n' "$PASSWORD" | hearth users create ana --role support`.
+    Create {
+        /// The name it signs in with: 1–64 letters, digits and . _ - @.
+        name: String,
+        /// admin, support or viewer.
+        #[arg(long)]
+        role: String,
+    },
+    /// List accounts and their roles (never passwords).
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Set an account's password (prompts for it); signs it out everywhere.
+    SetPassword { name: String },
+    /// Change an account's role; open sessions take it on their next request.
+    SetRole {
+        name: String,
+        /// admin, support or viewer.
+        role: String,
+    },
+    /// Delete an account and end its sessions.
+    Delete { name: String },
 }
 
 #[derive(Debug, Subcommand)]

@@ -28,6 +28,7 @@ pub async fn run(cli: Cli) -> Result<()> {
         Command::Support { command } => crate::support::run(config, command).await,
         Command::DemoShop(args) => crate::support::demo_shop(args).await,
         Command::Keys { command } => crate::gateway::keys(config, command),
+        Command::Users { command } => crate::users::run(config, command),
         Command::Usage { command } => crate::gateway::usage(config, command),
         Command::Routes { json } => crate::gateway::routes(config, json),
         Command::Store { command } => crate::store::run(config, command).await,

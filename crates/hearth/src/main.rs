@@ -8,6 +8,7 @@ mod gateway;
 mod recs;
 mod store;
 mod support;
+mod users;
 
 use clap::Parser;
 

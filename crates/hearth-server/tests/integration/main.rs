@@ -3,6 +3,7 @@
 
 mod adapters;
 mod common;
+mod console;
 mod gateway;
 mod http;
 mod messages;

@@ -1,0 +1,1924 @@
+/* hearth console: inbox, spend and keys, built from DOM nodes only (no HTML parsing). */
+'use strict';
+
+(function () {
+  const SVG_NS = 'http://www.w3.org/2000/svg';
+  const API = '/console/api';
+  const LOGIN_PATH = API + '/login';
+
+  const ROLE_PAGES = {
+    admin: ['inbox', 'spend', 'keys'],
+    support: ['inbox', 'spend'],
+    viewer: ['spend'],
+  };
+  const PAGE_TITLES = { inbox: 'Inbox', spend: 'Spend', keys: 'Keys' };
+  const VIEWS = ['waiting', 'mine', 'all'];
+  const VIEW_LABELS = { waiting: 'Waiting', mine: 'Mine', all: 'All' };
+  const VIEW_EMPTY = {
+    waiting: 'Nobody is waiting for a person right now.',
+    mine: 'No open conversations are assigned to you.',
+    all: 'No conversations yet.',
+  };
+  const STATUS_LABELS = { active: 'Agent', handoff: 'Handed over', resolved: 'Resolved' };
+  const SPEAKERS = { customer: 'Customer', agent: 'Agent', human: 'Support' };
+  const GROUP_LABELS = { route: 'Route', key: 'API key', model: 'Model', deployment: 'Deployment' };
+  const SCOPES = [
+    ['inference', 'Inference', 'chat, completions, embeddings'],
+    ['recs:read', 'Recommendations: read', 'ask for recommendations'],
+    ['recs:write', 'Recommendations: write', 'send events and items'],
+    ['support', 'Support', 'the support agent'],
+    ['usage', 'Usage', 'read spend and usage'],
+    ['admin', 'Admin', 'everything, keys included'],
+  ];
+  const PALETTE = ['#4e79a7', '#f28e2b', '#59a14f', '#e15759', '#76b7b2', '#edc948', '#b07aa1', '#ff9da7'];
+  const OTHER_COLOUR = '#9aa3ad';
+  const MAX_GROUPS = 8;
+
+  const state = {
+    me: null,
+    shell: null,
+    page: null,
+    pageName: null,
+    loginShown: false,
+  };
+
+  /* ---------- preferences (UI only) ---------- */
+
+  const PREFS_KEY = 'hearth.console.prefs';
+  function loadPrefs() {
+    try {
+      const raw = window.localStorage.getItem(PREFS_KEY);
+      const value = raw ? JSON.parse(raw) : {};
+      return value && typeof value === 'object' ? value : {};
+    } catch (_) {
+      return {};
+    }
+  }
+  const prefs = loadPrefs();
+  function savePref(key, value) {
+    prefs[key] = value;
+    try {
+      window.localStorage.setItem(PREFS_KEY, JSON.stringify(prefs));
+    } catch (_) {
+      /* storage may be unavailable: preferences then last for this page only */
+    }
+  }
+
+  /* ---------- DOM helpers ---------- */
+
+  const PROPS = new Set(['value', 'checked', 'disabled', 'selected', 'multiple', 'readOnly', 'required', 'hidden', 'open']);
+  const URL_ATTRS = new Set(['href', 'src', 'action', 'formaction', 'xlink:href', 'srcdoc']);
+
+  function setAttrs(el, attrs, isSvg) {
+    if (!attrs) return;
+    for (const key of Object.keys(attrs)) {
+      const value = attrs[key];
+      if (value === null || value === undefined || value === false) continue;
+      if (/^on/i.test(key)) throw new Error('event handler attributes are not allowed: ' + key);
+      if (key === 'style') throw new Error('inline styles are not allowed');
+      if (URL_ATTRS.has(key) && !(typeof value === 'string' && /^#\/[a-z]*$/.test(value))) {
+        throw new Error('only fixed in-page links are allowed');
+      }
+      if (key === 'class') {
+        const cls = Array.isArray(value) ? value.filter(Boolean).join(' ') : String(value);
+        if (cls) el.setAttribute('class', cls);
+      } else if (!isSvg && PROPS.has(key)) {
+        el[key] = value;
+        if (key === 'checked') el.defaultChecked = !!value;
+        if (key === 'selected') el.defaultSelected = !!value;
+      } else {
+        el.setAttribute(key, value === true ? '' : String(value));
+      }
+    }
+  }
+
+  function add(el, children) {
+    for (const child of children) {
+      if (child === null || child === undefined || child === false || child === true) continue;
+      if (Array.isArray(child)) add(el, child);
+      else if (child instanceof Node) el.appendChild(child);
+      else el.appendChild(document.createTextNode(String(child)));
+    }
+    return el;
+  }
+
+  function h(tag, attrs, ...children) {
+    const el = document.createElement(tag);
+    setAttrs(el, attrs, false);
+    return add(el, children);
+  }
+
+  function s(tag, attrs, ...children) {
+    const el = document.createElementNS(SVG_NS, tag);
+    setAttrs(el, attrs, true);
+    return add(el, children);
+  }
+
+  function fill(el, ...children) {
+    el.replaceChildren();
+    return add(el, children);
+  }
+
+  function on(el, type, fn) {
+    el.addEventListener(type, fn);
+    return el;
+  }
+
+  function button(attrs, label, fn) {
+    const el = h('button', Object.assign({ type: 'button', class: 'btn' }, attrs), label);
+    if (fn) el.addEventListener('click', fn);
+    return el;
+  }
+
+  function loading(text) {
+    return h('div', { class: 'loading', 'data-testid': 'loading', role: 'status' },
+      h('span', { class: 'spinner', 'aria-hidden': 'true' }), text || 'Loading…');
+  }
+
+  function emptyState(text) {
+    return h('div', { class: 'empty' }, text);
+  }
+
+  function errorState(text, retry) {
+    return h('div', { class: 'empty empty-error' },
+      h('p', null, text),
+      retry ? button({ class: 'btn btn-sm' }, 'Try again', retry) : null);
+  }
+
+  const ICONS = {
+    flame: ['M12 2.5c.6 3 3 4.6 4.3 7 .8 1.4 1.2 2.8 1.2 4.2A5.5 5.5 0 0 1 12 19.5a5.5 5.5 0 0 1-5.5-5.8c0-2 1-3.8 2.3-5.1.1 1.7.9 3 2.1 3.6.1-3.6-.4-6.6 1.1-9.7z'],
+    inbox: ['M3 13h5l1.5 3h5l1.5-3h5', 'M5.5 5h13L21 13v6H3v-6z'],
+    spend: ['M4 20V11', 'M10 20V5', 'M16 20v-6', 'M21 20H3'],
+    keys: ['M14.5 9.5 21 3', 'M18 6l2.5 2.5', 'M15.5 8.5 18 11', 'M10.5 13.5a4 4 0 1 1-5.6 5.6 4 4 0 0 1 5.6-5.6z'],
+  };
+
+  function icon(name, cls) {
+    return s('svg', { class: cls || 'icon', viewBox: '0 0 24 24', 'aria-hidden': 'true', focusable: 'false' },
+      (ICONS[name] || []).map((d) => s('path', { d })));
+  }
+
+  /* ---------- formatting ---------- */
+
+  function num(n) {
+    if (n === null || n === undefined || !Number.isFinite(Number(n))) return '—';
+    return Number(n).toLocaleString();
+  }
+
+  function usd(x) {
+    if (x === null || x === undefined || !Number.isFinite(Number(x))) return '—';
+    const v = Number(x);
+    const a = Math.abs(v);
+    let text;
+    if (a === 0) {
+      text = '0.00';
+    } else if (a >= 1) {
+      text = a.toLocaleString(undefined, { minimumFractionDigits: 2, maximumFractionDigits: 2 });
+    } else {
+      const decimals = Math.min(20, Math.max(2, 3 - Math.floor(Math.log10(a))));
+      text = a.toLocaleString(undefined, { minimumFractionDigits: 2, maximumFractionDigits: decimals });
+    }
+    return (v < 0 ? '−$' : '$') + text;
+  }
+
+  function usdAxis(v) {
+    if (v === 0) return '$0';
+    if (Math.abs(v) >= 1000) return '$' + (v / 1000).toLocaleString(undefined, { maximumFractionDigits: 1 }) + 'k';
+    return usd(v);
+  }
+
+  function percent(p) {
+    if (p === null || p === undefined || !Number.isFinite(Number(p))) return '—';
+    return Number(p).toLocaleString(undefined, { maximumFractionDigits: 1 }) + '%';
+  }
+
+  function duration(ms) {
+    if (ms === null || ms === undefined || !Number.isFinite(Number(ms))) return '—';
+    const v = Number(ms);
+    if (v < 1000) return Math.round(v).toLocaleString() + ' ms';
+    return (v / 1000).toLocaleString(undefined, { maximumFractionDigits: 2 }) + ' s';
+  }
+
+  function toDate(ts) {
+    const n = Number(ts);
+    return Number.isFinite(n) ? new Date(n * 1000) : null;
+  }
+
+  function dateTime(ts) {
+    const d = toDate(ts);
+    return d ? d.toLocaleString() : '—';
+  }
+
+  function dateOnly(ts) {
+    const d = toDate(ts);
+    return d ? d.toLocaleDateString() : '—';
+  }
+
+  function ago(ts) {
+    const d = toDate(ts);
+    if (!d) return '—';
+    const diff = (Date.now() - d.getTime()) / 1000;
+    if (diff < 45) return 'just now';
+    if (diff < 90) return '1 min ago';
+    if (diff < 3600) return Math.round(diff / 60) + ' min ago';
+    if (diff < 86400) return Math.round(diff / 3600) + ' h ago';
+    if (diff < 7 * 86400) return Math.round(diff / 86400) + ' d ago';
+    return d.toLocaleDateString();
+  }
+
+  function agoEl(ts, cls) {
+    return h('time', { class: ['ago', cls], 'data-ts': String(ts), title: dateTime(ts), datetime: toDate(ts) ? toDate(ts).toISOString() : null }, ago(ts));
+  }
+
+  function refreshAgo() {
+    for (const el of document.querySelectorAll('time.ago[data-ts]')) {
+      el.textContent = ago(el.getAttribute('data-ts'));
+    }
+  }
+
+  function truncate(text, max) {
+    const t = String(text === null || text === undefined ? '' : text).replace(/\s+/g, ' ').trim();
+    return t.length > max ? t.slice(0, max - 1).trimEnd() + '…' : t;
+  }
+
+  function plural(n, word) {
+    return num(n) + ' ' + word + (Number(n) === 1 ? '' : 's');
+  }
+
+  function pretty(value) {
+    if (value === undefined) return 'null';
+    if (typeof value === 'string') return value;
+    try {
+      return JSON.stringify(value, null, 2);
+    } catch (_) {
+      return String(value);
+    }
+  }
+
+  function sentence(text) {
+    const t = String(text || '').trim();
+    return !t || /[.!?]$/.test(t) ? t : t + '.';
+  }
+
+  function statusBadge(status, id) {
+    const known = Object.prototype.hasOwnProperty.call(STATUS_LABELS, status);
+    return h('span', { id: id || null, class: ['badge', 'badge-' + (known ? status : 'unknown')], 'data-status': String(status) },
+      known ? STATUS_LABELS[status] : String(status));
+  }
+
+  /* ---------- API ---------- */
+
+  class ApiError extends Error {
+    constructor(message, status, info) {
+      super(message);
+      this.name = 'ApiError';
+      this.status = status;
+      this.code = info.code || null;
+      this.type = info.type || null;
+      this.param = info.param || null;
+      this.retryAfter = info.retryAfter === undefined ? null : info.retryAfter;
+    }
+  }
+
+  async function api(method, path, body) {
+    const options = { method, credentials: 'same-origin', headers: { Accept: 'application/json' } };
+    if (method !== 'GET' && method !== 'HEAD') {
+      options.headers['Content-Type'] = 'application/json';
+      options.body = JSON.stringify(body === undefined ? {} : body);
+      if (path !== LOGIN_PATH && state.me && state.me.csrf) options.headers['X-CSRF-Token'] = state.me.csrf;
+    }
+    let response;
+    try {
+      response = await fetch(path, options);
+    } catch (e) {
+      throw new ApiError('Cannot reach the server (' + (e && e.message ? e.message : 'network error') + ').', 0, {});
+    }
+    let data = null;
+    if (response.status !== 204) {
+      const text = await response.text();
+      if (text) {
+        try {
+          data = JSON.parse(text);
+        } catch (_) {
+          data = null;
+        }
+      }
+    }
+    if (!response.ok) {
+      const info = data && data.error && typeof data.error === 'object' ? data.error : {};
+      let message = typeof info.message === 'string' && info.message ? info.message : '';
+      let retryAfter = null;
+      if (response.status === 429) {
+        const header = response.headers.get('Retry-After');
+        const seconds = header === null ? NaN : parseInt(header, 10);
+        retryAfter = Number.isFinite(seconds) ? seconds : null;
+        message = retryAfter === null ? 'Too many attempts: try again later' : 'Too many attempts: try again in ' + retryAfter + ' s';
+      }
+      if (!message) message = 'The server answered ' + response.status + (response.statusText ? ' ' + response.statusText : '') + '.';
+      const error = new ApiError(message, response.status, {
+        code: info.code, type: info.type, param: info.param, retryAfter,
+      });
+      if (response.status === 401 && path !== LOGIN_PATH) unauthorized();
+      throw error;
+    }
+    return data;
+  }
+
+  function unauthorized() {
+    const hadSession = !!state.me;
+    state.me = null;
+    showLogin(hadSession ? 'Your session has ended: sign in again.' : '');
+  }
+
+  /* ---------- banner and toast ---------- */
+
+  function showError(err) {
+    if (err && err.status === 401) return;
+    const banner = state.shell && state.shell.banner;
+    const message = typeof err === 'string' ? err : (err && err.message) || 'Something went wrong.';
+    if (!banner) return;
+    fill(banner,
+      h('span', { class: 'banner-icon', 'aria-hidden': 'true' }, '!'),
+      h('span', { id: 'error-message', class: 'banner-text' }, message),
+      button({ class: 'banner-close', 'aria-label': 'Dismiss' }, '×', clearError));
+    banner.hidden = false;
+  }
+
+  function clearError() {
+    const banner = state.shell && state.shell.banner;
+    if (!banner) return;
+    banner.hidden = true;
+    fill(banner);
+  }
+
+  let toastTimer = null;
+  function toast(text) {
+    const el = state.shell && state.shell.toast;
+    if (!el || !text) return;
+    el.textContent = text;
+    el.hidden = false;
+    clearTimeout(toastTimer);
+    toastTimer = setTimeout(() => {
+      el.hidden = true;
+    }, 3200);
+  }
+
+  async function withBusy(btn, fn) {
+    if (btn.classList.contains('is-busy')) return undefined;
+    const wasDisabled = btn.disabled;
+    btn.disabled = true;
+    btn.classList.add('is-busy');
+    btn.setAttribute('aria-busy', 'true');
+    try {
+      return await fn();
+    } finally {
+      btn.disabled = wasDisabled;
+      btn.classList.remove('is-busy');
+      btn.removeAttribute('aria-busy');
+    }
+  }
+
+  /* ---------- sign in ---------- */
+
+  function rolePages() {
+    const role = state.me && state.me.role;
+    return ROLE_PAGES[role] || ROLE_PAGES.viewer;
+  }
+
+  function defaultPage() {
+    const pages = rolePages();
+    return pages.includes('inbox') ? 'inbox' : 'spend';
+  }
+
+  function leavePage() {
+    if (state.page) {
+      try {
+        state.page.unmount();
+      } catch (_) {
+        /* a page that fails to stop must not keep the user from signing in */
+      }
+    }
+    state.page = null;
+    state.pageName = null;
+  }
+
+  function showLogin(message) {
+    leavePage();
+    if (state.loginShown) {
+      const err = document.getElementById('login-error');
+      if (err && message) {
+        err.textContent = message;
+        err.hidden = false;
+      }
+      return;
+    }
+    state.loginShown = true;
+    state.shell = null;
+    document.title = 'Sign in · hearth';
+
+    const error = h('div', { id: 'login-error', class: 'form-error', role: 'alert', hidden: !message }, message || '');
+    const name = h('input', {
+      id: 'login-name', name: 'name', type: 'text', autocomplete: 'username',
+      autocapitalize: 'none', spellcheck: 'false', required: true,
+    });
+    const password = h('input', {
+      id: 'login-password', name: 'password', type: 'password', autocomplete: 'current-password', required: true,
+    });
+    const submit = h('button', { id: 'login-submit', type: 'submit', class: 'btn btn-primary btn-block' }, 'Sign in');
+    const form = h('form', { id: 'login', class: 'login-form', novalidate: true },
+      h('div', { class: 'field' }, h('label', { for: 'login-name' }, 'Name'), name),
+      h('div', { class: 'field' }, h('label', { for: 'login-password' }, 'Password'), password),
+      error,
+      submit);
+
+    form.addEventListener('submit', (event) => {
+      event.preventDefault();
+      if (!name.value.trim() || !password.value) {
+        error.textContent = 'Enter your name and password.';
+        error.hidden = false;
+        (name.value.trim() ? password : name).focus();
+        return;
+      }
+      withBusy(submit, async () => {
+        submit.textContent = 'Signing in…';
+        try {
+          const me = await api('POST', LOGIN_PATH, { name: name.value.trim(), password: password.value });
+          signedIn(me, true);
+        } catch (e) {
+          let text = e.message;
+          if (e.status === 401 && (!e.message || /^The server answered/.test(e.message))) text = 'Wrong name or password.';
+          error.textContent = text;
+          error.hidden = false;
+          password.value = '';
+          password.focus();
+        } finally {
+          submit.textContent = 'Sign in';
+        }
+      });
+    });
+
+    const app = document.getElementById('app');
+    fill(app,
+      h('div', { class: 'login-page' },
+        h('div', { class: 'login-card' },
+          h('div', { class: 'login-brand' }, icon('flame', 'brand-mark'), h('span', { class: 'brand-name' }, 'hearth')),
+          h('h1', { class: 'login-title' }, 'Sign in to the console'),
+          h('p', { class: 'muted login-sub' }, 'Use the name and password your administrator gave you.'),
+          form)));
+    name.focus();
+  }
+
+  function signedIn(me, fromLogin) {
+    if (!me || typeof me !== 'object' || !me.name) {
+      showLogin('The server answered without a user.');
+      return;
+    }
+    state.me = { name: String(me.name), role: String(me.role || 'viewer'), csrf: String(me.csrf || '') };
+    state.loginShown = false;
+    renderShell();
+    if (fromLogin) history.replaceState(null, '', '#/' + defaultPage());
+    route();
+  }
+
+  async function signOut(event) {
+    const btn = event.currentTarget;
+    await withBusy(btn, async () => {
+      try {
+        await api('POST', API + '/logout', {});
+      } catch (e) {
+        if (e.status !== 401) {
+          showError(e);
+          return;
+        }
+      }
+      state.me = null;
+      showLogin('');
+    });
+  }
+
+  /* ---------- shell and routing ---------- */
+
+  function renderShell() {
+    const pages = rolePages();
+    const links = {};
+    const items = pages.map((page) => {
+      const link = h('a', { id: 'nav-' + page, class: 'nav-link', href: '#/' + page },
+        icon(page), h('span', null, PAGE_TITLES[page]));
+      links[page] = link;
+      return h('li', null, link);
+    });
+    const nav = h('aside', { id: 'nav', class: 'nav' },
+      h('div', { class: 'brand' }, icon('flame', 'brand-mark'),
+        h('span', { class: 'brand-name' }, 'hearth'), h('span', { class: 'brand-sub' }, 'console')),
+      h('nav', { class: 'nav-pages', 'aria-label': 'Pages' }, h('ul', { class: 'nav-list' }, items)),
+      h('div', { class: 'nav-user' },
+        h('div', { class: 'nav-user-text' },
+          h('span', { id: 'user-name', class: 'user-name', title: state.me.name }, state.me.name),
+          h('span', { id: 'user-role', class: 'badge badge-role' }, state.me.role)),
+        button({ id: 'logout', class: 'btn btn-quiet btn-sm' }, 'Sign out', signOut)));
+    const banner = h('div', { id: 'error-banner', class: 'banner', role: 'alert', hidden: true });
+    const page = h('div', { id: 'page', class: 'page' });
+    const toastEl = h('div', { id: 'toast', class: 'toast', role: 'status', 'aria-live': 'polite', hidden: true });
+    fill(document.getElementById('app'),
+      h('div', { class: 'shell' }, nav, h('div', { id: 'content', class: 'content' }, banner, page)),
+      toastEl);
+    state.shell = { nav, banner, page, toast: toastEl, links };
+  }
+
+  function parseHash() {
+    const parts = location.hash.replace(/^#\/?/, '').split('/');
+    let id = null;
+    if (parts.length > 1 && parts[1]) {
+      try {
+        id = decodeURIComponent(parts.slice(1).join('/'));
+      } catch (_) {
+        id = parts.slice(1).join('/');
+      }
+    }
+    return { page: parts[0] || '', id };
+  }
+
+  const PAGE_FACTORIES = { inbox: inboxPage, spend: spendPage, keys: keysPage };
+
+  function route() {
+    if (!state.me) return;
+    if (!state.shell) renderShell();
+    const target = parseHash();
+    if (!rolePages().includes(target.page)) {
+      history.replaceState(null, '', '#/' + defaultPage());
+      route();
+      return;
+    }
+    for (const [page, link] of Object.entries(state.shell.links)) {
+      if (page === target.page) link.setAttribute('aria-current', 'page');
+      else link.removeAttribute('aria-current');
+    }
+    document.title = PAGE_TITLES[target.page] + ' · hearth';
+    if (state.page && state.pageName === target.page && state.page.update) {
+      state.page.update(target);
+      return;
+    }
+    leavePage();
+    clearError();
+    fill(state.shell.page);
+    state.page = PAGE_FACTORIES[target.page]();
+    state.pageName = target.page;
+    state.page.mount(state.shell.page, target);
+    window.scrollTo(0, 0);
+  }
+
+  function pageHeader(title, subtitle, ...extra) {
+    return h('header', { class: 'page-header' },
+      h('div', { class: 'page-heading' }, h('h1', null, title), subtitle ? h('p', { class: 'muted' }, subtitle) : null),
+      extra.length ? h('div', { class: 'page-tools' }, extra) : null);
+  }
+
+  /* ---------- inbox ---------- */
+
+  function inboxPage() {
+    let alive = true;
+    let view = VIEWS.includes(prefs.inboxView) ? prefs.inboxView : 'waiting';
+    let openId = null;
+    let current = null;
+    let users = null;
+    let listSeq = 0;
+    let convSeq = 0;
+    let listTimer = null;
+    let convTimer = null;
+    let live = null;
+    let liveRetry = null;
+    let lastList = null;
+    const drafts = new Map();
+
+    const liveText = h('span', { class: 'live-text' }, 'Connecting…');
+    const liveStatus = h('span', { id: 'live-status', class: 'live', 'data-state': 'connecting', title: 'Live updates' },
+      h('span', { class: 'live-dot', 'aria-hidden': 'true' }), liveText);
+
+    const tabs = {};
+    const tabBar = h('div', { class: 'tabs', role: 'tablist', 'aria-label': 'Which conversations' },
+      VIEWS.map((v) => {
+        tabs[v] = button({ id: 'tab-' + v, class: 'tab', role: 'tab' }, VIEW_LABELS[v], () => selectView(v));
+        return tabs[v];
+      }));
+    const listInfo = h('div', { class: 'list-info muted' });
+    const list = h('ul', { id: 'conversation-list', class: 'conv-list', 'aria-label': 'Conversations' });
+    const listPane = h('div', { class: 'inbox-list' }, tabBar, listInfo, list);
+    const detail = h('section', { id: 'conversation', class: 'inbox-detail', 'aria-label': 'Conversation' });
+    const layout = h('div', { class: 'inbox' }, listPane, detail);
+
+    function setLive(mode) {
+      liveStatus.setAttribute('data-state', mode);
+      liveText.textContent = mode === 'on' ? 'Live' : mode === 'off' ? 'Offline: retrying' : 'Connecting…';
+    }
+
+    function markTabs() {
+      for (const v of VIEWS) {
+        tabs[v].setAttribute('aria-selected', v === view ? 'true' : 'false');
+        tabs[v].classList.toggle('active', v === view);
+      }
+    }
+
+    function selectView(v) {
+      if (v === view) {
+        loadList(true);
+        return;
+      }
+      view = v;
+      savePref('inboxView', v);
+      markTabs();
+      loadList(false);
+    }
+
+    /* the list */
+
+    async function loadList(quiet) {
+      const seq = ++listSeq;
+      if (!quiet || !lastList) {
+        fill(list, h('li', { class: 'list-placeholder' }, loading('Loading conversations…')));
+        listInfo.textContent = '';
+      }
+      try {
+        const data = await api('GET', API + '/inbox?view=' + encodeURIComponent(view));
+        if (!alive || seq !== listSeq) return;
+        lastList = Array.isArray(data && data.conversations) ? data.conversations : [];
+        renderList();
+      } catch (e) {
+        if (!alive || seq !== listSeq) return;
+        if (!quiet || !lastList) {
+          lastList = null;
+          fill(list, h('li', { class: 'list-placeholder' },
+            errorState('Could not load the conversations.', () => loadList(false))));
+        }
+        showError(e);
+      }
+    }
+
+    function scheduleList() {
+      clearTimeout(listTimer);
+      listTimer = setTimeout(() => loadList(true), 250);
+    }
+
+    function renderList() {
+      const items = lastList.map(listItem);
+      if (!items.length) items.push(h('li', { class: 'list-placeholder' }, emptyState(VIEW_EMPTY[view])));
+      fill(list, ...items);
+      listInfo.textContent = lastList.length ? plural(lastList.length, 'conversation') : '';
+    }
+
+    function listItem(c) {
+      const id = String(c.id);
+      const last = c.last_message;
+      const li = h('li', {
+        class: ['conv-item', id === openId && 'selected'],
+        'data-testid': 'conversation-item',
+        'data-id': id,
+        'data-status': String(c.status),
+        tabindex: '0',
+        role: 'link',
+        'aria-current': id === openId ? 'true' : null,
+      },
+      h('div', { class: 'conv-item-top' },
+        statusBadge(c.status),
+        h('span', { class: ['conv-item-assignee', !c.assignee && 'muted'] }, c.assignee ? String(c.assignee) : 'Unassigned'),
+        agoEl(c.updated_at, 'conv-item-time')),
+      c.handoff_summary ? h('p', { class: 'conv-item-summary' }, truncate(c.handoff_summary, 200)) : null,
+      last
+        ? h('p', { class: 'conv-item-last' },
+          h('span', { class: 'conv-item-speaker' }, (SPEAKERS[last.role] || String(last.role)) + ': '),
+          truncate(last.text, 140))
+        : h('p', { class: 'conv-item-last muted' }, 'No messages yet'),
+      h('div', { class: 'conv-item-foot muted' },
+        h('span', { class: 'mono', title: id }, truncate(id, 14)),
+        c.intent ? h('span', { class: 'chip' }, String(c.intent)) : null,
+        h('span', null, plural(c.messages || 0, 'message'))));
+      li.addEventListener('click', () => go(id));
+      li.addEventListener('keydown', (event) => {
+        if (event.key === 'Enter' || event.key === ' ') {
+          event.preventDefault();
+          go(id);
+        }
+      });
+      return li;
+    }
+
+    function go(id) {
+      const hash = '#/inbox/' + encodeURIComponent(id);
+      if (location.hash !== hash) location.hash = hash;
+      else open(id);
+    }
+
+    function markSelected() {
+      for (const li of list.querySelectorAll('li.conv-item')) {
+        const selected = li.getAttribute('data-id') === openId;
+        li.classList.toggle('selected', selected);
+        if (selected) li.setAttribute('aria-current', 'true');
+        else li.removeAttribute('aria-current');
+      }
+    }
+
+    /* users, for the assign menu */
+
+    async function loadUsers() {
+      try {
+        const data = await api('GET', API + '/users');
+        if (!alive) return;
+        users = Array.isArray(data && data.users) ? data.users : [];
+        if (current) renderConversation(current);
+      } catch (e) {
+        if (!alive) return;
+        users = [];
+        showError(e);
+      }
+    }
+
+    /* the open conversation */
+
+    function open(id) {
+      if (id === openId && (current || id === null)) return;
+      openId = id;
+      current = null;
+      convSeq++;
+      layout.classList.toggle('has-open', !!id);
+      markSelected();
+      connectLive(false);
+      if (!id) {
+        fill(detail, h('div', { class: 'conv-placeholder' },
+          icon('inbox', 'placeholder-icon'),
+          h('p', null, 'Choose a conversation to read it and answer.')));
+        return;
+      }
+      fill(detail, loading('Loading conversation…'));
+      loadConversation(false);
+    }
+
+    async function loadConversation(quiet) {
+      const id = openId;
+      if (!id) return;
+      const seq = ++convSeq;
+      try {
+        const v = await api('GET', API + '/conversations/' + encodeURIComponent(id));
+        if (!alive || id !== openId || seq !== convSeq) return;
+        renderConversation(v);
+      } catch (e) {
+        if (!alive || id !== openId || seq !== convSeq) return;
+        if (!quiet || !current) {
+          fill(detail, backButton(),
+            errorState(e.status === 404 ? 'This conversation does not exist (any more).' : 'Could not load the conversation.',
+              () => loadConversation(false)));
+        }
+        showError(e);
+      }
+    }
+
+    function scheduleConversation() {
+      clearTimeout(convTimer);
+      convTimer = setTimeout(() => loadConversation(true), 150);
+    }
+
+    function draftFor(id) {
+      if (!drafts.has(id)) drafts.set(id, { reply: '', note: '', handBack: false, assignTo: null });
+      return drafts.get(id);
+    }
+
+    function backButton() {
+      return button({ id: 'back-to-list', class: 'btn btn-quiet btn-sm back-button' }, '← All conversations', () => {
+        location.hash = '#/inbox';
+      });
+    }
+
+    async function act(action, body, done, before) {
+      const id = openId;
+      try {
+        const v = await api('POST', API + '/conversations/' + encodeURIComponent(id) + '/' + action, body);
+        if (!alive || id !== openId) return true;
+        if (before) before();
+        convSeq++;
+        if (v && v.session) renderConversation(v);
+        else loadConversation(true);
+        toast(done);
+        loadList(true);
+        return true;
+      } catch (e) {
+        showError(e);
+        return false;
+      }
+    }
+
+    function snapshot() {
+      const transcript = detail.querySelector('#transcript');
+      const active = document.activeElement;
+      const openDetails = new Set();
+      if (transcript) {
+        transcript.querySelectorAll('details[data-index]').forEach((d) => {
+          if (d.open) openDetails.add(d.getAttribute('data-index'));
+        });
+      }
+      const meta = detail.querySelector('#metadata');
+      return {
+        atBottom: transcript ? transcript.scrollHeight - transcript.scrollTop - transcript.clientHeight < 40 : true,
+        scrollTop: transcript ? transcript.scrollTop : 0,
+        openDetails,
+        metaOpen: !!(meta && meta.open),
+        focusId: active && active.id && detail.contains(active) ? active.id : null,
+        selection: active && typeof active.selectionStart === 'number' && detail.contains(active)
+          ? [active.selectionStart, active.selectionEnd] : null,
+      };
+    }
+
+    function renderConversation(v) {
+      const same = current && current.session && v.session && current.session.id === v.session.id;
+      const before = same ? snapshot() : null;
+      current = v;
+      const session = v.session || {};
+      const convo = session.conversation || {};
+      const entries = Array.isArray(convo.entries) ? convo.entries : [];
+      const id = String(session.id || openId);
+      const status = String(session.status || '');
+      const assignee = v.assignee === null || v.assignee === undefined ? null : String(v.assignee);
+      const mine = assignee !== null && assignee === state.me.name;
+      const draft = draftFor(id);
+
+      /* header and actions */
+      const assignSelect = h('select', { id: 'assign-to', class: 'select', 'aria-label': 'Colleague to assign' });
+      fillAssignOptions(assignSelect, assignee);
+      assignSelect.value = draft.assignTo !== null && hasOption(assignSelect, draft.assignTo) ? draft.assignTo : (assignee || '');
+      assignSelect.addEventListener('change', () => {
+        draft.assignTo = assignSelect.value;
+      });
+
+      const take = mine ? null : button({ id: 'take', class: 'btn btn-primary' }, 'Assign to me', (event) =>
+        withBusy(event.currentTarget, () => act('assign', { to: state.me.name }, 'Assigned to you', () => {
+          draft.assignTo = null;
+        })));
+      const assignBtn = button({ id: 'assign', class: 'btn' }, 'Assign', (event) =>
+        withBusy(event.currentTarget, () => {
+          const to = assignSelect.value || null;
+          return act('assign', { to }, to ? 'Assigned to ' + to : 'Unassigned', () => {
+            draft.assignTo = null;
+          });
+        }));
+      const handBack = button({
+        id: 'hand-back', class: 'btn', disabled: status !== 'handoff',
+        title: status === 'handoff' ? 'The agent answers the customer again' : 'Only a handed-over conversation can go back to the agent',
+      }, 'Hand back to agent', (event) =>
+        withBusy(event.currentTarget, () => act('hand-back', {}, 'Handed back to the agent')));
+      const resolve = button({
+        id: 'resolve', class: 'btn btn-success', disabled: status === 'resolved',
+        title: status === 'resolved' ? 'Already resolved' : 'Mark the conversation resolved',
+      }, 'Resolve', (event) =>
+        withBusy(event.currentTarget, () => act('resolve', {}, 'Resolved')));
+
+      const intent = session.intent && typeof session.intent === 'object' ? session.intent : null;
+      const facts = h('dl', { class: 'facts' },
+        fact('Assigned to', h('span', { id: 'conversation-assignee', class: assignee ? null : 'muted' }, assignee || 'Nobody')),
+        fact('Started', dateTime(session.created_at)),
+        fact('Updated', agoEl(session.updated_at)),
+        session.owner ? fact('Owner', String(session.owner)) : null,
+        intent ? fact('Intent', h('span', null, String(intent.intent || '—'),
+          Number.isFinite(Number(intent.score)) ? h('span', { class: 'muted' }, ' · ' + Number(intent.score).toFixed(2)) : null,
+          intent.in_scope === false ? h('span', { class: 'badge badge-warn' }, 'out of scope') : null)) : null);
+
+      const header = h('header', { class: 'conv-header' },
+        backButton(),
+        h('div', { class: 'conv-title' },
+          h('h2', null, 'Conversation ', h('code', { id: 'conversation-id', class: 'conv-id' }, id)),
+          statusBadge(status, 'conversation-status')),
+        facts,
+        h('div', { class: 'conv-actions' },
+          take,
+          h('div', { class: 'assign-group' }, assignSelect, assignBtn),
+          handBack,
+          resolve));
+
+      /* handoff summary */
+      const summaryText = session.handoff_summary || convo.handed_over || null;
+      const summary = summaryText
+        ? h('div', { id: 'handoff-summary', class: 'handoff-box' },
+          h('div', { class: 'handoff-label' }, 'Handoff summary'),
+          h('p', null, String(summaryText)))
+        : null;
+
+      /* transcript */
+      const transcript = h('div', { id: 'transcript', class: 'transcript', 'aria-label': 'Transcript', tabindex: '0' },
+        entries.length ? entries.map(entryEl) : h('p', { class: 'empty' }, 'No messages yet.'));
+      const pending = Array.isArray(convo.pending) && convo.pending.length
+        ? h('div', { id: 'pending', class: 'notice notice-info pending' },
+          h('strong', null, 'Waiting for the customer to confirm: '), h('code', null, String(convo.pending[0])),
+          convo.pending.length > 1 ? h('pre', { class: 'json' }, pretty(convo.pending[1])) : null)
+        : null;
+
+      /* reply */
+      const canReply = status === 'handoff';
+      const replyText = h('textarea', {
+        id: 'reply-text', class: 'textarea', rows: '3', disabled: !canReply,
+        placeholder: canReply ? 'Write to the customer…' : '', 'aria-label': 'Reply to the customer',
+      });
+      replyText.value = draft.reply;
+      replyText.addEventListener('input', () => {
+        draft.reply = replyText.value;
+      });
+      const replyHandBack = h('input', { id: 'reply-hand-back', type: 'checkbox', disabled: !canReply, checked: draft.handBack });
+      replyHandBack.addEventListener('change', () => {
+        draft.handBack = replyHandBack.checked;
+      });
+      const replySubmit = h('button', { id: 'reply-submit', type: 'submit', class: 'btn btn-primary', disabled: !canReply }, 'Send reply');
+      const replyError = h('div', { class: 'form-error', role: 'alert', hidden: true });
+      const replyForm = h('form', { id: 'reply-form', class: ['reply', !canReply && 'is-disabled'], novalidate: true },
+        h('label', { class: 'panel-label', for: 'reply-text' }, 'Reply to the customer'),
+        canReply ? null : h('p', { id: 'reply-disabled-reason', class: 'notice notice-muted' }, replyReason(status)),
+        replyText,
+        replyError,
+        h('div', { class: 'form-row' },
+          h('label', { class: 'check', for: 'reply-hand-back' }, replyHandBack, 'Hand back to the agent after this reply'),
+          replySubmit));
+      replyForm.addEventListener('submit', (event) => {
+        event.preventDefault();
+        if (!canReply) return;
+        const text = replyText.value.trim();
+        if (!text) {
+          replyError.textContent = 'Write a reply first.';
+          replyError.hidden = false;
+          replyText.focus();
+          return;
+        }
+        replyError.hidden = true;
+        const backAfter = replyHandBack.checked;
+        withBusy(replySubmit, () => act('reply', { text, hand_back: backAfter },
+          backAfter ? 'Reply sent; the agent answers again' : 'Reply sent', () => {
+            draft.reply = '';
+            draft.handBack = false;
+          }));
+      });
+      submitOnCtrlEnter(replyText, replyForm);
+
+      /* notes */
+      const notes = Array.isArray(v.notes) ? v.notes : [];
+      const noteText = h('textarea', { id: 'note-text', class: 'textarea', rows: '3', placeholder: 'Only your colleagues see this', 'aria-label': 'New private note' });
+      noteText.value = draft.note;
+      noteText.addEventListener('input', () => {
+        draft.note = noteText.value;
+      });
+      const noteSubmit = h('button', { id: 'note-submit', type: 'submit', class: 'btn' }, 'Add note');
+      const noteError = h('div', { class: 'form-error', role: 'alert', hidden: true });
+      const noteForm = h('form', { id: 'note-form', class: 'note-form', novalidate: true }, noteText, noteError,
+        h('div', { class: 'form-row form-row-end' }, noteSubmit));
+      noteForm.addEventListener('submit', (event) => {
+        event.preventDefault();
+        const text = noteText.value.trim();
+        if (!text) {
+          noteError.textContent = 'Write the note first.';
+          noteError.hidden = false;
+          noteText.focus();
+          return;
+        }
+        noteError.hidden = true;
+        withBusy(noteSubmit, () => act('notes', { text }, 'Note added', () => {
+          draft.note = '';
+        }));
+      });
+      submitOnCtrlEnter(noteText, noteForm);
+
+      const notesPanel = h('aside', { id: 'notes', class: 'panel notes', 'aria-label': 'Private notes' },
+        h('h3', { class: 'notes-title' }, h('span', { class: 'lock', 'aria-hidden': 'true' }), 'Private notes — never shown to the customer'),
+        h('ul', { id: 'note-list', class: 'note-list' },
+          notes.length
+            ? notes.map((n) => h('li', { class: 'note', 'data-testid': 'note' },
+              h('div', { class: 'note-head' },
+                h('strong', null, String(n.author || '—')),
+                agoEl(n.at, 'muted')),
+              h('p', { class: 'note-text' }, String(n.text === undefined ? '' : n.text))))
+            : h('li', { class: 'muted note-empty' }, 'No notes yet.')),
+        noteForm);
+
+      const metadata = h('details', { id: 'metadata', class: 'panel metadata', open: before ? before.metaOpen : false },
+        h('summary', null, 'Metadata'),
+        h('pre', { class: 'json' }, pretty(session.metadata === undefined ? null : session.metadata)));
+
+      fill(detail,
+        header,
+        summary,
+        h('div', { class: 'conv-grid' },
+          h('div', { class: 'conv-main' }, transcript, pending, replyForm),
+          h('div', { class: 'conv-side' }, notesPanel, metadata)));
+
+      if (before) {
+        transcript.querySelectorAll('details[data-index]').forEach((d) => {
+          if (before.openDetails.has(d.getAttribute('data-index'))) d.open = true;
+        });
+        transcript.scrollTop = before.atBottom ? transcript.scrollHeight : before.scrollTop;
+        if (before.focusId) {
+          const el = document.getElementById(before.focusId);
+          if (el && !el.disabled) {
+            el.focus({ preventScroll: true });
+            if (before.selection && typeof el.setSelectionRange === 'function') {
+              try {
+                el.setSelectionRange(before.selection[0], before.selection[1]);
+              } catch (_) {
+                /* not a text field */
+              }
+            }
+          }
+        }
+      } else {
+        transcript.scrollTop = transcript.scrollHeight;
+      }
+    }
+
+    function fact(label, value) {
+      return h('div', { class: 'fact' }, h('dt', null, label), h('dd', null, value));
+    }
+
+    function hasOption(select, value) {
+      return Array.from(select.options).some((o) => o.value === value);
+    }
+
+    function fillAssignOptions(select, assignee) {
+      select.appendChild(h('option', { value: '' }, 'Nobody'));
+      const list = Array.isArray(users) ? users.slice() : [];
+      const names = new Set(list.map((u) => String(u.name)));
+      if (assignee && !names.has(assignee)) list.push({ name: assignee, role: '' });
+      if (!names.has(state.me.name)) list.push({ name: state.me.name, role: state.me.role });
+      const byRole = new Map();
+      for (const u of list) {
+        const role = String(u.role || '');
+        if (!byRole.has(role)) byRole.set(role, []);
+        byRole.get(role).push(String(u.name));
+      }
+      const grouped = byRole.size > 1;
+      for (const [role, members] of byRole) {
+        members.sort((a, b) => a.localeCompare(b));
+        const options = members.map((name) => h('option', { value: name }, name));
+        if (grouped) select.appendChild(h('optgroup', { label: role ? role[0].toUpperCase() + role.slice(1) : 'Other' }, options));
+        else add(select, options);
+      }
+    }
+
+    function replyReason(status) {
+      if (status === 'active') return 'The agent is answering this conversation. Replies open when it is handed over to a person.';
+      if (status === 'resolved') return 'This conversation is resolved: replies are closed.';
+      return 'Replies are possible only while the conversation is handed over to a person.';
+    }
+
+    function entryEl(e, index) {
+      const kind = String(e && e.kind);
+      const base = { class: ['entry', 'entry-' + kind.replace(/[^a-z_]/g, '')], 'data-kind': kind, 'data-index': String(index) };
+      switch (kind) {
+        case 'customer':
+          return h('div', base, h('div', { class: 'speaker' }, 'Customer'), h('div', { class: 'bubble' }, String(e.text || '')));
+        case 'agent':
+          return h('div', base,
+            h('div', { class: 'speaker' }, 'Agent'),
+            h('div', { class: 'bubble' }, String(e.text || '')),
+            Array.isArray(e.citations) && e.citations.length
+              ? h('ul', { class: 'citations', 'aria-label': 'Sources' },
+                e.citations.map((c) => h('li', null,
+                  h('span', { class: 'cite-title' }, String(c.title || 'Untitled')),
+                  c.source ? ' — ' + String(c.source) : '',
+                  c.id ? [', ', h('code', null, String(c.id))] : null)))
+              : null);
+        case 'human':
+          return h('div', base,
+            h('div', { class: 'speaker' }, e.author ? 'Support · ' + String(e.author) : 'Support'),
+            h('div', { class: 'bubble' }, String(e.text || '')));
+        case 'tool_call': {
+          const result = e.result && typeof e.result === 'object' ? e.result : {};
+          const failed = Object.prototype.hasOwnProperty.call(result, 'Err');
+          const value = failed ? String(result.Err) : pretty(Object.prototype.hasOwnProperty.call(result, 'Ok') ? result.Ok : e.result);
+          return h('div', base,
+            h('details', { class: 'tool', 'data-index': String(index) },
+              h('summary', null,
+                h('span', { class: 'tool-label' }, 'Tool call'),
+                h('code', { class: 'tool-name' }, String(e.name || '')),
+                h('span', { class: ['badge', failed ? 'badge-error' : 'badge-ok'] }, failed ? 'refused' : 'ok')),
+              h('div', { class: 'tool-body' },
+                h('div', { class: 'tool-part' }, h('div', { class: 'tool-part-label' }, 'Arguments'), h('pre', { class: 'json' }, pretty(e.arguments))),
+                h('div', { class: 'tool-part' }, h('div', { class: 'tool-part-label' }, failed ? 'Refusal' : 'Result'), h('pre', { class: 'json' }, value)))));
+        }
+        case 'confirmation_asked':
+          return h('div', base,
+            h('div', { class: 'notice notice-info' },
+              h('strong', null, 'Asked the customer to confirm '), h('code', null, String(e.name || '')),
+              h('pre', { class: 'json' }, pretty(e.arguments))));
+        case 'handoff':
+          return h('div', base,
+            h('div', { class: 'notice notice-warn' },
+              h('strong', null, 'Handed over to a person'),
+              e.summary ? h('p', null, String(e.summary)) : null));
+        default:
+          return h('div', base, h('div', { class: 'notice notice-muted' }, h('pre', { class: 'json' }, pretty(e))));
+      }
+    }
+
+    /* live updates */
+
+    function closeLive() {
+      clearTimeout(liveRetry);
+      liveRetry = null;
+      if (live) {
+        live.close();
+        live = null;
+      }
+    }
+
+    function connectLive(refetch) {
+      closeLive();
+      if (!alive || typeof EventSource !== 'function') {
+        setLive('off');
+        return;
+      }
+      const url = API + '/live' + (openId ? '?conversation=' + encodeURIComponent(openId) : '');
+      let es;
+      try {
+        es = new EventSource(url);
+      } catch (_) {
+        setLive('off');
+        return;
+      }
+      live = es;
+      setLive('connecting');
+      let opened = false;
+      es.addEventListener('open', () => {
+        if (live !== es) return;
+        setLive('on');
+        if (opened || refetch) {
+          scheduleList();
+          if (openId) scheduleConversation();
+        }
+        opened = true;
+      });
+      es.addEventListener('inbox', () => {
+        if (live === es) scheduleList();
+      });
+      es.addEventListener('conversation', (event) => {
+        if (live !== es || !openId) return;
+        let data = null;
+        try {
+          data = JSON.parse(event.data);
+        } catch (_) {
+          data = null;
+        }
+        if (data && data.id !== undefined && data.id !== null && String(data.id) !== openId) return;
+        if (data && current && typeof data.version === 'number' && typeof current.version === 'number' && data.version <= current.version) return;
+        scheduleConversation();
+      });
+      es.addEventListener('error', () => {
+        if (live !== es) return;
+        if (es.readyState !== EventSource.CLOSED) {
+          setLive('connecting');
+          return;
+        }
+        es.close();
+        live = null;
+        setLive('off');
+        liveRetry = setTimeout(async () => {
+          liveRetry = null;
+          try {
+            const me = await api('GET', API + '/me');
+            if (me && me.csrf && state.me) state.me.csrf = String(me.csrf);
+          } catch (e) {
+            if (e.status === 401 || !alive) return;
+          }
+          if (alive) connectLive(true);
+        }, 5000);
+      });
+    }
+
+    return {
+      mount(container, target) {
+        container.appendChild(h('div', { class: 'page-inbox' },
+          pageHeader('Inbox', 'Conversations the agent handed over, and everything else.', liveStatus),
+          layout));
+        markTabs();
+        loadList(false);
+        loadUsers();
+        open(target.id);
+        if (!target.id) connectLive(false);
+      },
+      update(target) {
+        open(target.id);
+      },
+      unmount() {
+        alive = false;
+        clearTimeout(listTimer);
+        clearTimeout(convTimer);
+        closeLive();
+      },
+    };
+  }
+
+  function submitOnCtrlEnter(textarea, form) {
+    textarea.addEventListener('keydown', (event) => {
+      if (event.key === 'Enter' && (event.ctrlKey || event.metaKey)) {
+        event.preventDefault();
+        if (typeof form.requestSubmit === 'function') form.requestSubmit();
+        else form.dispatchEvent(new Event('submit', { cancelable: true }));
+      }
+    });
+  }
+
+  /* ---------- tables ---------- */
+
+  function table(id, columns, rows, options) {
+    const opts = options || {};
+    const head = h('thead', null, h('tr', null, columns.map((c) =>
+      h('th', { scope: 'col', class: c.num ? 'num' : null }, c.label))));
+    const body = h('tbody', null,
+      rows.length
+        ? rows.map((row) => h('tr', { class: row.cls || null, 'data-testid': row.testid || null, 'data-name': row.name || null },
+          row.cells.map((cell, i) => h('td', { class: columns[i] && columns[i].num ? 'num' : null }, cell))))
+        : h('tr', { class: 'empty-row' }, h('td', { colspan: String(columns.length) }, opts.empty || 'Nothing to show.')));
+    const foot = opts.footer
+      ? h('tfoot', null, h('tr', null, opts.footer.map((cell, i) => h('td', { class: columns[i] && columns[i].num ? 'num' : null }, cell))))
+      : null;
+    return h('div', { class: 'table-wrap' }, h('table', { id, class: 'table' }, head, body, foot));
+  }
+
+  function badge(text, kind) {
+    return h('span', { class: ['badge', 'badge-' + kind] }, text);
+  }
+
+  function limitText(n) {
+    return n === null || n === undefined ? h('span', { class: 'muted' }, 'none') : num(n);
+  }
+
+  function budgetBar(key) {
+    const budget = key.budget;
+    if (budget === null || budget === undefined) return h('span', { class: 'muted' }, 'No budget');
+    const spent = Number(key.spent) || 0;
+    const remaining = key.remaining === null || key.remaining === undefined ? Math.max(0, budget - spent) : Number(key.remaining);
+    const fraction = budget > 0 ? spent / budget : (spent > 0 ? 1 : 0);
+    const shown = Math.max(0, Math.min(1, fraction));
+    const level = fraction >= 1 ? 'over' : fraction >= 0.8 ? 'warn' : 'ok';
+    const fill = h('div', { class: 'progress-fill' });
+    fill.style.width = (shown * 100).toFixed(1) + '%';
+    return h('div', { class: 'progress-cell' },
+      h('div', {
+        class: ['progress', 'progress-' + level], role: 'progressbar',
+        'aria-valuemin': '0', 'aria-valuemax': '100', 'aria-valuenow': String(Math.round(shown * 100)),
+        'aria-label': Math.round(fraction * 100) + ' % of the budget spent',
+      }, fill),
+      h('span', { class: 'progress-text' }, usd(remaining) + ' left'));
+  }
+
+  function isRevoked(key) {
+    return key.revoked !== null && key.revoked !== undefined && key.revoked !== false;
+  }
+
+  function budgetsTable(id, keys, withActions, onRevoke) {
+    const columns = [
+      { label: 'Name' }, { label: 'Budget', num: true }, { label: 'Period' }, { label: 'Spent', num: true },
+      { label: 'Remaining' }, { label: 'Requests / min', num: true }, { label: 'Tokens / min', num: true },
+    ];
+    if (withActions) {
+      columns.splice(1, 0, { label: 'Scopes' }, { label: 'Routes' });
+      columns.push({ label: 'Created' }, { label: 'Status' }, { label: '' });
+    }
+    const rows = keys.map((k) => {
+      const revoked = isRevoked(k);
+      const name = h('div', { class: 'key-name' }, h('strong', null, String(k.name)),
+        k.tenant ? h('span', { class: 'muted small' }, 'tenant ' + String(k.tenant)) : null,
+        !withActions && revoked ? badge('revoked', 'revoked') : null);
+      const cells = [
+        name,
+        k.budget === null || k.budget === undefined ? h('span', { class: 'muted' }, 'none') : usd(k.budget),
+        String(k.period || '—'),
+        usd(k.spent),
+        budgetBar(k),
+        limitText(k.requests_per_minute),
+        limitText(k.tokens_per_minute),
+      ];
+      if (withActions) {
+        const scopes = Array.isArray(k.scopes) ? k.scopes : [];
+        const routes = Array.isArray(k.routes) ? k.routes : [];
+        cells.splice(1, 0,
+          h('div', { class: 'chips' }, scopes.length ? scopes.map((sc) => h('span', { class: 'chip' }, String(sc))) : h('span', { class: 'muted' }, 'none')),
+          routes.length ? h('div', { class: 'chips' }, routes.map((r) => h('span', { class: 'chip chip-quiet' }, String(r)))) : h('span', { class: 'muted' }, 'all'));
+        cells.push(
+          dateOnly(k.created),
+          revoked ? badge('revoked', 'revoked') : badge('active', 'ok'),
+          revoked ? null : button({ class: 'btn btn-danger btn-sm', 'data-testid': 'revoke', 'data-name': String(k.name) }, 'Revoke',
+            (event) => onRevoke(k, event.currentTarget)));
+      }
+      return { cells, cls: revoked ? 'revoked' : null, name: String(k.name) };
+    });
+    return table(id, columns.map((c) => (c.label === '' ? { label: h('span', { class: 'sr-only' }, 'Actions') } : c)), rows,
+      { empty: withActions ? 'No keys yet: create one below.' : 'No API keys.' });
+  }
+
+  /* ---------- charts ---------- */
+
+  function dayRange(from, to) {
+    const start = Date.parse(String(from) + 'T00:00:00Z');
+    const end = Date.parse(String(to) + 'T00:00:00Z');
+    if (!Number.isFinite(start) || !Number.isFinite(end) || end < start) return null;
+    const days = [];
+    for (let t = start; t <= end && days.length < 1200; t += 86400000) days.push(new Date(t).toISOString().slice(0, 10));
+    return days;
+  }
+
+  function shortDay(day) {
+    const t = Date.parse(day + 'T00:00:00Z');
+    if (!Number.isFinite(t)) return day;
+    return new Date(t).toLocaleDateString(undefined, { month: 'short', day: 'numeric', timeZone: 'UTC' });
+  }
+
+  function longDay(day) {
+    const t = Date.parse(day + 'T00:00:00Z');
+    if (!Number.isFinite(t)) return day;
+    return new Date(t).toLocaleDateString(undefined, { weekday: 'short', year: 'numeric', month: 'short', day: 'numeric', timeZone: 'UTC' });
+  }
+
+  function aggregate(data) {
+    const series = Array.isArray(data.series) ? data.series : [];
+    const rows = Array.isArray(data.rows) ? data.rows : [];
+    let days = dayRange(data.from, data.to);
+    if (!days) days = Array.from(new Set(series.map((p) => String(p.day)))).sort();
+    const dayIndex = new Map(days.map((d, i) => [d, i]));
+    for (const p of series) {
+      if (!dayIndex.has(String(p.day))) {
+        days.push(String(p.day));
+      }
+    }
+    days.sort();
+    days.forEach((d, i) => dayIndex.set(d, i));
+
+    const order = [];
+    const seen = new Set();
+    for (const r of rows) {
+      const g = String(r.group);
+      if (!seen.has(g)) { seen.add(g); order.push(g); }
+    }
+    const extraCost = new Map();
+    for (const p of series) {
+      const g = String(p.group);
+      if (!seen.has(g)) extraCost.set(g, (extraCost.get(g) || 0) + (Number(p.cost) || 0));
+    }
+    order.push(...Array.from(extraCost.keys()).sort((a, b) => extraCost.get(b) - extraCost.get(a)));
+
+    const overflow = order.length > MAX_GROUPS;
+    const kept = overflow ? order.slice(0, MAX_GROUPS - 1) : order;
+    const groups = kept.map((g, i) => ({ key: g, label: g === '' ? '(none)' : g, colour: PALETTE[i % PALETTE.length] }));
+    if (overflow) groups.push({ key: '\u0000other', label: 'Other (' + (order.length - kept.length) + ')', colour: OTHER_COLOUR });
+    const groupIndex = new Map(groups.map((g, i) => [g.key, i]));
+    const otherIndex = overflow ? groups.length - 1 : -1;
+
+    const zero = () => days.map(() => groups.map(() => 0));
+    const cost = zero();
+    const requests = zero();
+    const errors = days.map(() => 0);
+    for (const p of series) {
+      const d = dayIndex.get(String(p.day));
+      if (d === undefined) continue;
+      let g = groupIndex.get(String(p.group));
+      if (g === undefined) g = otherIndex;
+      if (g < 0) continue;
+      cost[d][g] += Number(p.cost) || 0;
+      requests[d][g] += Number(p.requests) || 0;
+      errors[d] += Number(p.errors) || 0;
+    }
+    return { days, groups, cost, requests, errors };
+  }
+
+  function niceTicks(max, count, integer) {
+    if (!(max > 0)) return integer ? [0, 1] : [0, 1];
+    const raw = max / count;
+    const magnitude = Math.pow(10, Math.floor(Math.log10(raw)));
+    const norm = raw / magnitude;
+    let step = (norm <= 1 ? 1 : norm <= 2 ? 2 : norm <= 2.5 ? 2.5 : norm <= 5 ? 5 : 10) * magnitude;
+    if (integer) step = Math.max(1, Math.ceil(step));
+    const n = Math.max(1, Math.ceil(max / step - 1e-9));
+    const ticks = [];
+    for (let i = 0; i <= n; i++) ticks.push(Number((i * step).toPrecision(12)));
+    return ticks;
+  }
+
+  function stackedChart(opts) {
+    const { id, title, agg, matrix, format, axisFormat, integer, extra } = opts;
+    const W = Math.max(280, Math.round(opts.width || 720));
+    const H = W < 480 ? 210 : 250;
+    const m = { t: 14, r: 10, b: 30, l: 62 };
+    const pw = W - m.l - m.r;
+    const ph = H - m.t - m.b;
+    const days = agg.days;
+    const n = Math.max(1, days.length);
+    const totals = days.map((_, d) => matrix[d].reduce((a, b) => a + b, 0));
+    const max = totals.reduce((a, b) => Math.max(a, b), 0);
+    const ticks = niceTicks(max, 4, integer);
+    const top = ticks[ticks.length - 1] || 1;
+    const y = (v) => m.t + ph - (v / top) * ph;
+    const band = pw / n;
+    const barWidth = Math.max(1, Math.min(band * 0.72, 36));
+
+    const svg = s('svg', {
+      id, class: 'chart', viewBox: '0 0 ' + W + ' ' + H, preserveAspectRatio: 'xMidYMid meet',
+      role: 'img', 'aria-label': title, width: '100%',
+    }, s('title', null, title));
+
+    const grid = s('g', { class: 'chart-grid' });
+    for (const t of ticks) {
+      grid.appendChild(s('line', { x1: m.l, x2: W - m.r, y1: y(t), y2: y(t), class: t === 0 ? 'axis-line' : 'grid-line' }));
+      grid.appendChild(s('text', { x: m.l - 8, y: y(t), 'text-anchor': 'end', 'dominant-baseline': 'middle', class: 'axis-label' }, axisFormat(t)));
+    }
+    svg.appendChild(grid);
+
+    const every = Math.max(1, Math.ceil(n / Math.max(2, Math.floor(pw / 64))));
+    const xLabels = s('g', { class: 'chart-x' });
+    days.forEach((day, d) => {
+      if (d % every !== 0) return;
+      xLabels.appendChild(s('text', { x: m.l + band * (d + 0.5), y: H - m.b + 20, 'text-anchor': 'middle', class: 'axis-label' }, shortDay(day)));
+    });
+    svg.appendChild(xLabels);
+
+    const wrap = h('div', { class: 'chart-wrap' });
+    const tip = h('div', { class: 'chart-tip', role: 'status', hidden: true });
+    const hits = s('g', { class: 'chart-hits' });
+    const bars = s('g', { class: 'chart-bars' });
+    let activeHit = null;
+
+    function hideTip() {
+      tip.hidden = true;
+      if (activeHit) activeHit.classList.remove('active');
+      activeHit = null;
+    }
+
+    function showTip(d, hit) {
+      if (activeHit) activeHit.classList.remove('active');
+      activeHit = hit;
+      hit.classList.add('active');
+      const lines = [];
+      agg.groups.forEach((g, gi) => {
+        const v = matrix[d][gi];
+        if (v > 0) lines.push(h('div', { class: 'tip-row' }, h('span', { class: 'swatch', 'data-colour': g.colour }), h('span', { class: 'tip-name' }, g.label), h('span', { class: 'tip-value' }, format(v))));
+      });
+      fill(tip,
+        h('div', { class: 'tip-day' }, longDay(days[d])),
+        lines.length ? lines : h('div', { class: 'muted' }, 'Nothing this day'),
+        h('div', { class: 'tip-row tip-total' }, h('span', { class: 'tip-name' }, 'Total'), h('span', { class: 'tip-value' }, format(totals[d]))),
+        extra ? extra(d) : null);
+      for (const sw of tip.querySelectorAll('.swatch[data-colour]')) sw.style.background = sw.getAttribute('data-colour');
+      tip.hidden = false;
+      const box = wrap.getBoundingClientRect();
+      const r = hit.getBoundingClientRect();
+      const tipWidth = tip.offsetWidth;
+      let left = r.left - box.left + r.width / 2 - tipWidth / 2;
+      left = Math.max(4, Math.min(left, box.width - tipWidth - 4));
+      tip.style.left = left + 'px';
+      tip.style.top = Math.max(0, r.top - box.top + 4) + 'px';
+    }
+
+    days.forEach((day, d) => {
+      const x = m.l + band * d;
+      const hit = s('rect', { x, y: m.t, width: band, height: ph, class: 'hit' });
+      hit.addEventListener('pointerenter', () => showTip(d, hit));
+      hit.addEventListener('click', () => showTip(d, hit));
+      hits.appendChild(hit);
+      let acc = 0;
+      agg.groups.forEach((g, gi) => {
+        const v = matrix[d][gi];
+        if (!(v > 0)) return;
+        const y1 = y(acc + v);
+        const y0 = y(acc);
+        bars.appendChild(s('rect', {
+          x: x + (band - barWidth) / 2, y: y1, width: barWidth, height: Math.max(0.75, y0 - y1), fill: g.colour, class: 'bar',
+        }, s('title', null, shortDay(day) + ' · ' + g.label + ': ' + format(v))));
+        acc += v;
+      });
+    });
+    svg.appendChild(hits);
+    svg.appendChild(bars);
+    svg.addEventListener('pointerleave', (event) => {
+      if (event.pointerType !== 'touch') hideTip();
+    });
+    tip.addEventListener('click', hideTip);
+
+    if (!(max > 0)) {
+      svg.appendChild(s('text', { x: m.l + pw / 2, y: m.t + ph / 2, 'text-anchor': 'middle', class: 'chart-empty' }, 'Nothing in this period'));
+    }
+
+    wrap.appendChild(svg);
+    wrap.appendChild(tip);
+    return wrap;
+  }
+
+  function legend(groups) {
+    return h('ul', { class: 'legend', 'aria-label': 'Legend' }, groups.map((g) => {
+      const sw = h('span', { class: 'swatch', 'aria-hidden': 'true' });
+      sw.style.background = g.colour;
+      return h('li', null, sw, g.label);
+    }));
+  }
+
+  /* ---------- spend ---------- */
+
+  function spendPage() {
+    let alive = true;
+    let spendSeq = 0;
+
+    const daysSelect = h('select', { id: 'spend-days', class: 'select' },
+      [7, 30, 90, 365].map((d) => h('option', { value: String(d) }, 'Last ' + d + ' days')));
+    daysSelect.value = ['7', '30', '90', '365'].includes(String(prefs.spendDays)) ? String(prefs.spendDays) : '30';
+    const bySelect = h('select', { id: 'spend-by', class: 'select' },
+      Object.keys(GROUP_LABELS).map((k) => h('option', { value: k }, GROUP_LABELS[k])));
+    bySelect.value = Object.prototype.hasOwnProperty.call(GROUP_LABELS, prefs.spendBy) ? prefs.spendBy : 'route';
+    daysSelect.addEventListener('change', () => {
+      savePref('spendDays', daysSelect.value);
+      loadSpend();
+    });
+    bySelect.addEventListener('change', () => {
+      savePref('spendBy', bySelect.value);
+      loadSpend();
+    });
+
+    const controls = h('div', { class: 'controls' },
+      h('label', { class: 'control' }, h('span', { class: 'control-label' }, 'Period'), daysSelect),
+      h('label', { class: 'control' }, h('span', { class: 'control-label' }, 'Group by'), bySelect));
+
+    const values = {};
+    const subs = {};
+    function card(key, label) {
+      values[key] = h('div', { id: 'total-' + key, class: 'card-value' }, '…');
+      subs[key] = h('div', { class: 'card-sub muted' }, '\u00a0');
+      return h('div', { class: 'card', 'data-testid': 'card-' + key }, h('div', { class: 'card-label' }, label), values[key], subs[key]);
+    }
+    const cards = h('div', { class: 'cards' },
+      card('cost', 'Cost'), card('requests', 'Requests'), card('savings', 'Savings'), card('tokens', 'Tokens'));
+
+    const period = h('p', { class: 'muted period' });
+    const costChart = h('div', { class: 'chart-body' }, loading());
+    const requestsChart = h('div', { class: 'chart-body' }, loading());
+    const groupTitle = h('h2', null, 'By route');
+    const spendTable = h('div', null, loading());
+    const assumptions = h('div', { id: 'assumptions', class: 'assumptions' });
+    const logNote = h('p', { id: 'raw-text-note', class: 'muted small', hidden: true });
+    const requestLog = h('div', null, loading());
+    const budgets = h('div', null, loading());
+
+    let charts = null;
+    let chartWidth = 0;
+
+    function renderCharts() {
+      if (!charts) return;
+      const { agg, by } = charts;
+      const what = GROUP_LABELS[by].toLowerCase();
+      chartWidth = costChart.clientWidth;
+      fill(costChart,
+        stackedChart({ id: 'spend-chart', title: 'Cost per day by ' + what, agg, matrix: agg.cost, format: usd, axisFormat: usdAxis, width: chartWidth }),
+        agg.groups.length ? legend(agg.groups) : null);
+      fill(requestsChart,
+        stackedChart({
+          id: 'requests-chart', title: 'Requests per day by ' + what, agg, matrix: agg.requests,
+          format: num, axisFormat: num, integer: true, width: requestsChart.clientWidth || chartWidth,
+          extra: (d) => (agg.errors[d] ? h('div', { class: 'tip-row tip-errors' }, h('span', { class: 'tip-name' }, 'Errors'), h('span', { class: 'tip-value' }, num(agg.errors[d]))) : null),
+        }),
+        agg.groups.length ? legend(agg.groups) : null);
+    }
+
+    const resizer = typeof ResizeObserver === 'function'
+      ? new ResizeObserver(() => {
+        if (charts && Math.abs(costChart.clientWidth - chartWidth) > 16) renderCharts();
+      })
+      : null;
+
+    async function loadSpend() {
+      const seq = ++spendSeq;
+      charts = null;
+      const by = bySelect.value;
+      for (const k of Object.keys(values)) {
+        values[k].textContent = '…';
+        subs[k].textContent = '\u00a0';
+      }
+      fill(costChart, loading());
+      fill(requestsChart, loading());
+      fill(spendTable, loading());
+      groupTitle.textContent = 'By ' + GROUP_LABELS[by].toLowerCase();
+      try {
+        const data = await api('GET', API + '/spend?days=' + encodeURIComponent(daysSelect.value) + '&by=' + encodeURIComponent(by));
+        if (!alive || seq !== spendSeq) return;
+        renderSpend(data || {}, by);
+      } catch (e) {
+        if (!alive || seq !== spendSeq) return;
+        for (const k of Object.keys(values)) values[k].textContent = '—';
+        const failed = () => errorState('Could not load spend.', loadSpend);
+        fill(costChart, failed());
+        fill(requestsChart, failed());
+        fill(spendTable, failed());
+        showError(e);
+      }
+    }
+
+    function renderSpend(data, by) {
+      const total = data.total || {};
+      const prompt = Number(total.prompt_tokens) || 0;
+      const completion = Number(total.completion_tokens) || 0;
+      values.cost.textContent = usd(total.cost);
+      subs.cost.textContent = 'reference ' + usd(total.reference_cost) + (total.unpriced_requests ? ' · ' + plural(total.unpriced_requests, 'unpriced request') : '');
+      values.requests.textContent = num(total.requests || 0);
+      subs.requests.textContent = plural(total.errors || 0, 'error') + ' · ' + num(total.local_requests || 0) + ' local';
+      fill(values.savings, usd(total.savings),
+        h('span', { class: 'card-percent' }, total.savings_percent === null || total.savings_percent === undefined ? '' : ' (' + percent(total.savings_percent) + ')'));
+      subs.savings.textContent = data.assumptions && data.assumptions.reference_model ? 'against ' + String(data.assumptions.reference_model) : '\u00a0';
+      values.tokens.textContent = num(prompt + completion);
+      subs.tokens.textContent = num(prompt) + ' in · ' + num(completion) + ' out';
+      period.textContent = data.from && data.to ? longDay(String(data.from)) + ' – ' + longDay(String(data.to)) + ' (UTC days)' : '';
+
+      charts = { agg: aggregate(data), by };
+      renderCharts();
+
+      const rows = (Array.isArray(data.rows) ? data.rows : []).map((r) => ({ cells: usageCells(r, false) }));
+      fill(spendTable, table('spend-table', [
+        { label: GROUP_LABELS[by] }, { label: 'Requests', num: true }, { label: 'Errors', num: true }, { label: 'Local', num: true },
+        { label: 'Tokens in', num: true }, { label: 'Tokens out', num: true }, { label: 'Cost', num: true },
+        { label: 'Reference cost', num: true }, { label: 'Savings', num: true }, { label: 'Savings %', num: true },
+        { label: 'Unpriced', num: true }, { label: 'Mean TTFT', num: true }, { label: 'Mean duration', num: true },
+      ], rows, { empty: 'No requests in this period.', footer: rows.length ? usageCells(total, true) : null }));
+
+      const a = data.assumptions || {};
+      const lines = [];
+      if (a.reference_model) {
+        lines.push('Savings compare what was spent with what the same tokens would have cost on ' + String(a.reference_model) +
+          ' at ' + usd(a.reference_input_price) + ' per million input tokens and ' + usd(a.reference_output_price) +
+          ' per million output tokens' + (a.reference_price_source ? ' (prices: ' + String(a.reference_price_source) + ')' : '') + '.');
+      }
+      if (a.local_cost_method) lines.push('Local cost: ' + sentence(a.local_cost_method));
+      else if (a.machine_cost_per_hour !== undefined) lines.push('Local cost: ' + usd(a.machine_cost_per_hour) + ' per hour of this machine.');
+      if (a.upstream_cost_method) lines.push('Upstream cost: ' + sentence(a.upstream_cost_method));
+      lines.push('Days are UTC calendar days.');
+      fill(assumptions, h('h3', null, 'How these figures are made'), lines.map((l) => h('p', null, l)));
+    }
+
+    function usageCells(r, isTotal) {
+      const group = isTotal ? h('strong', null, 'Total') : (String(r.group) === '' ? h('span', { class: 'muted' }, '(none)') : String(r.group));
+      return [
+        group, num(r.requests), num(r.errors), num(r.local_requests), num(r.prompt_tokens), num(r.completion_tokens),
+        usd(r.cost), usd(r.reference_cost), usd(r.savings), percent(r.savings_percent), num(r.unpriced_requests),
+        duration(r.mean_ttft_ms), duration(r.mean_duration_ms),
+      ];
+    }
+
+    async function loadRequests() {
+      fill(requestLog, loading());
+      try {
+        const data = await api('GET', API + '/requests?limit=100');
+        if (!alive) return;
+        const list = (Array.isArray(data && data.requests) ? data.requests.slice() : [])
+          .sort((a, b) => (Number(b.at) || 0) - (Number(a.at) || 0));
+        if (data && data.raw_text === false) {
+          logNote.textContent = 'Raw text is not stored: the log keeps counts, timings and costs, never what was said.';
+          logNote.hidden = false;
+        } else if (data && data.raw_text === true) {
+          logNote.textContent = 'Raw text is stored for audit on this server.';
+          logNote.hidden = false;
+        }
+        fill(requestLog, table('request-log', [
+          { label: 'Time' }, { label: 'Key' }, { label: 'Route' }, { label: 'Model' }, { label: 'Deployment' },
+          { label: 'Where' }, { label: 'Status' }, { label: 'Tokens in', num: true }, { label: 'Tokens out', num: true },
+          { label: 'TTFT', num: true }, { label: 'Duration', num: true }, { label: 'Cost', num: true },
+        ], list.map((r) => ({
+          cells: [
+            h('span', { title: dateTime(r.at) }, dateTime(r.at)),
+            r.api_key === null || r.api_key === undefined ? h('span', { class: 'muted' }, '—') : String(r.api_key),
+            String(r.route === undefined ? '' : r.route),
+            String(r.model === undefined ? '' : r.model),
+            String(r.deployment === undefined ? '' : r.deployment),
+            r.local ? badge('local', 'local') : badge('upstream', 'upstream'),
+            String(r.status) === 'ok' ? badge('ok', 'ok') : badge(String(r.status), 'error'),
+            num(r.prompt_tokens), num(r.completion_tokens), duration(r.ttft_ms), duration(r.duration_ms), usd(r.cost),
+          ],
+        })), { empty: 'No requests yet.' }));
+      } catch (e) {
+        if (!alive) return;
+        fill(requestLog, errorState('Could not load the request log.', loadRequests));
+        showError(e);
+      }
+    }
+
+    async function loadBudgets() {
+      fill(budgets, loading());
+      try {
+        const data = await api('GET', API + '/budgets');
+        if (!alive) return;
+        fill(budgets, budgetsTable('budgets', Array.isArray(data && data.keys) ? data.keys : [], false));
+      } catch (e) {
+        if (!alive) return;
+        fill(budgets, errorState('Could not load the budgets.', loadBudgets));
+        showError(e);
+      }
+    }
+
+    return {
+      mount(container) {
+        container.appendChild(h('div', { class: 'page-spend' },
+          pageHeader('Spend', 'What requests cost, and what they would have cost elsewhere.', controls),
+          period,
+          cards,
+          h('div', { class: 'chart-grid-2' },
+            h('section', { class: 'panel chart-panel' }, h('h2', null, 'Cost per day'), costChart),
+            h('section', { class: 'panel chart-panel' }, h('h2', null, 'Requests per day'), requestsChart)),
+          h('section', { class: 'panel' }, groupTitle, spendTable, assumptions),
+          h('section', { class: 'panel' }, h('h2', null, 'Recent requests'), logNote, requestLog),
+          h('section', { class: 'panel' }, h('h2', null, 'Budgets'), budgets)));
+        if (resizer) resizer.observe(costChart);
+        loadSpend();
+        loadRequests();
+        loadBudgets();
+      },
+      unmount() {
+        alive = false;
+        if (resizer) resizer.disconnect();
+      },
+    };
+  }
+
+  /* ---------- keys ---------- */
+
+  function keysPage() {
+    let alive = true;
+    let seq = 0;
+    const tableHolder = h('div', null, loading());
+
+    async function loadKeys() {
+      const mine = ++seq;
+      try {
+        const data = await api('GET', API + '/keys');
+        if (!alive || mine !== seq) return;
+        fill(tableHolder, budgetsTable('keys-table', Array.isArray(data && data.keys) ? data.keys : [], true, revoke));
+      } catch (e) {
+        if (!alive || mine !== seq) return;
+        fill(tableHolder, errorState('Could not load the keys.', loadKeys));
+        showError(e);
+      }
+    }
+
+    function revoke(key, btn) {
+      const name = String(key.name);
+      if (!window.confirm('Revoke the key "' + name + '"? Whatever uses it stops working at once; this cannot be undone.')) return;
+      withBusy(btn, async () => {
+        try {
+          await api('POST', API + '/keys/' + encodeURIComponent(name) + '/revoke', {});
+          if (!alive) return;
+          toast('Key "' + name + '" revoked');
+          await loadKeys();
+        } catch (e) {
+          showError(e);
+        }
+      });
+    }
+
+    /* the new key form */
+    const nameInput = h('input', { id: 'key-name', name: 'name', type: 'text', class: 'input', required: true, autocomplete: 'off', spellcheck: 'false', placeholder: 'e.g. shop-frontend' });
+    const scopeBoxes = SCOPES.map(([value, label, hint]) => {
+      const box = h('input', { type: 'checkbox', name: 'scope', value, id: 'scope-' + value.replace(/[^a-z]/g, '-'), checked: value === 'inference' });
+      return h('label', { class: 'check scope', for: box.id }, box, h('span', null, h('span', { class: 'scope-name' }, label), h('span', { class: 'muted small scope-hint' }, hint)));
+    });
+    const routesInput = h('input', { id: 'key-routes', name: 'routes', type: 'text', class: 'input', autocomplete: 'off', placeholder: 'all routes' });
+    const budgetInput = h('input', { id: 'key-budget', name: 'budget', type: 'number', class: 'input', min: '0', step: 'any', inputmode: 'decimal', placeholder: 'no budget' });
+    const periodSelect = h('select', { id: 'key-period', name: 'period', class: 'select' },
+      h('option', { value: 'day' }, 'per day'), h('option', { value: 'month' }, 'per month'));
+    periodSelect.value = 'month';
+    const rpmInput = h('input', { id: 'key-rpm', name: 'requests_per_minute', type: 'number', class: 'input', min: '1', step: '1', inputmode: 'numeric', placeholder: 'no limit' });
+    const tpmInput = h('input', { id: 'key-tpm', name: 'tokens_per_minute', type: 'number', class: 'input', min: '1', step: '1', inputmode: 'numeric', placeholder: 'no limit' });
+    const tenantInput = h('input', { id: 'key-tenant', name: 'tenant', type: 'text', class: 'input', autocomplete: 'off', placeholder: 'none' });
+    const createBtn = h('button', { id: 'key-create', type: 'submit', class: 'btn btn-primary' }, 'Create key');
+    const formError = h('div', { id: 'key-error', class: 'form-error', role: 'alert', hidden: true });
+    const secretBox = h('div', { id: 'new-key-secret', class: 'secret', hidden: true, 'aria-live': 'polite' });
+
+    function field(label, input, hint) {
+      return h('div', { class: 'field' }, h('label', { for: input.id }, label), input, hint ? h('div', { class: 'muted small' }, hint) : null);
+    }
+
+    const form = h('form', { id: 'new-key', class: 'key-form', novalidate: true },
+      h('div', { class: 'form-grid' },
+        field('Name', nameInput, 'Letters, digits, dots, dashes.'),
+        field('Tenant', tenantInput, 'Keys of one tenant share their support sessions and usage.'),
+        field('Routes', routesInput, 'Comma separated; empty allows every route.'),
+        h('div', { class: 'field field-budget' },
+          h('label', { for: 'key-budget' }, 'Budget (USD)'),
+          h('div', { class: 'input-pair' }, budgetInput, periodSelect),
+          h('div', { class: 'muted small' }, 'Empty: no budget.')),
+        field('Requests per minute', rpmInput),
+        field('Tokens per minute', tpmInput)),
+      h('fieldset', { class: 'scopes' }, h('legend', null, 'Scopes'), h('div', { class: 'scope-grid' }, scopeBoxes)),
+      formError,
+      h('div', { class: 'form-row form-row-end' }, createBtn));
+
+    function fail(text, input) {
+      formError.textContent = text;
+      formError.hidden = false;
+      if (input) input.focus();
+      return null;
+    }
+
+    function optionalNumber(input, integer, label) {
+      const raw = input.value.trim();
+      if (input.validity && input.validity.badInput) return { error: label + ' must be a number.' };
+      if (!raw) return { value: null };
+      const n = Number(raw);
+      if (!Number.isFinite(n) || n < 0 || (integer && (!Number.isInteger(n) || n < 1))) {
+        return { error: label + (integer ? ' must be a whole number of at least 1.' : ' must be a number of at least 0.') };
+      }
+      return { value: n };
+    }
+
+    function readForm() {
+      const name = nameInput.value.trim();
+      if (!name) return fail('Give the key a name.', nameInput);
+      const scopes = Array.from(form.querySelectorAll('input[name="scope"]:checked')).map((b) => b.value);
+      const routes = routesInput.value.split(',').map((r) => r.trim()).filter(Boolean);
+      const budget = optionalNumber(budgetInput, false, 'The budget');
+      if (budget.error) return fail(budget.error, budgetInput);
+      const rpm = optionalNumber(rpmInput, true, 'Requests per minute');
+      if (rpm.error) return fail(rpm.error, rpmInput);
+      const tpm = optionalNumber(tpmInput, true, 'Tokens per minute');
+      if (tpm.error) return fail(tpm.error, tpmInput);
+      const tenant = tenantInput.value.trim();
+      return {
+        name, scopes, routes, budget: budget.value, period: periodSelect.value,
+        requests_per_minute: rpm.value, tokens_per_minute: tpm.value, tenant: tenant || null,
+      };
+    }
+
+    function showSecret(name, secret) {
+      const code = h('code', { id: 'new-key-secret-value', class: 'secret-value', 'data-testid': 'secret' }, secret);
+      const copy = button({ id: 'copy-secret', class: 'btn btn-sm' }, 'Copy', async () => {
+        try {
+          if (!navigator.clipboard || !window.isSecureContext) throw new Error('no clipboard');
+          await navigator.clipboard.writeText(secret);
+          copy.textContent = 'Copied';
+        } catch (_) {
+          const range = document.createRange();
+          range.selectNodeContents(code);
+          const sel = window.getSelection();
+          sel.removeAllRanges();
+          sel.addRange(range);
+          copy.textContent = 'Selected: press Ctrl+C';
+        }
+      });
+      const dismiss = button({ class: 'btn btn-quiet btn-sm' }, 'Done', () => {
+        secretBox.hidden = true;
+        fill(secretBox);
+      });
+      fill(secretBox,
+        h('div', { class: 'secret-head' }, h('strong', null, 'Key "' + name + '" created.'), ' Shown once: copy it now. It cannot be shown again.'),
+        h('div', { class: 'secret-row' }, code, copy, dismiss));
+      secretBox.hidden = false;
+    }
+
+    form.addEventListener('submit', (event) => {
+      event.preventDefault();
+      formError.hidden = true;
+      const body = readForm();
+      if (!body) return;
+      withBusy(createBtn, async () => {
+        try {
+          const data = await api('POST', API + '/keys', body);
+          if (!alive) return;
+          const secret = data && data.key !== undefined ? String(data.key) : '';
+          const created = data && data.info && data.info.name ? String(data.info.name) : body.name;
+          showSecret(created, secret);
+          form.reset();
+          periodSelect.value = 'month';
+          toast('Key "' + created + '" created');
+          await loadKeys();
+        } catch (e) {
+          fail(e.message, e.param === 'name' ? nameInput : null);
+          showError(e);
+        }
+      });
+    });
+
+    return {
+      mount(container) {
+        container.appendChild(h('div', { class: 'page-keys' },
+          pageHeader('Keys', 'API keys: what each may call, how much it may spend, how fast.'),
+          h('section', { class: 'panel' }, h('h2', null, 'API keys'), tableHolder),
+          h('section', { class: 'panel' }, h('h2', null, 'New key'), secretBox, form)));
+        loadKeys();
+      },
+      unmount() {
+        alive = false;
+        fill(secretBox);
+      },
+    };
+  }
+
+  /* ---------- start ---------- */
+
+  async function boot() {
+    const app = document.getElementById('app');
+    fill(app, h('div', { class: 'boot' }, loading('Loading the console…')));
+    try {
+      const me = await api('GET', API + '/me');
+      signedIn(me, false);
+    } catch (e) {
+      if (e.status === 401) return;
+      fill(app, h('div', { class: 'boot' },
+        h('div', { class: 'login-card' },
+          h('div', { class: 'login-brand' }, icon('flame', 'brand-mark'), h('span', { class: 'brand-name' }, 'hearth')),
+          h('p', { class: 'form-error' }, e.message),
+          button({ class: 'btn btn-primary' }, 'Try again', () => boot()))));
+    }
+  }
+
+  window.addEventListener('hashchange', route);
+  setInterval(refreshAgo, 30000);
+  boot();
+})();

@@ -1,0 +1,539 @@
+//! The console's API through `router()`: sign-in, roles, CSRF, the sign-in limit, the
+//! support inbox on a real handed-over conversation (the real SmolLM2 registered as the
+//! agent's model), private notes, keys made in the console, and the spend view.
+
+use axum::body::Body;
+use axum::http::{header, HeaderMap, Request, StatusCode};
+use hearth_core::console::Role;
+use hearth_core::{Config, Platform, StoreUrl};
+use hearth_testdata::shared_data_dir;
+use serde_json::{json, Value};
+
+use crate::common;
+
+fn platform(dir: &std::path::Path) -> Platform {
+    let mut config = Config {
+        data_dir: dir.to_owned(),
+        ..Default::default()
+    };
+    config.store.url = hearth_testdata::test_store_url(dir).map(StoreUrl::new);
+    config.support.policy = Some(shared_data_dir().join("retail/policy.md"));
+    config.console.login_failures_per_account = 3;
+    let platform = Platform::open(config).unwrap();
+    common::register_test_models(&platform);
+    let accounts = platform.accounts().unwrap();
+    for (name, role) in [
+        ("ana", Role::Admin),
+        ("sam", Role::Support),
+        ("tom", Role::Support),
+        ("vic", Role::Viewer),
+    ] {
+        accounts.create(name, role, "correct horse").unwrap();
+    }
+    platform
+}
+
+/// A signed-in browser: its cookie and CSRF token.
+#[derive(Clone)]
+struct Browser {
+    cookie: String,
+    csrf: String,
+}
+
+struct Answer {
+    status: StatusCode,
+    headers: HeaderMap,
+    body: Value,
+    raw: String,
+}
+
+async fn send(
+    platform: &Platform,
+    method: &str,
+    uri: &str,
+    who: Option<&Browser>,
+    csrf: Option<&str>,
+    body: Option<Value>,
+    extra: &[(&str, &str)],
+) -> Answer {
+    let mut request = Request::builder().method(method).uri(uri);
+    if let Some(b) = who {
+        request = request.header(header::COOKIE, format!("other=1; {}", b.cookie));
+    }
+    if let Some(csrf) = csrf {
+        request = request.header("x-csrf-token", csrf);
+    }
+    for (k, v) in extra {
+        request = request.header(*k, *v);
+    }
+    let request = match body {
+        Some(body) => request
+            .header(header::CONTENT_TYPE, "application/json")
+            .body(Body::from(body.to_string())),
+        None => request.body(Body::empty()),
+    }
+    .unwrap();
+    let (status, headers, bytes) = common::call(platform, request).await;
+    let raw = String::from_utf8_lossy(&bytes).into_owned();
+    Answer {
+        status,
+        headers,
+        body: serde_json::from_str(&raw).unwrap_or(Value::Null),
+        raw,
+    }
+}
+
+/// GET as `who`.
+async fn get(platform: &Platform, uri: &str, who: &Browser) -> Answer {
+    send(platform, "GET", uri, Some(who), None, None, &[]).await
+}
+
+/// POST as `who`, with its CSRF token.
+async fn post(platform: &Platform, uri: &str, who: &Browser, body: Value) -> Answer {
+    send(
+        platform,
+        "POST",
+        uri,
+        Some(who),
+        Some(&who.csrf),
+        Some(body),
+        &[],
+    )
+    .await
+}
+
+async fn sign_in(platform: &Platform, name: &str) -> Browser {
+    let answer = send(
+        platform,
+        "POST",
+        "/console/api/login",
+        None,
+        None,
+        Some(json!({"name": name, "password": "correct horse"})),
+        &[],
+    )
+    .await;
+    assert_eq!(answer.status, StatusCode::OK, "{}", answer.raw);
+    let set = answer.headers[header::SET_COOKIE].to_str().unwrap();
+    let cookie = set.split(';').next().unwrap().to_owned();
+    Browser {
+        cookie,
+        csrf: answer.body["csrf"].as_str().unwrap().to_owned(),
+    }
+}
+
+async fn customer(platform: &Platform, uri: &str, body: Value) -> Value {
+    let answer = send(platform, "POST", uri, None, None, Some(body), &[]).await;
+    assert!(answer.status.is_success(), "{uri}: {}", answer.raw);
+    answer.body
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sign_in_roles_csrf_and_the_support_inbox() {
+    let dir = tempfile::tempdir().unwrap();
+    let platform = platform(dir.path());
+
+    // The page itself is served with a policy that runs only its own script.
+    let page = send(&platform, "GET", "/console", None, None, None, &[]).await;
+    assert_eq!(page.status, StatusCode::OK);
+    let csp = page.headers[header::CONTENT_SECURITY_POLICY]
+        .to_str()
+        .unwrap();
+    assert!(csp.contains("script-src 'self'") && csp.contains("frame-ancestors 'none'"));
+    assert!(page.raw.contains("/console/app.js"));
+    let script = send(&platform, "GET", "/console/app.js", None, None, None, &[]).await;
+    assert!(
+        !script.raw.contains("innerHTML"),
+        "the page builds nodes, never HTML"
+    );
+
+    // Not signed in: every API route is a 401, and a wrong password says nothing more.
+    let anonymous = send(&platform, "GET", "/console/api/me", None, None, None, &[]).await;
+    assert_eq!(anonymous.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(anonymous.body["error"]["code"], "not_signed_in");
+    let wrong = send(
+        &platform,
+        "POST",
+        "/console/api/login",
+        None,
+        None,
+        Some(json!({"name": "sam", "password": "not it at all"})),
+        &[],
+    )
+    .await;
+    assert_eq!(wrong.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(wrong.body["error"]["code"], "invalid_credentials");
+    assert!(!wrong.headers.contains_key(header::SET_COOKIE));
+
+    // The cookie: HttpOnly, SameSite=Strict, scoped to the console; Secure behind HTTPS.
+    let login = send(
+        &platform,
+        "POST",
+        "/console/api/login",
+        None,
+        None,
+        Some(json!({"name": "sam", "password": "correct horse"})),
+        &[],
+    )
+    .await;
+    let set = login.headers[header::SET_COOKIE].to_str().unwrap();
+    for part in ["HttpOnly", "SameSite=Strict", "Path=/console"] {
+        assert!(set.contains(part), "{set}");
+    }
+    assert!(!set.contains("Secure"), "{set}");
+    assert_eq!(login.body["role"], "support");
+    let proxied = send(
+        &platform,
+        "POST",
+        "/console/api/login",
+        None,
+        None,
+        Some(json!({"name": "sam", "password": "correct horse"})),
+        &[("x-forwarded-proto", "https")],
+    )
+    .await;
+    assert!(proxied.headers[header::SET_COOKIE]
+        .to_str()
+        .unwrap()
+        .contains("; Secure"));
+    let sam = sign_in(&platform, "sam").await;
+    let tom = sign_in(&platform, "tom").await;
+    let vic = sign_in(&platform, "vic").await;
+    let me = get(&platform, "/console/api/me", &sam).await;
+    assert_eq!(me.body["name"], "sam");
+
+    // A customer asks for a person, with markup in the message.
+    let hostile = "I want a human <script>alert(1)</script><img src=x onerror=alert(2)>";
+    let session = customer(&platform, "/v1/support/sessions", Value::Null).await;
+    let id = session["id"].as_str().unwrap().to_owned();
+    let turn = customer(
+        &platform,
+        &format!("/v1/support/sessions/{id}/messages"),
+        json!({"content": hostile, "stream": false}),
+    )
+    .await;
+    assert_eq!(turn["status"], "handoff", "{turn}");
+
+    let waiting = get(&platform, "/console/api/inbox?view=waiting", &sam).await;
+    assert_eq!(waiting.status, StatusCode::OK, "{}", waiting.raw);
+    let listed = &waiting.body["conversations"][0];
+    assert_eq!(listed["id"], id.as_str());
+    assert_eq!(listed["status"], "handoff");
+    assert!(listed["assignee"].is_null());
+    assert!(listed["handoff_summary"]
+        .as_str()
+        .unwrap()
+        .contains("asked for a person"));
+    let bad_view = get(&platform, "/console/api/inbox?view=everything", &sam).await;
+    assert_eq!(bad_view.status, StatusCode::BAD_REQUEST);
+    assert_eq!(bad_view.body["error"]["param"], "view");
+
+    // A change without the CSRF token, or with another session's, is refused and changes
+    // nothing.
+    let reply_uri = format!("/console/api/conversations/{id}/reply");
+    let body = json!({"text": "Hello, this is Sam."});
+    let no_token = send(
+        &platform,
+        "POST",
+        &reply_uri,
+        Some(&sam),
+        None,
+        Some(body.clone()),
+        &[],
+    )
+    .await;
+    assert_eq!(no_token.status, StatusCode::FORBIDDEN);
+    assert_eq!(no_token.body["error"]["code"], "csrf_rejected");
+    let crossed = send(
+        &platform,
+        "POST",
+        &reply_uri,
+        Some(&sam),
+        Some(&tom.csrf),
+        Some(body.clone()),
+        &[],
+    )
+    .await;
+    assert_eq!(crossed.status, StatusCode::FORBIDDEN);
+    let view = get(&platform, &format!("/console/api/conversations/{id}"), &sam).await;
+    let kinds: Vec<&str> = view.body["session"]["conversation"]["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["kind"].as_str().unwrap())
+        .collect();
+    assert_eq!(kinds, ["customer", "handoff", "agent"], "{}", view.raw);
+
+    // The viewer is refused by the server, whatever the page shows.
+    for (uri, body) in [
+        (reply_uri.as_str(), json!({"text": "x"})),
+        ("/console/api/keys", json!({"name": "viewer-key"})),
+    ] {
+        let refused = post(&platform, uri, &vic, body).await;
+        assert_eq!(
+            refused.status,
+            StatusCode::FORBIDDEN,
+            "{uri}: {}",
+            refused.raw
+        );
+        assert_eq!(refused.body["error"]["code"], "role_forbidden");
+    }
+    let refused = get(&platform, "/console/api/inbox", &vic).await;
+    assert_eq!(refused.status, StatusCode::FORBIDDEN);
+
+    // Sam replies: the reply is Sam's (the cookie says who), and the conversation is Sam's.
+    let replied = post(&platform, &reply_uri, &sam, body).await;
+    assert_eq!(replied.status, StatusCode::OK, "{}", replied.raw);
+    assert_eq!(replied.body["assignee"], "sam");
+    let note = "Private: refund approved by the team lead";
+    let noted = post(
+        &platform,
+        &format!("/console/api/conversations/{id}/notes"),
+        &sam,
+        json!({"text": note}),
+    )
+    .await;
+    assert_eq!(noted.body["notes"][0]["author"], "sam", "{}", noted.raw);
+    assert_eq!(noted.body["notes"][0]["text"], note);
+    let empty = post(
+        &platform,
+        &format!("/console/api/conversations/{id}/notes"),
+        &sam,
+        json!({"text": "  "}),
+    )
+    .await;
+    assert_eq!(empty.status, StatusCode::BAD_REQUEST);
+    assert_eq!(empty.body["error"]["param"], "text");
+
+    // The customer's API shows the human reply and never the note.
+    let seen = send(
+        &platform,
+        "GET",
+        &format!("/v1/support/sessions/{id}"),
+        None,
+        None,
+        None,
+        &[],
+    )
+    .await;
+    let entries = seen.body["conversation"]["entries"].as_array().unwrap();
+    let last = entries.last().unwrap();
+    assert_eq!(last["kind"], "human");
+    assert_eq!(last["text"], "Hello, this is Sam.");
+    assert_eq!(last["author"], "sam");
+    assert!(!seen.raw.contains("refund approved"), "{}", seen.raw);
+    // The customer's text comes back as the same text (the page renders it as text).
+    assert_eq!(entries[0]["text"], hostile);
+
+    // Tom's reply is Tom's, though Sam holds the conversation.
+    let toms = post(
+        &platform,
+        &reply_uri,
+        &tom,
+        json!({"text": "Tom here too."}),
+    )
+    .await;
+    let entries = toms.body["session"]["conversation"]["entries"]
+        .as_array()
+        .unwrap();
+    assert_eq!(entries.last().unwrap()["author"], "tom");
+    assert_eq!(toms.body["assignee"], "sam");
+
+    // Assigning: only to people who answer customers.
+    let assign_uri = format!("/console/api/conversations/{id}/assign");
+    let to_viewer = post(&platform, &assign_uri, &sam, json!({"to": "vic"})).await;
+    assert_eq!(to_viewer.status, StatusCode::BAD_REQUEST);
+    assert_eq!(to_viewer.body["error"]["param"], "to");
+    let to_tom = post(&platform, &assign_uri, &sam, json!({"to": "tom"})).await;
+    assert_eq!(to_tom.body["assignee"], "tom", "{}", to_tom.raw);
+    let toms_inbox = get(&platform, "/console/api/inbox?view=mine", &tom).await;
+    assert_eq!(toms_inbox.body["conversations"][0]["id"], id.as_str());
+    let sams_inbox = get(&platform, "/console/api/inbox?view=mine", &sam).await;
+    assert_eq!(sams_inbox.body["conversations"], json!([]));
+
+    // Hand back: the agent has it again, and a human reply is refused.
+    let back = post(
+        &platform,
+        &format!("/console/api/conversations/{id}/hand-back"),
+        &tom,
+        json!({}),
+    )
+    .await;
+    assert_eq!(back.body["session"]["status"], "active", "{}", back.raw);
+    let late = post(&platform, &reply_uri, &tom, json!({"text": "still there?"})).await;
+    assert_eq!(late.status, StatusCode::CONFLICT);
+    // Handed over again, then resolved; resolved ones leave "mine".
+    customer(
+        &platform,
+        &format!("/v1/support/sessions/{id}/messages"),
+        json!({"content": "a real person please, a human", "stream": false}),
+    )
+    .await;
+    let resolved = post(
+        &platform,
+        &format!("/console/api/conversations/{id}/resolve"),
+        &tom,
+        json!({}),
+    )
+    .await;
+    assert_eq!(
+        resolved.body["session"]["status"], "resolved",
+        "{}",
+        resolved.raw
+    );
+    let toms_inbox = get(&platform, "/console/api/inbox?view=mine", &tom).await;
+    assert_eq!(toms_inbox.body["conversations"], json!([]));
+    let all = get(&platform, "/console/api/inbox?view=all", &tom).await;
+    assert_eq!(all.body["conversations"][0]["status"], "resolved");
+    let unknown = get(&platform, "/console/api/conversations/sess_nope", &tom).await;
+    assert_eq!(unknown.status, StatusCode::NOT_FOUND);
+
+    // Signing out ends the session on the server, not only in the browser.
+    let out = post(&platform, "/console/api/logout", &sam, json!({})).await;
+    assert_eq!(out.status, StatusCode::NO_CONTENT);
+    let after = get(&platform, "/console/api/me", &sam).await;
+    assert_eq!(after.status, StatusCode::UNAUTHORIZED);
+
+    // Failed sign-ins beyond the limit (3 here) are refused with 429, the right password too.
+    for _ in 0..3 {
+        let failed = send(
+            &platform,
+            "POST",
+            "/console/api/login",
+            None,
+            None,
+            Some(json!({"name": "ana", "password": "guessing again"})),
+            &[],
+        )
+        .await;
+        assert_eq!(failed.status, StatusCode::UNAUTHORIZED);
+    }
+    let limited = send(
+        &platform,
+        "POST",
+        "/console/api/login",
+        None,
+        None,
+        Some(json!({"name": "ana", "password": "correct horse"})),
+        &[],
+    )
+    .await;
+    assert_eq!(
+        limited.status,
+        StatusCode::TOO_MANY_REQUESTS,
+        "{}",
+        limited.raw
+    );
+    assert_eq!(limited.body["error"]["code"], "too_many_login_attempts");
+    let retry: u64 = limited.headers[header::RETRY_AFTER]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((1..=900).contains(&retry), "{retry}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keys_made_in_the_console_work_and_spend_shows_their_requests() {
+    let dir = tempfile::tempdir().unwrap();
+    let platform = platform(dir.path());
+    let ana = sign_in(&platform, "ana").await;
+    let sam = sign_in(&platform, "sam").await;
+    let refused = post(&platform, "/console/api/keys", &sam, json!({"name": "x"})).await;
+    assert_eq!(refused.status, StatusCode::FORBIDDEN);
+    let bad = post(
+        &platform,
+        "/console/api/keys",
+        &ana,
+        json!({"name": "shop", "scopes": ["inference", "everything"]}),
+    )
+    .await;
+    assert_eq!(bad.status, StatusCode::BAD_REQUEST);
+    assert_eq!(bad.body["error"]["param"], "scopes");
+    let made = post(
+        &platform,
+        "/console/api/keys",
+        &ana,
+        json!({"name": "shop", "scopes": ["inference"], "budget": 5.0, "period": "day",
+               "requests_per_minute": 100}),
+    )
+    .await;
+    assert_eq!(made.status, StatusCode::CREATED, "{}", made.raw);
+    let secret = made.body["key"].as_str().unwrap().to_owned();
+    assert_eq!(made.body["info"]["name"], "shop");
+    let bearer = format!("Bearer {secret}");
+
+    // The key works against the API, within its scopes.
+    for _ in 0..2 {
+        let chat = send(
+            &platform,
+            "POST",
+            "/v1/chat/completions",
+            None,
+            None,
+            Some(json!({"model": "smollm2", "max_tokens": 4,
+                        "messages": [{"role": "user", "content": "Hi"}]})),
+            &[("authorization", &bearer)],
+        )
+        .await;
+        assert_eq!(chat.status, StatusCode::OK, "{}", chat.raw);
+    }
+    let out_of_scope = send(
+        &platform,
+        "GET",
+        "/v1/usage",
+        None,
+        None,
+        None,
+        &[("authorization", &bearer)],
+    )
+    .await;
+    assert_eq!(out_of_scope.status, StatusCode::FORBIDDEN);
+
+    // The spend view, the request log and the budgets show those two requests.
+    let spend = get(&platform, "/console/api/spend?days=7&by=key", &sam).await;
+    assert_eq!(spend.status, StatusCode::OK, "{}", spend.raw);
+    let row = &spend.body["rows"][0];
+    assert_eq!(row["group"], "shop", "{}", spend.raw);
+    assert_eq!(row["requests"], 2);
+    assert!(row["prompt_tokens"].as_u64().unwrap() > 0);
+    let point = &spend.body["series"][0];
+    assert_eq!(point["day"], spend.body["to"], "{}", spend.raw);
+    assert_eq!(point["requests"], 2);
+    assert_eq!(
+        spend.body["assumptions"]["reference_model"],
+        platform.config().gateway.reference_model.as_str()
+    );
+    let bad_days = get(&platform, "/console/api/spend?days=0", &sam).await;
+    assert_eq!(bad_days.body["error"]["param"], "days");
+    let log = get(&platform, "/console/api/requests?limit=10", &sam).await;
+    let requests = log.body["requests"].as_array().unwrap();
+    assert_eq!(requests.len(), 2, "{}", log.raw);
+    assert_eq!(requests[0]["api_key"], "shop");
+    assert!(requests[0]["id"].as_i64() > requests[1]["id"].as_i64());
+    assert!(!log.raw.contains("\"Hi\""), "no prompt text in the log");
+    let budgets = get(&platform, "/console/api/budgets", &sam).await;
+    let key = &budgets.body["keys"][0];
+    assert_eq!(key["name"], "shop");
+    assert_eq!(key["budget"], 5.0);
+    let spent = key["spent"].as_f64().unwrap();
+    assert!((key["remaining"].as_f64().unwrap() - (5.0 - spent)).abs() < 1e-9);
+    // The keys' secrets never come back.
+    let keys = get(&platform, "/console/api/keys", &ana).await;
+    assert!(!keys.raw.contains(&secret));
+
+    // Revoked in the console: refused by the API at once.
+    let revoked = post(&platform, "/console/api/keys/shop/revoke", &ana, json!({})).await;
+    assert_eq!(revoked.status, StatusCode::OK, "{}", revoked.raw);
+    let after = send(
+        &platform,
+        "GET",
+        "/v1/models",
+        None,
+        None,
+        None,
+        &[("authorization", &bearer)],
+    )
+    .await;
+    assert_eq!(after.status, StatusCode::UNAUTHORIZED);
+}
