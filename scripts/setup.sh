@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs what building hearth needs on a fresh Debian/Ubuntu machine: cmake and clang/libclang
 # (llama.cpp is compiled from source by llama-cpp-sys-2; bindgen needs libclang) and Python's
-# venv module (test tooling), PostgreSQL's server and client (tests on PostgreSQL), openssl (test certificates). Idempotent; does nothing when everything is there.
+# venv module (test tooling), PostgreSQL's server and client (tests on PostgreSQL), openssl (test certificates), Chromium (the console's browser tests). Idempotent; does nothing when everything is there.
 set -euo pipefail
 need=()
 command -v cmake >/dev/null || need+=(cmake)
@@ -14,6 +14,8 @@ command -v psql >/dev/null || need+=(postgresql-client)
 command -v initdb >/dev/null || ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need+=(postgresql)
 # The TLS tests make a certificate authority and a server certificate with it.
 command -v openssl >/dev/null || need+=(openssl)
+# The console's end-to-end tests drive a real headless Chromium (Playwright, through its path).
+command -v chromium >/dev/null || need+=(chromium)
 if [ ${#need[@]} -gt 0 ]; then
   echo "setup: installing ${need[*]}" >&2
   sudo=""

@@ -32,6 +32,9 @@ cargo test --release --workspace -- --test-threads=1
 HEARTH_TEST_STORE=postgres cargo test --release -p hearth-server --test integration -- \
   --test-threads=1 gateway:: responses:: support_sessions:: recs::
 scripts/openai-client-test.sh
+# The console in a real headless Chromium against a live server (screenshots of every page in
+# target/ci-artifacts/console).
+scripts/console-e2e.sh
 # Every operation of /openapi.json, fuzzed by Schemathesis against the live server: no 5xx, no
 # response outside the documented statuses, content types and schemas, no invalid request
 # accepted. Its positive_data_acceptance check is left out: one rule JSON Schema cannot state

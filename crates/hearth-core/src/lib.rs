@@ -6,6 +6,7 @@
 
 mod config;
 pub mod console;
+pub mod console_views;
 pub mod inbox_service;
 pub mod recs_service;
 pub mod support_platform;

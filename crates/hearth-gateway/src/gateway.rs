@@ -26,6 +26,30 @@ use crate::metrics::GatewayMetrics;
 use crate::models::{GatewayOptions, LoadedModel};
 use crate::prices::PriceTable;
 use crate::routing::Routing;
+
+/// A declared route as [`Gateway::route_states`] reports it.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct RouteState {
+    pub alias: String,
+    /// `local_only`, `redact` or `allow`.
+    pub privacy: &'static str,
+    /// `failover` or `balance`.
+    pub strategy: &'static str,
+    pub deployments: Vec<DeploymentState>,
+}
+
+/// One deployment of a route and its health.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct DeploymentState {
+    /// `provider/model`.
+    pub deployment: String,
+    pub model: String,
+    pub local: bool,
+    /// Failed attempts since its last success (reset when a cool-down starts).
+    pub failures: u32,
+    /// Seconds it stays out of rotation; `None`: in rotation.
+    pub cooling_seconds: Option<f64>,
+}
 use crate::GatewayError;
 
 /// Resolves model names and routes, owns the engines (each loaded once, on first use or at
@@ -178,6 +202,40 @@ impl Gateway {
             })
             .collect();
         routes.sort();
+        routes
+    }
+
+    /// Each declared route with its deployments' health as this process sees it (failures
+    /// since the last success, the cool-down left).
+    pub fn route_states(&self) -> Vec<RouteState> {
+        let mut routes: Vec<RouteState> = self
+            .routing
+            .routes
+            .values()
+            .map(|r| RouteState {
+                alias: r.alias.clone(),
+                privacy: r.privacy.as_str(),
+                strategy: match r.strategy {
+                    crate::Strategy::Failover => "failover",
+                    crate::Strategy::Balance => "balance",
+                },
+                deployments: r
+                    .deployments
+                    .iter()
+                    .map(|d| {
+                        let (failures, left) = d.health();
+                        DeploymentState {
+                            deployment: d.label.clone(),
+                            model: d.model.clone(),
+                            local: d.local(),
+                            failures,
+                            cooling_seconds: left.map(|l| l.as_secs_f64()),
+                        }
+                    })
+                    .collect(),
+            })
+            .collect();
+        routes.sort_by(|a, b| a.alias.cmp(&b.alias));
         routes
     }
 

@@ -33,7 +33,7 @@ mod upstream;
 pub use chat::{ChatEvent, ChatStream};
 pub use config::{DeploymentConfig, GatewayConfig, Privacy, ProviderConfig, RouteConfig, Strategy};
 pub use error::GatewayError;
-pub use gateway::Gateway;
+pub use gateway::{DeploymentState, Gateway, RouteState};
 pub use hearth_infer::llm::Constraint;
 pub use keys::Scope;
 pub use models::{GatewayOptions, LoadedModel};

@@ -82,6 +82,19 @@ impl Deployment {
     fn is_local(&self) -> bool {
         matches!(self.target, Target::Local)
     }
+
+    /// Failures since the last success, and how long it is still out of rotation.
+    pub(crate) fn health(&self) -> (u32, Option<Duration>) {
+        let health = self.health.lock().unwrap_or_else(|p| p.into_inner());
+        let left = health
+            .out_until
+            .and_then(|until| until.checked_duration_since(Instant::now()));
+        (health.failures, left)
+    }
+
+    pub(crate) fn local(&self) -> bool {
+        self.is_local()
+    }
 }
 
 #[derive(Debug)]
@@ -90,7 +103,7 @@ pub(crate) struct Route {
     pub privacy: Privacy,
     /// Kinds of personal data a request to this route may not carry at all.
     pub refuse: Vec<crate::privacy::PiiKind>,
-    strategy: Strategy,
+    pub(crate) strategy: Strategy,
     pub deployments: Vec<Deployment>,
     turn: AtomicUsize,
     /// A local model asked for by its own name (no route declared).

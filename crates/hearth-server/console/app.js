@@ -1,4 +1,4 @@
-/* hearth console: inbox, spend and keys, built from DOM nodes only (no HTML parsing). */
+/* hearth console: inbox, spend, models, recommendations, knowledge and keys, built from DOM nodes only (no HTML parsing). */
 'use strict';
 
 (function () {
@@ -7,11 +7,15 @@
   const LOGIN_PATH = API + '/login';
 
   const ROLE_PAGES = {
-    admin: ['inbox', 'spend', 'keys'],
-    support: ['inbox', 'spend'],
-    viewer: ['spend'],
+    admin: ['inbox', 'spend', 'models', 'recs', 'knowledge', 'keys'],
+    support: ['inbox', 'spend', 'models', 'recs', 'knowledge'],
+    viewer: ['spend', 'models', 'recs', 'knowledge'],
   };
-  const PAGE_TITLES = { inbox: 'Inbox', spend: 'Spend', keys: 'Keys' };
+  const PAGE_TITLES = {
+    inbox: 'Inbox', spend: 'Spend', models: 'Models', recs: 'Recommendations', knowledge: 'Knowledge', keys: 'Keys',
+  };
+  const NAV_SHORT = { recs: 'Recs', knowledge: 'KB' };
+  const PLAYGROUND_ROLES = ['admin', 'support'];
   const VIEWS = ['waiting', 'mine', 'all'];
   const VIEW_LABELS = { waiting: 'Waiting', mine: 'Mine', all: 'All' };
   const VIEW_EMPTY = {
@@ -68,6 +72,8 @@
 
   const PROPS = new Set(['value', 'checked', 'disabled', 'selected', 'multiple', 'readOnly', 'required', 'hidden', 'open']);
   const URL_ATTRS = new Set(['href', 'src', 'action', 'formaction', 'xlink:href', 'srcdoc']);
+  /* a fixed page name, then optional path parts made by encodeURIComponent */
+  const IN_PAGE_LINK = /^#\/[a-z]*(?:\/[A-Za-z0-9%\-_.!~*'()]+)*$/;
 
   function setAttrs(el, attrs, isSvg) {
     if (!attrs) return;
@@ -76,7 +82,7 @@
       if (value === null || value === undefined || value === false) continue;
       if (/^on/i.test(key)) throw new Error('event handler attributes are not allowed: ' + key);
       if (key === 'style') throw new Error('inline styles are not allowed');
-      if (URL_ATTRS.has(key) && !(typeof value === 'string' && /^#\/[a-z]*$/.test(value))) {
+      if (URL_ATTRS.has(key) && !(typeof value === 'string' && IN_PAGE_LINK.test(value))) {
         throw new Error('only fixed in-page links are allowed');
       }
       if (key === 'class') {
@@ -150,6 +156,9 @@
     inbox: ['M3 13h5l1.5 3h5l1.5-3h5', 'M5.5 5h13L21 13v6H3v-6z'],
     spend: ['M4 20V11', 'M10 20V5', 'M16 20v-6', 'M21 20H3'],
     keys: ['M14.5 9.5 21 3', 'M18 6l2.5 2.5', 'M15.5 8.5 18 11', 'M10.5 13.5a4 4 0 1 1-5.6 5.6 4 4 0 0 1 5.6-5.6z'],
+    models: ['M7 7h10v10H7z', 'M10 10h4v4h-4z', 'M10 3v4', 'M14 3v4', 'M10 17v4', 'M14 17v4', 'M3 10h4', 'M3 14h4', 'M17 10h4', 'M17 14h4'],
+    recs: ['M12 3.5l2.6 5.3 5.8.8-4.2 4.1 1 5.8L12 16.8l-5.2 2.7 1-5.8-4.2-4.1 5.8-.8z'],
+    knowledge: ['M6.5 3H20v18H6.5A2.5 2.5 0 0 1 4 18.5v-13A2.5 2.5 0 0 1 6.5 3z', 'M4 18.5A2.5 2.5 0 0 1 6.5 16H20', 'M8.5 7.5h7', 'M8.5 11h5'],
   };
 
   function icon(name, cls) {
@@ -279,48 +288,130 @@
     }
   }
 
-  async function api(method, path, body) {
-    const options = { method, credentials: 'same-origin', headers: { Accept: 'application/json' } };
-    if (method !== 'GET' && method !== 'HEAD') {
-      options.headers['Content-Type'] = 'application/json';
-      options.body = JSON.stringify(body === undefined ? {} : body);
-      if (path !== LOGIN_PATH && state.me && state.me.csrf) options.headers['X-CSRF-Token'] = state.me.csrf;
+  function errorFrom(response, data, path) {
+    const info = data && data.error && typeof data.error === 'object' ? data.error : {};
+    let message = typeof info.message === 'string' && info.message ? info.message : '';
+    let retryAfter = null;
+    if (response.status === 429) {
+      const header = response.headers.get('Retry-After');
+      const seconds = header === null ? NaN : parseInt(header, 10);
+      retryAfter = Number.isFinite(seconds) ? seconds : null;
+      message = retryAfter === null ? 'Too many attempts: try again later' : 'Too many attempts: try again in ' + retryAfter + ' s';
     }
+    if (!message) message = 'The server answered ' + response.status + (response.statusText ? ' ' + response.statusText : '') + '.';
+    const error = new ApiError(message, response.status, {
+      code: info.code, type: info.type, param: info.param, retryAfter,
+    });
+    if (response.status === 401 && path !== LOGIN_PATH) unauthorized();
+    return error;
+  }
+
+  function parseJson(text) {
+    if (!text) return null;
+    try {
+      return JSON.parse(text);
+    } catch (_) {
+      return null;
+    }
+  }
+
+  function requestHeaders(method, path, accept) {
+    const headers = { Accept: accept || 'application/json' };
+    if (method !== 'GET' && method !== 'HEAD') {
+      headers['Content-Type'] = 'application/json';
+      if (path !== LOGIN_PATH && state.me && state.me.csrf) headers['X-CSRF-Token'] = state.me.csrf;
+    }
+    return headers;
+  }
+
+  function unreachable(e) {
+    return new ApiError('Cannot reach the server (' + (e && e.message ? e.message : 'network error') + ').', 0, {});
+  }
+
+  async function api(method, path, body) {
+    const options = { method, credentials: 'same-origin', headers: requestHeaders(method, path) };
+    if (method !== 'GET' && method !== 'HEAD') options.body = JSON.stringify(body === undefined ? {} : body);
     let response;
     try {
       response = await fetch(path, options);
     } catch (e) {
-      throw new ApiError('Cannot reach the server (' + (e && e.message ? e.message : 'network error') + ').', 0, {});
+      throw unreachable(e);
     }
-    let data = null;
-    if (response.status !== 204) {
-      const text = await response.text();
-      if (text) {
-        try {
-          data = JSON.parse(text);
-        } catch (_) {
-          data = null;
+    const data = response.status === 204 ? null : parseJson(await response.text());
+    if (!response.ok) throw errorFrom(response, data, path);
+    return data;
+  }
+
+  function isAbort(e) {
+    return !!e && (e.name === 'AbortError' || e.code === 20);
+  }
+
+  /* POST a JSON body and read the answer as server-sent events: every `data:` line's JSON goes to onEvent,
+     until `data: [DONE]`. Resolves true when [DONE] came, false when the stream just ended. An error
+     before the stream throws like api(); an error inside it ({"error": {...}}) throws an ApiError with .inStream. */
+  async function streamPost(path, body, signal, onEvent) {
+    let response;
+    try {
+      response = await fetch(path, {
+        method: 'POST', credentials: 'same-origin', headers: requestHeaders('POST', path, 'text/event-stream'),
+        body: JSON.stringify(body === undefined ? {} : body), signal,
+      });
+    } catch (e) {
+      if (isAbort(e)) throw e;
+      throw unreachable(e);
+    }
+    if (!response.ok) throw errorFrom(response, parseJson(await response.text()), path);
+
+    function deliver(data) {
+      if (data === '[DONE]') return true;
+      const event = parseJson(data);
+      if (event === null || typeof event !== 'object') return false;
+      if (event.error && typeof event.error === 'object') {
+        const info = event.error;
+        const error = new ApiError(typeof info.message === 'string' && info.message ? info.message : 'The answer failed.', response.status, info);
+        error.inStream = true;
+        throw error;
+      }
+      onEvent(event);
+      return false;
+    }
+
+    function block(text) {
+      const data = [];
+      for (const line of text.split(/\r\n|\r|\n/)) {
+        if (line.startsWith('data:')) data.push(line.slice(5).replace(/^ /, ''));
+      }
+      return data.length ? deliver(data.join('\n')) : false;
+    }
+
+    const type = response.headers.get('Content-Type') || '';
+    if (!response.body || !/event-stream/i.test(type)) {
+      /* an answer that is not a stream: one JSON body */
+      const data = parseJson(await response.text());
+      if (data && typeof data === 'object') deliver(JSON.stringify(data));
+      return true;
+    }
+
+    const reader = response.body.getReader();
+    const decoder = new TextDecoder();
+    let buffer = '';
+    try {
+      for (;;) {
+        const { value, done } = await reader.read();
+        if (done) break;
+        buffer += decoder.decode(value, { stream: true });
+        let match;
+        while ((match = /\r\n\r\n|\n\n|\r\r/.exec(buffer))) {
+          const text = buffer.slice(0, match.index);
+          buffer = buffer.slice(match.index + match[0].length);
+          if (block(text)) return true;
         }
       }
+      buffer += decoder.decode();
+      return buffer.trim() ? block(buffer) : false;
+    } finally {
+      reader.cancel().catch(() => {});
     }
-    if (!response.ok) {
-      const info = data && data.error && typeof data.error === 'object' ? data.error : {};
-      let message = typeof info.message === 'string' && info.message ? info.message : '';
-      let retryAfter = null;
-      if (response.status === 429) {
-        const header = response.headers.get('Retry-After');
-        const seconds = header === null ? NaN : parseInt(header, 10);
-        retryAfter = Number.isFinite(seconds) ? seconds : null;
-        message = retryAfter === null ? 'Too many attempts: try again later' : 'Too many attempts: try again in ' + retryAfter + ' s';
-      }
-      if (!message) message = 'The server answered ' + response.status + (response.statusText ? ' ' + response.statusText : '') + '.';
-      const error = new ApiError(message, response.status, {
-        code: info.code, type: info.type, param: info.param, retryAfter,
-      });
-      if (response.status === 401 && path !== LOGIN_PATH) unauthorized();
-      throw error;
-    }
-    return data;
   }
 
   function unauthorized() {
@@ -501,8 +592,11 @@
     const pages = rolePages();
     const links = {};
     const items = pages.map((page) => {
-      const link = h('a', { id: 'nav-' + page, class: 'nav-link', href: '#/' + page },
-        icon(page), h('span', null, PAGE_TITLES[page]));
+      const short = NAV_SHORT[page];
+      const link = h('a', { id: 'nav-' + page, class: 'nav-link', href: '#/' + page, title: PAGE_TITLES[page] },
+        icon(page),
+        h('span', { class: short ? 'nav-long' : null }, PAGE_TITLES[page]),
+        short ? h('span', { class: 'nav-short', 'aria-hidden': 'true' }, short) : null);
       links[page] = link;
       return h('li', null, link);
     });
@@ -534,10 +628,12 @@
         id = parts.slice(1).join('/');
       }
     }
-    return { page: parts[0] || '', id };
+    return { page: parts[0] || '', id, parts: parts.slice(1) };
   }
 
-  const PAGE_FACTORIES = { inbox: inboxPage, spend: spendPage, keys: keysPage };
+  const PAGE_FACTORIES = {
+    inbox: inboxPage, spend: spendPage, models: modelsPage, recs: recsPage, knowledge: knowledgePage, keys: keysPage,
+  };
 
   function route() {
     if (!state.me) return;
@@ -1896,6 +1992,1104 @@
       unmount() {
         alive = false;
         fill(secretBox);
+      },
+    };
+  }
+
+  /* ---------- shared by the new pages ---------- */
+
+  function sig(n, digits) {
+    if (n === null || n === undefined || !Number.isFinite(Number(n))) return '—';
+    const v = Number(n);
+    if (v === 0) return '0';
+    return v.toLocaleString(undefined, { maximumSignificantDigits: digits || 3 });
+  }
+
+  function paramCount(n) {
+    if (n === null || n === undefined || !Number.isFinite(Number(n)) || Number(n) <= 0) return '—';
+    const v = Number(n);
+    const scaled = (x, unit) => (x >= 10 ? Math.round(x).toLocaleString() : x.toLocaleString(undefined, { maximumFractionDigits: 1 })) + unit;
+    if (v >= 1e12) return scaled(v / 1e12, 'T');
+    if (v >= 1e9) return scaled(v / 1e9, 'B');
+    if (v >= 1e6) return scaled(v / 1e6, 'M');
+    if (v >= 1e3) return scaled(v / 1e3, 'K');
+    return Math.round(v).toLocaleString();
+  }
+
+  function bytes(n) {
+    if (n === null || n === undefined || !Number.isFinite(Number(n))) return '—';
+    const v = Number(n);
+    if (v >= 1e9) return (v / 1e9).toLocaleString(undefined, { maximumFractionDigits: 2 }) + ' GB';
+    if (v >= 1e6) return (v / 1e6).toLocaleString(undefined, { maximumFractionDigits: v >= 1e8 ? 0 : 1 }) + ' MB';
+    if (v >= 1e3) return (v / 1e3).toLocaleString(undefined, { maximumFractionDigits: 0 }) + ' kB';
+    return Math.round(v).toLocaleString() + ' B';
+  }
+
+  function ms(v) {
+    if (v === null || v === undefined || !Number.isFinite(Number(v))) return h('span', { class: 'muted' }, '—');
+    return Math.round(Number(v)).toLocaleString() + ' ms';
+  }
+
+  function rate(r) {
+    if (r === null || r === undefined || !Number.isFinite(Number(r))) return h('span', { class: 'muted' }, '—');
+    return percent(Number(r) * 100);
+  }
+
+  function itemHref(id) {
+    return '#/recs/item/' + encodeURIComponent(String(id));
+  }
+
+  function itemLink(id, title, cls) {
+    const text = title === null || title === undefined || title === '' ? String(id) : String(title);
+    return h('a', { class: ['item-link', cls], href: itemHref(id), 'data-item': String(id) }, text);
+  }
+
+  function chip(text, cls) {
+    return h('span', { class: ['chip', cls] }, text);
+  }
+
+  function inlineError(err, retry) {
+    const message = typeof err === 'string' ? err : (err && err.message) || 'Something went wrong.';
+    return h('div', { class: 'notice notice-error', role: 'alert' },
+      h('p', null, message),
+      retry ? button({ class: 'btn btn-sm' }, 'Try again', retry) : null);
+  }
+
+  function recList(id, items, emptyText) {
+    const list = Array.isArray(items) ? items : [];
+    if (!list.length) return h('ol', { id, class: 'rec-list is-empty' }, h('li', { class: 'muted rec-empty' }, emptyText || 'Nothing to show.'));
+    return h('ol', { id, class: 'rec-list' }, list.map((r, i) => h('li', {
+      class: 'rec', 'data-testid': 'rec-item', 'data-item': String(r.item),
+    },
+    h('span', { class: 'rec-rank', 'aria-label': 'Rank' }, String(i + 1)),
+    h('div', { class: 'rec-main' },
+      itemLink(r.item, r.title, 'rec-title'),
+      r.reason ? h('p', { class: 'rec-reason muted' }, String(r.reason)) : null),
+    h('span', { class: 'rec-score', title: 'Score' }, sig(r.score, 3)))));
+  }
+
+  function selectHas(select, value) {
+    return Array.from(select.options).some((o) => o.value === value);
+  }
+
+  /* ---------- models and routes ---------- */
+
+  const PRIVACY = {
+    local_only: ['local only', 'local'],
+    redact: ['redact', 'warn'],
+    allow: ['allow', 'upstream'],
+  };
+
+  function modelsPage() {
+    let alive = true;
+    let seq = 0;
+    const canPlay = PLAYGROUND_ROLES.includes(state.me.role);
+
+    const refresh = button({ id: 'models-refresh', class: 'btn' }, 'Refresh', (event) => withBusy(event.currentTarget, load));
+    const modelsHolder = h('div', null, loading());
+    const routesHolder = h('div', { id: 'routes', class: 'routes' }, loading());
+    const implicitHolder = h('div', null, loading());
+    const windowNote = h('p', { id: 'recent-window', class: 'muted small caption' });
+
+    async function load() {
+      const mine = ++seq;
+      try {
+        const data = await api('GET', API + '/models');
+        if (!alive || mine !== seq) return;
+        render(data || {});
+      } catch (e) {
+        if (!alive || mine !== seq) return;
+        fill(modelsHolder, errorState('Could not load the models.', load));
+        fill(routesHolder, errorState('Could not load the routes.', load));
+        fill(implicitHolder);
+        showError(e);
+      }
+    }
+
+    function render(data) {
+      const models = Array.isArray(data.models) ? data.models : [];
+      const routes = Array.isArray(data.routes) ? data.routes : [];
+      const implicit = Array.isArray(data.implicit) ? data.implicit : [];
+
+      fill(modelsHolder, table('models-table', [
+        { label: 'Name' }, { label: 'Kind' }, { label: 'Architecture' }, { label: 'Parameters', num: true },
+        { label: 'Quantization' }, { label: 'Context', num: true }, { label: 'Size', num: true }, { label: 'State' },
+        { label: 'Adapter of' }, { label: 'Source' },
+      ], models.map((m) => ({
+        name: String(m.name),
+        testid: 'model',
+        cells: [
+          h('div', { class: 'model-name' }, h('strong', null, String(m.name)),
+            m.path ? h('span', { class: 'muted small mono path', title: String(m.path) }, String(m.path)) : null),
+          chip(String(m.kind || '—'), 'chip-kind'),
+          m.architecture ? String(m.architecture) : h('span', { class: 'muted' }, '—'),
+          paramCount(m.parameters),
+          m.quantization ? String(m.quantization) : h('span', { class: 'muted' }, '—'),
+          m.context_length ? num(m.context_length) : h('span', { class: 'muted' }, '—'),
+          bytes(m.size_bytes),
+          m.loaded ? badge('loaded', 'ok') : badge('not loaded', 'idle'),
+          m.base ? String(m.base) : h('span', { class: 'muted' }, '—'),
+          sourceText(m.source),
+        ],
+      })), { empty: 'No models registered: `hearth pull` fetches one, `hearth models import` adds a file.' }));
+
+      fill(routesHolder, routes.length
+        ? routes.map(routeCard)
+        : h('p', { class: 'notice notice-muted', id: 'routes-empty' },
+          'No [[gateway.routes]] are declared: clients ask for models by name (below).'));
+
+      fill(implicitHolder, table('implicit-table', [
+        { label: 'Deployment' }, { label: 'Requests', num: true }, { label: 'Errors', num: true }, { label: 'Error rate', num: true },
+        { label: 'p50', num: true }, { label: 'p95', num: true }, { label: 'Mean TTFT', num: true },
+      ], implicit.filter((pair) => Array.isArray(pair)).map((pair) => {
+        const recent = pair[1] && typeof pair[1] === 'object' ? pair[1] : {};
+        return {
+          name: String(pair[0]),
+          cells: [h('code', null, String(pair[0])), num(recent.requests), num(recent.errors), rate(recent.error_rate),
+            ms(recent.p50_ms), ms(recent.p95_ms), ms(recent.mean_ttft_ms)],
+        };
+      }), { empty: 'No requests named a model directly in this window.' }));
+
+      windowNote.textContent = data.recent_window
+        ? 'Request figures cover ' + sentence(String(data.recent_window))
+        : '';
+
+      if (playground) playground.setTargets(models.filter((m) => m.kind === 'chat').map((m) => String(m.name)),
+        routes.map((r) => String(r.alias)));
+    }
+
+    function sourceText(source) {
+      if (!source || typeof source !== 'object') return h('span', { class: 'muted' }, '—');
+      const type = String(source.type || '—');
+      const repo = source.repo || source.repository || null;
+      return h('span', { title: pretty(source) }, type + (repo ? ' · ' + String(repo) : ''));
+    }
+
+    function routeCard(r) {
+      const privacy = PRIVACY[r.privacy] || [String(r.privacy || 'unknown'), 'idle'];
+      const deployments = Array.isArray(r.deployments) ? r.deployments : [];
+      return h('section', { class: 'route-card', 'data-testid': 'route', 'data-alias': String(r.alias) },
+        h('header', { class: 'route-head' },
+          h('h3', null, h('code', { class: 'route-alias' }, String(r.alias))),
+          h('span', { class: ['badge', 'badge-' + privacy[1]], 'data-privacy': String(r.privacy), title: 'Privacy' }, privacy[0]),
+          chip(r.strategy === 'balance' ? 'balance' : r.strategy === 'failover' ? 'failover' : String(r.strategy || '—'), 'chip-quiet')),
+        deployments.length ? table(null, [
+          { label: 'Deployment' }, { label: 'Where' }, { label: 'Health' }, { label: 'Failures', num: true },
+          { label: 'Requests', num: true }, { label: 'Error rate', num: true }, { label: 'p50', num: true },
+          { label: 'p95', num: true }, { label: 'Mean TTFT', num: true },
+        ], deployments.map((d) => {
+          const recent = d.recent && typeof d.recent === 'object' ? d.recent : {};
+          const cooling = d.cooling_seconds !== null && d.cooling_seconds !== undefined && Number(d.cooling_seconds) > 0;
+          return {
+            name: String(d.deployment),
+            testid: 'deployment',
+            cells: [
+              h('div', { class: 'model-name' }, h('code', null, String(d.deployment)),
+                d.model && String(d.model) !== String(d.deployment) ? h('span', { class: 'muted small' }, String(d.model)) : null),
+              d.local ? badge('local', 'local') : badge('upstream', 'upstream'),
+              cooling
+                ? h('span', { class: 'badge badge-warn', 'data-health': 'cooling' }, 'cooling down ' + Math.ceil(Number(d.cooling_seconds)) + ' s')
+                : h('span', { class: 'badge badge-ok', 'data-health': 'ok' }, 'in rotation'),
+              num(d.failures || 0),
+              num(recent.requests), rate(recent.error_rate), ms(recent.p50_ms), ms(recent.p95_ms), ms(recent.mean_ttft_ms),
+            ],
+          };
+        })) : h('p', { class: 'muted small' }, 'This route has no deployments.'));
+    }
+
+    const playground = canPlay ? makePlayground() : null;
+
+    return {
+      mount(container) {
+        container.appendChild(h('div', { class: 'page-models' },
+          pageHeader('Models & routes', 'What is installed, how requests are routed, and how each deployment is doing.', refresh),
+          h('section', { class: 'panel' }, h('h2', null, 'Models'), modelsHolder),
+          h('section', { class: 'panel' }, h('h2', null, 'Routes'), routesHolder),
+          h('section', { class: 'panel' }, h('h2', null, 'Models asked for by name'), implicitHolder, windowNote),
+          playground ? playground.el : null));
+        load();
+      },
+      unmount() {
+        alive = false;
+        if (playground) playground.stop();
+      },
+    };
+  }
+
+  function makePlayground() {
+    let history = [];
+    let controller = null;
+
+    const select = h('select', { id: 'playground-model', class: 'select', 'aria-label': 'Model or route' },
+      h('option', { value: '' }, 'Loading…'));
+    select.disabled = true;
+    const input = h('textarea', {
+      id: 'playground-input', class: 'textarea', rows: '3', placeholder: 'Write a message… (Ctrl+Enter sends)', 'aria-label': 'Message',
+    });
+    const maxTokens = h('input', { id: 'playground-max-tokens', type: 'number', class: 'input', min: '1', step: '1', value: '128', inputmode: 'numeric' });
+    const temperature = h('input', { id: 'playground-temperature', type: 'number', class: 'input', min: '0', max: '2', step: '0.1', value: '0.7', inputmode: 'decimal' });
+    const send = h('button', { id: 'playground-send', type: 'submit', class: 'btn btn-primary' }, 'Send');
+    const stopBtn = button({ id: 'playground-stop', class: 'btn', disabled: true }, 'Stop', () => {
+      if (controller) controller.abort();
+    });
+    const clearBtn = button({ id: 'playground-clear', class: 'btn btn-quiet' }, 'New conversation', () => {
+      if (controller) controller.abort();
+      history = [];
+      renderEmpty();
+      input.focus();
+    });
+    const formError = h('div', { id: 'playground-error', class: 'form-error', role: 'alert', hidden: true });
+    const transcript = h('div', { id: 'playground-transcript', class: 'pg-transcript', 'aria-live': 'polite', tabindex: '0' });
+
+    function renderEmpty() {
+      fill(transcript, h('p', { class: 'muted pg-empty' }, 'Pick a model or route, write a message, and the answer streams in here. The whole conversation is sent with each message.'));
+    }
+    renderEmpty();
+
+    function field(label, control, cls) {
+      return h('label', { class: ['control', cls] }, h('span', { class: 'control-label' }, label), control);
+    }
+
+    const form = h('form', { id: 'playground-form', class: 'pg-form', novalidate: true },
+      h('div', { class: 'pg-settings' },
+        field('Model or route', select, 'pg-model'),
+        field('Max tokens', maxTokens, 'pg-number'),
+        field('Temperature', temperature, 'pg-number')),
+      input,
+      formError,
+      h('div', { class: 'form-row' }, clearBtn, h('div', { class: 'pg-buttons' }, stopBtn, send)));
+    submitOnCtrlEnter(input, form);
+
+    function failForm(text, control) {
+      formError.textContent = text;
+      formError.hidden = false;
+      if (control) control.focus();
+    }
+
+    function setTargets(chatModels, aliases) {
+      const previous = select.value || prefs.playgroundModel || '';
+      select.replaceChildren();
+      if (chatModels.length) select.appendChild(h('optgroup', { label: 'Chat models' }, chatModels.map((n) => h('option', { value: n }, n))));
+      if (aliases.length) select.appendChild(h('optgroup', { label: 'Routes' }, aliases.map((n) => h('option', { value: n }, n))));
+      if (!chatModels.length && !aliases.length) {
+        select.appendChild(h('option', { value: '' }, 'No chat model or route'));
+        select.disabled = true;
+        return;
+      }
+      select.disabled = !!controller;
+      if (previous && selectHas(select, previous)) select.value = previous;
+    }
+
+    select.addEventListener('change', () => savePref('playgroundModel', select.value));
+
+    function turn(role, text) {
+      const body = h('div', { class: 'pg-content' }, text || '');
+      const el = h('div', { class: ['pg-turn', 'pg-' + role], 'data-role': role },
+        h('div', { class: 'speaker' }, role === 'user' ? 'You' : 'Assistant'), body);
+      return { el, body };
+    }
+
+    function scrollDown() {
+      transcript.scrollTop = transcript.scrollHeight;
+    }
+
+    function busy(on) {
+      send.disabled = on;
+      stopBtn.disabled = !on;
+      select.disabled = on || !select.options.length || !select.value;
+      send.classList.toggle('is-busy', on);
+    }
+
+    form.addEventListener('submit', async (event) => {
+      event.preventDefault();
+      if (controller) return;
+      formError.hidden = true;
+      clearError();
+      const model = select.value;
+      const text = input.value.trim();
+      if (!model) return failForm('There is no chat model or route to talk to.', select);
+      if (!text) return failForm('Write a message first.', input);
+      const max = Number(maxTokens.value);
+      if (maxTokens.validity.badInput || !Number.isInteger(max) || max < 1) return failForm('Max tokens must be a whole number of at least 1.', maxTokens);
+      const temp = Number(temperature.value);
+      if (temperature.validity.badInput || temperature.value.trim() === '' || !Number.isFinite(temp) || temp < 0 || temp > 2) {
+        return failForm('Temperature must be a number from 0 to 2.', temperature);
+      }
+
+      if (!history.length) fill(transcript);
+      const messages = history.concat([{ role: 'user', content: text }]);
+      const user = turn('user', text);
+      const answer = turn('assistant', '');
+      answer.el.classList.add('is-streaming');
+      const reasoning = h('div', { class: 'pg-reasoning', hidden: true });
+      const meta = h('div', { class: 'pg-meta muted small' }, 'Waiting for the first token…');
+      answer.el.insertBefore(reasoning, answer.body);
+      answer.el.appendChild(meta);
+      transcript.append(user.el, answer.el);
+      input.value = '';
+      scrollDown();
+
+      const ctl = new AbortController();
+      controller = ctl;
+      busy(true);
+      let content = '';
+      let thought = '';
+      let usage = null;
+      let finish = null;
+      let firstAt = null;
+      const started = performance.now();
+      let outcome = 'done';
+      let failure = null;
+      try {
+        const complete = await streamPost(API + '/v1/chat/completions', {
+          model, messages, stream: true, max_tokens: max, temperature: temp, stream_options: { include_usage: true },
+        }, ctl.signal, (chunk) => {
+          if (chunk.usage && typeof chunk.usage === 'object') usage = chunk.usage;
+          const choice = Array.isArray(chunk.choices) && chunk.choices.length ? chunk.choices[0] : null;
+          if (!choice) return;
+          const delta = choice.delta || choice.message || {};
+          if (typeof delta.reasoning_content === 'string' && delta.reasoning_content) {
+            thought += delta.reasoning_content;
+            reasoning.textContent = thought;
+            reasoning.hidden = false;
+          }
+          if (typeof delta.content === 'string' && delta.content) {
+            content += delta.content;
+            answer.body.textContent = content;
+          }
+          if ((delta.content || delta.reasoning_content) && firstAt === null) {
+            firstAt = performance.now();
+            meta.textContent = 'Streaming…';
+          }
+          if (choice.finish_reason) finish = String(choice.finish_reason);
+          scrollDown();
+        });
+        if (!complete) outcome = 'cut';
+      } catch (e) {
+        if (isAbort(e)) outcome = 'stopped';
+        else {
+          outcome = 'failed';
+          failure = e;
+        }
+      } finally {
+        if (controller === ctl) controller = null;
+        busy(false);
+        answer.el.classList.remove('is-streaming');
+      }
+
+      if (outcome === 'failed' && !content) {
+        answer.el.classList.add('pg-failed');
+        fill(answer.body, h('span', { class: 'pg-error' }, failure.message));
+        meta.textContent = 'Not kept in the conversation.';
+        user.el.classList.add('pg-dropped');
+        if (!input.value) input.value = text;
+        showError(failure);
+        scrollDown();
+        return;
+      }
+      if (!content && !thought) answer.body.appendChild(h('span', { class: 'muted' }, outcome === 'stopped' ? '(stopped before any text)' : '(empty answer)'));
+      history = messages.concat([{ role: 'assistant', content }]);
+
+      const parts = [];
+      if (usage) {
+        parts.push(num(usage.prompt_tokens || 0) + ' tokens in', num(usage.completion_tokens || 0) + ' out');
+        const details = usage.completion_tokens_details;
+        if (details && details.reasoning_tokens) parts.push(num(details.reasoning_tokens) + ' thinking');
+      }
+      if (firstAt !== null) parts.push('first token ' + duration(firstAt - started));
+      parts.push(duration(performance.now() - started));
+      if (finish === 'length') parts.push('cut at max tokens');
+      else if (finish && finish !== 'stop') parts.push('ended: ' + finish);
+      if (outcome === 'stopped') parts.push('stopped');
+      if (outcome === 'cut') parts.push('the stream ended early');
+      if (outcome === 'failed') {
+        parts.push('failed: ' + failure.message);
+        answer.el.classList.add('pg-failed');
+        showError(failure);
+      }
+      meta.textContent = parts.join(' · ');
+      scrollDown();
+    });
+
+    const el = h('section', { id: 'playground', class: 'panel playground' },
+      h('div', { class: 'panel-head' },
+        h('h2', null, 'Playground'),
+        h('p', { class: 'muted small' }, 'Requests go through the gateway like any client’s and count in Spend.')),
+      transcript,
+      form);
+
+    return {
+      el,
+      setTargets,
+      stop() {
+        if (controller) controller.abort();
+      },
+    };
+  }
+
+  /* ---------- recommendations ---------- */
+
+  const PARAM_NAMES = { lambda: 'λ', regularization: 'reg', neighbours: 'neighbours', neighbors: 'neighbours' };
+  const PARAM_HIDDEN = new Set(['model', 'seed', 'iterations', 'cg_steps']);
+
+  function paramValue(v) {
+    if (typeof v === 'number') return Number.isInteger(v) ? String(v) : String(Number(v.toPrecision(6)));
+    if (typeof v === 'string') return v;
+    return JSON.stringify(v);
+  }
+
+  function modelLabel(params) {
+    if (!params || typeof params !== 'object') return '—';
+    const name = String(params.model || 'model');
+    const bits = Object.keys(params).filter((k) => !PARAM_HIDDEN.has(k)).map((k) => {
+      const label = PARAM_NAMES[k] || k;
+      return label + '=' + paramValue(params[k]);
+    });
+    return [name].concat(bits).join(' ');
+  }
+
+  function modelLabelFull(params) {
+    if (!params || typeof params !== 'object') return '';
+    return Object.keys(params).map((k) => k + '=' + paramValue(params[k])).join(', ');
+  }
+
+  function sameParams(a, b) {
+    if (!a || !b || typeof a !== 'object' || typeof b !== 'object') return false;
+    const ka = Object.keys(a);
+    const kb = Object.keys(b);
+    if (ka.length !== kb.length) return false;
+    return ka.every((k) => Object.prototype.hasOwnProperty.call(b, k) &&
+      (typeof a[k] === 'number' && typeof b[k] === 'number' ? Math.abs(a[k] - b[k]) < 1e-9 : JSON.stringify(a[k]) === JSON.stringify(b[k])));
+  }
+
+  function candidatesOf(report) {
+    const list = report && Array.isArray(report.candidates) ? report.candidates : [];
+    return list.filter((c) => Array.isArray(c) && c.length >= 2 && Number.isFinite(Number(c[1])))
+      .map((c) => ({ params: c[0], score: Number(c[1]) }));
+  }
+
+  function chosenScore(report) {
+    const candidates = candidatesOf(report);
+    if (!candidates.length) return null;
+    const same = candidates.filter((c) => sameParams(c.params, report.chosen));
+    const pool = same.length ? same : candidates;
+    return pool.reduce((best, c) => Math.max(best, c.score), -Infinity);
+  }
+
+  function hbarChart(opts) {
+    const { id, title, rows, format } = opts;
+    const W = Math.max(280, Math.round(opts.width || 720));
+    const narrow = W < 560;
+    const labelW = narrow ? 0 : Math.min(270, Math.round(W * 0.36));
+    const m = { t: 6, r: 58, b: 26, l: narrow ? 4 : labelW + 10 };
+    const rowH = narrow ? 32 : 20;
+    const barH = narrow ? 11 : 13;
+    const n = rows.length;
+    const H = m.t + n * rowH + m.b;
+    const pw = W - m.l - m.r;
+    const max = rows.reduce((a, r) => Math.max(a, r.value), 0);
+    const ticks = niceTicks(max, narrow ? 3 : 5, false);
+    const top = ticks[ticks.length - 1] || 1;
+    const x = (v) => m.l + (Math.max(0, v) / top) * pw;
+
+    const svg = s('svg', {
+      id, class: 'chart hbar-chart', viewBox: '0 0 ' + W + ' ' + H, preserveAspectRatio: 'xMidYMid meet',
+      role: 'img', 'aria-label': title, width: '100%',
+    }, s('title', null, title));
+
+    const grid = s('g', { class: 'chart-grid' });
+    for (const t of ticks) {
+      grid.appendChild(s('line', { x1: x(t), x2: x(t), y1: m.t, y2: H - m.b, class: t === 0 ? 'axis-line' : 'grid-line' }));
+      grid.appendChild(s('text', { x: x(t), y: H - m.b + 16, 'text-anchor': 'middle', class: 'axis-label' }, format(t)));
+    }
+    svg.appendChild(grid);
+
+    rows.forEach((r, i) => {
+      const y0 = m.t + i * rowH;
+      const barY = narrow ? y0 + 16 : y0 + (rowH - barH) / 2;
+      const g = s('g', { class: ['hbar', r.highlight && 'hbar-chosen'], 'data-testid': 'candidate', 'data-score': String(r.value) },
+        s('title', null, r.tip || (r.label + ': ' + format(r.value))));
+      g.appendChild(s('rect', { x: m.l, y: y0 + 1, width: pw, height: rowH - 2, class: 'hbar-hit' }));
+      g.appendChild(s('text', {
+        x: narrow ? m.l : m.l - 8, y: narrow ? y0 + 11 : barY + barH / 2,
+        'text-anchor': narrow ? 'start' : 'end', 'dominant-baseline': 'middle', class: 'hbar-label',
+      }, r.label));
+      const w = Math.max(1, x(r.value) - m.l);
+      g.appendChild(s('rect', { x: m.l, y: barY, width: w, height: barH, rx: 2, class: 'hbar-bar' }));
+      g.appendChild(s('text', { x: m.l + w + 5, y: barY + barH / 2, 'dominant-baseline': 'middle', class: 'hbar-value' }, format(r.value)));
+      svg.appendChild(g);
+    });
+    return svg;
+  }
+
+  function recsPage() {
+    let alive = true;
+    let versionsSeq = 0;
+    let viewSeq = 0;
+    let current = { sub: null, id: null };
+    let evalReport = null;
+    let chartWidth = 0;
+    let assistantCtl = null;
+
+    /* lookups (always shown) */
+    const userInput = h('input', { id: 'recs-user', type: 'text', class: 'input', placeholder: 'e.g. 1', autocomplete: 'off', spellcheck: 'false', 'aria-label': 'User id' });
+    const userGo = h('button', { id: 'recs-user-go', type: 'submit', class: 'btn btn-primary' }, 'Show');
+    const userForm = h('form', { id: 'recs-user-form', class: 'inline-form', novalidate: true },
+      h('label', { class: 'inline-label', for: 'recs-user' }, 'Shopper'), userInput, userGo);
+    userForm.addEventListener('submit', (event) => {
+      event.preventDefault();
+      const id = userInput.value.trim();
+      if (!id) {
+        showError('Enter a user id.');
+        userInput.focus();
+        return;
+      }
+      const hash = '#/recs/user/' + encodeURIComponent(id);
+      if (location.hash !== hash) location.hash = hash;
+      else show({ sub: 'user', id }, true);
+    });
+    const itemInput = h('input', { id: 'recs-item-id', type: 'text', class: 'input', placeholder: 'e.g. 50', autocomplete: 'off', spellcheck: 'false', 'aria-label': 'Item id' });
+    const itemGo = h('button', { id: 'recs-item-go', type: 'submit', class: 'btn' }, 'Show');
+    const itemForm = h('form', { id: 'recs-item-form', class: 'inline-form', novalidate: true },
+      h('label', { class: 'inline-label', for: 'recs-item-id' }, 'Item'), itemInput, itemGo);
+    itemForm.addEventListener('submit', (event) => {
+      event.preventDefault();
+      const id = itemInput.value.trim();
+      if (!id) {
+        showError('Enter an item id.');
+        itemInput.focus();
+        return;
+      }
+      const hash = itemHref(id);
+      if (location.hash !== hash) location.hash = hash;
+      else show({ sub: 'item', id }, true);
+    });
+    const lookups = h('div', { class: 'panel lookups' }, userForm, itemForm);
+
+    /* overview: versions and the evaluation chart */
+    const versionsHolder = h('div', null, loading());
+    const chartHolder = h('div', { class: 'eval-chart' });
+    const chartTitle = h('h3', { class: 'chart-title' });
+    const chartPanel = h('section', { class: 'panel', hidden: true }, chartTitle, chartHolder);
+
+    async function loadVersions() {
+      const mine = ++versionsSeq;
+      fill(versionsHolder, loading());
+      try {
+        const data = await api('GET', API + '/recs/versions');
+        if (!alive || mine !== versionsSeq) return;
+        renderVersions(Array.isArray(data && data.versions) ? data.versions : []);
+      } catch (e) {
+        if (!alive || mine !== versionsSeq) return;
+        fill(versionsHolder, errorState(e.code === 'not_trained' ? e.message : 'Could not load the model versions.', loadVersions));
+        chartPanel.hidden = true;
+        showError(e);
+      }
+    }
+
+    function renderVersions(versions) {
+      if (!versions.length) {
+        fill(versionsHolder, h('p', { id: 'recs-versions-empty', class: 'notice notice-muted' },
+          'No model trained yet — run ', h('code', null, 'hearth recs train'), '.'));
+        chartPanel.hidden = true;
+        evalReport = null;
+        return;
+      }
+      fill(versionsHolder, table('recs-versions', [
+        { label: 'Version', num: true }, { label: h('span', { class: 'sr-only' }, 'Current') }, { label: 'Trained' }, { label: 'Model' }, { label: 'Users', num: true },
+        { label: 'Items', num: true }, { label: 'Interactions', num: true }, { label: 'Training', num: true },
+        { label: 'Validation NDCG', num: true },
+      ], versions.map((v) => {
+        const r = v.report && typeof v.report === 'object' ? v.report : null;
+        const score = r ? chosenScore(r) : null;
+        return {
+          cls: v.current ? 'current' : null,
+          name: String(v.version),
+          testid: 'recs-version',
+          cells: [
+            num(v.version),
+            v.current ? badge('current', 'ok') : null,
+            r ? h('span', { title: dateTime(r.trained_at) }, dateTime(r.trained_at)) : h('span', { class: 'muted' }, 'no report'),
+            r ? h('code', { title: modelLabelFull(r.chosen) }, modelLabel(r.chosen)) : '—',
+            r ? num(r.users) : '—',
+            r ? num(r.items) : '—',
+            r ? num(r.interactions) : '—',
+            r && Number.isFinite(Number(r.seconds)) ? duration(Number(r.seconds) * 1000) : '—',
+            score === null ? h('span', { class: 'muted' }, '—') : h('span', { title: 'NDCG@' + (r.k || '?') }, score.toFixed(4) + (r.k ? ' @' + r.k : '')),
+          ],
+        };
+      })));
+      const cur = versions.find((v) => v.current) || null;
+      evalReport = cur && cur.report && candidatesOf(cur.report).length ? cur.report : null;
+      chartPanel.hidden = !evalReport;
+      renderChart();
+    }
+
+    function renderChart() {
+      if (!evalReport || chartPanel.hidden || !chartHolder.isConnected) return;
+      const r = evalReport;
+      const k = r.k || 10;
+      const title = 'Validation NDCG@' + k + ' of every candidate';
+      chartTitle.textContent = title;
+      const chosen = chosenScore(r);
+      let marked = false;
+      const rows = candidatesOf(r).map((c) => {
+        const isChosen = !marked && sameParams(c.params, r.chosen) && c.score === chosen;
+        if (isChosen) marked = true;
+        return { params: c.params, value: c.score, highlight: isChosen };
+      });
+      if (!marked) {
+        const same = rows.filter((x) => sameParams(x.params, r.chosen));
+        if (same.length) same[0].highlight = true;
+      }
+      rows.sort((a, b) => b.value - a.value);
+      chartWidth = chartHolder.clientWidth;
+      fill(chartHolder,
+        hbarChart({
+          id: 'recs-eval-chart', title,
+          rows: rows.map((x) => ({
+            label: modelLabel(x.params) + (x.highlight ? '  ★ chosen' : ''),
+            value: x.value,
+            highlight: x.highlight,
+            tip: modelLabelFull(x.params) + ' — NDCG@' + k + ' ' + x.value.toFixed(4) + (x.highlight ? ' (chosen)' : ''),
+          })),
+          format: (v) => v.toFixed(v === 0 ? 0 : 2),
+          width: chartWidth,
+        }),
+        h('p', { class: 'muted small caption' },
+          'Each bar is one candidate model scored on held-out interactions; the highlighted one was published. ',
+          r.seconds !== undefined ? 'Training and evaluation took ' + duration(Number(r.seconds) * 1000) + '.' : ''));
+    }
+
+    const resizer = typeof ResizeObserver === 'function'
+      ? new ResizeObserver(() => {
+        if (evalReport && Math.abs(chartHolder.clientWidth - chartWidth) > 16) renderChart();
+      })
+      : null;
+
+    /* search */
+    const searchInput = h('input', { id: 'recs-search', type: 'search', class: 'input', placeholder: 'e.g. space adventure', autocomplete: 'off', 'aria-label': 'Search the catalogue' });
+    const searchGo = h('button', { id: 'recs-search-go', type: 'submit', class: 'btn btn-primary' }, 'Search');
+    const searchResults = h('div', { id: 'recs-search-results', class: 'search-results' });
+    const searchForm = h('form', { id: 'recs-search-form', class: 'inline-form', novalidate: true }, searchInput, searchGo);
+    searchForm.addEventListener('submit', (event) => {
+      event.preventDefault();
+      const query = searchInput.value.trim();
+      clearError();
+      withBusy(searchGo, async () => {
+        fill(searchResults, loading('Searching…'));
+        try {
+          const data = await api('POST', API + '/v1/search', { query, n: 10 });
+          if (!alive) return;
+          const list = Array.isArray(data && data.data) ? data.data : [];
+          fill(searchResults,
+            h('p', { class: 'muted small' },
+              num(list.length) + (list.length === 1 ? ' match' : ' matches') + ' · ' + (data && data.hybrid ? 'text and embedding similarity' : 'text match only')),
+            recList('recs-search-list', list, 'Nothing in the catalogue matches.'));
+        } catch (e) {
+          if (!alive) return;
+          fill(searchResults, inlineError(e));
+          showError(e);
+        }
+      });
+    });
+    const searchPanel = h('section', { class: 'panel' },
+      h('h2', null, 'Search the catalogue'), searchForm, searchResults);
+
+    /* shopping assistant */
+    const wish = h('textarea', { id: 'assistant-wish', class: 'textarea', rows: '2', placeholder: 'e.g. a funny film for a rainy evening, nothing scary', 'aria-label': 'What the shopper wants' });
+    const assistantGo = h('button', { id: 'assistant-go', type: 'submit', class: 'btn btn-primary' }, 'Ask');
+    const assistantStop = button({ id: 'assistant-stop', class: 'btn', disabled: true }, 'Stop', () => {
+      if (assistantCtl) assistantCtl.abort();
+    });
+    const constraintsEl = h('div', { id: 'assistant-constraints', class: 'chips assistant-constraints', hidden: true });
+    const candidatesEl = h('div', { id: 'assistant-items', class: 'assistant-items', hidden: true });
+    const answerEl = h('div', { id: 'assistant-answer', class: 'assistant-answer', 'aria-live': 'polite', hidden: true });
+    const assistantMeta = h('p', { id: 'assistant-meta', class: 'muted small', hidden: true });
+    const assistantForm = h('form', { id: 'assistant-form', class: 'assistant-form', novalidate: true },
+      wish, h('div', { class: 'form-row form-row-end' }, assistantStop, assistantGo));
+    submitOnCtrlEnter(wish, assistantForm);
+
+    function renderConstraints(event) {
+      const w = event.wish && typeof event.wish === 'object' ? event.wish : {};
+      const chips = [];
+      if (w.category) chips.push(chip('category: ' + String(w.category)));
+      const hasMin = w.min_price !== null && w.min_price !== undefined;
+      const hasMax = w.max_price !== null && w.max_price !== undefined;
+      if (hasMin && hasMax) chips.push(chip('price: ' + usd(w.min_price) + ' – ' + usd(w.max_price)));
+      else if (hasMin) chips.push(chip('price ≥ ' + usd(w.min_price)));
+      else if (hasMax) chips.push(chip('price ≤ ' + usd(w.max_price)));
+      for (const word of Array.isArray(w.must_have) ? w.must_have : []) chips.push(chip('must have: ' + String(word)));
+      if (!chips.length) chips.push(chip('no constraints', 'chip-quiet'));
+      fill(constraintsEl, h('span', { class: 'chips-label muted small' }, 'Understood as'), chips,
+        event.relaxed ? h('span', { class: 'badge badge-warn', title: 'Nothing matched all of them, so some were dropped' }, 'relaxed: nothing matched all') : null);
+      constraintsEl.hidden = false;
+    }
+
+    function renderCandidates(items, named) {
+      const list = Array.isArray(items) ? items : [];
+      const chosen = new Set((named || []).map(String));
+      fill(candidatesEl,
+        h('div', { class: 'chips-label muted small' }, named ? 'Candidates (named in the answer are marked)' : 'Candidates offered to the model'),
+        list.length
+          ? h('ul', { class: 'assistant-list' }, list.map((it) => h('li', {
+            class: ['assistant-item', chosen.has(String(it.item)) && 'named'], 'data-testid': 'assistant-item', 'data-item': String(it.item),
+          },
+          itemLink(it.item, it.title),
+          it.price !== null && it.price !== undefined ? h('span', { class: 'muted small' }, ' · ' + usd(it.price)) : null,
+          it.reason ? h('span', { class: 'muted small' }, ' — ' + String(it.reason)) : null,
+          chosen.has(String(it.item)) ? h('span', { class: 'badge badge-ok' }, 'named') : null)))
+          : h('p', { class: 'muted' }, 'No catalogue item matched.'));
+      candidatesEl.hidden = false;
+    }
+
+    assistantForm.addEventListener('submit', async (event) => {
+      event.preventDefault();
+      if (assistantCtl) return;
+      for (const old of assistantPanel.querySelectorAll('.assistant-error')) old.remove();
+      clearError();
+      const text = wish.value.trim();
+      const ctl = new AbortController();
+      assistantCtl = ctl;
+      assistantGo.disabled = true;
+      assistantGo.classList.add('is-busy');
+      assistantStop.disabled = false;
+      fill(constraintsEl);
+      constraintsEl.hidden = true;
+      fill(candidatesEl);
+      candidatesEl.hidden = true;
+      answerEl.textContent = '';
+      answerEl.hidden = false;
+      answerEl.classList.add('is-streaming');
+      assistantMeta.hidden = false;
+      assistantMeta.textContent = 'Reading the wish…';
+      let answer = '';
+      let candidates = [];
+      let usage = null;
+      let named = null;
+      let outcome = 'done';
+      const started = performance.now();
+      try {
+        const complete = await streamPost(API + '/v1/assistant', { wish: text }, ctl.signal, (ev) => {
+          if (!alive) return;
+          switch (ev.type) {
+            case 'constraints':
+              renderConstraints(ev);
+              assistantMeta.textContent = 'Looking in the catalogue…';
+              break;
+            case 'items':
+              candidates = Array.isArray(ev.items) ? ev.items : [];
+              renderCandidates(candidates, null);
+              assistantMeta.textContent = 'Writing the answer…';
+              break;
+            case 'delta':
+              if (typeof ev.text === 'string') {
+                answer += ev.text;
+                answerEl.textContent = answer;
+              }
+              break;
+            case 'done':
+              if (Array.isArray(ev.items)) named = ev.items.map(String);
+              if (ev.usage && typeof ev.usage === 'object') usage = ev.usage;
+              break;
+            default:
+              /* a whole answer (no stream) */
+              if (ev.object === 'assistant.answer') {
+                if (ev.constraints) renderConstraints({ wish: ev.constraints, relaxed: ev.relaxed });
+                if (Array.isArray(ev.candidates)) candidates = ev.candidates;
+                if (Array.isArray(ev.items)) named = ev.items.map(String);
+                if (typeof ev.answer === 'string') answer = ev.answer;
+                answerEl.textContent = answer;
+                if (ev.usage) usage = ev.usage;
+              }
+          }
+        });
+        if (!complete) outcome = 'cut';
+      } catch (e) {
+        if (isAbort(e)) outcome = 'stopped';
+        else {
+          outcome = 'failed';
+          if (alive) {
+            if (!answer) answerEl.hidden = true;
+            assistantMeta.textContent = '';
+            assistantMeta.hidden = true;
+            answerEl.parentNode.insertBefore(h('div', { class: 'assistant-error' }, inlineError(e)), answerEl);
+          }
+          showError(e);
+        }
+      } finally {
+        if (assistantCtl === ctl) assistantCtl = null;
+        assistantGo.disabled = false;
+        assistantGo.classList.remove('is-busy');
+        assistantStop.disabled = true;
+        answerEl.classList.remove('is-streaming');
+      }
+      if (!alive || outcome === 'failed') return;
+      if (named) renderCandidates(candidates, named);
+      if (!answer) answerEl.textContent = outcome === 'stopped' ? '(stopped before any text)' : '(no answer)';
+      const parts = [];
+      if (named) parts.push(named.length ? plural(named.length, 'item') + ' named' : 'no item named');
+      if (usage) parts.push(num(usage.prompt_tokens || 0) + ' tokens in', num(usage.completion_tokens || 0) + ' out');
+      parts.push(duration(performance.now() - started));
+      if (outcome === 'stopped') parts.push('stopped');
+      if (outcome === 'cut') parts.push('the stream ended early');
+      assistantMeta.textContent = parts.join(' · ');
+    });
+    const assistantPanel = h('section', { class: 'panel' },
+      h('h2', null, 'Shopping assistant'),
+      h('p', { class: 'muted small panel-sub' }, 'A wish in plain words: the local model reads constraints, the catalogue gives candidates, and the answer names only those.'),
+      assistantForm, constraintsEl, candidatesEl, answerEl, assistantMeta);
+
+    const overview = h('div', { class: 'recs-overview' },
+      h('section', { class: 'panel' }, h('h2', null, 'Model versions'), versionsHolder),
+      chartPanel,
+      h('div', { class: 'recs-try' }, searchPanel, assistantPanel));
+
+    /* the shopper and item views */
+    const view = h('div', { class: 'recs-view' });
+
+    function backLink() {
+      return h('a', { id: 'recs-back', class: 'btn btn-quiet btn-sm back-link', href: '#/recs' }, '← Recommendations');
+    }
+
+    function showUser(id) {
+      const mine = ++viewSeq;
+      userInput.value = id;
+      const history = h('section', { id: 'recs-history', class: 'panel recs-col', 'aria-label': 'History' },
+        h('h2', null, 'What they did'), loading());
+      const list = h('section', { id: 'recs-list', class: 'panel recs-col', 'aria-label': 'Recommended' },
+        h('h2', null, 'Recommended for them'), loading());
+      fill(view,
+        h('div', { class: 'view-head' }, backLink(), h('h2', null, 'Shopper ', h('code', { id: 'recs-user-id' }, id))),
+        h('div', { class: 'recs-columns' }, history, list));
+      const path = encodeURIComponent(id);
+
+      (async () => {
+        try {
+          const data = await api('GET', API + '/recs/users/' + path + '/history');
+          if (!alive || mine !== viewSeq) return;
+          const events = Array.isArray(data && data.events) ? data.events.slice(0, 50) : [];
+          const total = Number(data && data.total);
+          fill(history, h('h2', null, 'What they did'),
+            h('p', { class: 'muted small' }, Number.isFinite(total) && total > events.length
+              ? 'The newest ' + num(events.length) + ' of ' + plural(total, 'event')
+              : plural(events.length, 'event')),
+            events.length
+              ? h('ul', { class: 'event-list' }, events.map((row) => {
+                const e = row && row.event ? row.event : {};
+                return h('li', { class: 'event', 'data-testid': 'history-event', 'data-item': String(e.item) },
+                  h('div', { class: 'event-main' }, itemLink(e.item, row.title)),
+                  h('div', { class: 'event-meta' },
+                    chip(String(e.type || 'event'), 'chip-type'),
+                    e.value !== null && e.value !== undefined ? h('span', { class: 'event-value' }, paramValue(e.value)) : null,
+                    h('time', { class: 'muted small', title: dateTime(e.timestamp) }, dateOnly(e.timestamp))));
+              }))
+              : h('p', { class: 'empty' }, 'No events for this shopper.'));
+        } catch (e) {
+          if (!alive || mine !== viewSeq) return;
+          fill(history, h('h2', null, 'What they did'), inlineError(e, () => showUser(id)));
+          if (e.status !== 404) showError(e);
+        }
+      })();
+
+      (async () => {
+        try {
+          const data = await api('GET', API + '/v1/recommendations/' + path + '?n=10');
+          if (!alive || mine !== viewSeq) return;
+          fill(list, h('h2', null, 'Recommended for them'),
+            h('p', { class: 'muted small' }, 'Model version ' + num(data && data.model_version)),
+            recList('recs-list-items', data && data.data, 'Nothing to recommend.'));
+        } catch (e) {
+          if (!alive || mine !== viewSeq) return;
+          fill(list, h('h2', null, 'Recommended for them'), inlineError(e));
+          showError(e);
+        }
+      })();
+    }
+
+    function showItem(id) {
+      const mine = ++viewSeq;
+      itemInput.value = id;
+      const itemEl = h('section', { id: 'recs-item', class: 'panel recs-col', 'aria-label': 'Item' }, loading());
+      const similar = h('section', { id: 'recs-similar', class: 'panel recs-col', 'aria-label': 'Similar items' },
+        h('h2', null, 'Chosen together'), loading());
+      fill(view,
+        h('div', { class: 'view-head' }, backLink(), h('h2', null, 'Item ', h('code', { id: 'recs-item-code' }, id))),
+        h('div', { class: 'recs-columns' }, itemEl, similar));
+      const path = encodeURIComponent(id);
+
+      (async () => {
+        try {
+          const item = await api('GET', API + '/v1/items/' + path);
+          if (!alive || mine !== viewSeq) return;
+          fill(itemEl, itemCard(item || {}));
+        } catch (e) {
+          if (!alive || mine !== viewSeq) return;
+          fill(itemEl, inlineError(e, () => showItem(id)));
+          showError(e);
+        }
+      })();
+
+      (async () => {
+        try {
+          const data = await api('GET', API + '/v1/items/' + path + '/similar?n=10');
+          if (!alive || mine !== viewSeq) return;
+          fill(similar, h('h2', null, 'Chosen together'),
+            h('p', { class: 'muted small' }, 'Model version ' + num(data && data.model_version)),
+            recList('recs-similar-items', data && data.data, 'No similar items.'));
+        } catch (e) {
+          if (!alive || mine !== viewSeq) return;
+          fill(similar, h('h2', null, 'Chosen together'), inlineError(e));
+          showError(e);
+        }
+      })();
+    }
+
+    function itemCard(item) {
+      const categories = Array.isArray(item.categories) ? item.categories : [];
+      const tags = Array.isArray(item.tags) ? item.tags : [];
+      const attributes = item.attributes && typeof item.attributes === 'object' ? Object.keys(item.attributes) : [];
+      const facts = [];
+      const fact = (label, value) => facts.push(h('div', { class: 'fact' }, h('dt', null, label), h('dd', null, value)));
+      fact('Id', h('code', null, String(item.id)));
+      if (item.price !== null && item.price !== undefined) fact('Price', usd(item.price));
+      fact('Available', item.available === false ? badge('not available', 'error') : badge('available', 'ok'));
+      if (categories.length) fact('Categories', h('span', { class: 'chips' }, categories.map((c) => chip(String(c)))));
+      if (tags.length) fact('Tags', h('span', { class: 'chips' }, tags.map((t) => chip(String(t), 'chip-quiet'))));
+      for (const key of attributes) {
+        const v = item.attributes[key];
+        fact(key.replace(/_/g, ' '), typeof v === 'string' || typeof v === 'number' ? String(v) : pretty(v));
+      }
+      if (item.created_at !== null && item.created_at !== undefined) fact('Added', dateTime(item.created_at));
+      return [
+        h('h2', { class: 'item-title' }, item.title ? String(item.title) : String(item.id)),
+        item.description ? h('p', { class: 'item-description' }, String(item.description)) : null,
+        h('dl', { class: 'facts facts-stacked' }, facts),
+      ];
+    }
+
+    const body = h('div', { class: 'recs-body' });
+
+    function show(target, force) {
+      const parts = target.parts || [];
+      const sub = parts[0] === 'user' || parts[0] === 'item' ? parts[0] : null;
+      let id = null;
+      if (sub && parts.length > 1) {
+        const raw = parts.slice(1).join('/');
+        try {
+          id = decodeURIComponent(raw);
+        } catch (_) {
+          id = raw;
+        }
+      }
+      const next = sub && id ? { sub, id } : { sub: null, id: null };
+      if (!force && next.sub === current.sub && next.id === current.id && body.firstChild) return;
+      current = next;
+      clearError();
+      if (!next.sub) {
+        viewSeq++;
+        fill(body, overview);
+        renderChart();
+        return;
+      }
+      fill(body, view);
+      if (next.sub === 'user') showUser(next.id);
+      else showItem(next.id);
+      window.scrollTo(0, 0);
+    }
+
+    return {
+      mount(container, target) {
+        container.appendChild(h('div', { class: 'page-recs' },
+          pageHeader('Recommendations', 'The trained recommender: how it was chosen, what it suggests, and the shopping assistant.'),
+          lookups,
+          body));
+        if (resizer) resizer.observe(chartHolder);
+        show(target || {}, true);
+        loadVersions();
+      },
+      update(target) {
+        show(target, false);
+      },
+      unmount() {
+        alive = false;
+        if (resizer) resizer.disconnect();
+        if (assistantCtl) assistantCtl.abort();
+      },
+    };
+  }
+
+  /* ---------- knowledge base ---------- */
+
+  function knowledgePage() {
+    let alive = true;
+    let seq = 0;
+    const docs = h('div', null, loading());
+    const input = h('input', { id: 'kb-search', type: 'search', class: 'input', placeholder: 'e.g. how long do refunds take', autocomplete: 'off', 'aria-label': 'Search the knowledge base' });
+    const go = h('button', { id: 'kb-search-go', type: 'submit', class: 'btn btn-primary' }, 'Search');
+    const form = h('form', { id: 'kb-search-form', class: 'inline-form', novalidate: true }, input, go);
+    const results = h('div', { id: 'kb-results', class: 'kb-results' },
+      h('p', { class: 'muted' }, 'Search to see exactly the passages the support agent would cite for a question.'));
+
+    async function loadDocs() {
+      fill(docs, loading());
+      try {
+        const data = await api('GET', API + '/kb/documents');
+        if (!alive) return;
+        const list = Array.isArray(data && data.documents) ? data.documents : [];
+        const passages = list.reduce((a, d) => a + (Number(d.passages) || 0), 0);
+        fill(docs,
+          table('kb-documents', [{ label: 'Source' }, { label: 'Passages', num: true }],
+            list.map((d) => ({ name: String(d.source), cells: [h('code', { class: 'kb-source' }, String(d.source)), num(d.passages)] })),
+            { empty: 'The knowledge base is empty.', footer: list.length > 1 ? [h('strong', null, plural(list.length, 'document')), num(passages)] : null }),
+          h('p', { class: 'muted small caption' }, 'Add documents (Markdown or text files) with ', h('code', null, 'hearth support kb add DIR'), '.'));
+      } catch (e) {
+        if (!alive) return;
+        fill(docs, errorState(e.status === 503 ? e.message : 'Could not load the documents.', loadDocs));
+        showError(e);
+      }
+    }
+
+    form.addEventListener('submit', (event) => {
+      event.preventDefault();
+      const q = input.value.trim();
+      const mine = ++seq;
+      clearError();
+      withBusy(go, async () => {
+        fill(results, loading('Searching…'));
+        try {
+          const data = await api('GET', API + '/kb/search?q=' + encodeURIComponent(q));
+          if (!alive || mine !== seq) return;
+          const hits = Array.isArray(data && data.hits) ? data.hits : [];
+          fill(results,
+            h('p', { class: 'muted small' }, plural(hits.length, 'passage') + ' for ', h('q', null, String((data && data.query) || q))),
+            hits.length
+              ? hits.map((hit) => h('article', { class: 'kb-hit', 'data-testid': 'kb-hit', 'data-id': String(hit.id) },
+                h('header', { class: 'kb-hit-head' },
+                  h('h3', null, String(hit.title || 'Untitled')),
+                  h('span', { class: 'kb-score', title: 'Score' }, sig(hit.score, 3))),
+                h('div', { class: 'kb-hit-meta muted small' },
+                  h('code', null, String(hit.id)), ' · ', h('span', { class: 'kb-source' }, String(hit.source || ''))),
+                h('p', { class: 'kb-text' }, String(hit.text === undefined ? '' : hit.text))))
+              : h('p', { class: 'empty' }, 'No passage matches.'));
+        } catch (e) {
+          if (!alive || mine !== seq) return;
+          fill(results, inlineError(e));
+          showError(e);
+        }
+      });
+    });
+
+    return {
+      mount(container) {
+        container.appendChild(h('div', { class: 'page-knowledge' },
+          pageHeader('Knowledge base', 'The documents the support agent answers from and cites.'),
+          h('section', { class: 'panel' }, h('h2', null, 'Documents'), docs),
+          h('section', { class: 'panel' }, h('h2', null, 'Search'), form, results)));
+        loadDocs();
+      },
+      unmount() {
+        alive = false;
       },
     };
   }

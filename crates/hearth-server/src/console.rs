@@ -70,7 +70,30 @@ pub fn routes(state: &AppState) -> Router<AppState> {
         .route("/console/api/logout", post(logout))
         .route("/console/api/spend", get(spend))
         .route("/console/api/requests", get(requests))
-        .route("/console/api/budgets", get(budgets));
+        .route("/console/api/budgets", get(budgets))
+        .route("/console/api/models", get(models))
+        .route("/console/api/recs/versions", get(recs_versions))
+        .route("/console/api/recs/users/{id}/history", get(user_history))
+        .route("/console/api/kb/documents", get(kb_documents))
+        .route("/console/api/kb/search", get(kb_search))
+        .merge(
+            // The public API's own handlers, called as the operator: what a shopper is
+            // recommended, similar items, search and the assistant.
+            Router::new()
+                .route(
+                    "/console/api/v1/recommendations/{user_id}",
+                    get(crate::recs::for_user),
+                )
+                .route(
+                    "/console/api/v1/items/{id}/similar",
+                    get(crate::recs::similar),
+                )
+                .route("/console/api/v1/items/{id}", get(crate::recs::get_item))
+                .route("/console/api/v1/users/{id}", get(crate::recs::get_user))
+                .route("/console/api/v1/search", post(crate::shopping::search))
+                .route("/console/api/v1/assistant", post(crate::shopping::assistant))
+                .route_layer(middleware::from_fn(as_operator)),
+        );
     let support = Router::new()
         .route("/console/api/users", get(users))
         .route("/console/api/inbox", get(inbox))
@@ -81,6 +104,16 @@ pub fn routes(state: &AppState) -> Router<AppState> {
         .route("/console/api/conversations/{id}/assign", post(assign))
         .route("/console/api/conversations/{id}/hand-back", post(hand_back))
         .route("/console/api/conversations/{id}/resolve", post(resolve))
+        .merge(
+            // The playground: chat with any model or route, streaming, as the operator.
+            Router::new()
+                .route(
+                    "/console/api/v1/chat/completions",
+                    post(crate::openai::chat_completions),
+                )
+                .route("/console/api/v1/models", get(crate::openai::list_models))
+                .route_layer(middleware::from_fn(as_operator)),
+        )
         .route_layer(middleware::from_fn(|r, n| {
             for_roles(&[Role::Admin, Role::Support], r, n)
         }));
@@ -199,6 +232,15 @@ async fn signed_in(State(state): State<AppState>, mut request: Request, next: Ne
         }
     }
     request.extensions_mut().insert(session);
+    next.run(request).await
+}
+
+/// The public API's handlers read the caller from the request: the console calls them as the
+/// operator (every model, every route; requests metered without a key).
+async fn as_operator(mut request: Request, next: Next) -> Response {
+    request
+        .extensions_mut()
+        .insert(hearth_gateway::Caller::default());
     next.run(request).await
 }
 
@@ -654,4 +696,59 @@ async fn revoke_key(
     }
     tracing::info!(key = %name, by = %session.name, "API key revoked in the console");
     Ok(Json(json!({ "revoked": true })).into_response())
+}
+
+async fn models(State(state): State<AppState>) -> Result<Response, ApiError> {
+    let platform = state.platform.clone();
+    let view = blocking(move || Ok(platform.models_view()?)).await?;
+    Ok(Json(view).into_response())
+}
+
+async fn recs_versions(State(state): State<AppState>) -> Result<Response, ApiError> {
+    let platform = state.platform.clone();
+    let versions = blocking(move || Ok(platform.recs_versions()?)).await?;
+    Ok(Json(json!({ "versions": versions })).into_response())
+}
+
+/// How many of a shopper's newest events the console shows.
+const HISTORY_SHOWN: usize = 50;
+
+async fn user_history(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    let platform = &state.platform;
+    let mut events = platform.user_history(&id).await?;
+    events.sort_by(|a, b| b.timestamp.cmp(&a.timestamp));
+    let total = events.len();
+    let mut shown = Vec::new();
+    for event in events.into_iter().take(HISTORY_SHOWN) {
+        let title = platform
+            .item(&event.item.0)
+            .await
+            .ok()
+            .map(|item| item.title);
+        shown.push(json!({ "event": event, "title": title }));
+    }
+    Ok(Json(json!({ "user": id, "events": shown, "total": total })).into_response())
+}
+
+async fn kb_documents(State(state): State<AppState>) -> Result<Response, ApiError> {
+    let platform = state.platform.clone();
+    let documents = blocking(move || Ok(platform.kb_documents()?)).await?;
+    Ok(Json(json!({ "documents": documents })).into_response())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct KbQuery {
+    q: String,
+}
+
+async fn kb_search(
+    State(state): State<AppState>,
+    ApiQuery(query): ApiQuery<KbQuery>,
+) -> Result<Response, ApiError> {
+    let hits = state.platform.kb_search(&query.q).await?;
+    Ok(Json(json!({ "query": query.q, "hits": hits })).into_response())
 }

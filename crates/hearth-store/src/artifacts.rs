@@ -41,6 +41,18 @@ impl Artifacts {
         Ok(versions)
     }
 
+    /// Every published version, oldest first.
+    pub fn list(&self) -> Result<Vec<ArtifactVersion>, StoreError> {
+        Ok(self
+            .versions()?
+            .into_iter()
+            .map(|version| ArtifactVersion {
+                version,
+                dir: self.root.join(Self::name(version)),
+            })
+            .collect())
+    }
+
     /// Writes a new version with `write` (into an empty directory) and makes it current.
     /// Older versions stay on disk (the live server may still be reading one) until
     /// [`Artifacts::prune`]. Publishers are serialised on a lock file in the directory

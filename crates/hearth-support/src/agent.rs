@@ -21,7 +21,7 @@ pub const HANDOFF_TOOL: &str = "transfer_to_human_agents";
 /// The built-in step that searches the company's documents.
 pub const SEARCH_TOOL: &str = "search_knowledge_base";
 /// Passages a knowledge-base search returns to the model.
-const SEARCH_HITS: usize = 3;
+pub const SEARCH_HITS: usize = 3;
 const REPLY: &str = "reply";
 /// Tool results longer than this are cut in the prompt (the model's context is small).
 const RESULT_CHARS: usize = 1500;

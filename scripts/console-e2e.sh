@@ -1,0 +1,44 @@
+#!/usr/bin/env bash
+# The console's end-to-end tests (tests/console) in a real headless Chromium, driven by
+# playwright-core, against a live `hearth serve` on loopback with the real test models: the
+# support inbox on a handed-over conversation, roles, keys, spend and the security checks.
+# Screenshots of every page go to $HEARTH_SCREENSHOTS (default target/ci-artifacts/console).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+models=${HEARTH_TEST_MODELS:-$(scripts/fetch-test-models.sh)}
+node_modules=$(scripts/browser-client.sh)
+chromium=${CHROMIUM:-$(command -v chromium || true)}
+[ -x "$chromium" ] || { echo "console-e2e: chromium not found (scripts/setup.sh installs it)" >&2; exit 1; }
+# Same flags as scripts/test.sh, so this reuses its build instead of making another.
+cargo build --release --workspace --all-targets --quiet
+bin="${CARGO_TARGET_DIR:-target}/release/hearth"
+shots=${HEARTH_SCREENSHOTS:-${CARGO_TARGET_DIR:-target}/ci-artifacts/console}
+rm -rf "$shots"
+mkdir -p "$shots"
+data=$(mktemp -d)
+log="$data/server.log"
+cleanup() { [ -n "${pid:-}" ] && kill "$pid" 2>/dev/null; wait "${pid:-}" 2>/dev/null || true; rm -rf "$data"; }
+trap cleanup EXIT
+export HEARTH_LOG=warn
+# The agent follows the demo company's policy (shared/data/retail, beside the repository).
+policy="$(pwd)/../shared/data/retail/policy.md"
+[ -f "$policy" ] || { echo "console-e2e: the retail policy ($policy) is missing" >&2; exit 1; }
+printf '[support]\npolicy = "%s"\n' "$policy" >"$data/hearth.toml"
+"$bin" --data-dir "$data" models import "$models/SmolLM2-135M-Instruct.Q4_1.gguf" --name smollm2 >/dev/null
+"$bin" --data-dir "$data" models import "$models/all-MiniLM-L6-v2" --name minilm >/dev/null
+password="console-e2e-$(od -An -N8 -tx1 /dev/urandom | tr -d ' \n')"
+for account in ana:admin sam:support tom:support vic:viewer; do
+  printf '%s\n' "$password" | "$bin" --data-dir "$data" users create "${account%%:*}" --role "${account##*:}" >/dev/null
+done
+"$bin" --data-dir "$data" serve --listen 127.0.0.1:0 --model smollm2 >"$data/stdout" 2>"$log" &
+pid=$!
+for _ in $(seq 1 120); do
+  grep -q '^listening on ' "$data/stdout" 2>/dev/null && break
+  kill -0 "$pid" 2>/dev/null || { cat "$log"; echo "hearth serve exited" >&2; exit 1; }
+  sleep 0.5
+done
+url=$(sed -n 's/^listening on //p' "$data/stdout")
+[ -n "$url" ] || { cat "$log"; echo "hearth serve did not start" >&2; exit 1; }
+HEARTH_URL="$url" HEARTH_SCREENSHOTS="$shots" HEARTH_CONSOLE_PASSWORD="$password" CHROMIUM="$chromium" \
+  NODE_PATH="$node_modules" node --test --test-concurrency=1 tests/console/ || { tail -50 "$log"; exit 1; }
+echo "console-e2e: screenshots in $shots"
