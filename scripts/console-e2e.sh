@@ -26,6 +26,13 @@ policy="$(pwd)/../shared/data/retail/policy.md"
 printf '[support]\npolicy = "%s"\n' "$policy" >"$data/hearth.toml"
 "$bin" --data-dir "$data" models import "$models/SmolLM2-135M-Instruct.Q4_1.gguf" --name smollm2 >/dev/null
 "$bin" --data-dir "$data" models import "$models/all-MiniLM-L6-v2" --name minilm >/dev/null
+# A recommender trained on MovieLens-100K and a knowledge base of the policy, for those pages.
+movielens=${HEARTH_MOVIELENS:-$(scripts/fetch-movielens.sh)}
+"$bin" --data-dir "$data" recs import --items "$movielens/ml-100k.item" --events "$movielens/ml-100k.inter" >/dev/null
+"$bin" --data-dir "$data" recs train >/dev/null
+mkdir -p "$data/kb"
+cp "$policy" "$data/kb/policy.md"
+"$bin" --data-dir "$data" support kb add "$data/kb" >/dev/null
 password="console-e2e-$(od -An -N8 -tx1 /dev/urandom | tr -d ' \n')"
 for account in ana:admin sam:support tom:support vic:viewer; do
   printf '%s\n' "$password" | "$bin" --data-dir "$data" users create "${account%%:*}" --role "${account##*:}" >/dev/null

@@ -28,9 +28,9 @@ export HEARTH_TEST_POSTGRES_URL
 # Model tests share 2 cores: one test at a time inside each binary (binaries run in turn).
 cargo test --release --workspace -- --test-threads=1
 # The platform's own tests of keys and budgets, the gateway, stored responses, support
-# sessions and recommendations again, with all durable state in PostgreSQL.
+# sessions, recommendations and the console again, with all durable state in PostgreSQL.
 HEARTH_TEST_STORE=postgres cargo test --release -p hearth-server --test integration -- \
-  --test-threads=1 gateway:: responses:: support_sessions:: recs::
+  --test-threads=1 gateway:: responses:: support_sessions:: recs:: console::
 scripts/openai-client-test.sh
 # The console in a real headless Chromium against a live server (screenshots of every page in
 # target/ci-artifacts/console).

@@ -234,6 +234,52 @@ test('a key created in the console works against the API, and the spend page sho
   await context.close();
 });
 
+test('models, recommendations and the knowledge base: what hearth runs, recommends and would cite', async () => {
+  const { context, page, errors } = await signedIn('ana');
+  await page.goto(BASE + '/console#/models');
+  await page.waitForSelector('#models-table');
+  const models = await page.locator('#models-table').textContent();
+  assert.ok(models.includes('smollm2') && models.includes('minilm'), models);
+  // The playground streams an answer from a local model.
+  await page.selectOption('#playground-model', 'smollm2');
+  await page.fill('#playground-max-tokens', '12');
+  await page.fill('#playground-input', 'Name a colour.');
+  await page.click('#playground-send');
+  await page.waitForFunction(() => {
+    const t = document.querySelector('#playground-transcript');
+    return t && t.textContent.includes('Name a colour.') && !document.querySelector('#playground-stop:not([disabled])')
+      && t.textContent.replace('Name a colour.', '').trim().length > 0;
+  }, null, { timeout: 60000 });
+  await shot(page, 'models');
+
+  await page.goto(BASE + '/console#/recs');
+  await page.waitForSelector('#recs-versions');
+  assert.ok((await page.locator('#recs-versions').textContent()).includes('1'));
+  await page.waitForSelector('#recs-eval-chart');
+  await shot(page, 'recs');
+  await page.goto(BASE + '/console#/recs/user/1');
+  await page.waitForSelector('#recs-history li, #recs-history tr');
+  await page.waitForSelector('#recs-list li, #recs-list tr');
+  const recommended = await page.locator('#recs-list').textContent();
+  const api1 = await page.evaluate(async () => (await (await fetch('/console/api/v1/recommendations/1?n=10')).json()));
+  assert.ok(recommended.includes(api1.data[0].title), recommended);
+  await shot(page, 'recs-shopper');
+
+  await page.goto(BASE + '/console#/knowledge');
+  await page.waitForSelector('#kb-documents');
+  assert.ok((await page.locator('#kb-documents').textContent()).includes('policy.md'));
+  await page.fill('#kb-search', 'How do I return a delivered order?');
+  await page.click('#kb-search-go');
+  await page.waitForFunction(() => document.querySelector('#kb-results')?.textContent.includes('kb:'));
+  const cited = await page.evaluate(async () =>
+    (await (await fetch('/console/api/kb/search?q=' + encodeURIComponent('How do I return a delivered order?'))).json()).hits);
+  assert.ok(cited.length > 0);
+  assert.ok((await page.locator('#kb-results').textContent()).includes(cited[0].title));
+  await shot(page, 'knowledge');
+  assert.deepEqual(errors, []);
+  await context.close();
+});
+
 test('sign-in attempts beyond the limit get 429', async () => {
   let last;
   for (let i = 0; i < 6; i += 1) {

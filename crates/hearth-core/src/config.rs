@@ -358,6 +358,12 @@ pub struct ConsoleConfig {
     /// (`X-Forwarded-Proto: https`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub secure_cookies: Option<bool>,
+    /// Addresses of the reverse proxies in front (e.g. `["10.0.0.5"]`): a sign-in that comes
+    /// through one of them is counted against the client address the proxy appended to
+    /// `X-Forwarded-For`, not against the proxy's. Empty (the default): the connection's peer,
+    /// and the header is ignored (anyone can write it).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub trusted_proxies: Vec<std::net::IpAddr>,
 }
 
 impl Default for ConsoleConfig {
@@ -369,6 +375,7 @@ impl Default for ConsoleConfig {
             login_window_minutes: 15,
             session_hours: 12.0,
             secure_cookies: None,
+            trusted_proxies: Vec::new(),
         }
     }
 }

@@ -55,7 +55,7 @@ impl Role {
     pub fn parse(text: &str) -> Option<Role> {
         Some(match text {
             "admin" => Role::Admin,
-            "support" => Role::Support,
+            "support" | "agent" | "support-agent" | "support_agent" => Role::Support,
             "viewer" => Role::Viewer,
             _ => return None,
         })

@@ -129,39 +129,46 @@ impl Platform {
         if let Some(ledger) = gateway.ledger() {
             ledger.flush();
             let hour_ago = hearth_types::clock::unix_now_f64() - 3600.0;
-            for r in hearth_gateway::ledger::request_log(
-                ledger.database(),
-                RECENT_REQUESTS,
-                None,
-                None,
-            )? {
+            for r in
+                hearth_gateway::ledger::request_log(ledger.database(), RECENT_REQUESTS, None, None)?
+            {
                 if r.record.at >= hour_ago {
-                    recent.entry(r.record.deployment.clone()).or_default().push((
-                        r.record.duration_ms,
-                        r.record.status == "ok",
-                        r.record.ttft_ms,
-                    ));
+                    recent
+                        .entry(r.record.deployment.clone())
+                        .or_default()
+                        .push((
+                            r.record.duration_ms,
+                            r.record.status == "ok",
+                            r.record.ttft_ms,
+                        ));
                 }
             }
         }
         let routes: Vec<RouteRow> = gateway
             .route_states()
             .into_iter()
-            .map(|RouteState { alias, privacy, strategy, deployments }| RouteRow {
-                alias,
-                privacy,
-                strategy,
-                deployments: deployments
-                    .into_iter()
-                    .map(|state| DeploymentRow {
-                        recent: recent
-                            .get(&state.deployment)
-                            .map(|rows| stats(rows))
-                            .unwrap_or_default(),
-                        state,
-                    })
-                    .collect(),
-            })
+            .map(
+                |RouteState {
+                     alias,
+                     privacy,
+                     strategy,
+                     deployments,
+                 }| RouteRow {
+                    alias,
+                    privacy,
+                    strategy,
+                    deployments: deployments
+                        .into_iter()
+                        .map(|state| DeploymentRow {
+                            recent: recent
+                                .get(&state.deployment)
+                                .map(|rows| stats(rows))
+                                .unwrap_or_default(),
+                            state,
+                        })
+                        .collect(),
+                },
+            )
             .collect();
         let declared: std::collections::HashSet<&str> = routes
             .iter()

@@ -139,26 +139,19 @@ impl Platform {
         let report = hearth_gateway::ledger::daily_report(
             db,
             from,
-            None,
             group,
             gateway.prices(),
             reference,
             cost,
         )?;
-        let series = hearth_gateway::ledger::daily_series(
-            db,
-            from,
-            None,
-            group,
-            gateway.prices(),
-            reference,
-        )?
-        .into_iter()
-        .map(|row| SpendPoint {
-            day: day_text(row.day),
-            row,
-        })
-        .collect();
+        let series =
+            hearth_gateway::ledger::daily_series(db, from, group, gateway.prices(), reference)?
+                .into_iter()
+                .map(|row| SpendPoint {
+                    day: day_text(row.day),
+                    row,
+                })
+                .collect();
         Ok(SpendView {
             days,
             by: group.as_str(),

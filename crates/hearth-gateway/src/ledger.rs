@@ -112,16 +112,16 @@ CREATE TABLE gateway_reservations (
 CREATE INDEX gateway_reservations_key ON gateway_reservations(key_id, expires);
 ",
     ),
-    // Daily rollups of the ledger, kept in the same transaction as the rows they sum, so
-    // reports over months read one row per day and group instead of every request.
+    // Daily rollups of the ledger, kept in the same transaction as the rows they sum: one row
+    // per UTC day and key, route, model and deployment (`dimension`, `grp`; requests without
+    // a key under '(no key)', which no key name can be), so a report over a year reads a few
+    // thousand rows whatever the traffic. Filled from the rows already there.
     Migration::Each {
         sqlite: "
 CREATE TABLE gateway_usage_daily (
+    dimension TEXT NOT NULL,
     day INTEGER NOT NULL,
-    api_key TEXT NOT NULL,
-    route TEXT NOT NULL,
-    deployment TEXT NOT NULL,
-    model TEXT NOT NULL,
+    grp TEXT NOT NULL,
     requests INTEGER NOT NULL,
     errors INTEGER NOT NULL,
     local_requests INTEGER NOT NULL,
@@ -132,23 +132,35 @@ CREATE TABLE gateway_usage_daily (
     ttft_ms_sum REAL NOT NULL,
     ttft_count INTEGER NOT NULL,
     duration_ms_sum REAL NOT NULL,
-    PRIMARY KEY (day, api_key, route, deployment, model)
+    PRIMARY KEY (dimension, day, grp)
 );
-CREATE INDEX gateway_usage_daily_key ON gateway_usage_daily(api_key, day);
+CREATE INDEX gateway_usage_daily_group ON gateway_usage_daily(dimension, grp, day);
 INSERT INTO gateway_usage_daily
-SELECT CAST(at / 86400 AS INTEGER), COALESCE(api_key, ''), route, deployment, model, COUNT(*),
-       SUM(CASE WHEN status <> 'ok' THEN 1 ELSE 0 END), SUM(local), SUM(prompt_tokens),
-       SUM(completion_tokens), SUM(cost), SUM(1 - priced), COALESCE(SUM(ttft_ms), 0),
-       COUNT(ttft_ms), SUM(duration_ms)
-FROM gateway_usage GROUP BY 1, 2, 3, 4, 5;
+SELECT 'key', CAST(at / 86400 AS INTEGER), COALESCE(api_key, '(no key)'), COUNT(*), SUM(CASE WHEN status <> 'ok' THEN 1 ELSE 0 END),
+       SUM(local), SUM(prompt_tokens), SUM(completion_tokens), SUM(cost), SUM(1 - priced),
+       COALESCE(SUM(ttft_ms), 0), COUNT(ttft_ms), SUM(duration_ms)
+FROM gateway_usage GROUP BY 2, 3;
+INSERT INTO gateway_usage_daily
+SELECT 'route', CAST(at / 86400 AS INTEGER), route, COUNT(*), SUM(CASE WHEN status <> 'ok' THEN 1 ELSE 0 END),
+       SUM(local), SUM(prompt_tokens), SUM(completion_tokens), SUM(cost), SUM(1 - priced),
+       COALESCE(SUM(ttft_ms), 0), COUNT(ttft_ms), SUM(duration_ms)
+FROM gateway_usage GROUP BY 2, 3;
+INSERT INTO gateway_usage_daily
+SELECT 'model', CAST(at / 86400 AS INTEGER), model, COUNT(*), SUM(CASE WHEN status <> 'ok' THEN 1 ELSE 0 END),
+       SUM(local), SUM(prompt_tokens), SUM(completion_tokens), SUM(cost), SUM(1 - priced),
+       COALESCE(SUM(ttft_ms), 0), COUNT(ttft_ms), SUM(duration_ms)
+FROM gateway_usage GROUP BY 2, 3;
+INSERT INTO gateway_usage_daily
+SELECT 'deployment', CAST(at / 86400 AS INTEGER), deployment, COUNT(*), SUM(CASE WHEN status <> 'ok' THEN 1 ELSE 0 END),
+       SUM(local), SUM(prompt_tokens), SUM(completion_tokens), SUM(cost), SUM(1 - priced),
+       COALESCE(SUM(ttft_ms), 0), COUNT(ttft_ms), SUM(duration_ms)
+FROM gateway_usage GROUP BY 2, 3;
 ",
         postgres: "
 CREATE TABLE gateway_usage_daily (
+    dimension TEXT NOT NULL,
     day BIGINT NOT NULL,
-    api_key TEXT NOT NULL,
-    route TEXT NOT NULL,
-    deployment TEXT NOT NULL,
-    model TEXT NOT NULL,
+    grp TEXT NOT NULL,
     requests BIGINT NOT NULL,
     errors BIGINT NOT NULL,
     local_requests BIGINT NOT NULL,
@@ -159,15 +171,29 @@ CREATE TABLE gateway_usage_daily (
     ttft_ms_sum DOUBLE PRECISION NOT NULL,
     ttft_count BIGINT NOT NULL,
     duration_ms_sum DOUBLE PRECISION NOT NULL,
-    PRIMARY KEY (day, api_key, route, deployment, model)
+    PRIMARY KEY (dimension, day, grp)
 );
-CREATE INDEX gateway_usage_daily_key ON gateway_usage_daily(api_key, day);
+CREATE INDEX gateway_usage_daily_group ON gateway_usage_daily(dimension, grp, day);
 INSERT INTO gateway_usage_daily
-SELECT FLOOR(at / 86400)::BIGINT, COALESCE(api_key, ''), route, deployment, model, COUNT(*),
-       SUM(CASE WHEN status <> 'ok' THEN 1 ELSE 0 END), SUM(local), SUM(prompt_tokens),
-       SUM(completion_tokens), SUM(cost), SUM(1 - priced), COALESCE(SUM(ttft_ms), 0),
-       COUNT(ttft_ms), SUM(duration_ms)
-FROM gateway_usage GROUP BY 1, 2, 3, 4, 5;
+SELECT 'key', FLOOR(at / 86400)::BIGINT, COALESCE(api_key, '(no key)'), COUNT(*), SUM(CASE WHEN status <> 'ok' THEN 1 ELSE 0 END),
+       SUM(local), SUM(prompt_tokens), SUM(completion_tokens), SUM(cost), SUM(1 - priced),
+       COALESCE(SUM(ttft_ms), 0), COUNT(ttft_ms), SUM(duration_ms)
+FROM gateway_usage GROUP BY 2, 3;
+INSERT INTO gateway_usage_daily
+SELECT 'route', FLOOR(at / 86400)::BIGINT, route, COUNT(*), SUM(CASE WHEN status <> 'ok' THEN 1 ELSE 0 END),
+       SUM(local), SUM(prompt_tokens), SUM(completion_tokens), SUM(cost), SUM(1 - priced),
+       COALESCE(SUM(ttft_ms), 0), COUNT(ttft_ms), SUM(duration_ms)
+FROM gateway_usage GROUP BY 2, 3;
+INSERT INTO gateway_usage_daily
+SELECT 'model', FLOOR(at / 86400)::BIGINT, model, COUNT(*), SUM(CASE WHEN status <> 'ok' THEN 1 ELSE 0 END),
+       SUM(local), SUM(prompt_tokens), SUM(completion_tokens), SUM(cost), SUM(1 - priced),
+       COALESCE(SUM(ttft_ms), 0), COUNT(ttft_ms), SUM(duration_ms)
+FROM gateway_usage GROUP BY 2, 3;
+INSERT INTO gateway_usage_daily
+SELECT 'deployment', FLOOR(at / 86400)::BIGINT, deployment, COUNT(*), SUM(CASE WHEN status <> 'ok' THEN 1 ELSE 0 END),
+       SUM(local), SUM(prompt_tokens), SUM(completion_tokens), SUM(cost), SUM(1 - priced),
+       COALESCE(SUM(ttft_ms), 0), COUNT(ttft_ms), SUM(duration_ms)
+FROM gateway_usage GROUP BY 2, 3;
 ",
     },
 ];
@@ -320,7 +346,9 @@ fn write_batch(
     let mut days: BTreeMap<DayKey, DayTotals> = BTreeMap::new();
     for message in &batch {
         if let Message::Usage(r) = message {
-            days.entry(DayKey::of(r)).or_default().add(r);
+            for key in DayKey::of(r) {
+                days.entry(key).or_default().add(r);
+            }
         }
     }
     db.write(|tx| {
@@ -376,11 +404,11 @@ fn write_batch(
         }
         for (key, t) in &days {
             tx.execute(
-                "INSERT INTO gateway_usage_daily (day, api_key, route, deployment, model, requests,
-                     errors, local_requests, prompt_tokens, completion_tokens, cost, unpriced,
+                "INSERT INTO gateway_usage_daily (dimension, day, grp, requests, errors,
+                     local_requests, prompt_tokens, completion_tokens, cost, unpriced,
                      ttft_ms_sum, ttft_count, duration_ms_sum)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)
-                 ON CONFLICT (day, api_key, route, deployment, model) DO UPDATE SET
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)
+                 ON CONFLICT (dimension, day, grp) DO UPDATE SET
                      requests = gateway_usage_daily.requests + excluded.requests,
                      errors = gateway_usage_daily.errors + excluded.errors,
                      local_requests = gateway_usage_daily.local_requests + excluded.local_requests,
@@ -392,11 +420,9 @@ fn write_batch(
                      ttft_count = gateway_usage_daily.ttft_count + excluded.ttft_count,
                      duration_ms_sum = gateway_usage_daily.duration_ms_sum + excluded.duration_ms_sum",
                 hearth_store::params![
+                    key.dimension.as_str(),
                     key.day,
-                    &key.api_key,
-                    &key.route,
-                    &key.deployment,
-                    &key.model,
+                    &key.group,
                     t.requests,
                     t.errors,
                     t.local,
@@ -420,31 +446,47 @@ fn write_batch(
     Ok(())
 }
 
+/// Writes `records` in one transaction, their daily rollups with them: what the ledger's
+/// writer does with each batch (for tools that load a ledger, such as `hearth bench spend`).
+pub fn write_records(db: &Database, records: Vec<UsageRecord>) -> Result<(), StoreError> {
+    write_batch(
+        db,
+        records.into_iter().map(Message::Usage).collect(),
+        &mut Vec::new(),
+    )
+}
+
 /// The UTC day (days since 1970-01-01) unix time `at` falls in.
 pub fn day_of(at: f64) -> i64 {
     (at / 86_400.0).floor() as i64
 }
 
-/// One row of the daily rollup.
+/// One row of the daily rollup: a day and a group of one dimension.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
 struct DayKey {
+    dimension: GroupBy,
     day: i64,
-    /// `''` for requests without a key.
-    api_key: String,
-    route: String,
-    deployment: String,
-    model: String,
+    group: String,
 }
 
+/// What requests without a key are grouped under (no key name has a space).
+const NO_KEY: &str = "(no key)";
+
 impl DayKey {
-    fn of(r: &UsageRecord) -> DayKey {
-        DayKey {
-            day: day_of(r.at),
-            api_key: r.api_key.clone().unwrap_or_default(),
-            route: r.route.clone(),
-            deployment: r.deployment.clone(),
-            model: r.model.clone(),
-        }
+    /// The four rows a request counts in: its key's, route's, model's and deployment's.
+    fn of(r: &UsageRecord) -> [DayKey; 4] {
+        let day = day_of(r.at);
+        let key = |dimension, group: &str| DayKey {
+            dimension,
+            day,
+            group: group.to_owned(),
+        };
+        [
+            key(GroupBy::Key, r.api_key.as_deref().unwrap_or(NO_KEY)),
+            key(GroupBy::Route, &r.route),
+            key(GroupBy::Model, &r.model),
+            key(GroupBy::Deployment, &r.deployment),
+        ]
     }
 }
 
@@ -480,7 +522,7 @@ impl DayTotals {
 }
 
 /// How `usage report` groups requests.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Default)]
 pub enum GroupBy {
     Key,
     #[default]
@@ -506,14 +548,6 @@ impl GroupBy {
             GroupBy::Route => "route",
             GroupBy::Model => "model",
             GroupBy::Deployment => "deployment",
-        }
-    }
-
-    /// The column of the daily rollup (requests without a key are stored as `''`).
-    fn rollup_column(self) -> &'static str {
-        match self {
-            GroupBy::Key => "CASE WHEN api_key = '' THEN '(no key)' ELSE api_key END",
-            other => other.column(),
         }
     }
 
@@ -615,27 +649,21 @@ pub fn report(
 pub fn daily_report(
     db: &Database,
     from_day: i64,
-    only_keys: Option<&[String]>,
     by: GroupBy,
     prices: &PriceTable,
     reference_model: &str,
     machine_cost_per_hour: f64,
 ) -> Result<UsageReport, crate::GatewayError> {
     reference_price(prices, reference_model)?;
-    let sql = format!(
-        "SELECT {group}, SUM(requests), SUM(errors), SUM(local_requests), SUM(prompt_tokens),
+    let raw = db.query(
+        "SELECT grp, SUM(requests), SUM(errors), SUM(local_requests), SUM(prompt_tokens),
                 SUM(completion_tokens), SUM(cost), SUM(unpriced),
                 CASE WHEN SUM(ttft_count) > 0 THEN SUM(ttft_ms_sum) / SUM(ttft_count) END,
                 SUM(duration_ms_sum) / SUM(requests)
          FROM gateway_usage_daily
-         WHERE day >= $1{keys}
-         GROUP BY 1 ORDER BY SUM(cost) DESC, 1",
-        group = by.rollup_column(),
-        keys = keys_filter(only_keys, 2),
-    );
-    let raw = db.query(
-        &sql,
-        &with_keys(hearth_store::Value::from(from_day), only_keys),
+         WHERE dimension = $1 AND day >= $2
+         GROUP BY grp ORDER BY SUM(cost) DESC, grp",
+        hearth_store::params![by.as_str(), from_day],
         raw_row,
     )?;
     assemble(
@@ -669,39 +697,65 @@ pub struct DayRow {
 pub fn daily_series(
     db: &Database,
     from_day: i64,
-    only_keys: Option<&[String]>,
     by: GroupBy,
     prices: &PriceTable,
     reference_model: &str,
 ) -> Result<Vec<DayRow>, crate::GatewayError> {
     let reference = reference_price(prices, reference_model)?;
-    let sql = format!(
-        "SELECT day, {group}, SUM(requests), SUM(errors), SUM(prompt_tokens),
-                SUM(completion_tokens), SUM(cost)
+    Ok(db.query(
+        "SELECT day, grp, requests, errors, prompt_tokens, completion_tokens, cost
          FROM gateway_usage_daily
-         WHERE day >= $1{keys}
+         WHERE dimension = $1 AND day >= $2
+         ORDER BY day, grp",
+        hearth_store::params![by.as_str(), from_day],
+        |r| day_row(r, &reference),
+    )?)
+}
+
+fn day_row(
+    r: &hearth_store::Row<'_>,
+    reference: &crate::prices::Price,
+) -> Result<DayRow, StoreError> {
+    let (prompt, completion, cost): (u64, u64, f64) = (r.get(4)?, r.get(5)?, r.get(6)?);
+    let reference_cost = reference.cost(prompt, completion);
+    Ok(DayRow {
+        day: r.get(0)?,
+        group: r.get(1)?,
+        requests: r.get(2)?,
+        errors: r.get(3)?,
+        prompt_tokens: prompt,
+        completion_tokens: completion,
+        cost,
+        reference_cost,
+        savings: reference_cost - cost,
+    })
+}
+
+/// [`daily_series`] computed from every request row instead of the rollups: what the
+/// rollups save a report from (benchmarks compare the two; tests check they agree).
+pub fn daily_series_from_rows(
+    db: &Database,
+    from_day: i64,
+    by: GroupBy,
+    prices: &PriceTable,
+    reference_model: &str,
+) -> Result<Vec<DayRow>, crate::GatewayError> {
+    let reference = reference_price(prices, reference_model)?;
+    let day = match db.backend() {
+        hearth_store::Backend::Sqlite => "CAST(at / 86400 AS INTEGER)",
+        hearth_store::Backend::Postgres => "FLOOR(at / 86400)::BIGINT",
+    };
+    let sql = format!(
+        "SELECT {day}, {group}, COUNT(*), SUM(CASE WHEN status <> 'ok' THEN 1 ELSE 0 END),
+                SUM(prompt_tokens), SUM(completion_tokens), SUM(cost)
+         FROM gateway_usage WHERE at >= $1
          GROUP BY 1, 2 ORDER BY 1, 2",
-        group = by.rollup_column(),
-        keys = keys_filter(only_keys, 2),
+        group = by.column(),
     );
     Ok(db.query(
         &sql,
-        &with_keys(hearth_store::Value::from(from_day), only_keys),
-        |r| {
-            let (prompt, completion, cost): (u64, u64, f64) = (r.get(4)?, r.get(5)?, r.get(6)?);
-            let reference_cost = reference.cost(prompt, completion);
-            Ok(DayRow {
-                day: r.get(0)?,
-                group: r.get(1)?,
-                requests: r.get(2)?,
-                errors: r.get(3)?,
-                prompt_tokens: prompt,
-                completion_tokens: completion,
-                cost,
-                reference_cost,
-                savings: reference_cost - cost,
-            })
-        },
+        hearth_store::params![from_day as f64 * 86_400.0],
+        |r| day_row(r, &reference),
     )?)
 }
 
@@ -709,7 +763,8 @@ pub fn daily_series(
 pub fn spent_from_day(db: &Database, name: &str, from_day: i64) -> Result<f64, StoreError> {
     Ok(db
         .query_one(
-            "SELECT COALESCE(SUM(cost), 0) FROM gateway_usage_daily WHERE api_key = $1 AND day >= $2",
+            "SELECT COALESCE(SUM(cost), 0) FROM gateway_usage_daily
+             WHERE dimension = 'key' AND grp = $1 AND day >= $2",
             hearth_store::params![name, from_day],
             |r| r.get(0),
         )?
@@ -1092,29 +1147,36 @@ mod tests {
             GroupBy::Model,
             GroupBy::Deployment,
         ] {
-            for only in [None, Some(&["shop".to_owned()][..])] {
-                let raw = report(&db, Some(day), only, by, &prices, "gpt-4o", 1.0).unwrap();
-                let rolled =
-                    daily_report(&db, day_of(day), only, by, &prices, "gpt-4o", 1.0).unwrap();
-                assert_eq!(raw.rows.len(), rolled.rows.len(), "{by:?}");
-                for (a, b) in raw.rows.iter().zip(&rolled.rows) {
-                    assert_eq!(a.group, b.group);
-                    assert_eq!(
-                        (a.requests, a.errors, a.local_requests, a.unpriced_requests),
-                        (b.requests, b.errors, b.local_requests, b.unpriced_requests)
-                    );
-                    assert_eq!(
-                        (a.prompt_tokens, a.completion_tokens),
-                        (b.prompt_tokens, b.completion_tokens)
-                    );
-                    assert!((a.cost - b.cost).abs() < 1e-12, "{by:?} {a:?} {b:?}");
-                    assert_eq!(a.mean_ttft_ms, b.mean_ttft_ms);
-                    assert!((a.mean_duration_ms - b.mean_duration_ms).abs() < 1e-9);
-                }
-                assert!((raw.total.savings - rolled.total.savings).abs() < 1e-12);
+            let raw = report(&db, Some(day), None, by, &prices, "gpt-4o", 1.0).unwrap();
+            let rolled = daily_report(&db, day_of(day), by, &prices, "gpt-4o", 1.0).unwrap();
+            assert_eq!(raw.rows.len(), rolled.rows.len(), "{by:?}");
+            for (a, b) in raw.rows.iter().zip(&rolled.rows) {
+                assert_eq!(a.group, b.group);
+                assert_eq!(
+                    (a.requests, a.errors, a.local_requests, a.unpriced_requests),
+                    (b.requests, b.errors, b.local_requests, b.unpriced_requests)
+                );
+                assert_eq!(
+                    (a.prompt_tokens, a.completion_tokens),
+                    (b.prompt_tokens, b.completion_tokens)
+                );
+                assert!((a.cost - b.cost).abs() < 1e-12, "{by:?} {a:?} {b:?}");
+                assert_eq!(a.mean_ttft_ms, b.mean_ttft_ms);
+                assert!((a.mean_duration_ms - b.mean_duration_ms).abs() < 1e-9);
             }
+            assert!((raw.total.savings - rolled.total.savings).abs() < 1e-12);
         }
-        let series = daily_series(&db, day_of(day), None, GroupBy::Key, &prices, "gpt-4o").unwrap();
+        let series = daily_series(&db, day_of(day), GroupBy::Key, &prices, "gpt-4o").unwrap();
+        let from_rows =
+            daily_series_from_rows(&db, day_of(day), GroupBy::Key, &prices, "gpt-4o").unwrap();
+        assert_eq!(series.len(), from_rows.len());
+        for (a, b) in series.iter().zip(&from_rows) {
+            assert_eq!(
+                (a.day, &a.group, a.requests, a.errors),
+                (b.day, &b.group, b.requests, b.errors)
+            );
+            assert!((a.cost - b.cost).abs() < 1e-12);
+        }
         let cells: Vec<(i64, &str, u64)> = series
             .iter()
             .map(|p| (p.day, p.group.as_str(), p.requests))

@@ -2114,12 +2114,12 @@
       fill(modelsHolder, table('models-table', [
         { label: 'Name' }, { label: 'Kind' }, { label: 'Architecture' }, { label: 'Parameters', num: true },
         { label: 'Quantization' }, { label: 'Context', num: true }, { label: 'Size', num: true }, { label: 'State' },
-        { label: 'Adapter of' }, { label: 'Source' },
+        { label: 'Adapter of' },
       ], models.map((m) => ({
         name: String(m.name),
         testid: 'model',
         cells: [
-          h('div', { class: 'model-name' }, h('strong', null, String(m.name)),
+          h('div', { class: 'model-name' }, h('span', { class: 'model-title' }, h('strong', null, String(m.name)), sourceText(m.source)),
             m.path ? h('span', { class: 'muted small mono path', title: String(m.path) }, String(m.path)) : null),
           chip(String(m.kind || '—'), 'chip-kind'),
           m.architecture ? String(m.architecture) : h('span', { class: 'muted' }, '—'),
@@ -2129,7 +2129,6 @@
           bytes(m.size_bytes),
           m.loaded ? badge('loaded', 'ok') : badge('not loaded', 'idle'),
           m.base ? String(m.base) : h('span', { class: 'muted' }, '—'),
-          sourceText(m.source),
         ],
       })), { empty: 'No models registered: `hearth pull` fetches one, `hearth models import` adds a file.' }));
 
@@ -2159,10 +2158,10 @@
     }
 
     function sourceText(source) {
-      if (!source || typeof source !== 'object') return h('span', { class: 'muted' }, '—');
-      const type = String(source.type || '—');
+      if (!source || typeof source !== 'object' || !source.type) return null;
       const repo = source.repo || source.repository || null;
-      return h('span', { title: pretty(source) }, type + (repo ? ' · ' + String(repo) : ''));
+      return h('span', { class: 'chip chip-quiet chip-source', title: 'Source: ' + pretty(source) },
+        String(source.type) + (repo ? ' · ' + String(repo) : ''));
     }
 
     function routeCard(r) {

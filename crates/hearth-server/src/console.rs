@@ -91,7 +91,10 @@ pub fn routes(state: &AppState) -> Router<AppState> {
                 .route("/console/api/v1/items/{id}", get(crate::recs::get_item))
                 .route("/console/api/v1/users/{id}", get(crate::recs::get_user))
                 .route("/console/api/v1/search", post(crate::shopping::search))
-                .route("/console/api/v1/assistant", post(crate::shopping::assistant))
+                .route(
+                    "/console/api/v1/assistant",
+                    post(crate::shopping::assistant),
+                )
                 .route_layer(middleware::from_fn(as_operator)),
         );
     let support = Router::new()
@@ -294,6 +297,33 @@ fn secure_cookie(state: &AppState, headers: &HeaderMap) -> bool {
         })
 }
 
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sign_ins_count_against_the_peer_unless_it_is_a_trusted_proxy() {
+        let proxy: std::net::IpAddr = "10.0.0.5".parse().unwrap();
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            "x-forwarded-for",
+            HeaderValue::from_static("6.6.6.6, 203.0.113.7"),
+        );
+        // An untrusted peer's header is ignored.
+        assert_eq!(client_address(Some(proxy), &headers, &[]), "10.0.0.5");
+        // Through the trusted proxy: the address it appended, not what the client wrote.
+        assert_eq!(
+            client_address(Some(proxy), &headers, &[proxy]),
+            "203.0.113.7"
+        );
+        assert_eq!(
+            client_address(Some(proxy), &HeaderMap::new(), &[proxy]),
+            "10.0.0.5"
+        );
+        assert_eq!(client_address(None, &headers, &[proxy]), "unknown");
+    }
+}
+
 fn cookie(token: &str, max_age: u64, secure: bool) -> HeaderValue {
     let secure = if secure { "; Secure" } else { "" };
     HeaderValue::from_str(&format!(
@@ -319,9 +349,11 @@ async fn login(
     headers: HeaderMap,
     ApiJson(login): ApiJson<Login>,
 ) -> Result<Response, ApiError> {
-    let address = connect
-        .map(|Extension(ConnectInfo(addr))| addr.ip().to_string())
-        .unwrap_or_else(|| "unknown".to_owned());
+    let address = client_address(
+        connect.map(|Extension(ConnectInfo(addr))| addr.ip()),
+        &headers,
+        &state.platform.config().console.trusted_proxies,
+    );
     let platform = state.platform.clone();
     let (token, session) = blocking(move || {
         Ok(platform
@@ -336,6 +368,31 @@ async fn login(
         cookie(&token, max_age, secure_cookie(&state, &headers)),
     );
     Ok(response)
+}
+
+/// Whom a sign-in is counted against: the connection's peer, or, when the peer is a trusted
+/// proxy, the address it appended last to `X-Forwarded-For` (what came before it is the
+/// client's own word).
+fn client_address(
+    peer: Option<std::net::IpAddr>,
+    headers: &HeaderMap,
+    trusted: &[std::net::IpAddr],
+) -> String {
+    let Some(peer) = peer else {
+        return "unknown".to_owned();
+    };
+    if !trusted.contains(&peer) {
+        return peer.to_string();
+    }
+    headers
+        .get_all("x-forwarded-for")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|a| a.trim().parse::<std::net::IpAddr>().ok())
+        .next_back()
+        .unwrap_or(peer)
+        .to_string()
 }
 
 async fn me(Extension(session): Extension<SignedIn>) -> Response {
@@ -719,7 +776,7 @@ async fn user_history(
 ) -> Result<Response, ApiError> {
     let platform = &state.platform;
     let mut events = platform.user_history(&id).await?;
-    events.sort_by(|a, b| b.timestamp.cmp(&a.timestamp));
+    events.sort_by_key(|e| std::cmp::Reverse(e.timestamp));
     let total = events.len();
     let mut shown = Vec::new();
     for event in events.into_iter().take(HISTORY_SHOWN) {

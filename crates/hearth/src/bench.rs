@@ -30,6 +30,7 @@ pub async fn run(command: BenchCommand, threads: Option<usize>) -> Result<()> {
             Ok(())
         }
         BenchCommand::Index(args) => tokio::task::block_in_place(|| index(args)),
+        BenchCommand::Spend(args) => tokio::task::block_in_place(|| crate::bench_spend::run(args)),
     }
 }
 

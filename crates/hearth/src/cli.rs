@@ -260,9 +260,13 @@ pub enum UsersCommand {
     Create {
         /// The name it signs in with: 1–64 letters, digits and . _ - @.
         name: String,
-        /// admin, support or viewer.
+        /// admin, support (the support agents' role) or viewer.
         #[arg(long)]
         role: String,
+        /// The password on the command line (others on this machine can read it in the
+        /// process list while it runs: prefer the prompt or standard input).
+        #[arg(long)]
+        password: Option<String>,
     },
     /// List accounts and their roles (never passwords).
     List {
@@ -270,7 +274,12 @@ pub enum UsersCommand {
         json: bool,
     },
     /// Set an account's password (prompts for it); signs it out everywhere.
-    SetPassword { name: String },
+    SetPassword {
+        name: String,
+        /// As for `create` (prefer the prompt or standard input).
+        #[arg(long)]
+        password: Option<String>,
+    },
     /// Change an account's role; open sessions take it on their next request.
     SetRole {
         name: String,
@@ -380,6 +389,32 @@ pub enum BenchCommand {
     /// Gaussian (the hardest case for a graph index: nothing to exploit) or clustered like a
     /// catalogue (--clusters).
     Index(BenchIndexArgs),
+    /// The console's spend view on a large ledger: fills a data directory with N synthetic
+    /// requests spread over --days (through the ledger's own writer, daily rollups included),
+    /// then times the view from the rollups beside the same figures computed from every
+    /// request row, for several windows and groupings. Keep the directory (--data-dir) to
+    /// serve it and time the page (scripts/bench/console.sh).
+    Spend(BenchSpendArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct BenchSpendArgs {
+    /// Synthetic requests in the ledger.
+    #[arg(long, default_value_t = 10_000_000)]
+    pub rows: u64,
+    /// Days back from now they are spread over (evenly, at random).
+    #[arg(long, default_value_t = 365)]
+    pub days: u32,
+    /// Where to build the ledger (a fresh, empty directory; kept). Default: a temporary one,
+    /// removed at the end.
+    #[arg(long)]
+    pub into: Option<PathBuf>,
+    /// Timed repetitions of each rollup query (the row scans run a third as many, at least 3).
+    #[arg(long, default_value_t = 30)]
+    pub repeat: usize,
+    /// Skip filling (the directory of --into already holds a ledger).
+    #[arg(long)]
+    pub no_fill: bool,
 }
 
 #[derive(Debug, Args)]

@@ -2,6 +2,7 @@
 //! call into hearth-core, hearth-server or hearth-infer.
 
 mod bench;
+mod bench_spend;
 mod cli;
 mod commands;
 mod gateway;

@@ -42,9 +42,16 @@ pub fn run(config: Config, command: UsersCommand) -> Result<()> {
     let platform = Platform::open(config).context("opening hearth's data directory")?;
     let accounts = platform.accounts()?;
     match command {
-        UsersCommand::Create { name, role: r } => {
+        UsersCommand::Create {
+            name,
+            role: r,
+            password,
+        } => {
             let r = role(&r)?;
-            let password = read_password(&name)?;
+            let password = match password {
+                Some(p) => p,
+                None => read_password(&name)?,
+            };
             let account = accounts.create(&name, r, &password)?;
             println!(
                 "created console account '{}' ({}); it signs in at /console",
@@ -64,11 +71,14 @@ pub fn run(config: Config, command: UsersCommand) -> Result<()> {
                 }
             }
         }
-        UsersCommand::SetPassword { name } => {
+        UsersCommand::SetPassword { name, password } => {
             if accounts.get(&name)?.is_none() {
                 bail!("no console account named '{name}' (`hearth users list`)");
             }
-            let password = read_password(&name)?;
+            let password = match password {
+                Some(p) => p,
+                None => read_password(&name)?,
+            };
             accounts.set_password(&name, &password)?;
             println!("password of '{name}' set; its sessions are signed out");
         }
