@@ -79,8 +79,15 @@ fn summary(listed: Listed) -> ConversationSummary {
     }
 }
 
-fn check_note(text: &str) -> Result<(), SupportError> {
-    check_message(text)?;
+/// A note or a reply from the console: its field is `text`.
+fn check_text(text: &str) -> Result<(), SupportError> {
+    check_message(text).map_err(|e| match e {
+        SupportError::InvalidParameter { message, .. } => SupportError::InvalidParameter {
+            param: "text".into(),
+            message,
+        },
+        other => other,
+    })?;
     if text.trim().is_empty() {
         return Err(SupportError::invalid("text", "'text' must not be empty"));
     }
@@ -138,9 +145,7 @@ impl Platform {
         hand_back: bool,
         author: &str,
     ) -> Result<ConversationView, SupportError> {
-        if text.trim().is_empty() {
-            return Err(SupportError::invalid("text", "'text' must not be empty"));
-        }
+        check_text(text)?;
         self.support_human_message(id, text, hand_back, Some(author))
             .await?;
         let sessions = self.support_sessions()?;
@@ -157,7 +162,7 @@ impl Platform {
         author: &str,
         text: &str,
     ) -> Result<ConversationView, SupportError> {
-        check_note(text)?;
+        check_text(text)?;
         if !self.support_sessions()?.add_note(id, author, text)? {
             return Err(SupportError::UnknownSession(id.to_owned()));
         }

@@ -125,6 +125,17 @@ async fn serve(config: Config) -> Result<()> {
         );
         tracing::warn!(%addr, "reachable beyond loopback without an API key");
     }
+    if platform.config().console.enabled {
+        // Where the people who are not engineers go, on stderr beside the log.
+        let accounts = platform.accounts()?.list()?;
+        if accounts.is_empty() {
+            eprintln!(
+                "console: http://{addr}/console (no accounts yet: `hearth users create NAME --role admin`)"
+            );
+        } else {
+            eprintln!("console: http://{addr}/console");
+        }
+    }
     // One line on stdout, for scripts that started us on port 0.
     println!("listening on http://{addr}");
     hearth_server::serve(listener, platform, shutdown_signal()).await?;

@@ -304,6 +304,15 @@ async fn sign_in_roles_csrf_and_the_support_inbox() {
     .await;
     assert_eq!(empty.status, StatusCode::BAD_REQUEST);
     assert_eq!(empty.body["error"]["param"], "text");
+    let huge = post(
+        &platform,
+        &format!("/console/api/conversations/{id}/notes"),
+        &sam,
+        json!({"text": "x".repeat(64 * 1024)}),
+    )
+    .await;
+    assert_eq!(huge.status, StatusCode::BAD_REQUEST, "{}", huge.raw);
+    assert_eq!(huge.body["error"]["param"], "text");
 
     // The customer's API shows the human reply and never the note.
     let seen = send(
