@@ -102,17 +102,42 @@ async fn post(platform: &Platform, uri: &str, who: &Browser, body: Value) -> Ans
     .await
 }
 
-async fn sign_in(platform: &Platform, name: &str) -> Browser {
-    let answer = send(
+/// A sign-in attempt from a browser without a session.
+async fn login(platform: &Platform, name: &str, password: &str, extra: &[(&str, &str)]) -> Answer {
+    send(
         platform,
         "POST",
         "/console/api/login",
         None,
         None,
-        Some(json!({"name": name, "password": "correct horse"})),
-        &[],
+        Some(json!({"name": name, "password": password})),
+        extra,
     )
-    .await;
+    .await
+}
+
+/// A call to the public API with an API key.
+async fn keyed(
+    platform: &Platform,
+    method: &str,
+    uri: &str,
+    bearer: &str,
+    body: Option<Value>,
+) -> Answer {
+    send(
+        platform,
+        method,
+        uri,
+        None,
+        None,
+        body,
+        &[("authorization", bearer)],
+    )
+    .await
+}
+
+async fn sign_in(platform: &Platform, name: &str) -> Browser {
+    let answer = login(platform, name, "correct horse", &[]).await;
     assert_eq!(answer.status, StatusCode::OK, "{}", answer.raw);
     let set = answer.headers[header::SET_COOKIE].to_str().unwrap();
     let cookie = set.split(';').next().unwrap().to_owned();
@@ -151,44 +176,23 @@ async fn sign_in_roles_csrf_and_the_support_inbox() {
     let anonymous = send(&platform, "GET", "/console/api/me", None, None, None, &[]).await;
     assert_eq!(anonymous.status, StatusCode::UNAUTHORIZED);
     assert_eq!(anonymous.body["error"]["code"], "not_signed_in");
-    let wrong = send(
-        &platform,
-        "POST",
-        "/console/api/login",
-        None,
-        None,
-        Some(json!({"name": "sam", "password": "not it at all"})),
-        &[],
-    )
-    .await;
+    let wrong = login(&platform, "sam", "not it at all", &[]).await;
     assert_eq!(wrong.status, StatusCode::UNAUTHORIZED);
     assert_eq!(wrong.body["error"]["code"], "invalid_credentials");
     assert!(!wrong.headers.contains_key(header::SET_COOKIE));
 
     // The cookie: HttpOnly, SameSite=Strict, scoped to the console; Secure behind HTTPS.
-    let login = send(
-        &platform,
-        "POST",
-        "/console/api/login",
-        None,
-        None,
-        Some(json!({"name": "sam", "password": "correct horse"})),
-        &[],
-    )
-    .await;
-    let set = login.headers[header::SET_COOKIE].to_str().unwrap();
+    let signed = login(&platform, "sam", "correct horse", &[]).await;
+    let set = signed.headers[header::SET_COOKIE].to_str().unwrap();
     for part in ["HttpOnly", "SameSite=Strict", "Path=/console"] {
         assert!(set.contains(part), "{set}");
     }
     assert!(!set.contains("Secure"), "{set}");
-    assert_eq!(login.body["role"], "support");
-    let proxied = send(
+    assert_eq!(signed.body["role"], "support");
+    let proxied = login(
         &platform,
-        "POST",
-        "/console/api/login",
-        None,
-        None,
-        Some(json!({"name": "sam", "password": "correct horse"})),
+        "sam",
+        "correct horse",
         &[("x-forwarded-proto", "https")],
     )
     .await;
@@ -405,28 +409,10 @@ async fn sign_in_roles_csrf_and_the_support_inbox() {
 
     // Failed sign-ins beyond the limit (3 here) are refused with 429, the right password too.
     for _ in 0..3 {
-        let failed = send(
-            &platform,
-            "POST",
-            "/console/api/login",
-            None,
-            None,
-            Some(json!({"name": "ana", "password": "guessing again"})),
-            &[],
-        )
-        .await;
+        let failed = login(&platform, "ana", "guessing again", &[]).await;
         assert_eq!(failed.status, StatusCode::UNAUTHORIZED);
     }
-    let limited = send(
-        &platform,
-        "POST",
-        "/console/api/login",
-        None,
-        None,
-        Some(json!({"name": "ana", "password": "correct horse"})),
-        &[],
-    )
-    .await;
+    let limited = login(&platform, "ana", "correct horse", &[]).await;
     assert_eq!(
         limited.status,
         StatusCode::TOO_MANY_REQUESTS,
@@ -474,29 +460,18 @@ async fn keys_made_in_the_console_work_and_spend_shows_their_requests() {
 
     // The key works against the API, within its scopes.
     for _ in 0..2 {
-        let chat = send(
+        let chat = keyed(
             &platform,
             "POST",
             "/v1/chat/completions",
-            None,
-            None,
+            &bearer,
             Some(json!({"model": "smollm2", "max_tokens": 4,
                         "messages": [{"role": "user", "content": "Hi"}]})),
-            &[("authorization", &bearer)],
         )
         .await;
         assert_eq!(chat.status, StatusCode::OK, "{}", chat.raw);
     }
-    let out_of_scope = send(
-        &platform,
-        "GET",
-        "/v1/usage",
-        None,
-        None,
-        None,
-        &[("authorization", &bearer)],
-    )
-    .await;
+    let out_of_scope = keyed(&platform, "GET", "/v1/usage", &bearer, None).await;
     assert_eq!(out_of_scope.status, StatusCode::FORBIDDEN);
 
     // The spend view, the request log and the budgets show those two requests.
@@ -534,15 +509,6 @@ async fn keys_made_in_the_console_work_and_spend_shows_their_requests() {
     // Revoked in the console: refused by the API at once.
     let revoked = post(&platform, "/console/api/keys/shop/revoke", &ana, json!({})).await;
     assert_eq!(revoked.status, StatusCode::OK, "{}", revoked.raw);
-    let after = send(
-        &platform,
-        "GET",
-        "/v1/models",
-        None,
-        None,
-        None,
-        &[("authorization", &bearer)],
-    )
-    .await;
+    let after = keyed(&platform, "GET", "/v1/models", &bearer, None).await;
     assert_eq!(after.status, StatusCode::UNAUTHORIZED);
 }
