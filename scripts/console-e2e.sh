@@ -4,9 +4,10 @@
 # support inbox on a handed-over conversation, roles, keys, spend and the security checks.
 # Screenshots of every page go to $HEARTH_SCREENSHOTS (default target/ci-artifacts/console).
 set -euo pipefail
+. "$(dirname "$0")/lib/wait-for-serve.sh"
 cd "$(dirname "$0")/.."
 models=${HEARTH_TEST_MODELS:-$(scripts/fetch-test-models.sh)}
-node_modules=$(scripts/browser-client.sh)
+node_modules=$(scripts/node-client.sh)
 chromium=${CHROMIUM:-$(command -v chromium || true)}
 [ -x "$chromium" ] || { echo "console-e2e: chromium not found (scripts/setup.sh installs it)" >&2; exit 1; }
 # Same flags as scripts/test.sh, so this reuses its build instead of making another.
@@ -39,13 +40,7 @@ for account in ana:admin sam:support tom:support vic:viewer; do
 done
 "$bin" --data-dir "$data" serve --listen 127.0.0.1:0 --model smollm2 >"$data/stdout" 2>"$log" &
 pid=$!
-for _ in $(seq 1 120); do
-  grep -q '^listening on ' "$data/stdout" 2>/dev/null && break
-  kill -0 "$pid" 2>/dev/null || { cat "$log"; echo "hearth serve exited" >&2; exit 1; }
-  sleep 0.5
-done
-url=$(sed -n 's/^listening on //p' "$data/stdout")
-[ -n "$url" ] || { cat "$log"; echo "hearth serve did not start" >&2; exit 1; }
+wait_for_serve "$pid" "$data/stdout" "$log"
 HEARTH_URL="$url" HEARTH_SCREENSHOTS="$shots" HEARTH_CONSOLE_PASSWORD="$password" CHROMIUM="$chromium" \
   NODE_PATH="$node_modules" node --test --test-concurrency=1 tests/console/ || { tail -50 "$log"; exit 1; }
 echo "console-e2e: screenshots in $shots"

@@ -2,6 +2,7 @@
 # Runs the official `openai` and `anthropic` Python packages and the `openai` JS SDK against a
 # live `hearth serve` on loopback (tests/openai_client, tests/anthropic_client, tests/openai_js).
 set -euo pipefail
+. "$(dirname "$0")/lib/wait-for-serve.sh"
 cd "$(dirname "$0")/.."
 models=${HEARTH_TEST_MODELS:-$(scripts/fetch-test-models.sh)}
 venv=$(scripts/client-venv.sh)
@@ -29,13 +30,7 @@ printf '[llm]\nflash_attention = "on"\nchat_templates = { qwen-think = "think.ji
 "$bin" --data-dir "$data" models import "$("${CARGO_TARGET_DIR:-target}/release/hearth-test-fixture" cross-encoder bert)" --name tiny-ce >/dev/null
 "$bin" --data-dir "$data" serve --listen 127.0.0.1:0 --api-key test-key --model smollm2 --model qwen --model qwen-think --model minilm >"$data/stdout" 2>"$log" &
 pid=$!
-for _ in $(seq 1 120); do
-  grep -q '^listening on ' "$data/stdout" 2>/dev/null && break
-  kill -0 "$pid" 2>/dev/null || { cat "$log"; echo "hearth serve exited" >&2; exit 1; }
-  sleep 0.5
-done
-url=$(sed -n 's/^listening on //p' "$data/stdout")
-[ -n "$url" ] || { cat "$log"; echo "hearth serve did not start" >&2; exit 1; }
+wait_for_serve "$pid" "$data/stdout" "$log"
 HEARTH_URL="$url" HEARTH_API_KEY=test-key "$venv/bin/python" -m pytest -q tests/openai_client/ tests/anthropic_client/ -p no:cacheprovider
 # The Responses API with the official JS SDK too.
 node_modules=$(scripts/node-client.sh)

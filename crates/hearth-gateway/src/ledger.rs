@@ -338,6 +338,34 @@ fn write_loop(db: Database, rx: mpsc::Receiver<Message>) {
     }
 }
 
+/// One request row of the ledger (its rollups are written per batch).
+fn insert_usage(tx: &hearth_store::Tx<'_>, r: &UsageRecord) -> Result<(), StoreError> {
+    tx.execute(
+        "INSERT INTO gateway_usage (at, api_key, route, deployment, model, local,
+             status, prompt_tokens, completion_tokens, ttft_ms, duration_ms,
+             busy_ms, cost, priced, fallbacks)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)",
+        hearth_store::params![
+            r.at,
+            &r.api_key,
+            &r.route,
+            &r.deployment,
+            &r.model,
+            r.local,
+            &r.status,
+            r.prompt_tokens,
+            r.completion_tokens,
+            r.ttft_ms,
+            r.duration_ms,
+            r.busy_ms,
+            r.cost,
+            r.priced,
+            r.fallbacks,
+        ],
+    )?;
+    Ok(())
+}
+
 fn write_batch(
     db: &Database,
     batch: Vec<Message>,
@@ -354,31 +382,7 @@ fn write_batch(
     db.write(|tx| {
         for message in &batch {
             match message {
-                Message::Usage(r) => {
-                    tx.execute(
-                        "INSERT INTO gateway_usage (at, api_key, route, deployment, model, local,
-                             status, prompt_tokens, completion_tokens, ttft_ms, duration_ms,
-                             busy_ms, cost, priced, fallbacks)
-                         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)",
-                        hearth_store::params![
-                            r.at,
-                            &r.api_key,
-                            &r.route,
-                            &r.deployment,
-                            &r.model,
-                            r.local,
-                            &r.status,
-                            r.prompt_tokens,
-                            r.completion_tokens,
-                            r.ttft_ms,
-                            r.duration_ms,
-                            r.busy_ms,
-                            r.cost,
-                            r.priced,
-                            r.fallbacks,
-                        ],
-                    )?;
-                }
+                Message::Usage(r) => insert_usage(tx, r)?,
                 Message::Audit(r) => {
                     tx.execute(
                         "INSERT INTO gateway_audit (at, route, deployment, model, privacy, outcome,
@@ -1101,32 +1105,9 @@ mod tests {
             usage(day + 10.0, Some("shop"), "chat", "ok", 0.5),
             usage(day + 20.0, None, "chat", "error", 0.0),
         ];
-        for r in &before {
-            db.execute(
-                "INSERT INTO gateway_usage (at, api_key, route, deployment, model, local, status,
-                     prompt_tokens, completion_tokens, ttft_ms, duration_ms, busy_ms, cost,
-                     priced, fallbacks)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)",
-                hearth_store::params![
-                    r.at,
-                    &r.api_key,
-                    &r.route,
-                    &r.deployment,
-                    &r.model,
-                    r.local,
-                    &r.status,
-                    r.prompt_tokens,
-                    r.completion_tokens,
-                    r.ttft_ms,
-                    r.duration_ms,
-                    r.busy_ms,
-                    r.cost,
-                    r.priced,
-                    r.fallbacks
-                ],
-            )
+        // The rows alone, as the writer stored them before it kept rollups.
+        db.write(|tx| before.iter().try_for_each(|r| insert_usage(tx, r)))
             .unwrap();
-        }
         migrate(&db).unwrap();
         // New records: the same day and the next, another route, in one batch.
         let after = [
