@@ -1,8 +1,9 @@
 // The console in a real headless Chromium against a live `hearth serve` (scripts/console-e2e.sh
 // starts it): sign-in, the support inbox on a handed-over conversation, private notes, roles
 // refused by the server, a key made in the console used against the API, the spend page
-// showing those requests, and the security checks (markup shown as text, CSRF, sign-in limit).
-// A screenshot of every page goes to $HEARTH_SCREENSHOTS.
+// showing those requests, a model pulled from a fake Hugging Face Hub ($HEARTH_FAKE_HUB_URL,
+// tests/console/fake-hub.mjs) with its progress live, and the security checks (markup shown as
+// text, CSRF, sign-in limit). A screenshot of every page goes to $HEARTH_SCREENSHOTS.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
@@ -15,6 +16,7 @@ const { chromium } = require('playwright-core');
 const BASE = process.env.HEARTH_URL;
 const SHOTS = process.env.HEARTH_SCREENSHOTS;
 const PASSWORD = process.env.HEARTH_CONSOLE_PASSWORD;
+const HUB = process.env.HEARTH_FAKE_HUB_URL;
 assert.ok(BASE && SHOTS && PASSWORD, 'HEARTH_URL, HEARTH_SCREENSHOTS and HEARTH_CONSOLE_PASSWORD are set');
 fs.mkdirSync(SHOTS, { recursive: true });
 
@@ -72,9 +74,60 @@ async function csrfOf(page) {
   return page.evaluate(async () => (await (await fetch('/console/api/me')).json()).csrf);
 }
 
+/** POSTs each [url, body] from the page with its own cookie and CSRF token; their statuses
+ * and error codes. */
+async function postsFromPage(page, requests) {
+  const csrf = await csrfOf(page);
+  return page.evaluate(async ({ requests, csrf }) => {
+    const answers = [];
+    for (const [url, body] of requests) {
+      const r = await fetch(url, {
+        method: 'POST', headers: { 'content-type': 'application/json', 'x-csrf-token': csrf },
+        body: JSON.stringify(body),
+      });
+      answers.push({ status: r.status, code: (await r.json()).error?.code });
+    }
+    return answers;
+  }, { requests, csrf });
+}
+
 async function shot(page, name) {
   await page.screenshot({ path: path.join(SHOTS, `${name}.png`), fullPage: true });
 }
+
+/** GET a console API path with the page's cookie, as JSON. */
+async function consoleGet(page, url) {
+  return page.evaluate(async (url) => (await fetch(url)).json(), url);
+}
+
+/** The page's next POST to `pathname`: the answer it got. */
+function nextPost(page, pathname) {
+  return page.waitForResponse((r) => r.request().method() === 'POST' && new URL(r.url()).pathname === pathname);
+}
+
+/** Every deployment (of a route, or a model asked for by name) that served requests in the window. */
+function deploymentsServed(view) {
+  const served = [];
+  for (const route of view.routes || []) {
+    for (const d of route.deployments || []) {
+      if (d.recent?.requests > 0) served.push({ name: d.deployment, recent: d.recent });
+    }
+  }
+  for (const [name, recent] of view.implicit || []) {
+    if (recent?.requests > 0) served.push({ name, recent });
+  }
+  return served;
+}
+
+/** Two recommender candidates' parameters are the same (as the page compares them). */
+function sameParams(a, b) {
+  const keys = Object.keys(a);
+  return keys.length === Object.keys(b).length && keys.every((k) => (typeof a[k] === 'number' && typeof b[k] === 'number'
+    ? Math.abs(a[k] - b[k]) < 1e-9 : JSON.stringify(a[k]) === JSON.stringify(b[k])));
+}
+
+const sum = (values) => values.reduce((a, b) => a + b, 0);
+const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
 
 const HOSTILE = 'I want a human <script>window.__xss=1</script><img src=x onerror="window.__xss=2"> <b>now</b>';
 let sessionId;
@@ -148,20 +201,10 @@ test('a viewer cannot reply or create a key: the server refuses, not only the pa
   const { context, page, errors } = await signedIn('vic');
   assert.equal(await page.locator('#nav-inbox').count(), 0);
   assert.equal(await page.locator('#nav-keys').count(), 0);
-  const csrf = await csrfOf(page);
-  const tries = await page.evaluate(async ({ id, csrf }) => {
-    const post = async (url, body) => {
-      const r = await fetch(url, {
-        method: 'POST', headers: { 'content-type': 'application/json', 'x-csrf-token': csrf },
-        body: JSON.stringify(body),
-      });
-      return { status: r.status, code: (await r.json()).error?.code };
-    };
-    return [
-      await post(`/console/api/conversations/${id}/reply`, { text: 'viewer reply' }),
-      await post('/console/api/keys', { name: 'viewer-key' }),
-    ];
-  }, { id: sessionId, csrf });
+  const tries = await postsFromPage(page, [
+    [`/console/api/conversations/${sessionId}/reply`, { text: 'viewer reply' }],
+    ['/console/api/keys', { name: 'viewer-key' }],
+  ]);
   for (const t of tries) {
     assert.equal(t.status, 403);
     assert.equal(t.code, 'role_forbidden');
@@ -250,12 +293,56 @@ test('models, recommendations and the knowledge base: what hearth runs, recommen
     return t && t.textContent.includes('Name a colour.') && !document.querySelector('#playground-stop:not([disabled])')
       && t.textContent.replace('Name a colour.', '').trim().length > 0;
   }, null, { timeout: 60000 });
+
+  // Every deployment that served requests in the window shows how long they took: a bar per
+  // duration bucket (the empty ones too), adding up to its request count.
+  let served = [];
+  let shown = {};
+  for (let attempt = 0; attempt < 20; attempt += 1) {
+    await page.click('#models-refresh');
+    await page.waitForFunction(() => !document.querySelector('#models-refresh.is-busy'));
+    const view = await consoleGet(page, '/console/api/models');
+    served = deploymentsServed(view);
+    shown = await page.evaluate(() => Object.fromEntries(Array.from(document.querySelectorAll('svg.latency-histogram'),
+      (svg) => [svg.dataset.deployment, Array.from(svg.querySelectorAll('rect.bar'), (bar) => Number(bar.dataset.count))])));
+    if (served.some((d) => d.name.includes('smollm2')) && served.every((d) => shown[d.name] && sum(shown[d.name]) === d.recent.requests)) break;
+    await sleep(500);
+  }
+  assert.ok(served.some((d) => d.name.includes('smollm2')), JSON.stringify(served));
+  for (const d of served) {
+    assert.ok(shown[d.name], `no latency histogram for ${d.name}: ${JSON.stringify(Object.keys(shown))}`);
+    assert.equal(shown[d.name].length, d.recent.latency_histogram.length, d.name);
+    assert.equal(sum(shown[d.name]), d.recent.requests, d.name);
+  }
   await shot(page, 'models');
+  await page.setViewportSize({ width: 390, height: 844 });
+  await shot(page, 'models-phone');
+  await page.setViewportSize({ width: 1440, height: 900 });
 
   await page.goto(BASE + '/console#/recs');
   await page.waitForSelector('#recs-versions');
   assert.ok((await page.locator('#recs-versions').textContent()).includes('1'));
   await page.waitForSelector('#recs-eval-chart');
+  // The current version's candidates with every metric on the validation split, and each model
+  // kind's best NDCG drawn as `hearth recs eval --plot` draws it.
+  const versions = (await consoleGet(page, '/console/api/recs/versions')).versions;
+  const report = versions.find((v) => v.current).report;
+  assert.ok(Array.isArray(report.validation) && report.validation.length > 0, JSON.stringify(report).slice(0, 500));
+  await page.waitForSelector('#recs-metrics');
+  assert.equal(await page.locator('#recs-metrics tbody tr[data-model]').count(), report.validation.length);
+  const chosen = report.validation.filter((v) => sameParams(v.params, report.chosen)).sort((a, b) => b.ndcg - a.ndcg)[0];
+  assert.ok(chosen, 'the published model is among the validation entries');
+  assert.equal(await page.locator('#recs-metrics tr.chosen').count(), 1);
+  assert.equal(await page.locator('#recs-metrics tr.chosen').getAttribute('data-model'), chosen.params.model);
+  assert.equal((await page.locator('#recs-metrics tr.chosen td.ndcg').textContent()).trim(), chosen.ndcg.toFixed(4));
+  assert.equal((await page.locator('#recs-metrics tr.chosen td.coverage').textContent()).trim(), `${(chosen.coverage * 100).toFixed(1)} %`);
+  const kinds = new Set(report.candidates.map(([params]) => params.model));
+  const bars = page.locator('svg.recs-eval-plot rect.bar');
+  assert.equal(await bars.count(), kinds.size);
+  const best = new Map();
+  for (const v of report.validation) best.set(v.params.model, Math.max(best.get(v.params.model) ?? -Infinity, v.ndcg));
+  assert.deepEqual(await bars.evaluateAll((rects) => rects.map((r) => r.getAttribute('data-value'))),
+    Array.from(best.values()).sort((a, b) => b - a).map((v) => v.toFixed(4)));
   await shot(page, 'recs');
   await page.goto(BASE + '/console#/recs/user/1');
   await page.waitForSelector('#recs-history li, #recs-history tr');
@@ -276,6 +363,108 @@ test('models, recommendations and the knowledge base: what hearth runs, recommen
   assert.ok(cited.length > 0);
   assert.ok((await page.locator('#kb-results').textContent()).includes(cited[0].title));
   await shot(page, 'knowledge');
+  assert.deepEqual(errors, []);
+  await context.close();
+});
+
+let pulledId;
+
+test('an admin pulls a model from the console and watches it arrive', { timeout: 90000 }, async () => {
+  assert.ok(HUB, 'HEARTH_FAKE_HUB_URL is set (scripts/console-e2e.sh starts the fake Hub)');
+  const listing = await (await fetch(`${HUB}/api/models/hearth-test/tiny-GGUF/revision/main?blobs=true`)).json();
+  const gguf = listing.siblings.find((f) => f.rfilename.endsWith('.gguf'));
+  const { context, page, errors } = await signedIn('ana');
+  await page.goto(BASE + '/console#/models');
+  await page.waitForSelector('#pull-form');
+  await page.waitForSelector('#pulls-live[data-state="on"]');
+  const status = await consoleGet(page, '/console/api/models/pulls');
+  assert.equal(status.can_pull, true);
+  assert.equal(status.offline, false);
+  assert.equal(status.endpoint.replace(/\/+$/, ''), HUB.replace(/\/+$/, ''));
+
+  // A spec that is not ORG/REPO: the server names the field and the page says why, by the form.
+  await page.fill('#pull-form input[name="model"]', 'not a repo');
+  let answered = nextPost(page, '/console/api/models/pulls');
+  await page.click('#pull-submit');
+  const refused = await answered;
+  assert.equal(refused.status(), 400);
+  const refusal = await refused.json();
+  assert.equal(refusal.error.code, 'invalid_request');
+  assert.equal(refusal.error.param, 'model');
+  await page.waitForSelector('#pull-error:not([hidden])');
+  assert.equal(await page.getAttribute('#pull-error', 'data-param'), 'model');
+  assert.ok((await page.textContent('#pull-error')).includes(refusal.error.message));
+
+  // The pull: its progress moves in the page while the bytes arrive.
+  await page.fill('#pull-form input[name="model"]', 'hearth-test/tiny-GGUF:Q4_1');
+  answered = nextPost(page, '/console/api/models/pulls');
+  await page.click('#pull-submit');
+  const accepted = await answered;
+  assert.equal(accepted.status(), 202, await accepted.text());
+  const { pull } = await accepted.json();
+  pulledId = pull.id;
+  const item = `#pulls .pull[data-id="${pull.id}"]`;
+  await page.waitForSelector(item);
+  assert.ok(await page.locator('#pull-error').isHidden());
+  await page.waitForFunction((sel) => {
+    const li = document.querySelector(sel);
+    const bar = li?.querySelector('progress');
+    return !!bar && li.dataset.state === 'running' && bar.hasAttribute('value') && bar.value > 0 && bar.value < bar.max;
+  }, item, { timeout: 30000 });
+  // The same model again while it is on its way: refused.
+  const [again] = await postsFromPage(page, [['/console/api/models/pulls', { model: 'hearth-test/tiny-GGUF:Q4_1' }]]);
+  assert.deepEqual(again, { status: 409, code: 'pull_in_progress' });
+  await shot(page, 'models-pull');
+
+  // Done: every byte arrived, and the registry lists the model under its Hub name, the name
+  // the pull says to serve it as; the models table shows it without a reload.
+  await page.waitForSelector(`${item}[data-state="done"]`, { timeout: 60000 });
+  const done = (await consoleGet(page, '/console/api/models/pulls')).pulls.find((p) => p.id === pull.id);
+  assert.equal(done.state, 'done');
+  assert.equal(done.error, null);
+  assert.equal(done.bytes_total, gguf.size);
+  assert.equal(done.bytes_done, gguf.size);
+  assert.equal(done.commit, listing.sha);
+  assert.ok(done.files.some((f) => f.file === gguf.rfilename && f.done), JSON.stringify(done.files));
+  assert.ok(String(done.path).endsWith(gguf.rfilename), done.path);
+  const models = (await consoleGet(page, '/console/api/models')).models;
+  const pulled = models.filter((m) => m.source?.type === 'hub_cache' && m.source.repo === 'hearth-test/tiny-GGUF');
+  assert.equal(pulled.length, 1, JSON.stringify(models.map((m) => [m.name, m.source])));
+  assert.equal(pulled[0].name, `hearth-test/tiny-GGUF:${gguf.rfilename.replace(/\.gguf$/, '')}`);
+  assert.equal(done.name, pulled[0].name);
+  assert.ok((await page.locator(`${item} .pull-served`).textContent()).includes(done.name));
+  await page.waitForFunction((name) => Array.from(document.querySelectorAll('#models-table tbody tr'), (tr) => tr.dataset.name).includes(name),
+    done.name, { timeout: 15000 });
+
+  // A repo the Hub does not have: the pull fails and the page says why.
+  await page.fill('#pull-form input[name="model"]', 'hearth-test/missing-GGUF');
+  answered = nextPost(page, '/console/api/models/pulls');
+  await page.click('#pull-submit');
+  const started = await answered;
+  assert.equal(started.status(), 202, await started.text());
+  const missing = (await started.json()).pull;
+  const missingItem = `#pulls .pull[data-id="${missing.id}"]`;
+  await page.waitForSelector(`${missingItem}[data-state="failed"]`, { timeout: 20000 });
+  const failed = (await consoleGet(page, '/console/api/models/pulls')).pulls.find((p) => p.id === missing.id);
+  assert.equal(failed.error.code, 'hub_not_found');
+  assert.ok((await page.locator(`${missingItem} .pull-error`).textContent()).includes(failed.error.message));
+  assert.ok(await page.locator(`${missingItem} .pull-cancel`).isHidden());
+  assert.deepEqual(errors, []);
+  await context.close();
+});
+
+test('a viewer sees the pulls but cannot start or cancel one: the server refuses, not only the page', async () => {
+  const { context, page, errors } = await signedIn('vic');
+  await page.goto(BASE + '/console#/models');
+  await page.waitForSelector(`#pulls .pull[data-id="${pulledId}"][data-state="done"]`);
+  assert.equal(await page.locator('#pull-form').count(), 0);
+  assert.equal(await page.locator('#pulls .pull-cancel').count(), 0);
+  assert.equal((await consoleGet(page, '/console/api/models/pulls')).can_pull, false);
+  const tries = await postsFromPage(page, [
+    ['/console/api/models/pulls', { model: 'hearth-test/tiny-GGUF:Q4_1' }],
+    [`/console/api/models/pulls/${encodeURIComponent(pulledId)}/cancel`, {}],
+  ]);
+  for (const t of tries) assert.deepEqual(t, { status: 403, code: 'role_forbidden' });
   assert.deepEqual(errors, []);
   await context.close();
 });

@@ -540,11 +540,6 @@ impl Config {
         }
         toml::to_string_pretty(&shown).expect("config serializes")
     }
-
-    /// The Hugging Face cache models are pulled into (HF_HUB_CACHE, HF_HOME honoured).
-    pub fn hub_cache(&self) -> PathBuf {
-        hearth_infer::hub::HubOptions::from_env().cache_dir
-    }
 }
 
 #[cfg(test)]

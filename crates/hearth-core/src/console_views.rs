@@ -27,7 +27,7 @@ pub struct ModelRow {
 
 /// A deployment's recent requests (the newest [`RECENT_REQUESTS`] of the ledger, at most an
 /// hour old).
-#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct RecentStats {
     pub requests: u64,
     pub errors: u64,
@@ -36,6 +36,52 @@ pub struct RecentStats {
     pub p50_ms: Option<f64>,
     pub p95_ms: Option<f64>,
     pub mean_ttft_ms: Option<f64>,
+    /// How the requests' durations spread: one bucket per bound of [`LATENCY_BUCKETS_MS`],
+    /// then one for the slower ones (`le_ms: None`). Counts per bucket, not cumulative.
+    pub latency_histogram: Vec<Bucket>,
+}
+
+impl Default for RecentStats {
+    /// No requests: every bucket empty.
+    fn default() -> Self {
+        stats(&[])
+    }
+}
+
+/// The upper bounds (ms) of the latency histogram's buckets.
+pub const LATENCY_BUCKETS_MS: [f64; 10] = [
+    25.0, 50.0, 100.0, 250.0, 500.0, 1000.0, 2500.0, 5000.0, 10000.0, 30000.0,
+];
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Bucket {
+    /// Requests that took at most this long (and longer than the bucket before); `None`:
+    /// longer than the last bound.
+    pub le_ms: Option<f64>,
+    pub count: u64,
+}
+
+/// The durations' histogram over [`LATENCY_BUCKETS_MS`].
+pub fn latency_histogram(durations_ms: &[f64]) -> Vec<Bucket> {
+    let mut buckets: Vec<Bucket> = LATENCY_BUCKETS_MS
+        .iter()
+        .map(|&le| Bucket {
+            le_ms: Some(le),
+            count: 0,
+        })
+        .chain(std::iter::once(Bucket {
+            le_ms: None,
+            count: 0,
+        }))
+        .collect();
+    for &d in durations_ms {
+        let n = LATENCY_BUCKETS_MS
+            .iter()
+            .position(|&le| d <= le)
+            .unwrap_or(LATENCY_BUCKETS_MS.len());
+        buckets[n].count += 1;
+    }
+    buckets
 }
 
 /// A deployment as the console shows it: health here, recent requests everywhere.
@@ -104,6 +150,7 @@ fn stats(rows: &[(f64, bool, Option<f64>)]) -> RecentStats {
         p50_ms: percentile(&durations, 0.5),
         p95_ms: percentile(&durations, 0.95),
         mean_ttft_ms: (!ttfts.is_empty()).then(|| ttfts.iter().sum::<f64>() / ttfts.len() as f64),
+        latency_histogram: latency_histogram(&durations),
     }
 }
 
@@ -234,5 +281,27 @@ impl Platform {
         index
             .search(self.gateway(), query, hearth_support::agent::SEARCH_HITS)
             .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_latency_histogram_counts_each_duration_once_in_its_bucket() {
+        let h = latency_histogram(&[1.0, 25.0, 25.5, 99.0, 30_000.0, 30_000.1, 1e9]);
+        assert_eq!(h.len(), LATENCY_BUCKETS_MS.len() + 1);
+        let count = |le: Option<f64>| h.iter().find(|b| b.le_ms == le).unwrap().count;
+        assert_eq!(count(Some(25.0)), 2, "a bound belongs to its own bucket");
+        assert_eq!(count(Some(50.0)), 1);
+        assert_eq!(count(Some(100.0)), 1);
+        assert_eq!(count(Some(30_000.0)), 1);
+        assert_eq!(count(None), 2, "slower than the last bound");
+        assert_eq!(h.iter().map(|b| b.count).sum::<u64>(), 7);
+        let stats = RecentStats::default();
+        assert_eq!(stats.requests, 0);
+        assert!(stats.latency_histogram.iter().all(|b| b.count == 0));
+        assert_eq!(stats.latency_histogram.len(), h.len());
     }
 }

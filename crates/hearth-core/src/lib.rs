@@ -8,6 +8,7 @@ mod config;
 pub mod console;
 pub mod console_views;
 pub mod inbox_service;
+pub mod pulls;
 pub mod recs_service;
 pub mod support_platform;
 pub mod usage_service;
@@ -52,6 +53,8 @@ struct Inner {
     support: support_platform::SupportState,
     /// Whether `[models] preload` has loaded (true when it names none).
     preloaded: std::sync::atomic::AtomicBool,
+    /// Model pulls started from the console, and the Hub they come from.
+    pulls: pulls::Pulls,
 }
 
 /// What a readiness check found ([`Platform::readiness`]).
@@ -88,11 +91,22 @@ fn schedule_state((items, users, events): (u64, u64, u64)) -> String {
 const RECOMMENDER_CHECK: std::time::Duration = std::time::Duration::from_secs(2);
 
 impl Platform {
-    /// Opens the data directory and the model registry. Loads no model yet.
+    /// Opens the data directory and the model registry. Loads no model yet. Models are
+    /// pulled from the Hub the environment names (`HF_ENDPOINT`, `HF_HUB_CACHE`, `HF_TOKEN`,
+    /// `HF_HUB_OFFLINE`).
     pub fn open(config: Config) -> Result<Self, GatewayError> {
+        Self::open_with_hub(config, hearth_infer::hub::HubOptions::from_env())
+    }
+
+    /// [`Platform::open`] with the Hub and the cache given: the registry lists the models in
+    /// `hub.cache_dir`, and the console pulls from `hub.endpoint` into it.
+    pub fn open_with_hub(
+        config: Config,
+        hub: hearth_infer::hub::HubOptions,
+    ) -> Result<Self, GatewayError> {
         let registry = ModelRegistry::open(RegistryOptions {
             data_dir: config.data_dir.clone(),
-            hub_cache: config.hub_cache(),
+            hub_cache: hub.cache_dir.clone(),
         })?
         .with_adapters(
             &config
@@ -131,6 +145,7 @@ impl Platform {
                 recommender: std::sync::Mutex::new(LiveRecommender::default()),
                 loading: tokio::sync::Mutex::new(()),
                 support: Default::default(),
+                pulls: pulls::Pulls::new(hub),
             }),
         })
     }

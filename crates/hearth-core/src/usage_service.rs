@@ -183,6 +183,22 @@ impl Platform {
         )?)
     }
 
+    /// The text the audit log kept of the requests `ids` that left the machine (only with
+    /// `[gateway] audit_raw_text`; empty otherwise). Blocks.
+    pub fn request_texts(
+        &self,
+        ids: &[i64],
+    ) -> Result<std::collections::BTreeMap<i64, hearth_gateway::ledger::RequestText>, GatewayError>
+    {
+        let gateway = self.gateway();
+        match gateway.ledger() {
+            Some(ledger) if gateway.settings().audit_raw_text => Ok(
+                hearth_gateway::ledger::request_texts(ledger.database(), ids)?,
+            ),
+            _ => Ok(Default::default()),
+        }
+    }
+
     /// Every key with its limits and this period's spend. Blocks.
     pub fn key_budgets(&self) -> Result<Vec<KeyBudget>, GatewayError> {
         let gateway = self.gateway();

@@ -196,6 +196,14 @@ SELECT 'deployment', FLOOR(at / 86400)::BIGINT, deployment, COUNT(*), SUM(CASE W
 FROM gateway_usage GROUP BY 2, 3;
 ",
     },
+    // A call that left the machine points at its request's row, so the request log can show
+    // its text (under `audit_raw_text`). Older audit rows point nowhere.
+    Migration::Both(
+        "
+ALTER TABLE gateway_audit ADD COLUMN usage_id BIGINT;
+CREATE INDEX gateway_audit_usage ON gateway_audit(usage_id);
+",
+    ),
 ];
 
 /// Opens (migrating) the gateway's tables.
@@ -256,6 +264,8 @@ pub struct AuditRecord {
 
 enum Message {
     Usage(UsageRecord),
+    /// A request that left the machine: its row, and the audit record pointing at it.
+    Call(UsageRecord, AuditRecord),
     Audit(AuditRecord),
     Flush(mpsc::Sender<()>),
 }
@@ -302,6 +312,11 @@ impl Ledger {
         self.send(Message::Audit(record));
     }
 
+    /// A request that left the machine: its row and its audit record, linked.
+    pub(crate) fn call(&self, record: UsageRecord, audit: AuditRecord) {
+        self.send(Message::Call(record, audit));
+    }
+
     /// Blocks until every record handed over so far is committed.
     pub fn flush(&self) {
         let (done_tx, done_rx) = mpsc::channel();
@@ -338,13 +353,42 @@ fn write_loop(db: Database, rx: mpsc::Receiver<Message>) {
     }
 }
 
-/// One request row of the ledger (its rollups are written per batch).
-fn insert_usage(tx: &hearth_store::Tx<'_>, r: &UsageRecord) -> Result<(), StoreError> {
+/// One audit row, pointing at its request's row when it has one.
+fn insert_audit(
+    tx: &hearth_store::Tx<'_>,
+    r: &AuditRecord,
+    usage_id: Option<i64>,
+) -> Result<(), StoreError> {
     tx.execute(
+        "INSERT INTO gateway_audit (at, route, deployment, model, privacy, outcome,
+             prompt_tokens, completion_tokens, redactions, raw_request, raw_answer, usage_id)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
+        hearth_store::params![
+            r.at,
+            &r.route,
+            &r.deployment,
+            &r.model,
+            &r.privacy,
+            &r.outcome,
+            r.prompt_tokens,
+            r.completion_tokens,
+            serde_json::to_string(&r.redactions).unwrap_or_default(),
+            &r.raw_request,
+            &r.raw_answer,
+            usage_id,
+        ],
+    )?;
+    Ok(())
+}
+
+/// One request row of the ledger (its rollups are written per batch); answers its id.
+fn insert_usage(tx: &hearth_store::Tx<'_>, r: &UsageRecord) -> Result<i64, StoreError> {
+    let id = tx.query_one(
         "INSERT INTO gateway_usage (at, api_key, route, deployment, model, local,
              status, prompt_tokens, completion_tokens, ttft_ms, duration_ms,
              busy_ms, cost, priced, fallbacks)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)",
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)
+         RETURNING id",
         hearth_store::params![
             r.at,
             &r.api_key,
@@ -362,8 +406,12 @@ fn insert_usage(tx: &hearth_store::Tx<'_>, r: &UsageRecord) -> Result<(), StoreE
             r.priced,
             r.fallbacks,
         ],
+        |row| row.get(0),
     )?;
-    Ok(())
+    id.ok_or_else(|| StoreError::Column {
+        index: 0,
+        message: "INSERT … RETURNING id answered no row".into(),
+    })
 }
 
 fn write_batch(
@@ -373,7 +421,7 @@ fn write_batch(
 ) -> Result<(), StoreError> {
     let mut days: BTreeMap<DayKey, DayTotals> = BTreeMap::new();
     for message in &batch {
-        if let Message::Usage(r) = message {
+        if let Message::Usage(r) | Message::Call(r, _) = message {
             for key in DayKey::of(r) {
                 days.entry(key).or_default().add(r);
             }
@@ -382,27 +430,14 @@ fn write_batch(
     db.write(|tx| {
         for message in &batch {
             match message {
-                Message::Usage(r) => insert_usage(tx, r)?,
-                Message::Audit(r) => {
-                    tx.execute(
-                        "INSERT INTO gateway_audit (at, route, deployment, model, privacy, outcome,
-                             prompt_tokens, completion_tokens, redactions, raw_request, raw_answer)
-                         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
-                        hearth_store::params![
-                            r.at,
-                            &r.route,
-                            &r.deployment,
-                            &r.model,
-                            &r.privacy,
-                            &r.outcome,
-                            r.prompt_tokens,
-                            r.completion_tokens,
-                            serde_json::to_string(&r.redactions).unwrap_or_default(),
-                            &r.raw_request,
-                            &r.raw_answer,
-                        ],
-                    )?;
+                Message::Usage(r) => {
+                    insert_usage(tx, r)?;
                 }
+                Message::Call(r, audit) => {
+                    let id = insert_usage(tx, r)?;
+                    insert_audit(tx, audit, Some(id))?;
+                }
+                Message::Audit(r) => insert_audit(tx, r, None)?,
                 Message::Flush(_) => {}
             }
         }
@@ -991,6 +1026,50 @@ pub(crate) fn spent_since(db: &Database, key: &str, since: f64) -> Result<f64, S
     Ok(spent.unwrap_or(0.0))
 }
 
+/// What a request that left the machine carried, as the audit log kept it (only with
+/// `[gateway] audit_raw_text`).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct RequestText {
+    /// The request body as it was sent upstream (redacted on `redact` routes).
+    pub request: Option<String>,
+    /// The answer's text as the client received it.
+    pub answer: Option<String>,
+    pub redactions: BTreeMap<String, usize>,
+}
+
+/// The audit log's text of the requests `ids` (rows of [`request_log`]) that left the machine
+/// with their text kept; ids without any are left out.
+pub fn request_texts(db: &Database, ids: &[i64]) -> Result<BTreeMap<i64, RequestText>, StoreError> {
+    if ids.is_empty() {
+        return Ok(BTreeMap::new());
+    }
+    let list = ids
+        .iter()
+        .map(i64::to_string)
+        .collect::<Vec<_>>()
+        .join(", ");
+    let rows = db.query(
+        &format!(
+            "SELECT usage_id, raw_request, raw_answer, redactions FROM gateway_audit
+             WHERE usage_id IN ({list})
+               AND (raw_request IS NOT NULL OR raw_answer IS NOT NULL)"
+        ),
+        &[],
+        |r| {
+            let redactions: String = r.get(3)?;
+            Ok((
+                r.get::<i64>(0)?,
+                RequestText {
+                    request: r.get(1)?,
+                    answer: r.get(2)?,
+                    redactions: serde_json::from_str(&redactions).unwrap_or_default(),
+                },
+            ))
+        },
+    )?;
+    Ok(rows.into_iter().collect())
+}
+
 /// The newest audit records, newest first.
 pub fn audit_log(db: &Database, limit: usize) -> Result<Vec<AuditRecord>, StoreError> {
     db.query(
@@ -1106,8 +1185,12 @@ mod tests {
             usage(day + 20.0, None, "chat", "error", 0.0),
         ];
         // The rows alone, as the writer stored them before it kept rollups.
-        db.write(|tx| before.iter().try_for_each(|r| insert_usage(tx, r)))
-            .unwrap();
+        db.write(|tx| {
+            before
+                .iter()
+                .try_for_each(|r| insert_usage(tx, r).map(drop))
+        })
+        .unwrap();
         migrate(&db).unwrap();
         // New records: the same day and the next, another route, in one batch.
         let after = [

@@ -188,13 +188,15 @@ impl Meter {
         let Some(ledger) = &self.ledger else {
             return;
         };
-        if let Some(mut audit) = self.audit.take() {
-            audit.outcome = status.to_owned();
-            audit.prompt_tokens = reported.0;
-            audit.completion_tokens = reported.1;
-            ledger.audit(audit);
+        match self.audit.take() {
+            Some(mut audit) => {
+                audit.outcome = status.to_owned();
+                audit.prompt_tokens = reported.0;
+                audit.completion_tokens = reported.1;
+                ledger.call(r.clone(), audit);
+            }
+            None => ledger.record(r.clone()),
         }
-        ledger.record(r.clone());
     }
 }
 

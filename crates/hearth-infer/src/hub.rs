@@ -417,8 +417,11 @@ fn is_safe_relative_path(path: &str) -> bool {
             .all(|part| !part.is_empty() && part != "." && part != "..")
 }
 
-/// Receives download progress; the CLI draws bars with it, the task scheduler records it.
+/// Receives download progress; the CLI draws bars with it, the console shows it live.
 pub trait PullProgress: Send {
+    /// Every file of the pull is resolved, before any byte moves: each file's name and size
+    /// (`None` when the Hub did not say).
+    fn planned(&mut self, _files: &[(&str, Option<u64>)]) {}
     /// A file starts (or resumes: `resumed_from` bytes are already on disk). `total_bytes` is
     /// 0 when the Hub did not say.
     fn file_started(&mut self, file: &str, total_bytes: u64, resumed_from: u64);
@@ -599,6 +602,12 @@ pub async fn pull(
         });
     }
     check_free_space(&opts.cache_dir, &blobs_dir, &plans)?;
+    progress.planned(
+        &plans
+            .iter()
+            .map(|m| (m.file.as_str(), m.size))
+            .collect::<Vec<_>>(),
+    );
 
     let snapshot_dir = repo_dir.join("snapshots").join(&commit);
     let locks_dir = opts

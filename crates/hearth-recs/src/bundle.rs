@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 use crate::data::{Dataset, ItemId, UserId};
 use crate::error::RecsError;
 use crate::eval::{split, Protocol};
-use crate::metrics::evaluate as score_ranking;
+use crate::metrics::{evaluate as score_ranking, Metrics};
 use crate::models::{ContentKnn, ContentKnnParams, PopularityParams};
 use crate::models::{ItemKnn, ItemKnnParams, ItemVectors, ModelKind, Popularity};
 use crate::train::{train, ModelParams, TrainedModel, TrainingData};
@@ -54,8 +54,21 @@ pub struct TrainReport {
     pub chosen: ModelParams,
     /// Every candidate with its NDCG@K on the validation split.
     pub candidates: Vec<(ModelParams, f64)>,
+    /// Every candidate's full figures on the validation split (NDCG, precision, recall, hit
+    /// rate, MAP and coverage at K), in the order of `candidates`. Empty in reports written
+    /// before these were kept.
+    #[serde(default)]
+    pub validation: Vec<CandidateMetrics>,
     pub k: usize,
     pub seconds: f64,
+}
+
+/// One candidate's figures on the validation split.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CandidateMetrics {
+    pub params: ModelParams,
+    #[serde(flatten)]
+    pub metrics: Metrics,
 }
 
 pub struct RecsBundle {
@@ -94,6 +107,7 @@ pub fn train_bundle(
     let fit_matrix = data.matrix(&fit);
     let valid_matrix = data.matrix(&valid);
     let mut candidates = Vec::new();
+    let mut validation = Vec::new();
     if !valid.is_empty() {
         for &kind in &options.models {
             if kind.needs_vectors() && vectors.is_none() {
@@ -110,7 +124,8 @@ pub fn train_bundle(
                 )?;
                 let m = score_ranking(&model, &fit_matrix, &valid_matrix, options.k);
                 progress.candidate(&params, m.ndcg);
-                candidates.push((params, m.ndcg));
+                candidates.push((params.clone(), m.ndcg));
+                validation.push(CandidateMetrics { params, metrics: m });
             }
         }
     }
@@ -145,6 +160,7 @@ pub fn train_bundle(
         interactions: data.interactions.len(),
         chosen,
         candidates,
+        validation,
         k: options.k,
         seconds: started.elapsed().as_secs_f64(),
     };

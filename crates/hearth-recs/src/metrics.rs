@@ -1,12 +1,12 @@
 //! Top-K ranking metrics, averaged over the users who have held-out items.
 
 use rayon::prelude::*;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::models::{top_k, History, Scorer};
 use crate::sparse::Csr;
 
-#[derive(Debug, Clone, Copy, PartialEq, Default, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Default, Serialize, Deserialize)]
 pub struct Metrics {
     pub precision: f64,
     pub recall: f64,

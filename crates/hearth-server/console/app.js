@@ -1313,19 +1313,27 @@
 
   /* ---------- tables ---------- */
 
+  /* columns: {label, num?, cls?}; rows: {cells, cls?, testid?, name?, attrs?, detail?}: a row's detail is shown
+     in a full-width row under it */
   function table(id, columns, rows, options) {
     const opts = options || {};
+    const cellClass = (i) => (columns[i] ? [columns[i].num && 'num', columns[i].cls] : null);
     const head = h('thead', null, h('tr', null, columns.map((c) =>
       h('th', { scope: 'col', class: c.num ? 'num' : null }, c.label))));
     const body = h('tbody', null,
       rows.length
-        ? rows.map((row) => h('tr', { class: row.cls || null, 'data-testid': row.testid || null, 'data-name': row.name || null },
-          row.cells.map((cell, i) => h('td', { class: columns[i] && columns[i].num ? 'num' : null }, cell))))
+        ? rows.map((row) => {
+          const tr = h('tr', Object.assign({ class: row.cls || null, 'data-testid': row.testid || null, 'data-name': row.name || null }, row.attrs || {}),
+            row.cells.map((cell, i) => h('td', { class: cellClass(i) }, cell)));
+          return row.detail
+            ? [tr, h('tr', { class: 'row-detail' }, h('td', { colspan: String(columns.length) }, row.detail))]
+            : tr;
+        })
         : h('tr', { class: 'empty-row' }, h('td', { colspan: String(columns.length) }, opts.empty || 'Nothing to show.')));
     const foot = opts.footer
       ? h('tfoot', null, h('tr', null, opts.footer.map((cell, i) => h('td', { class: columns[i] && columns[i].num ? 'num' : null }, cell))))
       : null;
-    return h('div', { class: 'table-wrap' }, h('table', { id, class: 'table' }, head, body, foot));
+    return h('div', { class: 'table-wrap' }, h('table', { id, class: ['table', opts.cls] }, head, body, foot));
   }
 
   function badge(text, kind) {
@@ -1757,18 +1765,28 @@
         if (!alive) return;
         const list = (Array.isArray(data && data.requests) ? data.requests.slice() : [])
           .sort((a, b) => (Number(b.at) || 0) - (Number(a.at) || 0));
-        if (data && data.raw_text === false) {
-          logNote.textContent = 'Raw text is not stored: the log keeps counts, timings and costs, never what was said.';
+        const setting = () => h('code', null, '[gateway] audit_raw_text');
+        if (data && data.raw_text === true && data.text_shown === true) {
+          fill(logNote, 'Calls that left this machine keep what was sent and answered (', setting(), ' is on): open the text under a row to read it.');
           logNote.hidden = false;
         } else if (data && data.raw_text === true) {
-          logNote.textContent = 'Raw text is stored for audit on this server.';
+          fill(logNote, 'Calls that left this machine keep what was sent and answered (', setting(), ' is on); only admins see that text.');
+          logNote.hidden = false;
+        } else if (data && data.raw_text === false) {
+          fill(logNote, 'The log carries no text: it keeps counts, timings and costs, never what was said, unless ', setting(), ' is on.');
           logNote.hidden = false;
         }
+        const rows = list.map((r) => {
+          const detail = r.text && typeof r.text === 'object' ? requestText(r.text) : null;
+          return { r, detail };
+        });
         fill(requestLog, table('request-log', [
           { label: 'Time' }, { label: 'Key' }, { label: 'Route' }, { label: 'Model' }, { label: 'Deployment' },
           { label: 'Where' }, { label: 'Status' }, { label: 'Tokens in', num: true }, { label: 'Tokens out', num: true },
           { label: 'TTFT', num: true }, { label: 'Duration', num: true }, { label: 'Cost', num: true },
-        ], list.map((r) => ({
+        ], rows.map(({ r, detail }) => ({
+          cls: detail ? 'has-text' : null,
+          detail,
           cells: [
             h('span', { title: dateTime(r.at) }, dateTime(r.at)),
             r.api_key === null || r.api_key === undefined ? h('span', { class: 'muted' }, '—') : String(r.api_key),
@@ -1779,12 +1797,44 @@
             String(r.status) === 'ok' ? badge('ok', 'ok') : badge(String(r.status), 'error'),
             num(r.prompt_tokens), num(r.completion_tokens), duration(r.ttft_ms), duration(r.duration_ms), usd(r.cost),
           ],
-        })), { empty: 'No requests yet.' }));
+        })), { empty: 'No requests yet.', cls: rows.some((x) => x.detail) ? 'table-details' : null }));
       } catch (e) {
         if (!alive) return;
         fill(requestLog, errorState('Could not load the request log.', loadRequests));
         showError(e);
       }
+    }
+
+    /* what a call that left the machine sent and got back ([gateway] audit_raw_text, admins only) */
+    function requestText(text) {
+      const counts = text.redactions && typeof text.redactions === 'object' ? text.redactions : {};
+      const kinds = Object.keys(counts).filter((k) => Number(counts[k]) > 0);
+      const redacted = kinds.reduce((a, k) => a + Number(counts[k]), 0);
+      return h('details', { class: 'request-text' },
+        h('summary', null,
+          h('span', { class: 'request-text-label' }, 'Text sent and answered'),
+          redacted ? h('span', { class: 'badge badge-warn' }, plural(redacted, 'redaction')) : null),
+        h('div', { class: 'request-text-body' },
+          h('div', { class: 'request-text-part' },
+            h('div', { class: 'tool-part-label' }, 'Request, as sent upstream'),
+            textBlock(text.request, true, 'request-text-request')),
+          h('div', { class: 'request-text-part' },
+            h('div', { class: 'tool-part-label' }, 'Answer'),
+            textBlock(text.answer, false, 'request-text-answer'))),
+        h('p', { class: 'request-redactions muted small' },
+          kinds.length
+            ? 'Redacted before it left: ' + kinds.map((k) => k.replace(/_/g, ' ') + ' ' + num(counts[k])).join(', ') + '.'
+            : 'Nothing was redacted.'));
+    }
+
+    function textBlock(value, asJson, cls) {
+      if (value === null || value === undefined) return h('p', { class: ['muted', 'small', cls] }, 'Not kept.');
+      let text = String(value);
+      if (asJson) {
+        const parsed = parseJson(text);
+        if (parsed !== null && typeof parsed === 'object') text = JSON.stringify(parsed, null, 2);
+      }
+      return h('pre', { class: ['json', 'request-text-pre', cls] }, text);
     }
 
     async function loadBudgets() {
@@ -2025,6 +2075,20 @@
     return Math.round(v).toLocaleString() + ' B';
   }
 
+  /* sizes in binary units, as download tools show them: 12.3 MiB */
+  function binaryBytes(n) {
+    if (n === null || n === undefined || !Number.isFinite(Number(n))) return '—';
+    let v = Number(n);
+    if (Math.abs(v) < 1024) return Math.round(v).toLocaleString() + ' B';
+    const units = ['KiB', 'MiB', 'GiB', 'TiB'];
+    let unit = -1;
+    while (Math.abs(v) >= 1024 && unit < units.length - 1) {
+      v /= 1024;
+      unit += 1;
+    }
+    return v.toLocaleString(undefined, { minimumFractionDigits: 1, maximumFractionDigits: 1 }) + ' ' + units[unit];
+  }
+
   function ms(v) {
     if (v === null || v === undefined || !Number.isFinite(Number(v))) return h('span', { class: 'muted' }, '—');
     return Math.round(Number(v)).toLocaleString() + ' ms';
@@ -2079,6 +2143,92 @@
     redact: ['redact', 'warn'],
     allow: ['allow', 'upstream'],
   };
+
+  /* a latency bucket's bound: 25 ms, 2.5 s */
+  function latencyBound(le) {
+    const v = Number(le);
+    if (v < 1000) return v.toLocaleString(undefined, { maximumFractionDigits: 1 }) + ' ms';
+    return (v / 1000).toLocaleString(undefined, { maximumFractionDigits: 2 }) + ' s';
+  }
+
+  /* buckets [{le_ms, count}] (le_ms null: above the last bound), counts per bucket */
+  function latencyHistogram(name, buckets) {
+    const W = 360;
+    const H = 176;
+    const m = { t: 18, r: 6, b: 52, l: 34 };
+    const pw = W - m.l - m.r;
+    const ph = H - m.t - m.b;
+    const counts = buckets.map((b) => Math.max(0, Number(b && b.count) || 0));
+    const labels = buckets.map((b, i) => {
+      const le = b ? b.le_ms : null;
+      if (le !== null && le !== undefined && Number.isFinite(Number(le))) return '≤' + latencyBound(le);
+      const below = i > 0 && buckets[i - 1] ? buckets[i - 1].le_ms : null;
+      return below !== null && below !== undefined && Number.isFinite(Number(below)) ? '>' + latencyBound(below) : 'slower';
+    });
+    const total = counts.reduce((a, b) => a + b, 0);
+    const max = counts.reduce((a, b) => Math.max(a, b), 0);
+    const ticks = niceTicks(max, 3, true);
+    const top = ticks[ticks.length - 1] || 1;
+    const y = (v) => m.t + ph - (v / top) * ph;
+    const band = pw / Math.max(1, buckets.length);
+    const barWidth = Math.max(2, band * 0.72);
+    const title = 'Request durations of ' + name + ': ' + plural(total, 'request');
+
+    const svg = s('svg', {
+      class: ['chart', 'latency-histogram'], 'data-deployment': name, viewBox: '0 0 ' + W + ' ' + H,
+      preserveAspectRatio: 'xMidYMid meet', role: 'img', 'aria-label': title, width: '100%',
+    }, s('title', null, title));
+
+    const grid = s('g', { class: 'chart-grid' });
+    for (const t of ticks) {
+      grid.appendChild(s('line', { x1: m.l, x2: W - m.r, y1: y(t), y2: y(t), class: t === 0 ? 'axis-line' : 'grid-line' }));
+      grid.appendChild(s('text', { x: m.l - 6, y: y(t), 'text-anchor': 'end', 'dominant-baseline': 'middle', class: 'axis-label' }, num(t)));
+    }
+    svg.appendChild(grid);
+
+    const bars = s('g', { class: 'chart-bars' });
+    const xLabels = s('g', { class: 'chart-x' });
+    buckets.forEach((b, i) => {
+      const cx = m.l + band * (i + 0.5);
+      const count = counts[i];
+      const height = count > 0 ? Math.max(1, y(0) - y(count)) : 0;
+      const le = b && b.le_ms !== null && b.le_ms !== undefined ? String(b.le_ms) : 'inf';
+      bars.appendChild(s('rect', {
+        x: cx - barWidth / 2, y: y(0) - height, width: barWidth, height, class: 'bar latency-bar',
+        'data-count': String(count), 'data-le': le,
+      }, s('title', null, labels[i] + ': ' + plural(count, 'request'))));
+      if (count > 0) {
+        bars.appendChild(s('text', { x: cx, y: y(0) - height - 4, 'text-anchor': 'middle', class: 'bar-value' }, num(count)));
+      }
+      const ly = H - m.b + 12;
+      xLabels.appendChild(s('text', {
+        x: cx, y: ly, 'text-anchor': 'end', 'dominant-baseline': 'middle', transform: 'rotate(-45 ' + cx + ' ' + ly + ')', class: 'axis-label',
+      }, labels[i]));
+    });
+    svg.appendChild(bars);
+    svg.appendChild(xLabels);
+    return svg;
+  }
+
+  /* a deployment's latency histogram with its caption, or null when it served nothing in the window */
+  function latencyFigure(name, recent) {
+    const buckets = recent && Array.isArray(recent.latency_histogram) ? recent.latency_histogram : [];
+    if (!buckets.length || !(Number(recent.requests) > 0)) return null;
+    return h('figure', { class: 'latency-figure' },
+      h('figcaption', { class: 'latency-caption' },
+        h('code', null, name),
+        h('span', { class: 'muted small' },
+          plural(recent.requests, 'request') + ' · p50 ' + duration(recent.p50_ms) + ' · p95 ' + duration(recent.p95_ms))),
+      latencyHistogram(name, buckets));
+  }
+
+  function latencySection(figures) {
+    const shown = figures.filter(Boolean);
+    if (!shown.length) return null;
+    return h('div', { class: 'latency' },
+      h('h3', { class: 'latency-title' }, 'Request durations'),
+      h('div', { class: 'latency-grid' }, shown));
+  }
 
   function modelsPage() {
     let alive = true;
@@ -2137,17 +2287,19 @@
         : h('p', { class: 'notice notice-muted', id: 'routes-empty' },
           'No [[gateway.routes]] are declared: clients ask for models by name (below).'));
 
+      const implicitPairs = implicit.filter((pair) => Array.isArray(pair));
       fill(implicitHolder, table('implicit-table', [
         { label: 'Deployment' }, { label: 'Requests', num: true }, { label: 'Errors', num: true }, { label: 'Error rate', num: true },
         { label: 'p50', num: true }, { label: 'p95', num: true }, { label: 'Mean TTFT', num: true },
-      ], implicit.filter((pair) => Array.isArray(pair)).map((pair) => {
+      ], implicitPairs.map((pair) => {
         const recent = pair[1] && typeof pair[1] === 'object' ? pair[1] : {};
         return {
           name: String(pair[0]),
           cells: [h('code', null, String(pair[0])), num(recent.requests), num(recent.errors), rate(recent.error_rate),
             ms(recent.p50_ms), ms(recent.p95_ms), ms(recent.mean_ttft_ms)],
         };
-      }), { empty: 'No requests named a model directly in this window.' }));
+      }), { empty: 'No requests named a model directly in this window.' }),
+      latencySection(implicitPairs.map((pair) => latencyFigure(String(pair[0]), pair[1] && typeof pair[1] === 'object' ? pair[1] : {}))));
 
       windowNote.textContent = data.recent_window
         ? 'Request figures cover ' + sentence(String(data.recent_window))
@@ -2193,24 +2345,404 @@
               num(recent.requests), rate(recent.error_rate), ms(recent.p50_ms), ms(recent.p95_ms), ms(recent.mean_ttft_ms),
             ],
           };
-        })) : h('p', { class: 'muted small' }, 'This route has no deployments.'));
+        })) : h('p', { class: 'muted small' }, 'This route has no deployments.'),
+        latencySection(deployments.map((d) => latencyFigure(String(d.deployment), d.recent && typeof d.recent === 'object' ? d.recent : {}))));
     }
 
     const playground = canPlay ? makePlayground() : null;
+    const pulls = makePulls(() => {
+      if (alive) load();
+    });
 
     return {
       mount(container) {
         container.appendChild(h('div', { class: 'page-models' },
           pageHeader('Models & routes', 'What is installed, how requests are routed, and how each deployment is doing.', refresh),
           h('section', { class: 'panel' }, h('h2', null, 'Models'), modelsHolder),
+          pulls.el,
           h('section', { class: 'panel' }, h('h2', null, 'Routes'), routesHolder),
           h('section', { class: 'panel' }, h('h2', null, 'Models asked for by name'), implicitHolder, windowNote),
           playground ? playground.el : null));
         load();
+        pulls.start();
       },
       unmount() {
         alive = false;
+        pulls.stop();
         if (playground) playground.stop();
+      },
+    };
+  }
+
+  /* ---------- pulls from the Hugging Face Hub ---------- */
+
+  const PULL_STATES = {
+    running: ['pulling', 'active'],
+    done: ['done', 'ok'],
+    failed: ['failed', 'error'],
+    cancelled: ['cancelled', 'idle'],
+  };
+
+  /* The "Pull a model" panel: admins start and cancel pulls, everyone watches them live.
+     onArrived runs when a pull finishes while the page is open (the models table then has it). */
+  function makePulls(onArrived) {
+    const isAdmin = state.me.role === 'admin';
+    let alive = false;
+    let live = null;
+    let liveRetry = null;
+    let gotLive = false;
+    let mountedAt = 0;
+    const items = new Map();
+    /* pulls this page started that no snapshot has listed yet */
+    const started = new Map();
+
+    const liveText = h('span', { class: 'live-text' }, 'Connecting…');
+    const liveStatus = h('span', { id: 'pulls-live', class: 'live', 'data-state': 'connecting', title: 'Live progress' },
+      h('span', { class: 'live-dot', 'aria-hidden': 'true' }), liveText);
+    const where = h('p', { id: 'pulls-endpoint', class: 'muted small panel-sub' },
+      'From the Hugging Face Hub into its cache, which this server reads.');
+    const offlineNote = h('p', { id: 'pulls-offline', class: 'notice notice-warn pulls-offline', hidden: true });
+    const list = h('ul', { id: 'pulls', class: 'pull-list', 'aria-label': 'Pulls' }, h('li', { class: 'pull-empty' }, loading()));
+
+    const modelInput = h('input', {
+      id: 'pull-model', name: 'model', type: 'text', class: 'input', required: true, autocomplete: 'off',
+      autocapitalize: 'none', spellcheck: 'false', placeholder: 'Qwen/Qwen2.5-0.5B-Instruct-GGUF:Q4_K_M',
+    });
+    const revisionInput = h('input', {
+      id: 'pull-revision', name: 'revision', type: 'text', class: 'input', autocomplete: 'off',
+      autocapitalize: 'none', spellcheck: 'false', placeholder: 'main',
+    });
+    const submit = h('button', { id: 'pull-submit', type: 'submit', class: 'btn btn-primary' }, 'Pull');
+    const formError = h('div', { id: 'pull-error', class: 'form-error', role: 'alert', hidden: true });
+    const form = isAdmin
+      ? h('form', { id: 'pull-form', class: 'pull-form', novalidate: true },
+        h('div', { class: 'pull-fields' },
+          h('div', { class: 'field pull-field-model' }, h('label', { for: 'pull-model' }, 'Model'), modelInput),
+          h('div', { class: 'field pull-field-revision' }, h('label', { for: 'pull-revision' }, 'Revision'), revisionInput),
+          h('div', { class: 'pull-field-submit' }, submit)),
+        h('p', { class: 'muted small' },
+          h('code', null, 'ORG/REPO'), ', ', h('code', null, 'ORG/REPO:QUANT'), ' or ', h('code', null, 'ORG/REPO:FILE.gguf'),
+          '; the revision is a branch, tag or commit (', h('code', null, 'main'), ' when empty).'),
+        formError)
+      : null;
+
+    function setLive(mode) {
+      liveStatus.setAttribute('data-state', mode);
+      liveText.textContent = mode === 'on' ? 'Live' : mode === 'off' ? 'Offline: retrying' : 'Connecting…';
+    }
+
+    function failForm(text, input, param) {
+      formError.textContent = text;
+      if (param) formError.setAttribute('data-param', String(param));
+      else formError.removeAttribute('data-param');
+      formError.hidden = false;
+      for (const el of [modelInput, revisionInput]) el.removeAttribute('aria-invalid');
+      if (input) {
+        input.setAttribute('aria-invalid', 'true');
+        input.focus();
+      }
+    }
+
+    function clearForm() {
+      formError.hidden = true;
+      formError.textContent = '';
+      formError.removeAttribute('data-param');
+      for (const el of [modelInput, revisionInput]) el.removeAttribute('aria-invalid');
+    }
+
+    if (form) {
+      form.addEventListener('submit', (event) => {
+        event.preventDefault();
+        clearForm();
+        const model = modelInput.value.trim();
+        const revision = revisionInput.value.trim();
+        if (!model) {
+          failForm('Enter the model to pull: ORG/REPO, ORG/REPO:QUANT or ORG/REPO:FILE.gguf.', modelInput, 'model');
+          return;
+        }
+        const body = { model };
+        if (revision) body.revision = revision;
+        withBusy(submit, async () => {
+          try {
+            const data = await api('POST', API + '/models/pulls', body);
+            if (!alive) return;
+            const pull = data && data.pull && typeof data.pull === 'object' ? data.pull : null;
+            /* the live stream may have listed it already, with news newer than this answer */
+            if (pull && pull.id !== undefined && pull.id !== null && !items.has(String(pull.id))) {
+              started.set(String(pull.id), pull);
+              upsert(pull);
+            }
+            modelInput.value = '';
+            revisionInput.value = '';
+            toast('Pulling ' + model);
+          } catch (e) {
+            if (!alive) return;
+            const text = e.code === 'too_many_pulls'
+              ? 'Too many pulls are running: ' + (e.retryAfter === null ? 'try again later.' : 'try again in ' + e.retryAfter + ' s.')
+              : e.message;
+            failForm(text, e.param === 'revision' ? revisionInput : e.param === 'model' ? modelInput : null, e.param);
+            if (!e.status || e.status >= 500) showError(e);
+          }
+        });
+      });
+    }
+
+    function cancel(id, btn) {
+      withBusy(btn, async () => {
+        try {
+          const data = await api('POST', API + '/models/pulls/' + encodeURIComponent(id) + '/cancel', {});
+          if (!alive) return;
+          if (data && data.pull && typeof data.pull === 'object') upsert(data.pull);
+        } catch (e) {
+          if (alive) showError(e);
+        }
+      });
+    }
+
+    function pullItem(id) {
+      const item = {
+        state: null,
+        model: h('code', { class: 'pull-model' }),
+        badge: h('span', { class: 'badge pull-state' }),
+        when: h('span', { class: 'pull-when muted small' }),
+        bar: h('progress', { class: 'pull-bar' }),
+        amount: h('span', { class: 'pull-bytes small' }),
+        files: h('ul', { class: 'pull-files', hidden: true }),
+        error: h('div', { class: 'pull-error notice notice-error', hidden: true }),
+        served: h('p', { class: 'pull-served', hidden: true }),
+        meta: h('p', { class: 'pull-meta muted small', hidden: true }),
+      };
+      item.cancel = isAdmin
+        ? button({ class: 'btn btn-sm btn-danger pull-cancel', hidden: true }, 'Cancel', () => cancel(id, item.cancel))
+        : null;
+      item.el = h('li', { class: 'pull', 'data-id': id },
+        h('div', { class: 'pull-head' }, item.model, item.badge, item.when, item.cancel),
+        h('div', { class: 'pull-progress' }, item.bar, item.amount),
+        item.files, item.error, item.served, item.meta);
+      return item;
+    }
+
+    function sizeOf(v) {
+      return v === null || v === undefined || !Number.isFinite(Number(v)) ? null : Number(v);
+    }
+
+    function updateItem(item, p) {
+      const st = String(p.state === undefined || p.state === null ? 'unknown' : p.state);
+      const label = PULL_STATES[st] || [st, 'idle'];
+      item.el.setAttribute('data-state', st);
+      const model = String(p.model === undefined || p.model === null ? '' : p.model);
+      const revision = p.revision === undefined || p.revision === null ? '' : String(p.revision);
+      item.model.textContent = revision && revision !== 'main' ? model + ' @ ' + revision : model;
+      item.badge.textContent = label[0];
+      item.badge.setAttribute('class', 'badge pull-state badge-' + label[1]);
+
+      const startedAt = toDate(p.started_at);
+      const finishedAt = toDate(p.finished_at);
+      if (st === 'running' || !finishedAt) {
+        item.when.textContent = startedAt ? 'started ' + ago(p.started_at) : '';
+      } else {
+        item.when.textContent = dateTime(p.finished_at) +
+          (startedAt ? ' · took ' + duration(finishedAt.getTime() - startedAt.getTime()) : '');
+      }
+      item.when.title = startedAt ? 'Started ' + dateTime(p.started_at) : '';
+
+      const done = sizeOf(p.bytes_done) || 0;
+      const total = sizeOf(p.bytes_total);
+      if (total !== null && total > 0) {
+        item.bar.max = total;
+        item.bar.value = Math.min(done, total);
+        item.amount.textContent = binaryBytes(done) + ' of ' + binaryBytes(total) +
+          ' (' + Math.floor(Math.min(1, done / total) * 100) + ' %)';
+      } else if (st === 'running') {
+        item.bar.removeAttribute('value');
+        item.amount.textContent = done > 0 ? binaryBytes(done) : 'Finding the files…';
+      } else {
+        item.bar.max = 1;
+        item.bar.value = st === 'done' ? 1 : 0;
+        item.amount.textContent = done > 0 ? binaryBytes(done) : '';
+      }
+      item.bar.setAttribute('aria-label', 'Progress of ' + model);
+
+      const files = Array.isArray(p.files) ? p.files.filter((f) => f && typeof f === 'object') : [];
+      fill(item.files, files.map((f) => {
+        const fileDone = sizeOf(f.bytes_done) || 0;
+        const fileTotal = sizeOf(f.bytes_total);
+        let text;
+        if (f.done) text = binaryBytes(fileTotal === null ? fileDone : fileTotal) + ' · done';
+        else if (fileTotal !== null && fileTotal > 0) text = binaryBytes(fileDone) + ' of ' + binaryBytes(fileTotal);
+        else text = fileDone > 0 ? binaryBytes(fileDone) : 'waiting';
+        return h('li', { class: ['pull-file', f.done && 'is-done'], 'data-file': String(f.file) },
+          h('span', { class: 'pull-file-name' }, String(f.file === undefined || f.file === null ? '' : f.file)),
+          h('span', { class: 'pull-file-bytes muted' }, text));
+      }));
+      item.files.hidden = !files.length;
+
+      const error = p.error && typeof p.error === 'object' ? p.error : null;
+      if (error) {
+        fill(item.error,
+          h('p', null, String(error.message || 'The pull failed.')),
+          error.code ? h('code', { class: 'small' }, String(error.code)) : null);
+      }
+      item.error.hidden = !error;
+
+      const name = st === 'done' && p.name !== null && p.name !== undefined ? String(p.name) : null;
+      if (name) fill(item.served, 'serve as: ', h('code', { class: 'pull-name' }, name));
+      item.served.hidden = !name;
+
+      const facts = [];
+      if (st === 'done' && p.commit) facts.push(h('span', { title: String(p.commit) }, 'commit ' + String(p.commit).slice(0, 12)));
+      if (st === 'done' && p.path) facts.push(h('span', { class: 'mono pull-path', title: String(p.path) }, String(p.path)));
+      fill(item.meta, facts.map((f, i) => (i ? [' · ', f] : f)));
+      item.meta.hidden = !facts.length;
+
+      if (item.cancel) item.cancel.hidden = st !== 'running';
+    }
+
+    /* Updates (or adds) one pull's item; true when it just arrived, so the models table should change. */
+    function apply(p) {
+      const id = String(p.id);
+      let item = items.get(id);
+      if (!item) {
+        item = pullItem(id);
+        items.set(id, item);
+      }
+      const before = item.state;
+      updateItem(item, p);
+      item.state = String(p.state);
+      if (item.state !== 'done' || before === 'done') return false;
+      if (before !== null) return true;
+      /* first seen already done: it may have finished after the models table was read */
+      const finished = Number(p.finished_at);
+      return Number.isFinite(finished) && finished >= mountedAt - 10;
+    }
+
+    function upsert(p) {
+      const arrived = apply(p);
+      const el = items.get(String(p.id)).el;
+      if (!el.isConnected) {
+        const empty = list.querySelector('.pull-empty');
+        if (empty) empty.remove();
+        list.insertBefore(el, list.firstChild);
+      }
+      if (arrived) onArrived();
+    }
+
+    function render(data) {
+      if (!data || typeof data !== 'object') return;
+      const canPull = data.can_pull === undefined ? isAdmin : data.can_pull === true;
+      if (form) form.hidden = !canPull;
+      const endpoint = data.endpoint ? String(data.endpoint) : 'the Hugging Face Hub';
+      fill(where, 'From ', h('span', { class: 'mono' }, endpoint), ' into the Hugging Face cache this server reads; ',
+        'what arrives is listed under Models by its Hub name.', canPull ? '' : ' Only admins start pulls.');
+      if (data.offline) {
+        fill(offlineNote, h('code', null, 'HF_HUB_OFFLINE'), ' is set: pulls only resolve from the cache, nothing is downloaded.');
+      }
+      offlineNote.hidden = !data.offline;
+
+      const pulls = (Array.isArray(data.pulls) ? data.pulls : [])
+        .filter((p) => p && typeof p === 'object' && p.id !== undefined && p.id !== null);
+      const listed = new Set(pulls.map((p) => String(p.id)));
+      for (const id of Array.from(started.keys())) if (listed.has(id)) started.delete(id);
+      const shown = Array.from(started.values()).reverse().concat(pulls);
+      let arrived = false;
+      const els = shown.map((p) => {
+        if (apply(p)) arrived = true;
+        return items.get(String(p.id)).el;
+      });
+      const keep = new Set(shown.map((p) => String(p.id)));
+      for (const id of Array.from(items.keys())) if (!keep.has(id)) items.delete(id);
+      if (!els.length) {
+        fill(list, h('li', { class: 'pull-empty muted' }, 'No pulls since this server started.'));
+      } else {
+        const same = list.children.length === els.length && els.every((el, i) => list.children[i] === el);
+        if (!same) list.replaceChildren(...els);
+      }
+      if (arrived) onArrived();
+    }
+
+    async function loadPulls() {
+      try {
+        const data = await api('GET', API + '/models/pulls');
+        if (alive && !gotLive) render(data);
+      } catch (e) {
+        if (!alive || gotLive) return;
+        fill(list, h('li', { class: 'pull-empty' }, inlineError('Could not load the pulls.', loadPulls)));
+        showError(e);
+      }
+    }
+
+    function closeLive() {
+      clearTimeout(liveRetry);
+      liveRetry = null;
+      if (live) {
+        live.close();
+        live = null;
+      }
+    }
+
+    function connectLive() {
+      closeLive();
+      if (!alive || typeof EventSource !== 'function') {
+        setLive('off');
+        return;
+      }
+      let es;
+      try {
+        es = new EventSource(API + '/models/pulls/live');
+      } catch (_) {
+        setLive('off');
+        return;
+      }
+      live = es;
+      setLive('connecting');
+      es.addEventListener('open', () => {
+        if (live === es) setLive('on');
+      });
+      es.addEventListener('pulls', (event) => {
+        if (live !== es) return;
+        const data = parseJson(event.data);
+        if (!data || typeof data !== 'object') return;
+        gotLive = true;
+        setLive('on');
+        render(data);
+      });
+      es.addEventListener('error', () => {
+        if (live !== es) return;
+        if (es.readyState !== EventSource.CLOSED) {
+          setLive('connecting');
+          return;
+        }
+        es.close();
+        live = null;
+        setLive('off');
+        liveRetry = setTimeout(async () => {
+          liveRetry = null;
+          try {
+            const data = await api('GET', API + '/models/pulls');
+            if (alive) render(data);
+          } catch (e) {
+            if (e.status === 401 || !alive) return;
+          }
+          if (alive) connectLive();
+        }, 5000);
+      });
+    }
+
+    const el = h('section', { id: 'pulls-panel', class: 'panel pulls' },
+      h('div', { class: 'panel-head' }, h('h2', null, 'Pull a model'), liveStatus),
+      where, offlineNote, form, list);
+
+    return {
+      el,
+      start() {
+        alive = true;
+        mountedAt = Date.now() / 1000;
+        loadPulls();
+        connectLive();
+      },
+      stop() {
+        alive = false;
+        closeLive();
       },
     };
   }
@@ -2437,14 +2969,21 @@
     return JSON.stringify(v);
   }
 
-  function modelLabel(params) {
-    if (!params || typeof params !== 'object') return '—';
-    const name = String(params.model || 'model');
-    const bits = Object.keys(params).filter((k) => !PARAM_HIDDEN.has(k)).map((k) => {
+  function modelKind(params) {
+    return params && typeof params === 'object' && params.model !== undefined && params.model !== null ? String(params.model) : 'model';
+  }
+
+  function paramBits(params) {
+    if (!params || typeof params !== 'object') return [];
+    return Object.keys(params).filter((k) => !PARAM_HIDDEN.has(k)).map((k) => {
       const label = PARAM_NAMES[k] || k;
       return label + '=' + paramValue(params[k]);
     });
-    return [name].concat(bits).join(' ');
+  }
+
+  function modelLabel(params) {
+    if (!params || typeof params !== 'object') return '—';
+    return [String(params.model || 'model')].concat(paramBits(params)).join(' ');
   }
 
   function modelLabelFull(params) {
@@ -2467,6 +3006,12 @@
       .map((c) => ({ params: c[0], score: Number(c[1]) }));
   }
 
+  /* per-candidate metrics on the validation split (reports written before they were kept have none) */
+  function validationOf(report) {
+    const list = report && Array.isArray(report.validation) ? report.validation : [];
+    return list.filter((v) => v && typeof v === 'object' && v.params && typeof v.params === 'object' && Number.isFinite(Number(v.ndcg)));
+  }
+
   function chosenScore(report) {
     const candidates = candidatesOf(report);
     if (!candidates.length) return null;
@@ -2475,8 +3020,10 @@
     return pool.reduce((best, c) => Math.max(best, c.score), -Infinity);
   }
 
+  /* rows: {label, value, highlight?, muted?, tip?, dataValue?} */
   function hbarChart(opts) {
     const { id, title, rows, format } = opts;
+    const axisFormat = opts.axisFormat || format;
     const W = Math.max(280, Math.round(opts.width || 720));
     const narrow = W < 560;
     const labelW = narrow ? 0 : Math.min(270, Math.round(W * 0.36));
@@ -2492,21 +3039,23 @@
     const x = (v) => m.l + (Math.max(0, v) / top) * pw;
 
     const svg = s('svg', {
-      id, class: 'chart hbar-chart', viewBox: '0 0 ' + W + ' ' + H, preserveAspectRatio: 'xMidYMid meet',
+      id, class: ['chart', 'hbar-chart', opts.cls], viewBox: '0 0 ' + W + ' ' + H, preserveAspectRatio: 'xMidYMid meet',
       role: 'img', 'aria-label': title, width: '100%',
     }, s('title', null, title));
 
     const grid = s('g', { class: 'chart-grid' });
     for (const t of ticks) {
       grid.appendChild(s('line', { x1: x(t), x2: x(t), y1: m.t, y2: H - m.b, class: t === 0 ? 'axis-line' : 'grid-line' }));
-      grid.appendChild(s('text', { x: x(t), y: H - m.b + 16, 'text-anchor': 'middle', class: 'axis-label' }, format(t)));
+      grid.appendChild(s('text', { x: x(t), y: H - m.b + 16, 'text-anchor': 'middle', class: 'axis-label' }, axisFormat(t)));
     }
     svg.appendChild(grid);
 
     rows.forEach((r, i) => {
       const y0 = m.t + i * rowH;
       const barY = narrow ? y0 + 16 : y0 + (rowH - barH) / 2;
-      const g = s('g', { class: ['hbar', r.highlight && 'hbar-chosen'], 'data-testid': 'candidate', 'data-score': String(r.value) },
+      const g = s('g', {
+        class: ['hbar', r.highlight && 'hbar-chosen', r.muted && 'hbar-muted'], 'data-testid': opts.testid || 'candidate', 'data-score': String(r.value),
+      },
         s('title', null, r.tip || (r.label + ': ' + format(r.value))));
       g.appendChild(s('rect', { x: m.l, y: y0 + 1, width: pw, height: rowH - 2, class: 'hbar-hit' }));
       g.appendChild(s('text', {
@@ -2514,7 +3063,9 @@
         'text-anchor': narrow ? 'start' : 'end', 'dominant-baseline': 'middle', class: 'hbar-label',
       }, r.label));
       const w = Math.max(1, x(r.value) - m.l);
-      g.appendChild(s('rect', { x: m.l, y: barY, width: w, height: barH, rx: 2, class: 'hbar-bar' }));
+      g.appendChild(s('rect', {
+        x: m.l, y: barY, width: w, height: barH, rx: 2, class: ['hbar-bar', opts.barClass], 'data-value': r.dataValue === undefined ? null : r.dataValue,
+      }));
       g.appendChild(s('text', { x: m.l + w + 5, y: barY + barH / 2, 'dominant-baseline': 'middle', class: 'hbar-value' }, format(r.value)));
       svg.appendChild(g);
     });
@@ -2528,6 +3079,8 @@
     let current = { sub: null, id: null };
     let evalReport = null;
     let chartWidth = 0;
+    let metricsVersion = null;
+    let plotWidth = 0;
     let assistantCtl = null;
 
     /* lookups (always shown) */
@@ -2571,6 +3124,15 @@
     const chartTitle = h('h3', { class: 'chart-title' });
     const chartPanel = h('section', { class: 'panel', hidden: true }, chartTitle, chartHolder);
 
+    /* the current version's candidates on the validation split: every metric, and the best of each kind */
+    const metricsTitle = h('h2', null, 'Validation metrics');
+    const metricsSub = h('p', { class: 'muted small panel-sub' });
+    const plotTitle = h('h3', { class: 'chart-title' });
+    const plotHolder = h('div', { class: 'eval-chart recs-plot' });
+    const metricsHolder = h('div', { class: 'recs-metrics-wrap' });
+    const metricsPanel = h('section', { id: 'recs-metrics-panel', class: 'panel', hidden: true },
+      metricsTitle, metricsSub, plotTitle, plotHolder, metricsHolder);
+
     async function loadVersions() {
       const mine = ++versionsSeq;
       fill(versionsHolder, loading());
@@ -2582,6 +3144,8 @@
         if (!alive || mine !== versionsSeq) return;
         fill(versionsHolder, errorState(e.code === 'not_trained' ? e.message : 'Could not load the model versions.', loadVersions));
         chartPanel.hidden = true;
+        metricsPanel.hidden = true;
+        metricsVersion = null;
         showError(e);
       }
     }
@@ -2592,6 +3156,8 @@
           'No model trained yet — run ', h('code', null, 'hearth recs train'), '.'));
         chartPanel.hidden = true;
         evalReport = null;
+        metricsPanel.hidden = true;
+        metricsVersion = null;
         return;
       }
       fill(versionsHolder, table('recs-versions', [
@@ -2622,6 +3188,92 @@
       evalReport = cur && cur.report && candidatesOf(cur.report).length ? cur.report : null;
       chartPanel.hidden = !evalReport;
       renderChart();
+      const report = cur && cur.report && typeof cur.report === 'object' ? cur.report : null;
+      metricsVersion = report && (validationOf(report).length || candidatesOf(report).length) ? { version: cur.version, report } : null;
+      metricsPanel.hidden = !metricsVersion;
+      renderMetrics();
+    }
+
+    function renderMetrics() {
+      if (!metricsVersion || metricsPanel.hidden || !plotHolder.isConnected) return;
+      const r = metricsVersion.report;
+      const k = r.k || 10;
+      const validation = validationOf(r);
+      metricsTitle.textContent = 'Validation metrics of version ' + num(metricsVersion.version);
+      fill(metricsSub, validation.length
+        ? 'Every candidate scored on the held-out validation split at K = ' + k + ', best NDCG first; the one marked was published. ' +
+          'Coverage is the share of the catalogue that appears in some user’s top ' + k + '.'
+        : 'This version was trained before hearth kept every metric: only NDCG@' + k + ' is known.');
+      renderPlot();
+
+      if (!validation.length) {
+        fill(metricsHolder);
+        return;
+      }
+      const fixed = (v) => (v === null || v === undefined || !Number.isFinite(Number(v)) ? '—' : Number(v).toFixed(4));
+      const share = (v) => (v === null || v === undefined || !Number.isFinite(Number(v)) ? '—' : (Number(v) * 100).toFixed(1) + ' %');
+      let chosen = null;
+      for (const v of validation) {
+        if (sameParams(v.params, r.chosen) && (!chosen || Number(v.ndcg) > Number(chosen.ndcg))) chosen = v;
+      }
+      const rows = validation.slice().sort((a, b) => Number(b.ndcg) - Number(a.ndcg));
+      fill(metricsHolder, table('recs-metrics', [
+        { label: 'Model' }, { label: 'Parameters' },
+        { label: 'NDCG@' + k, num: true, cls: 'ndcg' }, { label: 'Precision@' + k, num: true, cls: 'precision' },
+        { label: 'Recall@' + k, num: true, cls: 'recall' }, { label: 'HR@' + k, num: true, cls: 'hit-rate' },
+        { label: 'MAP@' + k, num: true, cls: 'map' }, { label: 'Coverage', num: true, cls: 'coverage' },
+        { label: 'Users', num: true, cls: 'users' },
+      ], rows.map((v) => {
+        const isChosen = v === chosen;
+        const bits = paramBits(v.params);
+        return {
+          cls: isChosen ? 'chosen' : null,
+          attrs: { 'data-model': modelKind(v.params), 'data-chosen': isChosen ? 'true' : null },
+          cells: [
+            h('span', { class: 'metric-model' }, h('code', null, modelKind(v.params)), isChosen ? badge('chosen', 'ok') : null),
+            bits.length
+              ? h('code', { class: 'metric-params', title: modelLabelFull(v.params) }, bits.join(' '))
+              : h('span', { class: 'muted' }, '—'),
+            fixed(v.ndcg), fixed(v.precision), fixed(v.recall), fixed(v.hit_rate), fixed(v.map), share(v.coverage), num(v.users),
+          ],
+        };
+      })));
+    }
+
+    /* each model kind's best candidate, as `hearth recs eval --plot` draws it */
+    function renderPlot() {
+      if (!metricsVersion || metricsPanel.hidden || !plotHolder.isConnected) return;
+      const r = metricsVersion.report;
+      const k = r.k || 10;
+      const validation = validationOf(r);
+      const scored = validation.length
+        ? validation.map((v) => ({ params: v.params, ndcg: Number(v.ndcg) }))
+        : candidatesOf(r).map((c) => ({ params: c.params, ndcg: c.score }));
+      const best = new Map();
+      for (const c of scored) {
+        const kind = modelKind(c.params);
+        const seen = best.get(kind);
+        if (!seen || c.ndcg > seen.ndcg) best.set(kind, { kind, ndcg: c.ndcg, params: c.params });
+      }
+      const chosenKind = r.chosen && typeof r.chosen === 'object' ? modelKind(r.chosen) : null;
+      const kinds = Array.from(best.values()).sort((a, b) => b.ndcg - a.ndcg);
+      const title = 'NDCG@' + k + ' on the validation split';
+      plotTitle.textContent = title;
+      plotWidth = plotHolder.clientWidth;
+      fill(plotHolder, hbarChart({
+        title, cls: 'recs-eval-plot', barClass: 'bar', testid: 'model-kind',
+        rows: kinds.map((x) => ({
+          label: x.kind,
+          value: x.ndcg,
+          dataValue: x.ndcg.toFixed(4),
+          highlight: x.kind === chosenKind,
+          muted: x.kind === 'off-the-shelf' || x.kind === 'popularity',
+          tip: x.kind + ' — NDCG@' + k + ' ' + x.ndcg.toFixed(4) + ' (its best: ' + modelLabel(x.params) + ')',
+        })),
+        format: (v) => v.toFixed(4),
+        axisFormat: (v) => v.toFixed(v === 0 ? 0 : 2),
+        width: plotWidth,
+      }));
     }
 
     function renderChart() {
@@ -2663,6 +3315,7 @@
     const resizer = typeof ResizeObserver === 'function'
       ? new ResizeObserver(() => {
         if (evalReport && Math.abs(chartHolder.clientWidth - chartWidth) > 16) renderChart();
+        if (metricsVersion && Math.abs(plotHolder.clientWidth - plotWidth) > 16) renderPlot();
       })
       : null;
 
@@ -2841,6 +3494,7 @@
 
     const overview = h('div', { class: 'recs-overview' },
       h('section', { class: 'panel' }, h('h2', null, 'Model versions'), versionsHolder),
+      metricsPanel,
       chartPanel,
       h('div', { class: 'recs-try' }, searchPanel, assistantPanel));
 
@@ -2989,6 +3643,7 @@
         viewSeq++;
         fill(body, overview);
         renderChart();
+        renderMetrics();
         return;
       }
       fill(body, view);
@@ -3003,7 +3658,10 @@
           pageHeader('Recommendations', 'The trained recommender: how it was chosen, what it suggests, and the shopping assistant.'),
           lookups,
           body));
-        if (resizer) resizer.observe(chartHolder);
+        if (resizer) {
+          resizer.observe(chartHolder);
+          resizer.observe(plotHolder);
+        }
         show(target || {}, true);
         loadVersions();
       },

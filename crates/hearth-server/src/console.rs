@@ -72,6 +72,8 @@ pub fn routes(state: &AppState) -> Router<AppState> {
         .route("/console/api/requests", get(requests))
         .route("/console/api/budgets", get(budgets))
         .route("/console/api/models", get(models))
+        .route("/console/api/models/pulls", get(list_pulls))
+        .route("/console/api/models/pulls/live", get(pulls_live))
         .route("/console/api/recs/versions", get(recs_versions))
         .route("/console/api/recs/users/{id}/history", get(user_history))
         .route("/console/api/kb/documents", get(kb_documents))
@@ -123,6 +125,8 @@ pub fn routes(state: &AppState) -> Router<AppState> {
     let admin = Router::new()
         .route("/console/api/keys", get(list_keys).post(create_key))
         .route("/console/api/keys/{name}/revoke", post(revoke_key))
+        .route("/console/api/models/pulls", post(start_pull))
+        .route("/console/api/models/pulls/{id}/cancel", post(cancel_pull))
         .route_layer(middleware::from_fn(|r, n| for_roles(&[Role::Admin], r, n)));
     let signed_in = everyone
         .merge(support)
@@ -533,6 +537,28 @@ struct LiveQuery {
 /// How often a live view looks for changes (one indexed aggregate per look).
 const LIVE_POLL: Duration = Duration::from_secs(1);
 
+/// The events a live view's task sends, as a server-sent event stream (kept alive through
+/// proxies with a comment every 15 s).
+fn event_stream(rx: tokio::sync::mpsc::Receiver<Event>) -> Response {
+    let stream = futures::StreamExt::map(
+        tokio_stream::wrappers::ReceiverStream::new(rx),
+        Ok::<Event, Infallible>,
+    );
+    Sse::new(stream)
+        .keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))
+        .into_response()
+}
+
+/// Whether the session of cookie `token` still holds (a live view ends when it does). Blocks.
+fn session_alive(platform: &hearth_core::Platform, token: &str) -> bool {
+    platform
+        .accounts()
+        .ok()
+        .and_then(|a| a.session(token).ok())
+        .flatten()
+        .is_some()
+}
+
 /// Server-sent events: `inbox` whenever a conversation of the inbox changed, `conversation`
 /// whenever the one asked for did (on this replica or another: the store's counters are
 /// compared). Ends when the session does.
@@ -549,8 +575,7 @@ async fn live(
         loop {
             let (p, t, id) = (platform.clone(), token.clone(), query.conversation.clone());
             let looked = tokio::task::spawn_blocking(move || {
-                let alive = p.accounts().ok()?.session(&t).ok()?.is_some();
-                alive.then(|| p.support_live_state(id.as_deref()).ok())
+                session_alive(&p, &t).then(|| p.support_live_state(id.as_deref()).ok())
             })
             .await
             .ok()
@@ -587,13 +612,7 @@ async fn live(
             tokio::time::sleep(LIVE_POLL).await;
         }
     });
-    let stream = futures::StreamExt::map(
-        tokio_stream::wrappers::ReceiverStream::new(rx),
-        Ok::<Event, Infallible>,
-    );
-    Sse::new(stream)
-        .keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))
-        .into_response()
+    event_stream(rx)
 }
 
 #[derive(Deserialize)]
@@ -625,15 +644,39 @@ struct RequestsQuery {
     before: Option<i64>,
 }
 
+/// The request log. Only an admin sees the text of the calls that left the machine, and only
+/// when `[gateway] audit_raw_text` kept it.
 async fn requests(
     State(state): State<AppState>,
+    Extension(session): Extension<SignedIn>,
     ApiQuery(query): ApiQuery<RequestsQuery>,
 ) -> Result<Response, ApiError> {
     let platform = state.platform.clone();
     let raw_text = platform.gateway().settings().audit_raw_text;
-    let log = blocking(move || Ok(platform.request_log(query.limit.unwrap_or(100), query.before)?))
-        .await?;
-    Ok(Json(json!({ "requests": log, "raw_text": raw_text })).into_response())
+    let text_shown = raw_text && session.role == Role::Admin;
+    let log = blocking(move || {
+        let log = platform.request_log(query.limit.unwrap_or(100), query.before)?;
+        let mut texts = if text_shown {
+            platform.request_texts(&log.iter().map(|r| r.id).collect::<Vec<_>>())?
+        } else {
+            Default::default()
+        };
+        Ok(log
+            .into_iter()
+            .map(|r| {
+                let mut row = serde_json::to_value(&r).unwrap_or_default();
+                if let (Some(text), Some(object)) = (texts.remove(&r.id), row.as_object_mut()) {
+                    object.insert("text".into(), json!(text));
+                }
+                row
+            })
+            .collect::<Vec<_>>())
+    })
+    .await?;
+    Ok(
+        Json(json!({ "requests": log, "raw_text": raw_text, "text_shown": text_shown }))
+            .into_response(),
+    )
 }
 
 async fn budgets(State(state): State<AppState>) -> Result<Response, ApiError> {
@@ -759,6 +802,117 @@ async fn models(State(state): State<AppState>) -> Result<Response, ApiError> {
     let platform = state.platform.clone();
     let view = blocking(move || Ok(platform.models_view()?)).await?;
     Ok(Json(view).into_response())
+}
+
+impl From<hearth_core::pulls::PullError> for ApiError {
+    fn from(e: hearth_core::pulls::PullError) -> Self {
+        ApiError::of(e.code(), &e, e.param().map(str::to_owned), None)
+    }
+}
+
+/// The Hub pulls come from, as the page may show it: scheme, host and port, never the
+/// credentials a mirror's URL may carry.
+fn shown_endpoint(endpoint: &str) -> String {
+    let (scheme, rest) = endpoint.split_once("://").unwrap_or(("", endpoint));
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
+    let host = authority.rsplit('@').next().unwrap_or_default();
+    if scheme.is_empty() {
+        host.to_owned()
+    } else {
+        format!("{scheme}://{host}")
+    }
+}
+
+fn pulls_body(platform: &hearth_core::Platform, session: &SignedIn) -> (u64, serde_json::Value) {
+    let (version, pulls) = platform.pulls().list();
+    let hub = platform.pulls().hub();
+    let body = json!({
+        "pulls": pulls,
+        "can_pull": session.role == Role::Admin,
+        "offline": hub.offline,
+        "endpoint": shown_endpoint(&hub.endpoint),
+    });
+    (version, body)
+}
+
+async fn list_pulls(
+    State(state): State<AppState>,
+    Extension(session): Extension<SignedIn>,
+) -> Response {
+    Json(pulls_body(&state.platform, &session).1).into_response()
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct StartPull {
+    model: String,
+    revision: Option<String>,
+}
+
+async fn start_pull(
+    State(state): State<AppState>,
+    Extension(session): Extension<SignedIn>,
+    ApiJson(body): ApiJson<StartPull>,
+) -> Result<Response, ApiError> {
+    let pull = state
+        .platform
+        .start_pull(&body.model, body.revision.as_deref())?;
+    tracing::info!(account = %session.name, model = %pull.model, "pull started from the console");
+    Ok((StatusCode::ACCEPTED, Json(json!({ "pull": pull }))).into_response())
+}
+
+async fn cancel_pull(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    let pull = state.platform.pulls().cancel(&id)?;
+    Ok(Json(json!({ "pull": pull })).into_response())
+}
+
+/// How often the pulls' live view looks for progress (an in-memory counter).
+const PULLS_POLL: Duration = Duration::from_millis(250);
+/// How often it checks that its session still holds.
+const PULLS_SESSION_CHECK: Duration = Duration::from_secs(2);
+
+/// Server-sent events: `pulls` (the body of `GET /console/api/models/pulls`) at once and
+/// whenever a pull moved. Ends when the session does.
+async fn pulls_live(
+    State(state): State<AppState>,
+    Extension(session): Extension<SignedIn>,
+    headers: HeaderMap,
+) -> Response {
+    let token = session_token(&headers).unwrap_or_default();
+    let platform = state.platform.clone();
+    let (tx, rx) = tokio::sync::mpsc::channel::<Event>(8);
+    tokio::spawn(async move {
+        let mut sent: Option<u64> = None;
+        let mut checked = tokio::time::Instant::now();
+        loop {
+            if checked.elapsed() >= PULLS_SESSION_CHECK {
+                checked = tokio::time::Instant::now();
+                let (p, t) = (platform.clone(), token.clone());
+                let alive = tokio::task::spawn_blocking(move || session_alive(&p, &t))
+                    .await
+                    .unwrap_or(false);
+                if !alive {
+                    break;
+                }
+            }
+            if sent != Some(platform.pulls().version()) {
+                let (version, body) = pulls_body(&platform, &session);
+                let event = Event::default().event("pulls").data(body.to_string());
+                if tx.send(event).await.is_err() {
+                    return;
+                }
+                sent = Some(version);
+            }
+            if tx.is_closed() {
+                return;
+            }
+            tokio::time::sleep(PULLS_POLL).await;
+        }
+    });
+    event_stream(rx)
 }
 
 async fn recs_versions(State(state): State<AppState>) -> Result<Response, ApiError> {

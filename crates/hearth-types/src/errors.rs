@@ -130,9 +130,15 @@ error_codes! {
         "The session was answering another message (on this replica or another) for longer than a message waits; retry.";
     AccountNotFound = "account_not_found", 404, None,
         "No console account of that name exists.";
+    PullNotFound = "pull_not_found", 404, None,
+        "No pull of that id in this process (the console lists each replica's own pulls).";
+    PullInProgress = "pull_in_progress", 409, None,
+        "That model and revision are already being pulled; wait for the pull or cancel it.";
     // Limits.
     TooManyLoginAttempts = "too_many_login_attempts", 429, Some(AsSent),
         "Too many failed console sign-ins for this account or address; retry after `Retry-After`.";
+    TooManyPulls = "too_many_pulls", 429, Some(After(10)),
+        "As many model pulls as may run at once are running; start this one when one ends.";
     RateLimitExceeded = "rate_limit_exceeded", 429, Some(AsSent),
         "The key sent more requests or tokens this minute than its limit; retry after `Retry-After`.";
     BudgetExceeded = "budget_exceeded", 429, Some(AsSent),

@@ -347,12 +347,20 @@ fn spec(text: &str) -> PullSpec {
 
 #[derive(Default)]
 struct Recorder {
+    planned: Vec<(String, Option<u64>)>,
     started: Vec<(String, u64, u64)>,
     advanced: u64,
     finished: Vec<String>,
 }
 
 impl PullProgress for Recorder {
+    fn planned(&mut self, files: &[(&str, Option<u64>)]) {
+        assert!(
+            self.started.is_empty(),
+            "files are planned before any starts"
+        );
+        self.planned = files.iter().map(|(f, n)| (f.to_string(), *n)).collect();
+    }
     fn file_started(&mut self, file: &str, total_bytes: u64, resumed_from: u64) {
         self.started
             .push((file.to_string(), total_bytes, resumed_from));
@@ -451,6 +459,10 @@ async fn pulls_a_gguf_by_quant_tag_into_the_hf_cache_layout() {
             files: vec![link.clone()],
             primary: link.clone(),
         }
+    );
+    assert_eq!(
+        progress.planned,
+        vec![("tiny-Q4_K_M.gguf".to_string(), Some(q4.len() as u64))]
     );
     assert_eq!(
         progress.started,

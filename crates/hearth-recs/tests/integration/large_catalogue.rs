@@ -80,6 +80,7 @@ fn a_large_catalogue_is_served_through_the_graph_with_exact_answers() {
             interactions: data.interactions.len(),
             chosen: ModelParams::Als(params.clone()),
             candidates: Vec::new(),
+            validation: Vec::new(),
             k: 10,
             seconds: 0.0,
         },

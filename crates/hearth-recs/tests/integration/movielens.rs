@@ -86,3 +86,52 @@ fn trained_models_beat_popularity_on_movielens() {
         ndcg(ModelKind::Ease)
     );
 }
+
+#[test]
+fn a_training_report_keeps_every_candidates_validation_figures() {
+    use hearth_recs::bundle::{train_bundle, TrainOptions};
+    let data = load();
+    let bundle = train_bundle(
+        &data,
+        None,
+        &TrainOptions {
+            models: vec![ModelKind::ItemKnn],
+            ..TrainOptions::default()
+        },
+        &(),
+    )
+    .unwrap();
+    let report = &bundle.report;
+    assert!(!report.candidates.is_empty());
+    assert_eq!(report.validation.len(), report.candidates.len());
+    for ((params, ndcg), figures) in report.candidates.iter().zip(&report.validation) {
+        assert_eq!(params, &figures.params);
+        assert_eq!(*ndcg, figures.metrics.ndcg);
+        let m = &figures.metrics;
+        // A fifth of 100,000 ratings held out spreads over nearly every user.
+        assert!(m.users > 900, "{} users evaluated", m.users);
+        for (name, value) in [
+            ("precision", m.precision),
+            ("recall", m.recall),
+            ("hit rate", m.hit_rate),
+            ("map", m.map),
+            ("coverage", m.coverage),
+        ] {
+            assert!(value > 0.0 && value <= 1.0, "{name} {value}");
+        }
+        assert!(
+            m.hit_rate >= m.precision,
+            "hit rate {} < precision {}",
+            m.hit_rate,
+            m.precision
+        );
+    }
+    // The report round-trips through meta.json, and an older one without the figures reads.
+    let json = serde_json::to_value(report).unwrap();
+    let back: hearth_recs::bundle::TrainReport = serde_json::from_value(json.clone()).unwrap();
+    assert_eq!(back.validation, report.validation);
+    let mut old = json;
+    old.as_object_mut().unwrap().remove("validation");
+    let old: hearth_recs::bundle::TrainReport = serde_json::from_value(old).unwrap();
+    assert!(old.validation.is_empty());
+}

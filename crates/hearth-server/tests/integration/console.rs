@@ -35,16 +35,16 @@ fn platform(dir: &std::path::Path) -> Platform {
 
 /// A signed-in browser: its cookie and CSRF token.
 #[derive(Clone)]
-struct Browser {
+pub(crate) struct Browser {
     cookie: String,
     csrf: String,
 }
 
-struct Answer {
-    status: StatusCode,
-    headers: HeaderMap,
-    body: Value,
-    raw: String,
+pub(crate) struct Answer {
+    pub(crate) status: StatusCode,
+    pub(crate) headers: HeaderMap,
+    pub(crate) body: Value,
+    pub(crate) raw: String,
 }
 
 async fn send(
@@ -84,7 +84,7 @@ async fn send(
 }
 
 /// GET as `who`.
-async fn get(platform: &Platform, uri: &str, who: &Browser) -> Answer {
+pub(crate) async fn get(platform: &Platform, uri: &str, who: &Browser) -> Answer {
     send(platform, "GET", uri, Some(who), None, None, &[]).await
 }
 
@@ -136,7 +136,8 @@ async fn keyed(
     .await
 }
 
-async fn sign_in(platform: &Platform, name: &str) -> Browser {
+/// Signs `name` in with the password the tests give every account, `correct horse`.
+pub(crate) async fn sign_in(platform: &Platform, name: &str) -> Browser {
     let answer = login(platform, name, "correct horse", &[]).await;
     assert_eq!(answer.status, StatusCode::OK, "{}", answer.raw);
     let set = answer.headers[header::SET_COOKIE].to_str().unwrap();
@@ -511,4 +512,360 @@ async fn keys_made_in_the_console_work_and_spend_shows_their_requests() {
     assert_eq!(revoked.status, StatusCode::OK, "{}", revoked.raw);
     let after = keyed(&platform, "GET", "/v1/models", &bearer, None).await;
     assert_eq!(after.status, StatusCode::UNAUTHORIZED);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Pulls from the console, against an in-process Hub.
+
+mod fake_hub {
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use axum::body::{Body, Bytes};
+    use axum::extract::{Request, State};
+    use axum::http::{header, Method, StatusCode};
+    use axum::response::Response;
+    use sha2::{Digest, Sha256};
+
+    pub const REPO: &str = "hearth-test/tiny-GGUF";
+    pub const COMMIT: &str = "89abcdef0123456789abcdef0123456789abcdef";
+    /// The GGUF goes out in chunks this big with a pause between them, so a pull takes long
+    /// enough (about two seconds for SmolLM2) to be seen running.
+    const CHUNK: usize = 1 << 20;
+    const PAUSE: Duration = Duration::from_millis(25);
+
+    pub struct Hub {
+        /// The real SmolLM2 GGUF, served under two names.
+        pub gguf: Bytes,
+        sha: String,
+    }
+
+    fn not_found(code: &str) -> Response {
+        Response::builder()
+            .status(StatusCode::NOT_FOUND)
+            .header("x-error-code", code)
+            .body(Body::from(format!("{{\"error\":\"{code}\"}}")))
+            .unwrap()
+    }
+
+    const FILES: [&str; 2] = ["smollm2-Q4_1.gguf", "copy-Q8_0.gguf"];
+
+    async fn handle(State(hub): State<Arc<Hub>>, request: Request) -> Response {
+        let path = request.uri().path().trim_start_matches('/').to_owned();
+        let api = format!("api/models/{REPO}/revision/");
+        if let Some(revision) = path.strip_prefix(&api) {
+            if revision != "main" && revision != COMMIT {
+                return not_found("RevisionNotFound");
+            }
+            let siblings: Vec<_> = FILES
+                .iter()
+                .map(|f| {
+                    serde_json::json!({"rfilename": f, "size": hub.gguf.len(),
+                        "lfs": {"sha256": hub.sha, "size": hub.gguf.len()}})
+                })
+                .collect();
+            let listing = serde_json::json!({"id": REPO, "sha": COMMIT, "siblings": siblings});
+            return Response::builder()
+                .header(header::CONTENT_TYPE, "application/json")
+                .body(Body::from(listing.to_string()))
+                .unwrap();
+        }
+        let Some(file) = path
+            .strip_prefix(&format!("{REPO}/resolve/"))
+            .and_then(|rest| rest.split_once('/'))
+            .map(|(_, file)| file.to_owned())
+        else {
+            return not_found("RepoNotFound");
+        };
+        if !FILES.contains(&file.as_str()) {
+            return not_found("EntryNotFound");
+        }
+        let start = request
+            .headers()
+            .get(header::RANGE)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|r| r.strip_prefix("bytes="))
+            .and_then(|r| r.strip_suffix('-'))
+            .and_then(|n| n.parse::<usize>().ok())
+            .unwrap_or(0)
+            .min(hub.gguf.len());
+        let body = hub.gguf.slice(start..);
+        let mut response = Response::builder()
+            .status(if start > 0 {
+                StatusCode::PARTIAL_CONTENT
+            } else {
+                StatusCode::OK
+            })
+            .header("x-repo-commit", COMMIT)
+            .header("x-linked-etag", format!("\"{}\"", hub.sha))
+            .header("x-linked-size", hub.gguf.len())
+            .header(header::ETAG, format!("\"{}\"", hub.sha))
+            .header(header::CONTENT_LENGTH, body.len());
+        if start > 0 {
+            response = response.header(
+                header::CONTENT_RANGE,
+                format!("bytes {start}-{}/{}", hub.gguf.len() - 1, hub.gguf.len()),
+            );
+        }
+        if request.method() == Method::HEAD {
+            return response.body(Body::empty()).unwrap();
+        }
+        let stream = futures::stream::unfold(body, |rest| async move {
+            if rest.is_empty() {
+                return None;
+            }
+            tokio::time::sleep(PAUSE).await;
+            let n = rest.len().min(CHUNK);
+            Some((
+                Ok::<Bytes, std::io::Error>(rest.slice(..n)),
+                rest.slice(n..),
+            ))
+        });
+        response.body(Body::from_stream(stream)).unwrap()
+    }
+
+    /// Serves the hub on a free loopback port; answers its URL.
+    pub async fn start(gguf: Vec<u8>) -> (String, Arc<Hub>) {
+        let hub = Arc::new(Hub {
+            sha: hex::encode(Sha256::digest(&gguf)),
+            gguf: Bytes::from(gguf),
+        });
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = listener.local_addr().unwrap();
+        let app = axum::Router::new().fallback(handle).with_state(hub.clone());
+        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+        (format!("http://{address}"), hub)
+    }
+}
+
+/// The pull as the list shows it now.
+async fn pull_state(platform: &Platform, who: &Browser, id: &str) -> Value {
+    let list = get(platform, "/console/api/models/pulls", who).await;
+    assert_eq!(list.status, StatusCode::OK, "{}", list.raw);
+    list.body["pulls"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["id"] == id)
+        .unwrap_or_else(|| panic!("pull {id} not listed: {}", list.raw))
+        .clone()
+}
+
+/// Waits (up to a minute) for pull `id` to leave `running`; answers it.
+async fn pull_finished(platform: &Platform, who: &Browser, id: &str) -> (Value, bool) {
+    let mut seen_midway = false;
+    for _ in 0..1200 {
+        let pull = pull_state(platform, who, id).await;
+        if pull["state"] != "running" {
+            return (pull, seen_midway);
+        }
+        if let (Some(done), Some(total)) =
+            (pull["bytes_done"].as_u64(), pull["bytes_total"].as_u64())
+        {
+            seen_midway |= done > 0 && done < total;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    panic!("pull {id} still running after a minute");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_admin_pulls_a_model_from_the_console_and_sees_it_arrive() {
+    let gguf = std::fs::read(hearth_testdata::models_dir().join("SmolLM2-135M-Instruct.Q4_1.gguf"))
+        .unwrap();
+    let (endpoint, hub) = fake_hub::start(gguf).await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = Config {
+        data_dir: dir.path().to_owned(),
+        ..Default::default()
+    };
+    config.store.url = hearth_testdata::test_store_url(dir.path()).map(StoreUrl::new);
+    let cache = dir.path().join("hub");
+    let p = Platform::open_with_hub(
+        config,
+        hearth_infer::hub::HubOptions {
+            endpoint: format!(
+                "http://mirror:s3cret@{}",
+                endpoint.trim_start_matches("http://")
+            ),
+            cache_dir: cache.clone(),
+            token: None,
+            offline: false,
+        },
+    )
+    .unwrap();
+    let accounts = p.accounts().unwrap();
+    accounts
+        .create("ana", Role::Admin, "correct horse")
+        .unwrap();
+    accounts
+        .create("vic", Role::Viewer, "correct horse")
+        .unwrap();
+    let admin = sign_in(&p, "ana").await;
+    let viewer = sign_in(&p, "vic").await;
+
+    // The page may show where pulls come from, never a mirror's credentials.
+    let list = get(&p, "/console/api/models/pulls", &viewer).await;
+    assert_eq!(list.status, StatusCode::OK, "{}", list.raw);
+    assert_eq!(list.body["can_pull"], false);
+    assert!(!list.raw.contains("s3cret"), "{}", list.raw);
+    assert!(list.body["endpoint"]
+        .as_str()
+        .unwrap()
+        .ends_with(&endpoint[endpoint.rfind(':').unwrap()..]));
+    assert_eq!(
+        get(&p, "/console/api/models/pulls", &admin).await.body["can_pull"],
+        true
+    );
+
+    // Bad input names its field; a viewer is refused by the server.
+    let pulls = "/console/api/models/pulls";
+    for (body, param) in [
+        (json!({"model": "not a repo"}), "model"),
+        (json!({"model": "../../etc/passwd"}), "model"),
+        (
+            json!({"model": format!("{}:Q4_1", fake_hub::REPO), "revision": "../main"}),
+            "revision",
+        ),
+    ] {
+        let a = post(&p, pulls, &admin, body.clone()).await;
+        assert_eq!(a.status, StatusCode::BAD_REQUEST, "{body}: {}", a.raw);
+        assert_eq!(a.body["error"]["param"], param, "{}", a.raw);
+    }
+    let a = post(
+        &p,
+        pulls,
+        &admin,
+        json!({"model": "x/y", "mirror": "http://evil"}),
+    )
+    .await;
+    assert_eq!(
+        a.status,
+        StatusCode::BAD_REQUEST,
+        "unknown fields are refused: {}",
+        a.raw
+    );
+    let model = format!("{}:Q4_1", fake_hub::REPO);
+    let a = post(&p, pulls, &viewer, json!({ "model": model })).await;
+    assert_eq!(a.status, StatusCode::FORBIDDEN, "{}", a.raw);
+    assert_eq!(a.body["error"]["code"], "role_forbidden");
+    let a = send(
+        &p,
+        "POST",
+        pulls,
+        Some(&admin),
+        None,
+        Some(json!({ "model": model })),
+        &[],
+    )
+    .await;
+    assert_eq!(a.status, StatusCode::FORBIDDEN, "no CSRF token: {}", a.raw);
+    assert!(get(&p, pulls, &admin).await.body["pulls"]
+        .as_array()
+        .unwrap()
+        .is_empty());
+
+    // Two pulls run; the same one again is a conflict, a third is refused with Retry-After.
+    let a = post(&p, pulls, &admin, json!({ "model": model })).await;
+    assert_eq!(a.status, StatusCode::ACCEPTED, "{}", a.raw);
+    let first = a.body["pull"]["id"].as_str().unwrap().to_owned();
+    assert_eq!(a.body["pull"]["state"], "running");
+    assert_eq!(a.body["pull"]["model"], model);
+    let again = post(
+        &p,
+        pulls,
+        &admin,
+        json!({ "model": model, "revision": "main" }),
+    )
+    .await;
+    assert_eq!(again.status, StatusCode::CONFLICT, "{}", again.raw);
+    assert_eq!(again.body["error"]["code"], "pull_in_progress");
+    let copy = format!("{}:Q8_0", fake_hub::REPO);
+    let a = post(&p, pulls, &admin, json!({ "model": copy })).await;
+    assert_eq!(a.status, StatusCode::ACCEPTED, "{}", a.raw);
+    let second = a.body["pull"]["id"].as_str().unwrap().to_owned();
+    let a = post(
+        &p,
+        pulls,
+        &admin,
+        json!({"model": "hearth-test/missing-GGUF"}),
+    )
+    .await;
+    assert_eq!(a.status, StatusCode::TOO_MANY_REQUESTS, "{}", a.raw);
+    assert_eq!(a.body["error"]["code"], "too_many_pulls");
+    assert!(a.headers.contains_key(header::RETRY_AFTER));
+
+    // A viewer cannot cancel; an admin can, and the cancelled pull stays cancelled.
+    let cancel = format!("{pulls}/{second}/cancel");
+    assert_eq!(
+        post(&p, &cancel, &viewer, json!({})).await.status,
+        StatusCode::FORBIDDEN
+    );
+    let a = post(&p, &cancel, &admin, json!({})).await;
+    assert_eq!(a.status, StatusCode::OK, "{}", a.raw);
+    assert_eq!(a.body["pull"]["state"], "cancelled");
+    let a = post(&p, &format!("{pulls}/p999/cancel"), &admin, json!({})).await;
+    assert_eq!(a.status, StatusCode::NOT_FOUND, "{}", a.raw);
+    assert_eq!(a.body["error"]["code"], "pull_not_found");
+
+    // The first arrives, with its progress seen on the way, and is listed as a local model.
+    let (pull, seen_midway) = pull_finished(&p, &admin, &first).await;
+    assert_eq!(pull["state"], "done", "{pull}");
+    assert!(
+        seen_midway,
+        "the pull's progress was never seen between 0 and its total"
+    );
+    let size = hub.gguf.len() as u64;
+    assert_eq!(
+        (pull["bytes_done"].as_u64(), pull["bytes_total"].as_u64()),
+        (Some(size), Some(size)),
+        "{pull}"
+    );
+    assert_eq!(pull["commit"], fake_hub::COMMIT);
+    assert_eq!(pull["files"].as_array().unwrap().len(), 1, "{pull}");
+    assert_eq!(pull["files"][0]["done"], true);
+    assert!(
+        pull["path"]
+            .as_str()
+            .unwrap()
+            .ends_with("smollm2-Q4_1.gguf"),
+        "{pull}"
+    );
+    assert!(
+        pull["path"]
+            .as_str()
+            .unwrap()
+            .starts_with(cache.to_str().unwrap()),
+        "{pull}"
+    );
+    let name = pull["name"]
+        .as_str()
+        .expect("the name it is served as")
+        .to_owned();
+    let models = get(&p, "/console/api/models", &viewer).await;
+    assert!(
+        models.body["models"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|m| m["name"] == name.as_str()),
+        "{name} not among {}",
+        models.raw
+    );
+    assert_eq!(pull_state(&p, &admin, &second).await["state"], "cancelled");
+
+    // An unknown repo ends failed, saying why.
+    let a = post(
+        &p,
+        pulls,
+        &admin,
+        json!({"model": "hearth-test/missing-GGUF"}),
+    )
+    .await;
+    assert_eq!(a.status, StatusCode::ACCEPTED, "{}", a.raw);
+    let id = a.body["pull"]["id"].as_str().unwrap().to_owned();
+    let (pull, _) = pull_finished(&p, &admin, &id).await;
+    assert_eq!(pull["state"], "failed", "{pull}");
+    assert_eq!(pull["error"]["code"], "hub_not_found", "{pull}");
+    assert!(!pull["error"]["message"].as_str().unwrap().is_empty());
 }

@@ -1794,9 +1794,10 @@ async fn the_audit_log_keeps_redaction_counts_and_no_raw_text_by_default() {
         ),
     );
     let message = corpus()[0].clone();
-    let (p, _dir) = open(&format!("[gateway]\n{upstreams}"));
-    answer(&p, &with_known_pii(chat_body("private", &message, false))).await;
-    let records = audit(&p);
+    let (p0, _dir) = open(&format!("[gateway]\n{upstreams}"));
+    let p = &p0;
+    answer(p, &with_known_pii(chat_body("private", &message, false))).await;
+    let records = audit(p);
     assert_eq!(records.len(), 1);
     let r = &records[0];
     assert_eq!(
@@ -1825,6 +1826,64 @@ async fn the_audit_log_keeps_redaction_counts_and_no_raw_text_by_default() {
     assert!(raw.contains("[EMAIL_1]"), "{raw}");
     assert!(!raw.contains(EMAILS[0]) && !raw.contains(NAME), "{raw}");
     assert!(r.raw_answer.is_some());
+
+    // The console's request log shows that text on the request's own row, to an admin only.
+    let accounts = p.accounts().unwrap();
+    accounts
+        .create("ana", hearth_core::console::Role::Admin, "correct horse")
+        .unwrap();
+    accounts
+        .create("vic", hearth_core::console::Role::Viewer, "correct horse")
+        .unwrap();
+    let admin = crate::console::sign_in(&p, "ana").await;
+    let log = crate::console::get(&p, "/console/api/requests", &admin).await;
+    assert_eq!(log.status, StatusCode::OK, "{}", log.raw);
+    assert_eq!(
+        (
+            log.body["raw_text"].as_bool(),
+            log.body["text_shown"].as_bool()
+        ),
+        (Some(true), Some(true))
+    );
+    let rows = log.body["requests"].as_array().unwrap();
+    assert_eq!(rows.len(), 1, "{}", log.raw);
+    assert_eq!(rows[0]["route"], "private");
+    assert_eq!(rows[0]["text"]["request"].as_str(), Some(raw));
+    assert_eq!(rows[0]["text"]["answer"].as_str(), r.raw_answer.as_deref());
+    assert_eq!(rows[0]["text"]["redactions"]["email"], 2);
+    let viewer = crate::console::sign_in(&p, "vic").await;
+    let log = crate::console::get(&p, "/console/api/requests", &viewer).await;
+    assert_eq!(
+        (
+            log.body["raw_text"].as_bool(),
+            log.body["text_shown"].as_bool()
+        ),
+        (Some(true), Some(false))
+    );
+    assert_eq!(log.body["requests"].as_array().unwrap().len(), 1);
+    assert!(
+        !log.raw.contains("[EMAIL_1]"),
+        "a viewer sees no text: {}",
+        log.raw
+    );
+
+    // Without audit_raw_text (the first platform) an admin sees rows and no text.
+    p0.accounts()
+        .unwrap()
+        .create("ana", hearth_core::console::Role::Admin, "correct horse")
+        .unwrap();
+    let admin = crate::console::sign_in(&p0, "ana").await;
+    let log = crate::console::get(&p0, "/console/api/requests", &admin).await;
+    assert_eq!(
+        (
+            log.body["raw_text"].as_bool(),
+            log.body["text_shown"].as_bool()
+        ),
+        (Some(false), Some(false))
+    );
+    let rows = log.body["requests"].as_array().unwrap();
+    assert_eq!(rows.len(), 1);
+    assert!(rows[0].get("text").is_none(), "{}", log.raw);
 }
 
 // The same property as the redactor's own tests, through the whole HTTP path: generated
