@@ -270,6 +270,31 @@ impl PullProgress for Sink {
     }
 }
 
+/// The Hub's endpoint as a page may show it: scheme, host and port, never the credentials a
+/// mirror's URL may carry.
+pub fn shown_endpoint(endpoint: &str) -> String {
+    let (scheme, rest) = endpoint.split_once("://").unwrap_or(("", endpoint));
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
+    let host = authority.rsplit('@').next().unwrap_or_default();
+    if scheme.is_empty() {
+        host.to_owned()
+    } else {
+        format!("{scheme}://{host}")
+    }
+}
+
+/// `text` (an error naming Hub URLs) without the endpoint's credentials.
+fn without_credentials(text: &str, endpoint: &str) -> String {
+    let rest = endpoint
+        .split_once("://")
+        .map_or(endpoint, |(_, rest)| rest);
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
+    match authority.rsplit_once('@') {
+        Some((userinfo, _)) if !userinfo.is_empty() => text.replace(&format!("{userinfo}@"), ""),
+        _ => text.to_owned(),
+    }
+}
+
 impl Platform {
     /// This process's model pulls.
     pub fn pulls(&self) -> &Pulls {
@@ -392,7 +417,10 @@ impl Platform {
             Ok((pulled, name)) => {
                 tracing::info!(pull = %id, commit = %pulled.commit, name = ?name, "pull done")
             }
-            Err(e) => tracing::warn!(pull = %id, error = %e, "pull failed"),
+            Err(e) => {
+                let error = without_credentials(&e.to_string(), &pulls.hub().endpoint);
+                tracing::warn!(pull = %id, %error, "pull failed")
+            }
         }
         pulls.update(id, |s| {
             s.finished_at = Some(hearth_types::clock::unix_now_f64());
@@ -410,10 +438,35 @@ impl Platform {
                     s.state = PullState::Failed;
                     s.error = Some(PullFailure {
                         code: e.code().as_str(),
-                        message: e.to_string(),
+                        message: without_credentials(&e.to_string(), &pulls.hub().endpoint),
                     });
                 }
             }
         });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_mirrors_credentials_are_never_shown() {
+        let endpoint = "https://user:p%40ss@mirror.internal:8443/hf";
+        assert_eq!(shown_endpoint(endpoint), "https://mirror.internal:8443");
+        assert_eq!(
+            shown_endpoint("https://huggingface.co"),
+            "https://huggingface.co"
+        );
+        let error = "cannot reach https://user:p%40ss@mirror.internal:8443/hf/api/models/a/b";
+        let shown = without_credentials(error, endpoint);
+        assert_eq!(
+            shown,
+            "cannot reach https://mirror.internal:8443/hf/api/models/a/b"
+        );
+        assert_eq!(
+            without_credentials("plain", "https://huggingface.co"),
+            "plain"
+        );
     }
 }

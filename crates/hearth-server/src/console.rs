@@ -810,19 +810,6 @@ impl From<hearth_core::pulls::PullError> for ApiError {
     }
 }
 
-/// The Hub pulls come from, as the page may show it: scheme, host and port, never the
-/// credentials a mirror's URL may carry.
-fn shown_endpoint(endpoint: &str) -> String {
-    let (scheme, rest) = endpoint.split_once("://").unwrap_or(("", endpoint));
-    let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
-    let host = authority.rsplit('@').next().unwrap_or_default();
-    if scheme.is_empty() {
-        host.to_owned()
-    } else {
-        format!("{scheme}://{host}")
-    }
-}
-
 fn pulls_body(platform: &hearth_core::Platform, session: &SignedIn) -> (u64, serde_json::Value) {
     let (version, pulls) = platform.pulls().list();
     let hub = platform.pulls().hub();
@@ -830,7 +817,7 @@ fn pulls_body(platform: &hearth_core::Platform, session: &SignedIn) -> (u64, ser
         "pulls": pulls,
         "can_pull": session.role == Role::Admin,
         "offline": hub.offline,
-        "endpoint": shown_endpoint(&hub.endpoint),
+        "endpoint": hearth_core::pulls::shown_endpoint(&hub.endpoint),
     });
     (version, body)
 }

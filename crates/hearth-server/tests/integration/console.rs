@@ -867,5 +867,10 @@ async fn an_admin_pulls_a_model_from_the_console_and_sees_it_arrive() {
     let (pull, _) = pull_finished(&p, &admin, &id).await;
     assert_eq!(pull["state"], "failed", "{pull}");
     assert_eq!(pull["error"]["code"], "hub_not_found", "{pull}");
-    assert!(!pull["error"]["message"].as_str().unwrap().is_empty());
+    let message = pull["error"]["message"].as_str().unwrap();
+    assert!(message.contains("missing-GGUF"), "{message}");
+    assert!(
+        !message.contains("s3cret"),
+        "the mirror's password shown: {message}"
+    );
 }
