@@ -270,28 +270,29 @@ impl PullProgress for Sink {
     }
 }
 
+/// An endpoint URL's scheme, credentials (`user:password`) and host (with its port); the
+/// first two empty when it has none.
+fn endpoint_parts(endpoint: &str) -> (&str, &str, &str) {
+    let (scheme, rest) = endpoint.split_once("://").unwrap_or(("", endpoint));
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
+    let (credentials, host) = authority.rsplit_once('@').unwrap_or(("", authority));
+    (scheme, credentials, host)
+}
+
 /// The Hub's endpoint as a page may show it: scheme, host and port, never the credentials a
 /// mirror's URL may carry.
 pub fn shown_endpoint(endpoint: &str) -> String {
-    let (scheme, rest) = endpoint.split_once("://").unwrap_or(("", endpoint));
-    let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
-    let host = authority.rsplit('@').next().unwrap_or_default();
-    if scheme.is_empty() {
-        host.to_owned()
-    } else {
-        format!("{scheme}://{host}")
+    match endpoint_parts(endpoint) {
+        ("", _, host) => host.to_owned(),
+        (scheme, _, host) => format!("{scheme}://{host}"),
     }
 }
 
 /// `text` (an error naming Hub URLs) without the endpoint's credentials.
 fn without_credentials(text: &str, endpoint: &str) -> String {
-    let rest = endpoint
-        .split_once("://")
-        .map_or(endpoint, |(_, rest)| rest);
-    let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
-    match authority.rsplit_once('@') {
-        Some((userinfo, _)) if !userinfo.is_empty() => text.replace(&format!("{userinfo}@"), ""),
-        _ => text.to_owned(),
+    match endpoint_parts(endpoint) {
+        (_, "", _) => text.to_owned(),
+        (_, credentials, _) => text.replace(&format!("{credentials}@"), ""),
     }
 }
 
@@ -361,22 +362,19 @@ impl Platform {
             status: status.clone(),
             task: Some(task.abort_handle()),
         });
-        let finished: Vec<usize> = state
+        // Keep the newest finished pulls; drop the oldest beyond that.
+        let finished = |j: &Job| j.status.state != PullState::Running;
+        let mut excess = state
             .jobs
             .iter()
-            .enumerate()
-            .filter(|(_, j)| j.status.state != PullState::Running)
-            .map(|(n, _)| n)
-            .collect();
-        if finished.len() > KEEP_FINISHED {
-            let drop: Vec<usize> = finished[..finished.len() - KEEP_FINISHED].to_vec();
-            let mut n = 0;
-            state.jobs.retain(|_| {
-                let keep = !drop.contains(&n);
-                n += 1;
-                keep
-            });
-        }
+            .filter(|j| finished(j))
+            .count()
+            .saturating_sub(KEEP_FINISHED);
+        state.jobs.retain(|j| {
+            let drop = excess > 0 && finished(j);
+            excess -= usize::from(drop);
+            !drop
+        });
         state.version += 1;
         tracing::info!(pull = %id, model = %status.model, revision = %status.revision, "pull started");
         Ok(status)
