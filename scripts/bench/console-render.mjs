@@ -1,5 +1,5 @@
-// Times the console's spend page against a live server: its API over HTTP (sequential
-// requests, p50/p99) and the page's time to first render in headless Chromium (navigation
+// Times the console's spend page against a live server: its API (and the request log's and
+// the models page's) over HTTP (sequential requests, p50/p99) and the page's time to first render in headless Chromium (navigation
 // start until the totals and the cost chart are drawn). scripts/bench/console.sh runs it.
 import { createRequire } from 'node:module';
 
@@ -25,16 +25,21 @@ function pct(values, p) {
 
 console.log('| request | p50 (ms) | p99 (ms) | runs |');
 console.log('|---|---|---|---|');
-for (const query of ['days=365&by=route', 'days=365&by=key', 'days=30&by=key', 'days=7&by=model']) {
+const paths = ['days=365&by=route', 'days=365&by=key', 'days=30&by=key', 'days=7&by=model']
+  .map((query) => `/console/api/spend?${query}`)
+  // The other pages' reads on the same ledger: the request log's newest page and the models
+  // page (its health, percentiles and latency histograms from the newest 5,000 requests).
+  .concat(['/console/api/requests?limit=100', '/console/api/models']);
+for (const apiPath of paths) {
   const times = [];
   for (let i = 0; i <= RUNS; i += 1) {
     const started = performance.now();
-    const r = await fetch(`${BASE}/console/api/spend?${query}`, { headers: { cookie } });
+    const r = await fetch(`${BASE}${apiPath}`, { headers: { cookie } });
     await r.arrayBuffer();
-    if (r.status !== 200) throw new Error(`spend ${query}: ${r.status}`);
+    if (r.status !== 200) throw new Error(`${apiPath}: ${r.status}`);
     if (i > 0) times.push(performance.now() - started); // the first warms the caches
   }
-  console.log(`| GET /console/api/spend?${query} | ${pct(times, 0.5).toFixed(2)} | ${pct(times, 0.99).toFixed(2)} | ${RUNS} |`);
+  console.log(`| GET ${apiPath} | ${pct(times, 0.5).toFixed(2)} | ${pct(times, 0.99).toFixed(2)} | ${RUNS} |`);
 }
 
 const browser = await chromium.launch({

@@ -381,36 +381,42 @@ fn insert_audit(
     Ok(())
 }
 
-/// One request row of the ledger (its rollups are written per batch); answers its id.
-fn insert_usage(tx: &hearth_store::Tx<'_>, r: &UsageRecord) -> Result<i64, StoreError> {
-    let id = tx.query_one(
-        "INSERT INTO gateway_usage (at, api_key, route, deployment, model, local,
-             status, prompt_tokens, completion_tokens, ttft_ms, duration_ms,
-             busy_ms, cost, priced, fallbacks)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)
-         RETURNING id",
-        hearth_store::params![
-            r.at,
-            &r.api_key,
-            &r.route,
-            &r.deployment,
-            &r.model,
-            r.local,
-            &r.status,
-            r.prompt_tokens,
-            r.completion_tokens,
-            r.ttft_ms,
-            r.duration_ms,
-            r.busy_ms,
-            r.cost,
-            r.priced,
-            r.fallbacks,
-        ],
-        |row| row.get(0),
-    )?;
-    id.ok_or_else(|| StoreError::Column {
-        index: 0,
-        message: "INSERT … RETURNING id answered no row".into(),
+const INSERT_USAGE: &str = "INSERT INTO gateway_usage (at, api_key, route, deployment, model,
+         local, status, prompt_tokens, completion_tokens, ttft_ms, duration_ms, busy_ms, cost,
+         priced, fallbacks)
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)";
+
+/// One request row of the ledger (its rollups are written per batch); with `returning_id`
+/// (a call whose audit row points at it) answers its id.
+fn insert_usage(
+    tx: &hearth_store::Tx<'_>,
+    r: &UsageRecord,
+    returning_id: bool,
+) -> Result<Option<i64>, StoreError> {
+    let params = hearth_store::params![
+        r.at,
+        &r.api_key,
+        &r.route,
+        &r.deployment,
+        &r.model,
+        r.local,
+        &r.status,
+        r.prompt_tokens,
+        r.completion_tokens,
+        r.ttft_ms,
+        r.duration_ms,
+        r.busy_ms,
+        r.cost,
+        r.priced,
+        r.fallbacks,
+    ];
+    if !returning_id {
+        // Most rows: the writer's hot path stays one plain INSERT.
+        tx.execute(INSERT_USAGE, params)?;
+        return Ok(None);
+    }
+    tx.query_one(&format!("{INSERT_USAGE} RETURNING id"), params, |row| {
+        row.get(0)
     })
 }
 
@@ -431,11 +437,11 @@ fn write_batch(
         for message in &batch {
             match message {
                 Message::Usage(r) => {
-                    insert_usage(tx, r)?;
+                    insert_usage(tx, r, false)?;
                 }
                 Message::Call(r, audit) => {
-                    let id = insert_usage(tx, r)?;
-                    insert_audit(tx, audit, Some(id))?;
+                    let id = insert_usage(tx, r, true)?;
+                    insert_audit(tx, audit, id)?;
                 }
                 Message::Audit(r) => insert_audit(tx, r, None)?,
                 Message::Flush(_) => {}
@@ -1188,7 +1194,7 @@ mod tests {
         db.write(|tx| {
             before
                 .iter()
-                .try_for_each(|r| insert_usage(tx, r).map(drop))
+                .try_for_each(|r| insert_usage(tx, r, false).map(drop))
         })
         .unwrap();
         migrate(&db).unwrap();

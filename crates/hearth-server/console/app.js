@@ -314,6 +314,63 @@
       return null;
     }
   }
+  /** A server-sent event stream that tells its state to `o.setLive` ('connecting', 'on',
+   * 'off'), hands each named event to `o.events[name]`, and after the server closes it waits
+   * 5 s, runs `o.recover()` (a 401 there ends it: the session is gone) and calls
+   * `o.reconnect()` while `o.isAlive()`. Answers a handle whose close() stops all of it. */
+  function liveStream(url, o) {
+    let es = null;
+    let retry = null;
+    let closed = false;
+    const handle = {
+      close() {
+        closed = true;
+        clearTimeout(retry);
+        if (es) es.close();
+      },
+    };
+    if (typeof EventSource !== 'function') {
+      o.setLive('off');
+      return handle;
+    }
+    try {
+      es = new EventSource(url);
+    } catch (_) {
+      o.setLive('off');
+      return handle;
+    }
+    o.setLive('connecting');
+    es.addEventListener('open', () => {
+      if (closed) return;
+      o.setLive('on');
+      if (o.onOpen) o.onOpen();
+    });
+    for (const [name, handler] of Object.entries(o.events)) {
+      es.addEventListener(name, (event) => {
+        if (!closed) handler(event);
+      });
+    }
+    es.addEventListener('error', () => {
+      if (closed) return;
+      if (es.readyState !== EventSource.CLOSED) {
+        o.setLive('connecting');
+        return;
+      }
+      es.close();
+      o.setLive('off');
+      retry = setTimeout(async () => {
+        if (closed || !o.isAlive()) return;
+        try {
+          await o.recover();
+        } catch (e) {
+          if (e.status === 401) return;
+        }
+        if (!closed && o.isAlive()) o.reconnect();
+      }, 5000);
+    });
+    return handle;
+  }
+
 
   function requestHeaders(method, path, accept) {
     const headers = { Accept: accept || 'application/json' };
@@ -681,7 +738,6 @@
     let listTimer = null;
     let convTimer = null;
     let live = null;
-    let liveRetry = null;
     let lastList = null;
     const drafts = new Map();
 
@@ -1207,8 +1263,6 @@
     /* live updates */
 
     function closeLive() {
-      clearTimeout(liveRetry);
-      liveRetry = null;
       if (live) {
         live.close();
         live = null;
@@ -1217,64 +1271,37 @@
 
     function connectLive(refetch) {
       closeLive();
-      if (!alive || typeof EventSource !== 'function') {
+      if (!alive) {
         setLive('off');
         return;
       }
       const url = API + '/live' + (openId ? '?conversation=' + encodeURIComponent(openId) : '');
-      let es;
-      try {
-        es = new EventSource(url);
-      } catch (_) {
-        setLive('off');
-        return;
-      }
-      live = es;
-      setLive('connecting');
       let opened = false;
-      es.addEventListener('open', () => {
-        if (live !== es) return;
-        setLive('on');
-        if (opened || refetch) {
-          scheduleList();
-          if (openId) scheduleConversation();
-        }
-        opened = true;
-      });
-      es.addEventListener('inbox', () => {
-        if (live === es) scheduleList();
-      });
-      es.addEventListener('conversation', (event) => {
-        if (live !== es || !openId) return;
-        let data = null;
-        try {
-          data = JSON.parse(event.data);
-        } catch (_) {
-          data = null;
-        }
-        if (data && data.id !== undefined && data.id !== null && String(data.id) !== openId) return;
-        if (data && current && typeof data.version === 'number' && typeof current.version === 'number' && data.version <= current.version) return;
-        scheduleConversation();
-      });
-      es.addEventListener('error', () => {
-        if (live !== es) return;
-        if (es.readyState !== EventSource.CLOSED) {
-          setLive('connecting');
-          return;
-        }
-        es.close();
-        live = null;
-        setLive('off');
-        liveRetry = setTimeout(async () => {
-          liveRetry = null;
-          try {
-            const me = await api('GET', API + '/me');
-            if (me && me.csrf && state.me) state.me.csrf = String(me.csrf);
-          } catch (e) {
-            if (e.status === 401 || !alive) return;
+      live = liveStream(url, {
+        setLive,
+        isAlive: () => alive,
+        onOpen() {
+          if (opened || refetch) {
+            scheduleList();
+            if (openId) scheduleConversation();
           }
-          if (alive) connectLive(true);
-        }, 5000);
+          opened = true;
+        },
+        events: {
+          inbox: () => scheduleList(),
+          conversation(event) {
+            if (!openId) return;
+            const data = parseJson(event.data);
+            if (data && data.id !== undefined && data.id !== null && String(data.id) !== openId) return;
+            if (data && current && typeof data.version === 'number' && typeof current.version === 'number' && data.version <= current.version) return;
+            scheduleConversation();
+          },
+        },
+        async recover() {
+          const me = await api('GET', API + '/me');
+          if (me && me.csrf && state.me) state.me.csrf = String(me.csrf);
+        },
+        reconnect: () => connectLive(true),
       });
     }
 
@@ -2389,7 +2416,6 @@
     const isAdmin = state.me.role === 'admin';
     let alive = false;
     let live = null;
-    let liveRetry = null;
     let gotLive = false;
     let mountedAt = 0;
     const items = new Map();
@@ -2672,8 +2698,6 @@
     }
 
     function closeLive() {
-      clearTimeout(liveRetry);
-      liveRetry = null;
       if (live) {
         live.close();
         live = null;
@@ -2682,49 +2706,27 @@
 
     function connectLive() {
       closeLive();
-      if (!alive || typeof EventSource !== 'function') {
+      if (!alive) {
         setLive('off');
         return;
       }
-      let es;
-      try {
-        es = new EventSource(API + '/models/pulls/live');
-      } catch (_) {
-        setLive('off');
-        return;
-      }
-      live = es;
-      setLive('connecting');
-      es.addEventListener('open', () => {
-        if (live === es) setLive('on');
-      });
-      es.addEventListener('pulls', (event) => {
-        if (live !== es) return;
-        const data = parseJson(event.data);
-        if (!data || typeof data !== 'object') return;
-        gotLive = true;
-        setLive('on');
-        render(data);
-      });
-      es.addEventListener('error', () => {
-        if (live !== es) return;
-        if (es.readyState !== EventSource.CLOSED) {
-          setLive('connecting');
-          return;
-        }
-        es.close();
-        live = null;
-        setLive('off');
-        liveRetry = setTimeout(async () => {
-          liveRetry = null;
-          try {
-            const data = await api('GET', API + '/models/pulls');
-            if (alive) render(data);
-          } catch (e) {
-            if (e.status === 401 || !alive) return;
-          }
-          if (alive) connectLive();
-        }, 5000);
+      live = liveStream(API + '/models/pulls/live', {
+        setLive,
+        isAlive: () => alive,
+        events: {
+          pulls(event) {
+            const data = parseJson(event.data);
+            if (!data || typeof data !== 'object') return;
+            gotLive = true;
+            setLive('on');
+            render(data);
+          },
+        },
+        async recover() {
+          const data = await api('GET', API + '/models/pulls');
+          if (alive) render(data);
+        },
+        reconnect: () => connectLive(),
       });
     }
 
