@@ -96,6 +96,16 @@ impl PullError {
     }
 }
 
+impl PullStatus {
+    /// The pull's totals from its files' (the files' figures are the ones progress moves).
+    fn recount(&mut self) {
+        self.bytes_done = self.files.iter().map(|f| f.bytes_done).sum();
+        if !self.files.is_empty() {
+            self.bytes_total = self.files.iter().map(|f| f.bytes_total).sum();
+        }
+    }
+}
+
 struct Job {
     status: PullStatus,
     task: Option<tokio::task::AbortHandle>,
@@ -151,6 +161,7 @@ impl Pulls {
             // A cancelled pull's task may still report a last chunk: it stays cancelled.
             if job.status.state == PullState::Running {
                 change(&mut job.status);
+                job.status.recount();
                 state.version += 1;
             }
         }
@@ -198,7 +209,6 @@ impl Sink {
         }
         let current = self.current.as_deref();
         self.pulls.update(&self.id, |s| {
-            s.bytes_done += bytes;
             if let Some(file) = s
                 .files
                 .iter_mut()
@@ -222,7 +232,6 @@ impl PullProgress for Sink {
                     done: false,
                 })
                 .collect();
-            s.bytes_total = files.iter().map(|(_, size)| *size).sum();
         });
     }
 
@@ -244,7 +253,6 @@ impl PullProgress for Sink {
                     done: false,
                 }),
             }
-            s.bytes_done = s.files.iter().map(|f| f.bytes_done).sum();
         });
         self.current = Some(file.to_owned());
     }
@@ -265,7 +273,6 @@ impl PullProgress for Sink {
                     f.bytes_done = total;
                 }
             }
-            s.bytes_done = s.files.iter().map(|f| f.bytes_done).sum();
         });
     }
 }

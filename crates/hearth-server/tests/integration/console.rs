@@ -765,6 +765,7 @@ async fn an_admin_pulls_a_model_from_the_console_and_sees_it_arrive() {
         .unwrap()
         .is_empty());
 
+    let missing = json!({"model": "hearth-test/missing-GGUF"});
     // Two pulls run; the same one again is a conflict, a third is refused with Retry-After.
     let a = post(&p, pulls, &admin, json!({ "model": model })).await;
     assert_eq!(a.status, StatusCode::ACCEPTED, "{}", a.raw);
@@ -784,13 +785,7 @@ async fn an_admin_pulls_a_model_from_the_console_and_sees_it_arrive() {
     let a = post(&p, pulls, &admin, json!({ "model": copy })).await;
     assert_eq!(a.status, StatusCode::ACCEPTED, "{}", a.raw);
     let second = a.body["pull"]["id"].as_str().unwrap().to_owned();
-    let a = post(
-        &p,
-        pulls,
-        &admin,
-        json!({"model": "hearth-test/missing-GGUF"}),
-    )
-    .await;
+    let a = post(&p, pulls, &admin, missing.clone()).await;
     assert_eq!(a.status, StatusCode::TOO_MANY_REQUESTS, "{}", a.raw);
     assert_eq!(a.body["error"]["code"], "too_many_pulls");
     assert!(a.headers.contains_key(header::RETRY_AFTER));
@@ -855,13 +850,7 @@ async fn an_admin_pulls_a_model_from_the_console_and_sees_it_arrive() {
     assert_eq!(pull_state(&p, &admin, &second).await["state"], "cancelled");
 
     // An unknown repo ends failed, saying why.
-    let a = post(
-        &p,
-        pulls,
-        &admin,
-        json!({"model": "hearth-test/missing-GGUF"}),
-    )
-    .await;
+    let a = post(&p, pulls, &admin, missing.clone()).await;
     assert_eq!(a.status, StatusCode::ACCEPTED, "{}", a.raw);
     let id = a.body["pull"]["id"].as_str().unwrap().to_owned();
     let (pull, _) = pull_finished(&p, &admin, &id).await;
